@@ -1,0 +1,133 @@
+//! The batch: the public contract every sink receives (documented in `docs/batch.md`).
+//!
+//! A batch is a closed window, immutable, with an id unique forever. A retried hand-off carries
+//! the same id and the same content, so a receiver that dedupes on `batch_id` sees each message
+//! once. Fields are only ever added, never renamed or removed.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::key::ConversationKey;
+use crate::message::Message;
+use crate::time::Millis;
+
+/// Why a window closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// The quiet period passed since the last message.
+    Quiet,
+    /// The max wait passed since the first message.
+    MaxWait,
+    /// The size cap (messages or bytes) was reached.
+    Size,
+    /// Buffering is off for the tenant.
+    Passthrough,
+}
+
+impl CloseReason {
+    /// The snake_case name, as in JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Quiet => "quiet",
+            CloseReason::MaxWait => "max_wait",
+            CloseReason::Size => "size",
+            CloseReason::Passthrough => "passthrough",
+        }
+    }
+}
+
+/// A batch as handed to a sink.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub batch_id: Uuid,
+    pub conversation: ConversationKey,
+    pub generation: u64,
+    pub reason: CloseReason,
+    pub opened_at: Millis,
+    pub closed_at: Millis,
+    /// The next window already held messages when this batch was first handed off.
+    pub more_pending: bool,
+    pub messages: Vec<Message>,
+    /// Every text, caption and reply title, in order, joined by newlines: the AI prompt.
+    pub text: String,
+}
+
+impl Batch {
+    /// Builds a batch, deriving `text` from the messages.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        batch_id: Uuid,
+        conversation: ConversationKey,
+        generation: u64,
+        reason: CloseReason,
+        opened_at: Millis,
+        closed_at: Millis,
+        more_pending: bool,
+        messages: Vec<Message>,
+    ) -> Batch {
+        let text = messages
+            .iter()
+            .flat_map(Message::prompt_parts)
+            .collect::<Vec<_>>()
+            .join("\n");
+        Batch {
+            batch_id,
+            conversation,
+            generation,
+            reason,
+            opened_at,
+            closed_at,
+            more_pending,
+            messages,
+            text,
+        }
+    }
+
+    /// The batch as JSON bytes, as sinks send it.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::Provider;
+    use crate::message::{MessageKind, Reply, Sender};
+
+    #[test]
+    fn json_shape_is_the_documented_contract() {
+        let mut img = Message::of_kind("wamid.2", MessageKind::Image, Sender::default());
+        img.caption = Some("this one".into());
+        let mut btn = Message::of_kind("wamid.3", MessageKind::Interactive, Sender::default());
+        btn.reply = Some(Reply {
+            id: "opt-1".into(),
+            title: "Vegan".into(),
+        });
+        let b = Batch::new(
+            Uuid::nil(),
+            ConversationKey::new(Provider::Meta, "106540352242922", "16505551234"),
+            7,
+            CloseReason::MaxWait,
+            Millis(1_000),
+            Millis(31_000),
+            true,
+            vec![Message::text("wamid.1", "16505551234", "2 pizzas"), img, btn],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&b.to_json()).unwrap();
+        assert_eq!(v["reason"], "max_wait");
+        assert_eq!(v["generation"], 7);
+        assert_eq!(v["conversation"]["provider"], "meta");
+        assert_eq!(v["conversation"]["account"], "106540352242922");
+        assert!(v["conversation"].get("group").is_none());
+        assert_eq!(v["opened_at"], "1970-01-01T00:00:01.000Z");
+        assert_eq!(v["more_pending"], true);
+        assert_eq!(v["text"], "2 pizzas\nthis one\nVegan");
+        assert_eq!(v["messages"][1]["kind"], "image");
+        assert_eq!(v["messages"][2]["reply"]["title"], "Vegan");
+        let back: Batch = serde_json::from_value(v).unwrap();
+        assert_eq!(back, b);
+    }
+}

@@ -1,0 +1,50 @@
+//! Metric names, shared by every shell through the `metrics` facade: the local server exports
+//! them as Prometheus text, the Lambdas as CloudWatch Embedded Metric Format. Every drop
+//! (duplicate, ignored event, stale trigger) has a counter: nothing is silent.
+
+/// Messages accepted into a window (label `provider`).
+pub const MESSAGES_RECEIVED: &str = "lull_messages_received_total";
+/// Messages handed off in acknowledged batches.
+pub const MESSAGES_HANDED_OFF: &str = "lull_messages_handed_off_total";
+/// Messages dropped as duplicates of an accepted one.
+pub const DUPLICATES: &str = "lull_duplicates_total";
+/// Webhook events acknowledged without buffering (statuses, own messages...; label `reason`).
+pub const IGNORED_EVENTS: &str = "lull_ignored_events_total";
+/// Requests refused as bad input (label `reason`).
+pub const REJECTED_REQUESTS: &str = "lull_rejected_requests_total";
+/// Appends refused for lack of room (label `reason`).
+pub const APPENDS_REFUSED: &str = "lull_appends_refused_total";
+/// Batches acknowledged by the sink (label `reason`).
+pub const BATCHES: &str = "lull_batches_total";
+/// Triggers dropped because a newer chain exists and nothing was due.
+pub const STALE_TRIGGERS: &str = "lull_stale_triggers_total";
+/// Triggers that fired before their window was due, re-armed.
+pub const EARLY_TRIGGERS: &str = "lull_early_triggers_total";
+/// Triggers re-armed because another hand-off of the conversation was in flight.
+pub const WAITING_TRIGGERS: &str = "lull_waiting_triggers_total";
+/// Conditional writes that lost a race and were retried (label `op`).
+pub const WRITE_CONFLICTS: &str = "lull_write_conflicts_total";
+/// Hand-offs the sink did not acknowledge (label `kind`: `retryable` or `permanent`).
+pub const SINK_FAILURES: &str = "lull_sink_failures_total";
+/// Windows handed off by the sweep rather than their trigger.
+pub const SWEPT: &str = "lull_swept_total";
+/// Seconds from a batch's due time to its acknowledgement.
+pub const HANDOFF_LAG: &str = "lull_handoff_lag_seconds";
+
+/// Every metric name, for exporters and for checks that dashboards use only emitted names.
+pub const ALL: &[&str] = &[
+    MESSAGES_RECEIVED,
+    MESSAGES_HANDED_OFF,
+    DUPLICATES,
+    IGNORED_EVENTS,
+    REJECTED_REQUESTS,
+    APPENDS_REFUSED,
+    BATCHES,
+    STALE_TRIGGERS,
+    EARLY_TRIGGERS,
+    WAITING_TRIGGERS,
+    WRITE_CONFLICTS,
+    SINK_FAILURES,
+    SWEPT,
+    HANDOFF_LAG,
+];

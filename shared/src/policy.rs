@@ -1,0 +1,145 @@
+//! The buffering policy of a tenant: when a window is due.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// When a window becomes due, and whether buffering is on at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// The window is due when its last message is this old (default 8 s).
+    #[serde(with = "humantime_serde_ms")]
+    pub quiet: Duration,
+    /// The window is due when its first message is this old, however chatty the user (default 30 s).
+    #[serde(with = "humantime_serde_ms")]
+    pub max_wait: Duration,
+    /// A window holding this many messages is due at once (default 50).
+    pub max_messages: u32,
+    /// A window whose stored messages take this many bytes is due at once (default 64 KiB); a
+    /// message that would overflow it starts the next window, and a single larger message is a
+    /// batch of its own.
+    pub max_bytes: u64,
+    /// False for passthrough: each message is due at once, through the same path.
+    pub buffering: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            quiet: Duration::from_secs(8),
+            max_wait: Duration::from_secs(30),
+            max_messages: 50,
+            max_bytes: 64 * 1024,
+            buffering: true,
+        }
+    }
+}
+
+/// A policy value that makes no sense; the message names the setting and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("quiet period must be greater than zero (got {0:?})")]
+    ZeroQuiet(Duration),
+    #[error("max wait ({max_wait:?}) must not be shorter than the quiet period ({quiet:?})")]
+    MaxWaitBelowQuiet { quiet: Duration, max_wait: Duration },
+    #[error("max messages must be at least 1 (got {0})")]
+    ZeroMaxMessages(u32),
+    #[error("max bytes must be between 1 KiB and {max} (got {got})", max = MAX_WINDOW_BYTES)]
+    MaxBytesOutOfRange { got: u64 },
+    #[error("{setting} of {value:?} is longer than the 7-day limit")]
+    TooLong { setting: &'static str, value: Duration },
+}
+
+/// The largest `max_bytes` allowed: a window must fit in one DynamoDB item (400 KB) with room for
+/// a pending batch beside it.
+pub const MAX_WINDOW_BYTES: u64 = 160 * 1024;
+
+impl Policy {
+    /// Checks the policy, naming the first bad value.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
+        if self.quiet.is_zero() {
+            return Err(PolicyError::ZeroQuiet(self.quiet));
+        }
+        if self.max_wait < self.quiet {
+            return Err(PolicyError::MaxWaitBelowQuiet {
+                quiet: self.quiet,
+                max_wait: self.max_wait,
+            });
+        }
+        if self.max_wait > WEEK {
+            return Err(PolicyError::TooLong {
+                setting: "max wait",
+                value: self.max_wait,
+            });
+        }
+        if self.max_messages == 0 {
+            return Err(PolicyError::ZeroMaxMessages(self.max_messages));
+        }
+        if !(1024..=MAX_WINDOW_BYTES).contains(&self.max_bytes) {
+            return Err(PolicyError::MaxBytesOutOfRange {
+                got: self.max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// A validated policy with the given quiet period and max wait and default caps.
+    pub fn with_times(quiet: Duration, max_wait: Duration) -> Result<Policy, PolicyError> {
+        let p = Policy {
+            quiet,
+            max_wait,
+            ..Policy::default()
+        };
+        p.validate().map(|()| p)
+    }
+}
+
+/// Serialises durations as humantime strings (`8s`, `500ms`) and reads them back.
+mod humantime_serde_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_nonsense_and_names_the_value() {
+        assert!(Policy::default().validate().is_ok());
+        let e = Policy::with_times(Duration::ZERO, Duration::from_secs(30)).unwrap_err();
+        assert!(e.to_string().contains("quiet period"), "{e}");
+        let e = Policy::with_times(Duration::from_secs(8), Duration::from_secs(5)).unwrap_err();
+        assert!(e.to_string().contains("5s") && e.to_string().contains("8s"), "{e}");
+        let p = Policy {
+            max_messages: 0,
+            ..Policy::default()
+        };
+        assert!(p.validate().unwrap_err().to_string().contains("max messages"));
+        let p = Policy {
+            max_bytes: 10,
+            ..Policy::default()
+        };
+        assert!(p.validate().unwrap_err().to_string().contains("got 10"));
+    }
+
+    #[test]
+    fn serialises_durations_readably() {
+        let json = serde_json::to_value(Policy::default()).unwrap();
+        assert_eq!(json["quiet"], "8s");
+        assert_eq!(json["max_wait"], "30s");
+        let back: Policy = serde_json::from_value(json).unwrap();
+        assert_eq!(back, Policy::default());
+    }
+}

@@ -1,0 +1,161 @@
+//! The narrow ports the protocol runs over. Adapters: DynamoDB + SQS (AWS), SQLite + local timers
+//! (one machine), and in memory with fault injection (tests and the simulator).
+//!
+//! `WindowStore`'s writes map 1:1 to DynamoDB conditional writes: `append` is one
+//! `TransactWriteItems` (dedupe record + conversation record), `replace` one conditional `PutItem`.
+//! A write that fails its condition returns the current record (DynamoDB's
+//! `ReturnValuesOnConditionCheckFailure`), so a retry needs no extra read.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::batch::Batch;
+use crate::key::ConversationKey;
+use crate::time::Millis;
+use crate::window::Conversation;
+
+/// The dedupe record written atomically with an append: message `id` of conversation `key` went
+/// into generation `gen`; it expires (by stored timestamp, not by TTL) at `expires_at`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupeRecord {
+    pub key: ConversationKey,
+    pub message_id: String,
+    pub gen: u64,
+    pub expires_at: Millis,
+}
+
+/// What a conditional write did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// The write landed.
+    Ok,
+    /// The record's version was not the expected one; here is the current record, if any.
+    Conflict(Option<Box<Conversation>>),
+}
+
+/// What an append did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// Dedupe record and conversation record both landed.
+    Ok,
+    /// The conversation record's version was not the expected one (the dedupe record was not
+    /// written either); here is the current record.
+    Conflict(Option<Box<Conversation>>),
+    /// An unexpired dedupe record for this message exists: the message was accepted before.
+    Duplicate(DedupeRecord),
+}
+
+/// A store failure: the operation may or may not have landed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store holds a record it cannot read: {0}")]
+    Corrupt(String),
+}
+
+/// Where windows live. Every write is conditional on the version read.
+pub trait WindowStore: Send + Sync {
+    /// Consistent read of one conversation record.
+    fn load(
+        &self,
+        key: &ConversationKey,
+    ) -> impl Future<Output = Result<Option<Conversation>, StoreError>> + Send;
+
+    /// Atomically: write `dedupe` if no unexpired record for that message exists (expiry compared
+    /// with `now`), and write `next` if the stored version is `expected` (`None`: no record).
+    fn append(
+        &self,
+        expected: Option<u64>,
+        next: &Conversation,
+        dedupe: &DedupeRecord,
+        now: Millis,
+    ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
+
+    /// Writes `next` if the stored version is `expected`.
+    fn replace(
+        &self,
+        expected: u64,
+        next: &Conversation,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
+
+    /// Up to `limit` conversations whose due time (`Conversation::due_at`) is at or before `now`,
+    /// oldest due first: what the sweep reads (a sparse index on AWS).
+    fn due(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ConversationKey>, StoreError>> + Send;
+}
+
+/// The body of a trigger: which conversation to wake, and the chain it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerMsg {
+    pub key: ConversationKey,
+    /// The chain token; a trigger whose token is not the stored one is stale.
+    pub chain: u64,
+    /// Generation and version of the record when armed (for logs and tracing).
+    pub gen: u64,
+    pub ver: u64,
+    /// When the conversation was due when this trigger was armed.
+    pub due: Millis,
+}
+
+/// A trigger could not be armed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("trigger not armed: {0}")]
+pub struct TriggerError(pub String);
+
+/// Delayed wake-ups. Implementations may fire late, twice or never (the sweep covers a lost one),
+/// but must never fire before `at` on purpose (SQS rounds delays up to whole seconds).
+pub trait Trigger: Send + Sync {
+    fn arm(
+        &self,
+        msg: &TriggerMsg,
+        at: Millis,
+    ) -> impl Future<Output = Result<(), TriggerError>> + Send;
+}
+
+/// A hand-off that was not acknowledged.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SinkError {
+    /// Worth retrying: timeouts, connection errors, HTTP 408, 429, 5xx.
+    #[error("sink failed (will retry): {0}")]
+    Retryable(String),
+    /// The sink refused the batch (other 4xx): counted and alarmed; the batch stays pending.
+    #[error("sink refused the batch: {0}")]
+    Permanent(String),
+}
+
+/// Where batches go. `Ok` means acknowledged: the sink accepted the batch.
+pub trait Sink: Send + Sync {
+    fn deliver(&self, batch: &Batch) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// The source of non-determinism: time and randomness. The simulator replaces it with a virtual
+/// clock and a seeded generator, which is what makes a run replayable from its seed.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Millis;
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send;
+    fn random(&self) -> u64;
+}
+
+/// The real clock: wall time, tokio's timer and fastrand's thread-local generator.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        Millis::now_wall()
+    }
+
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(d)
+    }
+
+    fn random(&self) -> u64 {
+        fastrand::u64(..)
+    }
+}

@@ -1,0 +1,137 @@
+//! The webhook path: dedupe + append in one conditional write, then make sure a trigger covers
+//! the window.
+
+use metrics::counter;
+
+use super::{trigger_for, Buffer};
+use crate::key::ConversationKey;
+use crate::message::Message;
+use crate::metrics as m;
+use crate::policy::Policy;
+use crate::ports::{Appended, Clock, DedupeRecord, Sink, StoreError, Trigger, TriggerError, WindowStore, Written};
+use crate::window::{AppendRefused, Conversation};
+
+/// What happened to an appended message. Both mean "answer 2xx".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Stored in generation `gen`; `armed` when this append started a trigger chain.
+    Accepted { gen: u64, armed: bool },
+    /// Accepted before (dropped and counted); `rearmed` when its window's trigger was re-armed.
+    Duplicate { gen: u64, rearmed: bool },
+}
+
+/// Why an append did not succeed. Answer 5xx (or 413 for `TooLarge`) so the gateway retries.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Refused(#[from] AppendRefused),
+    #[error("conversation too busy: {0} conflicting writes in a row")]
+    Contended(u32),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The message is stored but its trigger was not armed: a retry (a duplicate) re-arms it.
+    #[error(transparent)]
+    Trigger(#[from] TriggerError),
+}
+
+impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
+    /// Appends one message to its conversation's window under `policy`.
+    pub async fn append(
+        &self,
+        key: &ConversationKey,
+        policy: &Policy,
+        msg: Message,
+    ) -> Result<AppendOutcome, AppendError> {
+        let mut current = self.store.load(key).await?;
+        for attempt in 0..self.config.max_write_attempts {
+            let now = self.clock.now();
+            let expected = current.as_ref().map(|c| c.ver);
+            let conv = current
+                .clone()
+                .unwrap_or_else(|| Conversation::fresh(key.clone(), now));
+            let plan = match conv.plan_append(msg.clone(), policy, now, &mut || self.clock.random()) {
+                Ok(plan) => plan,
+                Err(refused) => {
+                    let reason = match refused {
+                        AppendRefused::TooLarge { .. } => "too_large",
+                        AppendRefused::Backlogged { .. } => "backlogged",
+                    };
+                    counter!(m::APPENDS_REFUSED, "reason" => reason).increment(1);
+                    return Err(refused.into());
+                }
+            };
+            let dedupe = DedupeRecord {
+                key: key.clone(),
+                message_id: msg.id.clone(),
+                gen: plan.gen,
+                expires_at: now.plus(self.config.dedupe_horizon),
+            };
+            match self.store.append(expected, &plan.next, &dedupe, now).await? {
+                Appended::Ok => {
+                    counter!(m::MESSAGES_RECEIVED, "provider" => key.provider.as_str()).increment(1);
+                    if let (Some(at), Some(chain)) = (plan.arm, plan.next.chain) {
+                        self.trigger
+                            .arm(&trigger_for(&plan.next, chain.token, at), at)
+                            .await?;
+                    }
+                    return Ok(AppendOutcome::Accepted {
+                        gen: plan.gen,
+                        armed: plan.arm.is_some(),
+                    });
+                }
+                Appended::Conflict(latest) => {
+                    counter!(m::WRITE_CONFLICTS, "op" => "append").increment(1);
+                    current = latest.map(|b| *b);
+                    if attempt >= 2 {
+                        self.backoff(attempt).await;
+                    }
+                }
+                Appended::Duplicate(record) => {
+                    counter!(m::DUPLICATES).increment(1);
+                    let rearmed = self.rearm_for_duplicate(&record).await?;
+                    return Ok(AppendOutcome::Duplicate {
+                        gen: record.gen,
+                        rearmed,
+                    });
+                }
+            }
+        }
+        counter!(m::APPENDS_REFUSED, "reason" => "contended").increment(1);
+        Err(AppendError::Contended(self.config.max_write_attempts))
+    }
+
+    /// A duplicate of a message not yet acknowledged makes sure its conversation has a live
+    /// trigger: a gateway retry after a failed trigger send must never strand a window.
+    async fn rearm_for_duplicate(&self, record: &DedupeRecord) -> Result<bool, AppendError> {
+        for _ in 0..self.config.max_write_attempts {
+            let Some(mut conv) = self.store.load(&record.key).await? else {
+                return Ok(false);
+            };
+            let oldest_unacked = conv.pending_gens().next().unwrap_or(conv.gen);
+            let Some(due) = conv.hand_off_due() else {
+                return Ok(false);
+            };
+            if record.gen < oldest_unacked {
+                return Ok(false);
+            }
+            let token = match conv.chain {
+                Some(chain) => chain.token,
+                None => {
+                    let expected = conv.ver;
+                    let token = self.clock.random();
+                    conv.restart_chain(token, due, self.clock.now());
+                    match self.store.replace(expected, &conv).await? {
+                        Written::Ok => token,
+                        Written::Conflict(_) => {
+                            counter!(m::WRITE_CONFLICTS, "op" => "rearm").increment(1);
+                            continue;
+                        }
+                    }
+                }
+            };
+            self.trigger.arm(&trigger_for(&conv, token, due), due).await?;
+            return Ok(true);
+        }
+        Err(AppendError::Contended(self.config.max_write_attempts))
+    }
+}

@@ -1,0 +1,94 @@
+//! The append / flush / sweep protocol, written once over the ports and run by every shell.
+//!
+//! - [`Buffer::append`] (webhook path): dedupe and append in one conditional write, then make sure
+//!   a trigger chain covers the window. Answer 2xx only when it returns `Ok`.
+//! - [`Buffer::flush`] (trigger path): close what is due, take the hand-off lease, hand the oldest
+//!   pending batch to the sink, mark it acknowledged, repeat; re-arm the chain for what remains.
+//! - [`Buffer::sweep`] (periodic): flush every conversation past due whose trigger was lost.
+
+mod append;
+mod flush;
+mod sweep;
+
+use std::time::Duration;
+
+pub use append::{AppendError, AppendOutcome};
+pub use flush::{FlushEnd, FlushError, FlushMode, FlushReport, HandedOff};
+pub use sweep::SweepReport;
+
+use crate::ports::{Clock, Sink, Trigger, TriggerMsg, WindowStore};
+use crate::window::Conversation;
+
+/// Settings of the protocol itself (tenant policies travel with each append).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferConfig {
+    /// How long a message id is remembered for dedupe (default 7 days: Meta retries that long).
+    pub dedupe_horizon: Duration,
+    /// How long a hand-off lease lasts; must exceed the sink's timeout so a live hand-off never
+    /// loses its lease (default 30 s).
+    pub lease: Duration,
+    /// How many times a conditional write that lost a race is retried before giving up.
+    pub max_write_attempts: u32,
+    /// How many batches one flush hands off before yielding (re-armed at once).
+    pub max_handoffs_per_flush: u32,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            dedupe_horizon: Duration::from_secs(7 * 24 * 3600),
+            lease: Duration::from_secs(30),
+            max_write_attempts: 64,
+            max_handoffs_per_flush: 16,
+        }
+    }
+}
+
+/// The protocol, bound to its ports. Shells build one and share it (it is `Send + Sync` when its
+/// ports are).
+#[derive(Clone, Debug)]
+pub struct Buffer<S, T, K, C> {
+    pub store: S,
+    pub trigger: T,
+    pub sink: K,
+    pub clock: C,
+    pub config: BufferConfig,
+}
+
+impl<S, T, K, C> Buffer<S, T, K, C>
+where
+    S: WindowStore,
+    T: Trigger,
+    K: Sink,
+    C: Clock,
+{
+    pub fn new(store: S, trigger: T, sink: K, clock: C, config: BufferConfig) -> Self {
+        Buffer {
+            store,
+            trigger,
+            sink,
+            clock,
+            config,
+        }
+    }
+
+    /// Jittered exponential backoff after `attempt` lost races: up to 1 ms, 2 ms, 4 ms ... 64 ms.
+    async fn backoff(&self, attempt: u32) {
+        let cap_ms = 1u64 << attempt.min(6);
+        let ms = self.clock.random() % (cap_ms + 1);
+        if ms > 0 {
+            self.clock.sleep(Duration::from_millis(ms)).await;
+        }
+    }
+}
+
+/// The trigger body for the live chain of `conv`, armed for `due`.
+pub(crate) fn trigger_for(conv: &Conversation, chain: u64, due: crate::Millis) -> TriggerMsg {
+    TriggerMsg {
+        key: conv.key.clone(),
+        chain,
+        gen: conv.gen,
+        ver: conv.ver,
+        due,
+    }
+}

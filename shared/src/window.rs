@@ -1,0 +1,508 @@
+//! The window state machine: one conversation's stored record and its pure transitions.
+//!
+//! A conversation record holds the open window (generation `gen`, still filling), the closed
+//! batches not yet acknowledged by the sink (`pending`, oldest first), and the trigger chain that
+//! will wake the flush. Every change bumps `ver`; stores only accept a write whose expected `ver`
+//! matches (optimistic concurrency), so every transition here is computed from one consistent
+//! read and either lands whole or not at all. Nothing in this file does I/O.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::batch::{Batch, CloseReason};
+use crate::key::ConversationKey;
+use crate::message::Message;
+use crate::policy::Policy;
+use crate::time::{duration_ms, Millis};
+
+/// A conversation record may hold at most this many bytes of messages (open window plus pending
+/// batches), so it always fits one DynamoDB item (400 KB) with its attributes. An append past it
+/// is refused (the gateway retries later); it happens only while a sink has been down for long.
+pub const MAX_CONVERSATION_BYTES: u64 = 320 * 1024;
+
+/// The open window: messages waiting for the user to go quiet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenWindow {
+    /// Minted when the window opens (UUIDv7), so every retry of its hand-off carries the same id.
+    pub batch_id: Uuid,
+    /// Receive time of the first message.
+    pub opened_at: Millis,
+    /// Receive time of the last message.
+    pub last_at: Millis,
+    /// The quiet period in force at the last append, in ms (the flush needs no tenant config).
+    pub quiet_ms: u64,
+    /// The max wait in force at the last append, in ms.
+    pub max_wait_ms: u64,
+    /// Stored size of `messages`, for the size cap.
+    pub bytes: u64,
+    pub messages: Vec<Message>,
+}
+
+impl OpenWindow {
+    /// When this window is due, and why: the earlier of quiet period after the last message and
+    /// max wait after the first.
+    pub fn due(&self) -> (Millis, CloseReason) {
+        let quiet = Millis(self.last_at.0.saturating_add(self.quiet_ms));
+        let max = Millis(self.opened_at.0.saturating_add(self.max_wait_ms));
+        if quiet <= max {
+            (quiet, CloseReason::Quiet)
+        } else {
+            (max, CloseReason::MaxWait)
+        }
+    }
+}
+
+/// A lease on the hand-off of a pending batch: while it runs, no other flush hands off anything of
+/// this conversation, so two hand-offs never overlap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub until: Millis,
+    pub token: u64,
+}
+
+/// A closed window waiting to be acknowledged by the sink. Immutable but for its lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosedBatch {
+    pub gen: u64,
+    pub batch_id: Uuid,
+    pub reason: CloseReason,
+    pub opened_at: Millis,
+    pub closed_at: Millis,
+    /// When the window became due (quiet period or max wait reached; for size and passthrough,
+    /// when it closed): the start of its hand-off lag.
+    pub due_at: Millis,
+    pub bytes: u64,
+    /// Fixed at the first hand-off, so retries carry the same content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more_pending: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    pub messages: Vec<Message>,
+}
+
+impl ClosedBatch {
+    /// The public batch handed to the sink.
+    pub fn to_batch(&self, key: &ConversationKey) -> Batch {
+        Batch::new(
+            self.batch_id,
+            key.clone(),
+            self.gen,
+            self.reason,
+            self.opened_at,
+            self.closed_at,
+            self.more_pending.unwrap_or(false),
+            self.messages.clone(),
+        )
+    }
+
+    fn lease_active(&self, now: Millis) -> bool {
+        self.lease.is_some_and(|l| l.until > now)
+    }
+}
+
+/// The live trigger chain. Appends start a chain (a trigger armed for `armed_for`); the flush
+/// re-arms the same chain while work remains and ends it when the conversation goes idle. A
+/// trigger whose token is not the stored one is stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chain {
+    pub token: u64,
+    pub armed_for: Millis,
+}
+
+/// One conversation's stored record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub key: ConversationKey,
+    /// Bumped on every change; 0 means "not stored yet".
+    pub ver: u64,
+    /// The generation of the open window: the next batch. It only grows.
+    pub gen: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<OpenWindow>,
+    /// Closed batches not yet acknowledged, oldest (lowest gen) first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<ClosedBatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Chain>,
+    pub updated_at: Millis,
+}
+
+/// Why an append cannot be taken now. Nothing was stored; the gateway should retry later.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendRefused {
+    #[error("message of {size} bytes is larger than a conversation can hold ({max} bytes)")]
+    TooLarge { size: u64, max: u64 },
+    #[error("conversation backlog full ({bytes} bytes pending): the sink is not acknowledging")]
+    Backlogged { bytes: u64 },
+}
+
+/// The result of planning an append: the record to write and whether to arm a trigger.
+#[derive(Debug, Clone)]
+pub struct AppendPlan {
+    pub next: Conversation,
+    /// The generation the message went into.
+    pub gen: u64,
+    /// Arm a trigger (a new chain) for this instant.
+    pub arm: Option<Millis>,
+}
+
+impl Conversation {
+    /// A conversation that has never been stored. Generations start at the creation time in ms,
+    /// so a conversation whose record expired after days of idleness never reuses a generation.
+    pub fn fresh(key: ConversationKey, now: Millis) -> Conversation {
+        Conversation {
+            key,
+            ver: 0,
+            gen: now.0.max(1),
+            window: None,
+            pending: Vec::new(),
+            chain: None,
+            updated_at: now,
+        }
+    }
+
+    /// True when nothing is buffered or pending.
+    pub fn is_idle(&self) -> bool {
+        self.window.is_none() && self.pending.is_empty()
+    }
+
+    /// When something must next happen, ignoring leases: the oldest pending batch is due at once
+    /// (when it closed), else the open window's due time. This is what a trigger chain covers.
+    pub fn hand_off_due(&self) -> Option<Millis> {
+        match self.pending.first() {
+            Some(b) => Some(b.closed_at),
+            None => self.window.as_ref().map(|w| w.due().0),
+        }
+    }
+
+    /// When a flush can next make progress: like [`Self::hand_off_due`], but a leased batch only
+    /// when its lease runs out. This is the due time the sweep's index holds.
+    pub fn due_at(&self) -> Option<Millis> {
+        match self.pending.first() {
+            Some(b) => Some(b.lease.map_or(b.closed_at, |l| l.until.max(b.closed_at))),
+            None => self.window.as_ref().map(|w| w.due().0),
+        }
+    }
+
+    /// True when a flush now can make progress.
+    pub fn is_past_due(&self, now: Millis) -> bool {
+        self.due_at().is_some_and(|d| d <= now)
+    }
+
+    /// Bytes of messages held: open window plus pending batches.
+    pub fn stored_bytes(&self) -> u64 {
+        self.window.as_ref().map_or(0, |w| w.bytes) + self.pending.iter().map(|b| b.bytes).sum::<u64>()
+    }
+
+    /// Generations of batches that are closed but not acknowledged.
+    pub fn pending_gens(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pending.iter().map(|b| b.gen)
+    }
+
+    /// The latest receive time held, so a new message never sorts before an older one.
+    fn last_received(&self) -> Millis {
+        if let Some(w) = &self.window {
+            return w.last_at;
+        }
+        self.pending
+            .last()
+            .and_then(|b| b.messages.last())
+            .map_or(Millis(0), |m| m.received_at)
+    }
+
+    /// Closes the open window into a pending batch of generation `gen`.
+    fn close(&mut self, reason: CloseReason, now: Millis) {
+        if let Some(w) = self.window.take() {
+            let due_at = match reason {
+                CloseReason::Quiet | CloseReason::MaxWait => w.due().0.min(now),
+                CloseReason::Size | CloseReason::Passthrough => now,
+            };
+            self.pending.push(ClosedBatch {
+                gen: self.gen,
+                batch_id: w.batch_id,
+                reason,
+                opened_at: w.opened_at,
+                closed_at: now,
+                due_at,
+                bytes: w.bytes,
+                more_pending: None,
+                lease: None,
+                messages: w.messages,
+            });
+            self.gen += 1;
+        }
+    }
+
+    /// Closes the open window if it is due at `now`; returns the reason when it did.
+    pub fn close_if_due(&mut self, now: Millis) -> Option<CloseReason> {
+        let (due, reason) = self.window.as_ref()?.due();
+        if due <= now {
+            self.close(reason, now);
+            Some(reason)
+        } else {
+            None
+        }
+    }
+
+    /// Plans appending `msg` (its `received_at` is set here) under `policy` at `now`. `random`
+    /// supplies the entropy for a new batch id and chain token.
+    pub fn plan_append(
+        mut self,
+        mut msg: Message,
+        policy: &Policy,
+        now: Millis,
+        random: &mut dyn FnMut() -> u64,
+    ) -> Result<AppendPlan, AppendRefused> {
+        let covered_until = self.hand_off_due();
+        msg.received_at = now.max(self.last_received());
+        let size = msg.stored_size();
+        if size > MAX_CONVERSATION_BYTES / 2 {
+            return Err(AppendRefused::TooLarge {
+                size,
+                max: MAX_CONVERSATION_BYTES / 2,
+            });
+        }
+        let at = msg.received_at;
+        if !policy.buffering {
+            // Passthrough: whatever was buffered before the switch closes first, then the
+            // message is a batch of its own.
+            self.close(CloseReason::Passthrough, at);
+        } else if let Some(w) = &self.window {
+            let overflows = w.messages.len() as u64 + 1 > u64::from(policy.max_messages)
+                || w.bytes + size > policy.max_bytes;
+            if overflows {
+                self.close(CloseReason::Size, at);
+            }
+        }
+        let gen = self.gen;
+        let w = self.window.get_or_insert_with(|| OpenWindow {
+            batch_id: mint_batch_id(at, random),
+            opened_at: at,
+            last_at: at,
+            quiet_ms: 0,
+            max_wait_ms: 0,
+            bytes: 0,
+            messages: Vec::new(),
+        });
+        w.last_at = at;
+        w.quiet_ms = duration_ms(policy.quiet);
+        w.max_wait_ms = duration_ms(policy.max_wait);
+        w.bytes += size;
+        w.messages.push(msg);
+        if !policy.buffering {
+            self.close(CloseReason::Passthrough, at);
+        } else if w.messages.len() as u64 >= u64::from(policy.max_messages) || w.bytes >= policy.max_bytes {
+            self.close(CloseReason::Size, at);
+        }
+        let bytes = self.stored_bytes();
+        if bytes > MAX_CONVERSATION_BYTES {
+            return Err(AppendRefused::Backlogged { bytes });
+        }
+        self.ver += 1;
+        self.updated_at = now;
+        // A live chain fires no later than the due time it covered; due times only move later
+        // as messages arrive, unless a size cap or passthrough closed a batch just now. Only then,
+        // or with no chain at all, does this append start a new chain.
+        let due = self.hand_off_due();
+        let arm = match (self.chain, covered_until, due) {
+            (Some(_), Some(covered), Some(due)) if due >= covered => None,
+            (_, _, due) => due,
+        };
+        if let Some(armed_for) = arm {
+            self.chain = Some(Chain {
+                token: random(),
+                armed_for,
+            });
+        }
+        Ok(AppendPlan {
+            next: self,
+            gen,
+            arm,
+        })
+    }
+
+    /// Takes the hand-off lease on the oldest pending batch, freezing `more_pending` at its first
+    /// hand-off. Returns false when another flush holds a live lease.
+    pub fn lease_head(&mut self, now: Millis, lease: Duration, token: u64) -> bool {
+        let more = self.pending.len() > 1 || self.window.is_some();
+        match self.pending.first_mut() {
+            Some(head) if !head.lease_active(now) => {
+                head.lease = Some(Lease {
+                    until: now.plus(lease),
+                    token,
+                });
+                head.more_pending.get_or_insert(more);
+                self.ver += 1;
+                self.updated_at = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records that batch `gen` was acknowledged. Ends the trigger chain when nothing is left.
+    /// Returns false (and changes nothing) when `gen` is no longer pending: already acknowledged.
+    pub fn ack(&mut self, gen: u64, now: Millis) -> bool {
+        if self.pending.first().map(|b| b.gen) != Some(gen) {
+            return false;
+        }
+        self.pending.remove(0);
+        if self.is_idle() {
+            self.chain = None;
+        }
+        self.ver += 1;
+        self.updated_at = now;
+        true
+    }
+
+    /// Releases our lease on batch `gen` after a failed hand-off, so a retry need not wait for it
+    /// to run out. Returns false when there was nothing of ours to release.
+    pub fn release(&mut self, gen: u64, token: u64, now: Millis) -> bool {
+        match self.pending.first_mut() {
+            Some(head) if head.gen == gen && head.lease.is_some_and(|l| l.token == token) => {
+                head.lease = None;
+                self.ver += 1;
+                self.updated_at = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends the trigger chain of an idle conversation.
+    pub fn end_chain(&mut self, now: Millis) -> bool {
+        if self.is_idle() && self.chain.is_some() {
+            self.chain = None;
+            self.ver += 1;
+            self.updated_at = now;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Starts a new chain (the sweep adopts a conversation whose chain was lost).
+    pub fn restart_chain(&mut self, token: u64, armed_for: Millis, now: Millis) {
+        self.chain = Some(Chain { token, armed_for });
+        self.ver += 1;
+        self.updated_at = now;
+    }
+}
+
+/// A UUIDv7 from the window's opening time and 80 bits of entropy: unique forever, sortable by
+/// time, and free of any phone number.
+pub fn mint_batch_id(at: Millis, random: &mut dyn FnMut() -> u64) -> Uuid {
+    let mut bytes = [0u8; 10];
+    bytes[..8].copy_from_slice(&random().to_le_bytes());
+    bytes[8..].copy_from_slice(&random().to_le_bytes()[..2]);
+    uuid::Builder::from_unix_timestamp_millis(at.0, &bytes).into_uuid()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::Provider;
+
+    fn key() -> ConversationKey {
+        ConversationKey::new(Provider::Meta, "pn", "user")
+    }
+
+    fn counter() -> impl FnMut() -> u64 {
+        let mut n = 0;
+        move || {
+            n += 1;
+            n
+        }
+    }
+
+    #[test]
+    fn first_append_opens_a_window_and_starts_a_chain() {
+        let mut r = counter();
+        let p = Policy::default();
+        let plan = Conversation::fresh(key(), Millis(1000))
+            .plan_append(Message::text("m1", "u", "hi"), &p, Millis(1000), &mut r)
+            .unwrap();
+        assert_eq!(plan.next.ver, 1);
+        assert_eq!(plan.arm, Some(Millis(9000)));
+        let w = plan.next.window.as_ref().unwrap();
+        assert_eq!(w.messages[0].received_at, Millis(1000));
+        assert_eq!(w.batch_id.get_version_num(), 7);
+        // A second message moves the due time later: the chain still covers it, no new trigger.
+        let plan2 = plan
+            .next
+            .plan_append(Message::text("m2", "u", "there"), &p, Millis(5000), &mut r)
+            .unwrap();
+        assert_eq!(plan2.arm, None);
+        assert_eq!(plan2.next.due_at(), Some(Millis(13000)));
+    }
+
+    #[test]
+    fn size_cap_overflow_goes_to_the_next_window_and_arms_now() {
+        let mut r = counter();
+        let p = Policy {
+            max_messages: 2,
+            ..Policy::default()
+        };
+        let mut c = Conversation::fresh(key(), Millis(0));
+        let g0 = c.gen;
+        c = c.plan_append(Message::text("a", "u", "1"), &p, Millis(0), &mut r).unwrap().next;
+        let plan = c.plan_append(Message::text("b", "u", "2"), &p, Millis(10), &mut r).unwrap();
+        // Two messages reach the cap: the window closes at once with reason size.
+        assert_eq!(plan.next.pending.len(), 1);
+        assert_eq!(plan.next.pending[0].reason, CloseReason::Size);
+        assert_eq!(plan.next.pending[0].gen, g0);
+        assert_eq!(plan.arm, Some(Millis(10)));
+        assert_eq!(plan.next.gen, g0 + 1);
+    }
+
+    #[test]
+    fn passthrough_makes_each_message_a_batch() {
+        let mut r = counter();
+        let p = Policy {
+            buffering: false,
+            ..Policy::default()
+        };
+        let c = Conversation::fresh(key(), Millis(0));
+        let plan = c.plan_append(Message::text("a", "u", "1"), &p, Millis(0), &mut r).unwrap();
+        assert_eq!(plan.next.pending[0].reason, CloseReason::Passthrough);
+        assert!(plan.next.window.is_none());
+        assert_eq!(plan.arm, Some(Millis(0)));
+        let plan = plan.next.plan_append(Message::text("b", "u", "2"), &p, Millis(1), &mut r).unwrap();
+        assert_eq!(plan.next.pending.len(), 2);
+        // The chain already covers the first pending batch, which is due earlier.
+        assert_eq!(plan.arm, None);
+    }
+
+    #[test]
+    fn never_closes_early() {
+        let mut r = counter();
+        let p = Policy::default();
+        let mut c = Conversation::fresh(key(), Millis(0))
+            .plan_append(Message::text("a", "u", "1"), &p, Millis(0), &mut r)
+            .unwrap()
+            .next;
+        assert_eq!(c.close_if_due(Millis(7999)), None);
+        assert_eq!(c.close_if_due(Millis(8000)), Some(CloseReason::Quiet));
+    }
+
+    #[test]
+    fn lease_blocks_a_second_hand_off_and_ack_ends_the_chain() {
+        let mut r = counter();
+        let p = Policy::default();
+        let mut c = Conversation::fresh(key(), Millis(0))
+            .plan_append(Message::text("a", "u", "1"), &p, Millis(0), &mut r)
+            .unwrap()
+            .next;
+        c.close_if_due(Millis(8000));
+        let gen = c.pending[0].gen;
+        assert!(c.lease_head(Millis(8000), Duration::from_secs(30), 7));
+        assert!(!c.lease_head(Millis(8001), Duration::from_secs(30), 8));
+        assert_eq!(c.due_at(), Some(Millis(38000)));
+        assert!(c.ack(gen, Millis(8002)));
+        assert!(!c.ack(gen, Millis(8003)), "a second ack is a no-op");
+        assert!(c.chain.is_none());
+        assert!(c.is_idle());
+    }
+}
