@@ -114,7 +114,11 @@ mod tests {
             Millis(1_000),
             Millis(31_000),
             true,
-            vec![Message::text("wamid.1", "16505551234", "2 pizzas"), img, btn],
+            vec![
+                Message::text("wamid.1", "16505551234", "2 pizzas"),
+                img,
+                btn,
+            ],
         );
         let v: serde_json::Value = serde_json::from_slice(&b.to_json()).unwrap();
         assert_eq!(v["reason"], "max_wait");

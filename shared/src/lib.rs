@@ -14,6 +14,8 @@
 //! configuration, build adapters and call [`protocol::Buffer`].
 
 pub mod batch;
+#[cfg(feature = "contract")]
+pub mod contract;
 pub mod key;
 pub mod memory;
 pub mod message;

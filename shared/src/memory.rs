@@ -295,3 +295,11 @@ impl Clock for ManualClock {
         lock(&self.rng).u64(..)
     }
 }
+
+#[cfg(all(test, feature = "contract"))]
+mod tests {
+    #[tokio::test(flavor = "current_thread")]
+    async fn memory_store_meets_the_contract() {
+        crate::contract::check_all(&super::MemoryStore::new()).await;
+    }
+}

@@ -180,6 +180,8 @@ impl Message {
 
     /// How many bytes this message takes in a stored window (its JSON form), for the size cap.
     pub fn stored_size(&self) -> u64 {
-        serde_json::to_vec(self).map(|v| v.len() as u64).unwrap_or(u64::MAX)
+        serde_json::to_vec(self)
+            .map(|v| v.len() as u64)
+            .unwrap_or(u64::MAX)
     }
 }

@@ -47,7 +47,10 @@ pub enum PolicyError {
     #[error("max bytes must be between 1 KiB and {max} (got {got})", max = MAX_WINDOW_BYTES)]
     MaxBytesOutOfRange { got: u64 },
     #[error("{setting} of {value:?} is longer than the 7-day limit")]
-    TooLong { setting: &'static str, value: Duration },
+    TooLong {
+        setting: &'static str,
+        value: Duration,
+    },
 }
 
 /// The largest `max_bytes` allowed: a window must fit in one DynamoDB item (400 KB) with room for
@@ -121,12 +124,19 @@ mod tests {
         let e = Policy::with_times(Duration::ZERO, Duration::from_secs(30)).unwrap_err();
         assert!(e.to_string().contains("quiet period"), "{e}");
         let e = Policy::with_times(Duration::from_secs(8), Duration::from_secs(5)).unwrap_err();
-        assert!(e.to_string().contains("5s") && e.to_string().contains("8s"), "{e}");
+        assert!(
+            e.to_string().contains("5s") && e.to_string().contains("8s"),
+            "{e}"
+        );
         let p = Policy {
             max_messages: 0,
             ..Policy::default()
         };
-        assert!(p.validate().unwrap_err().to_string().contains("max messages"));
+        assert!(p
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max messages"));
         let p = Policy {
             max_bytes: 10,
             ..Policy::default()

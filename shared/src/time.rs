@@ -47,7 +47,9 @@ impl Millis {
     /// Parses RFC 3339 (any fraction of a second, truncated to milliseconds).
     pub fn parse_rfc3339(s: &str) -> Result<Millis, humantime::TimestampError> {
         let t = humantime::parse_rfc3339(s)?;
-        Ok(Millis(t.duration_since(UNIX_EPOCH).map(duration_ms).unwrap_or(0)))
+        Ok(Millis(
+            t.duration_since(UNIX_EPOCH).map(duration_ms).unwrap_or(0),
+        ))
     }
 }
 
@@ -109,6 +111,9 @@ mod tests {
     #[test]
     fn arithmetic_saturates() {
         assert_eq!(Millis(5).since(Millis(9)), Duration::ZERO);
-        assert_eq!(Millis(u64::MAX).plus(Duration::from_secs(1)), Millis(u64::MAX));
+        assert_eq!(
+            Millis(u64::MAX).plus(Duration::from_secs(1)),
+            Millis(u64::MAX)
+        );
     }
 }

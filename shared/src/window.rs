@@ -193,7 +193,8 @@ impl Conversation {
 
     /// Bytes of messages held: open window plus pending batches.
     pub fn stored_bytes(&self) -> u64 {
-        self.window.as_ref().map_or(0, |w| w.bytes) + self.pending.iter().map(|b| b.bytes).sum::<u64>()
+        self.window.as_ref().map_or(0, |w| w.bytes)
+            + self.pending.iter().map(|b| b.bytes).sum::<u64>()
     }
 
     /// Generations of batches that are closed but not acknowledged.
@@ -293,7 +294,9 @@ impl Conversation {
         w.messages.push(msg);
         if !policy.buffering {
             self.close(CloseReason::Passthrough, at);
-        } else if w.messages.len() as u64 >= u64::from(policy.max_messages) || w.bytes >= policy.max_bytes {
+        } else if w.messages.len() as u64 >= u64::from(policy.max_messages)
+            || w.bytes >= policy.max_bytes
+        {
             self.close(CloseReason::Size, at);
         }
         let bytes = self.stored_bytes();
@@ -447,8 +450,13 @@ mod tests {
         };
         let mut c = Conversation::fresh(key(), Millis(0));
         let g0 = c.gen;
-        c = c.plan_append(Message::text("a", "u", "1"), &p, Millis(0), &mut r).unwrap().next;
-        let plan = c.plan_append(Message::text("b", "u", "2"), &p, Millis(10), &mut r).unwrap();
+        c = c
+            .plan_append(Message::text("a", "u", "1"), &p, Millis(0), &mut r)
+            .unwrap()
+            .next;
+        let plan = c
+            .plan_append(Message::text("b", "u", "2"), &p, Millis(10), &mut r)
+            .unwrap();
         // Two messages reach the cap: the window closes at once with reason size.
         assert_eq!(plan.next.pending.len(), 1);
         assert_eq!(plan.next.pending[0].reason, CloseReason::Size);
@@ -465,11 +473,16 @@ mod tests {
             ..Policy::default()
         };
         let c = Conversation::fresh(key(), Millis(0));
-        let plan = c.plan_append(Message::text("a", "u", "1"), &p, Millis(0), &mut r).unwrap();
+        let plan = c
+            .plan_append(Message::text("a", "u", "1"), &p, Millis(0), &mut r)
+            .unwrap();
         assert_eq!(plan.next.pending[0].reason, CloseReason::Passthrough);
         assert!(plan.next.window.is_none());
         assert_eq!(plan.arm, Some(Millis(0)));
-        let plan = plan.next.plan_append(Message::text("b", "u", "2"), &p, Millis(1), &mut r).unwrap();
+        let plan = plan
+            .next
+            .plan_append(Message::text("b", "u", "2"), &p, Millis(1), &mut r)
+            .unwrap();
         assert_eq!(plan.next.pending.len(), 2);
         // The chain already covers the first pending batch, which is due earlier.
         assert_eq!(plan.arm, None);

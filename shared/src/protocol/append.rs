@@ -8,7 +8,9 @@ use crate::key::ConversationKey;
 use crate::message::Message;
 use crate::metrics as m;
 use crate::policy::Policy;
-use crate::ports::{Appended, Clock, DedupeRecord, Sink, StoreError, Trigger, TriggerError, WindowStore, Written};
+use crate::ports::{
+    Appended, Clock, DedupeRecord, Sink, StoreError, Trigger, TriggerError, WindowStore, Written,
+};
 use crate::window::{AppendRefused, Conversation};
 
 /// What happened to an appended message. Both mean "answer 2xx".
@@ -49,7 +51,8 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
             let conv = current
                 .clone()
                 .unwrap_or_else(|| Conversation::fresh(key.clone(), now));
-            let plan = match conv.plan_append(msg.clone(), policy, now, &mut || self.clock.random()) {
+            let plan = match conv.plan_append(msg.clone(), policy, now, &mut || self.clock.random())
+            {
                 Ok(plan) => plan,
                 Err(refused) => {
                     let reason = match refused {
@@ -66,9 +69,14 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
                 gen: plan.gen,
                 expires_at: now.plus(self.config.dedupe_horizon),
             };
-            match self.store.append(expected, &plan.next, &dedupe, now).await? {
+            match self
+                .store
+                .append(expected, &plan.next, &dedupe, now)
+                .await?
+            {
                 Appended::Ok => {
-                    counter!(m::MESSAGES_RECEIVED, "provider" => key.provider.as_str()).increment(1);
+                    counter!(m::MESSAGES_RECEIVED, "provider" => key.provider.as_str())
+                        .increment(1);
                     if let (Some(at), Some(chain)) = (plan.arm, plan.next.chain) {
                         self.trigger
                             .arm(&trigger_for(&plan.next, chain.token, at), at)
@@ -129,7 +137,9 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
                     }
                 }
             };
-            self.trigger.arm(&trigger_for(&conv, token, due), due).await?;
+            self.trigger
+                .arm(&trigger_for(&conv, token, due), due)
+                .await?;
             return Ok(true);
         }
         Err(AppendError::Contended(self.config.max_write_attempts))

@@ -7,7 +7,9 @@ use uuid::Uuid;
 use super::{trigger_for, Buffer};
 use crate::batch::CloseReason;
 use crate::metrics as m;
-use crate::ports::{Clock, Sink, SinkError, StoreError, Trigger, TriggerError, TriggerMsg, WindowStore, Written};
+use crate::ports::{
+    Clock, Sink, SinkError, StoreError, Trigger, TriggerError, TriggerMsg, WindowStore, Written,
+};
 use crate::time::Millis;
 use crate::window::Conversation;
 
@@ -69,7 +71,11 @@ pub enum FlushError {
 
 impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
     /// Handles one trigger (or one sweep hit) for `trig.key`.
-    pub async fn flush(&self, trig: &TriggerMsg, mode: FlushMode) -> Result<FlushReport, FlushError> {
+    pub async fn flush(
+        &self,
+        trig: &TriggerMsg,
+        mode: FlushMode,
+    ) -> Result<FlushReport, FlushError> {
         let mut handed_off = Vec::new();
         let done = |handed_off, end| Ok(FlushReport { handed_off, end });
         let Some(mut conv) = self.store.load(&trig.key).await? else {
@@ -81,7 +87,8 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
         let mut first = true;
         loop {
             let now = self.clock.now();
-            let live = mode == FlushMode::Sweep || conv.chain.is_some_and(|c| c.token == trig.chain);
+            let live =
+                mode == FlushMode::Sweep || conv.chain.is_some_and(|c| c.token == trig.chain);
             if !live && !conv.is_past_due(now) {
                 if first {
                     counter!(m::STALE_TRIGGERS).increment(1);
@@ -185,7 +192,12 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
     }
 
     /// Marks batch `gen` acknowledged, retrying lost races; returns the record after it.
-    async fn ack(&self, mut conv: Conversation, gen: u64, now: Millis) -> Result<Conversation, FlushError> {
+    async fn ack(
+        &self,
+        mut conv: Conversation,
+        gen: u64,
+        now: Millis,
+    ) -> Result<Conversation, FlushError> {
         for _ in 0..self.config.max_write_attempts {
             let mut next = conv.clone();
             if !next.ack(gen, now) {
@@ -210,11 +222,11 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
     ) -> Result<Conversation, FlushError> {
         match latest {
             Some(c) => Ok(*c),
-            None => self
-                .store
-                .load(key)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt("conversation record vanished".into()).into()),
+            None => {
+                self.store.load(key).await?.ok_or_else(|| {
+                    StoreError::Corrupt("conversation record vanished".into()).into()
+                })
+            }
         }
     }
 

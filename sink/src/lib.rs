@@ -1,0 +1,79 @@
+//! lull's sinks: where batches go once a window closes.
+//!
+//! - [`HttpSink`]: POSTs the batch JSON to the AI step, signed and idempotent.
+//! - [`StdoutSink`]: one batch JSON per line on standard output (the local default).
+//! - [`JsonlSink`]: appends one batch JSON per line to a file.
+//! - [`AnySink`]: one of the above, chosen from a `--sink` string.
+//!
+//! "Acknowledged" means the sink accepted the batch (HTTP 2xx, a line written and flushed); it
+//! does not wait for the AI to answer.
+
+mod file;
+mod http;
+mod signature;
+
+pub use file::{JsonlSink, StdoutSink};
+pub use http::{HttpSink, HttpTarget};
+pub use signature::{sign, verify, SignatureError};
+
+use lull_core::ports::{Sink, SinkError};
+use lull_core::Batch;
+
+/// A sink chosen at start-up from a string: `stdout`, `jsonl:PATH` or an `http(s)://` URL.
+#[derive(Clone, Debug)]
+pub enum AnySink {
+    Stdout(StdoutSink),
+    Jsonl(JsonlSink),
+    Http(HttpSink),
+}
+
+/// A `--sink` value lull does not understand.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkSpecError {
+    #[error("sink {0:?} is not one of: stdout, jsonl:PATH, http://..., https://...")]
+    Unknown(String),
+    #[error("sink {spec:?}: {reason}")]
+    Invalid { spec: String, reason: String },
+}
+
+impl AnySink {
+    /// Parses a sink spec; `secrets` sign HTTP hand-offs (the first one signs).
+    pub fn parse(spec: &str, secrets: Vec<String>) -> Result<AnySink, SinkSpecError> {
+        if spec == "stdout" {
+            return Ok(AnySink::Stdout(StdoutSink::new()));
+        }
+        if let Some(path) = spec.strip_prefix("jsonl:") {
+            if path.is_empty() {
+                return Err(SinkSpecError::Invalid {
+                    spec: spec.into(),
+                    reason: "jsonl needs a file path, e.g. jsonl:./batches.jsonl".into(),
+                });
+            }
+            return Ok(AnySink::Jsonl(JsonlSink::new(path)));
+        }
+        if spec.starts_with("http://") || spec.starts_with("https://") {
+            let target =
+                HttpTarget::new(spec, secrets).map_err(|reason| SinkSpecError::Invalid {
+                    spec: spec.into(),
+                    reason,
+                })?;
+            return HttpSink::new(target, std::time::Duration::from_secs(10))
+                .map(AnySink::Http)
+                .map_err(|e| SinkSpecError::Invalid {
+                    spec: spec.into(),
+                    reason: e.to_string(),
+                });
+        }
+        Err(SinkSpecError::Unknown(spec.into()))
+    }
+}
+
+impl Sink for AnySink {
+    async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
+        match self {
+            AnySink::Stdout(s) => s.deliver(batch).await,
+            AnySink::Jsonl(s) => s.deliver(batch).await,
+            AnySink::Http(s) => s.deliver(batch).await,
+        }
+    }
+}
