@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod policy;
 pub mod ports;
 pub mod protocol;
+pub mod scenarios;
 pub mod sim;
 pub mod time;
 pub mod window;

@@ -111,6 +111,30 @@ impl MemoryStore {
             .collect()
     }
 
+    /// Writes a dedupe record alone if no unexpired one exists; true when written. Only the
+    /// simulator's broken "separate dedupe write" variant uses it: lull writes dedupe and append
+    /// atomically.
+    pub fn put_dedupe_alone(&self, dedupe: &DedupeRecord, now: Millis) -> bool {
+        let mut t = lock(&self.tables);
+        let dkey = (dedupe.key.clone(), dedupe.message_id.clone());
+        if t.dedupe.get(&dkey).is_some_and(|d| d.expires_at >= now) {
+            return false;
+        }
+        t.dedupe.insert(dkey, dedupe.clone());
+        true
+    }
+
+    /// Writes a record if its version is `expected` (None: absent), without any dedupe record.
+    /// Only the simulator's broken variants use it.
+    pub fn put_if_version(&self, expected: Option<u64>, next: &Conversation) -> Written {
+        let mut t = lock(&self.tables);
+        if !t.version_matches(&next.key, expected) {
+            return Written::Conflict(t.current(&next.key));
+        }
+        t.put(next);
+        Written::Ok
+    }
+
     /// Writes a record with no condition at all. Only the simulator's model of the replaced
     /// design uses it (Redis `SETEX` semantics); lull never does.
     pub fn put_unconditionally(&self, next: &Conversation) {

@@ -22,6 +22,10 @@ use crate::time::{duration_ms, Millis};
 /// is refused (the gateway retries later); it happens only while a sink has been down for long.
 pub const MAX_CONVERSATION_BYTES: u64 = 320 * 1024;
 
+/// How far past due a conversation may be before an append assumes its trigger chain is lost:
+/// more than SQS's whole-second rounding plus polling, far less than a sweep interval.
+pub const OVERDUE_SLACK: Duration = Duration::from_secs(5);
+
 /// The open window: messages waiting for the user to go quiet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenWindow {
@@ -257,6 +261,9 @@ impl Conversation {
         random: &mut dyn FnMut() -> u64,
     ) -> Result<AppendPlan, AppendRefused> {
         let covered_until = self.hand_off_due();
+        // A conversation overdue by more than any trigger's slack has lost its chain (a trigger
+        // lost, or its flush died); this message revives it instead of waiting for the sweep.
+        let overdue = self.due_at().is_some_and(|d| d.plus(OVERDUE_SLACK) < now);
         msg.received_at = now.max(self.last_received());
         let size = msg.stored_size();
         if size > MAX_CONVERSATION_BYTES / 2 {
@@ -310,7 +317,7 @@ impl Conversation {
         // or with no chain at all, does this append start a new chain.
         let due = self.hand_off_due();
         let arm = match (self.chain, covered_until, due) {
-            (Some(_), Some(covered), Some(due)) if due >= covered => None,
+            (Some(_), Some(covered), Some(due)) if due >= covered && !overdue => None,
             (_, _, due) => due,
         };
         if let Some(armed_for) = arm {

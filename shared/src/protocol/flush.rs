@@ -11,7 +11,7 @@ use crate::ports::{
     Clock, Sink, SinkError, StoreError, Trigger, TriggerError, TriggerMsg, WindowStore, Written,
 };
 use crate::time::Millis;
-use crate::window::Conversation;
+use crate::window::{Chain, Conversation};
 
 /// Who is flushing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,10 +85,16 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
         let lease_token = self.clock.random();
         let mut conflicts = 0u32;
         let mut first = true;
+        // The chain token this flush re-arms with once it owns the chain. The sweep brings a
+        // fresh one: it visits conversations whose chain is lost or late.
+        let token = match mode {
+            FlushMode::Trigger => trig.chain,
+            FlushMode::Sweep => self.clock.random(),
+        };
         loop {
             let now = self.clock.now();
-            let live =
-                mode == FlushMode::Sweep || conv.chain.is_some_and(|c| c.token == trig.chain);
+            let owns_chain = conv.chain.is_some_and(|c| c.token == token);
+            let live = owns_chain || mode == FlushMode::Sweep;
             if !live && !conv.is_past_due(now) {
                 if first {
                     counter!(m::STALE_TRIGGERS).increment(1);
@@ -139,6 +145,15 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
                 }
                 return done(handed_off, FlushEnd::Covered);
             }
+            if !owns_chain {
+                // Whoever hands off owns the chain from now on: the stored chain's trigger may
+                // never have been sent (its append died before arming it), and this flush is
+                // the one that will re-arm for what remains. Free: it rides on the lease write.
+                next.chain = Some(Chain {
+                    token,
+                    armed_for: now,
+                });
+            }
             match self.store.replace(conv.ver, &next).await? {
                 Written::Ok => conv = next,
                 Written::Conflict(latest) => {
@@ -183,7 +198,10 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
                 due_at: head.due_at,
                 acked_at,
             });
-            if handed_off.len() as u32 >= self.config.max_handoffs_per_flush && !conv.is_idle() {
+            if conv.is_idle() {
+                return done(handed_off, FlushEnd::Idle);
+            }
+            if handed_off.len() as u32 >= self.config.max_handoffs_per_flush {
                 let at = self.clock.now();
                 self.rearm(&mut conv, at).await?;
                 return done(handed_off, FlushEnd::Rearmed { at });

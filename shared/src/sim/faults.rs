@@ -1,0 +1,79 @@
+//! Fault rates: how often each kind of failure is injected. Every fault is counted.
+
+use std::time::Duration;
+
+/// Probabilities (per operation) and shapes of the injected faults.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Faults {
+    /// A task dies before its next operation lands.
+    pub crash_before: f64,
+    /// A task dies right after its operation landed, before it sees the result.
+    pub crash_after: f64,
+    /// A store call fails (half of those land anyway, as a timeout after the write would).
+    pub store_error: f64,
+    /// Trigger send fails.
+    pub trigger_error: f64,
+    /// Trigger accepted but never delivered.
+    pub trigger_lost: f64,
+    /// Trigger delivered twice.
+    pub trigger_duplicated: f64,
+    /// Trigger delivered 1-60 s late.
+    pub trigger_late: f64,
+    /// Trigger delivered 0.1-3 s before its time.
+    pub trigger_early: f64,
+    /// Sink refuses a hand-off.
+    pub sink_error: f64,
+    /// Sink does not answer within the timeout (it may or may not have the batch).
+    pub sink_timeout_rate: f64,
+    /// How long a timed-out sink call takes.
+    pub sink_timeout: Duration,
+    /// Sink accepts the batch but lull is told it failed.
+    pub sink_lost_ack: f64,
+    /// Chance, per sweep tick, that the sink goes down for 30 s to 5 min.
+    pub sink_outage: f64,
+    /// Chance that a gateway re-sends a message it already got a 2xx for.
+    pub webhook_retry: f64,
+}
+
+impl Faults {
+    /// The default mix: every kind of fault, often enough that a 100,000-message run sees
+    /// thousands of them.
+    pub fn standard() -> Faults {
+        Faults {
+            crash_before: 0.002,
+            crash_after: 0.002,
+            store_error: 0.002,
+            trigger_error: 0.005,
+            trigger_lost: 0.01,
+            trigger_duplicated: 0.01,
+            trigger_late: 0.01,
+            trigger_early: 0.01,
+            sink_error: 0.01,
+            sink_timeout_rate: 0.003,
+            sink_timeout: Duration::from_secs(10),
+            sink_lost_ack: 0.005,
+            sink_outage: 0.01,
+            webhook_retry: 0.02,
+        }
+    }
+
+    /// No faults at all: the happy path.
+    pub fn none() -> Faults {
+        Faults {
+            crash_before: 0.0,
+            crash_after: 0.0,
+            store_error: 0.0,
+            trigger_error: 0.0,
+            trigger_lost: 0.0,
+            trigger_duplicated: 0.0,
+            trigger_late: 0.0,
+            trigger_early: 0.0,
+            sink_error: 0.0,
+            sink_timeout_rate: 0.0,
+            sink_timeout: Duration::from_secs(10),
+            sink_lost_ack: 0.0,
+            sink_outage: 0.0,
+            webhook_retry: 0.0,
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Deliberately broken protocols, to prove the checker can fail. Each is a short rewrite of one
+//! step of lull's protocol with one known bug; the simulator must report violations for each.
+//!
+//! - [`replaced`]: the design lull replaces (Redis get/setex plus `setTimeout`): read the buffer,
+//!   mark it processed, write it back without a version condition; a message arriving after the
+//!   mark starts a new buffer that nobody schedules; no retry when the hand-off fails.
+//! - [`flush_ack_first`]: marks a batch acknowledged before the sink answered.
+//! - [`append_separate_dedupe`]: writes the dedupe record in a write of its own, before the
+//!   append, so a crash between the two turns the gateway's retry into a "duplicate".
+
+use std::time::Duration;
+
+use crate::batch::{Batch, CloseReason};
+use crate::key::ConversationKey;
+use crate::message::Message;
+use crate::policy::Policy;
+use crate::ports::{
+    Appended, Clock, DedupeRecord, Sink, Trigger, TriggerMsg, WindowStore, Written,
+};
+use crate::window::{mint_batch_id, Chain, Conversation};
+
+use super::exec::{Event, Op, OpResult, SimPorts};
+
+/// Marks a replaced-design buffer as processed.
+const PROCESSED: u64 = u64::MAX;
+
+fn trigger(conv: &Conversation, chain: u64, at: crate::Millis) -> TriggerMsg {
+    TriggerMsg {
+        key: conv.key.clone(),
+        chain,
+        gen: conv.gen,
+        ver: conv.ver,
+        due: at,
+    }
+}
+
+async fn put_if_version(
+    p: &SimPorts,
+    expected: Option<u64>,
+    next: &Conversation,
+) -> Result<Written, String> {
+    let op = Op::PutIfVersion {
+        expected,
+        next: Box::new(next.clone()),
+    };
+    match p.call(op).await {
+        OpResult::Written(r) => r.map_err(|e| e.to_string()),
+        other => Err(format!("unexpected {other:?}")),
+    }
+}
+
+/// Bug: the dedupe record is its own write. A crash after it and before the append loses the
+/// message: the retry is refused as a duplicate.
+pub(crate) async fn append_separate_dedupe(
+    p: &SimPorts,
+    key: &ConversationKey,
+    policy: &Policy,
+    msg: Message,
+) -> Result<&'static str, String> {
+    let now = p.now();
+    let dedupe = DedupeRecord {
+        key: key.clone(),
+        message_id: msg.id.clone(),
+        gen: 0,
+        expires_at: now.plus(Duration::from_secs(7 * 24 * 3600)),
+    };
+    match p.call(Op::DedupeAlone { dedupe, now }).await {
+        OpResult::Appended(Ok(Appended::Duplicate(_))) => return Ok("duplicate"),
+        OpResult::Appended(Ok(_)) => {}
+        other => return Err(format!("dedupe write: {other:?}")),
+    }
+    let mut current = p.load(key).await.map_err(|e| e.to_string())?;
+    for _ in 0..64 {
+        let now = p.now();
+        let expected = current.as_ref().map(|c| c.ver);
+        let conv = current
+            .clone()
+            .unwrap_or_else(|| Conversation::fresh(key.clone(), now));
+        let plan = conv
+            .plan_append(msg.clone(), policy, now, &mut || p.random())
+            .map_err(|e| e.to_string())?;
+        match put_if_version(p, expected, &plan.next).await? {
+            Written::Ok => {
+                if let (Some(at), Some(chain)) = (plan.arm, plan.next.chain) {
+                    p.arm(&trigger(&plan.next, chain.token, at), at)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                return Ok("accepted");
+            }
+            Written::Conflict(latest) => current = latest.map(|b| *b),
+        }
+    }
+    Err("contended".into())
+}
+
+/// Bug: the batch is marked acknowledged before the sink answers; a failed hand-off is lost.
+pub(crate) async fn flush_ack_first(p: &SimPorts, trig: &TriggerMsg) -> Result<bool, String> {
+    let Some(mut conv) = p.load(&trig.key).await.map_err(|e| e.to_string())? else {
+        return Ok(true);
+    };
+    for _ in 0..64 {
+        let now = p.now();
+        let live = conv.chain.is_some_and(|c| c.token == trig.chain) || trig.chain == 0;
+        if !live && !conv.is_past_due(now) {
+            return Ok(true);
+        }
+        let mut next = conv.clone();
+        next.close_if_due(now);
+        let Some(head) = next.pending.first().cloned() else {
+            if let (Some(w), Some(chain), true) = (&next.window, next.chain, live) {
+                let at = w.due().0;
+                p.arm(&trigger(&next, chain.token, at), at)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            } else if live && next.end_chain(now) {
+                let _ = p.replace(conv.ver, &next).await;
+            }
+            return Ok(true);
+        };
+        next.ack(head.gen, now);
+        match p
+            .replace(conv.ver, &next)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Written::Ok => conv = next,
+            Written::Conflict(latest) => {
+                conv = match latest {
+                    Some(c) => *c,
+                    None => return Ok(true),
+                };
+                continue;
+            }
+        }
+        let _ = p.deliver(&head.to_batch(&conv.key)).await;
+    }
+    Ok(true)
+}
+
+fn processed(c: &Conversation) -> bool {
+    c.chain.is_some_and(|c| c.token == PROCESSED)
+}
+
+/// The replaced design's webhook: get, modify, setex, and a `setTimeout` only for a new buffer.
+pub(crate) async fn replaced_webhook(
+    p: &SimPorts,
+    key: &ConversationKey,
+    quiet: Duration,
+    mut msg: Message,
+) -> Result<&'static str, String> {
+    let now = p.now();
+    msg.received_at = now;
+    // SETEX with a 15 s TTL: a buffer not written for 15 s is gone.
+    let current = p
+        .load(key)
+        .await
+        .map_err(|e| e.to_string())?
+        .filter(|c| c.updated_at.plus(Duration::from_secs(15)) >= now);
+    let (mut buf, schedule) = match current {
+        None => (Conversation::fresh(key.clone(), now), true),
+        // Processed: the message starts a new buffer, and nobody schedules it.
+        Some(c) if processed(&c) => (Conversation::fresh(key.clone(), now), false),
+        Some(c) => (c, false),
+    };
+    let w = buf.window.get_or_insert_with(|| crate::window::OpenWindow {
+        batch_id: uuid::Uuid::nil(),
+        opened_at: now,
+        last_at: now,
+        quiet_ms: 0,
+        max_wait_ms: 0,
+        bytes: 0,
+        messages: Vec::new(),
+    });
+    w.last_at = now;
+    w.messages.push(msg);
+    buf.chain = None;
+    buf.updated_at = now;
+    let _ = p.call(Op::PutUnconditionally(Box::new(buf.clone()))).await;
+    if schedule {
+        let at = now.plus(quiet);
+        p.arm(&trigger(&buf, 1, at), at)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok("accepted")
+}
+
+/// The replaced design's timer: mark processed, write back, read out, hand off once, clean up.
+pub(crate) async fn replaced_timer(p: &SimPorts, trig: &TriggerMsg) -> Result<bool, String> {
+    let Some(mut buf) = p.load(&trig.key).await.map_err(|e| e.to_string())? else {
+        return Ok(true);
+    };
+    if processed(&buf) {
+        return Ok(true);
+    }
+    let now = p.now();
+    buf.chain = Some(Chain {
+        token: PROCESSED,
+        armed_for: now,
+    });
+    buf.updated_at = now;
+    let _ = p.call(Op::PutUnconditionally(Box::new(buf.clone()))).await;
+    let Some(w) = buf.window.take() else {
+        return Ok(true);
+    };
+    let batch = Batch::new(
+        mint_batch_id(now, &mut || p.random()),
+        buf.key.clone(),
+        buf.gen,
+        CloseReason::Quiet,
+        w.opened_at,
+        now,
+        false,
+        w.messages,
+    );
+    // No retry when the hand-off fails.
+    let _ = p.deliver(&batch).await;
+    if let Ok(mut world) = p.world.lock() {
+        let at = world.now.plus(Duration::from_secs(30));
+        world.schedule(
+            at,
+            Event::Cleanup {
+                key: buf.key.clone(),
+            },
+        );
+    }
+    Ok(true)
+}

@@ -1,0 +1,122 @@
+//! The simulated traffic: conversations with their tenants' policies, and bursts of messages
+//! whose gaps cluster around the quiet-period edge (0.9x to 1.1x), where the design lull
+//! replaces lost messages.
+
+use std::time::Duration;
+
+use crate::key::{ConversationKey, Provider};
+use crate::policy::Policy;
+use crate::time::Millis;
+
+/// One simulated conversation.
+#[derive(Clone, Debug)]
+pub(crate) struct WorkConversation {
+    pub key: ConversationKey,
+    pub policy: Policy,
+}
+
+/// One simulated message: what the gateway sends, and when it first sends it.
+#[derive(Clone, Debug)]
+pub(crate) struct WorkMessage {
+    pub conv: usize,
+    pub id: String,
+    pub text: String,
+    pub at: Millis,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Workload {
+    pub conversations: Vec<WorkConversation>,
+    pub messages: Vec<WorkMessage>,
+}
+
+/// The tenant mix: most conversations buffer with the defaults; some are passthrough, some have
+/// tiny size caps (with occasional messages larger than the cap), some a short quiet period.
+fn policy_for(i: usize) -> Policy {
+    match i % 10 {
+        3 => Policy {
+            max_messages: 3,
+            max_bytes: 1024,
+            ..Policy::default()
+        },
+        5 => Policy {
+            quiet: Duration::from_secs(2),
+            max_wait: Duration::from_secs(6),
+            ..Policy::default()
+        },
+        7 => Policy {
+            buffering: false,
+            ..Policy::default()
+        },
+        _ => Policy::default(),
+    }
+}
+
+fn key_for(i: usize) -> ConversationKey {
+    let provider = [Provider::Meta, Provider::Evolution, Provider::Twilio][i % 3];
+    let key = ConversationKey::new(provider, format!("acct{}", i % 7), format!("55119{i:08}"));
+    if i.is_multiple_of(13) {
+        key.in_group(format!("1203630{i}@g.us"))
+    } else {
+        key
+    }
+}
+
+/// Generates `messages` messages over `conversations` conversations starting at `start`.
+pub(crate) fn generate(
+    rng: &mut fastrand::Rng,
+    messages: usize,
+    conversations: usize,
+    start: Millis,
+) -> Workload {
+    let conversations = conversations.max(1);
+    let convs: Vec<_> = (0..conversations)
+        .map(|i| WorkConversation {
+            key: key_for(i),
+            policy: policy_for(i),
+        })
+        .collect();
+    let mut out = Vec::with_capacity(messages);
+    for (c, conv) in convs.iter().enumerate() {
+        let count = messages / conversations + usize::from(c < messages % conversations);
+        let quiet_ms = conv.policy.quiet.as_millis() as u64;
+        let mut t = start.0 + rng.u64(0..=600_000);
+        let mut n = 0;
+        while n < count {
+            let burst = rng.usize(1..=6).min(count - n);
+            let concurrent = rng.f64() < 0.1;
+            for b in 0..burst {
+                if b > 0 && !concurrent {
+                    t += if rng.f64() < 0.4 {
+                        // The seed failure's territory: the gap is within 10% of the quiet period.
+                        quiet_ms * rng.u64(900..=1100) / 1000
+                    } else {
+                        rng.u64(50..=3_000)
+                    };
+                }
+                let big = conv.policy.max_bytes <= 1024 && rng.f64() < 0.1;
+                let text = if big {
+                    format!("m{n} {}", "x".repeat(1200))
+                } else {
+                    format!(
+                        "m{n} {}",
+                        ["oi", "quero pedir", "2 pizzas, uma vegana", "obrigado!"][rng.usize(0..4)]
+                    )
+                };
+                out.push(WorkMessage {
+                    conv: c,
+                    id: format!("wamid.c{c}.m{n}"),
+                    text,
+                    at: Millis(t),
+                });
+                n += 1;
+            }
+            t += rng.u64(20_000..=240_000);
+        }
+    }
+    out.sort_by_key(|m| m.at);
+    Workload {
+        conversations: convs,
+        messages: out,
+    }
+}
