@@ -65,7 +65,10 @@ pub struct Harness {
 
 impl Harness {
     pub fn solo() -> Harness {
-        Harness::with(MemoryDirectory::single(solo_tenant()), IngestConfig::default())
+        Harness::with(
+            MemoryDirectory::single(solo_tenant()),
+            IngestConfig::default(),
+        )
     }
 
     pub fn with(directory: MemoryDirectory, config: IngestConfig) -> Harness {
@@ -96,12 +99,7 @@ impl Harness {
             .await
             .expect("router is infallible");
         let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -179,7 +177,10 @@ pub fn twilio_post(body: &str, token: Option<&str>) -> Request<Body> {
         .header("host", "lull.example.com")
         .header("x-forwarded-proto", "https");
     if let Some(t) = token {
-        b = b.header("x-twilio-signature", auth::sign_twilio(t, TWILIO_URL, &params));
+        b = b.header(
+            "x-twilio-signature",
+            auth::sign_twilio(t, TWILIO_URL, &params),
+        );
     }
     b.body(Body::from(body.to_string())).unwrap()
 }
