@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use clap::Args;
-use lull_core::sim::{self, Faults, Protocol, SimConfig};
+use lull_core::sim::{self, Faults, Protocol, Shape, SimConfig};
 
 /// Run the deterministic fault-injection simulator.
 #[derive(Args, Debug)]
@@ -23,6 +23,20 @@ pub struct SimulateArgs {
     /// Turn fault injection off (the happy path).
     #[arg(long)]
     pub no_faults: bool,
+    /// Traffic: adversarial (gaps at the quiet-period edge, mixed tenants; the checker's) or
+    /// realistic (bursts of 1-6 messages 0.5-4 s apart, default policy; the benchmarks').
+    #[arg(long, default_value = "adversarial", value_parser = parse_shape)]
+    pub workload: Shape,
+}
+
+fn parse_shape(s: &str) -> Result<Shape, String> {
+    match s {
+        "adversarial" => Ok(Shape::Adversarial),
+        "realistic" => Ok(Shape::Realistic),
+        _ => Err(format!(
+            "unknown workload {s:?}: expected adversarial or realistic"
+        )),
+    }
 }
 
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
@@ -37,6 +51,7 @@ fn parse_protocol(s: &str) -> Result<Protocol, String> {
 pub fn run(args: &SimulateArgs) -> i32 {
     let mut cfg = SimConfig::new(args.seed, args.messages, args.conversations);
     cfg.protocol = args.protocol;
+    cfg.shape = args.workload;
     if args.no_faults {
         cfg.faults = Faults::none();
     }
@@ -45,11 +60,12 @@ pub fn run(args: &SimulateArgs) -> i32 {
     let elapsed = started.elapsed();
     print!("{report}");
     eprintln!(
-        "protocol={} seed={} simulated={:.0}s wall={:.2}s dead_letters={}",
+        "protocol={} seed={} simulated={:.0}s wall={:.2}s messages_per_s={:.0} dead_letters={}",
         args.protocol.as_str(),
         args.seed,
         report.simulated.as_secs_f64(),
         elapsed.as_secs_f64(),
+        report.messages as f64 / elapsed.as_secs_f64().max(1e-9),
         report.dead_letters
     );
     i32::from(!report.violations.is_empty())

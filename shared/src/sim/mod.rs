@@ -23,6 +23,7 @@ use std::time::Duration;
 
 pub use faults::Faults;
 pub use record::Violation;
+pub use workload::Shape;
 
 use crate::message::Message;
 use crate::protocol::{AppendOutcome, Buffer, BufferConfig, FlushEnd, FlushMode};
@@ -81,6 +82,8 @@ pub struct SimConfig {
     /// Receives before a trigger moves to the DLQ.
     pub max_receives: u32,
     pub buffer: BufferConfig,
+    /// The traffic to generate.
+    pub shape: Shape,
 }
 
 impl SimConfig {
@@ -95,6 +98,7 @@ impl SimConfig {
             visibility_timeout: Duration::from_secs(30),
             max_receives: 5,
             buffer: BufferConfig::default(),
+            shape: Shape::Adversarial,
         }
     }
 }
@@ -198,6 +202,7 @@ pub fn run(cfg: &SimConfig) -> SimReport {
     let mut rng = fastrand::Rng::with_seed(cfg.seed);
     let work = Arc::new(workload::generate(
         &mut rng,
+        cfg.shape,
         cfg.messages,
         cfg.conversations,
         start,

@@ -30,6 +30,17 @@ pub(crate) struct Workload {
     pub messages: Vec<WorkMessage>,
 }
 
+/// Which traffic to generate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// The checker's workload: gaps clustered at the quiet-period edge, concurrent bursts,
+    /// passthrough tenants, tiny size caps with oversized messages, short quiet periods.
+    Adversarial,
+    /// The benchmarks' standard workload: every tenant on the default policy, bursts of 1 to 6
+    /// messages (mean 3.5) typed 0.5 to 4 s apart, 1 to 10 minutes between bursts.
+    Realistic,
+}
+
 /// The tenant mix: most conversations buffer with the defaults; some are passthrough, some have
 /// tiny size caps (with occasional messages larger than the cap), some a short quiet period.
 fn policy_for(i: usize) -> Policy {
@@ -65,10 +76,14 @@ fn key_for(i: usize) -> ConversationKey {
 /// Generates `messages` messages over `conversations` conversations starting at `start`.
 pub(crate) fn generate(
     rng: &mut fastrand::Rng,
+    shape: Shape,
     messages: usize,
     conversations: usize,
     start: Millis,
 ) -> Workload {
+    if shape == Shape::Realistic {
+        return realistic(rng, messages, conversations, start);
+    }
     let conversations = conversations.max(1);
     let convs: Vec<_> = (0..conversations)
         .map(|i| WorkConversation {
@@ -112,6 +127,48 @@ pub(crate) fn generate(
                 n += 1;
             }
             t += rng.u64(20_000..=240_000);
+        }
+    }
+    out.sort_by_key(|m| m.at);
+    Workload {
+        conversations: convs,
+        messages: out,
+    }
+}
+
+fn realistic(
+    rng: &mut fastrand::Rng,
+    messages: usize,
+    conversations: usize,
+    start: Millis,
+) -> Workload {
+    let conversations = conversations.max(1);
+    let convs: Vec<_> = (0..conversations)
+        .map(|i| WorkConversation {
+            key: key_for(i),
+            policy: Policy::default(),
+        })
+        .collect();
+    let mut out = Vec::with_capacity(messages);
+    for c in 0..conversations {
+        let count = messages / conversations + usize::from(c < messages % conversations);
+        let mut t = start.0 + rng.u64(0..=600_000);
+        let mut n = 0;
+        while n < count {
+            let burst = rng.usize(1..=6).min(count - n);
+            for b in 0..burst {
+                if b > 0 {
+                    t += rng.u64(500..=4_000);
+                }
+                out.push(WorkMessage {
+                    conv: c,
+                    id: format!("wamid.c{c}.m{n}"),
+                    text: format!("m{n}"),
+                    at: Millis(t),
+                });
+                n += 1;
+            }
+            t += rng.u64(60_000..=600_000);
         }
     }
     out.sort_by_key(|m| m.at);
