@@ -46,15 +46,30 @@ async fn a_burst_inside_the_quiet_period_is_one_batch_never_early() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let sink = Capture::start().await;
     let server = start(&tmp.path().join("data"), &fast(&sink.url)).await;
-    assert_eq!(server.post_meta(&meta_text(PN, "5511900000001", "w1", "hi")).await, 200);
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511900000001", "w1", "hi"))
+            .await,
+        200
+    );
     tokio::time::sleep(Duration::from_millis(290)).await; // the scenario: 2nd message at 0.29 s
     assert_eq!(
-        server.post_meta(&meta_text(PN, "5511900000001", "w2", "2 pizzas")).await,
+        server
+            .post_meta(&meta_text(PN, "5511900000001", "w2", "2 pizzas"))
+            .await,
         200
     );
     // A message 50 ms later from someone else is a conversation of its own.
-    assert_eq!(server.post_meta(&meta_text(PN, "5511900000002", "x1", "yo")).await, 200);
-    wait_for("two batches", Duration::from_secs(10), || sink.acked().len() >= 2).await;
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511900000002", "x1", "yo"))
+            .await,
+        200
+    );
+    wait_for("two batches", Duration::from_secs(10), || {
+        sink.acked().len() >= 2
+    })
+    .await;
     let acked = sink.acked();
     let b = acked
         .iter()
@@ -66,10 +81,24 @@ async fn a_burst_inside_the_quiet_period_is_one_batch_never_early() {
     let last = ms(&b["messages"][1]["received_at"]);
     assert!(ms(&b["closed_at"]) >= last + 300, "closed early: {b}");
     // A duplicate delivery of w1 (Meta retries) is dropped, never a new batch.
-    assert_eq!(server.post_meta(&meta_text(PN, "5511900000001", "w1", "hi")).await, 200);
-    let metrics = server.get("/metrics").await.expect("metrics").text().await.expect("text");
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511900000001", "w1", "hi"))
+            .await,
+        200
+    );
+    let metrics = server
+        .get("/metrics")
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     assert!(metrics.contains("lull_duplicates_total 1"), "{metrics}");
-    assert!(metrics.contains("lull_batches_total{reason=\"quiet\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("lull_batches_total{reason=\"quiet\"} 2"),
+        "{metrics}"
+    );
     assert_eq!(sink.acked().len(), 2);
 }
 
@@ -79,12 +108,22 @@ async fn a_message_during_a_hand_off_goes_to_the_next_batch_after_the_ack() {
     let sink = Capture::start().await;
     let server = start(&tmp.path().join("data"), &fast(&sink.url)).await;
     sink.state.hold.store(true, Ordering::SeqCst);
-    assert_eq!(server.post_meta(&meta_text(PN, "5511900000003", "h1", "a")).await, 200);
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511900000003", "h1", "a"))
+            .await,
+        200
+    );
     wait_for("hand-off in flight", Duration::from_secs(10), || {
         sink.state.in_flight.load(Ordering::SeqCst) == 1
     })
     .await;
-    assert_eq!(server.post_meta(&meta_text(PN, "5511900000003", "h2", "b")).await, 200);
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511900000003", "h2", "b"))
+            .await,
+        200
+    );
     // Wait until the second window is past due while the first hand-off is still held.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -96,12 +135,22 @@ async fn a_message_during_a_hand_off_goes_to_the_next_batch_after_the_ack() {
         if overdue {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "second window never due");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "second window never due"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(sink.requests().len(), 1, "batch g+1 handed off before g was acknowledged");
+    assert_eq!(
+        sink.requests().len(),
+        1,
+        "batch g+1 handed off before g was acknowledged"
+    );
     sink.state.hold.store(false, Ordering::SeqCst);
-    wait_for("second batch", Duration::from_secs(10), || sink.acked().len() >= 2).await;
+    wait_for("second batch", Duration::from_secs(10), || {
+        sink.acked().len() >= 2
+    })
+    .await;
     let acked = sink.acked();
     assert_eq!(ids(&acked[0]), vec!["h1"]);
     assert_eq!(ids(&acked[1]), vec!["h2"]);
@@ -164,7 +213,12 @@ async fn kill_9_mid_burst_and_mid_hand_off_loses_nothing() {
     let mut server = start(&data, &args).await;
     // A hand-off in flight when the process dies: the sink holds the first request.
     sink.state.hold.store(true, Ordering::SeqCst);
-    assert_eq!(server.post_meta(&meta_text(PN, "5511911111111", "k0", "first")).await, 200);
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511911111111", "k0", "first"))
+            .await,
+        200
+    );
     wait_for("hand-off in flight", Duration::from_secs(10), || {
         sink.state.in_flight.load(Ordering::SeqCst) == 1
     })
@@ -234,11 +288,23 @@ async fn a_failing_sink_holds_back_only_its_conversation_and_recovers() {
     let sink = Capture::start().await;
     let server = start(&tmp.path().join("data"), &fast(&sink.url)).await;
     *sink.state.failing_user.lock().expect("lock") = Some("5511933333333".into());
-    assert_eq!(server.post_meta(&meta_text(PN, "5511933333333", "f1", "a")).await, 200);
-    assert_eq!(server.post_meta(&meta_text(PN, "5511944444444", "g1", "b")).await, 200);
-    wait_for("the healthy conversation's batch", Duration::from_secs(10), || {
-        sink.acked().iter().any(|b| ids(b) == ["g1"])
-    })
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511933333333", "f1", "a"))
+            .await,
+        200
+    );
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511944444444", "g1", "b"))
+            .await,
+        200
+    );
+    wait_for(
+        "the healthy conversation's batch",
+        Duration::from_secs(10),
+        || sink.acked().iter().any(|b| ids(b) == ["g1"]),
+    )
     .await;
     wait_for("three failed attempts", Duration::from_secs(10), || {
         sink.requests().iter().filter(|b| ids(b) == ["f1"]).count() >= 3
@@ -254,8 +320,17 @@ async fn a_failing_sink_holds_back_only_its_conversation_and_recovers() {
         sink.acked().iter().any(|b| ids(b) == ["f1"])
     })
     .await;
-    let metrics = server.get("/metrics").await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("lull_sink_failures_total{kind=\"retryable\"}"), "{metrics}");
+    let metrics = server
+        .get("/metrics")
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("lull_sink_failures_total{kind=\"retryable\"}"),
+        "{metrics}"
+    );
     let ids_of_f1: HashSet<_> = sink
         .requests()
         .iter()
@@ -274,7 +349,12 @@ async fn sigterm_keeps_open_windows_for_the_next_start() {
     args[1] = "2s".into(); // quiet
     args[3] = "5s".into(); // max wait
     let mut server = start(&data, &args).await;
-    assert_eq!(server.post_meta(&meta_text(PN, "5511955555555", "s1", "a")).await, 200);
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511955555555", "s1", "a"))
+            .await,
+        200
+    );
     assert!(server.terminate().await, "clean exit:\n{}", server.logs());
     assert!(sink.acked().is_empty(), "never early");
     let _server = start(&data, &args).await;
@@ -290,7 +370,13 @@ async fn ops_routes_answer() {
     let server = start(&tmp.path().join("data"), &fast("stdout")).await;
     let health = server.get("/healthz").await.expect("healthz");
     assert_eq!(health.status(), 200);
-    let metrics = server.get("/metrics").await.expect("metrics").text().await.expect("text");
+    let metrics = server
+        .get("/metrics")
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     for name in lull_core::metrics::ALL {
         if *name != lull_core::metrics::HANDOFF_LAG {
             assert!(metrics.contains(name), "{name} missing from /metrics");
@@ -301,7 +387,9 @@ async fn ops_routes_answer() {
 #[test]
 fn bad_configuration_is_refused_naming_the_setting() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    // (flags, environment, what the error must name)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (&["--quiet", "soon"], &[], "--quiet"),
         (&[], &[("LULL_MAX_WAIT", "forever")], "LULL_MAX_WAIT"),
         (&["--listen", "0.0.0.0:18081"], &[], "not loopback"),

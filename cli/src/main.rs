@@ -12,7 +12,13 @@ use clap::{Parser, Subcommand};
 /// Settings: flags > environment variables > lull.toml > defaults. Run `lull serve --help` for
 /// every setting.
 #[derive(Parser, Debug)]
-#[command(name = "lull", version, about, long_about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "lull",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

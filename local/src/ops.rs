@@ -65,11 +65,7 @@ async fn healthz<K: Sink, C: Clock>(State(ops): State<Arc<Ops<K, C>>>) -> Respon
 
 async fn render<K: Sink, C: Clock>(State(ops): State<Arc<Ops<K, C>>>) -> Response {
     match &ops.metrics {
-        Some(h) => (
-            [("content-type", "text/plain; version=0.0.4")],
-            h.render(),
-        )
-            .into_response(),
+        Some(h) => ([("content-type", "text/plain; version=0.0.4")], h.render()).into_response(),
         None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
     }
 }

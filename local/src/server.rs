@@ -216,7 +216,11 @@ async fn release_dead_lease<S: WindowStore, T, K, C: Clock>(
     buffer: &Buffer<S, T, K, C>,
     conv: &mut lull_core::Conversation,
 ) -> Result<(), StoreError> {
-    let Some((gen, lease)) = conv.pending.first().and_then(|b| b.lease.map(|l| (b.gen, l))) else {
+    let Some((gen, lease)) = conv
+        .pending
+        .first()
+        .and_then(|b| b.lease.map(|l| (b.gen, l)))
+    else {
         return Ok(());
     };
     let mut next = conv.clone();

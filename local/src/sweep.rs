@@ -45,14 +45,24 @@ pub async fn run<K, C>(
         }
         match buffer.sweep(settings.limit).await {
             Ok(r) if r.due > 0 => {
-                tracing::info!(due = r.due, handed_off = r.handed_off, failed = r.failed, "sweep")
+                tracing::info!(
+                    due = r.due,
+                    handed_off = r.handed_off,
+                    failed = r.failed,
+                    "sweep"
+                )
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "sweep could not read the due index"),
         }
-        passes = passes.wrapping_add(1);
-        if passes % PURGE_EVERY == 0 {
-            match buffer.store.purge_expired(buffer.clock.now(), PURGE_LIMIT).await {
+        passes += 1;
+        if passes >= PURGE_EVERY {
+            passes = 0;
+            match buffer
+                .store
+                .purge_expired(buffer.clock.now(), PURGE_LIMIT)
+                .await
+            {
                 Ok(n) if n > 0 => tracing::debug!(purged = n, "expired dedupe records deleted"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "dedupe purge failed"),

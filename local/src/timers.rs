@@ -214,11 +214,9 @@ pub async fn run<S, K, C>(
         // Sleep until the earliest entry is due (a millisecond past it: the wall clock and
         // tokio's timer disagree by less than that, and early is never allowed), or until an
         // earlier entry is pushed, or until shutdown.
-        let wait = queue
-            .next_at()
-            .map_or(Duration::from_secs(3600), |at| {
-                at.since(buffer.clock.now()) + Duration::from_millis(1)
-            });
+        let wait = queue.next_at().map_or(Duration::from_secs(3600), |at| {
+            at.since(buffer.clock.now()) + Duration::from_millis(1)
+        });
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = queue.wake.notified() => {}
@@ -269,10 +267,8 @@ async fn flush_one<S, K, C>(
         "hand-off failed; the batch stays pending and will be retried"
     );
     let at = buffer.clock.now().plus(delay);
-    buffer.trigger.queue().push(
-        entry.msg,
-        at,
-        entry.mode,
-        entry.attempt.saturating_add(1),
-    );
+    buffer
+        .trigger
+        .queue()
+        .push(entry.msg, at, entry.mode, entry.attempt.saturating_add(1));
 }

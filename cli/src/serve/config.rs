@@ -40,19 +40,44 @@ pub struct ServeArgs {
     #[arg(long, env = "LULL_SINK", value_name = "SINK")]
     pub sink: Option<String>,
     /// Secret(s) signing HTTP hand-offs (X-Lull-Signature), comma-separated; the first signs.
-    #[arg(long, env = "LULL_SINK_SECRET", value_name = "SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LULL_SINK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
     pub sink_secret: Option<String>,
     /// Meta app secret(s) verifying X-Hub-Signature-256, comma-separated.
-    #[arg(long, env = "LULL_META_APP_SECRET", value_name = "SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LULL_META_APP_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
     pub meta_app_secret: Option<String>,
     /// Meta webhook verify token(s) for the subscription handshake, comma-separated.
-    #[arg(long, env = "LULL_META_VERIFY_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LULL_META_VERIFY_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub meta_verify_token: Option<String>,
     /// Evolution API token(s) (apikey header, bearer or path), comma-separated.
-    #[arg(long, env = "LULL_EVOLUTION_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LULL_EVOLUTION_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub evolution_token: Option<String>,
     /// Twilio auth token(s) verifying X-Twilio-Signature, comma-separated.
-    #[arg(long, env = "LULL_TWILIO_AUTH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LULL_TWILIO_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub twilio_auth_token: Option<String>,
     /// The exact webhook URL configured in Twilio, when it differs from what lull sees.
     #[arg(long, env = "LULL_TWILIO_PUBLIC_URL", value_name = "URL")]
@@ -309,9 +334,8 @@ impl ServeArgs {
             None => Duration::from_secs(30),
         };
         let policy = Policy::with_times(quiet, max_wait).map_err(|e| ConfigError::Invalid {
-            setting: concat!(
-                "--quiet / --max-wait (LULL_QUIET / LULL_MAX_WAIT / quiet, max_wait in lull.toml)"
-            ),
+            setting:
+                "--quiet / --max-wait (LULL_QUIET / LULL_MAX_WAIT / quiet, max_wait in lull.toml)",
             value: format!(
                 "{} / {}",
                 humantime::format_duration(quiet),
@@ -350,8 +374,7 @@ impl ServeArgs {
             })?,
         };
         const SWEEP: &str = setting!("sweep-interval", "LULL_SWEEP_INTERVAL", "sweep_interval");
-        let sweep_interval = match pick(self.sweep_interval.clone(), file.sweep_interval.clone())
-        {
+        let sweep_interval = match pick(self.sweep_interval.clone(), file.sweep_interval.clone()) {
             Some(v) => duration(SWEEP, &v)?,
             None => Duration::from_secs(5),
         };
@@ -443,7 +466,10 @@ impl ServeArgs {
         let meta_verify = secrets(&self.meta_verify_token, &file.meta_verify_token);
         let evolution = secrets(&self.evolution_token, &file.evolution_token);
         let twilio = secrets(&self.twilio_auth_token, &file.twilio_auth_token);
-        let twilio_url = pick(self.twilio_public_url.clone(), file.twilio_public_url.clone());
+        let twilio_url = pick(
+            self.twilio_public_url.clone(),
+            file.twilio_public_url.clone(),
+        );
         if file.tenants.is_empty() {
             return Ok(vec![Tenant {
                 id: "default".into(),
@@ -584,25 +610,43 @@ mod tests {
     fn bad_values_are_named() {
         let mut a = args();
         a.quiet = Some("soon".into());
-        let e = a.resolve_with(FileConfig::default()).unwrap_err().to_string();
+        let e = a
+            .resolve_with(FileConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("LULL_QUIET") && e.contains("soon"), "{e}");
         let mut a = args();
         a.listen = Some("0.0.0.0:8080".into());
-        let e = a.resolve_with(FileConfig::default()).unwrap_err().to_string();
+        let e = a
+            .resolve_with(FileConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("0.0.0.0:8080") && e.contains("secret"), "{e}");
         a.meta_app_secret = Some("s3cret".into());
         assert!(a.resolve_with(FileConfig::default()).is_ok());
         let mut a = args();
         a.sink = Some("ftp://x".into());
-        let e = a.resolve_with(FileConfig::default()).unwrap_err().to_string();
+        let e = a
+            .resolve_with(FileConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("LULL_SINK") && e.contains("ftp://x"), "{e}");
         let mut a = args();
         a.durability = Some("paranoid".into());
-        let e = a.resolve_with(FileConfig::default()).unwrap_err().to_string();
-        assert!(e.contains("LULL_DURABILITY") && e.contains("paranoid"), "{e}");
+        let e = a
+            .resolve_with(FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("LULL_DURABILITY") && e.contains("paranoid"),
+            "{e}"
+        );
         let mut a = args();
         a.max_wait = Some("1s".into());
-        let e = a.resolve_with(FileConfig::default()).unwrap_err().to_string();
+        let e = a
+            .resolve_with(FileConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("max wait"), "{e}");
     }
 

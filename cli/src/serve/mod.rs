@@ -218,8 +218,8 @@ pub fn inspect(args: &InspectArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let result = rt.block_on(async {
-        let store = SqliteStore::open(&dir, lull_local::Durability::Normal)
-            .map_err(|e| e.to_string())?;
+        let store =
+            SqliteStore::open(&dir, lull_local::Durability::Normal).map_err(|e| e.to_string())?;
         let secret = lull_local::server::log_secret(&dir).map_err(|e| e.to_string())?;
         let convs = store.scheduled().await.map_err(|e| e.to_string())?;
         Ok::<_, String>((convs, secret))
@@ -334,7 +334,12 @@ async fn redrive_remote(cfg: &Config) -> Result<String, String> {
         .timeout(Duration::from_secs(10))
         .send()
         .await
-        .map_err(|e| format!("a server holds {} but {url} failed: {e}", cfg.data_dir.display()))?;
+        .map_err(|e| {
+            format!(
+                "a server holds {} but {url} failed: {e}",
+                cfg.data_dir.display()
+            )
+        })?;
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     if !status.is_success() {
