@@ -93,10 +93,18 @@ pub(crate) async fn tenant_of(
     provider: Provider,
     parsed: &Parsed,
 ) -> Result<Arc<Tenant>, IngestError> {
-    let first = parsed
-        .accounts
-        .first()
-        .ok_or_else(|| IngestError::BadRequest(format!("{provider}: the body names no account")))?;
+    // A body naming no account (Meta `account_update` and other non-message fields) can only
+    // belong to a single tenant that owns every account; multi-tenant setups subscribe to the
+    // `messages` field only (see docs/gateways.md).
+    let first = match parsed.accounts.first() {
+        Some(a) => a.as_str(),
+        None if parsed.items.is_empty() => "",
+        None => {
+            return Err(IngestError::BadRequest(format!(
+                "{provider}: the body names no account"
+            )))
+        }
+    };
     let tenant = st
         .tenants
         .find(provider, first)
