@@ -1,1 +1,297 @@
-//! Helpers shared by the integration tests.
+//! Helpers for lull's workspace-level integration tests: the real `lull` binary on a free
+//! loopback port with a temporary data directory, a capture sink on loopback, provider-shaped
+//! payloads, and polling with deadlines (never fixed sleeps).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use serde_json::Value;
+
+/// The `lull` binary of this build profile, built on first use (a no-op when up to date), so
+/// `cargo test --workspace` on a fresh clone needs no separate build step.
+pub fn lull_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // <target>/<profile>/deps/<test>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("profile dir")
+            .to_path_buf();
+        let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "lull",
+            "--bin",
+            "lull",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build -p lull");
+        assert!(status.success(), "cargo build -p lull failed");
+        profile_dir.join(format!("lull{}", std::env::consts::EXE_SUFFIX))
+    })
+    .clone()
+}
+
+/// Polls `cond` every 10 ms until it holds or `within` passes; panics with `what` on timeout.
+pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A Meta Cloud API webhook body with one text message, shaped like the captured fixture.
+pub fn meta_text(phone_number_id: &str, from: &str, id: &str, text: &str) -> Value {
+    let mut v: Value = serde_json::from_str(include_str!("fixtures/meta_cloud_text.json"))
+        .expect("fixture parses");
+    let value = &mut v["entry"][0]["changes"][0]["value"];
+    value["metadata"]["phone_number_id"] = phone_number_id.into();
+    value["contacts"][0]["wa_id"] = from.into();
+    let msg = &mut value["messages"][0];
+    msg["from"] = from.into();
+    msg["id"] = id.into();
+    msg["text"]["body"] = text.into();
+    v
+}
+
+/// A running `lull serve`.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    client: reqwest::Client,
+}
+
+impl Server {
+    /// Starts `lull serve` with `args` on a free port and waits until `/healthz` answers.
+    pub async fn start(data_dir: &Path, args: &[&str]) -> Server {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let log = data_dir.with_extension(format!("{port}.log"));
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(lull_bin())
+            .arg("serve")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn lull");
+        let server = Server {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            log,
+            client: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = server.get("/healthz").await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lull did not become healthy:\n{}",
+                server.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Result<reqwest::Response> {
+        self.client
+            .get(format!("http://{}{path}", self.addr))
+            .send()
+            .await
+    }
+
+    /// POSTs a Meta-shaped body; returns the status (0 when the request failed).
+    pub async fn post_meta(&self, body: &Value) -> u16 {
+        match self
+            .client
+            .post(format!("http://{}/webhook/meta", self.addr))
+            .json(body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+        {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited cleanly in time.
+    pub async fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                self.kill9();
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// `lull inspect --json` of this server's data directory.
+    pub fn inspect(&self) -> Vec<Value> {
+        let out = Command::new(lull_bin())
+            .args(["inspect", "--json", "--show-keys", "--data-dir"])
+            .arg(&self.data_dir)
+            .output()
+            .expect("lull inspect");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How the capture sink answers.
+#[derive(Default)]
+pub struct CaptureState {
+    /// Every request body, in arrival order (retries included).
+    pub requests: Mutex<Vec<Value>>,
+    /// Acknowledged batches (2xx answered), in order.
+    pub acked: Mutex<Vec<Value>>,
+    /// Answer 503 to every batch while set.
+    pub failing: AtomicBool,
+    /// Answer 503 to batches of this user only.
+    pub failing_user: Mutex<Option<String>>,
+    /// While set, requests wait until it is cleared (a hand-off in flight).
+    pub hold: AtomicBool,
+    pub in_flight: AtomicUsize,
+}
+
+/// An HTTP sink on loopback collecting batches.
+pub struct Capture {
+    pub url: String,
+    pub state: Arc<CaptureState>,
+}
+
+impl Capture {
+    pub async fn start() -> Capture {
+        let state = Arc::new(CaptureState::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind capture");
+        let url = format!(
+            "http://{}/batches",
+            listener.local_addr().expect("capture addr")
+        );
+        let app = Router::new()
+            .route("/batches", post(receive))
+            .with_state(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Capture { url, state }
+    }
+
+    pub fn acked(&self) -> Vec<Value> {
+        self.state.acked.lock().expect("lock").clone()
+    }
+
+    pub fn requests(&self) -> Vec<Value> {
+        self.state.requests.lock().expect("lock").clone()
+    }
+
+    /// Acknowledged batches deduped on `batch_id`, as a receiver would.
+    pub fn unique_batches(&self) -> Vec<Value> {
+        let mut seen = std::collections::HashSet::new();
+        self.acked()
+            .into_iter()
+            .filter(|b| seen.insert(b["batch_id"].as_str().unwrap_or("").to_string()))
+            .collect()
+    }
+}
+
+async fn receive(State(st): State<Arc<CaptureState>>, body: axum::body::Bytes) -> StatusCode {
+    let Ok(batch) = serde_json::from_slice::<Value>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    st.requests.lock().expect("lock").push(batch.clone());
+    st.in_flight.fetch_add(1, Ordering::SeqCst);
+    while st.hold.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    st.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let user = batch["conversation"]["user"].as_str().unwrap_or("");
+    let user_fails = st.failing_user.lock().expect("lock").as_deref() == Some(user);
+    if st.failing.load(Ordering::SeqCst) || user_fails {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    st.acked.lock().expect("lock").push(batch);
+    StatusCode::OK
+}
+
+/// The message ids of a batch, in order.
+pub fn ids(batch: &Value) -> Vec<String> {
+    batch["messages"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .filter_map(|m| m["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

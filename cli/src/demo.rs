@@ -4,7 +4,7 @@
 use lull_core::scenarios;
 
 /// Prints every scenario's timeline and the batches the sink received.
-pub fn run() -> i32 {
+pub fn run() -> u8 {
     println!("lull demo: quiet period 8s, max wait 30s, a sink that acknowledges at once.");
     println!("Times are virtual (the clock is compressed): +seconds since the first message.\n");
     for run in scenarios::all() {

@@ -1,32 +1,57 @@
-//! `lull`: a message buffer for WhatsApp AI bots.
+//! `lull`: a message buffer for WhatsApp AI bots. With no subcommand it runs `lull serve`.
 
 mod demo;
+mod serve;
 mod simulate;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 /// lull holds each WhatsApp conversation's messages until the user goes quiet, then hands the AI
 /// step one batch with all of them.
+///
+/// Settings: flags > environment variables > lull.toml > defaults. Run `lull serve --help` for
+/// every setting.
 #[derive(Parser, Debug)]
-#[command(name = "lull", version, about)]
+#[command(
+    name = "lull",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Without a subcommand, `lull` takes `lull serve`'s settings.
+    #[command(flatten)]
+    serve: serve::ServeArgs,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Serve the webhooks on an embedded SQLite store with durable timers (the default).
+    Serve(serve::ServeArgs),
+    /// List open windows and pending batches in a data directory.
+    Inspect(serve::InspectArgs),
+    /// Re-deliver pending batches now (through the running server, or directly when none runs).
+    Redrive(serve::RedriveArgs),
     /// Run the deterministic fault-injection simulator and check the invariants.
     Simulate(simulate::SimulateArgs),
     /// Replay the named scenarios (the seed failure and its neighbours) and print their timelines.
     Demo,
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let code = match cli.command {
-        Some(Command::Simulate(args)) => simulate::run(&args),
-        Some(Command::Demo) | None => demo::run(),
-    };
-    std::process::exit(code);
+    match cli.command {
+        Some(Command::Serve(args)) => serve::serve(&args),
+        Some(Command::Inspect(args)) => serve::inspect(&args),
+        Some(Command::Redrive(args)) => serve::redrive(&args),
+        Some(Command::Simulate(args)) => ExitCode::from(simulate::run(&args)),
+        Some(Command::Demo) => ExitCode::from(demo::run()),
+        // `lull` alone is `lull serve`, environment variables included.
+        None => serve::serve(&cli.serve),
+    }
 }

@@ -48,7 +48,7 @@ fn parse_protocol(s: &str) -> Result<Protocol, String> {
 }
 
 /// Runs the simulation; returns the process exit code (1 when an invariant broke).
-pub fn run(args: &SimulateArgs) -> i32 {
+pub fn run(args: &SimulateArgs) -> u8 {
     let mut cfg = SimConfig::new(args.seed, args.messages, args.conversations);
     cfg.protocol = args.protocol;
     cfg.shape = args.workload;
@@ -68,5 +68,5 @@ pub fn run(args: &SimulateArgs) -> i32 {
         report.messages as f64 / elapsed.as_secs_f64().max(1e-9),
         report.dead_letters
     );
-    i32::from(!report.violations.is_empty())
+    u8::from(!report.violations.is_empty())
 }

@@ -1,0 +1,393 @@
+//! `lull serve`, `lull inspect` and `lull redrive`: the local server on SQLite with durable timers.
+
+pub mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use lull_core::metrics as m;
+use lull_core::ports::TriggerMsg;
+use lull_core::protocol::{FlushEnd, FlushMode};
+use lull_ingest::{IngestConfig, IngestState, MemoryDirectory};
+use lull_local::{Local, Settings, SqliteStore};
+use lull_sink::AnySink;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+pub use config::ServeArgs;
+use config::{Config, LogFormat};
+
+/// `lull inspect`: what the store holds.
+#[derive(Args, Clone, Debug)]
+pub struct InspectArgs {
+    /// Directory of the SQLite store [default: ./lull-data].
+    #[arg(long, env = "LULL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print conversation keys (they hold phone numbers) instead of their keyed hashes.
+    #[arg(long)]
+    pub show_keys: bool,
+    /// One JSON object per conversation instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `lull redrive`: re-deliver pending batches now.
+#[derive(Args, Clone, Debug, Default)]
+pub struct RedriveArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("lull: {msg}");
+    ExitCode::FAILURE
+}
+
+fn init_logs(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr: stdout carries the stdout sink's batches.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cfg.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn install_metrics() -> Option<PrometheusHandle> {
+    let lag_buckets = [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(m::HANDOFF_LAG.into()), &lag_buckets)
+        .ok()?
+        .install_recorder()
+        .ok()?;
+    // Pre-register the counters, so /metrics lists every name from the start.
+    for name in m::ALL {
+        if *name != m::HANDOFF_LAG {
+            metrics::counter!(*name).increment(0);
+        }
+    }
+    Some(handle)
+}
+
+fn settings(cfg: &Config) -> Settings {
+    Settings {
+        data_dir: cfg.data_dir.clone(),
+        durability: cfg.durability,
+        buffer: cfg.buffer,
+        sweep: cfg.sweep,
+        backoff: cfg.backoff,
+        max_concurrent_flushes: 256,
+    }
+}
+
+fn sink(cfg: &Config) -> Result<AnySink, String> {
+    let sink = AnySink::parse(&cfg.sink, cfg.sink_secrets.clone()).map_err(|e| e.to_string())?;
+    Ok(match sink {
+        AnySink::Http(_) => {
+            let target = lull_sink::HttpTarget::new(&cfg.sink, cfg.sink_secrets.clone())?;
+            AnySink::Http(
+                lull_sink::HttpSink::new(target, cfg.sink_timeout).map_err(|e| e.to_string())?,
+            )
+        }
+        other => other,
+    })
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn signalled() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// `lull serve`.
+pub fn serve(args: &ServeArgs) -> ExitCode {
+    let cfg = match args.resolve() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    init_logs(&cfg);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    match rt.block_on(run_server(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+async fn run_server(cfg: Config) -> Result<(), String> {
+    let metrics = install_metrics();
+    if let Some(h) = metrics.clone() {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                h.run_upkeep();
+            }
+        });
+    }
+    let local = Local::open(settings(&cfg), sink(&cfg)?)
+        .await
+        .map_err(|e| e.to_string())?;
+    let directory = MemoryDirectory::new(cfg.tenants.clone()).map_err(|e| e.to_string())?;
+    if cfg.allow_unsigned {
+        tracing::warn!(
+            "no gateway secret configured: accepting unsigned webhooks (loopback only). Set \
+             LULL_META_APP_SECRET, LULL_EVOLUTION_TOKEN or LULL_TWILIO_AUTH_TOKEN before exposing lull"
+        );
+    }
+    let state = IngestState::new(
+        local.buffer.clone(),
+        Arc::new(directory),
+        IngestConfig {
+            allow_unsigned_on_loopback: cfg.allow_unsigned,
+            ..IngestConfig::default()
+        },
+    );
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(
+        listen = %addr,
+        sink = sink_label(&cfg.sink),
+        quiet_ms = cfg.policy.quiet.as_millis() as u64,
+        max_wait_ms = cfg.policy.max_wait.as_millis() as u64,
+        "lull listening: POST webhooks to /webhook/meta, /webhook/evolution, /webhook/twilio, /webhook/generic"
+    );
+    local
+        .serve(listener, lull_ingest::router(state), metrics, signalled())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The sink's kind, for logs (an HTTP URL may carry credentials).
+fn sink_label(spec: &str) -> &str {
+    if spec.starts_with("http://") || spec.starts_with("https://") {
+        "http"
+    } else if spec.starts_with("jsonl:") {
+        "jsonl"
+    } else {
+        spec
+    }
+}
+
+/// `lull inspect`.
+pub fn inspect(args: &InspectArgs) -> ExitCode {
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("lull-data"));
+    if !lull_local::store::db_path(&dir).exists() {
+        return fail(format!("no lull store in {}", dir.display()));
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let result = rt.block_on(async {
+        let store =
+            SqliteStore::open(&dir, lull_local::Durability::Normal).map_err(|e| e.to_string())?;
+        let secret = lull_local::server::log_secret(&dir).map_err(|e| e.to_string())?;
+        let convs = store.scheduled().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((convs, secret))
+    });
+    let (convs, secret) = match result {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let now = lull_core::Millis::now_wall();
+    let label = |k: &lull_core::ConversationKey| {
+        if args.show_keys {
+            k.storage_key()
+        } else {
+            k.log_hash(&secret)
+        }
+    };
+    if args.json {
+        for c in &convs {
+            let v = serde_json::json!({
+                "conversation": label(&c.key),
+                "generation": c.gen,
+                "due_at": c.due_at(),
+                "window": c.window.as_ref().map(|w| serde_json::json!({
+                    "batch_id": w.batch_id, "messages": w.messages.len(),
+                    "opened_at": w.opened_at, "last_at": w.last_at, "due_at": w.due().0,
+                })),
+                "pending": c.pending.iter().map(|b| serde_json::json!({
+                    "generation": b.gen, "batch_id": b.batch_id, "reason": b.reason.as_str(),
+                    "messages": b.messages.len(), "closed_at": b.closed_at,
+                    "leased": b.lease.is_some_and(|l| l.until > now),
+                })).collect::<Vec<_>>(),
+            });
+            println!("{v}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let open = convs.iter().filter(|c| c.window.is_some()).count();
+    let pending: usize = convs.iter().map(|c| c.pending.len()).sum();
+    println!(
+        "{} conversation(s) with work: {open} open window(s), {pending} pending batch(es)",
+        convs.len()
+    );
+    for c in &convs {
+        let key = label(&c.key);
+        if let Some(w) = &c.window {
+            let due = w.due().0;
+            let when = if due <= now {
+                "overdue".to_string()
+            } else {
+                format!("due in {}ms", due.0 - now.0)
+            };
+            println!(
+                "open     {key}  gen {}  {} message(s)  {when}  batch {}",
+                c.gen,
+                w.messages.len(),
+                w.batch_id
+            );
+        }
+        for b in &c.pending {
+            println!(
+                "pending  {key}  gen {}  {} message(s)  {}  closed {}  batch {}{}",
+                b.gen,
+                b.messages.len(),
+                b.reason.as_str(),
+                b.closed_at,
+                b.batch_id,
+                if b.lease.is_some_and(|l| l.until > now) {
+                    "  (hand-off in flight)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `lull redrive`: asks the running server to retry every pending batch now, or, when no server
+/// holds the data directory, hands them off from here.
+pub fn redrive(args: &RedriveArgs) -> ExitCode {
+    let cfg = match args.serve.resolve() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let result = if lull_local::server::dir_in_use(&cfg.data_dir) {
+        rt.block_on(redrive_remote(&cfg))
+    } else {
+        init_logs(&cfg);
+        rt.block_on(redrive_here(&cfg))
+    };
+    match result {
+        Ok(msg) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+async fn redrive_remote(cfg: &Config) -> Result<String, String> {
+    let mut addr = cfg.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{addr}/redrive");
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "a server holds {} but {url} failed: {e}",
+                cfg.data_dir.display()
+            )
+        })?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(format!("{url} answered {status}: {}", body.trim()));
+    }
+    Ok(format!(
+        "the running server is re-delivering {} conversation(s)",
+        body.trim()
+    ))
+}
+
+async fn redrive_here(cfg: &Config) -> Result<String, String> {
+    let local = Local::open(settings(cfg), sink(cfg)?)
+        .await
+        .map_err(|e| e.to_string())?;
+    let buffer = &local.buffer;
+    let now = lull_core::Millis::now_wall();
+    let convs = buffer.store.scheduled().await.map_err(|e| e.to_string())?;
+    let (mut batches, mut failed) = (0usize, 0usize);
+    for c in convs
+        .iter()
+        .filter(|c| !c.pending.is_empty() || c.is_past_due(now))
+    {
+        let trig = TriggerMsg {
+            key: c.key.clone(),
+            chain: c.chain.map_or(0, |ch| ch.token),
+            gen: c.gen,
+            ver: c.ver,
+            due: now,
+        };
+        match buffer.flush(&trig, FlushMode::Sweep).await {
+            Ok(r) => {
+                batches += r.handed_off.len();
+                if let FlushEnd::SinkFailed(e) = r.end {
+                    failed += 1;
+                    tracing::warn!(error = %e, "redrive: hand-off failed; the batch stays pending");
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                tracing::warn!(error = %e, "redrive: flush failed");
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(format!(
+            "{batches} batch(es) handed off; {failed} conversation(s) still failing (pending, not lost)"
+        ));
+    }
+    Ok(format!("{batches} batch(es) handed off"))
+}

@@ -1,0 +1,494 @@
+//! `SqliteStore`: the window store on one machine, with DynamoDB's conditional semantics.
+//!
+//! Two tables: `conversations` (the record as JSON, its `ver`, and a nullable `due_at` with a
+//! partial index: the sweep's sparse due-time index) and `dedupe` (keyed by conversation storage
+//! key and message id, with a stored `expires_at` compared in the write condition, never a TTL).
+//! An append is one SQLite transaction that does both conditional writes, so a crash between
+//! them cannot exist.
+//!
+//! All SQLite work runs on one dedicated thread fed by a channel, for two reasons: rusqlite's
+//! `Connection` is blocking and not `Sync`, and one writer lets us *group commit*: the thread
+//! drains every request queued while it was busy, runs each in its own savepoint inside one
+//! transaction, commits once, and only then answers them all. With `--durability full` that is
+//! one fsync for the whole group instead of one per message; with `normal` (WAL,
+//! `synchronous=NORMAL`) a committed write survives `kill -9` of the process at once, which is
+//! what "2xx means stored" requires.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+
+use lull_core::ports::{Appended, DedupeRecord, StoreError, WindowStore, Written};
+use lull_core::{Conversation, ConversationKey, Millis};
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+
+/// How hard a commit tries to reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// WAL with `synchronous=NORMAL`: a commit survives a process crash (`kill -9`); the last
+    /// commits before a power loss may be lost.
+    #[default]
+    Normal,
+    /// WAL with `synchronous=FULL`: every commit is fsynced; survives power loss.
+    Full,
+}
+
+impl Durability {
+    pub fn parse(s: &str) -> Option<Durability> {
+        match s {
+            "normal" => Some(Durability::Normal),
+            "full" => Some(Durability::Full),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Normal => "normal",
+            Durability::Full => "full",
+        }
+    }
+}
+
+/// The store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open SQLite database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot start the store thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The most requests one transaction serves (bounds the latency one group adds).
+const MAX_GROUP: usize = 512;
+
+/// The database file inside a data directory.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("lull.db")
+}
+
+/// The SQLite `WindowStore`. Cheap to clone: clones share the store thread, which stops when
+/// the last clone is dropped.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+}
+
+/// Called once the group's transaction committed (`Ok`) or failed (`Err`).
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// One request for the store thread.
+trait Job: Send {
+    /// Runs inside the group's transaction; the answer waits for the commit.
+    fn run(self: Box<Self>, conn: &Connection) -> Completion;
+    /// The transaction could not even start.
+    fn abort(self: Box<Self>, err: StoreError);
+}
+
+impl std::fmt::Debug for dyn Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+struct Call<F, R> {
+    f: F,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<F, R> Job for Call<F, R>
+where
+    F: FnOnce(&Connection) -> Result<R, StoreError> + Send,
+    R: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Completion {
+        let Call { f, reply } = *self;
+        // A savepoint per request: a request that fails half-way leaves nothing behind, and the
+        // others in the group still commit.
+        let result = match conn.execute_batch("SAVEPOINT op") {
+            Err(e) => Err(unavailable(e)),
+            Ok(()) => {
+                let r = f(conn);
+                let end = if r.is_ok() {
+                    "RELEASE op"
+                } else {
+                    "ROLLBACK TO op; RELEASE op"
+                };
+                match conn.execute_batch(end) {
+                    Ok(()) => r,
+                    Err(e) => Err(unavailable(e)),
+                }
+            }
+        };
+        Box::new(move |committed| {
+            let out = match committed {
+                Ok(()) => result,
+                Err(e) => Err(e),
+            };
+            let _ = reply.send(out);
+        })
+    }
+
+    fn abort(self: Box<Self>, err: StoreError) {
+        let _ = self.reply.send(Err(err));
+    }
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {e}"))
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// SQLite integers are signed: clamp (times past year 292 million are "never").
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS conversations (
+    key     TEXT PRIMARY KEY NOT NULL,
+    ver     INTEGER NOT NULL,
+    due_at  INTEGER,
+    record  TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS conversations_due ON conversations (due_at, key)
+    WHERE due_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS dedupe (
+    key         TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    gen         INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (key, message_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_expiry ON dedupe (expires_at);
+";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store under `data_dir`.
+    pub fn open(data_dir: &Path, durability: Durability) -> Result<SqliteStore, OpenError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| OpenError::CreateDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = db_path(data_dir);
+        let sqlite = |source| OpenError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sqlite)?;
+        let sync = match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite)?;
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; {SCHEMA}"
+        ))
+        .map_err(sqlite)?;
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        thread::Builder::new()
+            .name("lull-sqlite".into())
+            .spawn(move || serve(conn, rx))
+            .map_err(OpenError::Thread)?;
+        Ok(SqliteStore { jobs: tx })
+    }
+
+    /// Runs `f` on the store thread inside a transaction; answers after the commit.
+    async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(Call { f, reply }))
+            .map_err(|_| StoreError::Unavailable("store closed".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("store thread stopped".into()))?
+    }
+
+    /// Every conversation with something to do (open window or pending batch), oldest due first:
+    /// what start-up re-arms and what `lull inspect` lists.
+    pub async fn scheduled(&self) -> Result<Vec<Conversation>, StoreError> {
+        self.call(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT record FROM conversations WHERE due_at IS NOT NULL \
+                     ORDER BY due_at, key",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for json in rows {
+                out.push(decode(&json.map_err(unavailable)?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Deletes up to `limit` dedupe records that expired before `now`; returns how many.
+    pub async fn purge_expired(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM dedupe WHERE (key, message_id) IN \
+                 (SELECT key, message_id FROM dedupe WHERE expires_at < ?1 LIMIT ?2)",
+            )
+            .and_then(|mut s| s.execute(params![to_i64(now.0), to_i64(limit as u64)]))
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    /// Number of stored dedupe records.
+    pub async fn dedupe_len(&self) -> Result<u64, StoreError> {
+        self.call(|conn| {
+            conn.query_row("SELECT count(*) FROM dedupe", [], |r| r.get::<_, i64>(0))
+                .map(to_u64)
+                .map_err(unavailable)
+        })
+        .await
+    }
+}
+
+/// The store thread: take a group of requests, run them in one transaction, commit, answer.
+fn serve(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let err = unavailable(e);
+            for job in group {
+                job.abort(err.clone());
+            }
+            continue;
+        }
+        let done: Vec<Completion> = group.into_iter().map(|job| job.run(&conn)).collect();
+        let committed = conn.execute_batch("COMMIT").map_err(unavailable);
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for complete in done {
+            complete(committed.clone());
+        }
+    }
+    // Every handle is gone: fold the WAL back into the database for a tidy data directory.
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+fn decode(json: &str) -> Result<Conversation, StoreError> {
+    serde_json::from_str(json).map_err(corrupt)
+}
+
+/// The current (version, record JSON) of `key`.
+fn current(conn: &Connection, key: &str) -> Result<Option<(u64, String)>, StoreError> {
+    conn.prepare_cached("SELECT ver, record FROM conversations WHERE key = ?1")
+        .and_then(|mut s| {
+            s.query_row([key], |r| Ok((to_u64(r.get(0)?), r.get::<_, String>(1)?)))
+                .optional()
+        })
+        .map_err(unavailable)
+}
+
+fn put(conn: &Connection, row: &Row) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO conversations (key, ver, due_at, record) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (key) DO UPDATE SET ver = excluded.ver, due_at = excluded.due_at, \
+         record = excluded.record",
+    )
+    .and_then(|mut s| s.execute(params![row.key, to_i64(row.ver), row.due_at, row.json]))
+    .map(|_| ())
+    .map_err(unavailable)
+}
+
+/// A conversation record encoded on the caller's side, so the store thread does no JSON work.
+struct Row {
+    key: String,
+    ver: u64,
+    due_at: Option<i64>,
+    json: String,
+}
+
+impl Row {
+    fn of(c: &Conversation) -> Result<Row, StoreError> {
+        Ok(Row {
+            key: c.key.storage_key(),
+            ver: c.ver,
+            due_at: c.due_at().map(|d| to_i64(d.0)),
+            json: serde_json::to_string(c).map_err(corrupt)?,
+        })
+    }
+}
+
+/// What the store thread decided for an append, before decoding on the caller's side.
+enum RawAppended {
+    Ok,
+    Conflict(Option<String>),
+    Duplicate { gen: u64, expires_at: u64 },
+}
+
+fn conflict(json: Option<String>) -> Result<Option<Box<Conversation>>, StoreError> {
+    json.map(|j| decode(&j).map(Box::new)).transpose()
+}
+
+impl WindowStore for SqliteStore {
+    async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>, StoreError> {
+        let k = key.storage_key();
+        let json = self
+            .call(move |conn| Ok(current(conn, &k)?.map(|(_, json)| json)))
+            .await?;
+        json.map(|j| decode(&j)).transpose()
+    }
+
+    async fn append(
+        &self,
+        expected: Option<u64>,
+        next: &Conversation,
+        dedupe: &DedupeRecord,
+        now: Millis,
+    ) -> Result<Appended, StoreError> {
+        let row = Row::of(next)?;
+        let dkey = dedupe.key.storage_key();
+        let mid = dedupe.message_id.clone();
+        let (gen, expires_at) = (dedupe.gen, dedupe.expires_at);
+        let raw = self
+            .call(move |conn| {
+                let existing = conn
+                    .prepare_cached(
+                        "SELECT gen, expires_at FROM dedupe WHERE key = ?1 AND message_id = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![dkey, mid], |r| {
+                            Ok((to_u64(r.get(0)?), to_u64(r.get(1)?)))
+                        })
+                        .optional()
+                    })
+                    .map_err(unavailable)?;
+                if let Some((gen, expires_at)) = existing {
+                    if expires_at >= now.0 {
+                        return Ok(RawAppended::Duplicate { gen, expires_at });
+                    }
+                }
+                let cur = current(conn, &row.key)?;
+                if cur.as_ref().map(|(v, _)| *v) != expected {
+                    return Ok(RawAppended::Conflict(cur.map(|(_, j)| j)));
+                }
+                conn.prepare_cached(
+                    "INSERT INTO dedupe (key, message_id, gen, expires_at) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (key, message_id) DO UPDATE SET gen = excluded.gen, \
+                     expires_at = excluded.expires_at",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![dkey, mid, to_i64(gen), to_i64(expires_at.0)])
+                })
+                .map_err(unavailable)?;
+                put(conn, &row)?;
+                Ok(RawAppended::Ok)
+            })
+            .await?;
+        Ok(match raw {
+            RawAppended::Ok => Appended::Ok,
+            RawAppended::Conflict(json) => Appended::Conflict(conflict(json)?),
+            RawAppended::Duplicate { gen, expires_at } => Appended::Duplicate(DedupeRecord {
+                key: dedupe.key.clone(),
+                message_id: dedupe.message_id.clone(),
+                gen,
+                expires_at: Millis(expires_at),
+            }),
+        })
+    }
+
+    async fn replace(&self, expected: u64, next: &Conversation) -> Result<Written, StoreError> {
+        let row = Row::of(next)?;
+        let raw = self
+            .call(move |conn| {
+                let cur = current(conn, &row.key)?;
+                if cur.as_ref().map(|(v, _)| *v) != Some(expected) {
+                    return Ok(Some(cur.map(|(_, j)| j)));
+                }
+                put(conn, &row)?;
+                Ok(None)
+            })
+            .await?;
+        match raw {
+            None => Ok(Written::Ok),
+            Some(json) => Ok(Written::Conflict(conflict(json)?)),
+        }
+    }
+
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<ConversationKey>, StoreError> {
+        let keys = self
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT key FROM conversations WHERE due_at IS NOT NULL AND due_at <= ?1 \
+                         ORDER BY due_at, key LIMIT ?2",
+                    )
+                    .map_err(unavailable)?;
+                let rows = stmt
+                    .query_map(params![to_i64(now.0), to_i64(limit as u64)], |r| {
+                        r.get::<_, String>(0)
+                    })
+                    .map_err(unavailable)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+            })
+            .await?;
+        keys.iter()
+            .map(|k| ConversationKey::from_storage_key(k).map_err(corrupt))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_store_meets_the_contract() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
+        lull_core::contract::check_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_durability_meets_the_contract_and_reopens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = SqliteStore::open(dir.path(), Durability::Full).expect("open");
+            lull_core::contract::check_all(&store).await;
+        }
+        let store = SqliteStore::open(dir.path(), Durability::Full).expect("reopen");
+        assert!(!store.scheduled().await.expect("scheduled").is_empty());
+        assert!(store.dedupe_len().await.expect("dedupe") > 0);
+        let purged = store
+            .purge_expired(Millis(u64::MAX / 2), 10_000)
+            .await
+            .expect("purge");
+        assert!(purged > 0);
+        assert_eq!(store.dedupe_len().await.expect("dedupe"), 0);
+    }
+}

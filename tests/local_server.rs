@@ -1,0 +1,434 @@
+//! The local server end to end: the real `lull` binary, Meta-shaped webhooks, an HTTP capture
+//! sink on loopback, kill -9 and restarts.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use lull_tests::{ids, meta_text, wait_for, Capture, Server};
+use serde_json::Value;
+
+const PN: &str = "106540352242922";
+
+fn fast(sink: &str) -> Vec<String> {
+    [
+        "--quiet",
+        "300ms",
+        "--max-wait",
+        "1s",
+        "--sweep-interval",
+        "200ms",
+        "--retry-min",
+        "50ms",
+        "--retry-max",
+        "300ms",
+        "--sink",
+        sink,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+async fn start(dir: &std::path::Path, args: &[String]) -> Server {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start(dir, &args).await
+}
+
+fn ms(v: &Value) -> u64 {
+    lull_core::Millis::parse_rfc3339(v.as_str().unwrap_or(""))
+        .map(|m| m.0)
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_inside_the_quiet_period_is_one_batch_never_early() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sink = Capture::start().await;
+    let server = start(&tmp.path().join("data"), &fast(&sink.url)).await;
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511900000001", "w1", "hi"))
+            .await,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(290)).await; // the scenario: 2nd message at 0.29 s
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511900000001", "w2", "2 pizzas"))
+            .await,
+        200
+    );
+    // A message 50 ms later from someone else is a conversation of its own.
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511900000002", "x1", "yo"))
+            .await,
+        200
+    );
+    wait_for("two batches", Duration::from_secs(10), || {
+        sink.acked().len() >= 2
+    })
+    .await;
+    let acked = sink.acked();
+    let b = acked
+        .iter()
+        .find(|b| b["conversation"]["user"] == "5511900000001")
+        .expect("batch of user 1");
+    assert_eq!(ids(b), vec!["w1", "w2"]);
+    assert_eq!(b["reason"], "quiet");
+    assert_eq!(b["text"], "hi\n2 pizzas");
+    let last = ms(&b["messages"][1]["received_at"]);
+    assert!(ms(&b["closed_at"]) >= last + 300, "closed early: {b}");
+    // A duplicate delivery of w1 (Meta retries) is dropped, never a new batch.
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511900000001", "w1", "hi"))
+            .await,
+        200
+    );
+    let metrics = server
+        .get("/metrics")
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("lull_duplicates_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("lull_batches_total{reason=\"quiet\"} 2"),
+        "{metrics}"
+    );
+    assert_eq!(sink.acked().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_during_a_hand_off_goes_to_the_next_batch_after_the_ack() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sink = Capture::start().await;
+    let server = start(&tmp.path().join("data"), &fast(&sink.url)).await;
+    sink.state.hold.store(true, Ordering::SeqCst);
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511900000003", "h1", "a"))
+            .await,
+        200
+    );
+    wait_for("hand-off in flight", Duration::from_secs(10), || {
+        sink.state.in_flight.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511900000003", "h2", "b"))
+            .await,
+        200
+    );
+    // Wait until the second window is past due while the first hand-off is still held.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let overdue = server.inspect().iter().any(|c| {
+            c["window"]["due_at"]
+                .as_str()
+                .is_some_and(|d| ms(&Value::from(d)) + 100 < lull_core::Millis::now_wall().0)
+        });
+        if overdue {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "second window never due"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        sink.requests().len(),
+        1,
+        "batch g+1 handed off before g was acknowledged"
+    );
+    sink.state.hold.store(false, Ordering::SeqCst);
+    wait_for("second batch", Duration::from_secs(10), || {
+        sink.acked().len() >= 2
+    })
+    .await;
+    let acked = sink.acked();
+    assert_eq!(ids(&acked[0]), vec!["h1"]);
+    assert_eq!(ids(&acked[1]), vec!["h2"]);
+    assert_eq!(
+        acked[1]["generation"].as_u64(),
+        acked[0]["generation"].as_u64().map(|g| g + 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_conversations_writing_concurrently() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sink = Capture::start().await;
+    let mut args = fast(&sink.url);
+    args[1] = "1s".into(); // quiet: a burst of three from one user stays one batch under load
+    args[3] = "3s".into();
+    let server = start(&tmp.path().join("data"), &args).await;
+    let server = std::sync::Arc::new(server);
+    let mut tasks = tokio::task::JoinSet::new();
+    for u in 0..200 {
+        let server = server.clone();
+        tasks.spawn(async move {
+            let user = format!("55119{u:08}");
+            for i in 0..3 {
+                let body = meta_text(PN, &user, &format!("c{u}-{i}"), &format!("m{i}"));
+                assert_eq!(server.post_meta(&body).await, 200);
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("writer");
+    }
+    // Every message once, each conversation's messages in receive order across its batches
+    // (under load a gap may exceed the quiet period and split a burst: that is allowed).
+    wait_for("600 messages", Duration::from_secs(30), || {
+        sink.acked().iter().map(|b| ids(b).len()).sum::<usize>() >= 600
+    })
+    .await;
+    let mut acked = sink.acked();
+    acked.sort_by_key(|b| b["generation"].as_u64());
+    let mut per_user: HashMap<String, Vec<String>> = HashMap::new();
+    for b in &acked {
+        let user = b["conversation"]["user"].as_str().unwrap_or("").to_string();
+        per_user.entry(user).or_default().extend(ids(b));
+    }
+    assert_eq!(per_user.len(), 200);
+    for got in per_user.values() {
+        let u = got[0].split('-').next().unwrap_or("").to_string();
+        assert_eq!(got, &(0..3).map(|i| format!("{u}-{i}")).collect::<Vec<_>>());
+    }
+    assert!(acked.len() < 300, "{} batches for 200 bursts", acked.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_burst_and_mid_hand_off_loses_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let sink = Capture::start().await;
+    let args = fast(&sink.url);
+    let mut server = start(&data, &args).await;
+    // A hand-off in flight when the process dies: the sink holds the first request.
+    sink.state.hold.store(true, Ordering::SeqCst);
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511911111111", "k0", "first"))
+            .await,
+        200
+    );
+    wait_for("hand-off in flight", Duration::from_secs(10), || {
+        sink.state.in_flight.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // Bursts from 20 conversations; kill -9 while they are being written.
+    let server_addr = server.addr;
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut writers = tokio::task::JoinSet::new();
+    for u in 0..20 {
+        let accepted = accepted.clone();
+        writers.spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..30 {
+                let id = format!("k{u}-{i}");
+                let body = meta_text(PN, &format!("55119222{u:05}"), &id, "x");
+                let ok = client
+                    .post(format!("http://{server_addr}/webhook/meta"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if !ok {
+                    return;
+                }
+                accepted.lock().expect("lock").push(id);
+            }
+        });
+    }
+    wait_for("some accepted", Duration::from_secs(10), || {
+        accepted.lock().expect("lock").len() >= 100
+    })
+    .await;
+    server.kill9();
+    while writers.join_next().await.is_some() {}
+    let mut accepted: Vec<String> = accepted.lock().expect("lock").clone();
+    accepted.push("k0".into());
+    sink.state.hold.store(false, Ordering::SeqCst);
+    // Restart on the same data directory: every accepted message is still handed off.
+    let server = start(&data, &args).await;
+    let want: HashSet<String> = accepted.iter().cloned().collect();
+    wait_for("every accepted message", Duration::from_secs(30), || {
+        let got: HashSet<String> = sink.unique_batches().iter().flat_map(ids).collect();
+        want.is_subset(&got)
+    })
+    .await;
+    // Once per batch id: replays carry the same id and the same content.
+    let mut by_id: HashMap<String, Value> = HashMap::new();
+    for b in sink.acked() {
+        let id = b["batch_id"].as_str().unwrap_or("").to_string();
+        if let Some(prev) = by_id.get(&id) {
+            assert_eq!(prev["messages"], b["messages"], "a replay changed content");
+        }
+        by_id.insert(id, b);
+    }
+    let mut seen = HashSet::new();
+    for b in sink.unique_batches() {
+        for id in ids(&b) {
+            assert!(seen.insert(id.clone()), "message {id} in two batches");
+        }
+    }
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sink_holds_back_only_its_conversation_and_recovers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sink = Capture::start().await;
+    let server = start(&tmp.path().join("data"), &fast(&sink.url)).await;
+    *sink.state.failing_user.lock().expect("lock") = Some("5511933333333".into());
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511933333333", "f1", "a"))
+            .await,
+        200
+    );
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511944444444", "g1", "b"))
+            .await,
+        200
+    );
+    wait_for(
+        "the healthy conversation's batch",
+        Duration::from_secs(10),
+        || sink.acked().iter().any(|b| ids(b) == ["g1"]),
+    )
+    .await;
+    wait_for("three failed attempts", Duration::from_secs(10), || {
+        sink.requests().iter().filter(|b| ids(b) == ["f1"]).count() >= 3
+    })
+    .await;
+    // Pending, visible, not dropped.
+    assert!(server
+        .inspect()
+        .iter()
+        .any(|c| c["pending"].as_array().is_some_and(|p| !p.is_empty())));
+    *sink.state.failing_user.lock().expect("lock") = None;
+    wait_for("the held batch", Duration::from_secs(10), || {
+        sink.acked().iter().any(|b| ids(b) == ["f1"])
+    })
+    .await;
+    let metrics = server
+        .get("/metrics")
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("lull_sink_failures_total{kind=\"retryable\"}"),
+        "{metrics}"
+    );
+    let ids_of_f1: HashSet<_> = sink
+        .requests()
+        .iter()
+        .filter(|b| ids(b) == ["f1"])
+        .map(|b| b["batch_id"].clone().to_string())
+        .collect();
+    assert_eq!(ids_of_f1.len(), 1, "retries carry the same batch id");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_keeps_open_windows_for_the_next_start() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let sink = Capture::start().await;
+    let mut args = fast(&sink.url);
+    args[1] = "2s".into(); // quiet
+    args[3] = "5s".into(); // max wait
+    let mut server = start(&data, &args).await;
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511955555555", "s1", "a"))
+            .await,
+        200
+    );
+    assert!(server.terminate().await, "clean exit:\n{}", server.logs());
+    assert!(sink.acked().is_empty(), "never early");
+    let _server = start(&data, &args).await;
+    wait_for("the window after restart", Duration::from_secs(10), || {
+        sink.acked().iter().any(|b| ids(b) == ["s1"])
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_routes_answer() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = start(&tmp.path().join("data"), &fast("stdout")).await;
+    let health = server.get("/healthz").await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    let metrics = server
+        .get("/metrics")
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for name in lull_core::metrics::ALL {
+        if *name != lull_core::metrics::HANDOFF_LAG {
+            assert!(metrics.contains(name), "{name} missing from /metrics");
+        }
+    }
+}
+
+#[test]
+fn bad_configuration_is_refused_naming_the_setting() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // (flags, environment, what the error must name)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (&["--quiet", "soon"], &[], "--quiet"),
+        (&[], &[("LULL_MAX_WAIT", "forever")], "LULL_MAX_WAIT"),
+        (&["--listen", "0.0.0.0:18081"], &[], "not loopback"),
+        (&["--listen", "nowhere"], &[], "LULL_LISTEN"),
+        (&["--sink", "ftp://example"], &[], "LULL_SINK"),
+        (&["--durability", "paranoid"], &[], "LULL_DURABILITY"),
+        (&["--quiet", "10s", "--max-wait", "5s"], &[], "max wait"),
+    ];
+    for (args, env, needle) in cases {
+        let out = std::process::Command::new(lull_tests::lull_bin())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(tmp.path().join("never"))
+            .args(*args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run lull");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} {env:?} was accepted");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    let help = std::process::Command::new(lull_tests::lull_bin())
+        .args(["serve", "--help"])
+        .output()
+        .expect("help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for var in [
+        "LULL_LISTEN",
+        "LULL_DATA_DIR",
+        "LULL_QUIET",
+        "LULL_MAX_WAIT",
+        "LULL_SINK",
+        "LULL_SINK_SECRET",
+        "LULL_META_APP_SECRET",
+        "LULL_META_VERIFY_TOKEN",
+        "LULL_EVOLUTION_TOKEN",
+        "LULL_TWILIO_AUTH_TOKEN",
+        "LULL_TWILIO_PUBLIC_URL",
+    ] {
+        assert!(help.contains(var), "{var} missing from lull serve --help");
+    }
+}
