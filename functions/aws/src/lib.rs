@@ -17,6 +17,7 @@ pub mod flush;
 pub mod redrive;
 pub mod sink;
 pub mod store;
+pub mod telemetry;
 pub mod trigger;
 
 pub use accounting::{Accounting, OpUsage, Usage};

@@ -295,3 +295,206 @@ pub async fn queue_depth(c: &AwsClients, queue: &str) -> (u64, u64, u64) {
         get(A::ApproximateNumberOfMessagesDelayed),
     )
 }
+
+use lull_aws::sink::LambdaSink;
+use lull_aws::store::{DynamoDbStore, StoreSettings};
+use lull_aws::SqsTrigger;
+use lull_core::ports::SystemClock;
+use lull_core::{Buffer, BufferConfig, Policy};
+
+pub type TestBuffer = Buffer<DynamoDbStore, SqsTrigger, LambdaSink, SystemClock>;
+
+/// One isolated deployment on moto: table, trigger queue + DLQ, capture sink, and two buffers
+/// (the webhook's and the flush's) counting their requests separately.
+pub struct Harness {
+    pub clients: AwsClients,
+    pub table: String,
+    pub queue: String,
+    pub dlq: String,
+    pub sink: CaptureSink,
+    pub webhook_acct: Accounting,
+    pub flush_acct: Accounting,
+    pub esm_acct: Accounting,
+    pub webhook: Arc<TestBuffer>,
+    pub flusher: Arc<TestBuffer>,
+    pub policy: Policy,
+}
+
+pub fn test_config() -> BufferConfig {
+    BufferConfig {
+        lease: Duration::from_secs(5),
+        ..BufferConfig::default()
+    }
+}
+
+impl Harness {
+    /// `visibility` and `max_receives` configure the trigger queue's retry and DLQ.
+    pub async fn new(visibility_secs: u32, max_receives: u32) -> Harness {
+        let clients = clients().await;
+        let table = table(&clients).await;
+        let (queue, dlq) = lull_aws::trigger::create_queues(
+            &clients.sqs,
+            &unique("triggers"),
+            visibility_secs,
+            max_receives,
+        )
+        .await
+        .expect("queues");
+        let sink = CaptureSink::start();
+        let webhook_acct = Accounting::new();
+        let flush_acct = Accounting::new();
+        let buffer = |acct: &Accounting| {
+            let store = DynamoDbStore::new(
+                clients.dynamodb.clone(),
+                StoreSettings::new(&table),
+                acct.clone(),
+            );
+            let trigger = SqsTrigger::new(clients.sqs.clone(), &queue, acct.clone());
+            let target =
+                lull_sink::HttpTarget::new(&sink.url, vec!["s3cret".into()]).expect("target");
+            let http = lull_sink::HttpSink::new(target, Duration::from_secs(2)).expect("sink");
+            Arc::new(Buffer::new(
+                store,
+                trigger,
+                LambdaSink::Any(lull_sink::AnySink::Http(http)),
+                SystemClock,
+                test_config(),
+            ))
+        };
+        let webhook = buffer(&webhook_acct);
+        let flusher = buffer(&flush_acct);
+        Harness {
+            clients,
+            table,
+            queue,
+            dlq,
+            sink,
+            webhook_acct,
+            flush_acct,
+            esm_acct: Accounting::new(),
+            webhook,
+            flusher,
+            policy: Policy::with_times(Duration::from_secs(1), Duration::from_secs(3))
+                .expect("policy"),
+        }
+    }
+
+    /// Starts the event source mapping stand-in: receive triggers, call the flush handler,
+    /// delete what it did not report failed. Stops when the returned guard drops.
+    pub fn start_poller(&self) -> Poller {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (clients, queue, buffer, acct, st) = (
+            self.clients.clone(),
+            self.queue.clone(),
+            self.flusher.clone(),
+            self.esm_acct.clone(),
+            stop.clone(),
+        );
+        let task = tokio::spawn(async move {
+            while !st.load(Ordering::SeqCst) {
+                let msgs = receive(&clients, &queue, 1, &acct).await;
+                if msgs.is_empty() {
+                    continue;
+                }
+                let resp =
+                    lull_aws::flush::handle_sqs_event(&buffer, to_event(&msgs), b"test").await;
+                let failed: Vec<String> = resp
+                    .batch_item_failures
+                    .into_iter()
+                    .map(|f| f.item_identifier)
+                    .collect();
+                delete_succeeded(&clients, &queue, &msgs, &failed, &acct).await;
+            }
+        });
+        Poller {
+            stop,
+            task: Some(task),
+        }
+    }
+}
+
+pub struct Poller {
+    stop: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Poller {
+    pub async fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.task.take() {
+            t.await.expect("poller");
+        }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Checks the hand-off invariants over what the sink acknowledged: each message id in exactly
+/// one batch id, batches of a conversation in generation order with messages in receive order,
+/// and no batch closed early. Returns the distinct batches.
+pub fn check_batches(batches: &[Batch], policy: &Policy) -> Vec<Batch> {
+    let mut by_id: HashMap<uuid::Uuid, Batch> = HashMap::new();
+    let mut order: Vec<uuid::Uuid> = Vec::new();
+    for b in batches {
+        match by_id.get(&b.batch_id) {
+            Some(prev) => assert_eq!(prev, b, "a retried batch must carry the same content"),
+            None => {
+                order.push(b.batch_id);
+                by_id.insert(b.batch_id, b.clone());
+            }
+        }
+    }
+    let distinct: Vec<Batch> = order.iter().map(|id| by_id[id].clone()).collect();
+    let mut seen: HashMap<(String, String), uuid::Uuid> = HashMap::new();
+    let mut last_gen: HashMap<String, (u64, lull_core::Millis)> = HashMap::new();
+    for b in &distinct {
+        let conv = b.conversation.storage_key();
+        for m in &b.messages {
+            if let Some(other) = seen.insert((conv.clone(), m.id.clone()), b.batch_id) {
+                panic!(
+                    "message {} in two batches: {other} and {}",
+                    m.id, b.batch_id
+                );
+            }
+        }
+        assert!(
+            b.messages
+                .windows(2)
+                .all(|w| w[0].received_at <= w[1].received_at),
+            "messages out of receive order in {}",
+            b.batch_id
+        );
+        let first = b.messages.first().expect("non-empty batch").received_at;
+        let last = b.messages.last().expect("non-empty batch").received_at;
+        if let Some((g, prev_last)) = last_gen.get(&conv) {
+            assert!(b.generation > *g, "batches of a conversation out of order");
+            assert!(
+                first >= *prev_last,
+                "a later batch holds an earlier message"
+            );
+        }
+        last_gen.insert(conv, (b.generation, last));
+        match b.reason {
+            lull_core::CloseReason::Quiet => assert!(
+                b.closed_at.since(last) >= policy.quiet,
+                "batch {} closed {:?} after its last message: early",
+                b.batch_id,
+                b.closed_at.since(last)
+            ),
+            lull_core::CloseReason::MaxWait => assert!(
+                b.closed_at.since(first) >= policy.max_wait,
+                "batch {} closed for max wait too early",
+                b.batch_id
+            ),
+            _ => {}
+        }
+    }
+    distinct
+}
