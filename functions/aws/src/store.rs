@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::types::{
 use lull_core::ports::{Appended, DedupeRecord, StoreError, WindowStore, Written};
 use lull_core::{Conversation, ConversationKey, Millis};
 
-use crate::accounting::{units, Accounting};
+use crate::accounting::{consistent_read_units, item_size, units, write_units, Accounting};
 use crate::sdk_error;
 
 /// The name of the sparse due-time index.
@@ -191,8 +191,15 @@ impl WindowStore for DynamoDbStore {
             .send()
             .await
             .map_err(|e| Self::unavailable("GetItem", &e))?;
-        self.acct
-            .record("dynamodb.GetItem", 0, 0.0, units(out.consumed_capacity()));
+        let size = out.item().map_or(0, item_size);
+        self.acct.record_with_estimate(
+            "dynamodb.GetItem",
+            0,
+            0.0,
+            units(out.consumed_capacity()),
+            0.0,
+            consistent_read_units(size),
+        );
         match out.item() {
             Some(item) if !item.is_empty() => Ok(Some(Self::decode(item)?)),
             _ => Ok(None),
@@ -207,10 +214,14 @@ impl WindowStore for DynamoDbStore {
         now: Millis,
     ) -> Result<Appended, StoreError> {
         let table = &self.settings.table;
+        let dedupe_item = Self::dedupe_item(dedupe);
+        let conv_item = self.conversation_item(next)?;
+        // Transactional writes cost twice the standard units.
+        let est = 2.0 * write_units([item_size(&dedupe_item), item_size(&conv_item)]);
         let corrupt = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
         let dedupe_put = Put::builder()
             .table_name(table)
-            .set_item(Some(Self::dedupe_item(dedupe)))
+            .set_item(Some(dedupe_item))
             .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
             .expression_attribute_values(":now", n(now.0))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -218,7 +229,7 @@ impl WindowStore for DynamoDbStore {
             .map_err(corrupt)?;
         let mut conv_put = Put::builder()
             .table_name(table)
-            .set_item(Some(self.conversation_item(next)?))
+            .set_item(Some(conv_item))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         conv_put = match expected {
             Some(v) => conv_put
@@ -237,16 +248,25 @@ impl WindowStore for DynamoDbStore {
             .await;
         match result {
             Ok(out) => {
-                self.acct.record(
+                self.acct.record_with_estimate(
                     "dynamodb.TransactWriteItems",
                     2,
                     units(out.consumed_capacity()),
+                    0.0,
+                    est,
                     0.0,
                 );
                 Ok(Appended::Ok)
             }
             Err(SdkError::ServiceError(se)) => {
-                self.acct.record("dynamodb.TransactWriteItems", 0, 0.0, 0.0);
+                self.acct.record_with_estimate(
+                    "dynamodb.TransactWriteItems",
+                    0,
+                    0.0,
+                    0.0,
+                    est,
+                    0.0,
+                );
                 match se.err() {
                     TransactWriteItemsError::TransactionCanceledException(tc) => {
                         let reasons = tc.cancellation_reasons();
@@ -292,11 +312,13 @@ impl WindowStore for DynamoDbStore {
     }
 
     async fn replace(&self, expected: u64, next: &Conversation) -> Result<Written, StoreError> {
+        let item = self.conversation_item(next)?;
+        let est = write_units([item_size(&item)]);
         let result = self
             .client
             .put_item()
             .table_name(&self.settings.table)
-            .set_item(Some(self.conversation_item(next)?))
+            .set_item(Some(item))
             .condition_expression("ver = :expected")
             .expression_attribute_values(":expected", n(expected))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -306,11 +328,13 @@ impl WindowStore for DynamoDbStore {
         match result {
             Ok(out) => {
                 let wcu = out.consumed_capacity().map_or(0.0, |c| units([c]));
-                self.acct.record("dynamodb.PutItem", 1, wcu, 0.0);
+                self.acct
+                    .record_with_estimate("dynamodb.PutItem", 1, wcu, 0.0, est, 0.0);
                 Ok(Written::Ok)
             }
             Err(SdkError::ServiceError(se)) => {
-                self.acct.record("dynamodb.PutItem", 0, 0.0, 0.0);
+                self.acct
+                    .record_with_estimate("dynamodb.PutItem", 0, 0.0, 0.0, est, 0.0);
                 match se.err() {
                     PutItemError::ConditionalCheckFailedException(ccf) => Ok(Written::Conflict(
                         self.current(&next.key, ccf.item()).await?,
@@ -344,8 +368,15 @@ impl WindowStore for DynamoDbStore {
                     .send()
                     .await
                     .map_err(|e| Self::unavailable("Query", &e))?;
-                self.acct
-                    .record("dynamodb.Query", 0, 0.0, units(out.consumed_capacity()));
+                let bytes: usize = out.items().iter().map(item_size).sum();
+                self.acct.record_with_estimate(
+                    "dynamodb.Query",
+                    0,
+                    0.0,
+                    units(out.consumed_capacity()),
+                    0.0,
+                    0.5 * bytes.div_ceil(4096).max(1) as f64,
+                );
                 for item in out.items() {
                     let due_at = get_n(item, "due_at")?;
                     let pk = match item.get("pk") {
