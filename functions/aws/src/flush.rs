@@ -72,6 +72,15 @@ where
     .await
 }
 
+// The struct has a catch-all field when a dependent enables `catch-all-fields`.
+#[allow(clippy::needless_update)]
+fn failure(item_identifier: String) -> BatchItemFailure {
+    BatchItemFailure {
+        item_identifier,
+        ..Default::default()
+    }
+}
+
 /// Handles one SQS event: every record concurrently; failures reported by message id.
 pub async fn handle_sqs_event<S, T, K, C>(
     buffer: &Buffer<S, T, K, C>,
@@ -98,20 +107,10 @@ where
                 RecordError::Sink(_) => tracing::warn!(error = %e, "flush failed; SQS will retry"),
                 _ => tracing::error!(error = %e, "flush failed; SQS will retry"),
             }
-            match &record.message_id {
-                Some(id) => response.batch_item_failures.push(BatchItemFailure {
-                    item_identifier: id.clone(),
-                    ..Default::default()
-                }),
-                // Without an id the record cannot be reported; failing the whole batch makes
-                // SQS retry all of it, which the protocol tolerates.
-                None => {
-                    response.batch_item_failures.push(BatchItemFailure {
-                        item_identifier: String::new(),
-                        ..Default::default()
-                    });
-                }
-            }
+            // Without an id the record cannot be named: an empty identifier makes Lambda fail
+            // the whole batch, and SQS retries all of it, which the protocol tolerates.
+            let id = record.message_id.clone().unwrap_or_default();
+            response.batch_item_failures.push(failure(id));
         }
     }
     response

@@ -193,6 +193,7 @@ fn serve(mut conn: TcpStream, st: &CaptureState) {
 }
 
 /// Turns received SQS messages into the event Lambda would pass.
+#[allow(clippy::needless_update)]
 pub fn to_event(msgs: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
     SqsEvent {
         records: msgs
