@@ -1,0 +1,33 @@
+//! # lull-ingest
+//!
+//! lull's webhook ingestion: one axum [`Router`](axum::Router) that takes Meta WhatsApp Cloud
+//! API, Evolution API v2, Twilio WhatsApp and lull's own generic JSON format exactly as each
+//! gateway sends it, authenticates it, normalises it into [`lull_core::Message`]s and appends
+//! them through an [`Appender`] (the core's [`lull_core::Buffer`]). The webhook Lambda (through
+//! `lambda_http`) and the local server serve the same router; it depends on neither.
+//!
+//! - [`parse`]: one pure parser per gateway (fuzzed).
+//! - [`routes`]: one handler per gateway and the shared pipeline.
+//! - [`auth`]: signatures and credentials, constant time, rotation-friendly.
+//! - [`tenant`]: who owns which number, with which secrets, policy and sink.
+//!
+//! Contract (invariants 5 and 6): a request is parsed and authenticated whole before anything is
+//! appended; bad input gets a clear 4xx and stores nothing; a request authenticated for one
+//! tenant cannot write into another's conversations; every ignored event is counted.
+
+pub mod appender;
+pub mod auth;
+pub mod error;
+pub mod parse;
+pub mod routes;
+pub mod state;
+pub mod tenant;
+
+pub use appender::{AppendFuture, Appender};
+pub use error::IngestError;
+pub use routes::router;
+pub use state::{IngestConfig, IngestState};
+pub use tenant::{
+    EvolutionSettings, GenericSettings, MemoryDirectory, MetaSettings, Secrets, SinkSettings,
+    Tenant, TenantDirectory, TwilioSettings,
+};

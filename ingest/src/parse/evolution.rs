@@ -1,0 +1,388 @@
+//! Evolution API v2 webhooks (Baileys underneath).
+//!
+//! Only `messages.upsert` carries new messages; every other event (connection updates, message
+//! receipts, presence...) is acknowledged and counted. The body names the instance, which is the
+//! business side of the conversation key, so the dedupe key is instance + `key.id`.
+//!
+//! Identity: a one-to-one chat is keyed on `key.remoteJid`, except that with
+//! `addressingMode: "lid"` (or a `@lid` JID) the phone JID in `key.remoteJidAlt` is preferred so
+//! one user stays one conversation whichever addressing WhatsApp used; the other JID is kept as
+//! `Sender.alt_id`. A group (`@g.us`) is one conversation; its author is `key.participant`
+//! (again preferring `participantAlt` over a LID).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use lull_core::message::{Contact, Location, Media, Reaction, Reply, Sender};
+use lull_core::{Message, MessageKind};
+
+use super::{non_empty, unix_secs_to_millis, Item, OptIn, ParseError, Parsed};
+
+#[derive(Deserialize)]
+struct Body {
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    instance: Option<String>,
+    #[serde(default)]
+    data: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Upsert {
+    key: Key,
+    #[serde(default)]
+    push_name: Option<String>,
+    #[serde(default)]
+    message: Option<Value>,
+    #[serde(default)]
+    message_type: Option<String>,
+    #[serde(default)]
+    message_timestamp: Option<Value>,
+    #[serde(default)]
+    context_info: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Key {
+    remote_jid: String,
+    #[serde(default)]
+    remote_jid_alt: Option<String>,
+    #[serde(default)]
+    from_me: Option<bool>,
+    id: String,
+    #[serde(default)]
+    participant: Option<String>,
+    #[serde(default)]
+    participant_alt: Option<String>,
+    #[serde(default)]
+    addressing_mode: Option<String>,
+}
+
+/// Normalises an event name: `messages.upsert`, `MESSAGES_UPSERT` and `messages-upsert` (the
+/// per-event URL suffix) are one event.
+pub fn normalise_event(e: &str) -> String {
+    e.trim().to_ascii_lowercase().replace(['_', '-'], ".")
+}
+
+/// Parses an Evolution webhook body; `path_event` is the per-event URL suffix, used when the
+/// body names no event.
+pub fn parse(body: &[u8], path_event: Option<&str>) -> Result<Parsed, ParseError> {
+    let body: Body = serde_json::from_slice(body).map_err(|e| ParseError::json("evolution", &e))?;
+    let instance = non_empty(body.instance.as_deref())
+        .ok_or_else(|| ParseError::new("evolution: missing instance"))?;
+    let event = body
+        .event
+        .as_deref()
+        .or(path_event)
+        .map(normalise_event)
+        .ok_or_else(|| ParseError::new("evolution: missing event"))?;
+    let mut out = Parsed::default();
+    out.add_account(&instance);
+    if event != "messages.upsert" {
+        out.ignored.push("event");
+        return Ok(out);
+    }
+    // v2 sends one message object; accept an array (or Baileys' {messages: [...]}) too.
+    let records = match body.data {
+        Value::Array(a) => a,
+        Value::Object(mut o) if o.get("messages").is_some_and(Value::is_array) => {
+            match o.remove("messages") {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            }
+        }
+        v @ Value::Object(_) => vec![v],
+        _ => {
+            return Err(ParseError::new(
+                "evolution messages.upsert: data is not an object",
+            ))
+        }
+    };
+    for (i, record) in records.into_iter().enumerate() {
+        let up: Upsert = serde_json::from_value(record)
+            .map_err(|e| ParseError::json(&format!("evolution data[{i}]"), &e))?;
+        let item = message(&instance, up)
+            .map_err(|e| ParseError::new(format!("evolution data[{i}]: {e}")))?;
+        out.items.push(item);
+    }
+    Ok(out)
+}
+
+/// The phone number of a `@s.whatsapp.net` JID (without a `:device` suffix).
+fn phone_of(jid: &str) -> Option<String> {
+    let user = jid.strip_suffix("@s.whatsapp.net")?;
+    Some(user.split(':').next().unwrap_or(user).to_string())
+}
+
+fn is_lid(jid: &str, mode: Option<&str>) -> bool {
+    jid.ends_with("@lid") || mode == Some("lid")
+}
+
+/// (key id, other id): prefer the phone JID over a LID.
+fn prefer_phone(jid: String, alt: Option<String>, mode: Option<&str>) -> (String, Option<String>) {
+    match alt {
+        Some(alt) if is_lid(&jid, mode) && !alt.ends_with("@lid") => (alt, Some(jid)),
+        Some(alt) if alt != jid => (jid, Some(alt)),
+        _ => (jid, None),
+    }
+}
+
+fn message(instance: &str, up: Upsert) -> Result<Item, String> {
+    let k = up.key;
+    if k.id.trim().is_empty() {
+        return Err("empty key.id".into());
+    }
+    let remote = k.remote_jid.trim().to_string();
+    if remote.is_empty() {
+        return Err("empty key.remoteJid".into());
+    }
+    let mode = k.addressing_mode.as_deref();
+    let group = remote.ends_with("@g.us").then(|| remote.clone());
+    let (sender_id, alt_id, user) = match &group {
+        Some(g) => {
+            let participant = non_empty(k.participant.as_deref()).unwrap_or_else(|| g.clone());
+            let (id, alt) =
+                prefer_phone(participant, non_empty(k.participant_alt.as_deref()), mode);
+            (id, alt, g.clone())
+        }
+        None => {
+            let (id, alt) =
+                prefer_phone(remote.clone(), non_empty(k.remote_jid_alt.as_deref()), mode);
+            (id.clone(), alt, id)
+        }
+    };
+    let sender = Sender {
+        phone: phone_of(&sender_id),
+        id: sender_id,
+        name: non_empty(up.push_name.as_deref()),
+        alt_id,
+    };
+    let opt_in = if remote == "status@broadcast" {
+        Some(OptIn::StatusBroadcast)
+    } else if k.from_me == Some(true) {
+        Some(OptIn::FromMe)
+    } else {
+        None
+    };
+
+    let mut msg = Message::of_kind(k.id, MessageKind::Other, sender);
+    msg.sent_at = up.message_timestamp.as_ref().and_then(unix_secs_to_millis);
+    let content = up.message.unwrap_or(Value::Null);
+    let kind = up
+        .message_type
+        .filter(|t| content.get(t).is_some())
+        .or_else(|| {
+            content.as_object().and_then(|o| {
+                o.keys()
+                    .find(|k| !matches!(k.as_str(), "messageContextInfo" | "base64" | "mediaUrl"))
+                    .cloned()
+            })
+        })
+        .unwrap_or_else(|| "empty".to_string());
+    fill(&mut msg, &kind, &content);
+    msg.reply_to = str_at(&content, &[&kind, "contextInfo", "stanzaId"]).or_else(|| {
+        up.context_info
+            .as_ref()
+            .and_then(|c| str_at(c, &["stanzaId"]))
+    });
+    Ok(Item {
+        account: instance.to_string(),
+        user,
+        group,
+        message: msg,
+        opt_in,
+    })
+}
+
+fn str_at(v: &Value, path: &[&str]) -> Option<String> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    non_empty(cur.as_str())
+}
+
+fn f64_at(v: &Value, key: &str) -> Option<f64> {
+    let x = v.get(key)?;
+    x.as_f64()
+        .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
+        .filter(|f: &f64| f.is_finite())
+}
+
+/// Contacts from a vCard: the formatted name and every `TEL` value.
+fn vcard_contact(display_name: Option<String>, vcard: Option<&str>) -> Contact {
+    let mut c = Contact {
+        name: display_name,
+        phones: Vec::new(),
+    };
+    for line in vcard.unwrap_or("").lines() {
+        let line = line.trim();
+        let upper = line.get(..3).map(str::to_ascii_uppercase);
+        if upper.as_deref() == Some("TEL") || line.contains(".TEL") {
+            if let Some((_, v)) = line.rsplit_once(':') {
+                if !v.trim().is_empty() {
+                    c.phones.push(v.trim().to_string());
+                }
+            }
+        } else if c.name.is_none() && line.starts_with("FN:") {
+            c.name = non_empty(line.get(3..));
+        }
+    }
+    c
+}
+
+fn fill(msg: &mut Message, kind: &str, m: &Value) {
+    let body = m.get(kind).unwrap_or(&Value::Null);
+    match kind {
+        "conversation" => {
+            msg.kind = MessageKind::Text;
+            msg.text = m
+                .get("conversation")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        "extendedTextMessage" => {
+            msg.kind = MessageKind::Text;
+            msg.text = body.get("text").and_then(Value::as_str).map(str::to_string);
+        }
+        "imageMessage"
+        | "videoMessage"
+        | "ptvMessage"
+        | "audioMessage"
+        | "stickerMessage"
+        | "documentMessage"
+        | "documentWithCaptionMessage" => {
+            // documentWithCaptionMessage wraps {message: {documentMessage: {...}}}.
+            let body = if kind == "documentWithCaptionMessage" {
+                body.get("message")
+                    .and_then(|x| x.get("documentMessage"))
+                    .unwrap_or(&Value::Null)
+            } else {
+                body
+            };
+            msg.kind = match kind {
+                "imageMessage" => MessageKind::Image,
+                "videoMessage" | "ptvMessage" => MessageKind::Video,
+                "audioMessage" => MessageKind::Audio,
+                "stickerMessage" => MessageKind::Sticker,
+                _ => MessageKind::Document,
+            };
+            msg.caption = str_at(body, &["caption"]);
+            msg.media = Some(Media {
+                id: None,
+                // With S3 enabled Evolution adds a fetchable `mediaUrl`; WhatsApp's own URL
+                // is encrypted and only useful with the media key.
+                url: str_at(m, &["mediaUrl"]).or_else(|| str_at(body, &["url"])),
+                mime_type: str_at(body, &["mimetype"]),
+                filename: str_at(body, &["fileName"]),
+                voice: kind == "audioMessage"
+                    && body.get("ptt").and_then(Value::as_bool) == Some(true),
+            });
+        }
+        "locationMessage" | "liveLocationMessage" => {
+            match (
+                f64_at(body, "degreesLatitude"),
+                f64_at(body, "degreesLongitude"),
+            ) {
+                (Some(latitude), Some(longitude)) => {
+                    msg.kind = MessageKind::Location;
+                    msg.location = Some(Location {
+                        latitude,
+                        longitude,
+                        name: str_at(body, &["name"]),
+                        address: str_at(body, &["address"]),
+                    });
+                    msg.caption = str_at(body, &["caption"]);
+                }
+                _ => msg.provider_type = Some(kind.to_string()),
+            }
+        }
+        "contactMessage" => {
+            msg.kind = MessageKind::Contacts;
+            msg.contacts = vec![vcard_contact(
+                str_at(body, &["displayName"]),
+                body.get("vcard").and_then(Value::as_str),
+            )];
+        }
+        "contactsArrayMessage" => {
+            msg.kind = MessageKind::Contacts;
+            msg.contacts = body
+                .get("contacts")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|c| {
+                            vcard_contact(
+                                str_at(c, &["displayName"]),
+                                c.get("vcard").and_then(Value::as_str),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        }
+        "reactionMessage" => match str_at(body, &["key", "id"]) {
+            Some(message_id) => {
+                msg.kind = MessageKind::Reaction;
+                msg.reaction = Some(Reaction {
+                    message_id,
+                    emoji: str_at(body, &["text"]),
+                });
+            }
+            None => msg.provider_type = Some(kind.to_string()),
+        },
+        "buttonsResponseMessage" | "templateButtonReplyMessage" => {
+            let id = str_at(body, &["selectedButtonId"]).or_else(|| str_at(body, &["selectedId"]));
+            let title = str_at(body, &["selectedDisplayText"]);
+            msg.kind = MessageKind::Button;
+            msg.reply = Some(Reply {
+                id: id.clone().or_else(|| title.clone()).unwrap_or_default(),
+                title: title.or(id).unwrap_or_default(),
+            });
+        }
+        "listResponseMessage" => {
+            let id = str_at(body, &["singleSelectReply", "selectedRowId"]);
+            let title = str_at(body, &["title"]);
+            msg.kind = MessageKind::Interactive;
+            msg.reply = Some(Reply {
+                id: id.clone().or_else(|| title.clone()).unwrap_or_default(),
+                title: title.or(id).unwrap_or_default(),
+            });
+        }
+        "interactiveResponseMessage" => {
+            msg.kind = MessageKind::Interactive;
+            msg.provider_type = Some(kind.to_string());
+            msg.text = str_at(body, &["nativeFlowResponseMessage", "paramsJson"])
+                .or_else(|| str_at(body, &["body", "text"]));
+        }
+        // protocolMessage, pollCreationMessage, empty, ...: kept as `other`, never dropped.
+        other => {
+            msg.provider_type = Some(other.to_string());
+            msg.text = str_at(body, &["text"]).or_else(|| str_at(body, &["caption"]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_normalise() {
+        assert_eq!(normalise_event("MESSAGES_UPSERT"), "messages.upsert");
+        assert_eq!(normalise_event("messages-upsert"), "messages.upsert");
+    }
+
+    #[test]
+    fn vcard_phones_are_read() {
+        let c = vcard_contact(
+            None,
+            Some("BEGIN:VCARD\nVERSION:3.0\nFN:Ana\nitem1.TEL;waid=5511:+55 11 9999\nEND:VCARD"),
+        );
+        assert_eq!(c.name.as_deref(), Some("Ana"));
+        assert_eq!(c.phones, ["+55 11 9999"]);
+    }
+}
