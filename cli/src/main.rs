@@ -1,5 +1,6 @@
 //! `lull`: a message buffer for WhatsApp AI bots. With no subcommand it runs `lull serve`.
 
+mod aws;
 mod demo;
 mod serve;
 mod simulate;

@@ -37,6 +37,13 @@ pub struct InspectArgs {
 /// `lull redrive`: re-deliver pending batches now.
 #[derive(Args, Clone, Debug, Default)]
 pub struct RedriveArgs {
+    /// Redrive the AWS deployment instead: replay the triggers parked in the DLQ
+    /// (`LULL_DLQ_URL`) through the DynamoDB store and the sink, oldest batch first, each with its
+    /// original batch id. Reads the Lambdas' environment variables (`LULL_TABLE`,
+    /// `LULL_TRIGGER_QUEUE_URL`, `LULL_SINK`, ...) and the usual AWS credentials. Needs a build
+    /// with `--features aws`.
+    #[arg(long)]
+    pub aws: bool,
     #[command(flatten)]
     pub serve: ServeArgs,
 }
@@ -300,6 +307,9 @@ pub fn inspect(args: &InspectArgs) -> ExitCode {
 /// `lull redrive`: asks the running server to retry every pending batch now, or, when no server
 /// holds the data directory, hands them off from here.
 pub fn redrive(args: &RedriveArgs) -> ExitCode {
+    if args.aws {
+        return crate::aws::redrive();
+    }
     let cfg = match args.serve.resolve() {
         Ok(c) => c,
         Err(e) => return fail(e),

@@ -1,0 +1,255 @@
+//! The webhook Lambda's path end to end: API Gateway HTTP API (payload v2) events, as
+//! lambda_http decodes them, through the ingestion Router onto DynamoDB + SQS (moto), then the
+//! flush handler fed by an SQS poller, to an HTTP capture sink on loopback.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use lull_core::ports::WindowStore;
+use lull_core::{ConversationKey, Provider};
+use lull_ingest::{IngestConfig, IngestState, MemoryDirectory, Tenant};
+use tower::ServiceExt;
+
+use common::{check_batches, eventually, Harness};
+
+const DOMAIN: &str = "abc123.execute-api.us-east-1.amazonaws.com";
+const APP_SECRET: &str = "meta-app-secret";
+const TWILIO_TOKEN: &str = "twilio-auth-token";
+
+fn router(h: &Harness) -> axum::Router {
+    let env = |k: &str| match k {
+        "LULL_META_APP_SECRET" => Some(APP_SECRET.to_string()),
+        "LULL_META_VERIFY_TOKEN" => Some("verify".to_string()),
+        "LULL_TWILIO_AUTH_TOKEN" => Some(TWILIO_TOKEN.to_string()),
+        _ => None,
+    };
+    let mut tenant = Tenant::from_env(env).expect("tenant");
+    tenant.policy = h.policy;
+    let state = IngestState::new(
+        h.webhook.clone(),
+        Arc::new(MemoryDirectory::single(tenant)),
+        IngestConfig::default(),
+    );
+    lull_ingest::router(state)
+}
+
+/// An API Gateway HTTP API v2 event, the way API Gateway sends it to the function.
+fn event(path: &str, headers: &[(&str, String)], body: &[u8], base64: bool) -> String {
+    let mut h = serde_json::Map::new();
+    h.insert("host".into(), DOMAIN.into());
+    h.insert("x-forwarded-proto".into(), "https".into());
+    h.insert("x-forwarded-port".into(), "443".into());
+    for (k, v) in headers {
+        h.insert((*k).into(), v.clone().into());
+    }
+    let body = if base64 {
+        base64::engine::general_purpose::STANDARD.encode(body)
+    } else {
+        String::from_utf8(body.to_vec()).expect("utf-8 body")
+    };
+    serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": h,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": DOMAIN,
+            "domainPrefix": "abc123",
+            "http": {
+                "method": "POST",
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.7",
+                "userAgent": "facebookexternalua"
+            },
+            "requestId": "JKJaXmPLvHcESHA=",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "28/Nov/2026:12:00:00 +0000",
+            "timeEpoch": 1_795_867_200_000u64
+        },
+        "body": body,
+        "isBase64Encoded": base64
+    })
+    .to_string()
+}
+
+fn meta_body(user: &str, ids: &[&str]) -> Vec<u8> {
+    let messages: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            serde_json::json!({
+                "from": user, "id": id, "timestamp": "1764331200", "type": "text",
+                "text": {"body": format!("text of {id}")}
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "contacts": [{"profile": {"name": "Sheena"}, "wa_id": user}],
+            "messages": messages
+        }}]}]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn meta_signature(body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(APP_SECRET.as_bytes()).expect("key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn post(h: &Harness, event_json: &str) -> (u16, String) {
+    let req = lambda_http::request::from_str(event_json).expect("API Gateway v2 event");
+    let resp = router(h).oneshot(req).await.expect("router");
+    let status = resp.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_gateway_events_reach_the_sink_as_one_batch() {
+    let h = Harness::new(5, 5).await;
+    let poller = h.start_poller();
+    let user = "16505550001";
+    let body = meta_body(user, &["wamid.apigw.1", "wamid.apigw.2"]);
+    let started = Instant::now();
+    let (status, text) = post(
+        &h,
+        &event(
+            "/webhook/meta",
+            &[
+                ("content-type", "application/json".into()),
+                ("x-hub-signature-256", meta_signature(&body)),
+            ],
+            &body,
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    // A second POST a moment later, in the same window.
+    let body = meta_body(user, &["wamid.apigw.3"]);
+    let (status, _) = post(
+        &h,
+        &event(
+            "/webhook/meta",
+            &[
+                ("content-type", "application/json".into()),
+                ("x-hub-signature-256", meta_signature(&body)),
+            ],
+            &body,
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    eventually(Duration::from_secs(30), "the batch", || {
+        h.sink.message_count() >= 3
+    })
+    .await;
+    assert!(
+        started.elapsed() >= h.policy.quiet,
+        "never before the quiet period"
+    );
+    let batches = check_batches(&h.sink.batches(), &h.policy);
+    assert_eq!(batches.len(), 1);
+    let ids: Vec<&str> = batches[0].messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["wamid.apigw.1", "wamid.apigw.2", "wamid.apigw.3"]);
+    assert_eq!(batches[0].conversation.account, "106540352242922");
+    poller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bad_signature_through_api_gateway_is_refused_and_stores_nothing() {
+    let h = Harness::new(5, 5).await;
+    let user = "16505550002";
+    let body = meta_body(user, &["wamid.bad.1"]);
+    let forged = meta_signature(b"some other body");
+    let (status, text) = post(
+        &h,
+        &event(
+            "/webhook/meta",
+            &[
+                ("content-type", "application/json".into()),
+                ("x-hub-signature-256", forged),
+            ],
+            &body,
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(status, 401, "{text}");
+    let key = ConversationKey::new(Provider::Meta, "106540352242922", user);
+    assert_eq!(h.webhook.store.load(&key).await.expect("load"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_base64_encoded_twilio_form_is_verified_against_the_api_gateway_url() {
+    let h = Harness::new(5, 5).await;
+    let poller = h.start_poller();
+    let params = [
+        ("AccountSid", "ACccec30b8f64bfa44a6dc60d2a447f5c5"),
+        ("ApiVersion", "2010-04-01"),
+        ("Body", "Olá, quero pedir"),
+        ("From", "whatsapp:+558282136275"),
+        ("MessageSid", "SM01cd3925943ee3504f8a5c42d88efdf6"),
+        ("NumMedia", "0"),
+        ("ProfileName", "Jhonata"),
+        ("To", "whatsapp:+14155238886"),
+        ("WaId", "558282136275"),
+    ];
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish();
+    // Twilio signs the full public URL followed by each parameter name and value, sorted.
+    let mut signed = format!("https://{DOMAIN}/webhook/twilio");
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    for (k, v) in sorted {
+        signed.push_str(k);
+        signed.push_str(v);
+    }
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(TWILIO_TOKEN.as_bytes()).expect("key");
+    mac.update(signed.as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let (status, text) = post(
+        &h,
+        &event(
+            "/webhook/twilio",
+            &[
+                ("content-type", "application/x-www-form-urlencoded".into()),
+                ("x-twilio-signature", signature),
+            ],
+            body.as_bytes(),
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    eventually(Duration::from_secs(30), "the batch", || {
+        h.sink.message_count() >= 1
+    })
+    .await;
+    let batches = check_batches(&h.sink.batches(), &h.policy);
+    assert_eq!(
+        batches[0].messages[0].id,
+        "SM01cd3925943ee3504f8a5c42d88efdf6"
+    );
+    assert_eq!(batches[0].text, "Olá, quero pedir");
+    poller.stop().await;
+}
