@@ -71,6 +71,22 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub evolution_token: Option<String>,
+    /// Evolution JWT key(s) (`Authorization: Bearer <HS256 JWT>`, exp checked), comma-separated.
+    #[arg(
+        long,
+        env = "LULL_EVOLUTION_JWT_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub evolution_jwt_key: Option<String>,
+    /// Secret(s) verifying X-Lull-Signature on /webhook/generic, comma-separated.
+    #[arg(
+        long,
+        env = "LULL_GENERIC_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub generic_secret: Option<String>,
     /// Twilio auth token(s) verifying X-Twilio-Signature, comma-separated.
     #[arg(
         long,
@@ -119,6 +135,8 @@ pub struct FileConfig {
     pub meta_app_secret: Option<StringOrList>,
     pub meta_verify_token: Option<StringOrList>,
     pub evolution_token: Option<StringOrList>,
+    pub evolution_jwt_key: Option<StringOrList>,
+    pub generic_secret: Option<StringOrList>,
     pub twilio_auth_token: Option<StringOrList>,
     pub twilio_public_url: Option<String>,
     pub durability: Option<String>,
@@ -465,6 +483,8 @@ impl ServeArgs {
         let meta_app = secrets(&self.meta_app_secret, &file.meta_app_secret);
         let meta_verify = secrets(&self.meta_verify_token, &file.meta_verify_token);
         let evolution = secrets(&self.evolution_token, &file.evolution_token);
+        let evolution_jwt = secrets(&self.evolution_jwt_key, &file.evolution_jwt_key);
+        let generic = secrets(&self.generic_secret, &file.generic_secret);
         let twilio = secrets(&self.twilio_auth_token, &file.twilio_auth_token);
         let twilio_url = pick(
             self.twilio_public_url.clone(),
@@ -481,6 +501,7 @@ impl ServeArgs {
                 },
                 evolution: EvolutionSettings {
                     tokens: evolution,
+                    jwt_keys: evolution_jwt,
                     ..Default::default()
                 },
                 twilio: TwilioSettings {
@@ -488,7 +509,10 @@ impl ServeArgs {
                     public_url: twilio_url,
                     ..Default::default()
                 },
-                generic: GenericSettings::default(),
+                generic: GenericSettings {
+                    secrets: generic,
+                    ..Default::default()
+                },
                 sink: None,
             }]);
         }
@@ -496,6 +520,8 @@ impl ServeArgs {
             ("LULL_META_APP_SECRET", !meta_app.is_empty()),
             ("LULL_META_VERIFY_TOKEN", !meta_verify.is_empty()),
             ("LULL_EVOLUTION_TOKEN", !evolution.is_empty()),
+            ("LULL_EVOLUTION_JWT_KEY", !evolution_jwt.is_empty()),
+            ("LULL_GENERIC_SECRET", !generic.is_empty()),
             ("LULL_TWILIO_AUTH_TOKEN", !twilio.is_empty()),
         ] {
             if set {
