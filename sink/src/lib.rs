@@ -4,16 +4,19 @@
 //! - [`StdoutSink`]: one batch JSON per line on standard output (the local default).
 //! - [`JsonlSink`]: appends one batch JSON per line to a file.
 //! - [`AnySink`]: one of the above, chosen from a `--sink` string.
+//! - [`RoutedSink`]: per-tenant HTTP endpoints beside a default sink.
 //!
 //! "Acknowledged" means the sink accepted the batch (HTTP 2xx, a line written and flushed); it
 //! does not wait for the AI to answer.
 
 mod file;
 mod http;
+mod routed;
 mod signature;
 
 pub use file::{JsonlSink, StdoutSink};
 pub use http::{HttpSink, HttpTarget};
+pub use routed::RoutedSink;
 pub use signature::{sign, verify, SignatureError};
 
 use lull_core::ports::{Sink, SinkError};

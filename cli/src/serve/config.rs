@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Args;
 use lull_core::{BufferConfig, Policy};
 use lull_ingest::{
-    EvolutionSettings, GenericSettings, MetaSettings, Secrets, Tenant, TwilioSettings,
+    EvolutionSettings, GenericSettings, MetaSettings, Secrets, SinkSettings, Tenant, TwilioSettings,
 };
 use lull_local::{Backoff, Durability, SweepSettings};
 use serde::Deserialize;
@@ -177,6 +177,11 @@ pub struct FileTenant {
     pub max_messages: Option<u32>,
     #[serde(default)]
     pub passthrough: bool,
+    /// This tenant's own AI endpoint (`http(s)://...`); its batches go there instead of the
+    /// top-level sink.
+    pub sink: Option<String>,
+    /// Secret(s) signing this tenant's batches (`X-Lull-Signature`).
+    pub sink_secret: Option<StringOrList>,
     pub meta: Option<FileMeta>,
     pub evolution: Option<FileEvolution>,
     pub twilio: Option<FileTwilio>,
@@ -561,10 +566,30 @@ fn tenant_from_file(t: &FileTenant, default: Policy) -> Result<Tenant, ConfigErr
     let evo = t.evolution.as_ref();
     let tw = t.twilio.as_ref();
     let gen = t.generic.as_ref();
+    let sink = match &t.sink {
+        None => None,
+        Some(url) => {
+            let secrets = t
+                .sink_secret
+                .as_ref()
+                .map_or_else(none, StringOrList::secrets);
+            lull_sink::HttpTarget::new(url, secrets.iter().map(String::from).collect()).map_err(
+                |reason| ConfigError::Invalid {
+                    setting: "sink of a [[tenants]] entry in lull.toml",
+                    value: url.clone(),
+                    reason,
+                },
+            )?;
+            Some(SinkSettings {
+                url: url.clone(),
+                signing_secrets: secrets,
+            })
+        }
+    };
     Ok(Tenant {
         id: t.id.clone(),
         policy,
-        sink: None,
+        sink,
         meta: MetaSettings {
             phone_number_ids: meta.map(|m| m.phone_number_ids.clone()).unwrap_or_default(),
             app_secrets: meta
@@ -702,5 +727,42 @@ mod tests {
         assert_eq!(c.tenants[0].meta.app_secrets.len(), 2);
         assert!(!c.tenants[1].policy.buffering);
         assert!(!c.allow_unsigned);
+    }
+
+    #[test]
+    fn a_tenant_may_have_its_own_sink_and_a_bad_one_is_named() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            [[tenants]]
+            id = "acme"
+            sink = "https://ai.acme.example/lull"
+            sink_secret = "acme-signing"
+            [tenants.meta]
+            phone_number_ids = ["106540352242922"]
+            app_secret = "a"
+            "#,
+        )
+        .unwrap();
+        let c = args().resolve_with(file).unwrap();
+        let own = c.tenants[0].sink.as_ref().expect("tenant sink");
+        assert_eq!(own.url, "https://ai.acme.example/lull");
+        assert_eq!(own.signing_secrets.len(), 1);
+        assert!(super::super::sink(&c).is_ok());
+
+        let file: FileConfig = toml::from_str(
+            "[[tenants]]\nid = \"acme\"\nsink = \"ftp://nope\"\n[tenants.meta]\napp_secret = \"a\"",
+        )
+        .unwrap();
+        let e = args().resolve_with(file).unwrap_err().to_string();
+        assert!(e.contains("ftp://nope") && e.contains("sink"), "{e}");
+
+        // A sink with no account to route to is refused at start-up, naming the tenant.
+        let file: FileConfig = toml::from_str(
+            "[[tenants]]\nid = \"solo\"\nsink = \"https://x.example\"\n[tenants.meta]\napp_secret = \"a\"",
+        )
+        .unwrap();
+        let c = args().resolve_with(file).unwrap();
+        let e = super::super::sink(&c).unwrap_err();
+        assert!(e.contains("solo"), "{e}");
     }
 }

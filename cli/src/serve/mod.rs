@@ -11,9 +11,10 @@ use clap::Args;
 use lull_core::metrics as m;
 use lull_core::ports::TriggerMsg;
 use lull_core::protocol::{FlushEnd, FlushMode};
+use lull_core::Provider;
 use lull_ingest::{IngestConfig, IngestState, MemoryDirectory};
 use lull_local::{Local, Settings, SqliteStore};
-use lull_sink::AnySink;
+use lull_sink::{AnySink, RoutedSink};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
@@ -102,9 +103,9 @@ fn settings(cfg: &Config) -> Settings {
     }
 }
 
-fn sink(cfg: &Config) -> Result<AnySink, String> {
+fn sink(cfg: &Config) -> Result<RoutedSink, String> {
     let sink = AnySink::parse(&cfg.sink, cfg.sink_secrets.clone()).map_err(|e| e.to_string())?;
-    Ok(match sink {
+    let default = match sink {
         AnySink::Http(_) => {
             let target = lull_sink::HttpTarget::new(&cfg.sink, cfg.sink_secrets.clone())?;
             AnySink::Http(
@@ -112,7 +113,35 @@ fn sink(cfg: &Config) -> Result<AnySink, String> {
             )
         }
         other => other,
-    })
+    };
+    // Tenants with a sink of their own get their batches routed there by account.
+    let mut routed = RoutedSink::new(default);
+    for t in &cfg.tenants {
+        let Some(own) = &t.sink else { continue };
+        let secrets: Vec<String> = own.signing_secrets.iter().map(String::from).collect();
+        let target = lull_sink::HttpTarget::new(&own.url, secrets)?;
+        let accounts = [
+            (Provider::Meta, &t.meta.phone_number_ids),
+            (Provider::Evolution, &t.evolution.instances),
+            (Provider::Twilio, &t.twilio.numbers),
+            (Provider::Generic, &t.generic.accounts),
+        ];
+        if accounts.iter().all(|(_, list)| list.is_empty()) {
+            return Err(format!(
+                "tenant {:?} in lull.toml sets a sink but lists no phone_number_ids, instances, \
+                 numbers or accounts to route to it",
+                t.id
+            ));
+        }
+        for (provider, list) in accounts {
+            for account in list {
+                routed = routed
+                    .route(provider, account, target.clone(), cfg.sink_timeout)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(routed)
 }
 
 /// Waits for SIGINT or SIGTERM.
