@@ -139,7 +139,7 @@ impl TimerQueue {
                 ver: c.ver,
                 due: now,
             };
-            self.push(msg, now, FlushMode::Sweep, 0);
+            self.push(msg, now, FlushMode::Redrive, 0);
         }
     }
 }
@@ -250,6 +250,15 @@ async fn flush_one<S, K, C>(
             }
             match report.end {
                 FlushEnd::SinkFailed(e) => e.to_string(),
+                // Held after a failure: come back when the hold ends, same attempt count.
+                FlushEnd::BackingOff { until } => {
+                    tracing::debug!(conversation = %conv, "batch held after a failure");
+                    buffer
+                        .trigger
+                        .queue()
+                        .push(entry.msg, until, entry.mode, entry.attempt);
+                    return;
+                }
                 end => {
                     tracing::debug!(conversation = %conv, ?end, "flush done");
                     return;

@@ -239,6 +239,10 @@ impl Stage {
                     ),
                     FlushEnd::Covered => "done; the live trigger covers the rest".to_string(),
                     FlushEnd::SinkFailed(e) => format!("sink failed: {e}"),
+                    FlushEnd::BackingOff { until } => format!(
+                        "the batch failed recently; held until +{:.1}s",
+                        until.since(T0).as_secs_f64()
+                    ),
                 };
                 self.say(format!("  flush: {end}"));
             }

@@ -83,7 +83,14 @@ pub struct ClosedBatch {
     pub more_pending: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,
+    /// Hand-offs the sink did not acknowledge so far: the retry backoff grows with it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures: u32,
     pub messages: Vec<Message>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ClosedBatch {
@@ -234,6 +241,7 @@ impl Conversation {
                 bytes: w.bytes,
                 more_pending: None,
                 lease: None,
+                failures: 0,
                 messages: w.messages,
             });
             self.gen += 1;
@@ -367,8 +375,34 @@ impl Conversation {
         true
     }
 
-    /// Releases our lease on batch `gen` after a failed hand-off, so a retry need not wait for it
-    /// to run out. Returns false when there was nothing of ours to release.
+    /// After a failed hand-off of batch `gen`, replaces our lease by a backoff hold until
+    /// `now + hold`: nobody retries before then (not the sweep, not a duplicate trigger), and
+    /// the failure is counted so the next hold can grow. Returns false when the lease is no
+    /// longer ours.
+    pub fn hold_after_failure(
+        &mut self,
+        gen: u64,
+        token: u64,
+        now: Millis,
+        hold: Duration,
+    ) -> bool {
+        match self.pending.first_mut() {
+            Some(head) if head.gen == gen && head.lease.is_some_and(|l| l.token == token) => {
+                head.lease = Some(Lease {
+                    until: now.plus(hold),
+                    token: 0,
+                });
+                head.failures = head.failures.saturating_add(1);
+                self.ver += 1;
+                self.updated_at = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Clears the lease (token `token`) on batch `gen`: the local server does this at start-up
+    /// for leases a killed process left behind. Returns false when there was no such lease.
     pub fn release(&mut self, gen: u64, token: u64, now: Millis) -> bool {
         match self.pending.first_mut() {
             Some(head) if head.gen == gen && head.lease.is_some_and(|l| l.token == token) => {
@@ -379,6 +413,28 @@ impl Conversation {
             }
             _ => false,
         }
+    }
+
+    /// When the oldest pending batch is in a backoff hold after a failure, until when.
+    pub fn held_until(&self, now: Millis) -> Option<Millis> {
+        let head = self.pending.first()?;
+        head.lease
+            .filter(|l| l.token == 0 && l.until > now)
+            .map(|l| l.until)
+    }
+
+    /// Lifts a backoff hold (an operator's redrive); a live hand-off lease stays.
+    pub fn lift_hold(&mut self) {
+        if let Some(head) = self.pending.first_mut() {
+            if head.lease.is_some_and(|l| l.token == 0) {
+                head.lease = None;
+            }
+        }
+    }
+
+    /// Failed hand-offs of the oldest pending batch so far.
+    pub fn head_failures(&self) -> u32 {
+        self.pending.first().map_or(0, |b| b.failures)
     }
 
     /// Ends the trigger chain of an idle conversation.

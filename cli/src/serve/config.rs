@@ -457,6 +457,9 @@ impl ServeArgs {
         let buffer = BufferConfig {
             // The lease must outlive one hand-off attempt.
             lease: (sink_timeout * 2).max(BufferConfig::default().lease),
+            // A failed batch is held for the same backoff the timers use.
+            retry_min,
+            retry_max,
             ..BufferConfig::default()
         };
         Ok(Config {

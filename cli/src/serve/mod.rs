@@ -409,7 +409,7 @@ async fn redrive_here(cfg: &Config) -> Result<String, String> {
             ver: c.ver,
             due: now,
         };
-        match buffer.flush(&trig, FlushMode::Sweep).await {
+        match buffer.flush(&trig, FlushMode::Redrive).await {
             Ok(r) => {
                 batches += r.handed_off.len();
                 if let FlushEnd::SinkFailed(e) = r.end {

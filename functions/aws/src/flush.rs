@@ -21,6 +21,8 @@ pub enum RecordError {
     Flush(#[from] FlushError),
     #[error("sink did not acknowledge: {0}")]
     Sink(lull_core::ports::SinkError),
+    #[error("the oldest batch failed recently and is held until {0}")]
+    BackingOff(lull_core::Millis),
 }
 
 /// Parses a trigger body.
@@ -65,6 +67,9 @@ where
         }
         match report.end {
             FlushEnd::SinkFailed(e) => Err(RecordError::Sink(e)),
+            // The batch failed recently and is held: let SQS retry this trigger after its
+            // visibility timeout, so a sink that keeps failing still parks it in the DLQ.
+            FlushEnd::BackingOff { until } => Err(RecordError::BackingOff(until)),
             _ => Ok(report),
         }
     }
@@ -104,7 +109,9 @@ where
     for (record, result) in results {
         if let Err(e) = result {
             match &e {
-                RecordError::Sink(_) => tracing::warn!(error = %e, "flush failed; SQS will retry"),
+                RecordError::Sink(_) | RecordError::BackingOff(_) => {
+                    tracing::warn!(error = %e, "flush failed; SQS will retry")
+                }
                 _ => tracing::error!(error = %e, "flush failed; SQS will retry"),
             }
             // Without an id the record cannot be named: an empty identifier makes Lambda fail

@@ -138,7 +138,7 @@ where
         };
         let mut ok = false;
         for _ in 0..opts.max_flushes {
-            match buffer.flush(&trig, FlushMode::Sweep).await {
+            match buffer.flush(&trig, FlushMode::Redrive).await {
                 Ok(r) => {
                     report.handed_off += r.handed_off.len();
                     match r.end {

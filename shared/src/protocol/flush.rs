@@ -20,6 +20,9 @@ pub enum FlushMode {
     Trigger,
     /// The sweep found the conversation past due: its chain was lost or is late; adopt it.
     Sweep,
+    /// An operator asked to re-deliver now (`lull redrive`): like the sweep, and a failed
+    /// batch's backoff hold does not make it wait.
+    Redrive,
 }
 
 /// One batch handed off and acknowledged.
@@ -44,6 +47,10 @@ pub enum FlushEnd {
     Rearmed { at: Millis },
     /// Another flush holds the hand-off lease; the live chain was re-armed for when it runs out.
     Waiting { until: Millis },
+    /// The oldest batch failed recently and is held until `until` (exponential backoff). The
+    /// shell retries then (SQS: report the record failed, so repeated failures still reach the
+    /// DLQ; locally: re-arm for `until`).
+    BackingOff { until: Millis },
     /// A stale trigger did what was due; the live chain covers the rest.
     Covered,
     /// The sink did not acknowledge; the batch stays pending. The shell retries (SQS: report
@@ -89,12 +96,12 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
         // fresh one: it visits conversations whose chain is lost or late.
         let token = match mode {
             FlushMode::Trigger => trig.chain,
-            FlushMode::Sweep => self.clock.random(),
+            FlushMode::Sweep | FlushMode::Redrive => self.clock.random(),
         };
         loop {
             let now = self.clock.now();
             let owns_chain = conv.chain.is_some_and(|c| c.token == token);
-            let live = owns_chain || mode == FlushMode::Sweep;
+            let live = owns_chain || mode != FlushMode::Trigger;
             if !live && !conv.is_past_due(now) {
                 if first {
                     counter!(m::STALE_TRIGGERS).increment(1);
@@ -134,6 +141,12 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
                 self.rearm(&mut conv, at).await?;
                 return done(handed_off, FlushEnd::Rearmed { at });
             }
+            if mode == FlushMode::Redrive {
+                next.lift_hold();
+            }
+            if let Some(until) = next.held_until(now) {
+                return done(handed_off, FlushEnd::BackingOff { until });
+            }
             if !next.lease_head(now, self.config.lease, lease_token) {
                 // Another flush is handing off; it continues with what follows. Cover the case
                 // where it dies: wake up when its lease runs out.
@@ -164,7 +177,7 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
                 }
             }
             let head = conv.pending[0].clone();
-            if mode == FlushMode::Sweep && handed_off.is_empty() {
+            if mode != FlushMode::Trigger && handed_off.is_empty() {
                 counter!(m::SWEPT).increment(1);
             }
             let batch = head.to_batch(&conv.key);
@@ -176,11 +189,13 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
                         SinkError::Permanent(_) => "permanent",
                     };
                     counter!(m::SINK_FAILURES, "kind" => kind).increment(1);
-                    // Release the lease so the retry need not wait for it; if this write loses a
-                    // race the lease simply runs out.
-                    let mut released = conv.clone();
-                    if released.release(head.gen, lease_token, self.clock.now()) {
-                        let _ = self.store.replace(conv.ver, &released).await;
+                    // Hold the batch for a backoff that grows with its failures (1 s, 2 s, 4 s ...
+                    // up to `retry_max`, jittered): no flush, sweep or duplicate trigger hammers a
+                    // failing sink meanwhile. If this write loses a race, the lease runs out.
+                    let mut held = conv.clone();
+                    let hold = self.retry_hold(conv.head_failures());
+                    if held.hold_after_failure(head.gen, lease_token, self.clock.now(), hold) {
+                        let _ = self.store.replace(conv.ver, &held).await;
                     }
                     return done(handed_off, FlushEnd::SinkFailed(e));
                 }
@@ -207,6 +222,16 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
                 return done(handed_off, FlushEnd::Rearmed { at });
             }
         }
+    }
+
+    /// The backoff before retrying a batch that failed `failures` times: `retry_min` doubled per
+    /// failure, at most `retry_max`, with up to 25% jitter taken off.
+    fn retry_hold(&self, failures: u32) -> std::time::Duration {
+        let min = self.config.retry_min.as_millis() as u64;
+        let max = self.config.retry_max.as_millis() as u64;
+        let base = min.saturating_mul(1u64 << failures.min(20)).min(max).max(1);
+        let jitter = self.clock.random() % (base / 4 + 1);
+        std::time::Duration::from_millis(base - jitter)
     }
 
     /// Marks batch `gen` acknowledged, retrying lost races; returns the record after it.

@@ -31,6 +31,10 @@ pub struct BufferConfig {
     pub max_write_attempts: u32,
     /// How many batches one flush hands off before yielding (re-armed at once).
     pub max_handoffs_per_flush: u32,
+    /// The first backoff hold after a failed hand-off (doubled per failure).
+    pub retry_min: Duration,
+    /// The longest backoff hold.
+    pub retry_max: Duration,
 }
 
 impl Default for BufferConfig {
@@ -40,6 +44,8 @@ impl Default for BufferConfig {
             lease: Duration::from_secs(30),
             max_write_attempts: 64,
             max_handoffs_per_flush: 16,
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
         }
     }
 }

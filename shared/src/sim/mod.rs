@@ -349,7 +349,10 @@ impl Driver {
             Protocol::Lull | Protocol::SeparateDedupe => Box::pin(async move {
                 let r = b.flush(&trig, FlushMode::Trigger).await;
                 let out = match &r {
-                    Ok(rep) => Ok(!matches!(rep.end, FlushEnd::SinkFailed(_))),
+                    Ok(rep) => Ok(!matches!(
+                        rep.end,
+                        FlushEnd::SinkFailed(_) | FlushEnd::BackingOff { .. }
+                    )),
                     Err(e) => Err(e.to_string()),
                 };
                 if let Ok(mut w) = p.world.lock() {
