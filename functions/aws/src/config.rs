@@ -1,0 +1,453 @@
+//! Configuration from environment variables, read and validated once at start-up. A missing or
+//! bad value fails the Lambda's init with a message naming the variable.
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `LULL_TABLE` | DynamoDB table | required |
+//! | `LULL_TRIGGER_QUEUE_URL` | SQS standard queue of triggers | required |
+//! | `LULL_DLQ_URL` | its dead-letter queue (redrive) | required for redrive |
+//! | `LULL_SINK` | `http(s)://...`, `sqs:<FIFO queue URL>`, `stdout` | required for flush, sweep, redrive |
+//! | `LULL_SINK_SECRET` | HMAC secret signing HTTP hand-offs (comma-separated: the first signs) | none |
+//! | `LULL_SINK_TIMEOUT` | HTTP sink timeout, below the lease | `10s` |
+//! | `LULL_QUIET` | quiet period | `8s` |
+//! | `LULL_MAX_WAIT` | max wait | `30s` |
+//! | `LULL_MAX_MESSAGES` | size cap in messages | `50` |
+//! | `LULL_MAX_BYTES` | size cap in bytes | `65536` |
+//! | `LULL_DEDUPE_HORIZON` | how long message ids are remembered | `7days` |
+//! | `LULL_LEASE` | hand-off lease | `30s` |
+//! | `LULL_IDLE_TTL` | how long an idle conversation record is kept | `30days` |
+//! | `LULL_DUE_SHARDS` | partitions of the due index (fixed per table) | `4` |
+//! | `LULL_SWEEP_LIMIT` | conversations one sweep flushes at most | `500` |
+//! | `LULL_LOG_SECRET` | key of the conversation hash in logs | empty |
+
+use std::time::Duration;
+
+use lull_core::{BufferConfig, Policy};
+
+use crate::accounting::Accounting;
+use crate::clients::AwsClients;
+use crate::sink::{LambdaSink, SqsSink};
+use crate::store::{DynamoDbStore, StoreSettings};
+use crate::trigger::SqsTrigger;
+
+/// Which program reads the configuration: it decides what is required.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Webhook,
+    Flush,
+    Sweep,
+    Redrive,
+}
+
+/// A missing or bad environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var} is required but not set")]
+    Missing { var: &'static str },
+    #[error("{var}={value:?} is invalid: {reason}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Where batches go, parsed but not yet connected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkSpec {
+    /// `http(s)://`, `stdout` or `jsonl:PATH`: lull-sink's spec string.
+    Any(String),
+    /// `sqs:<FIFO queue URL>`.
+    SqsFifo(String),
+}
+
+/// Everything the AWS programs read from the environment.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub table: String,
+    pub trigger_queue_url: String,
+    pub dlq_url: Option<String>,
+    pub sink: Option<SinkSpec>,
+    pub sink_secrets: Vec<String>,
+    pub sink_timeout: Duration,
+    pub policy: Policy,
+    pub buffer: BufferConfig,
+    pub idle_ttl: Duration,
+    pub due_shards: u32,
+    pub sweep_limit: usize,
+    pub log_secret: String,
+}
+
+fn duration(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value).map_err(|e| ConfigError::Invalid {
+        var,
+        value: value.into(),
+        reason: e.to_string(),
+    })
+}
+
+fn number<T: std::str::FromStr>(var: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| ConfigError::Invalid {
+            var,
+            value: value.into(),
+            reason: e.to_string(),
+        })
+}
+
+fn queue_url(var: &'static str, value: &str) -> Result<String, ConfigError> {
+    if value.starts_with("https://") || value.starts_with("http://") {
+        Ok(value.to_string())
+    } else {
+        Err(ConfigError::Invalid {
+            var,
+            value: value.into(),
+            reason:
+                "expected an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)"
+                    .into(),
+        })
+    }
+}
+
+/// Parses a `LULL_SINK` value.
+pub fn parse_sink(value: &str) -> Result<SinkSpec, ConfigError> {
+    const VAR: &str = "LULL_SINK";
+    if let Some(url) = value.strip_prefix("sqs:") {
+        let url = queue_url(VAR, url)?;
+        if !url.ends_with(".fifo") {
+            return Err(ConfigError::Invalid {
+                var: VAR,
+                value: value.into(),
+                reason: "the SQS sink must be a FIFO queue (name ending in .fifo) so batches \
+                         of a conversation keep their order"
+                    .into(),
+            });
+        }
+        return Ok(SinkSpec::SqsFifo(url));
+    }
+    // Validate with lull-sink's own parser (no secrets needed to check the shape).
+    lull_sink::AnySink::parse(value, Vec::new()).map_err(|e| ConfigError::Invalid {
+        var: VAR,
+        value: value.into(),
+        reason: format!("{e}; or sqs:<FIFO queue URL>"),
+    })?;
+    Ok(SinkSpec::Any(value.to_string()))
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env(role: Role) -> Result<Settings, ConfigError> {
+        Self::from_lookup(role, |k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `get` (the environment, or a map in tests). Empty values count as
+    /// unset.
+    pub fn from_lookup(
+        role: Role,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let opt = |var: &'static str| get(var).filter(|v| !v.trim().is_empty());
+        let req = |var: &'static str| opt(var).ok_or(ConfigError::Missing { var });
+        let dur = |var: &'static str, default: Duration| match opt(var) {
+            Some(v) => duration(var, &v),
+            None => Ok(default),
+        };
+
+        let table = req("LULL_TABLE")?;
+        let trigger_queue_url =
+            queue_url("LULL_TRIGGER_QUEUE_URL", &req("LULL_TRIGGER_QUEUE_URL")?)?;
+        let dlq_url = match (role, opt("LULL_DLQ_URL")) {
+            (_, Some(v)) => Some(queue_url("LULL_DLQ_URL", &v)?),
+            (Role::Redrive, None) => {
+                return Err(ConfigError::Missing {
+                    var: "LULL_DLQ_URL",
+                })
+            }
+            (_, None) => None,
+        };
+        let sink = match (role, opt("LULL_SINK")) {
+            (_, Some(v)) => Some(parse_sink(&v)?),
+            (Role::Webhook, None) => None,
+            (_, None) => return Err(ConfigError::Missing { var: "LULL_SINK" }),
+        };
+        let sink_secrets: Vec<String> = opt("LULL_SINK_SECRET")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let defaults = Policy::default();
+        let mut policy = Policy {
+            quiet: dur("LULL_QUIET", defaults.quiet)?,
+            max_wait: dur("LULL_MAX_WAIT", defaults.max_wait)?,
+            ..defaults
+        };
+        if let Some(v) = opt("LULL_MAX_MESSAGES") {
+            policy.max_messages = number("LULL_MAX_MESSAGES", &v)?;
+        }
+        if let Some(v) = opt("LULL_MAX_BYTES") {
+            policy.max_bytes = number("LULL_MAX_BYTES", &v)?;
+        }
+        policy.validate().map_err(|e| {
+            let var = match e {
+                lull_core::policy::PolicyError::ZeroQuiet(_) => "LULL_QUIET",
+                lull_core::policy::PolicyError::MaxWaitBelowQuiet { .. }
+                | lull_core::policy::PolicyError::TooLong { .. } => "LULL_MAX_WAIT",
+                lull_core::policy::PolicyError::ZeroMaxMessages(_) => "LULL_MAX_MESSAGES",
+                lull_core::policy::PolicyError::MaxBytesOutOfRange { .. } => "LULL_MAX_BYTES",
+            };
+            ConfigError::Invalid {
+                var,
+                value: opt(var).unwrap_or_default(),
+                reason: e.to_string(),
+            }
+        })?;
+
+        let base = BufferConfig::default();
+        let buffer = BufferConfig {
+            dedupe_horizon: dur("LULL_DEDUPE_HORIZON", base.dedupe_horizon)?,
+            lease: dur("LULL_LEASE", base.lease)?,
+            ..base
+        };
+        if buffer.dedupe_horizon < Duration::from_secs(3600) {
+            return Err(ConfigError::Invalid {
+                var: "LULL_DEDUPE_HORIZON",
+                value: opt("LULL_DEDUPE_HORIZON").unwrap_or_default(),
+                reason: "must be at least 1h (Meta retries for up to 7 days)".into(),
+            });
+        }
+        let sink_timeout = dur("LULL_SINK_TIMEOUT", Duration::from_secs(10))?;
+        if sink_timeout.is_zero() || sink_timeout >= buffer.lease {
+            return Err(ConfigError::Invalid {
+                var: "LULL_SINK_TIMEOUT",
+                value: opt("LULL_SINK_TIMEOUT").unwrap_or_default(),
+                reason: format!(
+                    "must be above zero and below the lease ({:?}) so a live hand-off never \
+                     loses its lease",
+                    buffer.lease
+                ),
+            });
+        }
+        let idle_ttl = dur("LULL_IDLE_TTL", Duration::from_secs(30 * 24 * 3600))?;
+        if idle_ttl < buffer.dedupe_horizon {
+            return Err(ConfigError::Invalid {
+                var: "LULL_IDLE_TTL",
+                value: opt("LULL_IDLE_TTL").unwrap_or_default(),
+                reason: "must not be shorter than the dedupe horizon".into(),
+            });
+        }
+        let due_shards: u32 = match opt("LULL_DUE_SHARDS") {
+            Some(v) => number("LULL_DUE_SHARDS", &v)?,
+            None => 4,
+        };
+        if !(1..=64).contains(&due_shards) {
+            return Err(ConfigError::Invalid {
+                var: "LULL_DUE_SHARDS",
+                value: due_shards.to_string(),
+                reason: "must be between 1 and 64".into(),
+            });
+        }
+        let sweep_limit: usize = match opt("LULL_SWEEP_LIMIT") {
+            Some(v) => number("LULL_SWEEP_LIMIT", &v)?,
+            None => 500,
+        };
+        if sweep_limit == 0 {
+            return Err(ConfigError::Invalid {
+                var: "LULL_SWEEP_LIMIT",
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Settings {
+            table,
+            trigger_queue_url,
+            dlq_url,
+            sink,
+            sink_secrets,
+            sink_timeout,
+            policy,
+            buffer,
+            idle_ttl,
+            due_shards,
+            sweep_limit,
+            log_secret: opt("LULL_LOG_SECRET").unwrap_or_default(),
+        })
+    }
+
+    /// The store settings.
+    pub fn store_settings(&self) -> StoreSettings {
+        StoreSettings {
+            table: self.table.clone(),
+            due_shards: self.due_shards,
+            idle_ttl: self.idle_ttl,
+        }
+    }
+
+    /// Builds the store, trigger and (when configured) sink over `clients`.
+    pub fn build(
+        &self,
+        clients: &AwsClients,
+        acct: &Accounting,
+    ) -> Result<(DynamoDbStore, SqsTrigger, Option<LambdaSink>), ConfigError> {
+        let store = DynamoDbStore::new(
+            clients.dynamodb.clone(),
+            self.store_settings(),
+            acct.clone(),
+        );
+        let trigger = SqsTrigger::new(clients.sqs.clone(), &self.trigger_queue_url, acct.clone());
+        let sink = match &self.sink {
+            None => None,
+            Some(SinkSpec::SqsFifo(url)) => Some(LambdaSink::Sqs(SqsSink::new(
+                clients.sqs.clone(),
+                url,
+                acct.clone(),
+            ))),
+            Some(SinkSpec::Any(spec)) => {
+                let invalid = |reason: String| ConfigError::Invalid {
+                    var: "LULL_SINK",
+                    value: spec.clone(),
+                    reason,
+                };
+                let any = if spec.starts_with("http://") || spec.starts_with("https://") {
+                    let target = lull_sink::HttpTarget::new(spec, self.sink_secrets.clone())
+                        .map_err(invalid)?;
+                    lull_sink::HttpSink::new(target, self.sink_timeout)
+                        .map(lull_sink::AnySink::Http)
+                        .map_err(|e| invalid(e.to_string()))?
+                } else {
+                    lull_sink::AnySink::parse(spec, self.sink_secrets.clone())
+                        .map_err(|e| invalid(e.to_string()))?
+                };
+                Some(LambdaSink::Any(any))
+            }
+        };
+        Ok((store, trigger, sink))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("LULL_TABLE", "lull"),
+        (
+            "LULL_TRIGGER_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/1/lull-triggers",
+        ),
+        ("LULL_SINK", "https://ai.example.com/batches"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut v: Vec<_> = BASE.to_vec();
+        v.retain(|(k, _)| !extra.iter().any(|(ek, _)| ek == k));
+        v.extend_from_slice(extra);
+        v
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_required_values_are_set() {
+        let s = Settings::from_lookup(Role::Flush, lookup(BASE)).unwrap();
+        assert_eq!(s.table, "lull");
+        assert_eq!(s.policy, Policy::default());
+        assert_eq!(s.due_shards, 4);
+        assert_eq!(s.sink_timeout, Duration::from_secs(10));
+        assert_eq!(
+            s.sink,
+            Some(SinkSpec::Any("https://ai.example.com/batches".into()))
+        );
+        assert_eq!(s.buffer.dedupe_horizon, Duration::from_secs(7 * 24 * 3600));
+    }
+
+    #[test]
+    fn missing_values_are_named() {
+        let e = Settings::from_lookup(Role::Flush, lookup(&[])).unwrap_err();
+        assert_eq!(e, ConfigError::Missing { var: "LULL_TABLE" });
+        let e = Settings::from_lookup(Role::Flush, lookup(&BASE[..2])).unwrap_err();
+        assert_eq!(e.to_string(), "LULL_SINK is required but not set");
+        // The webhook does not hand off: it needs no sink.
+        assert!(Settings::from_lookup(Role::Webhook, lookup(&BASE[..2])).is_ok());
+        let e = Settings::from_lookup(Role::Redrive, lookup(BASE)).unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::Missing {
+                var: "LULL_DLQ_URL"
+            }
+        );
+        let e =
+            Settings::from_lookup(Role::Flush, lookup(&with(&[("LULL_TABLE", " ")]))).unwrap_err();
+        assert_eq!(e, ConfigError::Missing { var: "LULL_TABLE" });
+    }
+
+    #[test]
+    fn bad_values_are_named_with_the_reason() {
+        let cases: &[(&str, &str)] = &[
+            ("LULL_QUIET", "soon"),
+            ("LULL_QUIET", "0s"),
+            ("LULL_MAX_WAIT", "2s"),
+            ("LULL_MAX_MESSAGES", "-1"),
+            ("LULL_MAX_BYTES", "10"),
+            ("LULL_DUE_SHARDS", "0"),
+            ("LULL_SWEEP_LIMIT", "0"),
+            ("LULL_SINK_TIMEOUT", "45s"),
+            ("LULL_DEDUPE_HORIZON", "1m"),
+            ("LULL_IDLE_TTL", "1day"),
+            ("LULL_TRIGGER_QUEUE_URL", "lull-triggers"),
+            ("LULL_SINK", "ftp://x"),
+            ("LULL_SINK", "sqs:https://sqs.us-east-1.amazonaws.com/1/out"),
+            ("LULL_SINK", "sqs:out.fifo"),
+        ];
+        for (var, value) in cases {
+            let e = Settings::from_lookup(Role::Flush, lookup(&with(&[(var, value)])))
+                .expect_err(&format!("{var}={value} must be refused"));
+            assert!(
+                e.to_string().starts_with(var),
+                "{var}={value}: error must name the variable: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn sinks_parse() {
+        let s = Settings::from_lookup(
+            Role::Sweep,
+            lookup(&with(&[
+                (
+                    "LULL_SINK",
+                    "sqs:https://sqs.us-east-1.amazonaws.com/1/out.fifo",
+                ),
+                ("LULL_SINK_SECRET", "new, old"),
+                ("LULL_QUIET", "2s"),
+                ("LULL_MAX_WAIT", "1m"),
+            ])),
+        )
+        .unwrap();
+        assert_eq!(
+            s.sink,
+            Some(SinkSpec::SqsFifo(
+                "https://sqs.us-east-1.amazonaws.com/1/out.fifo".into()
+            ))
+        );
+        assert_eq!(s.sink_secrets, vec!["new".to_string(), "old".to_string()]);
+        assert_eq!(s.policy.quiet, Duration::from_secs(2));
+        assert_eq!(s.policy.max_wait, Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,46 @@
+//! # lull-aws
+//!
+//! lull on AWS: the adapters and the thin library behind the Lambdas.
+//!
+//! - [`DynamoDbStore`]: the `WindowStore` on one DynamoDB table (see `docs/dynamodb.md`).
+//! - [`SqsTrigger`]: delayed wake-ups as SQS messages (`DelaySeconds`, rounded up, 0..=900).
+//! - [`SqsSink`] and [`LambdaSink`]: where batches go (an SQS FIFO queue, or HTTP via `lull-sink`).
+//! - [`flush::handle_sqs_event`]: the flush Lambda's handler (per-record failures).
+//! - [`redrive::redrive`]: replays the triggers in the dead-letter queue (`lull redrive`).
+//! - [`Accounting`]: counts requests and consumed capacity units per operation.
+//! - [`config::Settings`]: configuration from environment variables, validated once.
+
+pub mod accounting;
+pub mod clients;
+pub mod config;
+pub mod flush;
+pub mod redrive;
+pub mod sink;
+pub mod store;
+pub mod telemetry;
+pub mod trigger;
+
+pub use accounting::{Accounting, OpUsage, Usage};
+pub use clients::AwsClients;
+pub use config::{ConfigError, Role, Settings};
+pub use sink::{LambdaSink, SqsSink};
+pub use store::DynamoDbStore;
+pub use trigger::SqsTrigger;
+
+use lull_core::ports::SystemClock;
+use lull_core::Buffer;
+
+/// The protocol as the Lambdas run it.
+pub type AwsBuffer = Buffer<DynamoDbStore, SqsTrigger, LambdaSink, SystemClock>;
+
+/// Formats an SDK error with its whole source chain (the SDK's `Display` alone says little).
+pub(crate) fn sdk_error<E: std::error::Error + ?Sized>(e: &E) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}

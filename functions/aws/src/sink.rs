@@ -1,0 +1,100 @@
+//! Sinks the Lambdas hand batches to: HTTP (lull-sink's signed, idempotent POST) or an SQS FIFO
+//! queue (`MessageGroupId` per conversation keeps the order for Lambda consumers;
+//! `MessageDeduplicationId` = batch id drops a retried hand-off inside SQS's 5-minute window).
+
+use aws_sdk_sqs::error::ProvideErrorMetadata;
+use lull_core::ports::{Sink, SinkError};
+use lull_core::Batch;
+use lull_sink::AnySink;
+use sha2::{Digest, Sha256};
+
+use crate::accounting::Accounting;
+use crate::sdk_error;
+
+/// SQS's limit on a message body.
+pub const MAX_SQS_BODY: usize = 256 * 1024;
+
+/// Hands batches to an SQS FIFO queue.
+#[derive(Clone, Debug)]
+pub struct SqsSink {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+    acct: Accounting,
+}
+
+/// The FIFO message group of a conversation: a hash of its key (SQS allows 128 characters of a
+/// limited alphabet, and the key holds phone numbers).
+pub fn message_group(batch: &Batch) -> String {
+    let digest = Sha256::digest(batch.conversation.storage_key().as_bytes());
+    hex::encode(&digest[..20])
+}
+
+impl SqsSink {
+    pub fn new(
+        client: aws_sdk_sqs::Client,
+        queue_url: impl Into<String>,
+        acct: Accounting,
+    ) -> Self {
+        SqsSink {
+            client,
+            queue_url: queue_url.into(),
+            acct,
+        }
+    }
+}
+
+impl Sink for SqsSink {
+    async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
+        let body = String::from_utf8(batch.to_json())
+            .map_err(|e| SinkError::Permanent(format!("batch is not UTF-8: {e}")))?;
+        if body.len() > MAX_SQS_BODY {
+            return Err(SinkError::Permanent(format!(
+                "batch of {} bytes exceeds the SQS limit of {MAX_SQS_BODY}",
+                body.len()
+            )));
+        }
+        let result = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .message_group_id(message_group(batch))
+            .message_deduplication_id(batch.batch_id.to_string())
+            .send()
+            .await;
+        self.acct.record("sqs.SendMessage(sink)", 0, 0.0, 0.0);
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let code = e.code().unwrap_or_default();
+                let msg = format!("SQS sink: {}", sdk_error(&e));
+                if code.starts_with("InvalidParameterValue")
+                    || code == "InvalidMessageContents"
+                    || code.contains("NonExistentQueue")
+                {
+                    Err(SinkError::Permanent(msg))
+                } else {
+                    Err(SinkError::Retryable(msg))
+                }
+            }
+        }
+    }
+}
+
+/// The sink a Lambda hands batches to.
+#[derive(Clone, Debug)]
+pub enum LambdaSink {
+    /// HTTP(S) (or stdout / JSONL, for debugging), from lull-sink.
+    Any(AnySink),
+    /// An SQS FIFO queue.
+    Sqs(SqsSink),
+}
+
+impl Sink for LambdaSink {
+    async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
+        match self {
+            LambdaSink::Any(s) => s.deliver(batch).await,
+            LambdaSink::Sqs(s) => s.deliver(batch).await,
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! The DynamoDB `WindowStore`: one table, two kinds of item (see `docs/dynamodb.md`).
+//!
+//! - conversation `pk = "c#<storage key>"`: `ver` (N), `rec` (S, the record's JSON), and, only
+//!   while something is due, `due_shard` (N) + `due_at` (N, ms): the keys of the sparse `due`
+//!   index the sweep reads. An idle record carries `ttl` (N, s) so DynamoDB removes it later.
+//! - dedupe `pk = "d#<storage key>#<message id>"`: `gen` (N), `expires_at` (N, ms), `ttl` (N, s).
+//!
+//! Every condition that depends on expiry compares the stored `expires_at` itself: DynamoDB's
+//! TTL deletes days late, and emulators never do.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
+};
+use lull_core::ports::{Appended, DedupeRecord, StoreError, WindowStore, Written};
+use lull_core::{Conversation, ConversationKey, Millis};
+
+use crate::accounting::{consistent_read_units, item_size, units, write_units, Accounting};
+use crate::sdk_error;
+
+/// The name of the sparse due-time index.
+pub const DUE_INDEX: &str = "due";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Where and how records are stored.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    pub table: String,
+    /// Partitions of the due index (records spread over them by key hash; the sweep queries
+    /// each). Fixed for the life of a table.
+    pub due_shards: u32,
+    /// How long an idle conversation record is kept (its generation survives expiry anyway).
+    pub idle_ttl: Duration,
+}
+
+impl StoreSettings {
+    pub fn new(table: impl Into<String>) -> Self {
+        StoreSettings {
+            table: table.into(),
+            due_shards: 4,
+            idle_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// The `WindowStore` on DynamoDB.
+#[derive(Clone, Debug)]
+pub struct DynamoDbStore {
+    client: aws_sdk_dynamodb::Client,
+    settings: StoreSettings,
+    acct: Accounting,
+}
+
+fn conv_pk(key: &ConversationKey) -> String {
+    format!("c#{}", key.storage_key())
+}
+
+fn dedupe_pk(key: &ConversationKey, message_id: &str) -> String {
+    // Length-prefix the storage key so no (key, message id) pair can collide with another.
+    let sk = key.storage_key();
+    format!("d#{}#{}#{}", sk.len(), sk, message_id)
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn get_n(item: &Item, name: &str) -> Result<u64, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("attribute {name} is not a u64: {v:?}"))),
+        _ => Err(StoreError::Corrupt(format!("attribute {name} missing"))),
+    }
+}
+
+/// Stable FNV-1a hash of the key, for the due-index shard.
+fn shard_of(pk: &str, shards: u32) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in pk.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % u64::from(shards.max(1))) as u32
+}
+
+impl DynamoDbStore {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        settings: StoreSettings,
+        acct: Accounting,
+    ) -> Self {
+        DynamoDbStore {
+            client,
+            settings,
+            acct,
+        }
+    }
+
+    pub fn settings(&self) -> &StoreSettings {
+        &self.settings
+    }
+
+    /// The conversation item for `c`.
+    fn conversation_item(&self, c: &Conversation) -> Result<Item, StoreError> {
+        let pk = conv_pk(&c.key);
+        let rec = serde_json::to_string(c)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode record: {e}")))?;
+        let mut item = Item::with_capacity(6);
+        if let Some(due) = c.due_at() {
+            item.insert(
+                "due_shard".into(),
+                n(u64::from(shard_of(&pk, self.settings.due_shards))),
+            );
+            item.insert("due_at".into(), n(due.0));
+        }
+        if c.is_idle() {
+            let until = c.updated_at.plus(self.settings.idle_ttl);
+            item.insert("ttl".into(), n(until.0 / 1000 + 1));
+        }
+        item.insert("pk".into(), s(pk));
+        item.insert("ver".into(), n(c.ver));
+        item.insert("rec".into(), s(rec));
+        Ok(item)
+    }
+
+    fn dedupe_item(d: &DedupeRecord) -> Item {
+        HashMap::from([
+            ("pk".to_string(), s(dedupe_pk(&d.key, &d.message_id))),
+            ("gen".to_string(), n(d.gen)),
+            ("expires_at".to_string(), n(d.expires_at.0)),
+            ("ttl".to_string(), n(d.expires_at.0 / 1000 + 1)),
+        ])
+    }
+
+    fn decode(item: &Item) -> Result<Conversation, StoreError> {
+        let rec = match item.get("rec") {
+            Some(AttributeValue::S(v)) => v,
+            _ => return Err(StoreError::Corrupt("conversation item without rec".into())),
+        };
+        let c: Conversation = serde_json::from_str(rec)
+            .map_err(|e| StoreError::Corrupt(format!("bad conversation record: {e}")))?;
+        let ver = get_n(item, "ver")?;
+        if ver != c.ver {
+            return Err(StoreError::Corrupt(format!(
+                "version attribute {ver} disagrees with record version {}",
+                c.ver
+            )));
+        }
+        Ok(c)
+    }
+
+    /// The record a failed condition returned, or a consistent read when it returned none
+    /// (the item does not exist, or the API left it out).
+    async fn current(
+        &self,
+        key: &ConversationKey,
+        returned: Option<&Item>,
+    ) -> Result<Option<Box<Conversation>>, StoreError> {
+        match returned {
+            Some(item) if !item.is_empty() => Ok(Some(Box::new(Self::decode(item)?))),
+            _ => Ok(self.load(key).await?.map(Box::new)),
+        }
+    }
+
+    fn unavailable<E: std::error::Error>(op: &str, e: &E) -> StoreError {
+        StoreError::Unavailable(format!("DynamoDB {op}: {}", sdk_error(e)))
+    }
+}
+
+impl WindowStore for DynamoDbStore {
+    async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.settings.table)
+            .key("pk", s(conv_pk(key)))
+            .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| Self::unavailable("GetItem", &e))?;
+        let size = out.item().map_or(0, item_size);
+        self.acct.record_with_estimate(
+            "dynamodb.GetItem",
+            0,
+            0.0,
+            units(out.consumed_capacity()),
+            0.0,
+            consistent_read_units(size),
+        );
+        match out.item() {
+            Some(item) if !item.is_empty() => Ok(Some(Self::decode(item)?)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn append(
+        &self,
+        expected: Option<u64>,
+        next: &Conversation,
+        dedupe: &DedupeRecord,
+        now: Millis,
+    ) -> Result<Appended, StoreError> {
+        let table = &self.settings.table;
+        let dedupe_item = Self::dedupe_item(dedupe);
+        let conv_item = self.conversation_item(next)?;
+        // Transactional writes cost twice the standard units.
+        let est = 2.0 * write_units([item_size(&dedupe_item), item_size(&conv_item)]);
+        let corrupt = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
+        let dedupe_put = Put::builder()
+            .table_name(table)
+            .set_item(Some(dedupe_item))
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", n(now.0))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(corrupt)?;
+        let mut conv_put = Put::builder()
+            .table_name(table)
+            .set_item(Some(conv_item))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        conv_put = match expected {
+            Some(v) => conv_put
+                .condition_expression("ver = :expected")
+                .expression_attribute_values(":expected", n(v)),
+            None => conv_put.condition_expression("attribute_not_exists(pk)"),
+        };
+        let conv_put = conv_put.build().map_err(corrupt)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(dedupe_put).build())
+            .transact_items(TransactWriteItem::builder().put(conv_put).build())
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                self.acct.record_with_estimate(
+                    "dynamodb.TransactWriteItems",
+                    2,
+                    units(out.consumed_capacity()),
+                    0.0,
+                    est,
+                    0.0,
+                );
+                Ok(Appended::Ok)
+            }
+            Err(SdkError::ServiceError(se)) => {
+                self.acct.record_with_estimate(
+                    "dynamodb.TransactWriteItems",
+                    0,
+                    0.0,
+                    0.0,
+                    est,
+                    0.0,
+                );
+                match se.err() {
+                    TransactWriteItemsError::TransactionCanceledException(tc) => {
+                        let reasons = tc.cancellation_reasons();
+                        let failed = |i: usize| {
+                            reasons
+                                .get(i)
+                                .and_then(|r| r.code())
+                                .is_some_and(|c| c == "ConditionalCheckFailed")
+                        };
+                        if failed(0) {
+                            // The message was accepted before; its record says where it went.
+                            let item = reasons.first().and_then(|r| r.item());
+                            let (gen, expires_at) = match item {
+                                Some(item) => (get_n(item, "gen")?, get_n(item, "expires_at")?),
+                                None => {
+                                    return Err(StoreError::Unavailable(
+                                        "duplicate reported without its dedupe record".into(),
+                                    ))
+                                }
+                            };
+                            return Ok(Appended::Duplicate(DedupeRecord {
+                                key: dedupe.key.clone(),
+                                message_id: dedupe.message_id.clone(),
+                                gen,
+                                expires_at: Millis(expires_at),
+                            }));
+                        }
+                        // A failed version condition, or a transaction conflict (another write
+                        // on the same items in flight): either way nothing landed; retry from the
+                        // current record.
+                        let item = if failed(1) {
+                            reasons.get(1).and_then(|r| r.item())
+                        } else {
+                            None
+                        };
+                        Ok(Appended::Conflict(self.current(&next.key, item).await?))
+                    }
+                    other => Err(Self::unavailable("TransactWriteItems", other)),
+                }
+            }
+            Err(e) => Err(Self::unavailable("TransactWriteItems", &e)),
+        }
+    }
+
+    async fn replace(&self, expected: u64, next: &Conversation) -> Result<Written, StoreError> {
+        let item = self.conversation_item(next)?;
+        let est = write_units([item_size(&item)]);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.settings.table)
+            .set_item(Some(item))
+            .condition_expression("ver = :expected")
+            .expression_attribute_values(":expected", n(expected))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let wcu = out.consumed_capacity().map_or(0.0, |c| units([c]));
+                self.acct
+                    .record_with_estimate("dynamodb.PutItem", 1, wcu, 0.0, est, 0.0);
+                Ok(Written::Ok)
+            }
+            Err(SdkError::ServiceError(se)) => {
+                self.acct
+                    .record_with_estimate("dynamodb.PutItem", 0, 0.0, 0.0, est, 0.0);
+                match se.err() {
+                    PutItemError::ConditionalCheckFailedException(ccf) => Ok(Written::Conflict(
+                        self.current(&next.key, ccf.item()).await?,
+                    )),
+                    other => Err(Self::unavailable("PutItem", other)),
+                }
+            }
+            Err(e) => Err(Self::unavailable("PutItem", &e)),
+        }
+    }
+
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<ConversationKey>, StoreError> {
+        let mut found: Vec<(u64, ConversationKey)> = Vec::new();
+        let page = i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
+        for shard in 0..self.settings.due_shards.max(1) {
+            let mut start: Option<Item> = None;
+            let mut taken = 0usize;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.settings.table)
+                    .index_name(DUE_INDEX)
+                    .key_condition_expression("due_shard = :s AND due_at <= :now")
+                    .expression_attribute_values(":s", n(u64::from(shard)))
+                    .expression_attribute_values(":now", n(now.0))
+                    .scan_index_forward(true)
+                    .limit(page)
+                    .set_exclusive_start_key(start.take())
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await
+                    .map_err(|e| Self::unavailable("Query", &e))?;
+                let bytes: usize = out.items().iter().map(item_size).sum();
+                self.acct.record_with_estimate(
+                    "dynamodb.Query",
+                    0,
+                    0.0,
+                    units(out.consumed_capacity()),
+                    0.0,
+                    0.5 * bytes.div_ceil(4096).max(1) as f64,
+                );
+                for item in out.items() {
+                    let due_at = get_n(item, "due_at")?;
+                    let pk = match item.get("pk") {
+                        Some(AttributeValue::S(pk)) => pk,
+                        _ => return Err(StoreError::Corrupt("index item without pk".into())),
+                    };
+                    let sk = pk.strip_prefix("c#").ok_or_else(|| {
+                        StoreError::Corrupt("index item is not a conversation".into())
+                    })?;
+                    let key = ConversationKey::from_storage_key(sk)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    found.push((due_at, key));
+                    taken += 1;
+                }
+                match out.last_evaluated_key() {
+                    Some(k) if taken < limit && !k.is_empty() => start = Some(k.clone()),
+                    _ => break,
+                }
+            }
+        }
+        found.sort();
+        found.truncate(limit);
+        Ok(found.into_iter().map(|(_, k)| k).collect())
+    }
+}
+
+/// Creates the table (pay per request), its due index, and turns on TTL. For tests and
+/// `lull` set-up scripts; production tables come from infrastructure code with the same shape.
+pub async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<(), StoreError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    };
+    let err = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
+    let attr = |name: &str, t: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(t)
+            .build()
+            .map_err(err)
+    };
+    let key = |name: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .map_err(err)
+    };
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("due_shard", ScalarAttributeType::N)?)
+        .attribute_definitions(attr("due_at", ScalarAttributeType::N)?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(DUE_INDEX)
+                .key_schema(key("due_shard", KeyType::Hash)?)
+                .key_schema(key("due_at", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .map_err(err)?,
+        )
+        .send()
+        .await
+        .map_err(|e| DynamoDbStore::unavailable("CreateTable", &e))?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name("ttl")
+                .enabled(true)
+                .build()
+                .map_err(err)?,
+        )
+        .send()
+        .await
+        .map_err(|e| DynamoDbStore::unavailable("UpdateTimeToLive", &e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_do_not_collide_and_shards_are_stable() {
+        let a = ConversationKey::new(lull_core::Provider::Meta, "a", "b").in_group("c#d");
+        let b = ConversationKey::new(lull_core::Provider::Meta, "a", "b").in_group("c");
+        assert_ne!(dedupe_pk(&a, "x"), dedupe_pk(&b, "d#x"));
+        assert_ne!(conv_pk(&a), dedupe_pk(&a, "x"));
+        assert_eq!(shard_of("c#meta|a|b", 4), shard_of("c#meta|a|b", 4));
+        assert!((0..100).all(|i| shard_of(&format!("k{i}"), 4) < 4));
+        assert_eq!(shard_of("anything", 1), 0);
+    }
+}

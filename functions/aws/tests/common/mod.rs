@@ -1,0 +1,501 @@
+//! Test harness: one moto server per test binary on a free loopback port, clients pointed at it,
+//! unique table and queue names per test, an HTTP capture sink and an SQS poller that plays the
+//! Lambda event source mapping.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use lull_aws::{Accounting, AwsClients};
+use lull_core::Batch;
+
+struct Moto {
+    endpoint: String,
+    _child: Child,
+}
+
+static MOTO: OnceLock<Moto> = OnceLock::new();
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// The endpoint of this test binary's moto server, started on first use (see `moto_serial.py`:
+/// moto with DynamoDB requests serialised, as real DynamoDB's conditional writes are atomic).
+/// It runs under a shell that kills it when this process's end of its stdin pipe closes (the
+/// test binary exited, however it exited).
+pub fn moto_endpoint() -> String {
+    MOTO.get_or_init(|| {
+        let port = free_port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/moto_serial.py");
+        let python = std::env::var("LULL_MOTO_PYTHON").unwrap_or_else(|_| "python3".into());
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{python} {script} 127.0.0.1 {port} >/dev/null 2>&1 & pid=$!; cat >/dev/null; kill $pid"
+            ))
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("spawn moto (pip install 'moto[server]')");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "moto_server did not start on {addr}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            endpoint: format!("http://{addr}"),
+            _child: child,
+        }
+    })
+    .endpoint
+    .clone()
+}
+
+/// A name unique to this test run.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}-{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        fastrand::u32(..)
+    )
+}
+
+pub async fn clients() -> AwsClients {
+    AwsClients::for_endpoint(&moto_endpoint()).await
+}
+
+/// A fresh table; returns its name.
+pub async fn table(c: &AwsClients) -> String {
+    let name = unique("lull");
+    lull_aws::store::create_table(&c.dynamodb, &name)
+        .await
+        .expect("create table");
+    name
+}
+
+/// Polls `cond` until it holds or `within` passes.
+pub async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A loopback HTTP server that records the batches POSTed to it, and can be told to fail.
+#[derive(Clone)]
+pub struct CaptureSink {
+    pub url: String,
+    state: Arc<CaptureState>,
+}
+
+#[derive(Default)]
+struct CaptureState {
+    batches: Mutex<Vec<(Batch, Instant)>>,
+    failing: AtomicBool,
+    attempts: AtomicU64,
+}
+
+impl CaptureSink {
+    pub fn start() -> CaptureSink {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind capture sink");
+        let url = format!("http://{}/batches", listener.local_addr().expect("addr"));
+        let state = Arc::new(CaptureState::default());
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let st = st.clone();
+                std::thread::spawn(move || serve(conn, &st));
+            }
+        });
+        CaptureSink { url, state }
+    }
+
+    pub fn set_failing(&self, failing: bool) {
+        self.state.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Batches acknowledged so far (retries of one batch appear once per acknowledgement).
+    pub fn batches(&self) -> Vec<Batch> {
+        let b = self.state.batches.lock().unwrap_or_else(|e| e.into_inner());
+        b.iter().map(|(b, _)| b.clone()).collect()
+    }
+
+    pub fn attempts(&self) -> u64 {
+        self.state.attempts.load(Ordering::SeqCst)
+    }
+
+    pub fn message_count(&self) -> usize {
+        self.batches().iter().map(|b| b.messages.len()).sum()
+    }
+}
+
+fn serve(mut conn: TcpStream, st: &CaptureState) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let (head_end, len) = loop {
+        let Ok(n) = conn.read(&mut chunk) else { return };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            break (i + 4, len);
+        }
+    };
+    while buf.len() < head_end + len {
+        let Ok(n) = conn.read(&mut chunk) else { return };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    st.attempts.fetch_add(1, Ordering::SeqCst);
+    let status = if st.failing.load(Ordering::SeqCst) {
+        "503 Service Unavailable"
+    } else {
+        match serde_json::from_slice::<Batch>(&buf[head_end..head_end + len]) {
+            Ok(b) => {
+                st.batches
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((b, Instant::now()));
+                "200 OK"
+            }
+            Err(_) => "400 Bad Request",
+        }
+    };
+    let _ = conn.write_all(
+        format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes(),
+    );
+}
+
+/// Turns received SQS messages into the event Lambda would pass.
+#[allow(clippy::needless_update)]
+pub fn to_event(msgs: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
+    SqsEvent {
+        records: msgs
+            .iter()
+            .map(|m| SqsMessage {
+                message_id: m.message_id().map(String::from),
+                receipt_handle: m.receipt_handle().map(String::from),
+                body: m.body().map(String::from),
+                attributes: m
+                    .attributes()
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+                            .collect::<HashMap<_, _>>()
+                    })
+                    .unwrap_or_default(),
+                event_source: Some("aws:sqs".into()),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Receives up to 10 trigger messages (long-polling up to `wait_secs`), counting the requests
+/// as the event source mapping's.
+pub async fn receive(
+    c: &AwsClients,
+    queue: &str,
+    wait_secs: i32,
+    acct: &Accounting,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let out = c
+        .sqs
+        .receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .wait_time_seconds(wait_secs)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .send()
+        .await
+        .expect("receive");
+    acct.record("sqs.ReceiveMessage(esm)", 0, 0.0, 0.0);
+    out.messages().to_vec()
+}
+
+/// Deletes the messages whose ids are not in `failed`, as the event source mapping does.
+pub async fn delete_succeeded(
+    c: &AwsClients,
+    queue: &str,
+    msgs: &[aws_sdk_sqs::types::Message],
+    failed: &[String],
+    acct: &Accounting,
+) {
+    let entries: Vec<_> = msgs
+        .iter()
+        .filter(|m| !failed.iter().any(|f| Some(f.as_str()) == m.message_id()))
+        .enumerate()
+        .map(|(i, m)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .build()
+                .expect("entry")
+        })
+        .collect();
+    if entries.is_empty() {
+        return;
+    }
+    c.sqs
+        .delete_message_batch()
+        .queue_url(queue)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .expect("delete");
+    acct.record("sqs.DeleteMessageBatch(esm)", 0, 0.0, 0.0);
+}
+
+/// Number of messages in a queue (visible + in flight + delayed).
+pub async fn queue_depth(c: &AwsClients, queue: &str) -> (u64, u64, u64) {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = c
+        .sqs
+        .get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(A::All)
+        .send()
+        .await
+        .expect("attributes");
+    let get = |a: A| {
+        out.attributes()
+            .and_then(|m| m.get(&a))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        get(A::ApproximateNumberOfMessages),
+        get(A::ApproximateNumberOfMessagesNotVisible),
+        get(A::ApproximateNumberOfMessagesDelayed),
+    )
+}
+
+use lull_aws::sink::LambdaSink;
+use lull_aws::store::{DynamoDbStore, StoreSettings};
+use lull_aws::SqsTrigger;
+use lull_core::ports::SystemClock;
+use lull_core::{Buffer, BufferConfig, Policy};
+
+pub type TestBuffer = Buffer<DynamoDbStore, SqsTrigger, LambdaSink, SystemClock>;
+
+/// One isolated deployment on moto: table, trigger queue + DLQ, capture sink, and two buffers
+/// (the webhook's and the flush's) counting their requests separately.
+pub struct Harness {
+    pub clients: AwsClients,
+    pub table: String,
+    pub queue: String,
+    pub dlq: String,
+    pub sink: CaptureSink,
+    pub webhook_acct: Accounting,
+    pub flush_acct: Accounting,
+    pub esm_acct: Accounting,
+    pub webhook: Arc<TestBuffer>,
+    pub flusher: Arc<TestBuffer>,
+    pub policy: Policy,
+}
+
+pub fn test_config() -> BufferConfig {
+    BufferConfig {
+        lease: Duration::from_secs(5),
+        ..BufferConfig::default()
+    }
+}
+
+impl Harness {
+    /// `visibility` and `max_receives` configure the trigger queue's retry and DLQ.
+    pub async fn new(visibility_secs: u32, max_receives: u32) -> Harness {
+        let clients = clients().await;
+        let table = table(&clients).await;
+        let (queue, dlq) = lull_aws::trigger::create_queues(
+            &clients.sqs,
+            &unique("triggers"),
+            visibility_secs,
+            max_receives,
+        )
+        .await
+        .expect("queues");
+        let sink = CaptureSink::start();
+        let webhook_acct = Accounting::new();
+        let flush_acct = Accounting::new();
+        let buffer = |acct: &Accounting| {
+            let store = DynamoDbStore::new(
+                clients.dynamodb.clone(),
+                StoreSettings::new(&table),
+                acct.clone(),
+            );
+            let trigger = SqsTrigger::new(clients.sqs.clone(), &queue, acct.clone());
+            let target =
+                lull_sink::HttpTarget::new(&sink.url, vec!["s3cret".into()]).expect("target");
+            let http = lull_sink::HttpSink::new(target, Duration::from_secs(2)).expect("sink");
+            Arc::new(Buffer::new(
+                store,
+                trigger,
+                LambdaSink::Any(lull_sink::AnySink::Http(http)),
+                SystemClock,
+                test_config(),
+            ))
+        };
+        let webhook = buffer(&webhook_acct);
+        let flusher = buffer(&flush_acct);
+        Harness {
+            clients,
+            table,
+            queue,
+            dlq,
+            sink,
+            webhook_acct,
+            flush_acct,
+            esm_acct: Accounting::new(),
+            webhook,
+            flusher,
+            policy: Policy::with_times(Duration::from_secs(1), Duration::from_secs(3))
+                .expect("policy"),
+        }
+    }
+
+    /// Starts the event source mapping stand-in: receive triggers, call the flush handler,
+    /// delete what it did not report failed. Stops when the returned guard drops.
+    pub fn start_poller(&self) -> Poller {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (clients, queue, buffer, acct, st) = (
+            self.clients.clone(),
+            self.queue.clone(),
+            self.flusher.clone(),
+            self.esm_acct.clone(),
+            stop.clone(),
+        );
+        let task = tokio::spawn(async move {
+            while !st.load(Ordering::SeqCst) {
+                let msgs = receive(&clients, &queue, 1, &acct).await;
+                if msgs.is_empty() {
+                    continue;
+                }
+                let resp =
+                    lull_aws::flush::handle_sqs_event(&buffer, to_event(&msgs), b"test").await;
+                let failed: Vec<String> = resp
+                    .batch_item_failures
+                    .into_iter()
+                    .map(|f| f.item_identifier)
+                    .collect();
+                delete_succeeded(&clients, &queue, &msgs, &failed, &acct).await;
+            }
+        });
+        Poller {
+            stop,
+            task: Some(task),
+        }
+    }
+}
+
+pub struct Poller {
+    stop: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Poller {
+    pub async fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.task.take() {
+            t.await.expect("poller");
+        }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Checks the hand-off invariants over what the sink acknowledged: each message id in exactly
+/// one batch id, batches of a conversation in generation order with messages in receive order,
+/// and no batch closed early. Returns the distinct batches.
+pub fn check_batches(batches: &[Batch], policy: &Policy) -> Vec<Batch> {
+    let mut by_id: HashMap<uuid::Uuid, Batch> = HashMap::new();
+    let mut order: Vec<uuid::Uuid> = Vec::new();
+    for b in batches {
+        match by_id.get(&b.batch_id) {
+            Some(prev) => assert_eq!(prev, b, "a retried batch must carry the same content"),
+            None => {
+                order.push(b.batch_id);
+                by_id.insert(b.batch_id, b.clone());
+            }
+        }
+    }
+    let distinct: Vec<Batch> = order.iter().map(|id| by_id[id].clone()).collect();
+    let mut seen: HashMap<(String, String), uuid::Uuid> = HashMap::new();
+    let mut last_gen: HashMap<String, (u64, lull_core::Millis)> = HashMap::new();
+    for b in &distinct {
+        let conv = b.conversation.storage_key();
+        for m in &b.messages {
+            if let Some(other) = seen.insert((conv.clone(), m.id.clone()), b.batch_id) {
+                panic!(
+                    "message {} in two batches: {other} and {}",
+                    m.id, b.batch_id
+                );
+            }
+        }
+        assert!(
+            b.messages
+                .windows(2)
+                .all(|w| w[0].received_at <= w[1].received_at),
+            "messages out of receive order in {}",
+            b.batch_id
+        );
+        let first = b.messages.first().expect("non-empty batch").received_at;
+        let last = b.messages.last().expect("non-empty batch").received_at;
+        if let Some((g, prev_last)) = last_gen.get(&conv) {
+            assert!(b.generation > *g, "batches of a conversation out of order");
+            assert!(
+                first >= *prev_last,
+                "a later batch holds an earlier message"
+            );
+        }
+        last_gen.insert(conv, (b.generation, last));
+        match b.reason {
+            lull_core::CloseReason::Quiet => assert!(
+                b.closed_at.since(last) >= policy.quiet,
+                "batch {} closed {:?} after its last message: early",
+                b.batch_id,
+                b.closed_at.since(last)
+            ),
+            lull_core::CloseReason::MaxWait => assert!(
+                b.closed_at.since(first) >= policy.max_wait,
+                "batch {} closed for max wait too early",
+                b.batch_id
+            ),
+            _ => {}
+        }
+    }
+    distinct
+}

@@ -1,0 +1,37 @@
+//! The flush Lambda: SQS trigger events in, `SqsBatchResponse` with per-record failures out.
+//! Thin: read and validate the configuration, build the clients once, call the core.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lull_aws::{flush::handle_sqs_event, Accounting, AwsClients, Role, Settings};
+use lull_core::ports::SystemClock;
+use lull_core::Buffer;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    lull_aws::telemetry::init();
+    let settings = Settings::from_env(Role::Flush).inspect_err(|e| tracing::error!("{e}"))?;
+    let clients = AwsClients::from_env().await;
+    let acct = Accounting::new();
+    let (store, trigger, sink) = settings.build(&clients, &acct)?;
+    let sink = sink.ok_or("LULL_SINK is required but not set")?;
+    let buffer = Arc::new(Buffer::new(
+        store,
+        trigger,
+        sink,
+        SystemClock,
+        settings.buffer,
+    ));
+    let secret: Arc<[u8]> = settings.log_secret.as_bytes().into();
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| {
+        let buffer = buffer.clone();
+        let secret = secret.clone();
+        async move {
+            let resp: SqsBatchResponse = handle_sqs_event(&buffer, ev.payload, &secret).await;
+            Ok::<_, Error>(resp)
+        }
+    }))
+    .await
+}

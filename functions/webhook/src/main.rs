@@ -1,0 +1,44 @@
+//! The webhook Lambda: API Gateway HTTP API (payload v2) in front of the ingestion `Router`.
+//! Thin: read and validate the configuration, build the clients once, serve the router. A
+//! request gets its 2xx only after its messages are in DynamoDB and their trigger is armed.
+
+use std::sync::Arc;
+
+use lull_aws::{Accounting, AwsClients, LambdaSink, Role, Settings};
+use lull_core::ports::SystemClock;
+use lull_core::Buffer;
+use lull_ingest::{IngestConfig, IngestState, MemoryDirectory, Tenant};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    lull_aws::telemetry::init();
+    let settings = Settings::from_env(Role::Webhook).inspect_err(|e| tracing::error!("{e}"))?;
+    let mut tenant =
+        Tenant::from_env(|k| std::env::var(k).ok()).inspect_err(|e| tracing::error!("{e}"))?;
+    if !tenant.has_any_secret() {
+        let msg = "no gateway secret is set: set at least one of LULL_META_APP_SECRET, \
+                   LULL_EVOLUTION_TOKEN, LULL_EVOLUTION_JWT_KEY, LULL_TWILIO_AUTH_TOKEN, \
+                   LULL_GENERIC_SECRET";
+        tracing::error!("{msg}");
+        return Err(msg.into());
+    }
+    tenant.policy = settings.policy;
+    let clients = AwsClients::from_env().await;
+    let acct = Accounting::new();
+    let (store, trigger, _) = settings.build(&clients, &acct)?;
+    // The webhook path never hands a batch off: appends only touch the store and the trigger.
+    let sink = LambdaSink::Any(lull_sink::AnySink::Stdout(lull_sink::StdoutSink::new()));
+    let buffer = Arc::new(Buffer::new(
+        store,
+        trigger,
+        sink,
+        SystemClock,
+        settings.buffer,
+    ));
+    let state = IngestState::new(
+        buffer,
+        Arc::new(MemoryDirectory::single(tenant)),
+        IngestConfig::default(),
+    );
+    lambda_http::run(lull_ingest::router(state)).await
+}
