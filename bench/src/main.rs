@@ -3,6 +3,8 @@
 //! in count and time. See BENCHMARKS.md for the figures and how to reproduce them:
 //! `cargo run --release -p lull-bench -- <subcommand>`.
 
+mod aws;
+mod coldstart;
 mod handoff;
 mod ingest;
 mod sim;
@@ -29,6 +31,10 @@ enum Cmd {
     Ingest(ingest::IngestArgs),
     /// 2. Hand-off timeliness: lag from due time to arrival at an HTTP sink, early hand-offs.
     Handoff(handoff::HandoffArgs),
+    /// 3. AWS requests and cost per message: the standard workload on moto, with lull-aws's accounting.
+    Aws(aws::AwsArgs),
+    /// 5. Cold-start proxy: process start to first Runtime API poll, peak RSS, binary sizes.
+    Coldstart(coldstart::ColdstartArgs),
     /// 4. LLM calls saved: batches vs messages on the realistic workload.
     Llm(sim::LlmArgs),
     /// 6. Simulator throughput: messages/s of `lull simulate`.
@@ -55,6 +61,8 @@ fn main() -> ExitCode {
                 match cmd {
                     Cmd::Ingest(a) => ingest::run(a).await,
                     Cmd::Handoff(a) => handoff::run(a).await,
+                    Cmd::Aws(a) => aws::run(a).await,
+                    Cmd::Coldstart(a) => coldstart::run(a).await,
                     _ => Ok(()),
                 }
             }),
