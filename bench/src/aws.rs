@@ -1,0 +1,222 @@
+//! Benchmark 3, AWS requests and cost: the standard workload (1,000 conversations, bursts of 1-6
+//! messages) end to end on moto through lull-aws's own request accounting (the moto harness of
+//! `functions/aws/tests/common`, reused as is), then cost per million messages at list prices.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use lull_core::{ConversationKey, Message, Provider};
+
+#[allow(dead_code, clippy::all)]
+#[path = "../../functions/aws/tests/common/mod.rs"]
+mod common;
+
+use crate::util::{self, Res};
+
+#[derive(Args, Debug, Clone)]
+pub struct AwsArgs {
+    /// Conversations of the standard workload.
+    #[arg(long, default_value_t = 1_000)]
+    pub conversations: usize,
+    /// Seconds over which the conversations' first messages are spread.
+    #[arg(long, default_value_t = 30)]
+    pub spread_secs: u64,
+    /// Seed of burst sizes, gaps and start times.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// List prices, us-east-1, as documented in BENCHMARKS.md (dated there).
+pub mod price {
+    /// API Gateway HTTP API, per request (first 300 M/month).
+    pub const APIGW_HTTP: f64 = 1.00 / 1e6;
+    /// Lambda, per request.
+    pub const LAMBDA_REQ: f64 = 0.20 / 1e6;
+    /// Lambda arm64, per GB-second (first 7.5 B GB-s/month).
+    pub const LAMBDA_ARM_GBS: f64 = 0.000_013_333_4;
+    /// DynamoDB on-demand, per write request unit.
+    pub const DDB_WRU: f64 = 0.625 / 1e6;
+    /// DynamoDB on-demand, per read request unit.
+    pub const DDB_RRU: f64 = 0.125 / 1e6;
+    /// SQS standard, per request (64 KB chunk), after the free tier.
+    pub const SQS_REQ: f64 = 0.40 / 1e6;
+}
+
+/// Lambda at 128 MB: billed per started ms.
+fn lambda_cost(invocations: f64, ms: f64) -> f64 {
+    invocations * (price::LAMBDA_REQ + ms.ceil() / 1000.0 * 0.125 * price::LAMBDA_ARM_GBS)
+}
+
+pub async fn run(a: &AwsArgs) -> Res<()> {
+    let h = common::Harness::new(5, 5).await;
+    // The event source mapping stand-in (as the harness's poller), timing each flush handler
+    // call and counting the records it handled.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flush_times: Arc<Mutex<Vec<(f64, usize)>>> = Arc::default();
+    let poller = {
+        let (clients, queue, buffer, acct, stop, times) = (
+            h.clients.clone(),
+            h.queue.clone(),
+            h.flusher.clone(),
+            h.esm_acct.clone(),
+            stop.clone(),
+            flush_times.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let msgs = common::receive(&clients, &queue, 1, &acct).await;
+                if msgs.is_empty() {
+                    continue;
+                }
+                let t = Instant::now();
+                let resp =
+                    lull_aws::flush::handle_sqs_event(&buffer, common::to_event(&msgs), b"bench")
+                        .await;
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                if let Ok(mut v) = times.lock() {
+                    v.push((ms, msgs.len()));
+                }
+                let failed: Vec<String> = resp
+                    .batch_item_failures
+                    .into_iter()
+                    .map(|f| f.item_identifier)
+                    .collect();
+                common::delete_succeeded(&clients, &queue, &msgs, &failed, &acct).await;
+            }
+        })
+    };
+
+    // The standard workload: bursts of 1-6 messages, gaps under the 1 s quiet period.
+    let mut rng = fastrand::Rng::with_seed(a.seed);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut total = 0usize;
+    let append_times: Arc<Mutex<Vec<f64>>> = Arc::default();
+    for c in 0..a.conversations {
+        let burst = rng.usize(1..=6);
+        let gaps: Vec<u64> = (0..burst).map(|_| rng.u64(0..400)).collect();
+        let start = rng.u64(0..a.spread_secs * 1000);
+        total += burst;
+        let (buffer, policy, times) = (h.webhook.clone(), h.policy, append_times.clone());
+        tasks.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(start)).await;
+            let k = ConversationKey::new(Provider::Meta, "106540352242922", format!("55{c:09}"));
+            for (i, gap) in gaps.into_iter().enumerate() {
+                tokio::time::sleep(Duration::from_millis(gap)).await;
+                let t = Instant::now();
+                let r = buffer
+                    .append(
+                        &k,
+                        &policy,
+                        Message::text(format!("w.{c}.{i}"), "u", "quero 2 pizzas, uma vegana"),
+                    )
+                    .await;
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                match r {
+                    Ok(_) => {
+                        if let Ok(mut v) = times.lock() {
+                            v.push(ms);
+                        }
+                    }
+                    Err(e) => return Err(format!("append failed: {e}")),
+                }
+            }
+            Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    // Drain: every message handed off, bounded.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while h.sink.message_count() < total {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {} of {total} messages handed off within 120 s",
+                h.sink.message_count()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    poller.await?;
+    let batches = common::check_batches(&h.sink.batches(), &h.policy);
+
+    let msgs = total as f64;
+    let nb = batches.len() as f64;
+    let (web, fl, esm) = (
+        h.webhook_acct.snapshot(),
+        h.flush_acct.snapshot(),
+        h.esm_acct.snapshot(),
+    );
+    let (wd, ws) = (web.dynamodb(), web.sqs());
+    let (fd, fs) = (fl.dynamodb(), fl.sqs());
+    let mut appends = append_times.lock().map_err(|_| "poisoned")?.clone();
+    util::sort(&mut appends);
+    let flushes = flush_times.lock().map_err(|_| "poisoned")?.clone();
+    let flush_invocations = flushes.len() as f64;
+    let flush_records: usize = flushes.iter().map(|(_, n)| n).sum();
+    let mut per_flush: Vec<f64> = flushes.iter().map(|(ms, _)| *ms).collect();
+    util::sort(&mut per_flush);
+    let webhook_ms = util::pct(&appends, 50.0);
+    let flush_ms = util::pct(&per_flush, 50.0);
+
+    // Per million messages, measured rates.
+    let m = 1e6 / msgs;
+    let ddb_wcu = (wd.est_wcu + fd.est_wcu) * m;
+    let ddb_rcu = (wd.est_rcu + fd.est_rcu) * m;
+    let lull_sqs = (ws.requests + fs.requests) as f64 * m;
+    // The event source mapping's receives and deletes that carried triggers (its empty
+    // long polls are a fixed cost per month, see BENCHMARKS.md).
+    let esm_sqs = (esm.op("sqs.DeleteMessageBatch(esm)").requests as f64 + flush_invocations) * m;
+    let apigw = 1e6 * price::APIGW_HTTP;
+    let lambda_web = lambda_cost(1e6, webhook_ms);
+    let lambda_flush = lambda_cost(flush_invocations * m, flush_ms);
+    let ddb = ddb_wcu * price::DDB_WRU + ddb_rcu * price::DDB_RRU;
+    let sqs = (lull_sqs + esm_sqs) * price::SQS_REQ;
+    let total_usd = apigw + lambda_web + lambda_flush + ddb + sqs;
+    println!(
+        "bench=aws store=moto conversations={} messages={total} batches={} mean_burst={:.2} \
+         webhook_ddb_req_per_msg={:.2} webhook_items_written_per_msg={:.2} webhook_wcu_per_msg={:.2} webhook_rcu_per_msg={:.2} webhook_sqs_per_msg={:.2} \
+         flush_ddb_req_per_batch={:.2} flush_reads_per_batch={:.2} flush_items_written_per_batch={:.2} flush_wcu_per_batch={:.2} flush_rcu_per_batch={:.2} flush_sqs_per_batch={:.2} \
+         wcu_per_msg={:.2} rcu_per_msg={:.2} lull_sqs_per_msg={:.3} esm_sqs_per_msg={:.3} flush_invocations={} flush_records={} \
+         webhook_append_ms_p50={:.1} webhook_append_ms_p99={:.1} flush_handler_ms_p50={:.1} flush_handler_ms_p99={:.1} \
+         usd_per_million_messages={:.3} apigw={:.3} lambda_webhook={:.3} lambda_flush={:.3} dynamodb={:.3} sqs={:.3}",
+        a.conversations,
+        batches.len(),
+        msgs / a.conversations as f64,
+        wd.requests as f64 / msgs,
+        wd.items_written as f64 / msgs,
+        wd.est_wcu / msgs,
+        wd.est_rcu / msgs,
+        ws.requests as f64 / msgs,
+        fd.requests as f64 / nb,
+        fl.op("dynamodb.GetItem").requests as f64 / nb,
+        fd.items_written as f64 / nb,
+        fd.est_wcu / nb,
+        fd.est_rcu / nb,
+        fs.requests as f64 / nb,
+        ddb_wcu / 1e6,
+        ddb_rcu / 1e6,
+        lull_sqs / 1e6,
+        esm_sqs / 1e6,
+        flushes.len(),
+        flush_records,
+        webhook_ms,
+        util::pct(&appends, 99.0),
+        flush_ms,
+        util::pct(&per_flush, 99.0),
+        total_usd,
+        apigw,
+        lambda_web,
+        lambda_flush,
+        ddb,
+        sqs,
+    );
+    eprintln!(
+        "-- webhook path\n{web}\n-- flush path\n{fl}\n-- event source mapping stand-in\n{esm}"
+    );
+    Ok(())
+}

@@ -1,0 +1,1 @@
+../../../functions/aws/tests/common/moto_serial.py
