@@ -196,14 +196,23 @@ async fn a_failing_sink_parks_the_trigger_in_the_dlq_and_redrive_delivers_in_ord
     assert!(h.sink.attempts() >= 2, "SQS retried the hand-off");
     assert!(h.sink.batches().is_empty(), "nothing was acknowledged");
     let rec = h.webhook.store.load(&k).await.expect("load").expect("rec");
-    assert_eq!(rec.pending.len(), 1, "the batch stays pending");
-    assert_eq!(rec.pending[0].batch_id, first_batch);
-    let waiting = rec.window.as_ref().expect("next window");
     assert_eq!(
-        waiting.messages.len(),
-        2,
-        "later messages wait in the next window"
+        rec.pending[0].batch_id, first_batch,
+        "the batch stays pending"
     );
+    // Later messages wait behind it: still in the next window or, once that window's own quiet
+    // period passed (a race with the DLQ on a busy machine), closed into the next pending batch.
+    let waiting: usize = rec.pending[1..]
+        .iter()
+        .map(|b| b.messages.len())
+        .sum::<usize>()
+        + rec.window.as_ref().map_or(0, |w| w.messages.len());
+    assert_eq!(
+        rec.pending.len() + usize::from(rec.window.is_some()),
+        2,
+        "{rec:?}"
+    );
+    assert_eq!(waiting, 2, "later messages wait behind the pending batch");
 
     // The sink recovers; redrive delivers both batches, oldest first, with the original id.
     h.sink.set_failing(false);
