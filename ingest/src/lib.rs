@@ -25,7 +25,7 @@ pub mod tenant;
 
 pub use appender::{AppendFuture, Appender};
 pub use error::IngestError;
-pub use routes::router;
+pub use routes::{router, WEBHOOK_ROUTES};
 pub use state::{IngestConfig, IngestState};
 pub use tenant::{
     EvolutionSettings, GenericSettings, MemoryDirectory, MetaSettings, Secrets, SinkSettings,

@@ -149,6 +149,17 @@ pub mod env {
     pub const TWILIO_AUTH_TOKEN: &str = "LULL_TWILIO_AUTH_TOKEN";
     pub const TWILIO_PUBLIC_URL: &str = "LULL_TWILIO_PUBLIC_URL";
     pub const GENERIC_SECRET: &str = "LULL_GENERIC_SECRET";
+
+    /// Every variable [`Tenant::from_env`](super::Tenant::from_env) reads.
+    pub const ALL: &[&str] = &[
+        META_APP_SECRET,
+        META_VERIFY_TOKEN,
+        EVOLUTION_TOKEN,
+        EVOLUTION_JWT_KEY,
+        TWILIO_AUTH_TOKEN,
+        TWILIO_PUBLIC_URL,
+        GENERIC_SECRET,
+    ];
 }
 
 impl Tenant {

@@ -7,7 +7,7 @@
 //! | `LULL_TRIGGER_QUEUE_URL` | SQS standard queue of triggers | required |
 //! | `LULL_DLQ_URL` | its dead-letter queue (redrive) | required for redrive |
 //! | `LULL_SINK` | `http(s)://...`, `sqs:<FIFO queue URL>`, `stdout` | required for flush, sweep, redrive |
-//! | `LULL_SINK_SECRET` | HMAC secret signing HTTP hand-offs (comma-separated: the first signs) | none |
+//! | `LULL_SINK_SECRET` | HMAC secret signing HTTP hand-offs (comma-separated: the first signs; not read by the webhook) | none |
 //! | `LULL_SINK_TIMEOUT` | HTTP sink timeout, below the lease | `10s` |
 //! | `LULL_QUIET` | quiet period | `8s` |
 //! | `LULL_MAX_WAIT` | max wait | `30s` |
@@ -17,8 +17,9 @@
 //! | `LULL_LEASE` | hand-off lease | `30s` |
 //! | `LULL_IDLE_TTL` | how long an idle conversation record is kept | `30days` |
 //! | `LULL_DUE_SHARDS` | partitions of the due index (fixed per table) | `4` |
-//! | `LULL_SWEEP_LIMIT` | conversations one sweep flushes at most | `500` |
+//! | `LULL_SWEEP_LIMIT` | conversations one sweep flushes at most (sweep only) | `500` |
 //! | `LULL_LOG_SECRET` | key of the conversation hash in logs | empty |
+//! | `LULL_METRICS_NAMESPACE` | CloudWatch namespace of the EMF metrics (read by `telemetry`) | `lull` |
 
 use std::time::Duration;
 
@@ -37,6 +38,38 @@ pub enum Role {
     Flush,
     Sweep,
     Redrive,
+}
+
+/// Read by every role.
+const COMMON_ENV: &[&str] = &[
+    "LULL_TABLE",
+    "LULL_TRIGGER_QUEUE_URL",
+    "LULL_QUIET",
+    "LULL_MAX_WAIT",
+    "LULL_MAX_MESSAGES",
+    "LULL_MAX_BYTES",
+    "LULL_DEDUPE_HORIZON",
+    "LULL_LEASE",
+    "LULL_IDLE_TTL",
+    "LULL_DUE_SHARDS",
+    "LULL_LOG_SECRET",
+];
+/// Read by the roles that hand batches off.
+const SINK_ENV: &[&str] = &["LULL_SINK", "LULL_SINK_SECRET", "LULL_SINK_TIMEOUT"];
+
+/// Every environment variable [`Settings::from_lookup`] reads for `role` (required or not): the
+/// deployment (infra/template.yaml, checked by tests/infra.rs) sets each of them.
+pub fn known_env(role: Role) -> Vec<&'static str> {
+    let mut v = COMMON_ENV.to_vec();
+    if role != Role::Webhook {
+        v.extend_from_slice(SINK_ENV);
+    }
+    match role {
+        Role::Sweep => v.push("LULL_SWEEP_LIMIT"),
+        Role::Redrive => v.push("LULL_DLQ_URL"),
+        Role::Webhook | Role::Flush => {}
+    }
+    v
 }
 
 /// A missing or bad environment variable.
@@ -161,21 +194,21 @@ impl Settings {
         let table = req("LULL_TABLE")?;
         let trigger_queue_url =
             queue_url("LULL_TRIGGER_QUEUE_URL", &req("LULL_TRIGGER_QUEUE_URL")?)?;
-        let dlq_url = match (role, opt("LULL_DLQ_URL")) {
-            (_, Some(v)) => Some(queue_url("LULL_DLQ_URL", &v)?),
-            (Role::Redrive, None) => {
-                return Err(ConfigError::Missing {
-                    var: "LULL_DLQ_URL",
-                })
-            }
-            (_, None) => None,
+        // Only the redrive reads the dead-letter queue.
+        let dlq_url = match role {
+            Role::Redrive => Some(queue_url("LULL_DLQ_URL", &req("LULL_DLQ_URL")?)?),
+            _ => None,
         };
-        let sink = match (role, opt("LULL_SINK")) {
-            (_, Some(v)) => Some(parse_sink(&v)?),
-            (Role::Webhook, None) => None,
-            (_, None) => return Err(ConfigError::Missing { var: "LULL_SINK" }),
+        // The webhook never hands a batch off: it reads no sink setting (and holds no sink secret).
+        let hands_off = role != Role::Webhook;
+        let sink = if hands_off {
+            Some(parse_sink(&req("LULL_SINK")?)?)
+        } else {
+            None
         };
-        let sink_secrets: Vec<String> = opt("LULL_SINK_SECRET")
+        let sink_secrets: Vec<String> = hands_off
+            .then(|| opt("LULL_SINK_SECRET"))
+            .flatten()
             .map(|v| {
                 v.split(',')
                     .map(str::trim)
@@ -225,7 +258,11 @@ impl Settings {
                 reason: "must be at least 1h (Meta retries for up to 7 days)".into(),
             });
         }
-        let sink_timeout = dur("LULL_SINK_TIMEOUT", Duration::from_secs(10))?;
+        let sink_timeout = if hands_off {
+            dur("LULL_SINK_TIMEOUT", Duration::from_secs(10))?
+        } else {
+            Duration::from_secs(10)
+        };
         if sink_timeout.is_zero() || sink_timeout >= buffer.lease {
             return Err(ConfigError::Invalid {
                 var: "LULL_SINK_TIMEOUT",
@@ -256,9 +293,10 @@ impl Settings {
                 reason: "must be between 1 and 64".into(),
             });
         }
-        let sweep_limit: usize = match opt("LULL_SWEEP_LIMIT") {
-            Some(v) => number("LULL_SWEEP_LIMIT", &v)?,
-            None => 500,
+        // Only the sweep uses its limit.
+        let sweep_limit: usize = match role.eq(&Role::Sweep).then(|| opt("LULL_SWEEP_LIMIT")) {
+            Some(Some(v)) => number("LULL_SWEEP_LIMIT", &v)?,
+            _ => 500,
         };
         if sweep_limit == 0 {
             return Err(ConfigError::Invalid {
@@ -416,13 +454,54 @@ mod tests {
             ("LULL_SINK", "sqs:out.fifo"),
         ];
         for (var, value) in cases {
-            let e = Settings::from_lookup(Role::Flush, lookup(&with(&[(var, value)])))
+            // The sweep reads every setting the flush reads, and its limit.
+            let e = Settings::from_lookup(Role::Sweep, lookup(&with(&[(var, value)])))
                 .expect_err(&format!("{var}={value} must be refused"));
             assert!(
                 e.to_string().starts_with(var),
                 "{var}={value}: error must name the variable: {e}"
             );
         }
+    }
+
+    #[test]
+    fn known_env_is_exactly_what_each_role_reads() {
+        use std::cell::RefCell;
+        use std::collections::BTreeSet;
+        let all: Vec<(&str, &str)> = BASE
+            .iter()
+            .copied()
+            .chain([(
+                "LULL_DLQ_URL",
+                "https://sqs.us-east-1.amazonaws.com/1/lull-dlq",
+            )])
+            .collect();
+        for role in [Role::Webhook, Role::Flush, Role::Sweep, Role::Redrive] {
+            let read = RefCell::new(BTreeSet::new());
+            let get = lookup(&all);
+            Settings::from_lookup(role, |k| {
+                read.borrow_mut().insert(k.to_string());
+                get(k)
+            })
+            .unwrap();
+            let known: BTreeSet<String> = known_env(role).into_iter().map(String::from).collect();
+            assert_eq!(read.into_inner(), known, "{role:?}");
+        }
+        assert!(!known_env(Role::Webhook).contains(&"LULL_SINK_SECRET"));
+    }
+
+    #[test]
+    fn the_webhook_ignores_sink_settings() {
+        let s = Settings::from_lookup(
+            Role::Webhook,
+            lookup(&with(&[
+                ("LULL_SINK", "ftp://x"),
+                ("LULL_SINK_SECRET", "s"),
+            ])),
+        )
+        .unwrap();
+        assert_eq!(s.sink, None);
+        assert!(s.sink_secrets.is_empty());
     }
 
     #[test]

@@ -28,10 +28,10 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| {
         let buffer = buffer.clone();
         let secret = secret.clone();
-        async move {
+        lull_aws::telemetry::flushed(async move {
             let resp: SqsBatchResponse = handle_sqs_event(&buffer, ev.payload, &secret).await;
             Ok::<_, Error>(resp)
-        }
+        })
     }))
     .await
 }

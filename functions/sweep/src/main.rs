@@ -26,7 +26,7 @@ async fn main() -> Result<(), Error> {
     let limit = settings.sweep_limit;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let buffer = buffer.clone();
-        async move {
+        lull_aws::telemetry::flushed(async move {
             let r = buffer.sweep(limit).await?;
             tracing::info!(
                 due = r.due,
@@ -39,7 +39,7 @@ async fn main() -> Result<(), Error> {
                 "handed_off": r.handed_off,
                 "failed": r.failed,
             }))
-        }
+        })
     }))
     .await
 }

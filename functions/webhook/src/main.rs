@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use lambda_http::tower::ServiceExt;
 use lull_aws::{Accounting, AwsClients, LambdaSink, Role, Settings};
 use lull_core::ports::SystemClock;
 use lull_core::Buffer;
@@ -40,5 +41,11 @@ async fn main() -> Result<(), lambda_http::Error> {
         Arc::new(MemoryDirectory::single(tenant)),
         IngestConfig::default(),
     );
-    lambda_http::run(lull_ingest::router(state)).await
+    let app = lull_ingest::router(state);
+    lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
+        let app = app.clone();
+        // Metrics (EMF) are written before the response: Lambda freezes the process after it.
+        lull_aws::telemetry::flushed(app.oneshot(req))
+    }))
+    .await
 }

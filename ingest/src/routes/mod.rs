@@ -30,6 +30,20 @@ use crate::parse::Parsed;
 use crate::state::IngestState;
 use crate::tenant::{normalise_account, Tenant};
 
+/// Every (method, path) the webhook [`router`] serves, in axum's path syntax. Deployments expose
+/// exactly these (tests/infra.rs checks the SAM template's HTTP API against this list, and a test
+/// here checks the router against it).
+pub const WEBHOOK_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/webhook/meta"),
+    ("POST", "/webhook/meta"),
+    ("POST", "/webhook/evolution"),
+    ("POST", "/webhook/evolution/{event}"),
+    ("POST", "/webhook/evolution/k/{secret}"),
+    ("POST", "/webhook/evolution/k/{secret}/{event}"),
+    ("POST", "/webhook/twilio"),
+    ("POST", "/webhook/generic"),
+];
+
 /// The webhook `Router`: serve it locally or through `lambda_http`.
 ///
 /// - `GET|POST /webhook/meta`
