@@ -121,43 +121,27 @@ async fn post(h: &Harness, event_json: &str) -> (u16, String) {
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// POSTs a signed Meta text payload for `user` carrying `ids`, as API Gateway delivers it.
+async fn post_meta(h: &Harness, user: &str, ids: &[&str]) -> (u16, String) {
+    let body = meta_body(user, ids);
+    let headers = [
+        ("content-type", "application/json".to_string()),
+        ("x-hub-signature-256", meta_signature(&body)),
+    ];
+    post(h, &event("/webhook/meta", &headers, &body, false)).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_gateway_events_reach_the_sink_as_one_batch() {
     let h = Harness::new(5, 5).await;
     let poller = h.start_poller();
     let user = "16505550001";
-    let body = meta_body(user, &["wamid.apigw.1", "wamid.apigw.2"]);
     let started = Instant::now();
-    let (status, text) = post(
-        &h,
-        &event(
-            "/webhook/meta",
-            &[
-                ("content-type", "application/json".into()),
-                ("x-hub-signature-256", meta_signature(&body)),
-            ],
-            &body,
-            false,
-        ),
-    )
-    .await;
+    let (status, text) = post_meta(&h, user, &["wamid.apigw.1", "wamid.apigw.2"]).await;
     assert_eq!(status, 200, "{text}");
     // A second POST a moment later, in the same window.
-    let body = meta_body(user, &["wamid.apigw.3"]);
-    let (status, _) = post(
-        &h,
-        &event(
-            "/webhook/meta",
-            &[
-                ("content-type", "application/json".into()),
-                ("x-hub-signature-256", meta_signature(&body)),
-            ],
-            &body,
-            false,
-        ),
-    )
-    .await;
-    assert_eq!(status, 200);
+    let (status, text) = post_meta(&h, user, &["wamid.apigw.3"]).await;
+    assert_eq!(status, 200, "{text}");
     eventually(Duration::from_secs(30), "the batch", || {
         h.sink.message_count() >= 3
     })

@@ -479,25 +479,25 @@ impl Driver {
             exec::Op::Deliver { batch, .. } => Some(batch.conversation.clone()),
             _ => None,
         };
-        let crash_before = self.cfg.faults.crash_before;
-        let crash_after = self.cfg.faults.crash_after;
-        if !is_sleep && w.fault(crash_before) {
-            w.rec.faults += 1;
-            if let Some(k) = &key {
-                let now = w.now;
-                w.rec.trace(k, now, TraceEvent::Crash(name));
+        // A crash before the operation lands, or after it landed but before the task sees it.
+        let dies = |w: &mut World, p: f64| {
+            let dead = !is_sleep && w.fault(p);
+            if dead {
+                w.rec.faults += 1;
+                if let Some(k) = &key {
+                    let now = w.now;
+                    w.rec.trace(k, now, TraceEvent::Crash(name));
+                }
             }
+            dead
+        };
+        if dies(&mut w, self.cfg.faults.crash_before) {
             drop(w);
             self.crash(task);
             return;
         }
         let result: OpResult = w.execute(op, started);
-        if !is_sleep && w.fault(crash_after) {
-            w.rec.faults += 1;
-            if let Some(k) = &key {
-                let now = w.now;
-                w.rec.trace(k, now, TraceEvent::Crash(name));
-            }
+        if dies(&mut w, self.cfg.faults.crash_after) {
             drop(w);
             self.crash(task);
             return;
