@@ -9,8 +9,6 @@ use std::process::ExitCode;
 pub fn redrive() -> ExitCode {
     use lull_aws::redrive::{redrive, RedriveOptions};
     use lull_aws::{Accounting, AwsClients, Role, Settings};
-    use lull_core::ports::SystemClock;
-    use lull_core::Buffer;
 
     let run = async {
         let settings = Settings::from_env(Role::Redrive).map_err(|e| e.to_string())?;
@@ -20,9 +18,9 @@ pub fn redrive() -> ExitCode {
             .ok_or("LULL_DLQ_URL is required but not set")?;
         let clients = AwsClients::from_env().await;
         let acct = Accounting::new();
-        let (store, trigger, sink) = settings.build(&clients, &acct).map_err(|e| e.to_string())?;
-        let sink = sink.ok_or("LULL_SINK is required but not set")?;
-        let buffer = Buffer::new(store, trigger, sink, SystemClock, settings.buffer);
+        let buffer = settings
+            .handoff_buffer(&clients, &acct)
+            .map_err(|e| e.to_string())?;
         redrive(
             &clients.sqs,
             &dlq,

@@ -330,6 +330,24 @@ impl Settings {
         }
     }
 
+    /// The buffer the flush, sweep and redrive programs run: store, trigger and the sink, which
+    /// they require (the webhook never hands off and builds its own without one).
+    pub fn handoff_buffer(
+        &self,
+        clients: &AwsClients,
+        acct: &Accounting,
+    ) -> Result<crate::AwsBuffer, ConfigError> {
+        let (store, trigger, sink) = self.build(clients, acct)?;
+        let sink = sink.ok_or(ConfigError::Missing { var: "LULL_SINK" })?;
+        Ok(lull_core::Buffer::new(
+            store,
+            trigger,
+            sink,
+            lull_core::ports::SystemClock,
+            self.buffer,
+        ))
+    }
+
     /// Builds the store, trigger and (when configured) sink over `clients`.
     pub fn build(
         &self,

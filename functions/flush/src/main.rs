@@ -6,8 +6,6 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use lull_aws::{flush::handle_sqs_event, Accounting, AwsClients, Role, Settings};
-use lull_core::ports::SystemClock;
-use lull_core::Buffer;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -15,15 +13,7 @@ async fn main() -> Result<(), Error> {
     let settings = Settings::from_env(Role::Flush).inspect_err(|e| tracing::error!("{e}"))?;
     let clients = AwsClients::from_env().await;
     let acct = Accounting::new();
-    let (store, trigger, sink) = settings.build(&clients, &acct)?;
-    let sink = sink.ok_or("LULL_SINK is required but not set")?;
-    let buffer = Arc::new(Buffer::new(
-        store,
-        trigger,
-        sink,
-        SystemClock,
-        settings.buffer,
-    ));
+    let buffer = Arc::new(settings.handoff_buffer(&clients, &acct)?);
     let secret: Arc<[u8]> = settings.log_secret.as_bytes().into();
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| {
         let buffer = buffer.clone();

@@ -5,8 +5,6 @@ use std::sync::Arc;
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use lull_aws::{Accounting, AwsClients, Role, Settings};
-use lull_core::ports::SystemClock;
-use lull_core::Buffer;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -14,15 +12,7 @@ async fn main() -> Result<(), Error> {
     let settings = Settings::from_env(Role::Sweep).inspect_err(|e| tracing::error!("{e}"))?;
     let clients = AwsClients::from_env().await;
     let acct = Accounting::new();
-    let (store, trigger, sink) = settings.build(&clients, &acct)?;
-    let sink = sink.ok_or("LULL_SINK is required but not set")?;
-    let buffer = Arc::new(Buffer::new(
-        store,
-        trigger,
-        sink,
-        SystemClock,
-        settings.buffer,
-    ));
+    let buffer = Arc::new(settings.handoff_buffer(&clients, &acct)?);
     let limit = settings.sweep_limit;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let buffer = buffer.clone();
