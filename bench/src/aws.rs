@@ -20,12 +20,24 @@ pub struct AwsArgs {
     /// Conversations of the standard workload.
     #[arg(long, default_value_t = 1_000)]
     pub conversations: usize,
-    /// Seconds over which the conversations' first messages are spread.
-    #[arg(long, default_value_t = 30)]
+    /// Seconds over which the conversations' first messages are spread. The default keeps the
+    /// arrival rate (~12 messages/s) under what one moto process serves without queueing;
+    /// a shorter spread measures moto's backlog, not lull.
+    #[arg(long, default_value_t = 300)]
     pub spread_secs: u64,
     /// Seed of burst sizes, gaps and start times.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Concurrent event-source-mapping pollers (Lambda starts 5 for a standard queue).
+    #[arg(long, default_value_t = 5)]
+    pub pollers: usize,
+    /// Seconds between sweep runs (the template's schedule is 1 minute).
+    #[arg(long, default_value_t = 60)]
+    pub sweep_secs: u64,
+    /// Upper bound, in seconds, on waiting for every message to be handed off after the last
+    /// append (moto serialises DynamoDB, so 1,000 conversations need minutes, not seconds).
+    #[arg(long, default_value_t = 900)]
+    pub drain_secs: u64,
 }
 
 /// List prices, us-east-1, as documented in BENCHMARKS.md (dated there).
@@ -50,12 +62,15 @@ fn lambda_cost(invocations: f64, ms: f64) -> f64 {
 }
 
 pub async fn run(a: &AwsArgs) -> Res<()> {
-    let h = common::Harness::new(5, 5).await;
-    // The event source mapping stand-in (as the harness's poller), timing each flush handler
-    // call and counting the records it handled.
+    // As deployed (infra/template.yaml): trigger visibility 180 s, 5 receives before the DLQ,
+    // the default 30 s hand-off lease, the sweep on a schedule.
+    let h = common::Harness::with_config(180, 5, lull_core::BufferConfig::default()).await;
+    // The event source mapping stand-in: `--pollers` concurrent receive loops, each timing
+    // its flush handler calls and counting the records they handled.
     let stop = Arc::new(AtomicBool::new(false));
     let flush_times: Arc<Mutex<Vec<(f64, usize)>>> = Arc::default();
-    let poller = {
+    let mut pollers = tokio::task::JoinSet::new();
+    for _ in 0..a.pollers.max(1) {
         let (clients, queue, buffer, acct, stop, times) = (
             h.clients.clone(),
             h.queue.clone(),
@@ -64,7 +79,7 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
             stop.clone(),
             flush_times.clone(),
         );
-        tokio::spawn(async move {
+        pollers.spawn(async move {
             while !stop.load(Ordering::SeqCst) {
                 let msgs = common::receive(&clients, &queue, 1, &acct).await;
                 if msgs.is_empty() {
@@ -85,8 +100,34 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
                     .collect();
                 common::delete_succeeded(&clients, &queue, &msgs, &failed, &acct).await;
             }
-        })
-    };
+        });
+    }
+    // The sweep Lambda on its schedule: what it hands off is a trigger that was lost or late.
+    let swept = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sweep_runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let (buffer, stop, swept, runs) = (
+            h.sweeper.clone(),
+            stop.clone(),
+            swept.clone(),
+            sweep_runs.clone(),
+        );
+        let every = Duration::from_secs(a.sweep_secs.max(1));
+        pollers.spawn(async move {
+            let mut next = Instant::now() + every;
+            while !stop.load(Ordering::SeqCst) {
+                if Instant::now() < next {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                next = Instant::now() + every;
+                runs.fetch_add(1, Ordering::SeqCst);
+                if let Ok(r) = buffer.sweep(500).await {
+                    swept.fetch_add(r.handed_off, Ordering::SeqCst);
+                }
+            }
+        });
+    }
 
     // The standard workload: bursts of 1-6 messages, gaps under the 1 s quiet period.
     let mut rng = fastrand::Rng::with_seed(a.seed);
@@ -128,31 +169,39 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
     while let Some(r) = tasks.join_next().await {
         r??;
     }
+    let appended_at = Instant::now();
     // Drain: every message handed off, bounded.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = appended_at + Duration::from_secs(a.drain_secs);
     while h.sink.message_count() < total {
         if Instant::now() > deadline {
             return Err(format!(
-                "only {} of {total} messages handed off within 120 s",
-                h.sink.message_count()
+                "only {} of {total} messages handed off within {} s of the last append",
+                h.sink.message_count(),
+                a.drain_secs
             )
             .into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let drain_secs = appended_at.elapsed().as_secs_f64();
     stop.store(true, Ordering::SeqCst);
-    poller.await?;
+    while let Some(r) = pollers.join_next().await {
+        r?;
+    }
     let batches = common::check_batches(&h.sink.batches(), &h.policy);
+    let dead_lettered = common::queue_depth(&h.clients, &h.dlq).await.0;
 
     let msgs = total as f64;
     let nb = batches.len() as f64;
-    let (web, fl, esm) = (
+    let (web, fl, esm, sw) = (
         h.webhook_acct.snapshot(),
         h.flush_acct.snapshot(),
         h.esm_acct.snapshot(),
+        h.sweep_acct.snapshot(),
     );
     let (wd, ws) = (web.dynamodb(), web.sqs());
     let (fd, fs) = (fl.dynamodb(), fl.sqs());
+    let (sd, ss) = (sw.dynamodb(), sw.sqs());
     let mut appends = append_times.lock().map_err(|_| "poisoned")?.clone();
     util::sort(&mut appends);
     let flushes = flush_times.lock().map_err(|_| "poisoned")?.clone();
@@ -165,9 +214,11 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
 
     // Per million messages, measured rates.
     let m = 1e6 / msgs;
-    let ddb_wcu = (wd.est_wcu + fd.est_wcu) * m;
-    let ddb_rcu = (wd.est_rcu + fd.est_rcu) * m;
-    let lull_sqs = (ws.requests + fs.requests) as f64 * m;
+    // The sweep's per-run Lambda and query cost is fixed per month (1,440 runs); what it
+    // hands off and re-arms is per message, so its requests count here.
+    let ddb_wcu = (wd.est_wcu + fd.est_wcu + sd.est_wcu) * m;
+    let ddb_rcu = (wd.est_rcu + fd.est_rcu + sd.est_rcu) * m;
+    let lull_sqs = (ws.requests + fs.requests + ss.requests) as f64 * m;
     // The event source mapping's receives and deletes that carried triggers (its empty
     // long polls are a fixed cost per month, see BENCHMARKS.md).
     let esm_sqs = (esm.op("sqs.DeleteMessageBatch(esm)").requests as f64 + flush_invocations) * m;
@@ -183,7 +234,8 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
          flush_ddb_req_per_batch={:.2} flush_reads_per_batch={:.2} flush_items_written_per_batch={:.2} flush_wcu_per_batch={:.2} flush_rcu_per_batch={:.2} flush_sqs_per_batch={:.2} \
          wcu_per_msg={:.2} rcu_per_msg={:.2} lull_sqs_per_msg={:.3} esm_sqs_per_msg={:.3} flush_invocations={} flush_records={} \
          webhook_append_ms_p50={:.1} webhook_append_ms_p99={:.1} flush_handler_ms_p50={:.1} flush_handler_ms_p99={:.1} \
-         usd_per_million_messages={:.3} apigw={:.3} lambda_webhook={:.3} lambda_flush={:.3} dynamodb={:.3} sqs={:.3}",
+         usd_per_million_messages={:.3} apigw={:.3} lambda_webhook={:.3} lambda_flush={:.3} dynamodb={:.3} sqs={:.3} \
+         pollers={} sweep_runs={} swept_batches={} sweep_ddb_req={} dead_lettered={} drain_secs={:.1}",
         a.conversations,
         batches.len(),
         msgs / a.conversations as f64,
@@ -214,9 +266,15 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
         lambda_flush,
         ddb,
         sqs,
+        a.pollers.max(1),
+        sweep_runs.load(Ordering::SeqCst),
+        swept.load(Ordering::SeqCst),
+        sd.requests,
+        dead_lettered,
+        drain_secs,
     );
     eprintln!(
-        "-- webhook path\n{web}\n-- flush path\n{fl}\n-- event source mapping stand-in\n{esm}"
+        "-- webhook path\n{web}\n-- flush path\n{fl}\n-- sweep\n{sw}\n-- event source mapping stand-in\n{esm}"
     );
     Ok(())
 }

@@ -77,8 +77,9 @@ struct Target {
     rss_kb: Vec<f64>,
 }
 
-/// The environment Lambda gives every function, plus AWS SDK settings that keep any request
-/// on loopback (none is made before the first poll).
+/// The environment Lambda gives every function (region and credentials included). No
+/// `AWS_ENDPOINT_URL`: the functions start as deployed (inside Lambda, on AWS's endpoints, they
+/// trust Amazon's compiled-in roots), and no AWS request is made before the first poll.
 fn base_env(port: u16, name: &str) -> Vec<(String, String)> {
     vec![
         ("AWS_LAMBDA_RUNTIME_API".into(), format!("127.0.0.1:{port}")),
@@ -95,7 +96,6 @@ fn base_env(port: u16, name: &str) -> Vec<(String, String)> {
         ("AWS_ACCESS_KEY_ID".into(), "bench".into()),
         ("AWS_SECRET_ACCESS_KEY".into(), "bench".into()),
         ("AWS_SESSION_TOKEN".into(), "bench".into()),
-        ("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:9".into()),
         ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
         ("_HANDLER".into(), "bootstrap".into()),
     ]

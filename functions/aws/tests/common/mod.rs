@@ -315,9 +315,12 @@ pub struct Harness {
     pub sink: CaptureSink,
     pub webhook_acct: Accounting,
     pub flush_acct: Accounting,
+    pub sweep_acct: Accounting,
     pub esm_acct: Accounting,
     pub webhook: Arc<TestBuffer>,
     pub flusher: Arc<TestBuffer>,
+    /// The sweep Lambda's buffer (its own accounting).
+    pub sweeper: Arc<TestBuffer>,
     pub policy: Policy,
 }
 
@@ -331,6 +334,15 @@ pub fn test_config() -> BufferConfig {
 impl Harness {
     /// `visibility` and `max_receives` configure the trigger queue's retry and DLQ.
     pub async fn new(visibility_secs: u32, max_receives: u32) -> Harness {
+        Harness::with_config(visibility_secs, max_receives, test_config()).await
+    }
+
+    /// As [`Harness::new`] with the buffers' hand-off settings (lease, retries) given.
+    pub async fn with_config(
+        visibility_secs: u32,
+        max_receives: u32,
+        config: BufferConfig,
+    ) -> Harness {
         let clients = clients().await;
         let table = table(&clients).await;
         let (queue, dlq) = lull_aws::trigger::create_queues(
@@ -359,11 +371,13 @@ impl Harness {
                 trigger,
                 LambdaSink::Any(lull_sink::AnySink::Http(http)),
                 SystemClock,
-                test_config(),
+                config,
             ))
         };
+        let sweep_acct = Accounting::new();
         let webhook = buffer(&webhook_acct);
         let flusher = buffer(&flush_acct);
+        let sweeper = buffer(&sweep_acct);
         Harness {
             clients,
             table,
@@ -372,9 +386,11 @@ impl Harness {
             sink,
             webhook_acct,
             flush_acct,
+            sweep_acct,
             esm_acct: Accounting::new(),
             webhook,
             flusher,
+            sweeper,
             policy: Policy::with_times(Duration::from_secs(1), Duration::from_secs(3))
                 .expect("policy"),
         }

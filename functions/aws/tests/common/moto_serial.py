@@ -7,18 +7,54 @@ writes other threads made meanwhile. Real DynamoDB makes each conditional write 
 transaction atomic, so the tests serialise DynamoDB requests here (one global lock) and leave
 SQS (and its long polls) threaded.
 
+That whole-table copy also makes every TransactWriteItems cost O(items in the table): with a few
+thousand items (the 1,000-conversation benchmark) appends slowed to seconds and the server grew to
+15 GB. Under the lock, a transaction of Put/Delete/ConditionCheck operations can snapshot the
+table cheaply instead: those operations replace or remove Item objects, never change one in place,
+so a copy of the table's item index (sharing the Item objects) restores it exactly. Transactions
+with an Update (which edits an Item in place) keep moto's deep copy.
+
 Usage: python3 moto_serial.py HOST PORT
 """
 
+import copy
 import sys
 import threading
+from collections import defaultdict
 
 from werkzeug.serving import run_simple
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 host, port = sys.argv[1], int(sys.argv[2])
 app = DomainDispatcherApplication(create_backend_app)
 lock = threading.Lock()
+moto_transact_write_items = DynamoDBBackend.transact_write_items
+
+
+def item_index_snapshot(table, memo):
+    """A Table copy sharing everything but a fresh item index (hash -> Item or {range: Item})."""
+    snapshot = copy.copy(table)
+    snapshot.items = defaultdict(
+        dict,
+        {k: (dict(v) if isinstance(v, dict) else v) for k, v in table.items.items()},
+    )
+    return snapshot
+
+
+def transact_write_items(self, transact_items):
+    if any(next(iter(item)) == "Update" for item in transact_items):
+        return moto_transact_write_items(self, transact_items)
+    # Only while this transaction runs, under the DynamoDB lock.
+    Table.__deepcopy__ = item_index_snapshot
+    try:
+        return moto_transact_write_items(self, transact_items)
+    finally:
+        del Table.__deepcopy__
+
+
+DynamoDBBackend.transact_write_items = transact_write_items
 
 
 def serialised(environ, start_response):
