@@ -114,16 +114,16 @@ where
         let Call { f, reply } = *self;
         // A savepoint per request: a request that fails half-way leaves nothing behind, and the
         // others in the group still commit.
-        let result = match conn.execute_batch("SAVEPOINT op") {
+        let result = match run_cached(conn, "SAVEPOINT op") {
             Err(e) => Err(unavailable(e)),
             Ok(()) => {
                 let r = f(conn);
                 let end = if r.is_ok() {
-                    "RELEASE op"
+                    run_cached(conn, "RELEASE op")
                 } else {
-                    "ROLLBACK TO op; RELEASE op"
+                    run_cached(conn, "ROLLBACK TO op").and_then(|()| run_cached(conn, "RELEASE op"))
                 };
-                match conn.execute_batch(end) {
+                match end {
                     Ok(()) => r,
                     Err(e) => Err(unavailable(e)),
                 }
@@ -280,7 +280,7 @@ fn serve(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
             let err = unavailable(e);
             for job in group {
                 job.abort(err.clone());
@@ -288,7 +288,7 @@ fn serve(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
             continue;
         }
         let done: Vec<Completion> = group.into_iter().map(|job| job.run(&conn)).collect();
-        let committed = conn.execute_batch("COMMIT").map_err(unavailable);
+        let committed = run_cached(&conn, "COMMIT").map_err(unavailable);
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -298,6 +298,23 @@ fn serve(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
     }
     // Every handle is gone: fold the WAL back into the database for a tidy data directory.
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+/// Runs a parameterless statement from the connection's statement cache: the store thread runs
+/// four of these per request (transaction and savepoint), and `execute_batch` would parse each
+/// one every time.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+}
+
+/// The current version of `key`, without copying its record out (conditional writes need only
+/// the version; the record is read back only to report a conflict).
+fn current_ver(conn: &Connection, key: &str) -> Result<Option<u64>, StoreError> {
+    conn.prepare_cached("SELECT ver FROM conversations WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key], |r| Ok(to_u64(r.get(0)?))).optional())
+        .map_err(unavailable)
 }
 
 fn decode(json: &str) -> Result<Conversation, StoreError> {
@@ -393,8 +410,8 @@ impl WindowStore for SqliteStore {
                         return Ok(RawAppended::Duplicate { gen, expires_at });
                     }
                 }
-                let cur = current(conn, &row.key)?;
-                if cur.as_ref().map(|(v, _)| *v) != expected {
+                if current_ver(conn, &row.key)? != expected {
+                    let cur = current(conn, &row.key)?;
                     return Ok(RawAppended::Conflict(cur.map(|(_, j)| j)));
                 }
                 conn.prepare_cached(
@@ -426,9 +443,8 @@ impl WindowStore for SqliteStore {
         let row = Row::of(next)?;
         let raw = self
             .call(move |conn| {
-                let cur = current(conn, &row.key)?;
-                if cur.as_ref().map(|(v, _)| *v) != Some(expected) {
-                    return Ok(Some(cur.map(|(_, j)| j)));
+                if current_ver(conn, &row.key)? != Some(expected) {
+                    return Ok(Some(current(conn, &row.key)?.map(|(_, j)| j)));
                 }
                 put(conn, &row)?;
                 Ok(None)
