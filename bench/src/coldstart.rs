@@ -18,6 +18,11 @@ pub struct ColdstartArgs {
     /// Starts per binary (interleaved round robin).
     #[arg(long, default_value_t = 30)]
     pub runs: usize,
+    /// Start every binary with this `AWS_ENDPOINT_URL` (e.g. http://127.0.0.1:9, as an emulator
+    /// setup would): lull's functions then load the system's root certificates, as they did
+    /// before they trusted Amazon's compiled-in roots inside Lambda.
+    #[arg(long)]
+    pub aws_endpoint_url: Option<String>,
 }
 
 /// What the stub saw first from a starting runtime.
@@ -101,12 +106,18 @@ fn base_env(port: u16, name: &str) -> Vec<(String, String)> {
     ]
 }
 
-async fn start_once(t: &mut Target, port: u16, rx: &mut mpsc::UnboundedReceiver<Seen>) -> Res<()> {
+async fn start_once(
+    t: &mut Target,
+    port: u16,
+    endpoint: Option<&str>,
+    rx: &mut mpsc::UnboundedReceiver<Seen>,
+) -> Res<()> {
     while rx.try_recv().is_ok() {}
     let mut cmd = Command::new(&t.path);
     cmd.env_clear()
         .envs(base_env(port, t.name))
         .envs(t.env.iter().copied())
+        .envs(endpoint.map(|url| ("AWS_ENDPOINT_URL", url)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -174,20 +185,24 @@ pub async fn run(a: &ColdstartArgs) -> Res<()> {
     ];
     // One warm-up start each (page cache), not counted.
     for t in targets.iter_mut() {
-        start_once(t, port, &mut rx).await?;
+        start_once(t, port, a.aws_endpoint_url.as_deref(), &mut rx).await?;
         t.ms.clear();
         t.rss_kb.clear();
     }
     for _ in 0..a.runs {
         for t in targets.iter_mut() {
-            start_once(t, port, &mut rx).await?;
+            start_once(t, port, a.aws_endpoint_url.as_deref(), &mut rx).await?;
         }
     }
     let lambda_dir = util::profile_dir()?
         .parent()
         .ok_or("no target directory")?
         .join("lambda");
-    let mut fields = vec![format!("bench=coldstart runs={}", a.runs)];
+    let mut fields = vec![format!(
+        "bench=coldstart runs={} aws_endpoint_url={}",
+        a.runs,
+        a.aws_endpoint_url.as_deref().unwrap_or("unset")
+    )];
     let mut hello_p50 = f64::NAN;
     for t in targets.iter_mut() {
         util::sort(&mut t.ms);

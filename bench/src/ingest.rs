@@ -26,9 +26,15 @@ pub struct IngestArgs {
     /// Warm-up seconds per target (requests sent, not counted).
     #[arg(long, default_value_t = 2.0)]
     pub warmup: f64,
-    /// Conversations the messages are spread over (round robin).
+    /// Active conversations the messages are spread over (round robin).
     #[arg(long, default_value_t = 20_000)]
     pub conversations: u64,
+    /// Messages each conversation receives (one per round of the active set, ~2 s apart at
+    /// 10,000 req/s) before it falls quiet and a fresh conversation takes its place: the
+    /// burst shape of WhatsApp users. 0 = the same conversations forever (windows then close
+    /// only at the max wait, 30 s, holding ~15 messages each).
+    #[arg(long, default_value_t = 3)]
+    pub burst: u64,
     /// The `lull` binary [default: next to lull-bench, built if missing].
     #[arg(long)]
     pub lull: Option<PathBuf>,
@@ -53,6 +59,7 @@ pub async fn load(
     warmup: Duration,
     measure: Duration,
     conversations: u64,
+    burst: u64,
 ) -> Res<LoadResult> {
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -77,9 +84,13 @@ pub async fn load(
                     break;
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
+                let conversation = match burst {
+                    0 => i % conversations,
+                    b => i / (conversations * b) * conversations + i % conversations,
+                };
                 let body = util::meta_body(
                     "106540352242922",
-                    &format!("55{:011}", i % conversations),
+                    &format!("55{conversation:011}"),
                     &format!("wamid.bench-{tag}-{i}"),
                     "quero 2 pizzas, uma vegana",
                 );
@@ -177,6 +188,7 @@ pub async fn run(a: &IngestArgs) -> Res<()> {
         warmup,
         measure,
         a.conversations,
+        a.burst,
     )
     .await?;
     drop(bare);
@@ -205,14 +217,17 @@ pub async fn run(a: &IngestArgs) -> Res<()> {
         warmup,
         measure,
         a.conversations,
+        a.burst,
     )
     .await?;
     drop(server);
 
     println!(
-        "bench=ingest durability={} connections={} seconds={} lull_rps={:.0} bare_rps={:.0} ratio={:.3} p50_ms={:.2} p99_ms={:.2} bare_p50_ms={:.2} bare_p99_ms={:.2} lull_ok={} lull_errors={} bare_errors={}",
+        "bench=ingest durability={} connections={} conversations={} burst={} seconds={} lull_rps={:.0} bare_rps={:.0} ratio={:.3} p50_ms={:.2} p99_ms={:.2} bare_p50_ms={:.2} bare_p99_ms={:.2} lull_ok={} lull_errors={} bare_errors={}",
         a.durability,
         a.connections,
+        a.conversations,
+        a.burst,
         a.seconds,
         lull_res.rps,
         bare_res.rps,

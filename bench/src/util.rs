@@ -95,7 +95,12 @@ pub fn spawn_lull(lull: &Path, addr: SocketAddr, data_dir: &Path, extra: &[Strin
         .arg("--data-dir")
         .arg(data_dir)
         .args(extra)
-        .env("RUST_LOG", "warn")
+        // The server's log filter: warn, unless LULL_BENCH_LOG says otherwise (e.g. info, to
+        // read each hand-off's lag as lull saw it in `<data-dir>.log`).
+        .env(
+            "RUST_LOG",
+            std::env::var("LULL_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
