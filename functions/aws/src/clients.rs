@@ -31,18 +31,23 @@ impl TrustedRoots {
     /// Why: loading the system roots reads and parses ~150 certificate files, about 2.5 ms of a
     /// ~5.5 ms process start here: half of the Lambda cold start lull adds. A custom endpoint
     /// (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`: LocalStack,
-    /// a TLS-inspecting proxy) or a machine outside Lambda (the `lull` CLI) keeps the system's.
+    /// a TLS-inspecting proxy), an explicitly configured trust store (`SSL_CERT_FILE`,
+    /// `SSL_CERT_DIR`), an emulator (`LOCALSTACK_HOSTNAME`) or a machine outside Lambda (the
+    /// `lull` CLI) keeps the system's.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> TrustedRoots {
         let set = |k: &str| var(k).is_some_and(|v| !v.trim().is_empty());
         let in_lambda = set("AWS_LAMBDA_FUNCTION_NAME");
-        let custom_endpoint = [
+        let elsewhere = [
             "AWS_ENDPOINT_URL",
             "AWS_ENDPOINT_URL_DYNAMODB",
             "AWS_ENDPOINT_URL_SQS",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+            "LOCALSTACK_HOSTNAME",
         ]
         .iter()
         .any(|k| set(k));
-        if in_lambda && !custom_endpoint {
+        if in_lambda && !elsewhere {
             TrustedRoots::Amazon
         } else {
             TrustedRoots::System
@@ -138,6 +143,9 @@ mod tests {
             "AWS_ENDPOINT_URL",
             "AWS_ENDPOINT_URL_DYNAMODB",
             "AWS_ENDPOINT_URL_SQS",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+            "LOCALSTACK_HOSTNAME",
         ] {
             let with_endpoint = [lambda, (endpoint, "https://localstack:4566")];
             assert_eq!(roots(&with_endpoint), TrustedRoots::System, "{endpoint}");
