@@ -23,14 +23,18 @@ import threading
 from collections import defaultdict
 
 from werkzeug.serving import run_simple
-from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+try:  # moto internals (5.x); without them the tests still run, only slower on big tables.
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+except ImportError:
+    DynamoDBBackend = Table = None
 
 host, port = sys.argv[1], int(sys.argv[2])
 app = DomainDispatcherApplication(create_backend_app)
 lock = threading.Lock()
-moto_transact_write_items = DynamoDBBackend.transact_write_items
+moto_transact_write_items = getattr(DynamoDBBackend, "transact_write_items", None)
 
 
 def item_index_snapshot(table, memo):
@@ -44,7 +48,9 @@ def item_index_snapshot(table, memo):
 
 
 def transact_write_items(self, transact_items):
-    if any(next(iter(item)) == "Update" for item in transact_items):
+    updates = any(next(iter(item)) == "Update" for item in transact_items)
+    tables = [getattr(t, "items", None) for t in getattr(self, "tables", {}).values()]
+    if updates or not all(isinstance(items, dict) for items in tables):
         return moto_transact_write_items(self, transact_items)
     # Only while this transaction runs, under the DynamoDB lock.
     Table.__deepcopy__ = item_index_snapshot
@@ -54,7 +60,8 @@ def transact_write_items(self, transact_items):
         del Table.__deepcopy__
 
 
-DynamoDBBackend.transact_write_items = transact_write_items
+if moto_transact_write_items is not None and not hasattr(Table, "__deepcopy__"):
+    DynamoDBBackend.transact_write_items = transact_write_items
 
 
 def serialised(environ, start_response):
