@@ -26,14 +26,17 @@ pub enum TrustedRoots {
 }
 
 impl TrustedRoots {
-    /// Amazon's roots inside Lambda talking to AWS's own endpoints, the system's otherwise.
+    /// Amazon's roots inside Lambda talking to AWS's own endpoints in the commercial and
+    /// GovCloud partitions, the system's otherwise.
     ///
-    /// Why: loading the system roots reads and parses ~150 certificate files, about 2.5 ms of a
-    /// ~5.5 ms process start here: half of the Lambda cold start lull adds. A custom endpoint
-    /// (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`: LocalStack,
-    /// a TLS-inspecting proxy), an explicitly configured trust store (`SSL_CERT_FILE`,
-    /// `SSL_CERT_DIR`), an emulator (`LOCALSTACK_HOSTNAME`) or a machine outside Lambda (the
-    /// `lull` CLI) keeps the system's.
+    /// Why: loading the system roots reads and parses ~150 certificate files, about 2 ms of a
+    /// ~5.4 ms process start here: most of the Lambda cold start lull adds. A custom endpoint
+    /// (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`, or a shared
+    /// config file that may set one: LocalStack, a TLS-inspecting proxy), an explicitly
+    /// configured trust store (`SSL_CERT_FILE`, `SSL_CERT_DIR`), an emulator
+    /// (`LOCALSTACK_HOSTNAME`), a region outside those two partitions (China `cn-*` and the
+    /// isolated `*-iso*` regions, whose endpoints need not chain to Amazon Trust Services), or a
+    /// machine outside Lambda (the `lull` CLI) keeps the system's.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> TrustedRoots {
         let set = |k: &str| var(k).is_some_and(|v| !v.trim().is_empty());
         let in_lambda = set("AWS_LAMBDA_FUNCTION_NAME");
@@ -44,10 +47,14 @@ impl TrustedRoots {
             "SSL_CERT_FILE",
             "SSL_CERT_DIR",
             "LOCALSTACK_HOSTNAME",
+            "AWS_CONFIG_FILE",
         ]
         .iter()
         .any(|k| set(k));
-        if in_lambda && !elsewhere {
+        let region = var("AWS_REGION").unwrap_or_default();
+        let ats_partition =
+            !region.is_empty() && !region.starts_with("cn-") && !region.contains("-iso");
+        if in_lambda && !elsewhere && ats_partition {
             TrustedRoots::Amazon
         } else {
             TrustedRoots::System
@@ -70,8 +77,8 @@ fn http_client(roots: TrustedRoots) -> aws_smithy_runtime_api::client::http::Sha
         .build()
     {
         Ok(context) => builder.tls_context(context).build_https(),
-        // Not reached (building a context only fails on FIPS checks); the SDK's default
-        // context (system roots) is the safe fallback.
+        // Not reached with aws-smithy-http-client 1.5 (building a context cannot fail); the
+        // SDK's default context (system roots) is the safe fallback should that change.
         Err(_) => builder.build_https(),
     }
 }
@@ -137,8 +144,26 @@ mod tests {
     #[test]
     fn amazon_roots_only_inside_lambda_on_aws_endpoints() {
         let lambda = ("AWS_LAMBDA_FUNCTION_NAME", "lull-flush");
-        assert_eq!(roots(&[lambda]), TrustedRoots::Amazon);
-        assert_eq!(roots(&[]), TrustedRoots::System);
+        let region = ("AWS_REGION", "sa-east-1");
+        assert_eq!(roots(&[lambda, region]), TrustedRoots::Amazon);
+        assert_eq!(
+            roots(&[lambda, ("AWS_REGION", "us-gov-west-1")]),
+            TrustedRoots::Amazon
+        );
+        assert_eq!(roots(&[region]), TrustedRoots::System);
+        for other_partition in [
+            "cn-north-1",
+            "us-iso-east-1",
+            "us-isob-east-1",
+            "eu-isoe-west-1",
+        ] {
+            assert_eq!(
+                roots(&[lambda, ("AWS_REGION", other_partition)]),
+                TrustedRoots::System,
+                "{other_partition}"
+            );
+        }
+        assert_eq!(roots(&[lambda]), TrustedRoots::System, "no region");
         for endpoint in [
             "AWS_ENDPOINT_URL",
             "AWS_ENDPOINT_URL_DYNAMODB",
@@ -146,12 +171,13 @@ mod tests {
             "SSL_CERT_FILE",
             "SSL_CERT_DIR",
             "LOCALSTACK_HOSTNAME",
+            "AWS_CONFIG_FILE",
         ] {
-            let with_endpoint = [lambda, (endpoint, "https://localstack:4566")];
+            let with_endpoint = [lambda, region, (endpoint, "https://localstack:4566")];
             assert_eq!(roots(&with_endpoint), TrustedRoots::System, "{endpoint}");
         }
         assert_eq!(
-            roots(&[lambda, ("AWS_ENDPOINT_URL", " ")]),
+            roots(&[lambda, region, ("AWS_ENDPOINT_URL", " ")]),
             TrustedRoots::Amazon
         );
     }

@@ -49,8 +49,14 @@ def item_index_snapshot(table, memo):
 
 def transact_write_items(self, transact_items):
     updates = any(next(iter(item)) == "Update" for item in transact_items)
-    tables = [getattr(t, "items", None) for t in getattr(self, "tables", {}).values()]
-    if updates or not all(isinstance(items, dict) for items in tables):
+    tables = list(getattr(self, "tables", {}).values())
+    plain = all(
+        isinstance(getattr(t, "items", None), dict) and getattr(t, "stream_shard", None) is None
+        for t in tables
+    )
+    # Stream records of a cancelled transaction would survive a snapshot that shares the
+    # stream shard: tables with streams keep moto's deep copy (lull's table has none).
+    if updates or not plain:
         return moto_transact_write_items(self, transact_items)
     # Only while this transaction runs, under the DynamoDB lock.
     Table.__deepcopy__ = item_index_snapshot
