@@ -105,22 +105,22 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
     // The sweep Lambda on its schedule: what it hands off is a trigger that was lost or late.
     let swept = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let sweep_runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sweep_stop = Arc::new(tokio::sync::Notify::new());
     {
         let (buffer, stop, swept, runs) = (
             h.sweeper.clone(),
-            stop.clone(),
+            sweep_stop.clone(),
             swept.clone(),
             sweep_runs.clone(),
         );
         let every = Duration::from_secs(a.sweep_secs.max(1));
         pollers.spawn(async move {
-            let mut next = Instant::now() + every;
-            while !stop.load(Ordering::SeqCst) {
-                if Instant::now() < next {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+            let mut schedule = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tokio::select! {
+                    _ = schedule.tick() => {}
+                    _ = stop.notified() => return,
                 }
-                next = Instant::now() + every;
                 runs.fetch_add(1, Ordering::SeqCst);
                 if let Ok(r) = buffer.sweep(500).await {
                     swept.fetch_add(r.handed_off, Ordering::SeqCst);
@@ -185,6 +185,7 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
     }
     let drain_secs = appended_at.elapsed().as_secs_f64();
     stop.store(true, Ordering::SeqCst);
+    sweep_stop.notify_one();
     while let Some(r) = pollers.join_next().await {
         r?;
     }
