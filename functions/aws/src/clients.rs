@@ -16,6 +16,19 @@ pub struct AwsClients {
 /// VPC interface, chains to one of them.
 const AMAZON_ROOTS_PEM: &[u8] = include_bytes!("amazon_roots.pem");
 
+/// Variables that, when set, mean the SDK may talk to something other than AWS's own endpoints
+/// (an endpoint override, a config file that may hold one, a trust store of the operator's own,
+/// an emulator): the system's roots are kept.
+const NOT_AWS_ENDPOINTS: [&str; 7] = [
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_SQS",
+    "AWS_CONFIG_FILE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "LOCALSTACK_HOSTNAME",
+];
+
 /// The certificate authorities the AWS clients trust.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrustedRoots {
@@ -40,17 +53,7 @@ impl TrustedRoots {
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> TrustedRoots {
         let set = |k: &str| var(k).is_some_and(|v| !v.trim().is_empty());
         let in_lambda = set("AWS_LAMBDA_FUNCTION_NAME");
-        let elsewhere = [
-            "AWS_ENDPOINT_URL",
-            "AWS_ENDPOINT_URL_DYNAMODB",
-            "AWS_ENDPOINT_URL_SQS",
-            "SSL_CERT_FILE",
-            "SSL_CERT_DIR",
-            "LOCALSTACK_HOSTNAME",
-            "AWS_CONFIG_FILE",
-        ]
-        .iter()
-        .any(|k| set(k));
+        let elsewhere = NOT_AWS_ENDPOINTS.iter().any(|k| set(k));
         let region = var("AWS_REGION").unwrap_or_default();
         let ats_partition =
             !region.is_empty() && !region.starts_with("cn-") && !region.contains("-iso");
@@ -164,15 +167,7 @@ mod tests {
             );
         }
         assert_eq!(roots(&[lambda]), TrustedRoots::System, "no region");
-        for endpoint in [
-            "AWS_ENDPOINT_URL",
-            "AWS_ENDPOINT_URL_DYNAMODB",
-            "AWS_ENDPOINT_URL_SQS",
-            "SSL_CERT_FILE",
-            "SSL_CERT_DIR",
-            "LOCALSTACK_HOSTNAME",
-            "AWS_CONFIG_FILE",
-        ] {
+        for endpoint in NOT_AWS_ENDPOINTS {
             let with_endpoint = [lambda, region, (endpoint, "https://localstack:4566")];
             assert_eq!(roots(&with_endpoint), TrustedRoots::System, "{endpoint}");
         }
