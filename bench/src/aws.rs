@@ -2,7 +2,7 @@
 //! messages) end to end on moto through lull-aws's own request accounting (the moto harness of
 //! `functions/aws/tests/common`, reused as is), then cost per million messages at list prices.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -65,43 +65,11 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
     // As deployed (infra/template.yaml): trigger visibility 180 s, 5 receives before the DLQ,
     // the default 30 s hand-off lease, the sweep on a schedule.
     let h = common::Harness::with_config(180, 5, lull_core::BufferConfig::default()).await;
-    // The event source mapping stand-in: `--pollers` concurrent receive loops, each timing
-    // its flush handler calls and counting the records they handled.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flush_times: Arc<Mutex<Vec<(f64, usize)>>> = Arc::default();
-    let mut pollers = tokio::task::JoinSet::new();
-    for _ in 0..a.pollers.max(1) {
-        let (clients, queue, buffer, acct, stop, times) = (
-            h.clients.clone(),
-            h.queue.clone(),
-            h.flusher.clone(),
-            h.esm_acct.clone(),
-            stop.clone(),
-            flush_times.clone(),
-        );
-        pollers.spawn(async move {
-            while !stop.load(Ordering::SeqCst) {
-                let msgs = common::receive(&clients, &queue, 1, &acct).await;
-                if msgs.is_empty() {
-                    continue;
-                }
-                let t = Instant::now();
-                let resp =
-                    lull_aws::flush::handle_sqs_event(&buffer, common::to_event(&msgs), b"bench")
-                        .await;
-                let ms = t.elapsed().as_secs_f64() * 1000.0;
-                if let Ok(mut v) = times.lock() {
-                    v.push((ms, msgs.len()));
-                }
-                let failed: Vec<String> = resp
-                    .batch_item_failures
-                    .into_iter()
-                    .map(|f| f.item_identifier)
-                    .collect();
-                common::delete_succeeded(&clients, &queue, &msgs, &failed, &acct).await;
-            }
-        });
-    }
+    // The event source mapping stand-in: `--pollers` concurrent receive loops, timing each
+    // flush handler call and counting the records it handled.
+    let flush_times: common::FlushTimings = Arc::default();
+    let poller = h.start_pollers(a.pollers, Some(flush_times.clone()));
+    let mut background = tokio::task::JoinSet::new();
     // The sweep Lambda on its schedule: what it hands off is a trigger that was lost or late.
     let swept = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let sweep_runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -114,7 +82,7 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
             sweep_runs.clone(),
         );
         let every = Duration::from_secs(a.sweep_secs.max(1));
-        pollers.spawn(async move {
+        background.spawn(async move {
             let mut schedule = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 tokio::select! {
@@ -184,9 +152,9 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let drain_secs = appended_at.elapsed().as_secs_f64();
-    stop.store(true, Ordering::SeqCst);
+    poller.stop().await;
     sweep_stop.notify_one();
-    while let Some(r) = pollers.join_next().await {
+    while let Some(r) = background.join_next().await {
         r?;
     }
     let batches = common::check_batches(&h.sink.batches(), &h.policy);

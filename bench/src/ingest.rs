@@ -49,18 +49,13 @@ pub struct LoadResult {
     pub errors: u64,
 }
 
-/// Posts a new Meta-shaped message per request (unique wamid, conversations round robin) with
-/// `connections` keep-alive clients for `warmup + seconds`; counts what completed in the
-/// measured window.
-pub async fn load(
-    url: &str,
-    tag: &str,
-    connections: usize,
-    warmup: Duration,
-    measure: Duration,
-    conversations: u64,
-    burst: u64,
-) -> Res<LoadResult> {
+/// Posts a new Meta-shaped message per request (unique wamid, conversations as `--burst` says)
+/// with `--connections` keep-alive clients for warm-up + measured seconds; counts what
+/// completed in the measured window.
+pub async fn load(url: &str, tag: &str, a: &IngestArgs) -> Res<LoadResult> {
+    let (connections, conversations, burst) = (a.connections, a.conversations, a.burst);
+    let warmup = Duration::from_secs_f64(a.warmup);
+    let measure = Duration::from_secs_f64(a.seconds);
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let measure_from = start + warmup;
@@ -165,8 +160,6 @@ pub async fn run(a: &IngestArgs) -> Res<()> {
         None => util::sibling_bin("lull", "lull")?,
     };
     let me = std::env::current_exe()?;
-    let warmup = Duration::from_secs_f64(a.warmup);
-    let measure = Duration::from_secs_f64(a.seconds);
     let tag = format!("{:x}", std::process::id());
 
     // Baseline first.
@@ -184,11 +177,7 @@ pub async fn run(a: &IngestArgs) -> Res<()> {
     let bare_res = load(
         &format!("http://{bare_addr}/webhook/meta"),
         &format!("{tag}-bare"),
-        a.connections,
-        warmup,
-        measure,
-        a.conversations,
-        a.burst,
+        a,
     )
     .await?;
     drop(bare);
@@ -213,11 +202,7 @@ pub async fn run(a: &IngestArgs) -> Res<()> {
     let lull_res = load(
         &format!("http://{lull_addr}/webhook/meta"),
         &format!("{tag}-lull-{}", a.durability),
-        a.connections,
-        warmup,
-        measure,
-        a.conversations,
-        a.burst,
+        a,
     )
     .await?;
     drop(server);

@@ -399,46 +399,62 @@ impl Harness {
     /// Starts the event source mapping stand-in: receive triggers, call the flush handler,
     /// delete what it did not report failed. Stops when the returned guard drops.
     pub fn start_poller(&self) -> Poller {
+        self.start_pollers(1, None)
+    }
+
+    /// `n` concurrent pollers (Lambda starts 5 for a standard queue); with `timings`, each
+    /// flush handler call's duration in ms and its record count are pushed there.
+    pub fn start_pollers(&self, n: usize, timings: Option<FlushTimings>) -> Poller {
         let stop = Arc::new(AtomicBool::new(false));
-        let (clients, queue, buffer, acct, st) = (
-            self.clients.clone(),
-            self.queue.clone(),
-            self.flusher.clone(),
-            self.esm_acct.clone(),
-            stop.clone(),
-        );
-        let task = tokio::spawn(async move {
-            while !st.load(Ordering::SeqCst) {
-                let msgs = receive(&clients, &queue, 1, &acct).await;
-                if msgs.is_empty() {
-                    continue;
-                }
-                let resp =
-                    lull_aws::flush::handle_sqs_event(&buffer, to_event(&msgs), b"test").await;
-                let failed: Vec<String> = resp
-                    .batch_item_failures
-                    .into_iter()
-                    .map(|f| f.item_identifier)
-                    .collect();
-                delete_succeeded(&clients, &queue, &msgs, &failed, &acct).await;
-            }
-        });
-        Poller {
-            stop,
-            task: Some(task),
-        }
+        let tasks = (0..n.max(1))
+            .map(|_| {
+                let (clients, queue, buffer, acct, st, timings) = (
+                    self.clients.clone(),
+                    self.queue.clone(),
+                    self.flusher.clone(),
+                    self.esm_acct.clone(),
+                    stop.clone(),
+                    timings.clone(),
+                );
+                tokio::spawn(async move {
+                    while !st.load(Ordering::SeqCst) {
+                        let msgs = receive(&clients, &queue, 1, &acct).await;
+                        if msgs.is_empty() {
+                            continue;
+                        }
+                        let started = std::time::Instant::now();
+                        let resp =
+                            lull_aws::flush::handle_sqs_event(&buffer, to_event(&msgs), b"test")
+                                .await;
+                        if let Some(Ok(mut t)) = timings.as_ref().map(|t| t.lock()) {
+                            t.push((started.elapsed().as_secs_f64() * 1000.0, msgs.len()));
+                        }
+                        let failed: Vec<String> = resp
+                            .batch_item_failures
+                            .into_iter()
+                            .map(|f| f.item_identifier)
+                            .collect();
+                        delete_succeeded(&clients, &queue, &msgs, &failed, &acct).await;
+                    }
+                })
+            })
+            .collect();
+        Poller { stop, tasks }
     }
 }
 
+/// Flush handler calls: (duration in ms, records handled).
+pub type FlushTimings = Arc<std::sync::Mutex<Vec<(f64, usize)>>>;
+
 pub struct Poller {
     stop: Arc<AtomicBool>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Poller {
     pub async fn stop(mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.task.take() {
+        for t in std::mem::take(&mut self.tasks) {
             t.await.expect("poller");
         }
     }
@@ -447,7 +463,7 @@ impl Poller {
 impl Drop for Poller {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.task.take() {
+        for t in &self.tasks {
             t.abort();
         }
     }
