@@ -118,15 +118,54 @@ pub trait Trigger: Send + Sync {
     ) -> impl Future<Output = Result<(), TriggerError>> + Send;
 }
 
-/// A hand-off that was not acknowledged.
-#[derive(Debug, Clone, thiserror::Error)]
+/// A hand-off that was not acknowledged. The sink adapter classifies the answer; what each class
+/// means for the batch (a backoff hold, parking it for an operator) is decided once, in the core.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SinkError {
-    /// Worth retrying: timeouts, connection errors, HTTP 408, 429, 5xx.
-    #[error("sink failed (will retry): {0}")]
-    Retryable(String),
-    /// The sink refused the batch (other 4xx): counted and alarmed; the batch stays pending.
-    #[error("sink refused the batch: {0}")]
-    Permanent(String),
+    /// Worth retrying: timeouts, connection errors, HTTP 3xx (redirects are never followed),
+    /// 408, 429, 5xx. `retry_after` is the sink's own `Retry-After`, when it sent one: the
+    /// backoff hold is at least that long.
+    #[error("sink failed (will retry): {reason}")]
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The sink refused the batch (400, 401, 403, 404, 410, 413, 422, ...): the same content would
+    /// be refused again. The batch stays pending, parked until an operator redrives it.
+    #[error("sink refused the batch: {reason}")]
+    Permanent { reason: String },
+}
+
+impl SinkError {
+    /// A failure worth retrying after the usual backoff.
+    pub fn retryable(reason: impl Into<String>) -> SinkError {
+        SinkError::Retryable {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A refusal: retrying the same batch would fail again.
+    pub fn permanent(reason: impl Into<String>) -> SinkError {
+        SinkError::Permanent {
+            reason: reason.into(),
+        }
+    }
+
+    /// The human-readable reason, without the class.
+    pub fn reason(&self) -> &str {
+        match self {
+            SinkError::Retryable { reason, .. } | SinkError::Permanent { reason } => reason,
+        }
+    }
+
+    /// `"retryable"` or `"permanent"`: the label of the sink-failure metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkError::Retryable { .. } => "retryable",
+            SinkError::Permanent { .. } => "permanent",
+        }
+    }
 }
 
 /// Where batches go. `Ok` means acknowledged: the sink accepted the batch.

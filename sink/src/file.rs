@@ -29,10 +29,10 @@ impl Sink for StdoutSink {
         let mut out = tokio::io::stdout();
         out.write_all(&line)
             .await
-            .map_err(|e| SinkError::Retryable(format!("stdout: {e}")))?;
+            .map_err(|e| SinkError::retryable(format!("stdout: {e}")))?;
         out.flush()
             .await
-            .map_err(|e| SinkError::Retryable(format!("stdout: {e}")))
+            .map_err(|e| SinkError::retryable(format!("stdout: {e}")))
     }
 }
 
@@ -57,7 +57,7 @@ impl Sink for JsonlSink {
     async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
         let mut line = batch.to_json();
         line.push(b'\n');
-        let err = |e: std::io::Error| SinkError::Retryable(format!("{}: {e}", self.path.display()));
+        let err = |e: std::io::Error| SinkError::retryable(format!("{}: {e}", self.path.display()));
         let _guard = self.lock.lock().await;
         let mut f = tokio::fs::OpenOptions::new()
             .create(true)

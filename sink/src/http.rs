@@ -94,7 +94,7 @@ impl Sink for HttpSink {
             .body(body)
             .send()
             .await
-            .map_err(|e| SinkError::Retryable(describe(&e)))?;
+            .map_err(|e| SinkError::retryable(describe(&e)))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
@@ -104,9 +104,9 @@ impl Sink for HttpSink {
             target.url.host_str().unwrap_or("sink")
         );
         if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
-            Err(SinkError::Retryable(msg))
+            Err(SinkError::retryable(msg))
         } else {
-            Err(SinkError::Permanent(msg))
+            Err(SinkError::permanent(msg))
         }
     }
 }
@@ -219,8 +219,8 @@ mod tests {
             )
             .unwrap();
             match sink.deliver(&b).await {
-                Err(SinkError::Retryable(_)) => assert!(retryable, "{status}"),
-                Err(SinkError::Permanent(_)) => assert!(!retryable, "{status}"),
+                Err(SinkError::Retryable { .. }) => assert!(retryable, "{status}"),
+                Err(SinkError::Permanent { .. }) => assert!(!retryable, "{status}"),
                 Ok(()) => panic!("{status} must not acknowledge"),
             }
         }
@@ -238,7 +238,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             sink.deliver(&batch()).await,
-            Err(SinkError::Retryable(_))
+            Err(SinkError::Retryable { .. })
         ));
     }
 

@@ -46,9 +46,9 @@ impl SqsSink {
 impl Sink for SqsSink {
     async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
         let body = String::from_utf8(batch.to_json())
-            .map_err(|e| SinkError::Permanent(format!("batch is not UTF-8: {e}")))?;
+            .map_err(|e| SinkError::permanent(format!("batch is not UTF-8: {e}")))?;
         if body.len() > MAX_SQS_BODY {
-            return Err(SinkError::Permanent(format!(
+            return Err(SinkError::permanent(format!(
                 "batch of {} bytes exceeds the SQS limit of {MAX_SQS_BODY}",
                 body.len()
             )));
@@ -72,9 +72,9 @@ impl Sink for SqsSink {
                     || code == "InvalidMessageContents"
                     || code.contains("NonExistentQueue")
                 {
-                    Err(SinkError::Permanent(msg))
+                    Err(SinkError::permanent(msg))
                 } else {
-                    Err(SinkError::Retryable(msg))
+                    Err(SinkError::retryable(msg))
                 }
             }
         }

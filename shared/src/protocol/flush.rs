@@ -184,11 +184,7 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
             match self.sink.deliver(&batch).await {
                 Ok(()) => {}
                 Err(e) => {
-                    let kind = match e {
-                        SinkError::Retryable(_) => "retryable",
-                        SinkError::Permanent(_) => "permanent",
-                    };
-                    counter!(m::SINK_FAILURES, "kind" => kind).increment(1);
+                    counter!(m::SINK_FAILURES, "kind" => e.kind()).increment(1);
                     // Hold the batch for a backoff that grows with its failures (1 s, 2 s, 4 s ...
                     // up to `retry_max`, jittered): no flush, sweep or duplicate trigger hammers a
                     // failing sink meanwhile. If this write loses a race, the lease runs out.

@@ -311,7 +311,7 @@ impl World {
                 if acked {
                     OpResult::Delivered(Ok(()))
                 } else {
-                    OpResult::Delivered(Err(SinkError::Retryable("injected sink failure".into())))
+                    OpResult::Delivered(Err(SinkError::retryable("injected sink failure")))
                 }
             }
             Op::Sleep(_) => {
