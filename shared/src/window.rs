@@ -22,6 +22,10 @@ use crate::time::{duration_ms, Millis};
 /// is refused (the gateway retries later); it happens only while a sink has been down for long.
 pub const MAX_CONVERSATION_BYTES: u64 = 320 * 1024;
 
+/// The largest single message a conversation takes: half the record, so one oversized message
+/// can always become a batch of its own beside what is already pending.
+pub const MAX_MESSAGE_BYTES: u64 = MAX_CONVERSATION_BYTES / 2;
+
 /// How far past due a conversation may be before an append assumes its trigger chain is lost:
 /// more than SQS's whole-second rounding plus polling, far less than a sweep interval.
 pub const OVERDUE_SLACK: Duration = Duration::from_secs(5);
@@ -274,10 +278,10 @@ impl Conversation {
         let overdue = self.due_at().is_some_and(|d| d.plus(OVERDUE_SLACK) < now);
         msg.received_at = now.max(self.last_received());
         let size = msg.stored_size();
-        if size > MAX_CONVERSATION_BYTES / 2 {
+        if size > MAX_MESSAGE_BYTES {
             return Err(AppendRefused::TooLarge {
                 size,
-                max: MAX_CONVERSATION_BYTES / 2,
+                max: MAX_MESSAGE_BYTES,
             });
         }
         let at = msg.received_at;

@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use lull_core::metrics as m;
 use lull_core::protocol::AppendOutcome;
-use lull_core::window::MAX_CONVERSATION_BYTES;
+use lull_core::window::MAX_MESSAGE_BYTES;
 use lull_core::{ConversationKey, Provider};
 
 use crate::error::IngestError;
@@ -175,7 +175,7 @@ pub(crate) async fn deliver(
             max,
         });
     }
-    let cap = MAX_CONVERSATION_BYTES / 2;
+    let cap = MAX_MESSAGE_BYTES;
     for (index, item) in parsed.items.iter().enumerate() {
         let size = item.message.stored_size();
         if size > cap {
