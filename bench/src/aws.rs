@@ -90,7 +90,7 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
                     _ = stop.notified() => return,
                 }
                 runs.fetch_add(1, Ordering::SeqCst);
-                if let Ok(r) = buffer.sweep(500).await {
+                if let Ok(r) = buffer.sweep(500, lull_aws::SWEEP_CONCURRENCY).await {
                     swept.fetch_add(r.handed_off, Ordering::SeqCst);
                 }
             }

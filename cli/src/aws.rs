@@ -19,7 +19,7 @@ pub fn redrive() -> ExitCode {
         let clients = AwsClients::from_env().await;
         let acct = Accounting::new();
         let buffer = settings
-            .handoff_buffer(&clients, &acct)
+            .handoff(&clients, &acct)
             .map_err(|e| e.to_string())?;
         redrive(
             &clients.sqs,

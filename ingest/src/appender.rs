@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use lull_core::ports::{Clock, Sink, Trigger, WindowStore};
+use lull_core::protocol::Intake;
 use lull_core::protocol::{AppendError, AppendOutcome};
 use lull_core::{Buffer, ConversationKey, Message, Policy};
 
@@ -29,5 +30,16 @@ where
 {
     fn append(&self, key: ConversationKey, policy: Policy, msg: Message) -> AppendFuture<'_> {
         Box::pin(async move { Buffer::append(self, &key, &policy, msg).await })
+    }
+}
+
+impl<S, T, C> Appender for Intake<S, T, C>
+where
+    S: WindowStore + 'static,
+    T: Trigger + 'static,
+    C: Clock + 'static,
+{
+    fn append(&self, key: ConversationKey, policy: Policy, msg: Message) -> AppendFuture<'_> {
+        Box::pin(async move { Intake::append(self, &key, &policy, msg).await })
     }
 }

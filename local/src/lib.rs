@@ -8,7 +8,6 @@
 //! - [`ops`]: `/healthz`, `/metrics` and `/redrive`, answered to loopback clients only;
 //! - [`server`]: wiring and clean shutdown ([`shutdown`] is the signal the tasks share).
 
-pub mod backoff;
 pub mod ops;
 pub mod server;
 pub mod shutdown;
@@ -16,8 +15,7 @@ pub mod store;
 pub mod sweep;
 pub mod timers;
 
-pub use backoff::Backoff;
-pub use server::{Local, LocalBuffer, ServerError, Settings};
+pub use server::{Local, LocalHandoff, LocalIntake, ServerError, Settings};
 pub use store::{Durability, SqliteStore};
 pub use sweep::SweepSettings;
 pub use timers::LocalTrigger;

@@ -13,32 +13,33 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use lull_core::ports::{Clock, Sink};
-use lull_core::Buffer;
+use lull_core::Millis;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::store::SqliteStore;
-use crate::timers::LocalTrigger;
+use crate::timers::TimerQueue;
 
-struct Ops<K, C> {
-    buffer: Arc<Buffer<SqliteStore, LocalTrigger, K, C>>,
+struct Ops {
+    store: SqliteStore,
+    timers: Arc<TimerQueue>,
     metrics: Option<PrometheusHandle>,
 }
 
 /// The ops routes, guarded to loopback peers (serve with `ConnectInfo<SocketAddr>`).
-pub fn router<K, C>(
-    buffer: Arc<Buffer<SqliteStore, LocalTrigger, K, C>>,
+pub fn router(
+    store: SqliteStore,
+    timers: Arc<TimerQueue>,
     metrics: Option<PrometheusHandle>,
-) -> Router
-where
-    K: Sink + 'static,
-    C: Clock + 'static,
-{
-    let state = Arc::new(Ops { buffer, metrics });
+) -> Router {
+    let state = Arc::new(Ops {
+        store,
+        timers,
+        metrics,
+    });
     Router::new()
-        .route("/healthz", get(healthz::<K, C>))
-        .route("/metrics", get(render::<K, C>))
-        .route("/redrive", post(redrive::<K, C>))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(render))
+        .route("/redrive", post(redrive))
         .with_state(state)
         .layer(middleware::from_fn(loopback_only))
 }
@@ -56,32 +57,31 @@ async fn loopback_only(req: Request, next: Next) -> Response {
 }
 
 /// Healthy when the store answers a query.
-async fn healthz<K: Sink, C: Clock>(State(ops): State<Arc<Ops<K, C>>>) -> Response {
-    match ops.buffer.store.dedupe_len().await {
+async fn healthz(State(ops): State<Arc<Ops>>) -> Response {
+    match ops.store.dedupe_len().await {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
     }
 }
 
-async fn render<K: Sink, C: Clock>(State(ops): State<Arc<Ops<K, C>>>) -> Response {
+async fn render(State(ops): State<Arc<Ops>>) -> Response {
     match &ops.metrics {
         Some(h) => ([("content-type", "text/plain; version=0.0.4")], h.render()).into_response(),
         None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
     }
 }
 
-/// Re-delivers every pending batch now (and closes windows past due), resetting backoff.
-async fn redrive<K: Sink, C: Clock>(State(ops): State<Arc<Ops<K, C>>>) -> Response {
-    match ops.buffer.store.scheduled().await {
+/// Re-delivers every pending batch now (and closes windows past due), lifting backoff holds and
+/// parked batches.
+async fn redrive(State(ops): State<Arc<Ops>>) -> Response {
+    match ops.store.scheduled().await {
         Ok(convs) => {
+            let now = Millis::now_wall();
             let pending: Vec<_> = convs
                 .into_iter()
-                .filter(|c| !c.pending.is_empty() || c.is_past_due(ops.buffer.clock.now()))
+                .filter(|c| !c.pending.is_empty() || c.is_past_due(now))
                 .collect();
-            ops.buffer
-                .trigger
-                .queue()
-                .redrive(&pending, ops.buffer.clock.now());
+            ops.timers.redrive(&pending, now);
             tracing::info!(conversations = pending.len(), "redrive requested");
             (StatusCode::OK, format!("{}\n", pending.len())).into_response()
         }

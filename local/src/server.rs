@@ -17,19 +17,21 @@ use std::sync::Arc;
 
 use axum::Router;
 use lull_core::ports::{Clock, Sink, StoreError, SystemClock, WindowStore, Written};
-use lull_core::{Buffer, BufferConfig};
+use lull_core::protocol::{Handoff, Intake};
+use lull_core::BufferConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
-use crate::backoff::Backoff;
 use crate::store::{Durability, OpenError, SqliteStore};
 use crate::sweep::SweepSettings;
-use crate::timers::{LocalTrigger, TimerSettings};
+use crate::timers::{LocalTrigger, TimerQueue, TimerSettings};
 use crate::{ops, shutdown, sweep, timers};
 
-/// The protocol bound to the local adapters.
-pub type LocalBuffer<K> = Buffer<SqliteStore, LocalTrigger, K, SystemClock>;
+/// The append capability bound to the local adapters (what the webhook routes use).
+pub type LocalIntake = Intake<SqliteStore, LocalTrigger, SystemClock>;
+/// The hand-off capability bound to the local adapters (timers, sweep, redrive).
+pub type LocalHandoff<K> = Handoff<SqliteStore, LocalTrigger, K, SystemClock>;
 
 /// Everything the local runtime needs besides the sink and the HTTP routes.
 #[derive(Clone, Debug)]
@@ -38,7 +40,6 @@ pub struct Settings {
     pub durability: Durability,
     pub buffer: BufferConfig,
     pub sweep: SweepSettings,
-    pub backoff: Backoff,
     pub max_concurrent_flushes: usize,
 }
 
@@ -62,7 +63,14 @@ pub enum ServerError {
 
 /// A running local buffer: store open, data directory locked, pending windows re-armed.
 pub struct Local<K: Sink> {
-    pub buffer: Arc<LocalBuffer<K>>,
+    /// Appends: what the webhook routes call.
+    pub intake: Arc<LocalIntake>,
+    /// Hand-offs: what the timers, the sweep and a redrive call.
+    pub handoff: Arc<LocalHandoff<K>>,
+    /// The store itself, for what only the local shell does (start-up resume, inspect, purge).
+    pub store: SqliteStore,
+    /// The timer heap behind the local trigger.
+    pub timers: Arc<TimerQueue>,
     settings: Settings,
     log_secret: Arc<[u8]>,
     /// Held for the life of the server; the OS releases it if the process dies.
@@ -128,19 +136,27 @@ impl<K: Sink + 'static> Local<K> {
         let lock = lock_dir(&settings.data_dir)?;
         let log_secret = log_secret(&settings.data_dir)?;
         let store = SqliteStore::open(&settings.data_dir, settings.durability)?;
-        let buffer = Arc::new(Buffer::new(
-            store,
-            LocalTrigger::new(),
+        let trigger = LocalTrigger::new();
+        let timers = trigger.queue().clone();
+        let intake = Arc::new(Intake::new(
+            store.clone(),
+            trigger.clone(),
+            SystemClock,
+            settings.buffer,
+        ));
+        let handoff = Arc::new(Handoff::new(
+            store.clone(),
+            trigger,
             sink,
             SystemClock,
             settings.buffer,
         ));
-        let mut scheduled = buffer.store.scheduled().await?;
+        let mut scheduled = store.scheduled().await?;
         for conv in &mut scheduled {
-            release_dead_lease(&buffer, conv).await?;
+            release_dead_lease(&store, &SystemClock, conv).await?;
         }
-        buffer.trigger.queue().arm_scheduled(&scheduled);
-        let now = buffer.clock.now();
+        timers.arm_scheduled(&scheduled);
+        let now = SystemClock.now();
         let overdue = scheduled.iter().filter(|c| c.is_past_due(now)).count();
         tracing::info!(
             data_dir = %settings.data_dir.display(),
@@ -150,7 +166,10 @@ impl<K: Sink + 'static> Local<K> {
             "store open"
         );
         Ok(Local {
-            buffer,
+            intake,
+            handoff,
+            store,
+            timers,
             settings,
             log_secret,
             _lock: lock,
@@ -174,9 +193,10 @@ impl<K: Sink + 'static> Local<K> {
         let (stop, shutdown) = shutdown::channel();
         let flushes = TaskTracker::new();
         let timer_task = tokio::spawn(timers::run(
-            self.buffer.clone(),
+            self.handoff.clone(),
+            self.timers.clone(),
+            SystemClock,
             TimerSettings {
-                backoff: self.settings.backoff,
                 max_concurrent: self.settings.max_concurrent_flushes,
                 log_secret: self.log_secret.clone(),
             },
@@ -184,11 +204,16 @@ impl<K: Sink + 'static> Local<K> {
             shutdown.clone(),
         ));
         let sweep_task = tokio::spawn(sweep::run(
-            self.buffer.clone(),
+            self.handoff.clone(),
+            self.store.clone(),
             self.settings.sweep,
             stop.subscribe(),
         ));
-        let app = webhooks.merge(ops::router(self.buffer.clone(), metrics));
+        let app = webhooks.merge(ops::router(
+            self.store.clone(),
+            self.timers.clone(),
+            metrics,
+        ));
         let served = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -202,7 +227,7 @@ impl<K: Sink + 'static> Local<K> {
         flushes.close();
         flushes.wait().await;
         tracing::info!(
-            armed = self.buffer.trigger.queue().len(),
+            armed = self.timers.len(),
             "shut down; open windows resume at the next start"
         );
         served.map_err(ServerError::Serve)
@@ -212,20 +237,21 @@ impl<K: Sink + 'static> Local<K> {
 /// Releases the hand-off lease a dead process left on a conversation's oldest pending batch,
 /// so it is retried at once rather than when the lease would have run out. Safe only because
 /// the data directory lock says no other process is handing off from this store.
-async fn release_dead_lease<S: WindowStore, T, K, C: Clock>(
-    buffer: &Buffer<S, T, K, C>,
+async fn release_dead_lease<S: WindowStore, C: Clock>(
+    store: &S,
+    clock: &C,
     conv: &mut lull_core::Conversation,
 ) -> Result<(), StoreError> {
-    let Some((gen, lease)) = conv
+    let Some((gen, token)) = conv
         .pending
         .first()
-        .and_then(|b| b.lease.map(|l| (b.gen, l)))
+        .and_then(|b| b.lease_token().map(|t| (b.gen, t)))
     else {
         return Ok(());
     };
     let mut next = conv.clone();
-    if next.release(gen, lease.token, buffer.clock.now()) {
-        if let Written::Ok = buffer.store.replace(conv.ver, &next).await? {
+    if next.release(gen, token, clock.now()) {
+        if let Written::Ok = store.replace(conv.ver, &next).await? {
             *conv = next;
         }
     }

@@ -355,7 +355,7 @@ impl Row {
         Ok(Row {
             key: c.key.storage_key(),
             ver: c.ver,
-            due_at: c.due_at().map(|d| to_i64(d.0)),
+            due_at: c.index_due().map(|d| to_i64(d.0)),
             json: serde_json::to_string(c).map_err(corrupt)?,
         })
     }

@@ -1,4 +1,4 @@
-//! The periodic sweep: the core's `Buffer::sweep`, every few seconds.
+//! The periodic sweep: the core's sweep, every few seconds.
 //!
 //! Local timers are reliable while the process lives, and start-up re-arms everything in the due
 //! index, so here the sweep is the safety net the protocol requires rather than the main path:
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lull_core::ports::{Clock, Sink};
-use lull_core::Buffer;
+use lull_core::protocol::Handoff;
 
 use crate::shutdown::Shutdown;
 use crate::store::SqliteStore;
@@ -22,6 +22,8 @@ pub struct SweepSettings {
     pub interval: Duration,
     /// Conversations flushed per pass.
     pub limit: usize,
+    /// Conversations flushed at once within a pass, so one slow sink holds back only its own.
+    pub concurrency: usize,
 }
 
 /// Purge expired dedupe records every this many passes.
@@ -30,7 +32,8 @@ const PURGE_LIMIT: usize = 10_000;
 
 /// Runs until shutdown. A pass in progress finishes first: its hand-offs are never cut short.
 pub async fn run<K, C>(
-    buffer: Arc<Buffer<SqliteStore, LocalTrigger, K, C>>,
+    handoff: Arc<Handoff<SqliteStore, LocalTrigger, K, C>>,
+    store: SqliteStore,
     settings: SweepSettings,
     mut shutdown: Shutdown,
 ) where
@@ -43,7 +46,7 @@ pub async fn run<K, C>(
             _ = tokio::time::sleep(settings.interval) => {}
             _ = shutdown.recv() => return,
         }
-        match buffer.sweep(settings.limit).await {
+        match handoff.sweep(settings.limit, settings.concurrency).await {
             Ok(r) if r.due > 0 => {
                 tracing::info!(
                     due = r.due,
@@ -58,9 +61,8 @@ pub async fn run<K, C>(
         passes += 1;
         if passes >= PURGE_EVERY {
             passes = 0;
-            match buffer
-                .store
-                .purge_expired(buffer.clock.now(), PURGE_LIMIT)
+            match store
+                .purge_expired(lull_core::Millis::now_wall(), PURGE_LIMIT)
                 .await
             {
                 Ok(n) if n > 0 => tracing::debug!(purged = n, "expired dedupe records deleted"),

@@ -1,10 +1,11 @@
 //! Local triggers: an in-process timer heap, and the task that fires it.
 //!
 //! [`LocalTrigger::arm`] pushes an entry; [`run`] sleeps until the earliest one is due, pops it
-//! and runs `Buffer::flush` for it on its own task, so a slow sink holds back only its own
-//! conversation. A flush whose sink failed (or that hit a store error) is pushed back with
-//! exponential backoff and jitter: the batch stays pending in the store and is retried, never
-//! dropped.
+//! and runs the core's flush for it on its own task, so a slow sink holds back only its own
+//! conversation. What happens after a flush is the core's decision
+//! ([`lull_core::protocol::Disposition`]): done, retry at the time the core chose (the end of a
+//! failed batch's backoff hold), or wait for an operator (a parked batch). The batch stays
+//! pending in the store meanwhile, never dropped.
 //!
 //! The heap is memory only, and that is enough: at start-up the server re-arms every conversation
 //! in the store's due index ([`TimerQueue::arm_scheduled`]), so a restart resumes every pending
@@ -17,12 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lull_core::ports::{Clock, Sink, Trigger, TriggerError, TriggerMsg, WindowStore};
-use lull_core::protocol::{FlushEnd, FlushMode};
-use lull_core::{Buffer, Conversation, Millis};
+use lull_core::protocol::{Claim, Disposition, FlushEnd, Handoff};
+use lull_core::{Conversation, ConversationKey, Millis};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
 
 /// One armed wake-up.
@@ -30,10 +30,10 @@ use crate::shutdown::Shutdown;
 struct Entry {
     at: Millis,
     seq: u64,
-    msg: TriggerMsg,
-    mode: FlushMode,
-    /// Failed hand-offs so far (drives the backoff).
-    attempt: u32,
+    key: ConversationKey,
+    claim: Claim,
+    /// Flushes of this entry that failed with an error in a row (drives the core's backoff).
+    errors: u32,
 }
 
 impl PartialEq for Entry {
@@ -63,16 +63,16 @@ pub struct TimerQueue {
 }
 
 impl TimerQueue {
-    fn push(&self, msg: TriggerMsg, at: Millis, mode: FlushMode, attempt: u32) {
+    fn push(&self, key: ConversationKey, claim: Claim, at: Millis, errors: u32) {
         let seq = self.seq.fetch_add(1, AtomicOrdering::Relaxed);
         let mut heap = self.heap.lock().unwrap_or_else(|e| e.into_inner());
         let earliest = heap.peek().is_none_or(|e| at < e.at);
         heap.push(Entry {
             at,
             seq,
-            msg,
-            mode,
-            attempt,
+            key,
+            claim,
+            errors,
         });
         drop(heap);
         if earliest {
@@ -108,38 +108,23 @@ impl TimerQueue {
     }
 
     /// Arms a wake-up for each conversation read from the store's due index at start-up: its live
-    /// chain at its due time (at once when it fell due while the server was down), or a sweep-mode
-    /// flush when it has no chain to resume.
+    /// chain at its due time (at once when it fell due while the server was down), or a sweep
+    /// claim when it has no chain to resume. A parked batch waits for a redrive.
     pub fn arm_scheduled(&self, conversations: &[Conversation]) {
         for c in conversations {
             let Some(due) = c.due_at() else { continue };
-            let msg = TriggerMsg {
-                key: c.key.clone(),
-                chain: c.chain.map_or(0, |ch| ch.token),
-                gen: c.gen,
-                ver: c.ver,
-                due,
+            let claim = match c.chain {
+                Some(ch) => Claim::Trigger { chain: ch.token },
+                None => Claim::Sweep,
             };
-            let mode = if c.chain.is_some() {
-                FlushMode::Trigger
-            } else {
-                FlushMode::Sweep
-            };
-            self.push(msg, due, mode, 0);
+            self.push(c.key.clone(), claim, due, 0);
         }
     }
 
-    /// Re-delivers now: a sweep-mode flush of each conversation, with a fresh backoff.
+    /// Re-delivers now: a redrive of each conversation (backoff holds and parks lifted).
     pub fn redrive(&self, conversations: &[Conversation], now: Millis) {
         for c in conversations {
-            let msg = TriggerMsg {
-                key: c.key.clone(),
-                chain: c.chain.map_or(0, |ch| ch.token),
-                gen: c.gen,
-                ver: c.ver,
-                due: now,
-            };
-            self.push(msg, now, FlushMode::Redrive, 0);
+            self.push(c.key.clone(), Claim::Redrive, now, 0);
         }
     }
 }
@@ -163,7 +148,8 @@ impl LocalTrigger {
 
 impl Trigger for LocalTrigger {
     async fn arm(&self, msg: &TriggerMsg, at: Millis) -> Result<(), TriggerError> {
-        self.queue.push(msg.clone(), at, FlushMode::Trigger, 0);
+        self.queue
+            .push(msg.key.clone(), Claim::Trigger { chain: msg.chain }, at, 0);
         Ok(())
     }
 }
@@ -171,7 +157,6 @@ impl Trigger for LocalTrigger {
 /// How the firing task runs flushes.
 #[derive(Clone, Debug)]
 pub struct TimerSettings {
-    pub backoff: Backoff,
     /// At most this many flushes (hand-offs) run at once.
     pub max_concurrent: usize,
     /// The secret for `ConversationKey::log_hash` in logs.
@@ -181,7 +166,9 @@ pub struct TimerSettings {
 /// The firing task: pops due entries and flushes each on its own task (tracked by `flushes`, so
 /// shutdown can wait for hand-offs in flight). Returns on shutdown without starting new flushes.
 pub async fn run<S, K, C>(
-    buffer: Arc<Buffer<S, LocalTrigger, K, C>>,
+    handoff: Arc<Handoff<S, LocalTrigger, K, C>>,
+    queue: Arc<TimerQueue>,
+    clock: C,
     settings: TimerSettings,
     flushes: TaskTracker,
     mut shutdown: Shutdown,
@@ -190,24 +177,24 @@ pub async fn run<S, K, C>(
     K: Sink + 'static,
     C: Clock + 'static,
 {
-    let queue = buffer.trigger.queue().clone();
     let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
     while !shutdown.is_shutdown() {
-        let now = buffer.clock.now();
+        let now = clock.now();
         for entry in queue.pop_due(now) {
             let permit = tokio::select! {
                 p = permits.clone().acquire_owned() => p,
                 _ = shutdown.recv() => {
                     // Not started: leave it in the heap's place (the store still holds it).
-                    queue.push(entry.msg, entry.at, entry.mode, entry.attempt);
+                    queue.push(entry.key, entry.claim, entry.at, entry.errors);
                     continue;
                 }
             };
             let Ok(permit) = permit else { return };
-            let buffer = buffer.clone();
+            let handoff = handoff.clone();
+            let queue = queue.clone();
             let settings = settings.clone();
             flushes.spawn(async move {
-                flush_one(&buffer, entry, &settings).await;
+                flush_one(&handoff, &queue, entry, &settings).await;
                 drop(permit);
             });
         }
@@ -215,7 +202,7 @@ pub async fn run<S, K, C>(
         // tokio's timer disagree by less than that, and early is never allowed), or until an
         // earlier entry is pushed, or until shutdown.
         let wait = queue.next_at().map_or(Duration::from_secs(3600), |at| {
-            at.since(buffer.clock.now()) + Duration::from_millis(1)
+            at.since(clock.now()) + Duration::from_millis(1)
         });
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -225,8 +212,10 @@ pub async fn run<S, K, C>(
     }
 }
 
+/// Runs one flush and does what the core says its end means.
 async fn flush_one<S, K, C>(
-    buffer: &Buffer<S, LocalTrigger, K, C>,
+    handoff: &Handoff<S, LocalTrigger, K, C>,
+    queue: &TimerQueue,
     entry: Entry,
     settings: &TimerSettings,
 ) where
@@ -234,8 +223,13 @@ async fn flush_one<S, K, C>(
     K: Sink,
     C: Clock,
 {
-    let conv = entry.msg.key.log_hash(&settings.log_secret);
-    let failure = match buffer.flush(&entry.msg, entry.mode).await {
+    let conv = entry.key.log_hash(&settings.log_secret);
+    // A retried redrive is a sweep: the backoff the core chose must hold this time.
+    let retry_claim = match entry.claim {
+        Claim::Redrive => Claim::Sweep,
+        c => c,
+    };
+    match handoff.flush(&entry.key, entry.claim).await {
         Ok(report) => {
             for h in &report.handed_off {
                 tracing::info!(
@@ -248,36 +242,43 @@ async fn flush_one<S, K, C>(
                     "batch handed off"
                 );
             }
-            match report.end {
-                FlushEnd::SinkFailed(e) => e.to_string(),
-                // Held after a failure: come back when the hold ends, same attempt count.
-                FlushEnd::BackingOff { until } => {
-                    tracing::debug!(conversation = %conv, "batch held after a failure");
-                    buffer
-                        .trigger
-                        .queue()
-                        .push(entry.msg, until, entry.mode, entry.attempt);
-                    return;
+            match report.end.disposition() {
+                Disposition::Done => {
+                    tracing::debug!(conversation = %conv, end = ?report.end, "flush done");
                 }
-                end => {
-                    tracing::debug!(conversation = %conv, ?end, "flush done");
-                    return;
+                Disposition::RetryAt(at) => {
+                    if let FlushEnd::SinkFailed { error, .. } = &report.end {
+                        tracing::warn!(
+                            conversation = %conv,
+                            retry_in_ms = at.since(Millis::now_wall()).as_millis() as u64,
+                            error = %error,
+                            "hand-off failed; the batch stays pending and will be retried"
+                        );
+                    }
+                    queue.push(entry.key, retry_claim, at, 0);
+                }
+                Disposition::Operator => {
+                    let error = match &report.end {
+                        FlushEnd::Parked { error } => error.clone().unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    tracing::error!(
+                        conversation = %conv,
+                        error = %error,
+                        "the sink refused a batch: parked (pending, not lost) until `lull redrive`"
+                    );
                 }
             }
         }
-        Err(e) => e.to_string(),
-    };
-    let delay = settings.backoff.delay(entry.attempt);
-    tracing::warn!(
-        conversation = %conv,
-        attempt = entry.attempt + 1,
-        retry_in_ms = delay.as_millis() as u64,
-        error = %failure,
-        "hand-off failed; the batch stays pending and will be retried"
-    );
-    let at = buffer.clock.now().plus(delay);
-    buffer
-        .trigger
-        .queue()
-        .push(entry.msg, at, entry.mode, entry.attempt.saturating_add(1));
+        Err(e) => {
+            let at = handoff.retry_at_after_error(entry.errors);
+            tracing::warn!(
+                conversation = %conv,
+                attempt = entry.errors + 1,
+                error = %e,
+                "flush failed; the batch stays pending and will be retried"
+            );
+            queue.push(entry.key, retry_claim, at, entry.errors.saturating_add(1));
+        }
+    }
 }

@@ -31,11 +31,11 @@ struct Tables {
 impl Tables {
     fn put(&mut self, next: &Conversation) {
         if let Some(old) = self.conversations.get(&next.key) {
-            if let Some(d) = old.due_at() {
+            if let Some(d) = old.index_due() {
                 self.due_index.remove(&(d, next.key.clone()));
             }
         }
-        if let Some(d) = next.due_at() {
+        if let Some(d) = next.index_due() {
             self.due_index.insert((d, next.key.clone()));
         }
         self.conversations.insert(next.key.clone(), next.clone());
@@ -145,7 +145,7 @@ impl MemoryStore {
     pub fn delete_unconditionally(&self, key: &ConversationKey) {
         let mut t = lock(&self.tables);
         if let Some(old) = t.conversations.remove(key) {
-            if let Some(d) = old.due_at() {
+            if let Some(d) = old.index_due() {
                 t.due_index.remove(&(d, key.clone()));
             }
         }

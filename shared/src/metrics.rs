@@ -26,6 +26,11 @@ pub const WAITING_TRIGGERS: &str = "lull_waiting_triggers_total";
 pub const WRITE_CONFLICTS: &str = "lull_write_conflicts_total";
 /// Hand-offs the sink did not acknowledge (label `kind`: `retryable` or `permanent`).
 pub const SINK_FAILURES: &str = "lull_sink_failures_total";
+/// Batches the sink refused (a permanent failure), parked until an operator redrives them.
+pub const BATCHES_PARKED: &str = "lull_batches_parked_total";
+/// Hand-offs the sink acknowledged after their lease had been taken over (nothing recorded; the
+/// new holder hands the same batch off again).
+pub const LEASES_LOST: &str = "lull_leases_lost_total";
 /// Windows handed off by the sweep rather than their trigger.
 pub const SWEPT: &str = "lull_swept_total";
 /// Seconds from a batch's due time to its acknowledgement.
@@ -45,6 +50,8 @@ pub const ALL: &[&str] = &[
     WAITING_TRIGGERS,
     WRITE_CONFLICTS,
     SINK_FAILURES,
+    BATCHES_PARKED,
+    LEASES_LOST,
     SWEPT,
     HANDOFF_LAG,
 ];

@@ -20,7 +20,7 @@ use crate::policy::Policy;
 use crate::ports::{
     Appended, DedupeRecord, Sink, SinkError, StoreError, TriggerMsg, WindowStore, Written,
 };
-use crate::protocol::{AppendOutcome, Buffer, BufferConfig, FlushEnd, FlushMode, FlushReport};
+use crate::protocol::{AppendOutcome, Buffer, BufferConfig, Claim, FlushEnd, FlushReport};
 use crate::time::Millis;
 use crate::window::Conversation;
 
@@ -238,7 +238,17 @@ impl Stage {
                         until.since(T0).as_secs_f64()
                     ),
                     FlushEnd::Covered => "done; the live trigger covers the rest".to_string(),
-                    FlushEnd::SinkFailed(e) => format!("sink failed: {e}"),
+                    FlushEnd::SinkFailed { error, retry_at } => format!(
+                        "sink failed: {error}; held until +{:.1}s",
+                        retry_at.since(T0).as_secs_f64()
+                    ),
+                    FlushEnd::Parked { error } => format!(
+                        "the sink refused the batch ({}); parked for an operator",
+                        error.as_deref().unwrap_or("?")
+                    ),
+                    FlushEnd::LeaseLost => {
+                        "acknowledged after the lease was taken over; nothing recorded".to_string()
+                    }
                     FlushEnd::BackingOff { until } => format!(
                         "the batch failed recently; held until +{:.1}s",
                         until.since(T0).as_secs_f64()
@@ -263,7 +273,7 @@ impl Stage {
                 .set(at.max(crate::ports::Clock::now(&self.clock)));
             for (_, trig) in self.trigger.take_due(at) {
                 self.say("trigger fires".into());
-                let r = block_on(b.flush(&trig, FlushMode::Trigger));
+                let r = block_on(b.flush(&trig.key, Claim::Trigger { chain: trig.chain }));
                 self.report(r);
             }
         }
@@ -342,7 +352,10 @@ pub fn message_during_hand_off() -> ScenarioRun {
                     ver: conv.ver,
                     due: Millis(T0.0 + 20_000),
                 };
-                let r = block_on(st.plain().flush(&trig, FlushMode::Trigger));
+                let r = block_on(
+                    st.plain()
+                        .flush(&trig.key, Claim::Trigger { chain: trig.chain }),
+                );
                 st.report(r);
             }
         }

@@ -62,13 +62,36 @@ impl OpenWindow {
     }
 }
 
-/// A lease on the hand-off of a pending batch: while it runs, no other flush hands off anything of
-/// this conversation, so two hand-offs never overlap.
+/// What holds the oldest pending batch back from a hand-off right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    pub until: Millis,
-    pub token: u64,
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Hold {
+    /// A flush is handing the batch off under `token`; until `until` no other flush hands off
+    /// anything of this conversation, so two hand-offs never overlap. Every write that follows
+    /// the sink call is conditional on the token.
+    Lease { until: Millis, token: u64 },
+    /// The last hand-off failed (a retryable failure): nobody retries before `until`.
+    Backoff { until: Millis },
+    /// The sink refused the batch (a permanent failure): it waits for an operator's redrive.
+    Parked { since: Millis },
 }
+
+impl Hold {
+    /// True while this hold keeps every flush (but a redrive, for backoffs and parks) away.
+    fn active(self, now: Millis) -> bool {
+        match self {
+            Hold::Lease { until, .. } | Hold::Backoff { until } => until > now,
+            Hold::Parked { .. } => true,
+        }
+    }
+}
+
+/// The due-index position of a conversation whose oldest batch is parked: later than any real due
+/// time (and still a valid signed 64-bit number for SQLite and DynamoDB).
+pub const PARKED: Millis = Millis(i64::MAX as u64);
+
+/// The longest reason kept with a failed batch (for `lull inspect` and the logs).
+pub const MAX_ERROR_BYTES: usize = 200;
 
 /// A closed window waiting to be acknowledged by the sink. Immutable but for its lease.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,10 +109,13 @@ pub struct ClosedBatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub more_pending: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lease: Option<Lease>,
+    pub hold: Option<Hold>,
     /// Hand-offs the sink did not acknowledge so far: the retry backoff grows with it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failures: u32,
+    /// Why the last hand-off failed (at most [`MAX_ERROR_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
     pub messages: Vec<Message>,
 }
 
@@ -112,8 +138,22 @@ impl ClosedBatch {
         )
     }
 
-    fn lease_active(&self, now: Millis) -> bool {
-        self.lease.is_some_and(|l| l.until > now)
+    /// True while a lease, backoff or park keeps flushes away from this batch.
+    pub fn is_held(&self, now: Millis) -> bool {
+        self.hold.is_some_and(|h| h.active(now))
+    }
+
+    /// The lease token this batch is being handed off under, if any (expired or not).
+    pub fn lease_token(&self) -> Option<u64> {
+        match self.hold {
+            Some(Hold::Lease { token, .. }) => Some(token),
+            _ => None,
+        }
+    }
+
+    /// True when the sink refused this batch and it waits for a redrive.
+    pub fn is_parked(&self) -> bool {
+        matches!(self.hold, Some(Hold::Parked { .. }))
     }
 }
 
@@ -183,21 +223,56 @@ impl Conversation {
         self.window.is_none() && self.pending.is_empty()
     }
 
-    /// When something must next happen, ignoring leases: the oldest pending batch is due at once
-    /// (when it closed), else the open window's due time. This is what a trigger chain covers.
+    /// When something must next happen, ignoring leases and backoffs: the oldest pending batch
+    /// is due at once (when it closed), else the open window's due time; nothing while the oldest
+    /// batch is parked. This is what a trigger chain covers.
     pub fn hand_off_due(&self) -> Option<Millis> {
         match self.pending.first() {
+            Some(b) if b.is_parked() => None,
             Some(b) => Some(b.closed_at),
             None => self.window.as_ref().map(|w| w.due().0),
         }
     }
 
-    /// When a flush can next make progress: like [`Self::hand_off_due`], but a leased batch only
-    /// when its lease runs out. This is the due time the sweep's index holds.
+    /// True when `message_id` is still held in this record (the open window or a pending batch):
+    /// a resend of it is a duplicate however long its batch has been waiting, whatever the dedupe
+    /// horizon.
+    pub fn holds_message(&self, message_id: &str) -> Option<u64> {
+        if let Some(w) = &self.window {
+            if w.messages.iter().any(|m| m.id == message_id) {
+                return Some(self.gen);
+            }
+        }
+        self.pending
+            .iter()
+            .find(|b| b.messages.iter().any(|m| m.id == message_id))
+            .map(|b| b.gen)
+    }
+
+    /// When a flush can next make progress: like [`Self::hand_off_due`], but a held batch only
+    /// when its lease or backoff runs out, and a parked one never (until a redrive). This is the
+    /// due time the sweep's index holds.
     pub fn due_at(&self) -> Option<Millis> {
         match self.pending.first() {
-            Some(b) => Some(b.lease.map_or(b.closed_at, |l| l.until.max(b.closed_at))),
+            Some(b) => match b.hold {
+                None => Some(b.closed_at),
+                Some(Hold::Lease { until, .. } | Hold::Backoff { until }) => {
+                    Some(until.max(b.closed_at))
+                }
+                Some(Hold::Parked { .. }) => None,
+            },
             None => self.window.as_ref().map(|w| w.due().0),
+        }
+    }
+
+    /// Where the store's due index files this record: [`Self::due_at`], or [`PARKED`] for a
+    /// conversation whose oldest batch is parked, after every real due time, so the sweep never
+    /// reaches it while start-up, `lull inspect` and `lull redrive` still find it.
+    pub fn index_due(&self) -> Option<Millis> {
+        if self.is_parked() {
+            Some(PARKED)
+        } else {
+            self.due_at()
         }
     }
 
@@ -244,8 +319,9 @@ impl Conversation {
                 due_at,
                 bytes: w.bytes,
                 more_pending: None,
-                lease: None,
+                hold: None,
                 failures: 0,
+                last_error: None,
                 messages: w.messages,
             });
             self.gen += 1;
@@ -346,92 +422,125 @@ impl Conversation {
     }
 
     /// Takes the hand-off lease on the oldest pending batch, freezing `more_pending` at its first
-    /// hand-off. Returns false when another flush holds a live lease.
+    /// hand-off. Returns false when a live lease, a backoff or a park holds it.
     pub fn lease_head(&mut self, now: Millis, lease: Duration, token: u64) -> bool {
         let more = self.pending.len() > 1 || self.window.is_some();
         match self.pending.first_mut() {
-            Some(head) if !head.lease_active(now) => {
-                head.lease = Some(Lease {
+            Some(head) if !head.is_held(now) => {
+                head.hold = Some(Hold::Lease {
                     until: now.plus(lease),
                     token,
                 });
                 head.more_pending.get_or_insert(more);
-                self.ver += 1;
-                self.updated_at = now;
+                self.touch(now);
                 true
             }
             _ => false,
         }
     }
 
-    /// Records that batch `gen` was acknowledged. Ends the trigger chain when nothing is left.
-    /// Returns false (and changes nothing) when `gen` is no longer pending: already acknowledged.
-    pub fn ack(&mut self, gen: u64, now: Millis) -> bool {
-        if self.pending.first().map(|b| b.gen) != Some(gen) {
+    /// True when batch `gen` is the oldest pending one and is leased under `token`: what every
+    /// write after a sink call checks, so a flush whose lease was taken over changes nothing.
+    fn head_leased_by(&self, gen: u64, token: u64) -> bool {
+        self.pending
+            .first()
+            .is_some_and(|b| b.gen == gen && b.lease_token() == Some(token))
+    }
+
+    /// Records that batch `gen`, handed off under lease `token`, was acknowledged. Ends the
+    /// trigger chain when nothing is left. Returns false (and changes nothing) when the batch is
+    /// no longer pending under that lease: acknowledged already, or its lease taken over.
+    pub fn ack(&mut self, gen: u64, token: u64, now: Millis) -> bool {
+        if !self.head_leased_by(gen, token) {
             return false;
         }
         self.pending.remove(0);
         if self.is_idle() {
             self.chain = None;
         }
-        self.ver += 1;
-        self.updated_at = now;
+        self.touch(now);
         true
     }
 
-    /// After a failed hand-off of batch `gen`, replaces our lease by a backoff hold until
-    /// `now + hold`: nobody retries before then (not the sweep, not a duplicate trigger), and
-    /// the failure is counted so the next hold can grow. Returns false when the lease is no
-    /// longer ours.
+    /// After a retryable failure of batch `gen` under lease `token`, holds it until `now + hold`:
+    /// nobody retries before then (not the sweep, not a duplicate trigger), and the failure is
+    /// counted so the next hold can grow. Returns false when the lease is no longer ours.
     pub fn hold_after_failure(
         &mut self,
         gen: u64,
         token: u64,
         now: Millis,
         hold: Duration,
+        error: &str,
     ) -> bool {
-        match self.pending.first_mut() {
-            Some(head) if head.gen == gen && head.lease.is_some_and(|l| l.token == token) => {
-                head.lease = Some(Lease {
-                    until: now.plus(hold),
-                    token: 0,
-                });
-                head.failures = head.failures.saturating_add(1);
-                self.ver += 1;
-                self.updated_at = now;
-                true
-            }
-            _ => false,
+        self.after_failure(
+            gen,
+            token,
+            now,
+            Hold::Backoff {
+                until: now.plus(hold),
+            },
+            error,
+        )
+    }
+
+    /// After the sink refused batch `gen` under lease `token`, parks it until an operator
+    /// redrives it. Returns false when the lease is no longer ours.
+    pub fn park(&mut self, gen: u64, token: u64, now: Millis, error: &str) -> bool {
+        self.after_failure(gen, token, now, Hold::Parked { since: now }, error)
+    }
+
+    fn after_failure(
+        &mut self,
+        gen: u64,
+        token: u64,
+        now: Millis,
+        hold: Hold,
+        error: &str,
+    ) -> bool {
+        if !self.head_leased_by(gen, token) {
+            return false;
         }
+        if let Some(head) = self.pending.first_mut() {
+            head.hold = Some(hold);
+            head.failures = head.failures.saturating_add(1);
+            head.last_error = Some(truncated(error, MAX_ERROR_BYTES));
+        }
+        self.touch(now);
+        true
     }
 
     /// Clears the lease (token `token`) on batch `gen`: the local server does this at start-up
     /// for leases a killed process left behind. Returns false when there was no such lease.
     pub fn release(&mut self, gen: u64, token: u64, now: Millis) -> bool {
-        match self.pending.first_mut() {
-            Some(head) if head.gen == gen && head.lease.is_some_and(|l| l.token == token) => {
-                head.lease = None;
-                self.ver += 1;
-                self.updated_at = now;
-                true
-            }
-            _ => false,
+        if !self.head_leased_by(gen, token) {
+            return false;
+        }
+        if let Some(head) = self.pending.first_mut() {
+            head.hold = None;
+        }
+        self.touch(now);
+        true
+    }
+
+    /// When the oldest pending batch is in a backoff after a failure, until when.
+    pub fn held_until(&self, now: Millis) -> Option<Millis> {
+        match self.pending.first()?.hold {
+            Some(Hold::Backoff { until }) if until > now => Some(until),
+            _ => None,
         }
     }
 
-    /// When the oldest pending batch is in a backoff hold after a failure, until when.
-    pub fn held_until(&self, now: Millis) -> Option<Millis> {
-        let head = self.pending.first()?;
-        head.lease
-            .filter(|l| l.token == 0 && l.until > now)
-            .map(|l| l.until)
+    /// True when the oldest pending batch was refused by the sink and waits for a redrive.
+    pub fn is_parked(&self) -> bool {
+        self.pending.first().is_some_and(ClosedBatch::is_parked)
     }
 
-    /// Lifts a backoff hold (an operator's redrive); a live hand-off lease stays.
+    /// Lifts a backoff or a park (an operator's redrive); a live hand-off lease stays.
     pub fn lift_hold(&mut self) {
         if let Some(head) = self.pending.first_mut() {
-            if head.lease.is_some_and(|l| l.token == 0) {
-                head.lease = None;
+            if matches!(head.hold, Some(Hold::Backoff { .. } | Hold::Parked { .. })) {
+                head.hold = None;
             }
         }
     }
@@ -441,12 +550,17 @@ impl Conversation {
         self.pending.first().map_or(0, |b| b.failures)
     }
 
+    /// Marks a change: a new version at `now`.
+    fn touch(&mut self, now: Millis) {
+        self.ver += 1;
+        self.updated_at = now;
+    }
+
     /// Ends the trigger chain of an idle conversation.
     pub fn end_chain(&mut self, now: Millis) -> bool {
         if self.is_idle() && self.chain.is_some() {
             self.chain = None;
-            self.ver += 1;
-            self.updated_at = now;
+            self.touch(now);
             true
         } else {
             false
@@ -456,9 +570,17 @@ impl Conversation {
     /// Starts a new chain (the sweep adopts a conversation whose chain was lost).
     pub fn restart_chain(&mut self, token: u64, armed_for: Millis, now: Millis) {
         self.chain = Some(Chain { token, armed_for });
-        self.ver += 1;
-        self.updated_at = now;
+        self.touch(now);
     }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+fn truncated(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }
 
 /// A UUIDv7 from the window's opening time and 80 bits of entropy: unique forever, sortable by
@@ -556,6 +678,50 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_taken_over_fences_every_later_write() {
+        let mut r = counter();
+        let p = Policy::default();
+        let mut c = Conversation::fresh(key(), Millis(0))
+            .plan_append(Message::text("a", "u", "1"), &p, Millis(0), &mut r)
+            .unwrap()
+            .next;
+        c.close_if_due(Millis(8000));
+        let gen = c.pending[0].gen;
+        assert!(c.lease_head(Millis(8000), Duration::from_secs(10), 1));
+        // The first flush's sink call outlives its lease; a second flush takes it over.
+        assert!(c.lease_head(Millis(18_000), Duration::from_secs(10), 2));
+        let before = c.clone();
+        assert!(!c.ack(gen, 1, Millis(19_000)));
+        assert!(!c.hold_after_failure(gen, 1, Millis(19_000), Duration::from_secs(1), "x"));
+        assert!(!c.park(gen, 1, Millis(19_000), "x"));
+        assert!(!c.release(gen, 1, Millis(19_000)));
+        assert_eq!(c, before, "the first flush changes nothing");
+        assert!(c.ack(gen, 2, Millis(19_000)));
+    }
+
+    #[test]
+    fn a_message_still_in_the_record_is_recognised() {
+        let mut r = counter();
+        let p = Policy::default();
+        let mut c = Conversation::fresh(key(), Millis(0))
+            .plan_append(Message::text("a", "u", "1"), &p, Millis(0), &mut r)
+            .unwrap()
+            .next;
+        let g = c.gen;
+        assert_eq!(c.holds_message("a"), Some(g));
+        c.close_if_due(Millis(8000));
+        assert_eq!(c.holds_message("a"), Some(g), "pending behind the sink");
+        assert_eq!(c.holds_message("b"), None);
+    }
+
+    #[test]
+    fn a_failure_reason_is_kept_short() {
+        let long = "é".repeat(300);
+        let t = truncated(&long, MAX_ERROR_BYTES);
+        assert!(t.len() <= MAX_ERROR_BYTES && long.starts_with(&t));
+    }
+
+    #[test]
     fn never_closes_early() {
         let mut r = counter();
         let p = Policy::default();
@@ -580,8 +746,12 @@ mod tests {
         assert!(c.lease_head(Millis(8000), Duration::from_secs(30), 7));
         assert!(!c.lease_head(Millis(8001), Duration::from_secs(30), 8));
         assert_eq!(c.due_at(), Some(Millis(38000)));
-        assert!(c.ack(gen, Millis(8002)));
-        assert!(!c.ack(gen, Millis(8003)), "a second ack is a no-op");
+        assert!(
+            !c.ack(gen, 8, Millis(8002)),
+            "only the lease holder records the ack"
+        );
+        assert!(c.ack(gen, 7, Millis(8002)));
+        assert!(!c.ack(gen, 7, Millis(8003)), "a second ack is a no-op");
         assert!(c.chain.is_none());
         assert!(c.is_idle());
     }

@@ -14,7 +14,7 @@ use lull_core::{BufferConfig, Policy};
 use lull_ingest::{
     EvolutionSettings, GenericSettings, MetaSettings, Secrets, SinkSettings, Tenant, TwilioSettings,
 };
-use lull_local::{Backoff, Durability, SweepSettings};
+use lull_local::{Durability, SweepSettings};
 use serde::Deserialize;
 
 /// Settings of `lull serve` (and of `lull redrive`, which needs the same store and sink).
@@ -273,7 +273,6 @@ pub struct Config {
     pub sink_timeout: Duration,
     pub durability: Durability,
     pub sweep: SweepSettings,
-    pub backoff: Backoff,
     pub buffer: BufferConfig,
     pub tenants: Vec<Tenant>,
     pub allow_unsigned: bool,
@@ -480,10 +479,7 @@ impl ServeArgs {
             sweep: SweepSettings {
                 interval: sweep_interval,
                 limit: 256,
-            },
-            backoff: Backoff {
-                min: retry_min,
-                max: retry_max,
+                concurrency: 16,
             },
             buffer,
             tenants,

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 use lull_core::metrics as m;
-use lull_core::ports::TriggerMsg;
-use lull_core::protocol::{FlushEnd, FlushMode};
+use lull_core::protocol::{Claim, Disposition, FlushEnd};
 use lull_core::Provider;
 use lull_ingest::{IngestConfig, IngestState, MemoryDirectory};
 use lull_local::{Local, Settings, SqliteStore};
@@ -101,7 +100,6 @@ fn settings(cfg: &Config) -> Settings {
         durability: cfg.durability,
         buffer: cfg.buffer,
         sweep: cfg.sweep,
-        backoff: cfg.backoff,
         max_concurrent_flushes: 256,
     }
 }
@@ -208,7 +206,7 @@ async fn run_server(cfg: Config) -> Result<(), String> {
         );
     }
     let state = IngestState::new(
-        local.buffer.clone(),
+        local.intake.clone(),
         Arc::new(directory),
         IngestConfig {
             allow_unsigned_on_loopback: cfg.allow_unsigned,
@@ -288,7 +286,10 @@ pub fn inspect(args: &InspectArgs) -> ExitCode {
                 "pending": c.pending.iter().map(|b| serde_json::json!({
                     "generation": b.gen, "batch_id": b.batch_id, "reason": b.reason.as_str(),
                     "messages": b.messages.len(), "closed_at": b.closed_at,
-                    "leased": b.lease.is_some_and(|l| l.until > now),
+                    "leased": b.lease_token().is_some() && b.is_held(now),
+                    "parked": b.is_parked(),
+                    "failures": b.failures,
+                    "last_error": b.last_error,
                 })).collect::<Vec<_>>(),
             });
             println!("{v}");
@@ -325,10 +326,21 @@ pub fn inspect(args: &InspectArgs) -> ExitCode {
                 b.reason.as_str(),
                 b.closed_at,
                 b.batch_id,
-                if b.lease.is_some_and(|l| l.until > now) {
-                    "  (hand-off in flight)"
+                if b.is_parked() {
+                    format!(
+                        "  (PARKED: the sink refused it: {}; `lull redrive` retries)",
+                        b.last_error.as_deref().unwrap_or("?")
+                    )
+                } else if b.lease_token().is_some() && b.is_held(now) {
+                    "  (hand-off in flight)".to_string()
+                } else if b.is_held(now) {
+                    format!(
+                        "  (failed {} time(s): {}; retried after a backoff)",
+                        b.failures,
+                        b.last_error.as_deref().unwrap_or("?")
+                    )
                 } else {
-                    ""
+                    String::new()
                 }
             );
         }
@@ -397,27 +409,27 @@ async fn redrive_here(cfg: &Config) -> Result<String, String> {
     let local = Local::open(settings(cfg), sink(cfg)?)
         .await
         .map_err(|e| e.to_string())?;
-    let buffer = &local.buffer;
     let now = lull_core::Millis::now_wall();
-    let convs = buffer.store.scheduled().await.map_err(|e| e.to_string())?;
+    let convs = local.store.scheduled().await.map_err(|e| e.to_string())?;
     let (mut batches, mut failed) = (0usize, 0usize);
     for c in convs
         .iter()
         .filter(|c| !c.pending.is_empty() || c.is_past_due(now))
     {
-        let trig = TriggerMsg {
-            key: c.key.clone(),
-            chain: c.chain.map_or(0, |ch| ch.token),
-            gen: c.gen,
-            ver: c.ver,
-            due: now,
-        };
-        match buffer.flush(&trig, FlushMode::Redrive).await {
+        match local.handoff.flush(&c.key, Claim::Redrive).await {
             Ok(r) => {
                 batches += r.handed_off.len();
-                if let FlushEnd::SinkFailed(e) = r.end {
+                if r.end.disposition() != Disposition::Done {
                     failed += 1;
-                    tracing::warn!(error = %e, "redrive: hand-off failed; the batch stays pending");
+                    let why = match &r.end {
+                        FlushEnd::SinkFailed { error, .. } => error.to_string(),
+                        FlushEnd::Parked { error } => format!(
+                            "the sink refused the batch again: {}",
+                            error.as_deref().unwrap_or("?")
+                        ),
+                        other => format!("{other:?}"),
+                    };
+                    tracing::warn!(error = %why, "redrive: hand-off failed; the batch stays pending");
                 }
             }
             Err(e) => {

@@ -28,7 +28,7 @@ use lull_core::{BufferConfig, Policy};
 
 use crate::accounting::Accounting;
 use crate::clients::AwsClients;
-use crate::sink::{LambdaSink, SqsSink};
+use crate::sink::{BatchSink, SqsSink};
 use crate::store::{DynamoDbStore, StoreSettings};
 use crate::trigger::SqsTrigger;
 
@@ -340,19 +340,34 @@ impl Settings {
         }
     }
 
-    /// The buffer the flush, sweep and redrive programs run: store, trigger and the sink, which
-    /// they require (the webhook never hands off and builds its own without one).
-    pub fn handoff_buffer(
+    /// What the flush, sweep and redrive programs run: store, trigger and the sink, which they
+    /// require.
+    pub fn handoff(
         &self,
         clients: &AwsClients,
         acct: &Accounting,
-    ) -> Result<crate::AwsBuffer, ConfigError> {
+    ) -> Result<crate::AwsHandoff, ConfigError> {
         let (store, trigger, sink) = self.build(clients, acct)?;
         let sink = sink.ok_or(ConfigError::Missing { var: "LULL_SINK" })?;
-        Ok(lull_core::Buffer::new(
+        Ok(lull_core::protocol::Handoff::new(
             store,
             trigger,
             sink,
+            lull_core::ports::SystemClock,
+            self.buffer,
+        ))
+    }
+
+    /// What the webhook program runs: appends only, so no sink and no sink secret.
+    pub fn intake(
+        &self,
+        clients: &AwsClients,
+        acct: &Accounting,
+    ) -> Result<crate::AwsIntake, ConfigError> {
+        let (store, trigger, _) = self.build(clients, acct)?;
+        Ok(lull_core::protocol::Intake::new(
+            store,
+            trigger,
             lull_core::ports::SystemClock,
             self.buffer,
         ))
@@ -363,7 +378,7 @@ impl Settings {
         &self,
         clients: &AwsClients,
         acct: &Accounting,
-    ) -> Result<(DynamoDbStore, SqsTrigger, Option<LambdaSink>), ConfigError> {
+    ) -> Result<(DynamoDbStore, SqsTrigger, Option<BatchSink>), ConfigError> {
         let store = DynamoDbStore::new(
             clients.dynamodb.clone(),
             self.store_settings(),
@@ -372,7 +387,7 @@ impl Settings {
         let trigger = SqsTrigger::new(clients.sqs.clone(), &self.trigger_queue_url, acct.clone());
         let sink = match &self.sink {
             None => None,
-            Some(SinkSpec::SqsFifo(url)) => Some(LambdaSink::Sqs(SqsSink::new(
+            Some(SinkSpec::SqsFifo(url)) => Some(BatchSink::Sqs(SqsSink::new(
                 clients.sqs.clone(),
                 url,
                 acct.clone(),
@@ -393,7 +408,7 @@ impl Settings {
                     lull_sink::AnySink::parse(spec, self.sink_secrets.clone())
                         .map_err(|e| invalid(e.to_string()))?
                 };
-                Some(LambdaSink::Any(any))
+                Some(BatchSink::Any(any))
             }
         };
         Ok((store, trigger, sink))

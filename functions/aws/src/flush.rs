@@ -2,14 +2,16 @@
 //! (`ReportBatchItemFailures`), so SQS retries only what failed and, after `maxReceiveCount`,
 //! moves it to the dead-letter queue while its batch stays pending in DynamoDB.
 //!
-//! Stale, covered, idle, re-armed and waiting flushes are successes (the record is deleted);
-//! a sink failure or a store/trigger error is a failure (SQS redelivers the trigger).
+//! What an outcome means is the core's decision ([`FlushEnd::disposition`]): `Done` deletes the
+//! record; a retry or an operator's attention (a parked batch) reports it failed, so SQS
+//! redelivers it and, if it keeps failing, moves it to the DLQ (whose alarm fires). A store or
+//! trigger error is a failure too.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::future::join_all;
 use lull_core::ports::{Clock, Sink, Trigger, TriggerMsg, WindowStore};
-use lull_core::protocol::{FlushEnd, FlushError, FlushMode, FlushReport};
-use lull_core::Buffer;
+use lull_core::protocol::{Claim, Disposition, FlushEnd, FlushError, FlushReport, Handoff};
+use lull_core::Millis;
 use tracing::Instrument;
 
 /// Why one trigger record failed.
@@ -19,10 +21,8 @@ pub enum RecordError {
     BadBody(String),
     #[error(transparent)]
     Flush(#[from] FlushError),
-    #[error("sink did not acknowledge: {0}")]
-    Sink(lull_core::ports::SinkError),
-    #[error("the oldest batch failed recently and is held until {0}")]
-    BackingOff(lull_core::Millis),
+    #[error("not done: {0:?}")]
+    NotDone(FlushEnd),
 }
 
 /// Parses a trigger body.
@@ -33,9 +33,10 @@ pub fn parse_trigger(body: Option<&str>) -> Result<TriggerMsg, RecordError> {
 
 /// Flushes the conversation one trigger record names.
 pub async fn handle_record<S, T, K, C>(
-    buffer: &Buffer<S, T, K, C>,
+    handoff: &Handoff<S, T, K, C>,
     record: &SqsMessage,
     log_secret: &[u8],
+    deadline: Option<Millis>,
 ) -> Result<FlushReport, RecordError>
 where
     S: WindowStore,
@@ -55,7 +56,8 @@ where
             .unwrap_or("?"),
     );
     async {
-        let report = buffer.flush(&trig, FlushMode::Trigger).await?;
+        let claim = Claim::Trigger { chain: trig.chain };
+        let report = handoff.flush_until(&trig.key, claim, deadline).await?;
         for h in &report.handed_off {
             tracing::info!(
                 gen = h.gen,
@@ -65,12 +67,13 @@ where
                 "handed off"
             );
         }
-        match report.end {
-            FlushEnd::SinkFailed(e) => Err(RecordError::Sink(e)),
-            // The batch failed recently and is held: let SQS retry this trigger after its
-            // visibility timeout, so a sink that keeps failing still parks it in the DLQ.
-            FlushEnd::BackingOff { until } => Err(RecordError::BackingOff(until)),
-            _ => Ok(report),
+        match report.end.disposition() {
+            Disposition::Done => Ok(report),
+            // Retried by SQS after its visibility timeout; a sink that keeps failing (or a
+            // parked batch) puts the trigger in the DLQ, whose alarm fires.
+            Disposition::RetryAt(_) | Disposition::Operator => {
+                Err(RecordError::NotDone(report.end))
+            }
         }
     }
     .instrument(span)
@@ -88,9 +91,10 @@ fn failure(item_identifier: String) -> BatchItemFailure {
 
 /// Handles one SQS event: every record concurrently; failures reported by message id.
 pub async fn handle_sqs_event<S, T, K, C>(
-    buffer: &Buffer<S, T, K, C>,
+    handoff: &Handoff<S, T, K, C>,
     event: SqsEvent,
     log_secret: &[u8],
+    deadline: Option<Millis>,
 ) -> SqsBatchResponse
 where
     S: WindowStore,
@@ -102,14 +106,18 @@ where
         event
             .records
             .iter()
-            .map(|r| async move { (r, handle_record(buffer, r, log_secret).await) }),
+            .map(|r| async move { (r, handle_record(handoff, r, log_secret, deadline).await) }),
     )
     .await;
     let mut response = SqsBatchResponse::default();
     for (record, result) in results {
         if let Err(e) = result {
             match &e {
-                RecordError::Sink(_) | RecordError::BackingOff(_) => {
+                RecordError::NotDone(FlushEnd::Parked { error }) => tracing::error!(
+                    error = error.as_deref().unwrap_or(""),
+                    "the sink refused a batch: parked (pending, not lost) until `lull redrive --aws`"
+                ),
+                RecordError::NotDone(_) => {
                     tracing::warn!(error = %e, "flush failed; SQS will retry")
                 }
                 _ => tracing::error!(error = %e, "flush failed; SQS will retry"),

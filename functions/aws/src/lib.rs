@@ -4,7 +4,7 @@
 //!
 //! - [`DynamoDbStore`]: the `WindowStore` on one DynamoDB table (see `docs/dynamodb.md`).
 //! - [`SqsTrigger`]: delayed wake-ups as SQS messages (`DelaySeconds`, rounded up, 0..=900).
-//! - [`SqsSink`] and [`LambdaSink`]: where batches go (an SQS FIFO queue, or HTTP via `lull-sink`).
+//! - [`SqsSink`] and [`BatchSink`]: where batches go (an SQS FIFO queue, or HTTP via `lull-sink`).
 //! - [`flush::handle_sqs_event`]: the flush Lambda's handler (per-record failures).
 //! - [`redrive::redrive`]: replays the triggers in the dead-letter queue (`lull redrive`).
 //! - [`Accounting`]: counts requests and consumed capacity units per operation.
@@ -23,15 +23,20 @@ pub mod trigger;
 pub use accounting::{Accounting, OpUsage, Usage};
 pub use clients::AwsClients;
 pub use config::{ConfigError, Role, Settings};
-pub use sink::{LambdaSink, SqsSink};
+pub use sink::{BatchSink, SqsSink};
 pub use store::DynamoDbStore;
 pub use trigger::SqsTrigger;
 
 use lull_core::ports::SystemClock;
-use lull_core::Buffer;
+use lull_core::protocol::{Handoff, Intake};
 
-/// The protocol as the Lambdas run it.
-pub type AwsBuffer = Buffer<DynamoDbStore, SqsTrigger, LambdaSink, SystemClock>;
+/// The append capability as the webhook Lambda runs it (no sink: it never hands off).
+pub type AwsIntake = Intake<DynamoDbStore, SqsTrigger, SystemClock>;
+/// The hand-off capability as the flush and sweep Lambdas and `lull redrive --aws` run it.
+pub type AwsHandoff = Handoff<DynamoDbStore, SqsTrigger, BatchSink, SystemClock>;
+
+/// Conversations the sweep flushes at once: one slow sink holds back only its own conversation.
+pub const SWEEP_CONCURRENCY: usize = 16;
 
 /// Formats an SDK error with its whole source chain (the SDK's `Display` alone says little).
 pub(crate) fn sdk_error<E: std::error::Error + ?Sized>(e: &E) -> String {

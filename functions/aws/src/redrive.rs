@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use lull_core::ports::{Clock, Sink, Trigger, TriggerMsg, WindowStore};
-use lull_core::protocol::{FlushEnd, FlushMode};
-use lull_core::{Buffer, ConversationKey};
+use lull_core::protocol::{Claim, FlushEnd, Handoff};
+use lull_core::ConversationKey;
 
 use crate::accounting::Accounting;
 use crate::sdk_error;
@@ -66,11 +66,11 @@ struct Parked {
     receipt: String,
 }
 
-/// Replays every trigger in `dlq_url` through `buffer`.
+/// Replays every trigger in `dlq_url` through `handoff` (lifting backoffs and parks).
 pub async fn redrive<S, T, K, C>(
     sqs: &aws_sdk_sqs::Client,
     dlq_url: &str,
-    buffer: &Buffer<S, T, K, C>,
+    handoff: &Handoff<S, T, K, C>,
     acct: &Accounting,
     opts: RedriveOptions,
 ) -> Result<RedriveReport, RedriveError>
@@ -129,21 +129,21 @@ where
 
     let mut done: Vec<String> = Vec::new();
     for (key, parked) in by_key {
-        let trig = TriggerMsg {
-            key: key.clone(),
-            chain: 0,
-            gen: 0,
-            ver: 0,
-            due: buffer.clock.now(),
-        };
         let mut ok = false;
         for _ in 0..opts.max_flushes {
-            match buffer.flush(&trig, FlushMode::Redrive).await {
+            match handoff.flush(&key, Claim::Redrive).await {
                 Ok(r) => {
                     report.handed_off += r.handed_off.len();
                     match r.end {
-                        FlushEnd::SinkFailed(e) => {
-                            tracing::warn!(error = %e, "redrive: sink still failing");
+                        FlushEnd::SinkFailed { error, .. } => {
+                            tracing::warn!(error = %error, "redrive: sink still failing");
+                            break;
+                        }
+                        FlushEnd::Parked { error } => {
+                            tracing::warn!(
+                                error = error.as_deref().unwrap_or(""),
+                                "redrive: the sink refused the batch again; it stays parked"
+                            );
                             break;
                         }
                         // Yielded after a run of hand-offs: go on.

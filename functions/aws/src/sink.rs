@@ -94,20 +94,21 @@ impl Sink for SqsSink {
     }
 }
 
-/// The sink a Lambda hands batches to.
+/// Where the flush, sweep and redrive programs hand batches: an HTTP(S) endpoint (or stdout /
+/// JSONL, for debugging) or an SQS FIFO queue.
 #[derive(Clone, Debug)]
-pub enum LambdaSink {
+pub enum BatchSink {
     /// HTTP(S) (or stdout / JSONL, for debugging), from lull-sink.
     Any(AnySink),
     /// An SQS FIFO queue.
     Sqs(SqsSink),
 }
 
-impl Sink for LambdaSink {
+impl Sink for BatchSink {
     async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
         match self {
-            LambdaSink::Any(s) => s.deliver(batch, within).await,
-            LambdaSink::Sqs(s) => s.deliver(batch, within).await,
+            BatchSink::Any(s) => s.deliver(batch, within).await,
+            BatchSink::Sqs(s) => s.deliver(batch, within).await,
         }
     }
 }

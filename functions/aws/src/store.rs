@@ -118,7 +118,7 @@ impl DynamoDbStore {
         let rec = serde_json::to_string(c)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode record: {e}")))?;
         let mut item = Item::with_capacity(6);
-        if let Some(due) = c.due_at() {
+        if let Some(due) = c.index_due() {
             item.insert(
                 "due_shard".into(),
                 n(u64::from(shard_of(&pk, self.settings.due_shards))),

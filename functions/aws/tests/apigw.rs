@@ -179,7 +179,7 @@ async fn a_bad_signature_through_api_gateway_is_refused_and_stores_nothing() {
     .await;
     assert_eq!(status, 401, "{text}");
     let key = ConversationKey::new(Provider::Meta, "106540352242922", user);
-    assert_eq!(h.webhook.store.load(&key).await.expect("load"), None);
+    assert_eq!(h.store.load(&key).await.expect("load"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -77,7 +77,6 @@ async fn bursts_are_handed_off_once_in_order_never_early() {
     );
     for c in 0..4 {
         let rec = h
-            .flusher
             .store
             .load(&key(&format!("55119000000{c}")))
             .await
@@ -145,14 +144,14 @@ async fn a_lost_trigger_is_covered_by_the_sweep() {
         );
     }
     assert_eq!(h.sink.message_count(), 0);
-    let report = h.flusher.sweep(100).await.expect("sweep");
+    let report = h.flusher.sweep(100, 16).await.expect("sweep");
     assert_eq!(report.due, 1);
     assert_eq!(report.handed_off, 1);
     let batches = check_batches(&h.sink.batches(), &h.policy);
     assert_eq!(batches.len(), 1);
     assert_eq!(batches[0].messages[0].id, "lost.1");
     // Nothing is due any more.
-    assert_eq!(h.flusher.sweep(100).await.expect("sweep").due, 0);
+    assert_eq!(h.flusher.sweep(100, 16).await.expect("sweep").due, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -170,7 +169,7 @@ async fn a_failing_sink_parks_the_trigger_in_the_dlq_and_redrive_delivers_in_ord
         h.sink.attempts() >= 1
     })
     .await;
-    let rec = h.webhook.store.load(&k).await.expect("load").expect("rec");
+    let rec = h.store.load(&k).await.expect("load").expect("rec");
     assert_eq!(rec.pending.len(), 1);
     let first_batch = rec.pending[0].batch_id;
     // Later messages go to the next window, which waits behind the pending batch.
@@ -195,7 +194,7 @@ async fn a_failing_sink_parks_the_trigger_in_the_dlq_and_redrive_delivers_in_ord
     }
     assert!(h.sink.attempts() >= 2, "SQS retried the hand-off");
     assert!(h.sink.batches().is_empty(), "nothing was acknowledged");
-    let rec = h.webhook.store.load(&k).await.expect("load").expect("rec");
+    let rec = h.store.load(&k).await.expect("load").expect("rec");
     assert_eq!(
         rec.pending[0].batch_id, first_batch,
         "the batch stays pending"
@@ -238,6 +237,6 @@ async fn a_failing_sink_parks_the_trigger_in_the_dlq_and_redrive_delivers_in_ord
         .collect();
     assert_eq!(ids, vec![vec!["d.1"], vec!["d.2", "d.3"]]);
     assert_eq!(common::queue_depth(&h.clients, &h.dlq).await.0, 0);
-    let rec = h.webhook.store.load(&k).await.expect("load").expect("rec");
+    let rec = h.store.load(&k).await.expect("load").expect("rec");
     assert!(rec.is_idle(), "{rec:?}");
 }

@@ -13,13 +13,16 @@ async fn main() -> Result<(), Error> {
     let settings = Settings::from_env(Role::Flush).inspect_err(|e| tracing::error!("{e}"))?;
     let clients = AwsClients::from_env().await;
     let acct = Accounting::new();
-    let buffer = Arc::new(settings.handoff_buffer(&clients, &acct)?);
+    let handoff = Arc::new(settings.handoff(&clients, &acct)?);
     let secret: Arc<[u8]> = settings.log_secret.as_bytes().into();
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| {
-        let buffer = buffer.clone();
+        let handoff = handoff.clone();
         let secret = secret.clone();
+        // No hand-off lease may outlive this invocation (lull_core::timing).
+        let deadline = Some(lull_core::Millis(ev.context.deadline));
         lull_aws::telemetry::flushed(async move {
-            let resp: SqsBatchResponse = handle_sqs_event(&buffer, ev.payload, &secret).await;
+            let resp: SqsBatchResponse =
+                handle_sqs_event(&handoff, ev.payload, &secret, deadline).await;
             Ok::<_, Error>(resp)
         })
     }))

@@ -12,12 +12,16 @@ async fn main() -> Result<(), Error> {
     let settings = Settings::from_env(Role::Sweep).inspect_err(|e| tracing::error!("{e}"))?;
     let clients = AwsClients::from_env().await;
     let acct = Accounting::new();
-    let buffer = Arc::new(settings.handoff_buffer(&clients, &acct)?);
+    let handoff = Arc::new(settings.handoff(&clients, &acct)?);
     let limit = settings.sweep_limit;
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
-        let buffer = buffer.clone();
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| {
+        let handoff = handoff.clone();
+        // No hand-off lease may outlive this invocation (lull_core::timing).
+        let deadline = Some(lull_core::Millis(ev.context.deadline));
         lull_aws::telemetry::flushed(async move {
-            let r = buffer.sweep(limit).await?;
+            let r = handoff
+                .sweep_until(limit, lull_aws::SWEEP_CONCURRENCY, deadline)
+                .await?;
             tracing::info!(
                 due = r.due,
                 handed_off = r.handed_off,

@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use lambda_http::tower::ServiceExt;
-use lull_aws::{Accounting, AwsClients, LambdaSink, Role, Settings};
-use lull_core::ports::SystemClock;
-use lull_core::Buffer;
+use lull_aws::{Accounting, AwsClients, Role, Settings};
 use lull_ingest::{IngestConfig, IngestState, MemoryDirectory, Tenant};
 
 #[tokio::main(flavor = "current_thread")]
@@ -26,18 +24,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     tenant.policy = settings.policy;
     let clients = AwsClients::from_env().await;
     let acct = Accounting::new();
-    let (store, trigger, _) = settings.build(&clients, &acct)?;
-    // The webhook path never hands a batch off: appends only touch the store and the trigger.
-    let sink = LambdaSink::Any(lull_sink::AnySink::Stdout(lull_sink::StdoutSink::new()));
-    let buffer = Arc::new(Buffer::new(
-        store,
-        trigger,
-        sink,
-        SystemClock,
-        settings.buffer,
-    ));
+    let intake = Arc::new(settings.intake(&clients, &acct)?);
     let state = IngestState::new(
-        buffer,
+        intake,
         Arc::new(MemoryDirectory::single(tenant)),
         IngestConfig::default(),
     );

@@ -3,13 +3,13 @@
 
 use metrics::counter;
 
-use super::{trigger_for, Buffer};
+use super::{trigger_for, Intake};
 use crate::key::ConversationKey;
 use crate::message::Message;
 use crate::metrics as m;
 use crate::policy::Policy;
 use crate::ports::{
-    Appended, Clock, DedupeRecord, Sink, StoreError, Trigger, TriggerError, WindowStore, Written,
+    Appended, Clock, DedupeRecord, StoreError, Trigger, TriggerError, WindowStore, Written,
 };
 use crate::window::{AppendRefused, Conversation};
 
@@ -36,7 +36,7 @@ pub enum AppendError {
     Trigger(#[from] TriggerError),
 }
 
-impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
+impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
     /// Appends one message to its conversation's window under `policy`.
     pub async fn append(
         &self,
@@ -51,6 +51,19 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
             let conv = current
                 .clone()
                 .unwrap_or_else(|| Conversation::fresh(key.clone(), now));
+            // A message still held in the record (its window, or a batch pending behind a failing
+            // sink) is a duplicate however long ago it came, whatever the dedupe horizon.
+            if let Some(gen) = conv.holds_message(&msg.id) {
+                counter!(m::DUPLICATES).increment(1);
+                let record = DedupeRecord {
+                    key: key.clone(),
+                    message_id: msg.id.clone(),
+                    gen,
+                    expires_at: now,
+                };
+                let rearmed = self.rearm_for_duplicate(&record).await?;
+                return Ok(AppendOutcome::Duplicate { gen, rearmed });
+            }
             let plan = match conv.plan_append(msg.clone(), policy, now, &mut || self.clock.random())
             {
                 Ok(plan) => plan,

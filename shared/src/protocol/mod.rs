@@ -8,14 +8,20 @@
 
 mod append;
 mod flush;
+mod outcome;
+mod plan;
 mod sweep;
 
 use std::time::Duration;
 
 pub use append::{AppendError, AppendOutcome};
-pub use flush::{FlushEnd, FlushError, FlushMode, FlushReport, HandedOff};
+pub use flush::{FlushError, MAX_RETRY_AFTER};
+pub use outcome::{Claim, Disposition, FlushEnd, FlushReport, HandedOff};
 pub use sweep::SweepReport;
 
+use crate::key::ConversationKey;
+use crate::message::Message;
+use crate::policy::Policy;
 use crate::ports::{Clock, Sink, Trigger, TriggerMsg, WindowStore};
 use crate::timing::HandoffTiming;
 use crate::window::Conversation;
@@ -50,29 +56,21 @@ impl Default for BufferConfig {
     }
 }
 
-/// The protocol, bound to its ports. Shells build one and share it (it is `Send + Sync` when its
-/// ports are).
+/// The webhook path's capability: append messages. Needs a store, a trigger and a clock, never a
+/// sink (the webhook Lambda holds no sink and no sink secret).
 #[derive(Clone, Debug)]
-pub struct Buffer<S, T, K, C> {
-    pub store: S,
-    pub trigger: T,
-    pub sink: K,
-    pub clock: C,
-    pub config: BufferConfig,
+pub struct Intake<S, T, C> {
+    store: S,
+    trigger: T,
+    clock: C,
+    config: BufferConfig,
 }
 
-impl<S, T, K, C> Buffer<S, T, K, C>
-where
-    S: WindowStore,
-    T: Trigger,
-    K: Sink,
-    C: Clock,
-{
-    pub fn new(store: S, trigger: T, sink: K, clock: C, config: BufferConfig) -> Self {
-        Buffer {
+impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
+    pub fn new(store: S, trigger: T, clock: C, config: BufferConfig) -> Self {
+        Intake {
             store,
             trigger,
-            sink,
             clock,
             config,
         }
@@ -85,6 +83,87 @@ where
         if ms > 0 {
             self.clock.sleep(Duration::from_millis(ms)).await;
         }
+    }
+}
+
+/// The trigger path's capability: hand batches off (flush, sweep, redrive).
+#[derive(Clone, Debug)]
+pub struct Handoff<S, T, K, C> {
+    store: S,
+    trigger: T,
+    sink: K,
+    clock: C,
+    config: BufferConfig,
+}
+
+impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
+    pub fn new(store: S, trigger: T, sink: K, clock: C, config: BufferConfig) -> Self {
+        Handoff {
+            store,
+            trigger,
+            sink,
+            clock,
+            config,
+        }
+    }
+
+    /// The protocol settings this hand-off runs under.
+    pub fn config(&self) -> &BufferConfig {
+        &self.config
+    }
+}
+
+/// Both capabilities over one set of ports: what a shell that appends and hands off in one
+/// process (the local server, the simulator, tests) builds.
+#[derive(Clone, Debug)]
+pub struct Buffer<S, T, K, C> {
+    intake: Intake<S, T, C>,
+    handoff: Handoff<S, T, K, C>,
+}
+
+impl<S, T, K, C> Buffer<S, T, K, C>
+where
+    S: WindowStore + Clone,
+    T: Trigger + Clone,
+    K: Sink,
+    C: Clock + Clone,
+{
+    pub fn new(store: S, trigger: T, sink: K, clock: C, config: BufferConfig) -> Self {
+        Buffer {
+            intake: Intake::new(store.clone(), trigger.clone(), clock.clone(), config),
+            handoff: Handoff::new(store, trigger, sink, clock, config),
+        }
+    }
+}
+
+impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
+    /// The append capability.
+    pub fn intake(&self) -> &Intake<S, T, C> {
+        &self.intake
+    }
+
+    /// The hand-off capability.
+    pub fn handoff(&self) -> &Handoff<S, T, K, C> {
+        &self.handoff
+    }
+
+    /// See [`Intake::append`].
+    pub async fn append(
+        &self,
+        key: &ConversationKey,
+        policy: &Policy,
+        msg: Message,
+    ) -> Result<AppendOutcome, AppendError> {
+        self.intake.append(key, policy, msg).await
+    }
+
+    /// See [`Handoff::flush`].
+    pub async fn flush(
+        &self,
+        key: &ConversationKey,
+        claim: Claim,
+    ) -> Result<FlushReport, FlushError> {
+        self.handoff.flush(key, claim).await
     }
 }
 

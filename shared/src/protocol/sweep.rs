@@ -1,9 +1,11 @@
 //! The sweep: a periodic pass that flushes every conversation past due, so a lost trigger delays
 //! a hand-off by at most one sweep interval. Part of the protocol, not an add-on.
 
-use super::{Buffer, FlushEnd, FlushError, FlushMode, FlushReport};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use super::{Claim, FlushError, FlushReport, Handoff};
 use crate::key::ConversationKey;
-use crate::ports::{Clock, Sink, StoreError, Trigger, TriggerMsg, WindowStore};
+use crate::ports::{Clock, Sink, StoreError, Trigger, WindowStore};
 
 /// What one sweep did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -12,50 +14,67 @@ pub struct SweepReport {
     pub due: usize,
     /// Batches handed off.
     pub handed_off: usize,
-    /// Conversations whose flush failed (store, trigger or sink); they stay due.
+    /// Conversations whose flush failed (store, trigger or sink) or whose batch is parked; they
+    /// stay pending.
     pub failed: usize,
 }
 
-impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
-    /// The conversations past due now (up to `limit`), for shells that flush them concurrently
-    /// with [`Self::sweep_one`].
+impl SweepReport {
+    /// Adds one conversation's flush to the report.
+    pub fn count(&mut self, result: &Result<FlushReport, FlushError>) {
+        match result {
+            Ok(r) => {
+                self.handed_off += r.handed_off.len();
+                if r.end.is_failure() {
+                    self.failed += 1;
+                }
+            }
+            Err(_) => self.failed += 1,
+        }
+    }
+}
+
+impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
+    /// The conversations past due now (up to `limit`).
     pub async fn sweep_due(&self, limit: usize) -> Result<Vec<ConversationKey>, StoreError> {
         self.store.due(self.clock.now(), limit).await
     }
 
     /// Flushes one conversation the sweep found past due: it adopts the conversation's chain.
-    pub async fn sweep_one(&self, key: ConversationKey) -> Result<FlushReport, FlushError> {
-        let trig = TriggerMsg {
-            key,
-            chain: 0,
-            gen: 0,
-            ver: 0,
-            due: self.clock.now(),
-        };
-        self.flush(&trig, FlushMode::Sweep).await
+    pub async fn sweep_one(&self, key: &ConversationKey) -> Result<FlushReport, FlushError> {
+        self.flush(key, Claim::Sweep).await
     }
 
-    /// Flushes up to `limit` conversations past due, one after another (shells with a runtime
-    /// fan out with [`Self::sweep_due`] and [`Self::sweep_one`] instead).
-    pub async fn sweep(&self, limit: usize) -> Result<SweepReport, StoreError> {
+    /// Flushes up to `limit` conversations past due, at most `concurrency` at a time, so one
+    /// slow sink holds back only its own conversation, not the whole pass.
+    pub async fn sweep(&self, limit: usize, concurrency: usize) -> Result<SweepReport, StoreError> {
+        self.sweep_until(limit, concurrency, None).await
+    }
+
+    /// Like [`Self::sweep`], taking no lease that would run past `deadline`.
+    pub async fn sweep_until(
+        &self,
+        limit: usize,
+        concurrency: usize,
+        deadline: Option<crate::Millis>,
+    ) -> Result<SweepReport, StoreError> {
         let keys = self.sweep_due(limit).await?;
         let mut report = SweepReport {
             due: keys.len(),
             ..SweepReport::default()
         };
-        for key in keys {
-            match self.sweep_one(key).await {
-                Ok(r) => {
-                    report.handed_off += r.handed_off.len();
-                    if matches!(r.end, FlushEnd::SinkFailed(_)) {
-                        report.failed += 1;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "sweep flush failed");
-                    report.failed += 1;
-                }
+        let mut waiting = keys.into_iter();
+        let mut running = FuturesUnordered::new();
+        loop {
+            while running.len() < concurrency.max(1) {
+                let Some(key) = waiting.next() else { break };
+                running.push(async move { self.flush_until(&key, Claim::Sweep, deadline).await });
             }
+            let Some(r) = running.next().await else { break };
+            if let Err(e) = &r {
+                tracing::warn!(error = %e, "sweep flush failed");
+            }
+            report.count(&r);
         }
         Ok(report)
     }

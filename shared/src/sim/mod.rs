@@ -26,7 +26,7 @@ pub use record::Violation;
 pub use workload::Shape;
 
 use crate::message::Message;
-use crate::protocol::{AppendOutcome, Buffer, BufferConfig, FlushEnd, FlushMode};
+use crate::protocol::{AppendOutcome, Buffer, BufferConfig, Claim, Disposition};
 use crate::time::Millis;
 
 use exec::{Event, OpResult, SimPorts, TaskId, World};
@@ -347,12 +347,12 @@ impl Driver {
         let p = self.ports.clone();
         let fut: TaskFuture = match self.cfg.protocol {
             Protocol::Lull | Protocol::SeparateDedupe => Box::pin(async move {
-                let r = b.flush(&trig, FlushMode::Trigger).await;
+                let r = b
+                    .flush(&trig.key, Claim::Trigger { chain: trig.chain })
+                    .await;
                 let out = match &r {
-                    Ok(rep) => Ok(!matches!(
-                        rep.end,
-                        FlushEnd::SinkFailed(_) | FlushEnd::BackingOff { .. }
-                    )),
+                    // As the flush Lambda: anything but Done is reported failed to SQS.
+                    Ok(rep) => Ok(rep.end.disposition() == Disposition::Done),
                     Err(e) => Err(e.to_string()),
                 };
                 if let Ok(mut w) = p.world.lock() {
@@ -395,8 +395,9 @@ impl Driver {
         }
         self.sweep_running = true;
         let b = self.buffer.clone();
-        let fut: TaskFuture =
-            Box::pin(async move { TaskOutput::Sweep(b.sweep_due(1000).await.unwrap_or_default()) });
+        let fut: TaskFuture = Box::pin(async move {
+            TaskOutput::Sweep(b.handoff().sweep_due(1000).await.unwrap_or_default())
+        });
         self.spawn(TaskKind::Sweep, fut);
     }
 
@@ -423,7 +424,7 @@ impl Driver {
                     TaskOutput::Sweep(Vec::new())
                 }),
                 _ => Box::pin(async move {
-                    let _ = b.sweep_one(k).await;
+                    let _ = b.handoff().sweep_one(&k).await;
                     TaskOutput::Sweep(Vec::new())
                 }),
             };

@@ -118,7 +118,9 @@ pub(crate) async fn flush_ack_first(p: &SimPorts, trig: &TriggerMsg) -> Result<b
             }
             return Ok(true);
         };
-        next.ack(head.gen, now);
+        // The broken order: recorded as acknowledged (lease and ack in one write) first.
+        next.lease_head(now, Duration::from_secs(60), 1);
+        next.ack(head.gen, 1, now);
         match p
             .replace(conv.ver, &next)
             .await

@@ -297,13 +297,13 @@ pub async fn queue_depth(c: &AwsClients, queue: &str) -> (u64, u64, u64) {
     )
 }
 
-use lull_aws::sink::LambdaSink;
+use lull_aws::sink::BatchSink;
 use lull_aws::store::{DynamoDbStore, StoreSettings};
 use lull_aws::SqsTrigger;
+use lull_aws::{AwsHandoff, AwsIntake};
 use lull_core::ports::SystemClock;
-use lull_core::{Buffer, BufferConfig, Policy};
-
-pub type TestBuffer = Buffer<DynamoDbStore, SqsTrigger, LambdaSink, SystemClock>;
+use lull_core::protocol::{Handoff, Intake};
+use lull_core::{BufferConfig, Policy};
 
 /// One isolated deployment on moto: table, trigger queue + DLQ, capture sink, and two buffers
 /// (the webhook's and the flush's) counting their requests separately.
@@ -317,10 +317,14 @@ pub struct Harness {
     pub flush_acct: Accounting,
     pub sweep_acct: Accounting,
     pub esm_acct: Accounting,
-    pub webhook: Arc<TestBuffer>,
-    pub flusher: Arc<TestBuffer>,
-    /// The sweep Lambda's buffer (its own accounting).
-    pub sweeper: Arc<TestBuffer>,
+    /// The webhook Lambda's appends.
+    pub webhook: Arc<AwsIntake>,
+    /// The flush Lambda's hand-offs.
+    pub flusher: Arc<AwsHandoff>,
+    /// The sweep Lambda's hand-offs (its own accounting).
+    pub sweeper: Arc<AwsHandoff>,
+    /// The table, read directly (no accounting) by tests.
+    pub store: DynamoDbStore,
     pub policy: Policy,
 }
 
@@ -361,28 +365,34 @@ impl Harness {
         let sink = CaptureSink::start();
         let webhook_acct = Accounting::new();
         let flush_acct = Accounting::new();
-        let buffer = |acct: &Accounting| {
+        let ports = |acct: &Accounting| {
             let store = DynamoDbStore::new(
                 clients.dynamodb.clone(),
                 StoreSettings::new(&table),
                 acct.clone(),
             );
             let trigger = SqsTrigger::new(clients.sqs.clone(), &queue, acct.clone());
+            (store, trigger)
+        };
+        let handoff = |acct: &Accounting| {
+            let (store, trigger) = ports(acct);
             let target =
                 lull_sink::HttpTarget::new(&sink.url, vec!["s3cret".into()]).expect("target");
             let http = lull_sink::HttpSink::new(target, Duration::from_secs(2)).expect("sink");
-            Arc::new(Buffer::new(
+            Arc::new(Handoff::new(
                 store,
                 trigger,
-                LambdaSink::Any(lull_sink::AnySink::Http(http)),
+                BatchSink::Any(lull_sink::AnySink::Http(http)),
                 SystemClock,
                 config,
             ))
         };
         let sweep_acct = Accounting::new();
-        let webhook = buffer(&webhook_acct);
-        let flusher = buffer(&flush_acct);
-        let sweeper = buffer(&sweep_acct);
+        let (store, trigger) = ports(&webhook_acct);
+        let webhook = Arc::new(Intake::new(store, trigger, SystemClock, config));
+        let flusher = handoff(&flush_acct);
+        let sweeper = handoff(&sweep_acct);
+        let store = ports(&Accounting::new()).0;
         Harness {
             clients,
             table,
@@ -396,6 +406,7 @@ impl Harness {
             webhook,
             flusher,
             sweeper,
+            store,
             policy: Policy::with_times(Duration::from_secs(1), Duration::from_secs(3))
                 .expect("policy"),
         }
@@ -428,9 +439,13 @@ impl Harness {
                             continue;
                         }
                         let started = std::time::Instant::now();
-                        let resp =
-                            lull_aws::flush::handle_sqs_event(&buffer, to_event(&msgs), b"test")
-                                .await;
+                        let resp = lull_aws::flush::handle_sqs_event(
+                            &buffer,
+                            to_event(&msgs),
+                            b"test",
+                            None,
+                        )
+                        .await;
                         if let Some(Ok(mut t)) = timings.as_ref().map(|t| t.lock()) {
                             t.push((started.elapsed().as_secs_f64() * 1000.0, msgs.len()));
                         }
