@@ -104,11 +104,18 @@ impl IntoResponse for IngestError {
             "webhook request refused"
         );
         tracing::debug!(detail = %self, "webhook refusal detail");
-        (
+        let mut resp = (
             status,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             self.to_string(),
         )
-            .into_response()
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Retryable: a full backlog, a busy conversation or a store hiccup. Gateways that
+            // honour it come back later; nothing was stored.
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        }
+        resp
     }
 }

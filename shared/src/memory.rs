@@ -13,7 +13,7 @@ use crate::ports::{
     WindowStore, Written,
 };
 use crate::time::Millis;
-use crate::window::Conversation;
+use crate::window::{Conversation, STORE_ITEM_LIMIT, STORE_KEY_LIMIT};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind; keep going with it.
@@ -50,6 +50,29 @@ impl Tables {
     }
 }
 
+/// DynamoDB's limits, which every store must meet: a conversation item (key, version, due-index
+/// numbers and the encoded record) within [`STORE_ITEM_LIMIT`], and every key (the conversation's,
+/// and a dedupe record's: conversation key and message id) within [`STORE_KEY_LIMIT`]. A write
+/// that breaks them fails whole, as DynamoDB's does.
+fn within_limits(next: &Conversation, dedupe: Option<&DedupeRecord>) -> Result<(), StoreError> {
+    let key = next.key.storage_key().len() as u64;
+    let dedupe_key = dedupe.map_or(0, |d| key + d.message_id.len() as u64 + 8);
+    if key + 2 > STORE_KEY_LIMIT || dedupe_key > STORE_KEY_LIMIT {
+        return Err(StoreError::TooLarge(format!(
+            "key of {} bytes is over the store's {STORE_KEY_LIMIT}",
+            (key + 2).max(dedupe_key)
+        )));
+    }
+    // The item's other attributes: its key, names and numbers (generously).
+    let item = next.encoded_len() + key + 128;
+    if item > STORE_ITEM_LIMIT {
+        return Err(StoreError::TooLarge(format!(
+            "item of {item} bytes is over the store's {STORE_ITEM_LIMIT}"
+        )));
+    }
+    Ok(())
+}
+
 /// The reference store: a `HashMap` behind a mutex, with the exact conditional semantics every
 /// other store must have (the contract tests run against all of them).
 #[derive(Clone, Default, Debug)]
@@ -74,30 +97,32 @@ impl MemoryStore {
         next: &Conversation,
         dedupe: &DedupeRecord,
         now: Millis,
-    ) -> Appended {
+    ) -> Result<Appended, StoreError> {
+        within_limits(next, Some(dedupe))?;
         let mut t = lock(&self.tables);
         let dkey = (dedupe.key.clone(), dedupe.message_id.clone());
         if let Some(existing) = t.dedupe.get(&dkey) {
             if existing.expires_at >= now {
-                return Appended::Duplicate(existing.clone());
+                return Ok(Appended::Duplicate(existing.clone()));
             }
         }
         if !t.version_matches(&next.key, expected) {
-            return Appended::Conflict(t.current(&next.key));
+            return Ok(Appended::Conflict(t.current(&next.key)));
         }
         t.dedupe.insert(dkey, dedupe.clone());
         t.put(next);
-        Appended::Ok
+        Ok(Appended::Ok)
     }
 
     /// Synchronous [`WindowStore::replace`].
-    pub fn replace_now(&self, expected: u64, next: &Conversation) -> Written {
+    pub fn replace_now(&self, expected: u64, next: &Conversation) -> Result<Written, StoreError> {
+        within_limits(next, None)?;
         let mut t = lock(&self.tables);
         if !t.version_matches(&next.key, Some(expected)) {
-            return Written::Conflict(t.current(&next.key));
+            return Ok(Written::Conflict(t.current(&next.key)));
         }
         t.put(next);
-        Written::Ok
+        Ok(Written::Ok)
     }
 
     /// Synchronous [`WindowStore::due`].
@@ -177,11 +202,11 @@ impl WindowStore for MemoryStore {
         dedupe: &DedupeRecord,
         now: Millis,
     ) -> Result<Appended, StoreError> {
-        Ok(self.append_now(expected, next, dedupe, now))
+        self.append_now(expected, next, dedupe, now)
     }
 
     async fn replace(&self, expected: u64, next: &Conversation) -> Result<Written, StoreError> {
-        Ok(self.replace_now(expected, next))
+        self.replace_now(expected, next)
     }
 
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<ConversationKey>, StoreError> {

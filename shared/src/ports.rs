@@ -52,6 +52,14 @@ pub enum Appended {
 pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store is shedding load (DynamoDB throttling): back off, nothing landed.
+    #[error("store throttled: {0}")]
+    Throttled(String),
+    /// The write breaks the store's item or key limits: retrying it cannot help, and nothing
+    /// landed. The core's record budget keeps this from happening; it is reported, never retried
+    /// in a loop.
+    #[error("store refused the write as too large: {0}")]
+    TooLarge(String),
     #[error("store holds a record it cannot read: {0}")]
     Corrupt(String),
 }

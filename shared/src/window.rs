@@ -17,14 +17,30 @@ use crate::message::Message;
 use crate::policy::Policy;
 use crate::time::{duration_ms, Millis};
 
-/// A conversation record may hold at most this many bytes of messages (open window plus pending
-/// batches), so it always fits one DynamoDB item (400 KB) with its attributes. An append past it
-/// is refused (the gateway retries later); it happens only while a sink has been down for long.
-pub const MAX_CONVERSATION_BYTES: u64 = 320 * 1024;
+/// The store's item limit (DynamoDB: 400 KB, attribute names and values included). The in-memory
+/// reference store enforces it too, so the contract suite and the simulator meet it.
+pub const STORE_ITEM_LIMIT: u64 = 400 * 1024;
 
-/// The largest single message a conversation takes: half the record, so one oversized message
-/// can always become a batch of its own beside what is already pending.
-pub const MAX_MESSAGE_BYTES: u64 = MAX_CONVERSATION_BYTES / 2;
+/// The largest store key (DynamoDB's partition key: 2,048 bytes).
+pub const STORE_KEY_LIMIT: u64 = 2048;
+
+/// The encoded record's budget: the item limit less the item's other attributes (its key, up to
+/// [`STORE_KEY_LIMIT`], the version and the due-index numbers).
+pub const MAX_RECORD_BYTES: u64 = STORE_ITEM_LIMIT - 8 * 1024;
+
+/// What the flush may add to a record at most: closing the window (a batch's fields), a lease,
+/// a backoff or park with its failure reason, a new chain. Appends stop this far below
+/// [`MAX_RECORD_BYTES`], so every write a flush (or a redrive) needs always fits: no
+/// conversation can wedge at the limit.
+pub const FLUSH_HEADROOM: u64 = 2 * 1024;
+
+/// The encoded size past which an append is refused (retryable: the gateway retries later). It
+/// is reached only while a sink has been failing for long.
+pub const MAX_CONVERSATION_BYTES: u64 = MAX_RECORD_BYTES - FLUSH_HEADROOM;
+
+/// The largest single message a conversation takes (its stored size): well under the record
+/// budget, so an oversized message can become a batch of its own beside what is pending.
+pub const MAX_MESSAGE_BYTES: u64 = 160 * 1024;
 
 /// How far past due a conversation may be before an append assumes its trigger chain is lost:
 /// more than SQS's whole-second rounding plus polling, far less than a sweep interval.
@@ -189,8 +205,8 @@ pub struct Conversation {
 pub enum AppendRefused {
     #[error("message of {size} bytes is larger than a conversation can hold ({max} bytes)")]
     TooLarge { size: u64, max: u64 },
-    #[error("conversation backlog full ({bytes} bytes pending): the sink is not acknowledging")]
-    Backlogged { bytes: u64 },
+    #[error("conversation backlog full (record of {bytes} bytes, limit {max}): the sink is not acknowledging; retry later")]
+    Backlogged { bytes: u64, max: u64 },
 }
 
 /// The result of planning an append: the record to write and whether to arm a trigger.
@@ -279,6 +295,11 @@ impl Conversation {
     /// True when a flush now can make progress.
     pub fn is_past_due(&self, now: Millis) -> bool {
         self.due_at().is_some_and(|d| d <= now)
+    }
+
+    /// The record's encoded size: what the store's item limit applies to.
+    pub fn encoded_len(&self) -> u64 {
+        serde_json::to_vec(self).map_or(u64::MAX, |v| v.len() as u64)
     }
 
     /// Bytes of messages held: open window plus pending batches.
@@ -394,9 +415,12 @@ impl Conversation {
         {
             self.close(CloseReason::Size, at);
         }
-        let bytes = self.stored_bytes();
+        let bytes = self.encoded_len();
         if bytes > MAX_CONVERSATION_BYTES {
-            return Err(AppendRefused::Backlogged { bytes });
+            return Err(AppendRefused::Backlogged {
+                bytes,
+                max: MAX_CONVERSATION_BYTES,
+            });
         }
         self.ver += 1;
         self.updated_at = now;
@@ -504,7 +528,7 @@ impl Conversation {
         if let Some(head) = self.pending.first_mut() {
             head.hold = Some(hold);
             head.failures = head.failures.saturating_add(1);
-            head.last_error = Some(truncated(error, MAX_ERROR_BYTES));
+            head.last_error = Some(truncated(&printable(error), MAX_ERROR_BYTES));
         }
         self.touch(now);
         true
@@ -572,6 +596,13 @@ impl Conversation {
         self.chain = Some(Chain { token, armed_for });
         self.touch(now);
     }
+}
+
+/// `s` with control characters as spaces: a failure reason never grows sixfold when encoded.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// `s` cut to at most `max` bytes on a character boundary.

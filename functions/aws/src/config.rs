@@ -8,13 +8,13 @@
 //! | `LULL_DLQ_URL` | its dead-letter queue (redrive) | required for redrive |
 //! | `LULL_SINK` | `http(s)://...`, `sqs:<FIFO queue URL>`, `stdout` | required for flush, sweep, redrive |
 //! | `LULL_SINK_SECRET` | HMAC secret signing HTTP hand-offs (comma-separated: the first signs; not read by the webhook) | none |
-//! | `LULL_SINK_TIMEOUT` | HTTP sink timeout, below the lease | `10s` |
+//! | `LULL_SINK_TIMEOUT` | how long one sink call may take; the lease and the flush/sweep timeouts follow from it (`lull_core::timing`) | `60s` |
 //! | `LULL_QUIET` | quiet period | `8s` |
 //! | `LULL_MAX_WAIT` | max wait | `30s` |
 //! | `LULL_MAX_MESSAGES` | size cap in messages | `50` |
 //! | `LULL_MAX_BYTES` | size cap in bytes | `65536` |
 //! | `LULL_DEDUPE_HORIZON` | how long message ids are remembered | `7days` |
-//! | `LULL_LEASE` | hand-off lease | `30s` |
+//! | `LULL_LEASE` | hand-off lease (at least sink timeout + 2 s) | sink timeout + 15 s |
 //! | `LULL_IDLE_TTL` | how long an idle conversation record is kept | `30days` |
 //! | `LULL_DUE_SHARDS` | partitions of the due index (fixed per table) | `4` |
 //! | `LULL_SWEEP_LIMIT` | conversations one sweep flushes at most (sweep only) | `500` |
@@ -246,7 +246,12 @@ impl Settings {
             }
         })?;
 
-        let sink_timeout = dur("LULL_SINK_TIMEOUT", DEFAULT_SINK_TIMEOUT)?;
+        // The webhook never calls a sink: it reads no sink timeout.
+        let sink_timeout = if hands_off {
+            dur("LULL_SINK_TIMEOUT", DEFAULT_SINK_TIMEOUT)?
+        } else {
+            DEFAULT_SINK_TIMEOUT
+        };
         // One rule (lull_core::timing): the lease follows from the sink timeout; an explicit
         // LULL_LEASE must still leave room for a whole sink call.
         let timing = match opt("LULL_LEASE") {
@@ -489,7 +494,9 @@ mod tests {
             ("LULL_MAX_BYTES", "10"),
             ("LULL_DUE_SHARDS", "0"),
             ("LULL_SWEEP_LIMIT", "0"),
-            ("LULL_SINK_TIMEOUT", "45s"),
+            ("LULL_SINK_TIMEOUT", "11m"),
+            ("LULL_SINK_TIMEOUT", "0s"),
+            ("LULL_LEASE", "20s"),
             ("LULL_DEDUPE_HORIZON", "1m"),
             ("LULL_IDLE_TTL", "1day"),
             ("LULL_TRIGGER_QUEUE_URL", "lull-triggers"),

@@ -179,6 +179,22 @@ impl DynamoDbStore {
     }
 }
 
+/// Maps a DynamoDB error that is not a failed condition: throttling backs off, a validation error
+/// (an item over 400 KB, a key over its limit) is refused outright, anything else is unavailable.
+fn classify<E>(op: &str, _status: u16, e: &E) -> StoreError
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    let detail = format!("DynamoDB {op}: {}", sdk_error(e));
+    match e.code().unwrap_or("") {
+        "ProvisionedThroughputExceededException"
+        | "ThrottlingException"
+        | "RequestLimitExceeded" => StoreError::Throttled(detail),
+        "ValidationException" => StoreError::TooLarge(detail),
+        _ => StoreError::Unavailable(detail),
+    }
+}
+
 impl WindowStore for DynamoDbStore {
     async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>, StoreError> {
         let out = self
@@ -270,12 +286,31 @@ impl WindowStore for DynamoDbStore {
                 match se.err() {
                     TransactWriteItemsError::TransactionCanceledException(tc) => {
                         let reasons = tc.cancellation_reasons();
-                        let failed = |i: usize| {
-                            reasons
-                                .get(i)
-                                .and_then(|r| r.code())
-                                .is_some_and(|c| c == "ConditionalCheckFailed")
-                        };
+                        let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("");
+                        let failed = |i: usize| code(i) == "ConditionalCheckFailed";
+                        // Not a lost race: throttling backs off, a size or validation failure is
+                        // refused outright (retrying the same write cannot help).
+                        for i in 0..reasons.len() {
+                            match code(i) {
+                                "ThrottlingError"
+                                | "ProvisionedThroughputExceeded"
+                                | "RequestLimitExceeded" => {
+                                    return Err(StoreError::Throttled(format!(
+                                        "TransactWriteItems: {}",
+                                        code(i)
+                                    )))
+                                }
+                                "ValidationError" | "ItemCollectionSizeLimitExceeded" => {
+                                    let msg =
+                                        reasons.get(i).and_then(|r| r.message()).unwrap_or("");
+                                    return Err(StoreError::TooLarge(format!(
+                                        "TransactWriteItems: {}: {msg}",
+                                        code(i)
+                                    )));
+                                }
+                                _ => {}
+                            }
+                        }
                         if failed(0) {
                             // The message was accepted before; its record says where it went.
                             let item = reasons.first().and_then(|r| r.item());
@@ -304,7 +339,11 @@ impl WindowStore for DynamoDbStore {
                         };
                         Ok(Appended::Conflict(self.current(&next.key, item).await?))
                     }
-                    other => Err(Self::unavailable("TransactWriteItems", other)),
+                    other => Err(classify(
+                        "TransactWriteItems",
+                        se.raw().status().as_u16(),
+                        other,
+                    )),
                 }
             }
             Err(e) => Err(Self::unavailable("TransactWriteItems", &e)),
@@ -339,7 +378,7 @@ impl WindowStore for DynamoDbStore {
                     PutItemError::ConditionalCheckFailedException(ccf) => Ok(Written::Conflict(
                         self.current(&next.key, ccf.item()).await?,
                     )),
-                    other => Err(Self::unavailable("PutItem", other)),
+                    other => Err(classify("PutItem", se.raw().status().as_u16(), other)),
                 }
             }
             Err(e) => Err(Self::unavailable("PutItem", &e)),

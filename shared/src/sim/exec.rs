@@ -297,7 +297,7 @@ impl World {
                     }
                     return OpResult::Appended(Err(StoreError::Unavailable("injected".into())));
                 }
-                OpResult::Appended(Ok(self.store.append_now(expected, &next, &dedupe, at)))
+                OpResult::Appended(self.store.append_now(expected, &next, &dedupe, at))
             }
             Op::Replace { expected, next } => {
                 if self.fault(store_fault) {
@@ -307,7 +307,7 @@ impl World {
                     }
                     return OpResult::Written(Err(StoreError::Unavailable("injected".into())));
                 }
-                OpResult::Written(Ok(self.store.replace_now(expected, &next)))
+                OpResult::Written(self.store.replace_now(expected, &next))
             }
             Op::Due { now: at, limit } => OpResult::Due(Ok(self.store.due_now(at, limit))),
             Op::Arm { msg, at } => OpResult::Armed(self.arm(msg, at)),
