@@ -5,6 +5,10 @@
 //! tasks interleave; one at a time, in a reproducible order. A crash is the executor dropping a
 //! task between two operations (before an operation lands, or after it landed but before the task
 //! saw the result). Nothing here reads the wall clock or an OS random source: one seed, one run.
+//!
+//! The world also does what the real one does to lull: each task (a process on some host) reads a
+//! clock off by a bounded offset; the sweep's due index lags the table (`index.rs`); the store
+//! throttles in bursts and refuses items over DynamoDB's 400 KB; sink calls can outlive the lease.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -25,7 +29,12 @@ use crate::time::Millis;
 use crate::window::Conversation;
 
 use super::faults::Faults;
+use super::index::LaggedIndex;
 use super::record::{Recorder, TraceEvent};
+use crate::policy::Policy;
+
+/// DynamoDB's item size limit: a conversation record larger than this cannot be written.
+pub(crate) const ITEM_LIMIT: usize = 400 * 1024;
 
 pub(crate) type TaskId = u64;
 
@@ -50,6 +59,8 @@ pub(crate) enum Op {
     Arm {
         msg: TriggerMsg,
         at: Millis,
+        /// The sender's clock when it computed the delay.
+        sent_at: Millis,
     },
     Deliver {
         batch: Box<Batch>,
@@ -70,7 +81,7 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Op::Load(_) => "load",
             Op::Append { .. } => "append",
@@ -85,7 +96,7 @@ impl Op {
         }
     }
 
-    fn key(&self) -> Option<&ConversationKey> {
+    pub(crate) fn key(&self) -> Option<&ConversationKey> {
         match self {
             Op::Load(k) => Some(k),
             Op::Append { next, .. }
@@ -112,6 +123,8 @@ pub(crate) enum SinkFault {
     },
     /// Received and accepted, but lull was told it failed.
     LostAck,
+    /// Takes `Faults::sink_slow_call` (longer than the lease, say), then succeeds.
+    Slow,
 }
 
 /// The result of an executed operation.
@@ -150,6 +163,24 @@ pub(crate) struct QueuedTrigger {
     pub receives: u32,
 }
 
+/// One webhook request in flight: which message, when the world delivered it, under which
+/// tenant policy.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Attempt {
+    pub msg: usize,
+    pub arrived: Millis,
+    pub policy: Policy,
+}
+
+/// Per running task: its host's clock offset, the request it serves, and whether it has had any
+/// effect on the world yet (a write, a trigger sent, a sink call).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TaskState {
+    pub offset_ms: i64,
+    pub attempt: Option<Attempt>,
+    pub effects: u32,
+}
+
 /// Everything the simulated ports touch, behind one lock.
 pub(crate) struct World {
     pub now: Millis,
@@ -161,6 +192,14 @@ pub(crate) struct World {
     pub rec: Recorder,
     pub queue: BTreeMap<u64, QueuedTrigger>,
     pub dlq: u64,
+    /// Store calls fail as throttled (half of them) until then.
+    pub throttled_until: Millis,
+    /// Largest clock offset of a host, either way (half the skew between two hosts).
+    pub max_offset_ms: u64,
+    /// Longest lag of the sweep's index behind the table.
+    pub index_lag: Duration,
+    pub tasks: BTreeMap<TaskId, TaskState>,
+    index: LaggedIndex,
     seq: u64,
     heap: BinaryHeap<Reverse<(Millis, u64)>>,
     events: BTreeMap<u64, Event>,
@@ -181,6 +220,11 @@ impl World {
             rec,
             queue: BTreeMap::new(),
             dlq: 0,
+            throttled_until: Millis(0),
+            max_offset_ms: 0,
+            index_lag: Duration::ZERO,
+            tasks: BTreeMap::new(),
+            index: LaggedIndex::default(),
             seq: 0,
             heap: BinaryHeap::new(),
             events: BTreeMap::new(),
@@ -209,6 +253,29 @@ impl World {
         self.current = task;
     }
 
+    /// A task starts on some host: it gets that host's clock offset.
+    pub fn begin_task(&mut self, task: TaskId, attempt: Option<Attempt>) {
+        let m = self.max_offset_ms as i64;
+        let offset_ms = if m > 0 { self.rng.i64(-m..=m) } else { 0 };
+        self.tasks.insert(
+            task,
+            TaskState {
+                offset_ms,
+                attempt,
+                effects: 0,
+            },
+        );
+    }
+
+    /// The current task's clock: the world's, off by its host's offset.
+    pub fn host_now(&self) -> Millis {
+        let off = self
+            .current
+            .and_then(|t| self.tasks.get(&t))
+            .map_or(0, |t| t.offset_ms);
+        Millis(self.now.0.saturating_add_signed(off))
+    }
+
     /// A uniformly random duration in `[lo, hi]` ms.
     pub fn between(&mut self, lo: u64, hi: u64) -> Duration {
         Duration::from_millis(self.rng.u64(lo..=hi))
@@ -227,6 +294,7 @@ impl World {
             Op::Arm { .. } => self.between(3, 25),
             Op::Deliver { outcome, .. } => match outcome {
                 SinkFault::Timeout { .. } => self.faults.sink_timeout,
+                SinkFault::Slow => self.faults.sink_slow_call,
                 _ => self.between(20, 400),
             },
             _ => self.between(1, 15),
@@ -242,25 +310,73 @@ impl World {
         self.ops.remove(&task)
     }
 
-    pub fn forget_task(&mut self, task: TaskId) {
+    /// The task ended (finished or crashed): what it was.
+    pub fn end_task(&mut self, task: TaskId) -> TaskState {
         self.ops.remove(&task);
         self.results.remove(&task);
+        self.tasks.remove(&task).unwrap_or_default()
     }
 
     pub fn put_result(&mut self, task: TaskId, r: OpResult) {
         self.results.insert(task, r);
     }
 
-    /// Executes an operation against the simulated world, with faults.
-    pub fn execute(&mut self, op: Op, started: Millis) -> OpResult {
+    /// A store call refused before it lands: throttled, or an item over the size limit.
+    fn store_refuses(&mut self, next: Option<&Conversation>) -> Option<StoreError> {
+        if self.now < self.throttled_until && !self.draining && self.rng.bool() {
+            self.rec.faults += 1;
+            return Some(StoreError::Unavailable(
+                "throttled (injected ProvisionedThroughputExceeded)".into(),
+            ));
+        }
+        let size = next.map_or(0, item_size);
+        if size > ITEM_LIMIT {
+            self.rec.item_limit_hits += 1;
+            if let Some(c) = next {
+                let now = self.now;
+                self.rec
+                    .trace(&c.key, now, TraceEvent::Fault("item over 400 KB refused"));
+            }
+            return Some(StoreError::Unavailable(format!(
+                "item of {size} bytes over the {ITEM_LIMIT}-byte limit (ValidationException)"
+            )));
+        }
+        None
+    }
+
+    /// A write of `next` landed for `task`: the index learns its due time (after a lag), and
+    /// when the task is a webhook request, its message is stored now.
+    fn landed(&mut self, task: TaskId, next: &Conversation, stores_message: bool) {
+        let lag = self.index_lag.as_millis() as u64;
+        let at = self.now.plus(self.between(0, lag));
+        self.index.update(&next.key, next.due_at(), at);
+        if let (true, Some(a)) = (
+            stores_message,
+            self.tasks.get(&task).and_then(|t| t.attempt),
+        ) {
+            let now = self.now;
+            self.rec.landed(a.msg, a.arrived, now, a.policy);
+        }
+    }
+
+    /// Executes task `task`'s operation against the simulated world, with faults.
+    pub fn execute(&mut self, task: TaskId, op: Op, started: Millis) -> OpResult {
         let now = self.now;
         if let Some(k) = op.key() {
             let name = op.name();
             self.rec.trace(k, now, TraceEvent::Op(name));
         }
+        if !matches!(op, Op::Load(_) | Op::Due { .. } | Op::Sleep(_)) {
+            if let Some(t) = self.tasks.get_mut(&task) {
+                t.effects += 1;
+            }
+        }
         let store_fault = self.faults.store_error;
         match op {
             Op::Load(key) => {
+                if let Some(e) = self.store_refuses(None) {
+                    return OpResult::Load(Err(e));
+                }
                 if self.fault(store_fault) {
                     self.rec.faults += 1;
                     return OpResult::Load(Err(StoreError::Unavailable("injected".into())));
@@ -273,28 +389,53 @@ impl World {
                 dedupe,
                 now: at,
             } => {
-                if self.fault(store_fault) {
+                if let Some(e) = self.store_refuses(Some(&next)) {
+                    return OpResult::Appended(Err(e));
+                }
+                let failed = self.fault(store_fault);
+                // Half the failures land anyway (a timeout after the write).
+                if failed {
                     self.rec.faults += 1;
-                    // Half the failures land anyway (a timeout after the write).
-                    if self.rng.bool() {
-                        let _ = self.store.append_now(expected, &next, &dedupe, at);
+                    if !self.rng.bool() {
+                        return OpResult::Appended(Err(StoreError::Unavailable("injected".into())));
                     }
+                }
+                let r = self.store.append_now(expected, &next, &dedupe, at);
+                if r == Appended::Ok {
+                    self.landed(task, &next, true);
+                }
+                if failed {
                     return OpResult::Appended(Err(StoreError::Unavailable("injected".into())));
                 }
-                OpResult::Appended(Ok(self.store.append_now(expected, &next, &dedupe, at)))
+                OpResult::Appended(Ok(r))
             }
             Op::Replace { expected, next } => {
-                if self.fault(store_fault) {
+                if let Some(e) = self.store_refuses(Some(&next)) {
+                    return OpResult::Written(Err(e));
+                }
+                let failed = self.fault(store_fault);
+                if failed {
                     self.rec.faults += 1;
-                    if self.rng.bool() {
-                        let _ = self.store.replace_now(expected, &next);
+                    if !self.rng.bool() {
+                        return OpResult::Written(Err(StoreError::Unavailable("injected".into())));
                     }
+                }
+                let r = self.store.replace_now(expected, &next);
+                if r == Written::Ok {
+                    self.landed(task, &next, false);
+                }
+                if failed {
                     return OpResult::Written(Err(StoreError::Unavailable("injected".into())));
                 }
-                OpResult::Written(Ok(self.store.replace_now(expected, &next)))
+                OpResult::Written(Ok(r))
             }
-            Op::Due { now: at, limit } => OpResult::Due(Ok(self.store.due_now(at, limit))),
-            Op::Arm { msg, at } => OpResult::Armed(self.arm(msg, at)),
+            Op::Due { now: at, limit } => {
+                if let Some(e) = self.store_refuses(None) {
+                    return OpResult::Due(Err(e));
+                }
+                OpResult::Due(Ok(self.index.due(at, limit)))
+            }
+            Op::Arm { msg, at, sent_at } => OpResult::Armed(self.arm(msg, at, sent_at)),
             Op::Deliver {
                 batch,
                 started: s,
@@ -302,11 +443,13 @@ impl World {
             } => {
                 let received = match outcome {
                     _ if self.sink_down => false,
-                    SinkFault::None | SinkFault::LostAck => true,
+                    SinkFault::None | SinkFault::LostAck | SinkFault::Slow => true,
                     SinkFault::Error => false,
                     SinkFault::Timeout { received } => received,
                 };
-                let acked = received && outcome == SinkFault::None && !self.sink_down;
+                let acked = received
+                    && matches!(outcome, SinkFault::None | SinkFault::Slow)
+                    && !self.sink_down;
                 self.rec.delivery(&batch, s, now, received, acked);
                 if acked {
                     OpResult::Delivered(Ok(()))
@@ -319,10 +462,15 @@ impl World {
                 OpResult::Unit
             }
             Op::PutIfVersion { expected, next } => {
-                OpResult::Written(Ok(self.store.put_if_version(expected, &next)))
+                let r = self.store.put_if_version(expected, &next);
+                if r == Written::Ok {
+                    self.landed(task, &next, true);
+                }
+                OpResult::Written(Ok(r))
             }
             Op::PutUnconditionally(next) => {
                 self.store.put_unconditionally(&next);
+                self.landed(task, &next, true);
                 OpResult::Unit
             }
             Op::DedupeAlone { dedupe, now: at } => {
@@ -336,9 +484,17 @@ impl World {
         }
     }
 
-    /// SQS SendMessage with DelaySeconds rounded up to whole seconds (never early), clamped to
-    /// 900 s, plus polling slack; and the faults: error, lost, duplicated, late, early.
-    fn arm(&mut self, msg: TriggerMsg, at: Millis) -> Result<(), TriggerError> {
+    /// The replaced design's cleanup deletes a record with no condition.
+    pub fn delete(&mut self, key: &ConversationKey) {
+        self.store.delete_unconditionally(key);
+        let at = self.now;
+        self.index.update(key, None, at);
+    }
+
+    /// SQS SendMessage with DelaySeconds (computed on the sender's clock, `sent_at`) rounded up
+    /// to whole seconds (never early), clamped to SQS's 900 s maximum, plus polling slack; and
+    /// the faults: error, lost, duplicated, late, early.
+    fn arm(&mut self, msg: TriggerMsg, at: Millis, sent_at: Millis) -> Result<(), TriggerError> {
         let f = self.faults;
         if self.fault(f.trigger_error) {
             self.rec.faults += 1;
@@ -352,7 +508,7 @@ impl World {
                 .trace(&msg.key, self.now, TraceEvent::Fault("trigger lost"));
             return Ok(());
         }
-        let delay_s = at.0.saturating_sub(self.now.0).div_ceil(1000).min(900);
+        let delay_s = at.0.saturating_sub(sent_at.0).div_ceil(1000).min(900);
         let mut fire = self
             .now
             .plus(Duration::from_secs(delay_s) + self.between(0, 200));
@@ -403,9 +559,38 @@ impl World {
         } else if self.fault(f.sink_lost_ack) {
             self.rec.faults += 1;
             SinkFault::LostAck
+        } else if self.fault(f.sink_slow) {
+            self.rec.faults += 1;
+            SinkFault::Slow
         } else {
             SinkFault::None
         }
+    }
+}
+
+/// The stored size of a conversation item, as DynamoDB counts it (the record's JSON plus its key
+/// and index attributes), serialised only when it could be near the limit: a pending batch's
+/// own fields take far less than 1 KB beside its messages' stored bytes.
+pub(crate) fn item_size(c: &Conversation) -> usize {
+    let bound = c.stored_bytes() as usize + 1024 * (c.pending.len() + 4);
+    if bound < ITEM_LIMIT {
+        return bound;
+    }
+    /// Counts what is written, keeping nothing.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    match serde_json::to_writer(&mut n, c) {
+        Ok(()) => n.0 + c.key.storage_key().len() + 64,
+        Err(_) => usize::MAX,
     }
 }
 
@@ -508,10 +693,12 @@ impl WindowStore for SimPorts {
 
 impl Trigger for SimPorts {
     async fn arm(&self, msg: &TriggerMsg, at: Millis) -> Result<(), TriggerError> {
+        let sent_at = lock(&self.world).host_now();
         match self
             .call(Op::Arm {
                 msg: msg.clone(),
                 at,
+                sent_at,
             })
             .await
         {
@@ -526,7 +713,13 @@ impl Sink for SimPorts {
         let (started, outcome) = {
             let mut w = lock(&self.world);
             let o = w.sink_outcome();
-            (w.now, o)
+            let now = w.now;
+            let ev = TraceEvent::SinkCall {
+                gen: batch.generation,
+                messages: batch.messages.len(),
+            };
+            w.rec.trace(&batch.conversation, now, ev);
+            (now, o)
         };
         let op = Op::Deliver {
             batch: Box::new(batch.clone()),
@@ -542,7 +735,7 @@ impl Sink for SimPorts {
 
 impl Clock for SimPorts {
     fn now(&self) -> Millis {
-        lock(&self.world).now
+        lock(&self.world).host_now()
     }
 
     async fn sleep(&self, d: Duration) {
