@@ -668,7 +668,7 @@ impl Driver {
         let w = lock(&self.world);
         let bounds = Bounds {
             max_lag: self.cfg.sweep_interval * 2
-                + self.cfg.buffer.lease
+                + self.cfg.buffer.timing.lease()
                 + self.cfg.visibility_timeout
                 + self.cfg.index_lag
                 + Duration::from_secs(5),
