@@ -44,3 +44,22 @@ impl Recorder for Counts {
         Histogram::noop()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_every_label_of_a_counter_under_its_name() {
+        let counts = Counts::default();
+        metrics::with_local_recorder(&counts, || {
+            metrics::counter!("a", "reason" => "x").increment(2);
+            metrics::counter!("a", "reason" => "y").increment(1);
+            metrics::counter!("b").increment(5);
+        });
+        assert_eq!(
+            (counts.get("a"), counts.get("b"), counts.get("c")),
+            (3, 5, 0)
+        );
+    }
+}

@@ -25,12 +25,13 @@ pub struct Faults {
     pub sink_error: f64,
     /// Sink does not answer within the timeout (it may or may not have the batch).
     pub sink_timeout_rate: f64,
-    /// How long a timed-out sink call takes.
+    /// How long a timed-out sink call takes (at most the call's budget).
     pub sink_timeout: Duration,
     /// Sink accepts the batch but lull is told it failed.
     pub sink_lost_ack: f64,
-    /// Sink takes `sink_slow_call` to answer, then acknowledges (an AI step that is slower than
-    /// the hand-off lease).
+    /// Sink takes `sink_slow_call` to answer, then acknowledges (a slow AI step). The call is cut
+    /// at its budget (`Sink::deliver`'s `within`, from the sink timeout and the lease) if that
+    /// comes first, as every adapter does.
     pub sink_slow: f64,
     /// How long a slow sink call takes.
     pub sink_slow_call: Duration,
@@ -95,8 +96,8 @@ impl Faults {
         }
     }
 
-    /// The standard mix plus sink calls that outlive the hand-off lease (40 s against the
-    /// default 30 s lease) and then succeed.
+    /// The standard mix plus sink calls of 40 s that then succeed (longer than the 30 s lease
+    /// lull had before its lease followed from the sink timeout).
     pub fn slow_sink() -> Faults {
         Faults {
             sink_slow: 0.01,

@@ -52,3 +52,24 @@ impl LaggedIndex {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::Provider;
+
+    #[test]
+    fn a_write_is_visible_only_after_its_lag_and_in_write_order() {
+        let k = ConversationKey::new(Provider::Meta, "pn", "u");
+        let mut ix = LaggedIndex::default();
+        // Due at 10, visible at 50; then idle (no due time), visible at 20 but not before 50.
+        ix.update(&k, Some(Millis(10)), Millis(50));
+        ix.update(&k, None, Millis(20));
+        assert!(ix.due(Millis(49), 10).is_empty(), "not visible yet");
+        // Both updates land at 50, in write order: the conversation is no longer due.
+        assert!(ix.due(Millis(50), 10).is_empty());
+        ix.update(&k, Some(Millis(60)), Millis(70));
+        assert!(ix.due(Millis(65), 10).is_empty(), "due, but the index lags");
+        assert_eq!(ix.due(Millis(70), 10), vec![k]);
+    }
+}

@@ -104,7 +104,8 @@ pub struct SimConfig {
     pub faults: Faults,
     /// How often the sweep runs (60 s on AWS).
     pub sweep_interval: Duration,
-    /// How long a failed trigger stays invisible before SQS redelivers it.
+    /// How long a failed trigger stays invisible before SQS redelivers it; at least the flush
+    /// function's timeout (`HandoffTiming::min_visibility_timeout`), as SQS requires.
     pub visibility_timeout: Duration,
     /// Receives before a trigger moves to the DLQ.
     pub max_receives: u32,
@@ -129,7 +130,7 @@ impl SimConfig {
             protocol: Protocol::Lull,
             faults: Faults::standard(),
             sweep_interval: Duration::from_secs(60),
-            visibility_timeout: Duration::from_secs(30),
+            visibility_timeout: BufferConfig::default().timing.min_visibility_timeout(),
             max_receives: 5,
             buffer: BufferConfig::default(),
             shape: Shape::Adversarial,
