@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use lull_core::sim::{self, Faults, Protocol, Shape, SimConfig};
+use lull_core::timing::HandoffTiming;
 
 /// Run the deterministic fault-injection simulator.
 #[derive(Args, Debug)]
@@ -24,13 +25,17 @@ pub struct SimulateArgs {
     /// Turn fault injection off (the happy path).
     #[arg(long, conflicts_with = "slow_sink")]
     pub no_faults: bool,
-    /// Add sink calls slower than the hand-off lease (40 s against 30 s) that then succeed.
+    /// Add sink calls of 40 s that then succeed (a slow AI step).
     #[arg(long)]
     pub slow_sink: bool,
+    /// lull's sink timeout; the lease and the queue's visibility follow from it.
+    #[arg(long, default_value = "60s", value_parser = parse_timing)]
+    pub sink_timeout: HandoffTiming,
     /// Traffic: adversarial (gaps at the quiet-period edge, mixed tenants, policy changes; the
     /// checker's), realistic (bursts of 1-6 messages 0.5-4 s apart, default policy; the
-    /// benchmarks') or backlog (small messages, half passthrough: fills records to the store's
-    /// limits when the sink is down; use with --outage).
+    /// benchmarks') or backlog (small messages from passthrough tenants, tenants with batches of
+    /// two and passthrough tenants switched to buffering: fills records to the store's limits
+    /// when the sink is down; use with --outage).
     #[arg(long, default_value = "adversarial", value_parser = parse_shape)]
     pub workload: Shape,
     /// A sink outage of this length (e.g. 90m), starting one minute in.
@@ -43,6 +48,10 @@ pub struct SimulateArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("bad duration {s:?}: {e}"))
+}
+
+fn parse_timing(s: &str) -> Result<HandoffTiming, String> {
+    HandoffTiming::new(parse_duration(s)?).map_err(|e| e.to_string())
 }
 
 fn parse_shape(s: &str) -> Result<Shape, String> {
@@ -78,6 +87,8 @@ pub fn run(args: &SimulateArgs) -> u8 {
     }
     cfg.outage = args.outage.map(|len| (Duration::from_secs(60), len));
     cfg.clock_skew = args.clock_skew;
+    cfg.buffer.timing = args.sink_timeout;
+    cfg.visibility_timeout = cfg.buffer.timing.min_visibility_timeout();
     let started = Instant::now();
     let report = sim::run(&cfg);
     let elapsed = started.elapsed();

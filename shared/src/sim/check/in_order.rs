@@ -1,6 +1,6 @@
-//! Invariant 4 (In order): a conversation's messages are handed off in the order their writes landed
-//! (inside and across batches), generations increase, batch g+1 is first handed off only after
-//! g was acknowledged, and a message answered 2xx before another was first sent comes first.
+//! Invariant 4 (In order): a conversation's messages are handed off in the order their writes
+//! landed (inside and across batches), generations increase, batch g+1 is first handed off only
+//! after g was acknowledged, and a message answered 2xx before another was first sent comes first.
 
 use std::collections::HashMap;
 

@@ -1,6 +1,7 @@
-//! Invariant 1 (Liveness): each batch is acknowledged within the bound after it was due by the world's clock
-//! (or after its predecessor was acknowledged), unless the sink was failing meanwhile; and no
-//! conversation is wedged: left with pending work that no longer progresses once faults stopped.
+//! Invariant 1 (Liveness): each batch is acknowledged within the bound after it was due by the
+//! world's clock (or after its predecessor was acknowledged), unless the sink was failing
+//! meanwhile; and no conversation is wedged: left with pending work that no longer progresses once
+//! faults stopped.
 
 use super::Ctx;
 use crate::sim::invariant::{Invariant, Violation};

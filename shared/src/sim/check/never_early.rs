@@ -1,7 +1,7 @@
-//! Invariant 3 (Never early): a batch's close reason holds for its content and the tenant's policy, and its
-//! first hand-off starts no earlier than it was due by the world's clock, less the clock skew
-//! between hosts. Quiet is measured from when the world delivered the last message's request,
-//! max wait from the first's: lull's own `received_at`/`closed_at` are not trusted.
+//! Invariant 3 (Never early): a batch's close reason holds for its content and the tenant's
+//! policy, and its first hand-off starts no earlier than it was due by the world's clock, less the
+//! clock skew between hosts. Quiet is measured from when the world delivered the last message's
+//! request, max wait from the first's: lull's own `received_at`/`closed_at` are not trusted.
 
 use super::Ctx;
 use crate::sim::invariant::{Invariant, Violation};

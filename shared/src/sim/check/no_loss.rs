@@ -1,4 +1,5 @@
-//! Invariant 1 (No loss): every message the world got a 2xx for is in a batch the sink acknowledged.
+//! Invariant 1 (No loss): every message the world got a 2xx for is in a batch the sink
+//! acknowledged.
 
 use super::Ctx;
 use crate::sim::invariant::{Invariant, Violation};

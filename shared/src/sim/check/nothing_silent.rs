@@ -1,5 +1,5 @@
-//! Invariant 6 (Nothing silent): every drop and refusal the world saw was counted in lull's metrics, read
-//! through a counting recorder installed while the protocol ran.
+//! Invariant 6 (Nothing silent): every drop and refusal the world saw was counted in lull's
+//! metrics, read through a counting recorder installed while the protocol ran.
 //!
 //! - duplicates: every request answered 2xx as a duplicate is counted, and nothing more than the
 //!   store's "duplicate" answers that reached a live task;

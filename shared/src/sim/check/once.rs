@@ -1,5 +1,5 @@
-//! Invariant 2 (Once): a retried hand-off carries the same content, and a message id is in at most one
-//! batch (and once in it).
+//! Invariant 2 (Once): a retried hand-off carries the same content, and a message id is in at most
+//! one batch (and once in it).
 
 use std::collections::{HashMap, HashSet};
 

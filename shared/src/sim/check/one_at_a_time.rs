@@ -1,5 +1,5 @@
-//! Invariant 4 (One at a time): no two sink calls of one conversation overlap (by the world's clock: when
-//! each call started and when its answer came back).
+//! Invariant 4 (One at a time): no two sink calls of one conversation overlap (by the world's
+//! clock: when each call started and when its answer came back).
 
 use super::Ctx;
 use crate::sim::invariant::{Invariant, Violation};
