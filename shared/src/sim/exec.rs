@@ -2,7 +2,9 @@
 //!
 //! The protocol's async functions run unchanged. Every port call becomes an operation that is
 //! executed later, at a virtual time chosen by the seeded generator, so operations of different
-//! tasks interleave; one at a time, in a reproducible order. A crash is the executor dropping a
+//! tasks interleave; one at a time, in a reproducible order. A task may have several calls in
+//! flight (`join!`, `select!` in the code under test); dropping a call's future cancels it (a sink
+//! call in flight is then abandoned: the receiver may have the batch). A crash is the executor dropping a
 //! task between two operations (before an operation lands, or after it landed but before the task
 //! saw the result). Nothing here reads the wall clock or an OS random source: one seed, one run.
 //!
@@ -37,6 +39,9 @@ use crate::policy::Policy;
 pub(crate) const ITEM_LIMIT: usize = 400 * 1024;
 
 pub(crate) type TaskId = u64;
+/// One submitted port call. A task may have several in flight (a `select!` or `join!` in the
+/// code under test); dropping a call's future cancels it.
+pub(crate) type OpId = u64;
 
 /// One port call, waiting to be executed.
 #[derive(Debug)]
@@ -148,7 +153,7 @@ pub(crate) enum Event {
     /// A gateway POSTs message `msg` (first attempt or a retry).
     Arrive { msg: usize },
     /// Task `task`'s pending operation is executed.
-    OpReady { task: TaskId },
+    OpReady { op: OpId },
     /// The trigger queue delivers message `sqs` to a flush worker.
     TriggerDeliver { sqs: u64 },
     /// The periodic sweep runs.
@@ -207,8 +212,11 @@ pub(crate) struct World {
     heap: BinaryHeap<Reverse<(Millis, u64)>>,
     events: BTreeMap<u64, Event>,
     current: Option<TaskId>,
-    ops: BTreeMap<TaskId, (Op, Millis)>,
-    results: BTreeMap<TaskId, OpResult>,
+    /// Submitted calls not executed yet: their task, the call, when it was made.
+    ops: BTreeMap<OpId, (TaskId, Op, Millis)>,
+    /// Executed calls whose task has not taken the result yet.
+    results: BTreeMap<OpId, (TaskId, OpResult)>,
+    next_op: OpId,
 }
 
 impl World {
@@ -234,6 +242,7 @@ impl World {
             current: None,
             ops: BTreeMap::new(),
             results: BTreeMap::new(),
+            next_op: 0,
         }
     }
 
@@ -289,8 +298,8 @@ impl World {
         !self.draining && p > 0.0 && self.rng.f64() < p
     }
 
-    /// Registers the current task's next operation and schedules its execution.
-    fn submit(&mut self, mut op: Op) -> Option<TaskId> {
+    /// Registers an operation of the current task and schedules its execution.
+    fn submit(&mut self, mut op: Op) -> Option<OpId> {
         let task = self.current?;
         let latency = match &mut op {
             Op::Sleep(d) => *d,
@@ -316,25 +325,48 @@ impl World {
             _ => self.between(1, 15),
         };
         let at = self.now.plus(latency);
-        self.ops.insert(task, (op, self.now));
-        self.schedule(at, Event::OpReady { task });
-        Some(task)
+        self.next_op += 1;
+        let id = self.next_op;
+        self.ops.insert(id, (task, op, self.now));
+        self.schedule(at, Event::OpReady { op: id });
+        Some(id)
     }
 
-    /// Removes a task's pending operation (the task is being executed or dropped).
-    pub fn take_op(&mut self, task: TaskId) -> Option<(Op, Millis)> {
-        self.ops.remove(&task)
+    /// Removes a pending operation to execute it: its task, the call, when it was made.
+    pub fn take_op(&mut self, op: OpId) -> Option<(TaskId, Op, Millis)> {
+        self.ops.remove(&op)
     }
 
-    /// The task ended (finished or crashed): what it was.
+    /// The task ended (finished or crashed): its calls are forgotten; what it was.
     pub fn end_task(&mut self, task: TaskId) -> TaskState {
-        self.ops.remove(&task);
-        self.results.remove(&task);
+        self.ops.retain(|_, (t, _, _)| *t != task);
+        self.results.retain(|_, (t, _)| *t != task);
         self.tasks.remove(&task).unwrap_or_default()
     }
 
-    pub fn put_result(&mut self, task: TaskId, r: OpResult) {
-        self.results.insert(task, r);
+    pub fn put_result(&mut self, op: OpId, task: TaskId, r: OpResult) {
+        self.results.insert(op, (task, r));
+    }
+
+    /// The code under test dropped call `op` before it finished (it lost a `select!`): a sink
+    /// call in flight is abandoned by lull now; the receiver may have the batch.
+    fn cancel(&mut self, op: OpId) {
+        self.results.remove(&op);
+        if let Some((
+            _,
+            Op::Deliver {
+                batch,
+                started,
+                outcome,
+                ..
+            },
+            _,
+        )) = self.ops.remove(&op)
+        {
+            let received = !self.sink_down && outcome != SinkFault::Error;
+            let now = self.now;
+            self.rec.delivery(&batch, started, now, received, false);
+        }
     }
 
     /// A store call refused before it lands: throttled, or an item over the size limit.
@@ -627,7 +659,7 @@ impl SimPorts {
         OpCall {
             world: self.world.clone(),
             op: Some(op),
-            task: None,
+            id: None,
         }
     }
 }
@@ -636,7 +668,8 @@ impl SimPorts {
 pub(crate) struct OpCall {
     world: Arc<Mutex<World>>,
     op: Option<Op>,
-    task: Option<TaskId>,
+    /// Set once submitted; cleared once its result was taken.
+    id: Option<OpId>,
 }
 
 impl Future for OpCall {
@@ -646,12 +679,23 @@ impl Future for OpCall {
         let this = self.get_mut();
         let mut w = lock(&this.world);
         if let Some(op) = this.op.take() {
-            this.task = w.submit(op);
+            this.id = w.submit(op);
             return Poll::Pending;
         }
-        match this.task.and_then(|t| w.results.remove(&t)) {
-            Some(r) => Poll::Ready(r),
+        match this.id.and_then(|id| w.results.remove(&id)) {
+            Some((_, r)) => {
+                this.id = None;
+                Poll::Ready(r)
+            }
             None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for OpCall {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            lock(&self.world).cancel(id);
         }
     }
 }
@@ -762,5 +806,60 @@ impl Clock for SimPorts {
 
     fn random(&self) -> u64 {
         lock(&self.world).rng.u64(..)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    /// Runs the world's events for task 1 until `fut` is ready (what the driver does).
+    fn drive<F: Future>(world: &Arc<Mutex<World>>, fut: Pin<&mut F>) -> F::Output {
+        let mut fut = fut;
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            lock(world).set_current(Some(1));
+            let r = fut.as_mut().poll(&mut cx);
+            lock(world).set_current(None);
+            if let Poll::Ready(out) = r {
+                return out;
+            }
+            let mut w = lock(world);
+            let Some((_, Event::OpReady { op })) = w.pop() else {
+                panic!("nothing left to run");
+            };
+            if let Some((task, call, started)) = w.take_op(op) {
+                let r = w.execute(task, call, started);
+                w.put_result(op, task, r);
+            }
+        }
+    }
+
+    #[test]
+    fn a_task_may_have_calls_in_flight_together_and_a_dropped_call_is_cancelled() {
+        let rec = Recorder::default();
+        let world = Arc::new(Mutex::new(World::new(1, Millis(0), Faults::none(), rec)));
+        let ports = SimPorts {
+            world: world.clone(),
+        };
+        lock(&world).begin_task(1, None);
+        let both = async {
+            tokio::join!(
+                ports.sleep(Duration::from_millis(10)),
+                ports.sleep(Duration::from_millis(20))
+            )
+        };
+        drive(&world, std::pin::pin!(both));
+        assert_eq!(lock(&world).now, Millis(20), "both ran, concurrently");
+
+        let mut call = Box::pin(ports.call(Op::Sleep(Duration::from_millis(5))));
+        lock(&world).set_current(Some(1));
+        let first = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        lock(&world).set_current(None);
+        assert!(first.is_pending());
+        assert_eq!(lock(&world).ops.len(), 1);
+        drop(call);
+        assert!(lock(&world).ops.is_empty(), "the dropped call is cancelled");
     }
 }

@@ -38,7 +38,7 @@ use crate::time::Millis;
 
 use check::{Bounds, Counted, Wedged};
 use counts::Counts;
-use exec::{Attempt, Event, OpResult, SimPorts, TaskId, World};
+use exec::{Attempt, Event, OpId, OpResult, SimPorts, TaskId, World};
 use record::{Recorder, TraceEvent};
 use sut::{Answer, Boxed, Flushed, Lull, SystemUnderTest};
 use workload::Workload;
@@ -352,7 +352,7 @@ impl Driver {
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Arrive { msg } => self.arrive(msg),
-            Event::OpReady { task } => self.op_ready(task),
+            Event::OpReady { op } => self.op_ready(op),
             Event::TriggerDeliver { sqs } => self.trigger_deliver(sqs),
             Event::SweepTick => self.sweep_tick(),
             Event::SinkOutage { down } => {
@@ -478,14 +478,14 @@ impl Driver {
         }
     }
 
-    fn op_ready(&mut self, task: TaskId) {
+    fn op_ready(&mut self, id: OpId) {
+        let mut w = lock(&self.world);
+        let Some((task, op, started)) = w.take_op(id) else {
+            return;
+        };
         if !self.tasks.contains_key(&task) {
             return;
         }
-        let mut w = lock(&self.world);
-        let Some((op, started)) = w.take_op(task) else {
-            return;
-        };
         let is_sleep = matches!(op, exec::Op::Sleep(_));
         let name = op.name();
         let key = op.key().cloned();
@@ -518,7 +518,7 @@ impl Driver {
         ) {
             w.rec.drops.duplicate_results += 1;
         }
-        w.put_result(task, result);
+        w.put_result(id, task, result);
         drop(w);
         self.poll(task);
     }
@@ -664,7 +664,11 @@ impl Driver {
     }
 
     fn report(&mut self, start: Millis) -> SimReport {
-        // Drop unfinished tasks before reading the world, so no future holds a borrow.
+        // Drop unfinished tasks before reading the world, so no future holds a borrow; their calls
+        // are forgotten first, as a crash's would be.
+        for id in self.tasks.keys() {
+            lock(&self.world).end_task(*id);
+        }
         self.tasks.clear();
         let w = lock(&self.world);
         let bounds = Bounds {
