@@ -4,9 +4,10 @@
 //! executed later, at a virtual time chosen by the seeded generator, so operations of different
 //! tasks interleave; one at a time, in a reproducible order. A task may have several calls in
 //! flight (`join!`, `select!` in the code under test); dropping a call's future cancels it (a sink
-//! call in flight is then abandoned: the receiver may have the batch). A crash is the executor dropping a
-//! task between two operations (before an operation lands, or after it landed but before the task
-//! saw the result). Nothing here reads the wall clock or an OS random source: one seed, one run.
+//! call in flight is then abandoned: the receiver may have the batch). A crash is the executor
+//! dropping a task between two operations (before an operation lands, or after it landed but
+//! before the task saw the result). Nothing here reads the wall clock or an OS random source: one
+//! seed, one run.
 //!
 //! The world also does what the real one does to lull: each task (a process on some host) reads a
 //! clock off by a bounded offset; the sweep's due index lags the table (`index.rs`); the store
