@@ -2,9 +2,16 @@
 //!
 //! The protocol's async functions run unchanged. Every port call becomes an operation that is
 //! executed later, at a virtual time chosen by the seeded generator, so operations of different
-//! tasks interleave; one at a time, in a reproducible order. A crash is the executor dropping a
-//! task between two operations (before an operation lands, or after it landed but before the task
-//! saw the result). Nothing here reads the wall clock or an OS random source: one seed, one run.
+//! tasks interleave; one at a time, in a reproducible order. A task may have several calls in
+//! flight (`join!`, `select!` in the code under test); dropping a call's future cancels it (a sink
+//! call in flight is then abandoned: the receiver may have the batch). A crash is the executor
+//! dropping a task between two operations (before an operation lands, or after it landed but
+//! before the task saw the result). Nothing here reads the wall clock or an OS random source: one
+//! seed, one run.
+//!
+//! The world also does what the real one does to lull: each task (a process on some host) reads a
+//! clock off by a bounded offset; the sweep's due index lags the table (`index.rs`); the store
+//! throttles in bursts and refuses items over DynamoDB's 400 KB; sink calls can outlive the lease.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -25,9 +32,17 @@ use crate::time::Millis;
 use crate::window::Conversation;
 
 use super::faults::Faults;
+use super::index::LaggedIndex;
 use super::record::{Recorder, TraceEvent};
+use crate::policy::Policy;
+
+/// DynamoDB's item size limit: a conversation record larger than this cannot be written.
+pub(crate) const ITEM_LIMIT: usize = 400 * 1024;
 
 pub(crate) type TaskId = u64;
+/// One submitted port call. A task may have several in flight (a `select!` or `join!` in the
+/// code under test); dropping a call's future cancels it.
+pub(crate) type OpId = u64;
 
 /// One port call, waiting to be executed.
 #[derive(Debug)]
@@ -50,6 +65,8 @@ pub(crate) enum Op {
     Arm {
         msg: TriggerMsg,
         at: Millis,
+        /// The sender's clock when it computed the delay.
+        sent_at: Millis,
     },
     Deliver {
         batch: Box<Batch>,
@@ -73,7 +90,7 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Op::Load(_) => "load",
             Op::Append { .. } => "append",
@@ -88,7 +105,7 @@ impl Op {
         }
     }
 
-    fn key(&self) -> Option<&ConversationKey> {
+    pub(crate) fn key(&self) -> Option<&ConversationKey> {
         match self {
             Op::Load(k) => Some(k),
             Op::Append { next, .. }
@@ -115,6 +132,8 @@ pub(crate) enum SinkFault {
     },
     /// Received and accepted, but lull was told it failed.
     LostAck,
+    /// Takes `Faults::sink_slow_call` (longer than the lease, say), then succeeds.
+    Slow,
 }
 
 /// The result of an executed operation.
@@ -135,7 +154,7 @@ pub(crate) enum Event {
     /// A gateway POSTs message `msg` (first attempt or a retry).
     Arrive { msg: usize },
     /// Task `task`'s pending operation is executed.
-    OpReady { task: TaskId },
+    OpReady { op: OpId },
     /// The trigger queue delivers message `sqs` to a flush worker.
     TriggerDeliver { sqs: u64 },
     /// The periodic sweep runs.
@@ -153,6 +172,24 @@ pub(crate) struct QueuedTrigger {
     pub receives: u32,
 }
 
+/// One webhook request in flight: which message, when the world delivered it, under which
+/// tenant policy.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Attempt {
+    pub msg: usize,
+    pub arrived: Millis,
+    pub policy: Policy,
+}
+
+/// Per running task: its host's clock offset, the request it serves, and whether it has had any
+/// effect on the world yet (a write, a trigger sent, a sink call).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TaskState {
+    pub offset_ms: i64,
+    pub attempt: Option<Attempt>,
+    pub effects: u32,
+}
+
 /// Everything the simulated ports touch, behind one lock.
 pub(crate) struct World {
     pub now: Millis,
@@ -164,12 +201,23 @@ pub(crate) struct World {
     pub rec: Recorder,
     pub queue: BTreeMap<u64, QueuedTrigger>,
     pub dlq: u64,
+    /// Store calls fail as throttled (half of them) until then.
+    pub throttled_until: Millis,
+    /// Largest clock offset of a host, either way (half the skew between two hosts).
+    pub max_offset_ms: u64,
+    /// Longest lag of the sweep's index behind the table.
+    pub index_lag: Duration,
+    pub tasks: BTreeMap<TaskId, TaskState>,
+    index: LaggedIndex,
     seq: u64,
     heap: BinaryHeap<Reverse<(Millis, u64)>>,
     events: BTreeMap<u64, Event>,
     current: Option<TaskId>,
-    ops: BTreeMap<TaskId, (Op, Millis)>,
-    results: BTreeMap<TaskId, OpResult>,
+    /// Submitted calls not executed yet: their task, the call, when it was made.
+    ops: BTreeMap<OpId, (TaskId, Op, Millis)>,
+    /// Executed calls whose task has not taken the result yet.
+    results: BTreeMap<OpId, (TaskId, OpResult)>,
+    next_op: OpId,
 }
 
 impl World {
@@ -184,12 +232,18 @@ impl World {
             rec,
             queue: BTreeMap::new(),
             dlq: 0,
+            throttled_until: Millis(0),
+            max_offset_ms: 0,
+            index_lag: Duration::ZERO,
+            tasks: BTreeMap::new(),
+            index: LaggedIndex::default(),
             seq: 0,
             heap: BinaryHeap::new(),
             events: BTreeMap::new(),
             current: None,
             ops: BTreeMap::new(),
             results: BTreeMap::new(),
+            next_op: 0,
         }
     }
 
@@ -212,6 +266,29 @@ impl World {
         self.current = task;
     }
 
+    /// A task starts on some host: it gets that host's clock offset.
+    pub fn begin_task(&mut self, task: TaskId, attempt: Option<Attempt>) {
+        let m = self.max_offset_ms as i64;
+        let offset_ms = if m > 0 { self.rng.i64(-m..=m) } else { 0 };
+        self.tasks.insert(
+            task,
+            TaskState {
+                offset_ms,
+                attempt,
+                effects: 0,
+            },
+        );
+    }
+
+    /// The current task's clock: the world's, off by its host's offset.
+    pub fn host_now(&self) -> Millis {
+        let off = self
+            .current
+            .and_then(|t| self.tasks.get(&t))
+            .map_or(0, |t| t.offset_ms);
+        Millis(self.now.0.saturating_add_signed(off))
+    }
+
     /// A uniformly random duration in `[lo, hi]` ms.
     pub fn between(&mut self, lo: u64, hi: u64) -> Duration {
         Duration::from_millis(self.rng.u64(lo..=hi))
@@ -222,8 +299,8 @@ impl World {
         !self.draining && p > 0.0 && self.rng.f64() < p
     }
 
-    /// Registers the current task's next operation and schedules its execution.
-    fn submit(&mut self, mut op: Op) -> Option<TaskId> {
+    /// Registers an operation of the current task and schedules its execution.
+    fn submit(&mut self, mut op: Op) -> Option<OpId> {
         let task = self.current?;
         let latency = match &mut op {
             Op::Sleep(d) => *d,
@@ -233,13 +310,14 @@ impl World {
             } => {
                 let takes = match outcome {
                     SinkFault::Timeout { .. } => self.faults.sink_timeout,
+                    SinkFault::Slow => self.faults.sink_slow_call,
                     _ => self.between(20, 400),
                 };
                 if takes > *within {
-                    // The adapter gives up at `within`; the receiver may or may not have it.
-                    *outcome = SinkFault::Timeout {
-                        received: self.rng.bool(),
-                    };
+                    // The adapter gives up at `within`; the receiver may or may not have it (a
+                    // slow one has it).
+                    let received = *outcome == SinkFault::Slow || self.rng.bool();
+                    *outcome = SinkFault::Timeout { received };
                     *within
                 } else {
                     takes
@@ -248,35 +326,106 @@ impl World {
             _ => self.between(1, 15),
         };
         let at = self.now.plus(latency);
-        self.ops.insert(task, (op, self.now));
-        self.schedule(at, Event::OpReady { task });
-        Some(task)
+        self.next_op += 1;
+        let id = self.next_op;
+        self.ops.insert(id, (task, op, self.now));
+        self.schedule(at, Event::OpReady { op: id });
+        Some(id)
     }
 
-    /// Removes a task's pending operation (the task is being executed or dropped).
-    pub fn take_op(&mut self, task: TaskId) -> Option<(Op, Millis)> {
-        self.ops.remove(&task)
+    /// Removes a pending operation to execute it: its task, the call, when it was made.
+    pub fn take_op(&mut self, op: OpId) -> Option<(TaskId, Op, Millis)> {
+        self.ops.remove(&op)
     }
 
-    pub fn forget_task(&mut self, task: TaskId) {
-        self.ops.remove(&task);
-        self.results.remove(&task);
+    /// The task ended (finished or crashed): its calls are forgotten; what it was.
+    pub fn end_task(&mut self, task: TaskId) -> TaskState {
+        self.ops.retain(|_, (t, _, _)| *t != task);
+        self.results.retain(|_, (t, _)| *t != task);
+        self.tasks.remove(&task).unwrap_or_default()
     }
 
-    pub fn put_result(&mut self, task: TaskId, r: OpResult) {
-        self.results.insert(task, r);
+    pub fn put_result(&mut self, op: OpId, task: TaskId, r: OpResult) {
+        self.results.insert(op, (task, r));
     }
 
-    /// Executes an operation against the simulated world, with faults.
-    pub fn execute(&mut self, op: Op, started: Millis) -> OpResult {
+    /// The code under test dropped call `op` before it finished (it lost a `select!`): a sink
+    /// call in flight is abandoned by lull now; the receiver may have the batch.
+    fn cancel(&mut self, op: OpId) {
+        self.results.remove(&op);
+        if let Some((
+            _,
+            Op::Deliver {
+                batch,
+                started,
+                outcome,
+                ..
+            },
+            _,
+        )) = self.ops.remove(&op)
+        {
+            let received = !self.sink_down && outcome != SinkFault::Error;
+            let now = self.now;
+            self.rec.delivery(&batch, started, now, received, false);
+        }
+    }
+
+    /// A store call refused before it lands: throttled, or an item over the size limit.
+    fn store_refuses(&mut self, next: Option<&Conversation>) -> Option<StoreError> {
+        if self.now < self.throttled_until && !self.draining && self.rng.bool() {
+            self.rec.faults += 1;
+            return Some(StoreError::Throttled(
+                "injected ProvisionedThroughputExceeded".into(),
+            ));
+        }
+        let size = next.map_or(0, item_size);
+        if size > ITEM_LIMIT {
+            self.rec.item_limit_hits += 1;
+            if let Some(c) = next {
+                let now = self.now;
+                self.rec
+                    .trace(&c.key, now, TraceEvent::Fault("item over 400 KB refused"));
+            }
+            return Some(StoreError::TooLarge(format!(
+                "item of {size} bytes over the {ITEM_LIMIT}-byte limit (ValidationException)"
+            )));
+        }
+        None
+    }
+
+    /// A write of `next` landed for `task`: the index learns its due time (after a lag), and
+    /// when the task is a webhook request, its message is stored now.
+    fn landed(&mut self, task: TaskId, next: &Conversation, stores_message: bool) {
+        let lag = self.index_lag.as_millis() as u64;
+        let at = self.now.plus(self.between(0, lag));
+        self.index.update(&next.key, next.due_at(), at);
+        if let (true, Some(a)) = (
+            stores_message,
+            self.tasks.get(&task).and_then(|t| t.attempt),
+        ) {
+            let now = self.now;
+            self.rec.landed(a.msg, a.arrived, now, a.policy);
+        }
+    }
+
+    /// Executes task `task`'s operation against the simulated world, with faults.
+    pub fn execute(&mut self, task: TaskId, op: Op, started: Millis) -> OpResult {
         let now = self.now;
         if let Some(k) = op.key() {
             let name = op.name();
             self.rec.trace(k, now, TraceEvent::Op(name));
         }
+        if !matches!(op, Op::Load(_) | Op::Due { .. } | Op::Sleep(_)) {
+            if let Some(t) = self.tasks.get_mut(&task) {
+                t.effects += 1;
+            }
+        }
         let store_fault = self.faults.store_error;
         match op {
             Op::Load(key) => {
+                if let Some(e) = self.store_refuses(None) {
+                    return OpResult::Load(Err(e));
+                }
                 if self.fault(store_fault) {
                     self.rec.faults += 1;
                     return OpResult::Load(Err(StoreError::Unavailable("injected".into())));
@@ -289,28 +438,53 @@ impl World {
                 dedupe,
                 now: at,
             } => {
-                if self.fault(store_fault) {
+                if let Some(e) = self.store_refuses(Some(&next)) {
+                    return OpResult::Appended(Err(e));
+                }
+                let failed = self.fault(store_fault);
+                // Half the failures land anyway (a timeout after the write).
+                if failed {
                     self.rec.faults += 1;
-                    // Half the failures land anyway (a timeout after the write).
-                    if self.rng.bool() {
-                        let _ = self.store.append_now(expected, &next, &dedupe, at);
+                    if !self.rng.bool() {
+                        return OpResult::Appended(Err(StoreError::Unavailable("injected".into())));
                     }
+                }
+                let r = self.store.append_now(expected, &next, &dedupe, at);
+                if matches!(r, Ok(Appended::Ok)) {
+                    self.landed(task, &next, true);
+                }
+                if failed {
                     return OpResult::Appended(Err(StoreError::Unavailable("injected".into())));
                 }
-                OpResult::Appended(self.store.append_now(expected, &next, &dedupe, at))
+                OpResult::Appended(r)
             }
             Op::Replace { expected, next } => {
-                if self.fault(store_fault) {
+                if let Some(e) = self.store_refuses(Some(&next)) {
+                    return OpResult::Written(Err(e));
+                }
+                let failed = self.fault(store_fault);
+                if failed {
                     self.rec.faults += 1;
-                    if self.rng.bool() {
-                        let _ = self.store.replace_now(expected, &next);
+                    if !self.rng.bool() {
+                        return OpResult::Written(Err(StoreError::Unavailable("injected".into())));
                     }
+                }
+                let r = self.store.replace_now(expected, &next);
+                if matches!(r, Ok(Written::Ok)) {
+                    self.landed(task, &next, false);
+                }
+                if failed {
                     return OpResult::Written(Err(StoreError::Unavailable("injected".into())));
                 }
-                OpResult::Written(self.store.replace_now(expected, &next))
+                OpResult::Written(r)
             }
-            Op::Due { now: at, limit } => OpResult::Due(Ok(self.store.due_now(at, limit))),
-            Op::Arm { msg, at } => OpResult::Armed(self.arm(msg, at)),
+            Op::Due { now: at, limit } => {
+                if let Some(e) = self.store_refuses(None) {
+                    return OpResult::Due(Err(e));
+                }
+                OpResult::Due(Ok(self.index.due(at, limit)))
+            }
+            Op::Arm { msg, at, sent_at } => OpResult::Armed(self.arm(msg, at, sent_at)),
             Op::Deliver {
                 batch,
                 started: s,
@@ -319,11 +493,13 @@ impl World {
             } => {
                 let received = match outcome {
                     _ if self.sink_down => false,
-                    SinkFault::None | SinkFault::LostAck => true,
+                    SinkFault::None | SinkFault::LostAck | SinkFault::Slow => true,
                     SinkFault::Error => false,
                     SinkFault::Timeout { received } => received,
                 };
-                let acked = received && outcome == SinkFault::None && !self.sink_down;
+                let acked = received
+                    && matches!(outcome, SinkFault::None | SinkFault::Slow)
+                    && !self.sink_down;
                 self.rec.delivery(&batch, s, now, received, acked);
                 if acked {
                     OpResult::Delivered(Ok(()))
@@ -336,10 +512,15 @@ impl World {
                 OpResult::Unit
             }
             Op::PutIfVersion { expected, next } => {
-                OpResult::Written(Ok(self.store.put_if_version(expected, &next)))
+                let r = self.store.put_if_version(expected, &next);
+                if r == Written::Ok {
+                    self.landed(task, &next, true);
+                }
+                OpResult::Written(Ok(r))
             }
             Op::PutUnconditionally(next) => {
                 self.store.put_unconditionally(&next);
+                self.landed(task, &next, true);
                 OpResult::Unit
             }
             Op::DedupeAlone { dedupe, now: at } => {
@@ -353,9 +534,17 @@ impl World {
         }
     }
 
-    /// SQS SendMessage with DelaySeconds rounded up to whole seconds (never early), clamped to
-    /// 900 s, plus polling slack; and the faults: error, lost, duplicated, late, early.
-    fn arm(&mut self, msg: TriggerMsg, at: Millis) -> Result<(), TriggerError> {
+    /// The replaced design's cleanup deletes a record with no condition.
+    pub fn delete(&mut self, key: &ConversationKey) {
+        self.store.delete_unconditionally(key);
+        let at = self.now;
+        self.index.update(key, None, at);
+    }
+
+    /// SQS SendMessage with DelaySeconds (computed on the sender's clock, `sent_at`) rounded up
+    /// to whole seconds (never early), clamped to SQS's 900 s maximum, plus polling slack; and
+    /// the faults: error, lost, duplicated, late, early.
+    fn arm(&mut self, msg: TriggerMsg, at: Millis, sent_at: Millis) -> Result<(), TriggerError> {
         let f = self.faults;
         if self.fault(f.trigger_error) {
             self.rec.faults += 1;
@@ -369,7 +558,7 @@ impl World {
                 .trace(&msg.key, self.now, TraceEvent::Fault("trigger lost"));
             return Ok(());
         }
-        let delay_s = at.0.saturating_sub(self.now.0).div_ceil(1000).min(900);
+        let delay_s = at.0.saturating_sub(sent_at.0).div_ceil(1000).min(900);
         let mut fire = self
             .now
             .plus(Duration::from_secs(delay_s) + self.between(0, 200));
@@ -420,9 +609,38 @@ impl World {
         } else if self.fault(f.sink_lost_ack) {
             self.rec.faults += 1;
             SinkFault::LostAck
+        } else if self.fault(f.sink_slow) {
+            self.rec.faults += 1;
+            SinkFault::Slow
         } else {
             SinkFault::None
         }
+    }
+}
+
+/// The stored size of a conversation item, as DynamoDB counts it (the record's JSON plus its key
+/// and index attributes), serialised only when it could be near the limit: a pending batch's
+/// own fields take far less than 1 KB beside its messages' stored bytes.
+pub(crate) fn item_size(c: &Conversation) -> usize {
+    let bound = c.stored_bytes() as usize + 1024 * (c.pending.len() + 4);
+    if bound < ITEM_LIMIT {
+        return bound;
+    }
+    /// Counts what is written, keeping nothing.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    match serde_json::to_writer(&mut n, c) {
+        Ok(()) => n.0 + c.key.storage_key().len() + 64,
+        Err(_) => usize::MAX,
     }
 }
 
@@ -442,7 +660,7 @@ impl SimPorts {
         OpCall {
             world: self.world.clone(),
             op: Some(op),
-            task: None,
+            id: None,
         }
     }
 }
@@ -451,7 +669,8 @@ impl SimPorts {
 pub(crate) struct OpCall {
     world: Arc<Mutex<World>>,
     op: Option<Op>,
-    task: Option<TaskId>,
+    /// Set once submitted; cleared once its result was taken.
+    id: Option<OpId>,
 }
 
 impl Future for OpCall {
@@ -461,12 +680,23 @@ impl Future for OpCall {
         let this = self.get_mut();
         let mut w = lock(&this.world);
         if let Some(op) = this.op.take() {
-            this.task = w.submit(op);
+            this.id = w.submit(op);
             return Poll::Pending;
         }
-        match this.task.and_then(|t| w.results.remove(&t)) {
-            Some(r) => Poll::Ready(r),
+        match this.id.and_then(|id| w.results.remove(&id)) {
+            Some((_, r)) => {
+                this.id = None;
+                Poll::Ready(r)
+            }
             None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for OpCall {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            lock(&self.world).cancel(id);
         }
     }
 }
@@ -525,10 +755,12 @@ impl WindowStore for SimPorts {
 
 impl Trigger for SimPorts {
     async fn arm(&self, msg: &TriggerMsg, at: Millis) -> Result<(), TriggerError> {
+        let sent_at = lock(&self.world).host_now();
         match self
             .call(Op::Arm {
                 msg: msg.clone(),
                 at,
+                sent_at,
             })
             .await
         {
@@ -543,7 +775,13 @@ impl Sink for SimPorts {
         let (started, outcome) = {
             let mut w = lock(&self.world);
             let o = w.sink_outcome();
-            (w.now, o)
+            let now = w.now;
+            let ev = TraceEvent::SinkCall {
+                gen: batch.generation,
+                messages: batch.messages.len(),
+            };
+            w.rec.trace(&batch.conversation, now, ev);
+            (now, o)
         };
         let op = Op::Deliver {
             batch: Box::new(batch.clone()),
@@ -560,7 +798,7 @@ impl Sink for SimPorts {
 
 impl Clock for SimPorts {
     fn now(&self) -> Millis {
-        lock(&self.world).now
+        lock(&self.world).host_now()
     }
 
     async fn sleep(&self, d: Duration) {
@@ -569,5 +807,60 @@ impl Clock for SimPorts {
 
     fn random(&self) -> u64 {
         lock(&self.world).rng.u64(..)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    /// Runs the world's events for task 1 until `fut` is ready (what the driver does).
+    fn drive<F: Future>(world: &Arc<Mutex<World>>, fut: Pin<&mut F>) -> F::Output {
+        let mut fut = fut;
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            lock(world).set_current(Some(1));
+            let r = fut.as_mut().poll(&mut cx);
+            lock(world).set_current(None);
+            if let Poll::Ready(out) = r {
+                return out;
+            }
+            let mut w = lock(world);
+            let Some((_, Event::OpReady { op })) = w.pop() else {
+                panic!("nothing left to run");
+            };
+            if let Some((task, call, started)) = w.take_op(op) {
+                let r = w.execute(task, call, started);
+                w.put_result(op, task, r);
+            }
+        }
+    }
+
+    #[test]
+    fn a_task_may_have_calls_in_flight_together_and_a_dropped_call_is_cancelled() {
+        let rec = Recorder::default();
+        let world = Arc::new(Mutex::new(World::new(1, Millis(0), Faults::none(), rec)));
+        let ports = SimPorts {
+            world: world.clone(),
+        };
+        lock(&world).begin_task(1, None);
+        let both = async {
+            tokio::join!(
+                ports.sleep(Duration::from_millis(10)),
+                ports.sleep(Duration::from_millis(20))
+            )
+        };
+        drive(&world, std::pin::pin!(both));
+        assert_eq!(lock(&world).now, Millis(20), "both ran, concurrently");
+
+        let mut call = Box::pin(ports.call(Op::Sleep(Duration::from_millis(5))));
+        lock(&world).set_current(Some(1));
+        let first = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        lock(&world).set_current(None);
+        assert!(first.is_pending());
+        assert_eq!(lock(&world).ops.len(), 1);
+        drop(call);
+        assert!(lock(&world).ops.is_empty(), "the dropped call is cancelled");
     }
 }

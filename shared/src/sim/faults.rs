@@ -25,12 +25,23 @@ pub struct Faults {
     pub sink_error: f64,
     /// Sink does not answer within the timeout (it may or may not have the batch).
     pub sink_timeout_rate: f64,
-    /// How long a timed-out sink call takes.
+    /// How long a timed-out sink call takes (at most the call's budget).
     pub sink_timeout: Duration,
     /// Sink accepts the batch but lull is told it failed.
     pub sink_lost_ack: f64,
-    /// Chance, per sweep tick, that the sink goes down for 30 s to 5 min.
+    /// Sink takes `sink_slow_call` to answer, then acknowledges (a slow AI step). The call is cut
+    /// at its budget (`Sink::deliver`'s `within`, from the sink timeout and the lease) if that
+    /// comes first, as every adapter does.
+    pub sink_slow: f64,
+    /// How long a slow sink call takes.
+    pub sink_slow_call: Duration,
+    /// Chance, per sweep tick, that the sink goes down for 30 s to `sink_outage_max`.
     pub sink_outage: f64,
+    /// The longest random sink outage.
+    pub sink_outage_max: Duration,
+    /// Chance, per sweep tick, that the store throttles for 1 to 10 s: half its calls fail
+    /// without landing (DynamoDB's `ProvisionedThroughputExceeded`).
+    pub store_throttle: f64,
     /// Chance that a gateway re-sends a message it already got a 2xx for.
     pub webhook_retry: f64,
 }
@@ -52,7 +63,11 @@ impl Faults {
             sink_timeout_rate: 0.003,
             sink_timeout: Duration::from_secs(10),
             sink_lost_ack: 0.005,
+            sink_slow: 0.0,
+            sink_slow_call: Duration::from_secs(40),
             sink_outage: 0.01,
+            sink_outage_max: Duration::from_secs(300),
+            store_throttle: 0.02,
             webhook_retry: 0.02,
         }
     }
@@ -72,8 +87,21 @@ impl Faults {
             sink_timeout_rate: 0.0,
             sink_timeout: Duration::from_secs(10),
             sink_lost_ack: 0.0,
+            sink_slow: 0.0,
+            sink_slow_call: Duration::from_secs(40),
             sink_outage: 0.0,
+            sink_outage_max: Duration::from_secs(300),
+            store_throttle: 0.0,
             webhook_retry: 0.0,
+        }
+    }
+
+    /// The standard mix plus sink calls of 40 s that then succeed (longer than the 30 s lease
+    /// lull had before its lease followed from the sink timeout).
+    pub fn slow_sink() -> Faults {
+        Faults {
+            sink_slow: 0.01,
+            ..Faults::standard()
         }
     }
 }

@@ -3,34 +3,45 @@
 //! A seeded run generates thousands of conversations' bursts, runs the real protocol
 //! ([`crate::protocol::Buffer`]) over simulated ports whose every call is scheduled on a virtual
 //! clock, injects faults (crashes between any two steps, lost / duplicated / late / early
-//! triggers, sink errors, timeouts and lost acknowledgements, store errors, webhook retries), then
-//! turns faults off, drains, and checks all six invariants and the liveness bound. The same seed
-//! replays the same run; a violation prints the seed and the conversation's trace.
+//! triggers, sink errors, timeouts, slow calls and lost acknowledgements, store errors, throttling
+//! and item limits, webhook retries, clock skew between hosts, a lagging sweep index, tenant
+//! policies changed mid-window), then turns faults off, drains, and checks every invariant
+//! ([`Invariant`]) on the world's own clock. The same seed replays the same run; a violation
+//! prints the seed and the conversation's trace.
 
+mod check;
+mod counts;
 mod exec;
 mod faults;
+mod index;
+mod invariant;
 mod record;
+mod report;
+mod sut;
 mod variants;
 mod workload;
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 pub use faults::Faults;
-pub use record::Violation;
+pub use invariant::{Invariant, Violation};
+pub use report::SimReport;
 pub use workload::Shape;
 
+use crate::key::ConversationKey;
 use crate::message::Message;
-use crate::protocol::{AppendOutcome, Buffer, BufferConfig, Claim, Disposition};
+use crate::metrics as m;
+use crate::protocol::BufferConfig;
 use crate::time::Millis;
 
-use exec::{Event, OpResult, SimPorts, TaskId, World};
-use record::{Bounds, Recorder, TraceEvent};
+use check::{Bounds, Counted, Wedged};
+use counts::Counts;
+use exec::{Attempt, Event, OpId, OpResult, SimPorts, TaskId, World};
+use record::{Recorder, TraceEvent};
+use sut::{Answer, Boxed, Flushed, Lull, SystemUnderTest};
 use workload::Workload;
 
 /// Which protocol to run.
@@ -44,6 +55,8 @@ pub enum Protocol {
     AckBeforeSink,
     /// lull, but writing the dedupe record separately from the append.
     SeparateDedupe,
+    /// lull, but the webhook stamps `received_at` 2 s early.
+    StampsEarly,
 }
 
 impl Protocol {
@@ -53,6 +66,7 @@ impl Protocol {
             "replaced" => Protocol::Replaced,
             "ack-before-sink" => Protocol::AckBeforeSink,
             "separate-dedupe" => Protocol::SeparateDedupe,
+            "stamps-early" => Protocol::StampsEarly,
             _ => return None,
         })
     }
@@ -63,6 +77,20 @@ impl Protocol {
             Protocol::Replaced => "replaced",
             Protocol::AckBeforeSink => "ack-before-sink",
             Protocol::SeparateDedupe => "separate-dedupe",
+            Protocol::StampsEarly => "stamps-early",
+        }
+    }
+
+    /// The system under test for this protocol, over the simulated ports.
+    fn system(self, ports: &SimPorts, config: BufferConfig) -> Arc<dyn SystemUnderTest> {
+        let lull = Lull::new(ports, config);
+        let ports = ports.clone();
+        match self {
+            Protocol::Lull => Arc::new(lull),
+            Protocol::Replaced => Arc::new(variants::Replaced { lull, ports }),
+            Protocol::AckBeforeSink => Arc::new(variants::AckBeforeSink { lull, ports }),
+            Protocol::SeparateDedupe => Arc::new(variants::SeparateDedupe { lull, ports }),
+            Protocol::StampsEarly => Arc::new(variants::StampsEarly::new(&ports, config, lull)),
         }
     }
 }
@@ -77,13 +105,21 @@ pub struct SimConfig {
     pub faults: Faults,
     /// How often the sweep runs (60 s on AWS).
     pub sweep_interval: Duration,
-    /// How long a failed trigger stays invisible before SQS redelivers it.
+    /// How long a failed trigger stays invisible before SQS redelivers it; at least the flush
+    /// function's timeout (`HandoffTiming::min_visibility_timeout`), as SQS requires.
     pub visibility_timeout: Duration,
     /// Receives before a trigger moves to the DLQ.
     pub max_receives: u32,
     pub buffer: BufferConfig,
     /// The traffic to generate.
     pub shape: Shape,
+    /// Largest difference between two hosts' clocks: each task reads `now` off by up to half
+    /// of it, either way.
+    pub clock_skew: Duration,
+    /// Longest lag of the sweep's due index behind the table (a GSI is eventually consistent).
+    pub index_lag: Duration,
+    /// A sink outage at a fixed time: (after the start, how long).
+    pub outage: Option<(Duration, Duration)>,
 }
 
 impl SimConfig {
@@ -95,104 +131,44 @@ impl SimConfig {
             protocol: Protocol::Lull,
             faults: Faults::standard(),
             sweep_interval: Duration::from_secs(60),
-            visibility_timeout: Duration::from_secs(30),
+            visibility_timeout: BufferConfig::default().timing.min_visibility_timeout(),
             max_receives: 5,
             buffer: BufferConfig::default(),
             shape: Shape::Adversarial,
+            clock_skew: Duration::from_millis(500),
+            index_lag: Duration::from_secs(2),
+            outage: None,
         }
     }
 }
-
-/// What a run did and found.
-#[derive(Clone, Debug)]
-pub struct SimReport {
-    pub seed: u64,
-    pub protocol: Protocol,
-    /// Messages accepted (answered 2xx).
-    pub messages: usize,
-    /// Distinct batches acknowledged.
-    pub batches: usize,
-    pub faults: u64,
-    pub violations: Vec<Violation>,
-    /// Triggers moved to the DLQ.
-    pub dead_letters: u64,
-    /// Virtual time simulated.
-    pub simulated: Duration,
-    /// Traces of the first conversations with violations.
-    pub traces: Vec<String>,
-}
-
-impl SimReport {
-    /// The one summary line: `messages=N batches=N faults=N violations=N`.
-    pub fn summary(&self) -> String {
-        format!(
-            "messages={} batches={} faults={} violations={}",
-            self.messages,
-            self.batches,
-            self.faults,
-            self.violations.len()
-        )
-    }
-}
-
-impl fmt::Display for SimReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}", self.summary())?;
-        if !self.violations.is_empty() {
-            writeln!(
-                f,
-                "seed {} ({}) broke invariants; replay with --seed {}",
-                self.seed,
-                self.protocol.as_str(),
-                self.seed
-            )?;
-            let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
-            for v in &self.violations {
-                *by_kind.entry(v.invariant).or_default() += 1;
-            }
-            for (k, n) in by_kind {
-                writeln!(f, "  {n} x invariant {k}")?;
-            }
-            for v in self.violations.iter().take(5) {
-                writeln!(f, "  - [{}] {}", v.invariant, v.detail)?;
-            }
-            for t in &self.traces {
-                write!(f, "{t}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-type SimBuffer = Buffer<SimPorts, SimPorts, SimPorts, SimPorts>;
-type TaskFuture = Pin<Box<dyn Future<Output = TaskOutput> + Send>>;
 
 enum TaskKind {
     Append { msg: usize },
     Flush { sqs: u64 },
     Sweep,
-    SweepOne { key: crate::key::ConversationKey },
+    SweepOne { key: ConversationKey },
 }
 
 enum TaskOutput {
-    /// The webhook answered: Ok(how) is a 2xx.
-    Append(Result<&'static str, String>),
-    /// The flush finished: Ok(true) deletes the trigger, Ok(false) or Err leaves it for a retry.
-    Flush(Result<bool, String>),
+    Append(Answer),
+    Flush(Flushed),
     /// The sweep's query: the conversations past due.
-    Sweep(Vec<crate::key::ConversationKey>),
+    Sweep(Vec<ConversationKey>),
 }
+
+type TaskFuture = Boxed<TaskOutput>;
 
 struct Driver {
     cfg: SimConfig,
     world: Arc<Mutex<World>>,
-    ports: SimPorts,
-    buffer: Arc<SimBuffer>,
+    sut: Arc<dyn SystemUnderTest>,
+    /// lull's counters, recorded while its futures are polled.
+    counts: Counts,
     work: Arc<Workload>,
     tasks: BTreeMap<TaskId, (TaskKind, TaskFuture)>,
     next_task: TaskId,
     sweep_running: bool,
-    sweeping: std::collections::BTreeSet<crate::key::ConversationKey>,
+    sweeping: std::collections::BTreeSet<ConversationKey>,
     drain_at: Millis,
 }
 
@@ -207,28 +183,19 @@ pub fn run(cfg: &SimConfig) -> SimReport {
         cfg.conversations,
         start,
     ));
-    let world = Arc::new(Mutex::new(World::new(
-        rng.u64(..),
-        start,
-        cfg.faults,
-        Recorder::new(&work),
-    )));
+    let mut world = World::new(rng.u64(..), start, cfg.faults, Recorder::new(&work));
+    world.max_offset_ms = cfg.clock_skew.as_millis() as u64 / 2;
+    world.index_lag = cfg.index_lag;
+    let world = Arc::new(Mutex::new(world));
     let ports = SimPorts {
         world: world.clone(),
     };
-    let buffer = Arc::new(Buffer::new(
-        ports.clone(),
-        ports.clone(),
-        ports.clone(),
-        ports.clone(),
-        cfg.buffer,
-    ));
     let last = work.messages.last().map_or(start, |m| m.at);
     let mut d = Driver {
+        sut: cfg.protocol.system(&ports, cfg.buffer),
         cfg: cfg.clone(),
         world,
-        ports,
-        buffer,
+        counts: Counts::default(),
         work,
         tasks: BTreeMap::new(),
         next_task: 1,
@@ -250,8 +217,12 @@ impl Driver {
             for (i, m) in self.work.messages.iter().enumerate() {
                 w.schedule(m.at, Event::Arrive { msg: i });
             }
-            if self.cfg.protocol != Protocol::Replaced {
+            if self.sut.retries() {
                 w.schedule(start.plus(self.cfg.sweep_interval), Event::SweepTick);
+            }
+            if let Some((after, len)) = self.cfg.outage {
+                w.schedule(start.plus(after), Event::SinkOutage { down: true });
+                w.schedule(start.plus(after + len), Event::SinkOutage { down: false });
             }
         }
         let hard_stop = self.drain_at.plus(Duration::from_secs(6 * 3600));
@@ -265,8 +236,9 @@ impl Driver {
                 }
                 if w.draining
                     && steps.is_multiple_of(256)
-                    && w.rec.all_acked()
                     && self.tasks.is_empty()
+                    && w.rec.all_acked()
+                    && w.store.conversations().iter().all(|c| c.is_idle())
                 {
                     None
                 } else {
@@ -283,11 +255,16 @@ impl Driver {
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Arrive { msg } => self.arrive(msg),
-            Event::OpReady { task } => self.op_ready(task),
+            Event::OpReady { op } => self.op_ready(op),
             Event::TriggerDeliver { sqs } => self.trigger_deliver(sqs),
             Event::SweepTick => self.sweep_tick(),
-            Event::SinkOutage { down } => lock(&self.world).sink_down = down,
-            Event::Cleanup { key } => lock(&self.world).store.delete_unconditionally(&key),
+            Event::SinkOutage { down } => {
+                let mut w = lock(&self.world);
+                if !w.draining {
+                    w.sink_down = down;
+                }
+            }
+            Event::Cleanup { key } => lock(&self.world).delete(&key),
         }
     }
 
@@ -295,33 +272,26 @@ impl Driver {
         let m = &self.work.messages[i];
         let conv = &self.work.conversations[m.conv];
         let key = conv.key.clone();
-        let policy = conv.policy;
         let msg = Message::text(m.id.clone(), key.user.clone(), m.text.clone());
-        {
+        let now = {
             let mut w = lock(&self.world);
             let now = w.now;
             w.rec.first_attempt[i].get_or_insert(now);
+            w.rec.attempts[i] += 1;
             w.rec
                 .trace_conv(m.conv, now, TraceEvent::Arrive(m.id.clone()));
-        }
-        let b = self.buffer.clone();
-        let p = self.ports.clone();
-        let fut: TaskFuture = match self.cfg.protocol {
-            Protocol::Lull | Protocol::AckBeforeSink => Box::pin(async move {
-                TaskOutput::Append(match b.append(&key, &policy, msg).await {
-                    Ok(AppendOutcome::Accepted { .. }) => Ok("accepted"),
-                    Ok(AppendOutcome::Duplicate { .. }) => Ok("duplicate"),
-                    Err(e) => Err(e.to_string()),
-                })
-            }),
-            Protocol::SeparateDedupe => Box::pin(async move {
-                TaskOutput::Append(variants::append_separate_dedupe(&p, &key, &policy, msg).await)
-            }),
-            Protocol::Replaced => Box::pin(async move {
-                TaskOutput::Append(variants::replaced_webhook(&p, &key, policy.quiet, msg).await)
-            }),
+            now
         };
-        self.spawn(TaskKind::Append { msg: i }, fut);
+        let policy = conv.policy_at(now);
+        let attempt = Attempt {
+            msg: i,
+            arrived: now,
+            policy,
+        };
+        let sut = self.sut.clone();
+        let fut: TaskFuture =
+            Box::pin(async move { TaskOutput::Append(sut.append(key, policy, msg).await) });
+        self.spawn(TaskKind::Append { msg: i }, Some(attempt), fut);
     }
 
     fn trigger_deliver(&mut self, sqs: u64) {
@@ -343,98 +313,55 @@ impl Driver {
             );
             msg
         };
-        let b = self.buffer.clone();
-        let p = self.ports.clone();
-        let fut: TaskFuture = match self.cfg.protocol {
-            Protocol::Lull | Protocol::SeparateDedupe => Box::pin(async move {
-                let r = b
-                    .flush(&trig.key, Claim::Trigger { chain: trig.chain })
-                    .await;
-                let out = match &r {
-                    // As the flush Lambda: anything but Done is reported failed to SQS.
-                    Ok(rep) => Ok(rep.end.disposition() == Disposition::Done),
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Ok(mut w) = p.world.lock() {
-                    let now = w.now;
-                    let what = match &r {
-                        Ok(rep) => format!("{:?}, {} handed off", rep.end, rep.handed_off.len()),
-                        Err(e) => format!("error {e}"),
-                    };
-                    w.rec.trace(&trig.key, now, TraceEvent::FlushEnded(what));
-                }
-                TaskOutput::Flush(out)
-            }),
-            Protocol::AckBeforeSink => {
-                Box::pin(
-                    async move { TaskOutput::Flush(variants::flush_ack_first(&p, &trig).await) },
-                )
-            }
-            Protocol::Replaced => {
-                Box::pin(
-                    async move { TaskOutput::Flush(variants::replaced_timer(&p, &trig).await) },
-                )
-            }
-        };
-        self.spawn(TaskKind::Flush { sqs }, fut);
+        let sut = self.sut.clone();
+        let fut: TaskFuture = Box::pin(async move { TaskOutput::Flush(sut.flush(trig).await) });
+        self.spawn(TaskKind::Flush { sqs }, None, fut);
     }
 
     fn sweep_tick(&mut self) {
         let mut w = lock(&self.world);
         let now = w.now;
         w.schedule(now.plus(self.cfg.sweep_interval), Event::SweepTick);
-        if !w.sink_down && w.fault(self.cfg.faults.sink_outage) {
+        let f = self.cfg.faults;
+        if !w.sink_down && w.fault(f.sink_outage) {
             w.rec.faults += 1;
             w.sink_down = true;
-            let back = now.plus(w.between(30_000, 300_000));
+            let max = f.sink_outage_max.as_millis() as u64;
+            let back = now.plus(w.between(30_000.min(max), max));
             w.schedule(back, Event::SinkOutage { down: false });
+        }
+        if w.fault(f.store_throttle) {
+            w.rec.faults += 1;
+            w.throttled_until = now.plus(w.between(1_000, 10_000));
         }
         drop(w);
         if self.sweep_running {
             return;
         }
         self.sweep_running = true;
-        let b = self.buffer.clone();
-        let fut: TaskFuture = Box::pin(async move {
-            TaskOutput::Sweep(b.handoff().sweep_due(1000).await.unwrap_or_default())
-        });
-        self.spawn(TaskKind::Sweep, fut);
+        let sut = self.sut.clone();
+        let fut: TaskFuture = Box::pin(async move { TaskOutput::Sweep(sut.sweep_due(1000).await) });
+        self.spawn(TaskKind::Sweep, None, fut);
     }
 
-    /// The sweep flushes every conversation it found past due, concurrently, as the shells do.
-    fn sweep_found(&mut self, keys: Vec<crate::key::ConversationKey>) {
+    /// The sweep flushes every conversation it found past due, concurrently.
+    fn sweep_found(&mut self, keys: Vec<ConversationKey>) {
         for key in keys {
             if !self.sweeping.insert(key.clone()) {
                 continue;
             }
-            let b = self.buffer.clone();
-            let p = self.ports.clone();
+            let sut = self.sut.clone();
             let k = key.clone();
-            let fut: TaskFuture = match self.cfg.protocol {
-                Protocol::AckBeforeSink => Box::pin(async move {
-                    let now = crate::ports::Clock::now(&p);
-                    let trig = crate::ports::TriggerMsg {
-                        key: k,
-                        chain: 0,
-                        gen: 0,
-                        ver: 0,
-                        due: now,
-                    };
-                    let _ = variants::flush_ack_first(&p, &trig).await;
-                    TaskOutput::Sweep(Vec::new())
-                }),
-                _ => Box::pin(async move {
-                    let _ = b.handoff().sweep_one(&k).await;
-                    TaskOutput::Sweep(Vec::new())
-                }),
-            };
-            self.spawn(TaskKind::SweepOne { key }, fut);
+            let fut: TaskFuture =
+                Box::pin(async move { TaskOutput::Flush(sut.sweep_one(k).await) });
+            self.spawn(TaskKind::SweepOne { key }, None, fut);
         }
     }
 
-    fn spawn(&mut self, kind: TaskKind, fut: TaskFuture) {
+    fn spawn(&mut self, kind: TaskKind, attempt: Option<Attempt>, fut: TaskFuture) {
         let id = self.next_task;
         self.next_task += 1;
+        lock(&self.world).begin_task(id, attempt);
         self.tasks.insert(id, (kind, fut));
         self.poll(id);
     }
@@ -445,41 +372,26 @@ impl Driver {
         };
         lock(&self.world).set_current(Some(id));
         let mut cx = Context::from_waker(Waker::noop());
-        let r = fut.as_mut().poll(&mut cx);
+        let r = metrics::with_local_recorder(&self.counts, || fut.as_mut().poll(&mut cx));
         lock(&self.world).set_current(None);
         if let Poll::Ready(out) = r {
             if let Some((kind, _)) = self.tasks.remove(&id) {
-                self.complete(kind, out);
+                self.complete(id, kind, out);
             }
         }
     }
 
-    fn op_ready(&mut self, task: TaskId) {
+    fn op_ready(&mut self, id: OpId) {
+        let mut w = lock(&self.world);
+        let Some((task, op, started)) = w.take_op(id) else {
+            return;
+        };
         if !self.tasks.contains_key(&task) {
             return;
         }
-        let mut w = lock(&self.world);
-        let Some((op, started)) = w.take_op(task) else {
-            return;
-        };
         let is_sleep = matches!(op, exec::Op::Sleep(_));
-        let name = match &op {
-            exec::Op::Load(_) => "load",
-            exec::Op::Append { .. } => "append",
-            exec::Op::Replace { .. } => "replace",
-            exec::Op::Arm { .. } => "arm",
-            exec::Op::Deliver { .. } => "deliver",
-            _ => "other",
-        };
-        let key = match &op {
-            exec::Op::Load(k) => Some(k.clone()),
-            exec::Op::Append { next, .. } | exec::Op::Replace { next, .. } => {
-                Some(next.key.clone())
-            }
-            exec::Op::Arm { msg, .. } => Some(msg.key.clone()),
-            exec::Op::Deliver { batch, .. } => Some(batch.conversation.clone()),
-            _ => None,
-        };
+        let name = op.name();
+        let key = op.key().cloned();
         // A crash before the operation lands, or after it landed but before the task sees it.
         let dies = |w: &mut World, p: f64| {
             let dead = !is_sleep && w.fault(p);
@@ -497,20 +409,26 @@ impl Driver {
             self.crash(task);
             return;
         }
-        let result: OpResult = w.execute(op, started);
+        let result: OpResult = w.execute(task, op, started);
         if dies(&mut w, self.cfg.faults.crash_after) {
             drop(w);
             self.crash(task);
             return;
         }
-        w.put_result(task, result);
+        if matches!(
+            result,
+            OpResult::Appended(Ok(crate::ports::Appended::Duplicate(_)))
+        ) {
+            w.rec.drops.duplicate_results += 1;
+        }
+        w.put_result(id, task, result);
         drop(w);
         self.poll(task);
     }
 
     /// The task's process died: drop it, and let the world react as it would.
     fn crash(&mut self, task: TaskId) {
-        lock(&self.world).forget_task(task);
+        lock(&self.world).end_task(task);
         if let Some((kind, _)) = self.tasks.remove(&task) {
             match kind {
                 TaskKind::Append { msg } => self.gateway_retry(msg, "crashed".into()),
@@ -523,13 +441,17 @@ impl Driver {
         }
     }
 
+    /// The gateway retries a request that failed: within a minute at first, then backing off
+    /// (doubling up to an hour), as Meta's and Twilio's do.
     fn gateway_retry(&mut self, msg: usize, why: String) {
         let mut w = lock(&self.world);
         let now = w.now;
         let m = &self.work.messages[msg];
         w.rec
             .trace_conv(m.conv, now, TraceEvent::AppendFailed(m.id.clone(), why));
-        let at = now.plus(w.between(1_000, 60_000));
+        let attempts = w.rec.attempts[msg];
+        let wait = w.between(1_000, 60_000) * (1u32 << attempts.saturating_sub(3).min(6));
+        let at = now.plus(wait.min(Duration::from_secs(3600)));
         w.schedule(at, Event::Arrive { msg });
     }
 
@@ -538,7 +460,7 @@ impl Driver {
     fn redeliver(&mut self, sqs: u64) {
         let mut w = lock(&self.world);
         let receives = w.queue.get(&sqs).map_or(0, |q| q.receives);
-        if self.cfg.protocol == Protocol::Replaced {
+        if !self.sut.retries() {
             w.queue.remove(&sqs);
             return;
         }
@@ -551,12 +473,29 @@ impl Driver {
         }
     }
 
-    fn complete(&mut self, kind: TaskKind, out: TaskOutput) {
+    fn complete(&mut self, task: TaskId, kind: TaskKind, out: TaskOutput) {
+        let state = lock(&self.world).end_task(task);
         match (kind, out) {
-            (TaskKind::Append { msg }, TaskOutput::Append(Ok(how))) => {
+            (TaskKind::Append { msg }, TaskOutput::Append(answer)) => {
                 let mut w = lock(&self.world);
                 let now = w.now;
                 let m = &self.work.messages[msg];
+                let how = match &answer {
+                    Answer::Accepted => "accepted",
+                    Answer::Duplicate => "duplicate",
+                    Answer::Refused(e) | Answer::Failed(e) => {
+                        if matches!(answer, Answer::Refused(_)) {
+                            w.rec.drops.refused_answers += 1;
+                        }
+                        let e = e.clone();
+                        drop(w);
+                        self.gateway_retry(msg, e);
+                        return;
+                    }
+                };
+                if matches!(answer, Answer::Duplicate) {
+                    w.rec.drops.duplicate_answers += 1;
+                }
                 w.rec
                     .trace_conv(m.conv, now, TraceEvent::Accepted(m.id.clone(), how));
                 if w.rec.accepted[msg].is_none() {
@@ -569,34 +508,94 @@ impl Driver {
                     w.schedule(at, Event::Arrive { msg });
                 }
             }
-            (TaskKind::Append { msg }, TaskOutput::Append(Err(e))) => self.gateway_retry(msg, e),
-            (TaskKind::Flush { sqs }, TaskOutput::Flush(Ok(true))) => {
-                lock(&self.world).queue.remove(&sqs);
+            (TaskKind::Flush { sqs }, TaskOutput::Flush(f)) => {
+                let mut w = lock(&self.world);
+                if let Some(q) = w.queue.get(&sqs) {
+                    let (key, now) = (q.msg.key.clone(), w.now);
+                    w.rec
+                        .trace(&key, now, TraceEvent::FlushEnded(f.what.clone()));
+                }
+                if f.stale {
+                    w.rec.drops.stale_triggers += 1;
+                }
+                if f.delete && state.effects == 0 {
+                    w.rec.drops.dropped_triggers += 1;
+                }
+                drop(w);
+                if f.delete {
+                    lock(&self.world).queue.remove(&sqs);
+                } else {
+                    self.redeliver(sqs);
+                }
             }
-            (TaskKind::Flush { sqs }, TaskOutput::Flush(_)) => self.redeliver(sqs),
             (TaskKind::Sweep, TaskOutput::Sweep(keys)) => {
                 self.sweep_running = false;
                 self.sweep_found(keys);
             }
-            (TaskKind::SweepOne { key }, _) => {
+            (TaskKind::SweepOne { key }, out) => {
+                if let TaskOutput::Flush(f) = out {
+                    if f.stale {
+                        lock(&self.world).rec.drops.stale_triggers += 1;
+                    }
+                }
                 self.sweeping.remove(&key);
             }
             (_, _) => {}
         }
     }
 
+    /// Conversations whose record still holds work: after a drain that ran to its end, they no
+    /// longer progress.
+    fn wedged(&self, w: &World) -> Vec<Wedged> {
+        w.store
+            .conversations()
+            .into_iter()
+            .filter(|c| !c.is_idle())
+            .filter_map(|c| {
+                let conv = *w.rec.conv_index.get(&c.key)?;
+                let size = exec::item_size(&c);
+                Some(Wedged {
+                    conv,
+                    what: format!(
+                        "{} pending batches, {} open window, record of {size} bytes",
+                        c.pending.len(),
+                        if c.window.is_some() { "an" } else { "no" },
+                    ),
+                })
+            })
+            .collect()
+    }
+
     fn report(&mut self, start: Millis) -> SimReport {
-        // Drop unfinished tasks before reading the world, so no future holds a borrow.
+        // Drop unfinished tasks before reading the world, so no future holds a borrow; their calls
+        // are forgotten first, as a crash's would be.
+        for id in self.tasks.keys() {
+            lock(&self.world).end_task(*id);
+        }
         self.tasks.clear();
         let w = lock(&self.world);
-        let lease = self.cfg.buffer.timing.lease();
         let bounds = Bounds {
             max_lag: self.cfg.sweep_interval * 2
-                + lease
+                + self.cfg.buffer.timing.lease()
                 + self.cfg.visibility_timeout
+                + self.cfg.index_lag
                 + Duration::from_secs(5),
+            skew: self.cfg.clock_skew,
         };
-        let violations = record::check(&w.rec, &self.work, bounds);
+        let wedged = self.wedged(&w);
+        let counted = Counted {
+            duplicates: self.counts.get(m::DUPLICATES),
+            appends_refused: self.counts.get(m::APPENDS_REFUSED),
+            stale_triggers: self.counts.get(m::STALE_TRIGGERS),
+            waiting_triggers: self.counts.get(m::WAITING_TRIGGERS),
+        };
+        let violations = check::check(&check::Input {
+            rec: &w.rec,
+            work: &self.work,
+            bounds,
+            counted,
+            wedged: &wedged,
+        });
         let mut batches: Vec<_> = w
             .rec
             .deliveries
@@ -606,9 +605,34 @@ impl Driver {
             .collect();
         batches.sort();
         batches.dedup();
+        SimReport {
+            seed: self.cfg.seed,
+            protocol: self.cfg.protocol,
+            messages: w.rec.accepted_count,
+            batches: batches.len(),
+            faults: w.rec.faults,
+            traces: self.traces(&w, &violations, start),
+            violations,
+            dead_letters: w.dlq,
+            simulated: w.now.since(start),
+            wedged: wedged.len(),
+            item_limit_hits: w.rec.item_limit_hits,
+            refused_appends: w.rec.drops.refused_answers,
+            longest_sink_call: w
+                .rec
+                .deliveries
+                .iter()
+                .map(|d| d.end.since(d.start))
+                .max()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The traces of the first two conversations with violations, around the violation.
+    fn traces(&self, w: &World, violations: &[Violation], start: Millis) -> Vec<String> {
         let mut traces = Vec::new();
         let mut shown = Vec::new();
-        for v in &violations {
+        for v in violations {
             let Some(c) = v.conversation else { continue };
             if shown.contains(&c) || shown.len() >= 2 {
                 continue;
@@ -616,9 +640,11 @@ impl Driver {
             shown.push(c);
             let key = &self.work.conversations[c].key;
             let mut t = format!(
-                "  trace of conversation #{c} ({}, hash {}):\n",
+                "  trace of conversation #{c} ({}, hash {}) for [{}] {}:\n",
                 key.provider,
                 key.log_hash(b"sim"),
+                v.invariant,
+                v.detail
             );
             let (from, to) = v.around.map_or((Millis(0), Millis(u64::MAX)), |(a, b)| {
                 (
@@ -639,16 +665,6 @@ impl Driver {
             }
             traces.push(t);
         }
-        SimReport {
-            seed: self.cfg.seed,
-            protocol: self.cfg.protocol,
-            messages: w.rec.accepted_count,
-            batches: batches.len(),
-            faults: w.rec.faults,
-            violations,
-            dead_letters: w.dlq,
-            simulated: w.now.since(start),
-            traces,
-        }
+        traces
     }
 }

@@ -1,13 +1,13 @@
-//! What the simulator observes, and the checker that holds it against the six invariants.
+//! What the simulator observes, by its own clock: when the world delivered each request, when
+//! each write landed, when each sink call started and ended. The checker (`check/`) holds these
+//! against the invariants; it trusts nothing lull stamped but the batches' content.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::time::Duration;
 
-use uuid::Uuid;
-
-use crate::batch::{Batch, CloseReason};
+use crate::batch::Batch;
 use crate::key::ConversationKey;
+use crate::policy::Policy;
 use crate::time::Millis;
 
 use super::workload::Workload;
@@ -28,6 +28,10 @@ pub(crate) enum TraceEvent {
         receives: u32,
     },
     FlushEnded(String),
+    SinkCall {
+        gen: u64,
+        messages: usize,
+    },
     Delivered {
         gen: u64,
         messages: usize,
@@ -49,6 +53,9 @@ impl fmt::Display for TraceEvent {
                 write!(f, "trigger fired (chain {chain:x}, receive {receives})")
             }
             TraceEvent::FlushEnded(end) => write!(f, "flush ended: {end}"),
+            TraceEvent::SinkCall { gen, messages } => {
+                write!(f, "  sink call gen {gen} ({messages} msgs) starts")
+            }
             TraceEvent::Delivered {
                 gen,
                 messages,
@@ -56,7 +63,7 @@ impl fmt::Display for TraceEvent {
                 acked,
             } => write!(
                 f,
-                "  sink call gen {gen} ({messages} msgs): received={received} acked={acked}"
+                "  sink call gen {gen} ({messages} msgs) ends: received={received} acked={acked}"
             ),
         }
     }
@@ -72,14 +79,51 @@ pub(crate) struct Delivery {
     pub acked: bool,
 }
 
+/// How a message got stored, as the world saw it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stored {
+    /// When the world delivered the webhook request whose write stored the message.
+    pub arrived: Millis,
+    /// When that write landed.
+    pub landed: Millis,
+    /// The order of landed writes (global): a conversation's messages keep it.
+    pub seq: u64,
+    /// The tenant policy the request was appended under.
+    pub policy: Policy,
+}
+
+/// Drops and refusals the world saw, to compare with what lull counted (invariant 6).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Drops {
+    /// Webhook requests answered 2xx as a duplicate.
+    pub duplicate_answers: u64,
+    /// Appends whose store write answered "duplicate" and whose task saw that answer.
+    pub duplicate_results: u64,
+    /// Webhook requests refused by the protocol (no room, too large, too busy).
+    pub refused_answers: u64,
+    /// Triggers the protocol reported stale.
+    pub stale_triggers: u64,
+    /// Triggers deleted after a flush that wrote nothing, armed nothing and called no sink.
+    pub dropped_triggers: u64,
+}
+
 /// Everything observed during a run.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
     pub conv_index: HashMap<ConversationKey, usize>,
     pub faults: u64,
     pub first_attempt: Vec<Option<Millis>>,
+    /// When each message's 2xx was answered (the first one).
     pub accepted: Vec<Option<Millis>>,
     pub accepted_count: usize,
+    /// How each message got stored (the first write that landed it).
+    pub stored: Vec<Option<Stored>>,
+    /// Webhook attempts per message (gateways back off).
+    pub attempts: Vec<u32>,
+    pub drops: Drops,
+    /// Writes the store refused for an item over its size limit.
+    pub item_limit_hits: u64,
+    stored_seq: u64,
     pub acked_ids: HashSet<String>,
     pub deliveries: Vec<Delivery>,
     pub traces: Vec<VecDeque<(Millis, TraceEvent)>>,
@@ -98,6 +142,8 @@ impl Recorder {
                 .collect(),
             first_attempt: vec![None; work.messages.len()],
             accepted: vec![None; work.messages.len()],
+            stored: vec![None; work.messages.len()],
+            attempts: vec![0; work.messages.len()],
             traces: vec![VecDeque::new(); work.conversations.len()],
             sink_trouble: vec![Vec::new(); work.conversations.len()],
             ..Recorder::default()
@@ -163,335 +209,20 @@ impl Recorder {
         }
     }
 
+    /// Message `msg`, delivered at `arrived` under `policy`, landed in the store now.
+    pub fn landed(&mut self, msg: usize, arrived: Millis, now: Millis, policy: Policy) {
+        if self.stored[msg].is_none() {
+            self.stored_seq += 1;
+            self.stored[msg] = Some(Stored {
+                arrived,
+                landed: now,
+                seq: self.stored_seq,
+                policy,
+            });
+        }
+    }
+
     pub fn all_acked(&self) -> bool {
         self.accepted_count == self.accepted.len() && self.acked_ids.len() >= self.accepted_count
     }
-}
-
-/// A broken invariant, with the conversation whose trace explains it.
-#[derive(Clone, Debug)]
-pub struct Violation {
-    pub invariant: &'static str,
-    pub conversation: Option<usize>,
-    pub detail: String,
-    /// The stretch of virtual time the trace should show.
-    pub around: Option<(Millis, Millis)>,
-}
-
-/// Bounds the liveness check uses.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Bounds {
-    pub max_lag: Duration,
-}
-
-struct BatchSeen<'a> {
-    batch: &'a Batch,
-    first_start: Millis,
-    first_ack: Option<Millis>,
-}
-
-/// Checks every invariant over what was observed.
-pub(crate) fn check(rec: &Recorder, work: &Workload, bounds: Bounds) -> Vec<Violation> {
-    let v = std::cell::RefCell::new(Vec::new());
-    let mut around: Option<(Millis, Millis)> = None;
-    let add = |invariant, conversation, detail: String| {
-        v.borrow_mut().push(Violation {
-            invariant,
-            conversation,
-            detail,
-            around: None,
-        })
-    };
-    let msg_index: HashMap<&str, usize> = work
-        .messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (m.id.as_str(), i))
-        .collect();
-
-    // Distinct batches, with their first hand-off and first acknowledgement.
-    let mut batches: HashMap<Uuid, BatchSeen<'_>> = HashMap::new();
-    for d in &rec.deliveries {
-        let e = batches.entry(d.batch.batch_id).or_insert(BatchSeen {
-            batch: &d.batch,
-            first_start: d.start,
-            first_ack: None,
-        });
-        // 2. Once: a retried hand-off carries the same content.
-        if e.batch != &d.batch {
-            add(
-                "2 once",
-                Some(d.conv),
-                format!(
-                    "batch {} handed off with different content",
-                    d.batch.batch_id
-                ),
-            );
-        }
-        e.first_start = e.first_start.min(d.start);
-        if d.acked {
-            e.first_ack = Some(e.first_ack.map_or(d.end, |a: Millis| a.min(d.end)));
-        }
-    }
-
-    // 2. Once: a message id is in at most one batch.
-    let mut home: HashMap<&str, Uuid> = HashMap::new();
-    for b in batches.values() {
-        let mut seen = HashSet::new();
-        for m in &b.batch.messages {
-            if !seen.insert(m.id.as_str()) {
-                add(
-                    "2 once",
-                    None,
-                    format!("message {} twice in batch {}", m.id, b.batch.batch_id),
-                );
-            }
-            if let Some(other) = home.insert(m.id.as_str(), b.batch.batch_id) {
-                if other != b.batch.batch_id {
-                    let conv = rec.conv_index.get(&b.batch.conversation).copied();
-                    add(
-                        "2 once",
-                        conv,
-                        format!(
-                            "message {} in batches {other} and {}",
-                            m.id, b.batch.batch_id
-                        ),
-                    );
-                }
-            }
-        }
-    }
-
-    // 1. No loss: every accepted message is in an acknowledged batch.
-    for (i, m) in work.messages.iter().enumerate() {
-        match rec.accepted[i] {
-            None => add(
-                "1 no loss",
-                Some(m.conv),
-                format!("message {} never got a 2xx (gateway gave up)", m.id),
-            ),
-            Some(_) if !rec.acked_ids.contains(&m.id) => add(
-                "1 no loss",
-                Some(m.conv),
-                format!("accepted message {} was never handed off", m.id),
-            ),
-            Some(_) => {}
-        }
-    }
-
-    let mut per_conv: Vec<Vec<&BatchSeen<'_>>> = vec![Vec::new(); work.conversations.len()];
-    for b in batches.values() {
-        match rec.conv_index.get(&b.batch.conversation) {
-            Some(&c) => per_conv[c].push(b),
-            None => add(
-                "5 isolation",
-                None,
-                format!("batch {} for an unknown conversation", b.batch.batch_id),
-            ),
-        }
-    }
-    for (c, list) in per_conv.iter_mut().enumerate() {
-        list.sort_by_key(|b| b.batch.generation);
-        let policy = &work.conversations[c].policy;
-        let mut prev: Option<&BatchSeen<'_>> = None;
-        let mut order: Vec<&str> = Vec::new();
-        for (bi, b) in list.iter().enumerate() {
-            let msgs = &b.batch.messages;
-            // 5. Isolation: every message belongs to this conversation.
-            for m in msgs {
-                match msg_index.get(m.id.as_str()) {
-                    Some(&i) if work.messages[i].conv == c => {}
-                    _ => add(
-                        "5 isolation",
-                        Some(c),
-                        format!("message {} in another conversation's batch", m.id),
-                    ),
-                }
-            }
-            // 3. Never early.
-            let (Some(first), Some(last)) = (msgs.first(), msgs.last()) else {
-                add(
-                    "3 never early",
-                    Some(c),
-                    format!("empty batch gen {}", b.batch.generation),
-                );
-                continue;
-            };
-            let closed = b.batch.closed_at;
-            let bytes: u64 = msgs.iter().map(|m| m.stored_size()).sum();
-            let next_first = list.get(bi + 1).and_then(|n| n.batch.messages.first());
-            let due = match b.batch.reason {
-                CloseReason::Quiet => last.received_at.plus(policy.quiet),
-                CloseReason::MaxWait => first.received_at.plus(policy.max_wait),
-                CloseReason::Size => {
-                    let full = msgs.len() as u64 >= u64::from(policy.max_messages)
-                        || bytes >= policy.max_bytes;
-                    let overflowed =
-                        next_first.is_some_and(|n| bytes + n.stored_size() > policy.max_bytes);
-                    if !full && !overflowed {
-                        add(
-                            "3 never early",
-                            Some(c),
-                            format!(
-                                "gen {} closed for size with {} msgs / {bytes} bytes",
-                                b.batch.generation,
-                                msgs.len()
-                            ),
-                        );
-                    }
-                    closed
-                }
-                CloseReason::Passthrough => {
-                    if policy.buffering {
-                        add(
-                            "3 never early",
-                            Some(c),
-                            format!(
-                                "gen {} passthrough for a buffering tenant",
-                                b.batch.generation
-                            ),
-                        );
-                    }
-                    closed
-                }
-            };
-            if closed < due {
-                add(
-                    "3 never early",
-                    Some(c),
-                    format!(
-                        "gen {} ({:?}) closed at {} before due {}",
-                        b.batch.generation, b.batch.reason, closed, due
-                    ),
-                );
-            }
-            if b.first_start < closed {
-                add(
-                    "3 never early",
-                    Some(c),
-                    format!("gen {} handed off before it closed", b.batch.generation),
-                );
-            }
-            // 4. In order: receive order inside the batch and across batches.
-            if msgs.windows(2).any(|w| w[0].received_at > w[1].received_at) {
-                add(
-                    "4 order",
-                    Some(c),
-                    format!("gen {} out of receive order", b.batch.generation),
-                );
-            }
-            order.extend(msgs.iter().map(|m| m.id.as_str()));
-            let mut eff_due = due;
-            if let Some(p) = prev {
-                if p.batch.generation >= b.batch.generation {
-                    add("4 order", Some(c), "generations not increasing".into());
-                }
-                if p.batch.messages.last().map(|m| m.received_at) > Some(first.received_at) {
-                    add(
-                        "4 order",
-                        Some(c),
-                        format!(
-                            "gen {} holds messages older than gen {}",
-                            b.batch.generation, p.batch.generation
-                        ),
-                    );
-                }
-                match p.first_ack {
-                    Some(ack) if b.first_start >= ack => eff_due = eff_due.max(ack),
-                    _ => add(
-                        "4 order",
-                        Some(c),
-                        format!(
-                            "gen {} handed off before gen {} was acknowledged",
-                            b.batch.generation, p.batch.generation
-                        ),
-                    ),
-                }
-            }
-            // 1. Liveness: acknowledged within the bound after it was due (and its predecessor
-            // acknowledged), unless the sink was failing meanwhile.
-            if let Some(ack) = b.first_ack {
-                let troubled = rec.sink_trouble[c]
-                    .iter()
-                    .any(|t| *t >= eff_due && *t <= ack);
-                let lag = ack.since(eff_due);
-                if !troubled && lag > bounds.max_lag {
-                    around = Some((eff_due, ack));
-                    add(
-                        "1 liveness",
-                        Some(c),
-                        format!(
-                            "gen {} acknowledged {:?} after due (bound {:?})",
-                            b.batch.generation, lag, bounds.max_lag
-                        ),
-                    );
-                }
-            }
-            prev = Some(b);
-            if let Some(w) = around.take() {
-                if let Some(last) = v.borrow_mut().last_mut() {
-                    last.around = Some(w);
-                }
-            }
-        }
-        // 4. Overlap: no two sink calls of one conversation at once.
-        let mut calls: Vec<(Millis, Millis)> = rec
-            .deliveries
-            .iter()
-            .filter(|d| d.conv == c)
-            .map(|d| (d.start, d.end))
-            .collect();
-        calls.sort();
-        let mut busy_until = Millis(0);
-        for (s, e) in calls {
-            if s < busy_until {
-                add(
-                    "4 one at a time",
-                    Some(c),
-                    format!("sink call at {s} overlaps one running until {busy_until}"),
-                );
-            }
-            busy_until = busy_until.max(e);
-        }
-        // 4. Acceptance order: a message answered 2xx before another was first sent comes first.
-        let pos: HashMap<&str, usize> = order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        let mut accepted: Vec<(Millis, usize)> = Vec::new();
-        let mut firsts: Vec<(Millis, usize)> = Vec::new();
-        for (i, m) in work
-            .messages
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.conv == c)
-        {
-            if let (Some(a), Some(f), Some(&p)) = (
-                rec.accepted[i],
-                rec.first_attempt[i],
-                pos.get(m.id.as_str()),
-            ) {
-                accepted.push((a, p));
-                firsts.push((f, p));
-            }
-        }
-        accepted.sort();
-        let mut prefix_max = Vec::with_capacity(accepted.len());
-        let mut mx = 0usize;
-        for (_, p) in &accepted {
-            mx = mx.max(*p);
-            prefix_max.push(mx);
-        }
-        for (f, p) in firsts {
-            let n = accepted.partition_point(|(a, _)| *a < f);
-            if n > 0 && prefix_max[n - 1] > p {
-                add(
-                    "4 order",
-                    Some(c),
-                    format!(
-                        "a message accepted before {} was first sent is handed off after it",
-                        order[p]
-                    ),
-                );
-            }
-        }
-    }
-    v.into_inner()
 }

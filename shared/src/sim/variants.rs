@@ -7,7 +7,10 @@
 //! - [`flush_ack_first`]: marks a batch acknowledged before the sink answered.
 //! - [`append_separate_dedupe`]: writes the dedupe record in a write of its own, before the
 //!   append, so a crash between the two turns the gateway's retry into a "duplicate".
+//! - [`StampsEarly`]: the webhook stamps `received_at` from a clock 2 s behind, so windows close
+//!   2 s early by lull's own timestamps; only a checker on the world's clock sees it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::batch::{Batch, CloseReason};
@@ -20,6 +23,8 @@ use crate::ports::{
 use crate::window::{mint_batch_id, Chain, Conversation};
 
 use super::exec::{Event, Op, OpResult, SimPorts};
+use super::sut::{answer, buffer, Answer, Boxed, Flushed, Lull, SimBuffer, SystemUnderTest};
+use crate::protocol::BufferConfig;
 
 /// Marks a replaced-design buffer as processed.
 const PROCESSED: u64 = u64::MAX;
@@ -230,4 +235,151 @@ pub(crate) async fn replaced_timer(p: &SimPorts, trig: &TriggerMsg) -> Result<bo
         );
     }
     Ok(true)
+}
+
+/// The design lull replaces.
+pub(crate) struct Replaced {
+    pub lull: Lull,
+    pub ports: SimPorts,
+}
+
+impl SystemUnderTest for Replaced {
+    fn lull(&self) -> Lull {
+        self.lull.clone()
+    }
+
+    fn append(&self, key: ConversationKey, policy: Policy, msg: Message) -> Boxed<Answer> {
+        let p = self.ports.clone();
+        Box::pin(async move {
+            match replaced_webhook(&p, &key, policy.quiet, msg).await {
+                Ok(_) => Answer::Accepted,
+                Err(e) => Answer::Failed(e),
+            }
+        })
+    }
+
+    fn flush(&self, trig: TriggerMsg) -> Boxed<Flushed> {
+        let p = self.ports.clone();
+        Box::pin(async move { shell(replaced_timer(&p, &trig).await) })
+    }
+
+    fn sweep_due(&self, _: usize) -> Boxed<Vec<ConversationKey>> {
+        Box::pin(async { Vec::new() })
+    }
+
+    /// No sweep, and a failed timer is never retried.
+    fn retries(&self) -> bool {
+        false
+    }
+}
+
+fn shell(r: Result<bool, String>) -> Flushed {
+    Flushed {
+        delete: r == Ok(true),
+        stale: false,
+        what: format!("{r:?}"),
+    }
+}
+
+/// lull, but acknowledging before the sink answered.
+pub(crate) struct AckBeforeSink {
+    pub lull: Lull,
+    pub ports: SimPorts,
+}
+
+impl SystemUnderTest for AckBeforeSink {
+    fn lull(&self) -> Lull {
+        self.lull.clone()
+    }
+
+    fn flush(&self, trig: TriggerMsg) -> Boxed<Flushed> {
+        let p = self.ports.clone();
+        Box::pin(async move { shell(flush_ack_first(&p, &trig).await) })
+    }
+
+    fn sweep_one(&self, key: ConversationKey) -> Boxed<Flushed> {
+        let p = self.ports.clone();
+        Box::pin(async move {
+            let due = p.now();
+            let trig = TriggerMsg {
+                key,
+                chain: 0,
+                gen: 0,
+                ver: 0,
+                due,
+            };
+            shell(flush_ack_first(&p, &trig).await)
+        })
+    }
+}
+
+/// lull, but writing the dedupe record apart from the append.
+pub(crate) struct SeparateDedupe {
+    pub lull: Lull,
+    pub ports: SimPorts,
+}
+
+impl SystemUnderTest for SeparateDedupe {
+    fn lull(&self) -> Lull {
+        self.lull.clone()
+    }
+
+    fn append(&self, key: ConversationKey, policy: Policy, msg: Message) -> Boxed<Answer> {
+        let p = self.ports.clone();
+        Box::pin(async move {
+            match append_separate_dedupe(&p, &key, &policy, msg).await {
+                Ok("duplicate") => Answer::Duplicate,
+                Ok(_) => Answer::Accepted,
+                Err(e) => Answer::Failed(e),
+            }
+        })
+    }
+}
+
+/// How far behind the broken webhook's clock runs.
+pub(crate) const EARLY_BY: Duration = Duration::from_secs(2);
+
+/// A clock `EARLY_BY` behind the host's: the bug of [`StampsEarly`].
+#[derive(Clone)]
+pub(crate) struct EarlyClock(pub SimPorts);
+
+impl crate::ports::Clock for EarlyClock {
+    fn now(&self) -> crate::Millis {
+        let now = self.0.now();
+        crate::Millis(now.0.saturating_sub(EARLY_BY.as_millis() as u64))
+    }
+
+    async fn sleep(&self, d: Duration) {
+        self.0.sleep(d).await
+    }
+
+    fn random(&self) -> u64 {
+        self.0.random()
+    }
+}
+
+/// lull, but the webhook stamps `received_at` 2 s early; the flush is lull's.
+pub(crate) struct StampsEarly {
+    pub webhook: Arc<SimBuffer<EarlyClock>>,
+    pub lull: Lull,
+}
+
+impl StampsEarly {
+    pub fn new(ports: &SimPorts, config: BufferConfig, lull: Lull) -> StampsEarly {
+        StampsEarly {
+            webhook: Arc::new(buffer(ports, EarlyClock(ports.clone()), config)),
+            lull,
+        }
+    }
+}
+
+impl SystemUnderTest for StampsEarly {
+    fn lull(&self) -> Lull {
+        self.lull.clone()
+    }
+
+    fn append(&self, key: ConversationKey, policy: Policy, msg: Message) -> Boxed<Answer> {
+        let b = self.webhook.clone();
+        Box::pin(async move { answer(b.append(&key, &policy, msg).await) })
+    }
 }

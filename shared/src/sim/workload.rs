@@ -1,6 +1,6 @@
-//! The simulated traffic: conversations with their tenants' policies, and bursts of messages
-//! whose gaps cluster around the quiet-period edge (0.9x to 1.1x), where the design lull
-//! replaces lost messages.
+//! The simulated traffic: conversations with their tenants' policies (some changed by the
+//! operator mid-conversation), and bursts of messages whose gaps cluster around the quiet-period
+//! edge (0.9x to 1.1x), where the design lull replaces lost messages.
 
 use std::time::Duration;
 
@@ -13,6 +13,18 @@ use crate::time::Millis;
 pub(crate) struct WorkConversation {
     pub key: ConversationKey,
     pub policy: Policy,
+    /// The tenant's policy changes to this one at this instant (an operator's `lull tenant`).
+    pub change: Option<(Millis, Policy)>,
+}
+
+impl WorkConversation {
+    /// The policy in force at `t`.
+    pub fn policy_at(&self, t: Millis) -> Policy {
+        match self.change {
+            Some((at, p)) if t >= at => p,
+            _ => self.policy,
+        }
+    }
 }
 
 /// One simulated message: what the gateway sends, and when it first sends it.
@@ -39,10 +51,34 @@ pub enum Shape {
     /// The benchmarks' standard workload: every tenant on the default policy, bursts of 1 to 6
     /// messages (mean 3.5) typed 0.5 to 4 s apart, 1 to 10 minutes between bursts.
     Realistic,
+    /// Store limits: passthrough tenants, tenants with batches of two, and passthrough tenants
+    /// switched to buffering mid-way; 100 to 600-byte messages every 1 to 6 s, so a conversation
+    /// whose sink is down for long fills its record up to the store's item limit (many small
+    /// batches: their own fields weigh beside their messages).
+    Backlog,
+}
+
+/// Buffering off: each message is a batch of its own.
+fn passthrough() -> Policy {
+    Policy {
+        buffering: false,
+        ..Policy::default()
+    }
+}
+
+/// The default policy with another quiet period and max wait (in seconds).
+fn timed(quiet: u64, max_wait: u64) -> Policy {
+    Policy {
+        quiet: Duration::from_secs(quiet),
+        max_wait: Duration::from_secs(max_wait),
+        ..Policy::default()
+    }
 }
 
 /// The tenant mix: most conversations buffer with the defaults; some are passthrough, some have
-/// tiny size caps (with occasional messages larger than the cap), some a short quiet period.
+/// tiny size caps (with occasional messages larger than the cap), some a short quiet period, some
+/// a quiet period and max wait longer than SQS's 900 s delay (the trigger chain re-arms until
+/// due).
 fn policy_for(i: usize) -> Policy {
     match i % 10 {
         3 => Policy {
@@ -50,17 +86,30 @@ fn policy_for(i: usize) -> Policy {
             max_bytes: 1024,
             ..Policy::default()
         },
-        5 => Policy {
-            quiet: Duration::from_secs(2),
-            max_wait: Duration::from_secs(6),
-            ..Policy::default()
-        },
-        7 => Policy {
-            buffering: false,
-            ..Policy::default()
-        },
+        5 => timed(2, 6),
+        7 => passthrough(),
+        1 if i % 20 == 11 => timed(20 * 60, 3600),
         _ => Policy::default(),
     }
+}
+
+/// Tenants whose operator changes the policy mid-conversation (often mid-window).
+fn change_for(i: usize, rng: &mut fastrand::Rng, start: Millis) -> Option<(Millis, Policy)> {
+    if i % 10 != 9 {
+        return None;
+    }
+    let to = match rng.usize(0..3) {
+        0 => timed(3, 10),
+        1 => passthrough(),
+        _ => Policy {
+            max_messages: 2,
+            ..timed(15, 45)
+        },
+    };
+    Some((
+        start.plus(Duration::from_millis(rng.u64(0..=1_800_000))),
+        to,
+    ))
 }
 
 fn key_for(i: usize) -> ConversationKey {
@@ -81,14 +130,17 @@ pub(crate) fn generate(
     conversations: usize,
     start: Millis,
 ) -> Workload {
-    if shape == Shape::Realistic {
-        return realistic(rng, messages, conversations, start);
+    match shape {
+        Shape::Realistic => return realistic(rng, messages, conversations, start),
+        Shape::Backlog => return backlog(rng, messages, conversations, start),
+        Shape::Adversarial => {}
     }
     let conversations = conversations.max(1);
     let convs: Vec<_> = (0..conversations)
         .map(|i| WorkConversation {
             key: key_for(i),
             policy: policy_for(i),
+            change: change_for(i, rng, start),
         })
         .collect();
     let mut out = Vec::with_capacity(messages);
@@ -147,6 +199,7 @@ fn realistic(
         .map(|i| WorkConversation {
             key: key_for(i),
             policy: Policy::default(),
+            change: None,
         })
         .collect();
     let mut out = Vec::with_capacity(messages);
@@ -169,6 +222,48 @@ fn realistic(
                 n += 1;
             }
             t += rng.u64(60_000..=600_000);
+        }
+    }
+    out.sort_by_key(|m| m.at);
+    Workload {
+        conversations: convs,
+        messages: out,
+    }
+}
+
+fn backlog(
+    rng: &mut fastrand::Rng,
+    messages: usize,
+    conversations: usize,
+    start: Millis,
+) -> Workload {
+    let conversations = conversations.max(1);
+    let passthrough = passthrough();
+    let pairs = Policy {
+        max_messages: 2,
+        ..Policy::default()
+    };
+    // Passthrough; batches of two; passthrough switched to buffering 20 minutes in (its record
+    // full of small batches, then an open window beside them).
+    let convs: Vec<_> = (0..conversations)
+        .map(|i| WorkConversation {
+            key: key_for(i),
+            policy: [passthrough, pairs, passthrough][i % 3],
+            change: (i % 3 == 2).then(|| (start.plus(Duration::from_secs(1200)), pairs)),
+        })
+        .collect();
+    let mut out = Vec::with_capacity(messages);
+    for c in 0..conversations {
+        let count = messages / conversations + usize::from(c < messages % conversations);
+        let mut t = start.0 + rng.u64(0..=60_000);
+        for n in 0..count {
+            t += rng.u64(1_000..=6_000);
+            out.push(WorkMessage {
+                conv: c,
+                id: format!("wamid.c{c}.m{n}"),
+                text: format!("m{n} {}", "x".repeat(rng.usize(100..=600))),
+                at: Millis(t),
+            });
         }
     }
     out.sort_by_key(|m| m.at);

@@ -1,0 +1,182 @@
+//! The checker: one function per invariant, each over what the world observed by its own clock
+//! ([`super::record::Recorder`]). From lull it takes only the batches' content (ids, messages,
+//! generation, claimed close reason) and its counters; never its timestamps.
+
+mod in_order;
+mod isolation;
+mod liveness;
+mod never_early;
+mod no_loss;
+mod nothing_silent;
+mod once;
+mod one_at_a_time;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::batch::{Batch, CloseReason};
+use crate::message::Message;
+use crate::time::Millis;
+
+use super::invariant::Violation;
+use super::record::{Recorder, Stored};
+use super::workload::Workload;
+
+pub(crate) use nothing_silent::Counted;
+
+/// Bounds the time checks allow.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bounds {
+    /// Longest lag from due (or the predecessor's acknowledgement) to acknowledgement.
+    pub max_lag: Duration,
+    /// Largest difference between two simulated hosts' clocks.
+    pub skew: Duration,
+}
+
+/// A conversation left with pending work that no longer progresses after the run drained.
+#[derive(Clone, Debug)]
+pub(crate) struct Wedged {
+    pub conv: usize,
+    pub what: String,
+}
+
+/// Everything the checks read.
+pub(crate) struct Input<'a> {
+    pub rec: &'a Recorder,
+    pub work: &'a Workload,
+    pub bounds: Bounds,
+    pub counted: Counted,
+    pub wedged: &'a [Wedged],
+}
+
+/// One distinct batch (by id): its first hand-off and first acknowledgement, by the world's clock.
+pub(crate) struct BatchSeen<'a> {
+    pub batch: &'a Batch,
+    pub conv: usize,
+    pub first_start: Millis,
+    pub first_ack: Option<Millis>,
+}
+
+/// What the checks share: distinct batches, grouped per conversation in generation order.
+pub(crate) struct Ctx<'a> {
+    pub input: &'a Input<'a>,
+    pub batches: Vec<BatchSeen<'a>>,
+    /// Per conversation: indices into `batches`, by generation.
+    pub per_conv: Vec<Vec<usize>>,
+    pub msg_index: HashMap<&'a str, usize>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(input: &'a Input<'a>) -> Ctx<'a> {
+        let mut by_id: HashMap<Uuid, usize> = HashMap::new();
+        let mut batches: Vec<BatchSeen<'a>> = Vec::new();
+        for d in &input.rec.deliveries {
+            let i = *by_id.entry(d.batch.batch_id).or_insert_with(|| {
+                batches.push(BatchSeen {
+                    batch: &d.batch,
+                    conv: d.conv,
+                    first_start: d.start,
+                    first_ack: None,
+                });
+                batches.len() - 1
+            });
+            let b = &mut batches[i];
+            b.first_start = b.first_start.min(d.start);
+            if d.acked {
+                b.first_ack = Some(b.first_ack.map_or(d.end, |a| a.min(d.end)));
+            }
+        }
+        let mut per_conv = vec![Vec::new(); input.work.conversations.len()];
+        for (i, b) in batches.iter().enumerate() {
+            per_conv[b.conv].push(i);
+        }
+        for list in &mut per_conv {
+            list.sort_by_key(|&i| (batches[i].batch.generation, batches[i].first_start));
+        }
+        let msg_index = input
+            .work
+            .messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id.as_str(), i))
+            .collect();
+        Ctx {
+            input,
+            batches,
+            per_conv,
+            msg_index,
+        }
+    }
+
+    /// How the world saw message `m` stored, if it is one of the workload's.
+    pub fn stored(&self, m: &Message) -> Option<Stored> {
+        let i = *self.msg_index.get(m.id.as_str())?;
+        self.input.rec.stored[i]
+    }
+
+    /// When batch `pos` of conversation `conv` became due by the world's clock, or why its
+    /// claimed close reason does not hold. `None` when its messages' storage was not observed.
+    pub fn world_due(&self, conv: usize, pos: usize) -> Option<Result<Millis, String>> {
+        let list = &self.per_conv[conv];
+        let b = self.batches[list[pos]].batch;
+        let first = self.stored(b.messages.first()?)?;
+        let last = self.stored(b.messages.last()?)?;
+        let next = list
+            .get(pos + 1)
+            .and_then(|&n| self.batches[n].batch.messages.first())
+            .and_then(|m| Some((m, self.stored(m)?)));
+        let gen = b.generation;
+        Some(match b.reason {
+            // The window records the policy in force at its last append.
+            CloseReason::Quiet => Ok(last.arrived.plus(last.policy.quiet)),
+            CloseReason::MaxWait => Ok(first.arrived.plus(last.policy.max_wait)),
+            CloseReason::Size => {
+                let bytes: u64 = b.messages.iter().map(|m| m.stored_size()).sum();
+                let count = b.messages.len() as u64;
+                let p = last.policy;
+                if count >= u64::from(p.max_messages) || bytes >= p.max_bytes {
+                    Ok(last.landed)
+                } else {
+                    match next {
+                        Some((m, n))
+                            if count + 1 > u64::from(n.policy.max_messages)
+                                || bytes + m.stored_size() > n.policy.max_bytes =>
+                        {
+                            Ok(n.landed)
+                        }
+                        _ => Err(format!(
+                            "gen {gen} closed for size with {count} msgs / {bytes} bytes"
+                        )),
+                    }
+                }
+            }
+            CloseReason::Passthrough => {
+                if !last.policy.buffering {
+                    Ok(last.landed)
+                } else {
+                    match next {
+                        Some((_, n)) if !n.policy.buffering => Ok(n.landed),
+                        _ => Err(format!("gen {gen} passthrough for a buffering tenant")),
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Checks every invariant over what was observed.
+pub(crate) fn check(input: &Input<'_>) -> Vec<Violation> {
+    let ctx = Ctx::new(input);
+    let mut out = Vec::new();
+    no_loss::check(&ctx, &mut out);
+    liveness::check(&ctx, &mut out);
+    once::check(&ctx, &mut out);
+    never_early::check(&ctx, &mut out);
+    in_order::check(&ctx, &mut out);
+    one_at_a_time::check(&ctx, &mut out);
+    isolation::check(&ctx, &mut out);
+    nothing_silent::check(&ctx, &mut out);
+    out
+}

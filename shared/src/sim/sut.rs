@@ -1,0 +1,136 @@
+//! The system under test, behind one trait: lull as shipped, or one of the deliberately broken
+//! variants (`variants.rs`). The driver calls what a shell would call: append for a webhook
+//! request, flush for a trigger, the sweep's query and a sweep flush per conversation found.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::key::ConversationKey;
+use crate::message::Message;
+use crate::policy::Policy;
+use crate::ports::{Clock, TriggerMsg};
+use crate::protocol::{
+    AppendError, AppendOutcome, Buffer, Claim, Disposition, FlushEnd, FlushError, FlushReport,
+};
+
+use super::exec::SimPorts;
+
+pub(crate) type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// How a webhook request was answered.
+#[derive(Clone, Debug)]
+pub(crate) enum Answer {
+    /// 2xx: stored.
+    Accepted,
+    /// 2xx: accepted before, dropped.
+    Duplicate,
+    /// Refused by the protocol (no room, too large, too busy): the gateway retries later.
+    Refused(String),
+    /// Failed (store or trigger error): the gateway retries.
+    Failed(String),
+}
+
+/// How a flush ended, for the shell.
+#[derive(Clone, Debug)]
+pub(crate) struct Flushed {
+    /// The shell deletes the trigger (SQS); otherwise it is redelivered.
+    pub delete: bool,
+    /// The protocol dropped the trigger as stale.
+    pub stale: bool,
+    /// For the trace.
+    pub what: String,
+}
+
+/// What the driver runs: one method per thing a shell does. Each defaults to lull's own; a
+/// broken variant overrides the step it breaks.
+pub(crate) trait SystemUnderTest: Send + Sync {
+    /// lull's protocol over the same ports.
+    fn lull(&self) -> Lull;
+
+    fn append(&self, key: ConversationKey, policy: Policy, msg: Message) -> Boxed<Answer> {
+        let b = self.lull().buffer;
+        Box::pin(async move { answer(b.append(&key, &policy, msg).await) })
+    }
+
+    fn flush(&self, trig: TriggerMsg) -> Boxed<Flushed> {
+        let b = self.lull().buffer;
+        let claim = Claim::Trigger { chain: trig.chain };
+        Box::pin(async move { flushed(b.flush(&trig.key, claim).await) })
+    }
+
+    fn sweep_due(&self, limit: usize) -> Boxed<Vec<ConversationKey>> {
+        let b = self.lull().buffer;
+        Box::pin(async move { b.handoff().sweep_due(limit).await.unwrap_or_default() })
+    }
+
+    fn sweep_one(&self, key: ConversationKey) -> Boxed<Flushed> {
+        let b = self.lull().buffer;
+        Box::pin(async move { flushed(b.handoff().sweep_one(&key).await) })
+    }
+
+    /// False for a design with no sweep and no redelivery of failed triggers.
+    fn retries(&self) -> bool {
+        true
+    }
+}
+
+pub(crate) type SimBuffer<C = SimPorts> = Buffer<SimPorts, SimPorts, SimPorts, C>;
+
+/// lull's protocol, as shipped.
+#[derive(Clone)]
+pub(crate) struct Lull {
+    pub buffer: Arc<SimBuffer>,
+}
+
+impl Lull {
+    pub fn new(ports: &SimPorts, config: crate::protocol::BufferConfig) -> Lull {
+        Lull {
+            buffer: Arc::new(buffer(ports, ports.clone(), config)),
+        }
+    }
+}
+
+impl SystemUnderTest for Lull {
+    fn lull(&self) -> Lull {
+        self.clone()
+    }
+}
+
+/// A protocol instance over the simulated ports, with clock `clock`.
+pub(crate) fn buffer<C: Clock + Clone>(
+    ports: &SimPorts,
+    clock: C,
+    config: crate::protocol::BufferConfig,
+) -> SimBuffer<C> {
+    Buffer::new(ports.clone(), ports.clone(), ports.clone(), clock, config)
+}
+
+/// The webhook's answer for an append's result.
+pub(crate) fn answer(r: Result<AppendOutcome, AppendError>) -> Answer {
+    match r {
+        Ok(AppendOutcome::Accepted { .. }) => Answer::Accepted,
+        Ok(AppendOutcome::Duplicate { .. }) => Answer::Duplicate,
+        Err(e @ (AppendError::Refused(_) | AppendError::Contended(_))) => {
+            Answer::Refused(e.to_string())
+        }
+        Err(e) => Answer::Failed(e.to_string()),
+    }
+}
+
+/// What the shell does with a flush's result: what the core says it means (as the flush Lambda:
+/// anything but done is reported failed to SQS, which redelivers it).
+pub(crate) fn flushed(r: Result<FlushReport, FlushError>) -> Flushed {
+    match r {
+        Ok(rep) => Flushed {
+            delete: rep.end.disposition() == Disposition::Done,
+            stale: matches!(rep.end, FlushEnd::Stale),
+            what: format!("{:?}, {} handed off", rep.end, rep.handed_off.len()),
+        },
+        Err(e) => Flushed {
+            delete: false,
+            stale: false,
+            what: format!("error {e}"),
+        },
+    }
+}
