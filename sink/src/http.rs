@@ -92,7 +92,7 @@ impl HttpSink {
 }
 
 impl Sink for HttpSink {
-    async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
         let target = self.target(batch);
         let host = target.url.host_str().unwrap_or("sink");
         let body = batch.to_json();
@@ -104,7 +104,9 @@ impl Sink for HttpSink {
             .client
             .post(target.url.clone())
             .header("content-type", "application/json")
-            .header("idempotency-key", &id);
+            .header("idempotency-key", &id)
+            // The hand-off's budget (never past its lease) overrides the client's timeout.
+            .timeout(within);
         for (name, value) in signed {
             req = req.header(name, value);
         }

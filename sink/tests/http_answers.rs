@@ -176,7 +176,7 @@ fn sink(url: &str, timeout: Duration) -> HttpSink {
 }
 
 async fn deliver(url: &str, timeout: Duration) -> Result<(), SinkError> {
-    tokio::time::timeout(HANG, sink(url, timeout).deliver(&batch()))
+    tokio::time::timeout(HANG, sink(url, timeout).deliver(&batch(), timeout))
         .await
         .expect("the sink call ended inside the guard")
 }
@@ -201,7 +201,7 @@ async fn posts_signed_idempotent_json() {
     )
     .unwrap();
     let b = batch();
-    sink.deliver(&b).await.unwrap();
+    sink.deliver(&b, Duration::from_secs(30)).await.unwrap();
     let req = seen.last.lock().unwrap().clone();
     let (head, body) = req.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("POST /batches "), "{req}");
