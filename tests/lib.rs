@@ -295,3 +295,9 @@ pub fn ids(batch: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The Python of the test command's virtual environment (`scripts/test` sets
+/// `LULL_TEST_PYTHON`), else `python3` from PATH.
+pub fn test_python() -> String {
+    std::env::var("LULL_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}

@@ -9,6 +9,7 @@
 //! - [`parse`]: one pure parser per gateway (fuzzed).
 //! - [`routes`]: one handler per gateway and the shared pipeline.
 //! - [`auth`]: signatures and credentials, constant time, rotation-friendly.
+//! - [`standard_webhooks`]: Standard Webhooks signatures on the generic route.
 //! - [`tenant`]: who owns which number, with which secrets, policy and sink.
 //!
 //! Contract (invariants 5 and 6): a request is parsed and authenticated whole before anything is
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod error;
 pub mod parse;
 pub mod routes;
+pub mod standard_webhooks;
 pub mod state;
 pub mod tenant;
 

@@ -1,34 +1,46 @@
 //! The HTTP sink: POST the batch JSON to the AI step.
 //!
 //! Headers: `Idempotency-Key: <batch_id>` (a retried hand-off carries the same id, so the
-//! receiver can drop repeats) and `X-Lull-Signature` (see [`crate::sign`]). 2xx acknowledges;
-//! 408, 429, 5xx, timeouts and connection errors are retried; any other status is permanent
-//! (counted and alarmed; the batch stays pending, never dropped).
+//! receiver can drop repeats) and the Standard Webhooks signature headers (see
+//! [`crate::standard_webhooks`]). What each answer means is in [`crate::answer`]: only a 2xx of
+//! the configured URL acknowledges (redirects are never followed); the response body is never
+//! read on success and at most [`DIAGNOSTIC_BYTES`] of it on failure, so a huge or endless body
+//! costs nothing, and the timeout bounds the whole call.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use lull_core::ports::{Sink, SinkError};
 use lull_core::{Batch, Millis, Provider};
 
-use crate::signature::sign;
+use crate::answer;
+use crate::standard_webhooks::{self, SigningKey};
 
-/// Where and how to POST: a URL and the signing secrets (the first one signs; the others are
-/// there so a rotation can be staged).
+/// How much of a failed answer's body is read, for a debug-level diagnostic.
+pub const DIAGNOSTIC_BYTES: usize = 4096;
+
+/// Where and how to POST: a URL and the signing secrets (every one signs, so a rotation can be
+/// staged: the consumer accepts a batch when any signature verifies).
 #[derive(Clone, Debug)]
 pub struct HttpTarget {
     url: reqwest::Url,
-    secrets: Vec<String>,
+    keys: Vec<SigningKey>,
 }
 
 impl HttpTarget {
+    /// Checks the URL and every secret (`whsec_<base64>` or a plain secret); the error names
+    /// what is wrong, never a secret.
     pub fn new(url: &str, secrets: Vec<String>) -> Result<HttpTarget, String> {
         let url = reqwest::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("scheme {:?} is not http or https", url.scheme()));
         }
-        Ok(HttpTarget { url, secrets })
+        let keys = secrets
+            .iter()
+            .map(|s| SigningKey::parse(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(HttpTarget { url, keys })
     }
 
     pub fn url(&self) -> &str {
@@ -45,10 +57,12 @@ pub struct HttpSink {
 }
 
 impl HttpSink {
-    /// A sink with one target and a per-request `timeout` (keep it below the hand-off lease).
+    /// A sink with one target and a `timeout` for each whole call (connect, send, answer): the
+    /// configured sink timeout, which the core keeps below the hand-off lease.
     pub fn new(default: HttpTarget, timeout: Duration) -> Result<HttpSink, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("lull/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(HttpSink {
@@ -80,183 +94,87 @@ impl HttpSink {
 impl Sink for HttpSink {
     async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
         let target = self.target(batch);
+        let host = target.url.host_str().unwrap_or("sink");
         let body = batch.to_json();
+        let id = batch.batch_id.to_string();
+        let t = i64::try_from(Millis::now_wall().0 / 1000).unwrap_or(i64::MAX);
+        let signed = standard_webhooks::headers(&target.keys, &id, t, &body)
+            .ok_or_else(|| SinkError::permanent("the batch JSON is not UTF-8"))?;
         let mut req = self
             .client
             .post(target.url.clone())
             .header("content-type", "application/json")
-            .header("idempotency-key", batch.batch_id.to_string())
+            .header("idempotency-key", &id)
             // The hand-off's budget (never past its lease) overrides the client's timeout.
             .timeout(within);
-        if let Some(secret) = target.secrets.first() {
-            let t = Millis::now_wall().0 / 1000;
-            req = req.header("x-lull-signature", sign(secret.as_bytes(), t, &body));
+        for (name, value) in signed {
+            req = req.header(name, value);
         }
         let resp = req
             .body(body)
             .send()
             .await
-            .map_err(|e| SinkError::retryable(describe(&e)))?;
+            .map_err(|e| answer::transport(&e, host))?;
         let status = resp.status();
         if status.is_success() {
+            // Acknowledged. The body is dropped unread (the connection with it, if unfinished).
             return Ok(());
         }
-        let msg = format!(
-            "{} answered {status}",
-            target.url.host_str().unwrap_or("sink")
-        );
-        if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
-            Err(SinkError::retryable(msg))
-        } else {
-            Err(SinkError::permanent(msg))
+        let err = answer::classify(status, resp.headers(), &target.url, SystemTime::now());
+        if status.is_redirection() {
+            tracing::warn!(
+                status = status.as_u16(),
+                reason = err.reason(),
+                "sink redirected"
+            );
         }
+        // The body may echo personal data: debug level only, and a bounded prefix.
+        let prefix = body_prefix(resp, DIAGNOSTIC_BYTES).await;
+        tracing::debug!(status = status.as_u16(), body = %String::from_utf8_lossy(&prefix), "sink answer");
+        Err(err)
     }
 }
 
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection failed".into()
-    } else {
-        // reqwest errors carry the URL, which holds no personal data.
-        e.to_string()
+/// At most `limit` bytes of the body: a huge or endless body is cut off here (and its connection
+/// dropped), a slow one by the client's timeout.
+async fn body_prefix(mut resp: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < limit {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(limit - out.len());
+                out.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) | Err(_) => break,
+        }
     }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lull_core::{CloseReason, ConversationKey, Message};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
-    fn batch() -> Batch {
-        Batch::new(
-            uuid::Uuid::now_v7(),
-            ConversationKey::new(Provider::Meta, "pn", "u"),
-            1,
-            CloseReason::Quiet,
-            Millis(0),
-            Millis(8000),
-            false,
-            vec![Message::text("m", "u", "hi")],
-        )
-    }
-
-    /// A one-shot HTTP server on loopback answering `status`; returns the request it saw.
-    async fn serve_once(status: u16) -> (String, tokio::task::JoinHandle<String>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/batches", listener.local_addr().unwrap());
-        let h = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                let n = s.read(&mut chunk).await.unwrap();
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length: ")
-                                .map(|v| v.trim().parse::<usize>().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + len {
-                        break;
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-            }
-            let resp =
-                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            s.write_all(resp.as_bytes()).await.unwrap();
-            String::from_utf8_lossy(&buf).to_string()
-        });
-        (url, h)
-    }
-
-    #[tokio::test]
-    async fn posts_signed_idempotent_json_and_classifies_statuses() {
-        let (url, seen) = serve_once(200).await;
-        let sink = HttpSink::new(
-            HttpTarget::new(&url, vec!["k".into()]).unwrap(),
-            Duration::from_secs(5),
-        )
-        .unwrap();
-        let b = batch();
-        sink.deliver(&b, Duration::from_secs(10)).await.unwrap();
-        let req = seen.await.unwrap();
-        let lower = req.to_ascii_lowercase();
-        assert!(lower.starts_with("post /batches "), "{req}");
-        assert!(lower.contains(&format!("idempotency-key: {}", b.batch_id)));
-        let sig_line = lower
-            .lines()
-            .find(|l| l.starts_with("x-lull-signature:"))
-            .unwrap();
-        let header = sig_line.trim_start_matches("x-lull-signature:").trim();
-        let body = req.split("\r\n\r\n").nth(1).unwrap();
-        let now = Millis::now_wall().0 / 1000;
-        crate::verify(b"k", header, body.as_bytes(), now, 60).unwrap();
-        let json: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(json["batch_id"], b.batch_id.to_string());
-
-        for (status, retryable) in [
-            (500, true),
-            (503, true),
-            (429, true),
-            (408, true),
-            (400, false),
-            (404, false),
-        ] {
-            let (url, _seen) = serve_once(status).await;
-            let sink = HttpSink::new(
-                HttpTarget::new(&url, vec![]).unwrap(),
-                Duration::from_secs(5),
-            )
-            .unwrap();
-            match sink.deliver(&b, Duration::from_secs(10)).await {
-                Err(SinkError::Retryable { .. }) => assert!(retryable, "{status}"),
-                Err(SinkError::Permanent { .. }) => assert!(!retryable, "{status}"),
-                Ok(()) => panic!("{status} must not acknowledge"),
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn connection_refused_is_retryable() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
-        drop(listener);
-        let sink = HttpSink::new(
-            HttpTarget::new(&url, vec![]).unwrap(),
-            Duration::from_secs(2),
-        )
-        .unwrap();
-        assert!(matches!(
-            sink.deliver(&batch(), Duration::from_secs(10)).await,
-            Err(SinkError::Retryable { .. })
-        ));
-    }
+    // Every answer of a real server, and the signed request itself: `tests/http_answers.rs`.
 
     #[test]
     fn bad_specs_name_the_value() {
-        let e = crate::AnySink::parse("ftp://x", vec![])
+        let t = Duration::from_secs(60);
+        let e = crate::AnySink::parse("ftp://x", vec![], t)
             .unwrap_err()
             .to_string();
         assert!(e.contains("ftp://x"), "{e}");
-        let e = crate::AnySink::parse("jsonl:", vec![])
+        let e = crate::AnySink::parse("jsonl:", vec![], t)
             .unwrap_err()
             .to_string();
         assert!(e.contains("jsonl"), "{e}");
         assert!(matches!(
-            crate::AnySink::parse("stdout", vec![]),
+            crate::AnySink::parse("stdout", vec![], t),
             Ok(crate::AnySink::Stdout(_))
         ));
+        let e = crate::AnySink::parse("http://x/", vec!["whsec_!!".into()], t)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("whsec_") && !e.contains("!!"), "{e}");
     }
 }

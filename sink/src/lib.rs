@@ -1,6 +1,7 @@
 //! lull's sinks: where batches go once a window closes.
 //!
-//! - [`HttpSink`]: POSTs the batch JSON to the AI step, signed and idempotent.
+//! - [`HttpSink`]: POSTs the batch JSON to the AI step, signed (Standard Webhooks) and
+//!   idempotent; [`answer`] says what each HTTP answer means.
 //! - [`StdoutSink`]: one batch JSON per line on standard output (the local default).
 //! - [`JsonlSink`]: appends one batch JSON per line to a file.
 //! - [`AnySink`]: one of the above, chosen from a `--sink` string.
@@ -9,13 +10,15 @@
 //! "Acknowledged" means the sink accepted the batch (HTTP 2xx, a line written and flushed); it
 //! does not wait for the AI to answer.
 
+pub mod answer;
 mod file;
 mod http;
 mod routed;
 mod signature;
+pub mod standard_webhooks;
 
 pub use file::{JsonlSink, StdoutSink};
-pub use http::{HttpSink, HttpTarget};
+pub use http::{HttpSink, HttpTarget, DIAGNOSTIC_BYTES};
 pub use routed::RoutedSink;
 pub use signature::{sign, verify, SignatureError};
 
@@ -40,8 +43,13 @@ pub enum SinkSpecError {
 }
 
 impl AnySink {
-    /// Parses a sink spec; `secrets` sign HTTP hand-offs (the first one signs).
-    pub fn parse(spec: &str, secrets: Vec<String>) -> Result<AnySink, SinkSpecError> {
+    /// Parses a sink spec; `secrets` sign HTTP hand-offs (every one signs) and `timeout` bounds
+    /// each HTTP call (the configured sink timeout; see `lull_core`'s timing rule).
+    pub fn parse(
+        spec: &str,
+        secrets: Vec<String>,
+        timeout: std::time::Duration,
+    ) -> Result<AnySink, SinkSpecError> {
         if spec == "stdout" {
             return Ok(AnySink::Stdout(StdoutSink::new()));
         }
@@ -60,7 +68,7 @@ impl AnySink {
                     spec: spec.into(),
                     reason,
                 })?;
-            return HttpSink::new(target, std::time::Duration::from_secs(10))
+            return HttpSink::new(target, timeout)
                 .map(AnySink::Http)
                 .map_err(|e| SinkSpecError::Invalid {
                     spec: spec.into(),

@@ -118,7 +118,7 @@ mod tests {
             .unwrap();
         let seen = server.await.unwrap();
         assert!(seen.starts_with("POST /tenant-a "), "{seen}");
-        assert!(seen.to_ascii_lowercase().contains("x-lull-signature: t="));
+        assert!(seen.to_ascii_lowercase().contains("webhook-signature: v1,"));
         let lines = std::fs::read_to_string(&file).unwrap();
         assert_eq!(lines.lines().count(), 1);
         assert!(lines.contains("m-pn-b") && !lines.contains("m-pn-a"));

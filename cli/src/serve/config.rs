@@ -39,7 +39,8 @@ pub struct ServeArgs {
     /// Where batches go: stdout, jsonl:PATH, or an http(s):// URL [default: stdout].
     #[arg(long, env = "LULL_SINK", value_name = "SINK")]
     pub sink: Option<String>,
-    /// Secret(s) signing HTTP hand-offs (X-Lull-Signature), comma-separated; the first signs.
+    /// Secret(s) signing HTTP hand-offs (Standard Webhooks `webhook-signature`), comma-separated;
+    /// each signs. `whsec_<base64>`, or a plain secret used as raw key bytes (docs/batch.md).
     #[arg(
         long,
         env = "LULL_SINK_SECRET",
@@ -79,7 +80,7 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub evolution_jwt_key: Option<String>,
-    /// Secret(s) verifying X-Lull-Signature on /webhook/generic, comma-separated.
+    /// Secret(s) verifying /webhook/generic (Standard Webhooks or X-Lull-Signature), comma-separated.
     #[arg(
         long,
         env = "LULL_GENERIC_SECRET",
@@ -111,7 +112,7 @@ pub struct ServeArgs {
     /// Longest retry delay after failed hand-offs [default: 60s].
     #[arg(long, env = "LULL_RETRY_MAX", value_name = "DURATION")]
     pub retry_max: Option<String>,
-    /// Timeout of one HTTP hand-off [default: 10s].
+    /// How long a hand-off waits for the sink's answer [default: 60s]; the lease is this + 15s.
     #[arg(long, env = "LULL_SINK_TIMEOUT", value_name = "DURATION")]
     pub sink_timeout: Option<String>,
     /// Log format: text or json [default: text]. Logs go to stderr; stdout is the stdout sink's.
@@ -180,7 +181,7 @@ pub struct FileTenant {
     /// This tenant's own AI endpoint (`http(s)://...`); its batches go there instead of the
     /// top-level sink.
     pub sink: Option<String>,
-    /// Secret(s) signing this tenant's batches (`X-Lull-Signature`).
+    /// Secret(s) signing this tenant's batches (Standard Webhooks; each one signs).
     pub sink_secret: Option<StringOrList>,
     pub meta: Option<FileMeta>,
     pub evolution: Option<FileEvolution>,
@@ -386,7 +387,7 @@ impl ServeArgs {
             }
         })?;
         // Checked now so a typo stops start-up rather than the first hand-off.
-        lull_sink::AnySink::parse(&sink, sink_secrets.clone()).map_err(|e| {
+        lull_sink::AnySink::parse(&sink, sink_secrets.clone(), sink_timeout).map_err(|e| {
             ConfigError::Invalid {
                 setting: SINK,
                 value: sink.clone(),

@@ -105,16 +105,8 @@ fn settings(cfg: &Config) -> Settings {
 }
 
 fn sink(cfg: &Config) -> Result<RoutedSink, String> {
-    let sink = AnySink::parse(&cfg.sink, cfg.sink_secrets.clone()).map_err(|e| e.to_string())?;
-    let default = match sink {
-        AnySink::Http(_) => {
-            let target = lull_sink::HttpTarget::new(&cfg.sink, cfg.sink_secrets.clone())?;
-            AnySink::Http(
-                lull_sink::HttpSink::new(target, cfg.sink_timeout).map_err(|e| e.to_string())?,
-            )
-        }
-        other => other,
-    };
+    let default = AnySink::parse(&cfg.sink, cfg.sink_secrets.clone(), cfg.sink_timeout)
+        .map_err(|e| e.to_string())?;
     // Tenants with a sink of their own get their batches routed there by account.
     let mut routed = RoutedSink::new(default);
     for t in &cfg.tenants {

@@ -164,11 +164,14 @@ pub fn parse_sink(value: &str) -> Result<SinkSpec, ConfigError> {
         }
         return Ok(SinkSpec::SqsFifo(url));
     }
-    // Validate with lull-sink's own parser (no secrets needed to check the shape).
-    lull_sink::AnySink::parse(value, Vec::new()).map_err(|e| ConfigError::Invalid {
-        var: VAR,
-        value: value.into(),
-        reason: format!("{e}; or sqs:<FIFO queue URL>"),
+    // Validate with lull-sink's own parser (no secrets or real timeout needed to check the shape;
+    // nothing is sent).
+    lull_sink::AnySink::parse(value, Vec::new(), Duration::from_secs(1)).map_err(|e| {
+        ConfigError::Invalid {
+            var: VAR,
+            value: value.into(),
+            reason: format!("{e}; or sqs:<FIFO queue URL>"),
+        }
     })?;
     Ok(SinkSpec::Any(value.to_string()))
 }
@@ -403,16 +406,9 @@ impl Settings {
                     value: spec.clone(),
                     reason,
                 };
-                let any = if spec.starts_with("http://") || spec.starts_with("https://") {
-                    let target = lull_sink::HttpTarget::new(spec, self.sink_secrets.clone())
-                        .map_err(invalid)?;
-                    lull_sink::HttpSink::new(target, self.sink_timeout)
-                        .map(lull_sink::AnySink::Http)
-                        .map_err(|e| invalid(e.to_string()))?
-                } else {
-                    lull_sink::AnySink::parse(spec, self.sink_secrets.clone())
-                        .map_err(|e| invalid(e.to_string()))?
-                };
+                let any =
+                    lull_sink::AnySink::parse(spec, self.sink_secrets.clone(), self.sink_timeout)
+                        .map_err(|e| invalid(e.to_string()))?;
                 Some(BatchSink::Any(any))
             }
         };

@@ -1,4 +1,5 @@
-//! `POST /webhook/generic`: lull's own JSON format, signed with
+//! `POST /webhook/generic`: lull's own JSON format, signed with Standard Webhooks headers
+//! (`webhook-signature`, with a timestamp tolerance: see [`crate::standard_webhooks`]) or with
 //! `X-Lull-Signature: sha256=<hex HMAC-SHA256 of the raw body>`.
 
 use axum::extract::{Request, State};
@@ -12,6 +13,7 @@ use super::{
 use crate::auth;
 use crate::error::IngestError;
 use crate::parse;
+use crate::standard_webhooks;
 use crate::state::IngestState;
 
 /// The setting a tenant lacks when it has no generic secret.
@@ -29,6 +31,9 @@ async fn inner(st: &IngestState, req: Request) -> Result<Response, IngestError> 
     let tenant = tenant_of(st, Provider::Generic, &parsed).await?;
     if tenant.generic.secrets.is_empty() {
         unsigned_allowed(st, SECRET_SETTING)?;
+    } else if standard_webhooks::is_signed(&parts.headers) {
+        standard_webhooks::verify(&tenant.generic.secrets, &parts.headers, &bytes)
+            .map_err(IngestError::Unauthorized)?;
     } else {
         let sig = header_str(&parts.headers, "x-lull-signature")
             .ok_or(IngestError::Unauthorized("missing X-Lull-Signature"))?;

@@ -36,7 +36,8 @@ pub fn moto_endpoint() -> String {
     MOTO.get_or_init(|| {
         let port = free_port();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/moto_serial.py");
-        let python = std::env::var("LULL_MOTO_PYTHON").unwrap_or_else(|_| "python3".into());
+        // The test command's virtual environment (scripts/test), with the pinned moto.
+        let python = std::env::var("LULL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
         let child = Command::new("sh")
             .arg("-c")
             .arg(format!(
@@ -44,7 +45,7 @@ pub fn moto_endpoint() -> String {
             ))
             .stdin(Stdio::piped())
             .spawn()
-            .expect("spawn moto (pip install 'moto[server]')");
+            .expect("spawn moto (scripts/test installs it into target/test-venv)");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

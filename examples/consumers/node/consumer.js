@@ -1,0 +1,82 @@
+// A lull batch consumer in Node: plain node:http + the `standardwebhooks` npm package.
+//
+//   npm ci
+//   LULL_SINK_SECRET=whsec_... PORT=9000 node consumer.js
+//   lull serve --sink http://127.0.0.1:9000/batches --sink-secret whsec_...
+//
+// For every POST it: (1) verifies the Standard Webhooks signature over the exact body bytes
+// (refusing a tampered body or a replay older than 5 minutes with 401), (2) dedupes on the batch
+// id (a retried hand-off carries the same id), (3) answers 200 at once, (4) then does the slow
+// work (your AI step). lull waits at most its sink timeout for the answer; answering first keeps
+// you far inside it however slow the AI is (docs/batch.md, "The timeout contract").
+//
+// Prints one line per event on stdout: `listening <port>`, then `processed <batch_id> <text>`
+// (after the work), `duplicate <batch_id>`, `refused <reason>`.
+"use strict";
+
+const http = require("node:http");
+const { Webhook, WebhookVerificationError } = require("standardwebhooks");
+
+const MAX_BODY = 4 * 1024 * 1024; // a batch is far smaller; refuse anything bigger
+
+const secret = process.env.LULL_SINK_SECRET;
+// `whsec_<base64>` secrets are decoded by the library; an older plain secret is raw key bytes.
+const webhook = secret.startsWith("whsec_")
+  ? new Webhook(secret)
+  : new Webhook(new TextEncoder().encode(secret), { format: "raw" });
+
+const seen = new Set(); // batch ids already accepted; use your database in production
+const SEEN_MAX = 100000;
+
+function firstTime(batchId) {
+  if (seen.has(batchId)) return false;
+  seen.add(batchId);
+  if (seen.size > SEEN_MAX) seen.delete(seen.values().next().value);
+  return true;
+}
+
+async function work(batch) {
+  // Your AI step goes here: one LLM call with every message the user just sent.
+  const prompt = batch.text;
+  console.log("processed", batch.batch_id, JSON.stringify(prompt));
+}
+
+function answer(res, status, text) {
+  res.writeHead(status, { "content-type": "text/plain" });
+  res.end(text);
+}
+
+const server = http.createServer((req, res) => {
+  if (req.method !== "POST") return answer(res, 405, "POST only");
+  const chunks = [];
+  let size = 0;
+  req.on("data", (c) => {
+    size += c.length;
+    if (size > MAX_BODY) {
+      answer(res, 413, "too large");
+      req.destroy();
+    } else chunks.push(c);
+  });
+  req.on("end", () => {
+    if (size > MAX_BODY) return;
+    const body = Buffer.concat(chunks); // the exact bytes: never re-serialise before verifying
+    let batch;
+    try {
+      batch = webhook.verify(body, req.headers);
+    } catch (e) {
+      if (!(e instanceof WebhookVerificationError)) throw e;
+      console.log("refused", e.message);
+      return answer(res, 401, "bad signature");
+    }
+    if (!firstTime(batch.batch_id)) {
+      console.log("duplicate", batch.batch_id);
+      return answer(res, 200, "duplicate");
+    }
+    answer(res, 200, "ok"); // acknowledge first ...
+    setImmediate(() => work(batch).catch((e) => console.error("work failed", e))); // ... then work
+  });
+});
+
+server.listen(Number(process.env.PORT || 9000), "127.0.0.1", () => {
+  console.log("listening", server.address().port);
+});

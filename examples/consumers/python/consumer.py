@@ -1,0 +1,102 @@
+"""A lull batch consumer in Python: standard library HTTP server + the `standardwebhooks` package.
+
+    pip install standardwebhooks==1.1.0
+    LULL_SINK_SECRET=whsec_... PORT=9000 python3 consumer.py
+    lull serve --sink http://127.0.0.1:9000/batches --sink-secret whsec_...
+
+For every POST it: (1) verifies the Standard Webhooks signature over the exact body bytes
+(refusing a tampered body or a replay older than 5 minutes with 401), (2) dedupes on the batch
+id (a retried hand-off carries the same id), (3) answers 200 at once, (4) then does the slow work
+(your AI step) on a worker thread. lull waits at most its sink timeout for the answer; answering
+first keeps you far inside it however slow the AI is (docs/batch.md, "The timeout contract").
+
+Prints one line per event on stdout: `listening <port>`, then `processed <batch_id> <text>`
+(after the work), `duplicate <batch_id>`, `refused <reason>`.
+"""
+
+import json
+import os
+import queue
+import sys
+import threading
+from collections import OrderedDict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from standardwebhooks import Webhook, WebhookVerificationError
+
+MAX_BODY = 4 * 1024 * 1024  # a batch is far smaller; refuse anything bigger unread
+
+secret = os.environ["LULL_SINK_SECRET"]
+# `whsec_<base64>` secrets are decoded by the library; an older plain secret is raw key bytes.
+webhook = Webhook(secret if secret.startswith("whsec_") else secret.encode())
+
+work = queue.Queue()
+seen = OrderedDict()  # batch ids already accepted; use your database in production
+seen_lock = threading.Lock()
+SEEN_MAX = 100_000
+
+
+def log(*parts):
+    print(*parts, flush=True)
+
+
+def first_time(batch_id):
+    """True the first time a batch id is seen (remembers the last SEEN_MAX ids)."""
+    with seen_lock:
+        if batch_id in seen:
+            return False
+        seen[batch_id] = True
+        if len(seen) > SEEN_MAX:
+            seen.popitem(last=False)
+        return True
+
+
+def worker():
+    while True:
+        batch = work.get()
+        # Your AI step goes here: one LLM call with every message the user just sent.
+        prompt = batch["text"]
+        log("processed", batch["batch_id"], json.dumps(prompt))
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        length = int(self.headers.get("content-length") or 0)
+        if length <= 0 or length > MAX_BODY:
+            return self.answer(413 if length > 0 else 400, "bad length")
+        body = self.rfile.read(length)
+        try:
+            batch = webhook.verify(body, dict(self.headers.items()))
+        except WebhookVerificationError as e:
+            log("refused", e)
+            return self.answer(401, "bad signature")
+        if not first_time(batch["batch_id"]):
+            log("duplicate", batch["batch_id"])
+            return self.answer(200, "duplicate")
+        self.answer(200, "ok")  # acknowledge first ...
+        work.put(batch)  # ... then work
+
+    def answer(self, status, text):
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("content-type", "text/plain")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass  # keep stdout for the events above (and personal data out of access logs)
+
+
+def main():
+    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "9000"))), Handler)
+    threading.Thread(target=worker, daemon=True).start()
+    log("listening", server.server_address[1])
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+//! The consumer examples of `examples/consumers/` against a real `lull serve`: a batch arrives
+//! signed, the example verifies it with the Standard Webhooks library of its language (Python's
+//! and Node's `standardwebhooks` packages; the n8n Code node by hand), answers 200 and works; the
+//! same request again is a duplicate; a tampered body is refused with 401.
+//!
+//! Needs the test command's environment (`scripts/test`): `LULL_TEST_PYTHON` with the pinned
+//! `standardwebhooks`, and `npm ci` done in `examples/consumers/node`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use lull_tests::{meta_text, test_python, wait_for, Server};
+
+const PN: &str = "106540352242922";
+/// The consumer knows only the new secret; lull signs with both while the rotation is staged.
+const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const NEW: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// A running example consumer and the lines it printed.
+struct Consumer {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    url: String,
+}
+
+impl Consumer {
+    async fn start(mut cmd: Command, what: &str) -> Consumer {
+        let mut child = cmd
+            .env("LULL_SINK_SECRET", NEW)
+            .env("PORT", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start the {what} consumer: {e}"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("stdout");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().expect("lock").push(line);
+            }
+        });
+        let mut consumer = Consumer {
+            child,
+            lines,
+            url: String::new(),
+        };
+        wait_for(&format!("the {what} consumer to listen"), WAIT, || {
+            consumer.line("listening ").is_some()
+        })
+        .await;
+        let port = consumer.line("listening ").expect("listening line");
+        consumer.url = format!("http://127.0.0.1:{}/batches", port.trim());
+        consumer
+    }
+
+    /// The rest of the first line starting with `prefix`.
+    fn line(&self, prefix: &str) -> Option<String> {
+        self.lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix).map(str::to_string))
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request lull sent, as the proxy saw it, and the consumer's answer.
+#[derive(Clone)]
+struct Seen {
+    headers: HeaderMap,
+    body: Bytes,
+    status: u16,
+}
+
+#[derive(Clone)]
+struct Proxy {
+    to: String,
+    client: reqwest::Client,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+/// Forwards lull's hand-offs to the consumer unchanged, keeping a copy to replay and tamper with.
+async fn forward(State(p): State<Proxy>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let status = send(&p.client, &p.to, &headers, body.clone()).await;
+    p.seen.lock().expect("lock").push(Seen {
+        headers,
+        body,
+        status,
+    });
+    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY)
+}
+
+async fn send(client: &reqwest::Client, url: &str, headers: &HeaderMap, body: Bytes) -> u16 {
+    let mut req = client.post(url).body(body);
+    for name in [
+        "content-type",
+        "idempotency-key",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    ] {
+        if let Some(v) = headers.get(name) {
+            req = req.header(name, v.clone());
+        }
+    }
+    req.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+async fn proxy(to: &str) -> (String, Proxy) {
+    let p = Proxy {
+        to: to.to_string(),
+        client: reqwest::Client::new(),
+        seen: Arc::default(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let url = format!("http://{}/batches", listener.local_addr().expect("addr"));
+    let app = Router::new()
+        .route("/batches", post(forward))
+        .with_state(p.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, p)
+}
+
+/// lull -> proxy -> consumer: one batch verified and worked on, a replay deduped, a tampered
+/// copy refused. Returns the request lull sent, for further checks.
+async fn round_trip(consumer: &Consumer, what: &str) -> Seen {
+    let (url, p) = proxy(&consumer.url).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let secrets = format!("{OLD},{NEW}");
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &[
+            "--quiet",
+            "300ms",
+            "--sink",
+            &url,
+            "--sink-secret",
+            &secrets,
+        ],
+    )
+    .await;
+    let id = format!("wamid.{what}-1");
+    let status = server
+        .post_meta(&meta_text(PN, "16505551234", &id, "2 pizzas, one vegan"))
+        .await;
+    assert_eq!(status, 200);
+    wait_for(&format!("{what}: a batch worked on"), WAIT, || {
+        consumer.line("processed ").is_some()
+    })
+    .await;
+    let seen = p.seen.lock().expect("lock")[0].clone();
+    assert_eq!(seen.status, 200, "{what} acknowledged the batch");
+    let batch: serde_json::Value = serde_json::from_slice(&seen.body).expect("batch JSON");
+    let batch_id = batch["batch_id"].as_str().expect("batch id").to_string();
+    let processed = consumer.line("processed ").expect("processed");
+    assert!(
+        processed.starts_with(&batch_id) && processed.contains("2 pizzas, one vegan"),
+        "{what}: {processed}"
+    );
+    assert_eq!(
+        seen.headers["webhook-id"].to_str().ok(),
+        Some(batch_id.as_str())
+    );
+
+    let client = reqwest::Client::new();
+    // The same request again (a retried hand-off): acknowledged, not worked on twice.
+    let again = send(&client, &consumer.url, &seen.headers, seen.body.clone()).await;
+    assert_eq!(again, 200, "{what}: a repeat is acknowledged");
+    wait_for(&format!("{what}: the repeat deduped"), WAIT, || {
+        consumer.line("duplicate ").as_deref() == Some(batch_id.as_str())
+    })
+    .await;
+    // A tampered body under the same signature: refused.
+    let tampered = String::from_utf8_lossy(&seen.body).replace("one vegan", "all vegan");
+    let status = send(&client, &consumer.url, &seen.headers, tampered.into()).await;
+    assert_eq!(status, 401, "{what}: a tampered batch is refused");
+    wait_for(&format!("{what}: the refusal"), WAIT, || {
+        consumer.line("refused ").is_some()
+    })
+    .await;
+    let worked = consumer
+        .lines
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|l| l.starts_with("processed "))
+        .count();
+    assert_eq!(worked, 1, "{what}: worked on exactly once");
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_consumer_verifies_dedupes_and_refuses_tampering() {
+    let mut cmd = Command::new(test_python());
+    cmd.arg(repo().join("examples/consumers/python/consumer.py"));
+    let consumer = Consumer::start(cmd, "Python").await;
+    round_trip(&consumer, "python").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_consumer_verifies_dedupes_and_refuses_tampering() {
+    let dir = repo().join("examples/consumers/node");
+    assert!(
+        dir.join("node_modules/standardwebhooks").is_dir(),
+        "run `npm ci --prefix examples/consumers/node` first (scripts/test does)"
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("consumer.js")).current_dir(&dir);
+    let consumer = Consumer::start(cmd, "Node").await;
+    let seen = round_trip(&consumer, "node").await;
+
+    // The n8n workflow's Code node, run by node on the same request lull sent (tests/n8n_code.js
+    // plays n8n's $input, binary helper and static data).
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = |body: &[u8]| {
+        let req = serde_json::json!({
+            "headers": seen.headers.iter()
+                .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect::<std::collections::HashMap<_, _>>(),
+            "body": String::from_utf8_lossy(body),
+        });
+        let file = tmp.path().join("request.json");
+        std::fs::write(&file, req.to_string()).expect("write request");
+        let out = Command::new("node")
+            .arg(repo().join("tests/n8n_code.js"))
+            .arg(repo().join("examples/consumers/n8n/lull-batches.json"))
+            .arg(&file)
+            .env("LULL_SINK_SECRET", NEW)
+            .output()
+            .expect("run node");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let out = run(&seen.body);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0]["status"], 200, "{out}");
+    assert_eq!(lines[0]["process"], true, "{out}");
+    assert_eq!(lines[1]["duplicate"], true, "{out}");
+    assert_eq!(lines[1]["process"], false, "{out}");
+    let tampered = String::from_utf8_lossy(&seen.body).replace("one vegan", "all vegan");
+    let out = run(tampered.as_bytes());
+    let first: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("a line")).expect("JSON");
+    assert_eq!(first["status"], 401, "{out}");
+    assert_eq!(first["process"], false, "{out}");
+}
