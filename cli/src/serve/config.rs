@@ -211,6 +211,8 @@ pub struct FileTwilio {
     #[serde(default)]
     pub numbers: Vec<String>,
     pub auth_token: Option<StringOrList>,
+    /// Twilio webhook shared key secret(s) (`X-Twilio-Webhooks-Signature-Settings`).
+    pub shared_key: Option<StringOrList>,
     pub public_url: Option<String>,
 }
 
@@ -613,6 +615,9 @@ fn tenant_from_file(t: &FileTenant, default: Policy) -> Result<Tenant, ConfigErr
             numbers: tw.map(|x| x.numbers.clone()).unwrap_or_default(),
             auth_tokens: tw
                 .and_then(|x| x.auth_token.as_ref())
+                .map_or_else(none, StringOrList::secrets),
+            shared_keys: tw
+                .and_then(|x| x.shared_key.as_ref())
                 .map_or_else(none, StringOrList::secrets),
             public_url: tw.and_then(|x| x.public_url.clone()),
         },

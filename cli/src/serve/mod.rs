@@ -211,7 +211,7 @@ async fn run_server(cfg: Config) -> Result<(), String> {
         local.buffer.clone(),
         Arc::new(directory),
         IngestConfig {
-            allow_unsigned_on_loopback: cfg.allow_unsigned,
+            allow_unsigned: cfg.allow_unsigned,
             ..IngestConfig::default()
         },
     );
