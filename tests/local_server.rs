@@ -167,6 +167,9 @@ async fn two_hundred_conversations_writing_concurrently() {
     let mut args = fast(&sink.url);
     args[1] = "1s".into(); // quiet: a burst of three from one user stays one batch under load
     args[3] = "3s".into();
+    // 200 writers at once: above the default bound on requests in flight (64), which would shed
+    // some with 503 for the gateway to retry; this test is about concurrent appends.
+    args.extend(["--max-concurrent-requests".into(), "256".into()]);
     let server = start(&tmp.path().join("data"), &args).await;
     let server = std::sync::Arc::new(server);
     let mut tasks = tokio::task::JoinSet::new();
