@@ -85,23 +85,35 @@ pub fn meta_text(phone_number_id: &str, from: &str, id: &str, text: &str) -> Val
 /// A running `lull serve`.
 pub struct Server {
     pub child: Child,
+    /// The webhook listener.
     pub addr: SocketAddr,
+    /// The ops listener (`/healthz`, `/metrics`, `/redrive`).
+    pub ops_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     client: reqwest::Client,
 }
 
 impl Server {
-    /// Starts `lull serve` with `args` on a free port and waits until `/healthz` answers.
+    /// Starts `lull serve` with `args` on free ports (webhooks and ops), in unsigned mode (the
+    /// tests post unsigned webhooks on loopback), and waits until `/healthz` answers.
     pub async fn start(data_dir: &Path, args: &[&str]) -> Server {
+        Server::start_with(data_dir, &[&["--allow-unsigned"], args].concat()).await
+    }
+
+    /// [`Server::start`] without `--allow-unsigned`.
+    pub async fn start_with(data_dir: &Path, args: &[&str]) -> Server {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let ops_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let log = data_dir.with_extension(format!("{port}.log"));
         let stderr = std::fs::File::create(&log).expect("log file");
         let child = Command::new(lull_bin())
             .arg("serve")
             .arg("--listen")
             .arg(addr.to_string())
+            .arg("--ops-listen")
+            .arg(ops_addr.to_string())
             .arg("--data-dir")
             .arg(data_dir)
             .args(args)
@@ -114,6 +126,7 @@ impl Server {
         let server = Server {
             child,
             addr,
+            ops_addr,
             data_dir: data_dir.to_path_buf(),
             log,
             client: reqwest::Client::new(),
@@ -139,7 +152,16 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// GET on the ops listener.
     pub async fn get(&self, path: &str) -> reqwest::Result<reqwest::Response> {
+        self.client
+            .get(format!("http://{}{path}", self.ops_addr))
+            .send()
+            .await
+    }
+
+    /// GET on the webhook listener.
+    pub async fn get_webhook(&self, path: &str) -> reqwest::Result<reqwest::Response> {
         self.client
             .get(format!("http://{}{path}", self.addr))
             .send()

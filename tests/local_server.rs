@@ -167,6 +167,9 @@ async fn two_hundred_conversations_writing_concurrently() {
     let mut args = fast(&sink.url);
     args[1] = "1s".into(); // quiet: a burst of three from one user stays one batch under load
     args[3] = "3s".into();
+    // 200 writers at once: above the default bound on requests in flight (64), which would shed
+    // some with 503 for the gateway to retry; this test is about concurrent appends.
+    args.extend(["--max-concurrent-requests".into(), "256".into()]);
     let server = start(&tmp.path().join("data"), &args).await;
     let server = std::sync::Arc::new(server);
     let mut tasks = tokio::task::JoinSet::new();
@@ -365,11 +368,16 @@ async fn sigterm_keeps_open_windows_for_the_next_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ops_routes_answer() {
+async fn ops_routes_answer_on_their_own_listener_only() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let server = start(&tmp.path().join("data"), &fast("stdout")).await;
     let health = server.get("/healthz").await.expect("healthz");
     assert_eq!(health.status(), 200);
+    // A proxy in front of the webhook port never exposes them.
+    for path in ["/healthz", "/metrics"] {
+        let r = server.get_webhook(path).await.expect("webhook listener");
+        assert_eq!(r.status(), 404, "{path} on the webhook listener");
+    }
     let metrics = server
         .get("/metrics")
         .await
@@ -384,6 +392,34 @@ async fn ops_routes_answer() {
     }
 }
 
+/// Issue 11 §6: without `--allow-unsigned` an unsigned webhook is refused (401) even on
+/// loopback, and the start-up log says how to opt in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_webhooks_need_the_explicit_opt_in() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server =
+        lull_tests::Server::start_with(&tmp.path().join("data"), &["--sink", "stdout"]).await;
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PN, "5511900000009", "u1", "hi"))
+            .await,
+        401
+    );
+    assert!(
+        server.logs().contains("--allow-unsigned"),
+        "{}",
+        server.logs()
+    );
+    let tmp2 = tempfile::tempdir().expect("tempdir");
+    let open = start(&tmp2.path().join("data"), &fast("stdout")).await;
+    assert_eq!(
+        open.post_meta(&meta_text(PN, "5511900000009", "u1", "hi"))
+            .await,
+        200
+    );
+    assert!(open.logs().contains("UNSIGNED MODE"), "{}", open.logs());
+}
+
 #[test]
 fn bad_configuration_is_refused_naming_the_setting() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -394,6 +430,18 @@ fn bad_configuration_is_refused_naming_the_setting() {
         (&[], &[("LULL_MAX_WAIT", "forever")], "LULL_MAX_WAIT"),
         (&["--listen", "0.0.0.0:18081"], &[], "not loopback"),
         (&["--listen", "nowhere"], &[], "LULL_LISTEN"),
+        (
+            &[
+                "--listen",
+                "0.0.0.0:18081",
+                "--allow-unsigned",
+                "--generic-secret",
+                "s",
+            ],
+            &[],
+            "LULL_ALLOW_UNSIGNED",
+        ),
+        (&["--ops-listen", "here"], &[], "LULL_OPS_LISTEN"),
         (&["--sink", "ftp://example"], &[], "LULL_SINK"),
         (&["--durability", "paranoid"], &[], "LULL_DURABILITY"),
         (&["--quiet", "10s", "--max-wait", "5s"], &[], "max wait"),
@@ -428,6 +476,11 @@ fn bad_configuration_is_refused_naming_the_setting() {
         "LULL_EVOLUTION_TOKEN",
         "LULL_TWILIO_AUTH_TOKEN",
         "LULL_TWILIO_PUBLIC_URL",
+        "LULL_TWILIO_SHARED_KEY",
+        "LULL_ALLOW_UNSIGNED",
+        "LULL_OPS_LISTEN",
+        "LULL_TRUST_FORWARDED",
+        "LULL_MAX_CONCURRENT_REQUESTS",
     ] {
         assert!(help.contains(var), "{var} missing from lull serve --help");
     }

@@ -94,6 +94,8 @@ pub fn spawn_lull(lull: &Path, addr: SocketAddr, data_dir: &Path, extra: &[Strin
         .arg(addr.to_string())
         .arg("--data-dir")
         .arg(data_dir)
+        // The benches post unsigned webhooks on loopback; the ops routes are not used.
+        .args(["--allow-unsigned", "--ops-listen", "127.0.0.1:0"])
         .args(extra)
         // The server's log filter: warn, unless LULL_BENCH_LOG says otherwise (e.g. info, to
         // read each hand-off's lag as lull saw it in `<data-dir>.log`).

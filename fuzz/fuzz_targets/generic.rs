@@ -6,7 +6,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(p) = lull_ingest::parse::generic::parse(data) {
         for item in &p.items {
             assert!(!item.message.id.trim().is_empty() && !item.user.trim().is_empty());
-            assert_eq!(item.message.received_at.0, 0, "parsers never set received_at");
+            assert_eq!(
+                item.message.received_at.0, 0,
+                "parsers never set received_at"
+            );
         }
     }
 });

@@ -2,7 +2,9 @@
 //!
 //! - Meta: `X-Hub-Signature-256: sha256=<hex>`, HMAC-SHA256 of the raw body with the app secret.
 //! - Twilio: `X-Twilio-Signature`, base64 HMAC-SHA1 of the public URL followed by every POST
-//!   parameter's name and value, sorted by name.
+//!   parameter's name and value, sorted by name, under the auth token; or, when
+//!   `X-Twilio-Webhooks-Signature-Settings: key=<id>,algorithm=HMAC_SHA256` comes with it, the
+//!   same string under a webhook shared key with the named algorithm.
 //! - Generic: `X-Lull-Signature: sha256=<hex>`, like Meta's.
 //! - Evolution (which signs nothing): a shared token compared in constant time, or an HS256 JWT
 //!   made by Evolution from its `jwt_key`, verified by hand (a JWT crate would be the biggest
@@ -48,33 +50,119 @@ pub fn sign_sha256(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// The string Twilio signs: the URL, then each parameter's name and value, sorted by name (and
-/// by value for repeated names).
-pub fn twilio_signed_string(url: &str, params: &[(String, String)]) -> String {
+/// The hash of a Twilio signature: HMAC-SHA1 with the auth token (the default), or the
+/// algorithm `X-Twilio-Webhooks-Signature-Settings` names when a webhook shared key signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TwilioAlgorithm {
+    HmacSha1,
+    HmacSha256,
+}
+
+/// `X-Twilio-Webhooks-Signature-Settings` names an algorithm lull does not know.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported Twilio signature algorithm")]
+pub struct UnsupportedAlgorithm;
+
+/// The algorithm named by `X-Twilio-Webhooks-Signature-Settings` (`key=<id>,algorithm=<name>`):
+/// `Ok(None)` when the header names none (HMAC-SHA1 then), an error for an algorithm lull does
+/// not know (refused, as Twilio's own validators do).
+pub fn twilio_settings_algorithm(
+    header: &str,
+) -> Result<Option<TwilioAlgorithm>, UnsupportedAlgorithm> {
+    for part in header.split(',') {
+        if let Some((name, value)) = part.split_once('=') {
+            let value = value.trim();
+            if name.trim() == "algorithm" && !value.is_empty() {
+                return match value.to_ascii_uppercase().as_str() {
+                    "HMAC_SHA1" => Ok(Some(TwilioAlgorithm::HmacSha1)),
+                    "HMAC_SHA256" => Ok(Some(TwilioAlgorithm::HmacSha256)),
+                    _ => Err(UnsupportedAlgorithm),
+                };
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The strings Twilio may have signed: the URL, then each parameter's name and value, sorted by
+/// name (and by value for repeated names). Twilio's Python validator drops repeated identical
+/// pairs while its Node one keeps them; when the body has such pairs both forms are returned.
+pub fn twilio_signed_strings(url: &str, params: &[(String, String)]) -> Vec<String> {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort();
-    let mut s = String::with_capacity(url.len() + params.len() * 32);
-    s.push_str(url);
-    for (k, v) in sorted {
-        s.push_str(k);
-        s.push_str(v);
+    let join = |pairs: &[&(String, String)]| {
+        let mut s = String::with_capacity(
+            url.len() + pairs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(),
+        );
+        s.push_str(url);
+        for (k, v) in pairs {
+            s.push_str(k);
+            s.push_str(v);
+        }
+        s
+    };
+    let mut out = vec![join(&sorted)];
+    let before = sorted.len();
+    sorted.dedup();
+    if sorted.len() != before {
+        out.push(join(&sorted));
     }
-    s
+    out
+}
+
+/// The string Twilio signs, with every parameter (see [`twilio_signed_strings`]).
+pub fn twilio_signed_string(url: &str, params: &[(String, String)]) -> String {
+    twilio_signed_strings(url, params).swap_remove(0)
+}
+
+fn twilio_mac(algorithm: TwilioAlgorithm, key: &str, data: &[u8]) -> Option<Vec<u8>> {
+    Some(match algorithm {
+        TwilioAlgorithm::HmacSha1 => {
+            let mut mac = Hmac::<Sha1>::new_from_slice(key.as_bytes()).ok()?;
+            mac.update(data);
+            mac.finalize().into_bytes().to_vec()
+        }
+        TwilioAlgorithm::HmacSha256 => {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).ok()?;
+            mac.update(data);
+            mac.finalize().into_bytes().to_vec()
+        }
+    })
 }
 
 /// Twilio's signature (base64 HMAC-SHA1) of `url` and `params` under `token`.
 pub fn sign_twilio(token: &str, url: &str, params: &[(String, String)]) -> String {
-    let mut mac = match Hmac::<Sha1>::new_from_slice(token.as_bytes()) {
-        Ok(mac) => mac,
-        Err(_) => return String::new(),
-    };
-    mac.update(twilio_signed_string(url, params).as_bytes());
-    STANDARD.encode(mac.finalize().into_bytes())
+    sign_twilio_with(TwilioAlgorithm::HmacSha1, token, url, params)
 }
 
-/// True when `header` is Twilio's signature of `url` and `params` under any of `tokens`.
+/// Twilio's signature of `url` and `params` under `key` with `algorithm`.
+pub fn sign_twilio_with(
+    algorithm: TwilioAlgorithm,
+    key: &str,
+    url: &str,
+    params: &[(String, String)],
+) -> String {
+    twilio_mac(algorithm, key, twilio_signed_string(url, params).as_bytes())
+        .map(|m| STANDARD.encode(m))
+        .unwrap_or_default()
+}
+
+/// True when `header` is Twilio's HMAC-SHA1 signature of `url` and `params` under any of
+/// `tokens`.
 pub fn verify_twilio(
     tokens: &Secrets,
+    header: &str,
+    url: &str,
+    params: &[(String, String)],
+) -> bool {
+    verify_twilio_with(TwilioAlgorithm::HmacSha1, tokens, header, url, params)
+}
+
+/// True when `header` is Twilio's signature of `url` and `params` under any of `keys` with
+/// `algorithm` (constant-time comparison).
+pub fn verify_twilio_with(
+    algorithm: TwilioAlgorithm,
+    keys: &Secrets,
     header: &str,
     url: &str,
     params: &[(String, String)],
@@ -82,14 +170,12 @@ pub fn verify_twilio(
     let Ok(sig) = STANDARD.decode(header.trim()) else {
         return false;
     };
-    let signed = twilio_signed_string(url, params);
-    tokens.iter().any(|token| {
-        Hmac::<Sha1>::new_from_slice(token.as_bytes())
-            .map(|mut mac| {
-                mac.update(signed.as_bytes());
-                mac.verify_slice(&sig).is_ok()
-            })
-            .unwrap_or(false)
+    let signed = twilio_signed_strings(url, params);
+    keys.iter().any(|key| {
+        signed.iter().any(|s| {
+            twilio_mac(algorithm, key, s.as_bytes())
+                .is_some_and(|m| bool::from(m.as_slice().ct_eq(&sig)))
+        })
     })
 }
 

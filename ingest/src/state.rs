@@ -13,9 +13,13 @@ pub struct IngestConfig {
     /// Most messages accepted in one request (default 1,000); more: 413 and nothing stored.
     pub max_messages_per_request: usize,
     /// Accept unsigned requests for gateways whose tenant has no secret configured. Only the
-    /// local server sets it, only when bound to loopback with no secret configured at all (and
-    /// it warns at start-up); the Lambda never does.
-    pub allow_unsigned_on_loopback: bool,
+    /// local server sets it, only when asked to (`--allow-unsigned` / `LULL_ALLOW_UNSIGNED`),
+    /// only on a loopback listen address, and it warns at start-up; the Lambda never does.
+    pub allow_unsigned: bool,
+    /// Trust `X-Forwarded-Proto` / `X-Forwarded-Host` when rebuilding the URL Twilio signed.
+    /// Only behind a proxy that sets (or strips) them: otherwise any client could choose the URL
+    /// lull checks the signature against.
+    pub trust_forwarded: bool,
 }
 
 impl Default for IngestConfig {
@@ -23,7 +27,8 @@ impl Default for IngestConfig {
         IngestConfig {
             body_limit: 4 * 1024 * 1024,
             max_messages_per_request: 1000,
-            allow_unsigned_on_loopback: false,
+            allow_unsigned: false,
+            trust_forwarded: false,
         }
     }
 }

@@ -98,6 +98,9 @@ pub struct TwilioSettings {
     pub numbers: Vec<String>,
     /// Auth token(s) that sign `X-Twilio-Signature`.
     pub auth_tokens: Secrets,
+    /// Webhook shared key secret(s) (Twilio's Webhooks configuration API): they sign instead
+    /// of the auth token when a request carries `X-Twilio-Webhooks-Signature-Settings`.
+    pub shared_keys: Secrets,
     /// The exact URL configured in Twilio, when the one seen by lull differs (proxies, API
     /// Gateway stages, custom domains). Without it the URL is rebuilt from the request.
     pub public_url: Option<String>,
@@ -148,6 +151,7 @@ pub mod env {
     pub const EVOLUTION_JWT_KEY: &str = "LULL_EVOLUTION_JWT_KEY";
     pub const TWILIO_AUTH_TOKEN: &str = "LULL_TWILIO_AUTH_TOKEN";
     pub const TWILIO_PUBLIC_URL: &str = "LULL_TWILIO_PUBLIC_URL";
+    pub const TWILIO_SHARED_KEY: &str = "LULL_TWILIO_SHARED_KEY";
     pub const GENERIC_SECRET: &str = "LULL_GENERIC_SECRET";
 
     /// Every variable [`Tenant::from_env`](super::Tenant::from_env) reads.
@@ -158,6 +162,7 @@ pub mod env {
         EVOLUTION_JWT_KEY,
         TWILIO_AUTH_TOKEN,
         TWILIO_PUBLIC_URL,
+        TWILIO_SHARED_KEY,
         GENERIC_SECRET,
     ];
 }
@@ -201,6 +206,7 @@ impl Tenant {
             },
             twilio: TwilioSettings {
                 auth_tokens: secrets(env::TWILIO_AUTH_TOKEN)?,
+                shared_keys: secrets(env::TWILIO_SHARED_KEY)?,
                 public_url,
                 ..Default::default()
             },
@@ -220,6 +226,7 @@ impl Tenant {
             && self.evolution.tokens.is_empty()
             && self.evolution.jwt_keys.is_empty()
             && self.twilio.auth_tokens.is_empty()
+            && self.twilio.shared_keys.is_empty()
             && self.generic.secrets.is_empty())
     }
 
@@ -262,6 +269,13 @@ pub trait TenantDirectory: Send + Sync {
 
     /// Every Meta verify token of every tenant (the subscription handshake names no account).
     fn meta_verify_tokens(&self) -> LookupFuture<'_, Secrets>;
+
+    /// The one tenant, when the directory knows there is exactly one: the routes then check the
+    /// signature over the raw body before parsing it. `None` (the default) means "unknown or
+    /// several"; the routes then parse first to learn the tenant from the body.
+    fn sole(&self) -> Option<Arc<Tenant>> {
+        None
+    }
 }
 
 /// A tenant list that refuses to be ambiguous.
@@ -376,7 +390,7 @@ fn gateway_used(t: &Tenant, p: Provider) -> bool {
     match p {
         Provider::Meta => !t.meta.app_secrets.is_empty(),
         Provider::Evolution => !(t.evolution.tokens.is_empty() && t.evolution.jwt_keys.is_empty()),
-        Provider::Twilio => !t.twilio.auth_tokens.is_empty(),
+        Provider::Twilio => !(t.twilio.auth_tokens.is_empty() && t.twilio.shared_keys.is_empty()),
         Provider::Generic => !t.generic.secrets.is_empty(),
     }
 }
@@ -394,6 +408,10 @@ impl TenantDirectory for MemoryDirectory {
     fn meta_verify_tokens(&self) -> LookupFuture<'_, Secrets> {
         let tokens = self.snapshot().verify_tokens.clone();
         Box::pin(async move { Ok(tokens) })
+    }
+
+    fn sole(&self) -> Option<Arc<Tenant>> {
+        self.snapshot().only.clone()
     }
 }
 

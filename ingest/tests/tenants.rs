@@ -20,6 +20,7 @@ fn tenant(id: &str, phone_id: &str, secret: &str, twilio_number: &str) -> Tenant
             numbers: vec![twilio_number.into()],
             auth_tokens: Secrets::new([format!("{secret}-twilio")]),
             public_url: None,
+            ..Default::default()
         },
         ..Default::default()
     }
@@ -192,7 +193,7 @@ async fn loopback_without_secrets_accepts_unsigned_requests() {
     let t = Tenant::from_env(|_| None).unwrap();
     assert!(!t.has_any_secret());
     let config = IngestConfig {
-        allow_unsigned_on_loopback: true,
+        allow_unsigned: true,
         ..Default::default()
     };
     let h = Harness::with(MemoryDirectory::single(t), config);

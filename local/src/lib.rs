@@ -5,9 +5,11 @@
 //! - [`timers`]: an in-process timer heap as the `Trigger`, re-loaded from the store's due index
 //!   at start-up so a restart resumes every pending window;
 //! - [`sweep`]: the core's periodic sweep;
-//! - [`ops`]: `/healthz`, `/metrics` and `/redrive`, answered to loopback clients only;
+//! - [`ops`]: `/healthz`, `/metrics` and `/redrive`, on their own listener (loopback by default);
+//! - [`limit`]: the bound on webhook requests in flight (503 + `Retry-After` beyond it);
 //! - [`server`]: wiring and clean shutdown ([`shutdown`] is the signal the tasks share).
 
+pub mod limit;
 pub mod ops;
 pub mod server;
 pub mod shutdown;

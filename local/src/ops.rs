@@ -1,15 +1,15 @@
 //! Operations routes: `GET /healthz`, `GET /metrics` (Prometheus text) and `POST /redrive`.
 //!
-//! They share the webhook listener but answer loopback clients only: on a VPS the webhook port
-//! faces the internet, and metrics (or a redrive) are nobody else's business. A reverse proxy on
-//! the same machine would appear as loopback, so put them behind it only with care.
+//! They have their own listener (`--ops-listen`, default `127.0.0.1:9090`), never the webhook
+//! one: on a VPS the webhook port faces the internet (often through a proxy or a tunnel, which
+//! makes every caller look like loopback), and metrics or a redrive are nobody else's business.
+//! Who may reach them is decided by the address they are bound to: loopback by default, a
+//! private interface for container probes.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -25,7 +25,7 @@ struct Ops {
     metrics: Option<PrometheusHandle>,
 }
 
-/// The ops routes, guarded to loopback peers (serve with `ConnectInfo<SocketAddr>`).
+/// The ops routes (serve them on their own listener).
 pub fn router(
     store: SqliteStore,
     timers: Arc<TimerQueue>,
@@ -41,19 +41,6 @@ pub fn router(
         .route("/metrics", get(render))
         .route("/redrive", post(redrive))
         .with_state(state)
-        .layer(middleware::from_fn(loopback_only))
-}
-
-async fn loopback_only(req: Request, next: Next) -> Response {
-    let local = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .is_some_and(|ConnectInfo(peer)| peer.ip().is_loopback());
-    if local {
-        next.run(req).await
-    } else {
-        StatusCode::NOT_FOUND.into_response()
-    }
 }
 
 /// Healthy when the store answers a query.

@@ -3,10 +3,17 @@
 //!
 //! Start-up order matters for "nothing pending lost": the data directory is locked (one server
 //! per store, so leases found in it belong to a dead process and can be released at once), then
-//! every conversation in the due index is re-armed, and only then does the listener accept.
+//! every conversation in the due index is re-armed, and only then do the listeners accept.
 //! Shutdown runs the other way: stop accepting and finish in-flight requests (axum's graceful
 //! shutdown), stop the timer and sweep tasks, wait for hand-offs in flight, and return. Open
 //! windows stay in SQLite and resume at the next start.
+//!
+//! Two listeners: the webhook routes (behind a bound on requests in flight, see [`limit`]) and
+//! the ops routes on their own address (default loopback), so a proxy in front of the webhook
+//! port never exposes `/metrics` or `/redrive`, while container probes can still reach
+//! `/healthz`. The data directory is private to its owner (0700) and the key file in it 0600.
+//!
+//! [`limit`]: crate::limit
 
 use std::fs::File;
 use std::future::Future;
@@ -26,7 +33,7 @@ use tokio_util::task::TaskTracker;
 use crate::store::{Durability, OpenError, SqliteStore};
 use crate::sweep::SweepSettings;
 use crate::timers::{LocalTrigger, TimerQueue, TimerSettings};
-use crate::{ops, shutdown, sweep, timers};
+use crate::{limit, ops, shutdown, sweep, timers};
 
 /// The append capability bound to the local adapters (what the webhook routes use).
 pub type LocalIntake = Intake<SqliteStore, LocalTrigger, SystemClock>;
@@ -41,6 +48,8 @@ pub struct Settings {
     pub buffer: BufferConfig,
     pub sweep: SweepSettings,
     pub max_concurrent_flushes: usize,
+    /// Webhook requests handled at once; more are shed with 503 + `Retry-After`.
+    pub max_concurrent_requests: usize,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -83,7 +92,7 @@ fn lock_dir(dir: &Path) -> Result<File, ServerError> {
         path: dir.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
+    create_private_dir(dir).map_err(io)?;
     let f = File::options()
         .create(true)
         .truncate(false)
@@ -97,13 +106,53 @@ fn lock_dir(dir: &Path) -> Result<File, ServerError> {
     }
 }
 
+/// Creates `dir` (owner-only, 0700, on Unix) or narrows an existing one to its owner: it holds
+/// every buffered message and the log-hash key.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                data_dir = %dir.display(),
+                mode = format!("{mode:o}"),
+                "data directory was readable by others; narrowing it to 0700"
+            );
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+/// Creates a new file readable by its owner only (0600 on Unix); fails if it exists.
+fn create_private_file(path: &Path) -> std::io::Result<File> {
+    let mut options = File::options();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
 /// True when a server holds the data directory's lock (for `lull redrive`).
 pub fn dir_in_use(dir: &Path) -> bool {
     matches!(lock_dir(dir), Err(ServerError::Locked(_)))
 }
 
-/// The secret that keys conversation hashes in logs: random, kept in the data directory so
-/// hashes stay comparable across restarts, never logged.
+/// The secret that keys conversation hashes in logs: 32 bytes from the operating system's
+/// cryptographic RNG, kept in the data directory (0600) so hashes stay comparable across
+/// restarts, never logged.
 pub fn log_secret(dir: &Path) -> Result<Arc<[u8]>, ServerError> {
     let path = dir.join("log-hash.key");
     let io = |source| ServerError::Io {
@@ -116,9 +165,11 @@ pub fn log_secret(dir: &Path) -> Result<Arc<[u8]>, ServerError> {
             f.read_to_string(&mut hexed).map_err(io)?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let bytes: Vec<u8> = (0..32).map(|_| fastrand::u8(..)).collect();
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes)
+                .map_err(|e| io(std::io::Error::other(format!("no random source: {e}"))))?;
             hexed = hex::encode(bytes);
-            let mut f = File::create(&path).map_err(io)?;
+            let mut f = create_private_file(&path).map_err(io)?;
             f.write_all(hexed.as_bytes()).map_err(io)?;
         }
         Err(e) => return Err(io(e)),
@@ -181,11 +232,12 @@ impl<K: Sink + 'static> Local<K> {
         self.log_secret.clone()
     }
 
-    /// Serves `webhooks` plus the ops routes on `listener` until `signal` resolves, then shuts
-    /// down cleanly (see the module docs).
+    /// Serves `webhooks` on `listener` and the ops routes on `ops_listener` until `signal`
+    /// resolves, then shuts down cleanly (see the module docs).
     pub async fn serve(
         self,
         listener: TcpListener,
+        ops_listener: TcpListener,
         webhooks: Router,
         metrics: Option<PrometheusHandle>,
         signal: impl Future<Output = ()> + Send + 'static,
@@ -209,17 +261,29 @@ impl<K: Sink + 'static> Local<K> {
             self.settings.sweep,
             stop.subscribe(),
         ));
-        let app = webhooks.merge(ops::router(
-            self.store.clone(),
-            self.timers.clone(),
-            metrics,
-        ));
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal)
-        .await;
+        // One signal stops both listeners.
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            signal.await;
+            let _ = stopping.send(true);
+        });
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let app = limit::shed_over(self.settings.max_concurrent_requests, webhooks);
+        let ops_app = ops::router(self.store.clone(), self.timers.clone(), metrics);
+        let (served, ops_served) = tokio::join!(
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(until_stopped(stopped.clone())),
+            axum::serve(
+                ops_listener,
+                ops_app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(until_stopped(stopped)),
+        );
         tracing::info!("stopped accepting; finishing hand-offs in flight");
         stop.fire();
         let _ = timer_task.await;
@@ -230,7 +294,7 @@ impl<K: Sink + 'static> Local<K> {
             armed = self.timers.len(),
             "shut down; open windows resume at the next start"
         );
-        served.map_err(ServerError::Serve)
+        served.and(ops_served).map_err(ServerError::Serve)
     }
 }
 
@@ -256,4 +320,38 @@ async fn release_dead_lease<S: WindowStore, C: Clock>(
         }
     }
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn data_dir_is_owner_only_and_the_key_file_is_0600_and_random() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let lock = lock_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        let key = log_secret(&dir).unwrap();
+        assert_eq!(mode(&dir.join("log-hash.key")), 0o600);
+        assert_eq!(key.len(), 32);
+        // Stable across restarts, different per data directory.
+        assert_eq!(log_secret(&dir).unwrap(), key);
+        let other = tmp.path().join("other");
+        create_private_dir(&other).unwrap();
+        assert_ne!(log_secret(&other).unwrap(), key);
+        drop(lock);
+        // An existing directory open to others is narrowed.
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let _lock = lock_dir(&open).unwrap();
+        assert_eq!(mode(&open), 0o700);
+    }
 }

@@ -68,6 +68,35 @@ pub struct ConversationKey {
     pub group: Option<String>,
 }
 
+/// Longest message id accepted at ingestion, in bytes (real ids: wamid ~60, Twilio SID 34,
+/// Evolution key id ~32).
+pub const MAX_MESSAGE_ID_BYTES: usize = 256;
+/// Longest account, user or group accepted at ingestion, in bytes.
+pub const MAX_KEY_PART_BYTES: usize = 256;
+/// Longest [`ConversationKey::storage_key`] (escaped) accepted at ingestion, in bytes. With
+/// the message id cap it keeps every store key within DynamoDB's limits (2,048 bytes for a
+/// partition key, 1,024 for a sort key): the conversation item `c#<storage key>` is at most
+/// 1,002 bytes and the dedupe item `d#<len>#<storage key>#<message id>` at most
+/// [`MAX_DEDUPE_KEY_BYTES`].
+pub const MAX_STORAGE_KEY_BYTES: usize = 1000;
+/// The longest dedupe store key the caps allow (`d#` + 4 length digits + `#` + storage key +
+/// `#` + message id).
+pub const MAX_DEDUPE_KEY_BYTES: usize =
+    2 + 4 + 1 + MAX_STORAGE_KEY_BYTES + 1 + MAX_MESSAGE_ID_BYTES;
+
+// DynamoDB: a partition key holds at most 2,048 bytes, a sort key 1,024.
+const _: () = assert!(2 + MAX_STORAGE_KEY_BYTES <= 1024 && MAX_DEDUPE_KEY_BYTES <= 2048);
+
+/// A conversation key or message id longer than the store can key (refused at ingestion, 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{part} is {len} bytes; at most {max} are accepted")]
+pub struct KeyTooLong {
+    /// `message id`, `account`, `user`, `group` or `conversation key`.
+    pub part: &'static str,
+    pub len: usize,
+    pub max: usize,
+}
+
 /// A store key that does not parse back into a [`ConversationKey`].
 #[derive(Debug, thiserror::Error)]
 #[error("malformed conversation storage key {0:?}")]
@@ -109,6 +138,43 @@ impl ConversationKey {
             }
         }
         out
+    }
+
+    /// Checks every part of the key, and `message_id`, against the ingestion caps, so no store
+    /// key built from them can exceed the store's key limits.
+    pub fn check_lengths(&self, message_id: &str) -> Result<(), KeyTooLong> {
+        let cap = |part: &'static str, len: usize, max: usize| {
+            if len > max {
+                Err(KeyTooLong { part, len, max })
+            } else {
+                Ok(())
+            }
+        };
+        cap("message id", message_id.len(), MAX_MESSAGE_ID_BYTES)?;
+        cap("account", self.account.len(), MAX_KEY_PART_BYTES)?;
+        cap("user", self.user.len(), MAX_KEY_PART_BYTES)?;
+        cap(
+            "group",
+            self.group.as_ref().map_or(0, String::len),
+            MAX_KEY_PART_BYTES,
+        )?;
+        cap(
+            "conversation key",
+            self.storage_key_len(),
+            MAX_STORAGE_KEY_BYTES,
+        )
+    }
+
+    /// The length of [`ConversationKey::storage_key`] without building it.
+    pub fn storage_key_len(&self) -> usize {
+        let escaped =
+            |s: &str| s.len() + 2 * s.bytes().filter(|b| matches!(b, b'%' | b'|')).count();
+        self.provider.as_str().len()
+            + 1
+            + escaped(&self.account)
+            + 1
+            + escaped(&self.user)
+            + self.group.as_deref().map_or(0, |g| 1 + escaped(g))
     }
 
     /// Parses [`ConversationKey::storage_key`]'s output.
@@ -186,6 +252,32 @@ mod tests {
         assert!(ConversationKey::from_storage_key("smtp|a|b").is_err());
         assert!(ConversationKey::from_storage_key("meta|a").is_err());
         assert!(ConversationKey::from_storage_key("meta|a|b%ZZ").is_err());
+    }
+
+    #[test]
+    fn length_caps_bound_every_store_key() {
+        let part = "|".repeat(MAX_KEY_PART_BYTES);
+        let worst = ConversationKey::new(Provider::Evolution, part.clone(), part.clone())
+            .in_group(part.clone());
+        assert_eq!(worst.storage_key_len(), worst.storage_key().len());
+        assert_eq!(
+            worst.check_lengths("m").unwrap_err().part,
+            "conversation key"
+        );
+        let id = "i".repeat(MAX_MESSAGE_ID_BYTES);
+        let long_id = "i".repeat(MAX_MESSAGE_ID_BYTES + 1);
+        let small = ConversationKey::new(Provider::Meta, "1", "2");
+        assert_eq!(
+            small.check_lengths(&long_id),
+            Err(KeyTooLong {
+                part: "message id",
+                len: MAX_MESSAGE_ID_BYTES + 1,
+                max: MAX_MESSAGE_ID_BYTES
+            })
+        );
+        assert_eq!(small.check_lengths(&id), Ok(()));
+        let long_user = ConversationKey::new(Provider::Meta, "1", "u".repeat(257));
+        assert_eq!(long_user.check_lengths("m").unwrap_err().part, "user");
     }
 
     #[test]

@@ -27,6 +27,23 @@ pub struct ServeArgs {
     /// secrets.
     #[arg(long, env = "LULL_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Address of the ops routes (/healthz, /metrics, /redrive), never the webhook address
+    /// [default: 127.0.0.1:9090].
+    #[arg(long, env = "LULL_OPS_LISTEN", value_name = "ADDR")]
+    pub ops_listen: Option<String>,
+    /// Accept unsigned webhooks for gateways without a secret. For trying lull locally only:
+    /// refused on a non-loopback --listen, and anyone reaching the port through a tunnel or a
+    /// proxy on this machine could write into the buffer.
+    #[arg(long, env = "LULL_ALLOW_UNSIGNED")]
+    pub allow_unsigned: bool,
+    /// Trust X-Forwarded-Proto / X-Forwarded-Host when rebuilding the URL Twilio signed: only
+    /// behind a proxy that sets them (prefer --twilio-public-url).
+    #[arg(long, env = "LULL_TRUST_FORWARDED")]
+    pub trust_forwarded: bool,
+    /// Webhook requests handled at once; more are answered 503 with Retry-After (gateways
+    /// retry) [default: 64].
+    #[arg(long, env = "LULL_MAX_CONCURRENT_REQUESTS", value_name = "N")]
+    pub max_concurrent_requests: Option<usize>,
     /// Directory of the SQLite store [default: ./lull-data].
     #[arg(long, env = "LULL_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -96,6 +113,15 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub twilio_auth_token: Option<String>,
+    /// Twilio webhook shared key secret(s) (signatures announced by
+    /// X-Twilio-Webhooks-Signature-Settings), comma-separated.
+    #[arg(
+        long,
+        env = "LULL_TWILIO_SHARED_KEY",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub twilio_shared_key: Option<String>,
     /// The exact webhook URL configured in Twilio, when it differs from what lull sees.
     #[arg(long, env = "LULL_TWILIO_PUBLIC_URL", value_name = "URL")]
     pub twilio_public_url: Option<String>,
@@ -128,6 +154,10 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<String>,
+    pub ops_listen: Option<String>,
+    pub allow_unsigned: Option<bool>,
+    pub trust_forwarded: Option<bool>,
+    pub max_concurrent_requests: Option<usize>,
     pub data_dir: Option<PathBuf>,
     pub quiet: Option<String>,
     pub max_wait: Option<String>,
@@ -139,6 +169,7 @@ pub struct FileConfig {
     pub evolution_jwt_key: Option<StringOrList>,
     pub generic_secret: Option<StringOrList>,
     pub twilio_auth_token: Option<StringOrList>,
+    pub twilio_shared_key: Option<StringOrList>,
     pub twilio_public_url: Option<String>,
     pub durability: Option<String>,
     pub sweep_interval: Option<String>,
@@ -212,6 +243,8 @@ pub struct FileTwilio {
     #[serde(default)]
     pub numbers: Vec<String>,
     pub auth_token: Option<StringOrList>,
+    /// Twilio webhook shared key secret(s) (`X-Twilio-Webhooks-Signature-Settings`).
+    pub shared_key: Option<StringOrList>,
     pub public_url: Option<String>,
 }
 
@@ -249,6 +282,13 @@ pub enum ConfigError {
     )]
     OpenWithoutSecrets(SocketAddr),
     #[error(
+        "--allow-unsigned (LULL_ALLOW_UNSIGNED) is only for a loopback --listen, but the listen \
+         address is {0}: configure gateway secrets instead"
+    )]
+    UnsignedOnNonLoopback(SocketAddr),
+    #[error("--ops-listen and --listen are both {0}: the ops routes need their own address")]
+    OpsOnWebhookAddress(SocketAddr),
+    #[error(
         "{0} is set, but lull.toml lists [[tenants]]: give each tenant its own secrets instead"
     )]
     GlobalSecretWithTenants(&'static str),
@@ -267,6 +307,9 @@ pub enum LogFormat {
 #[derive(Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub ops_listen: SocketAddr,
+    pub trust_forwarded: bool,
+    pub max_concurrent_requests: usize,
     pub data_dir: PathBuf,
     pub policy: Policy,
     pub sink: String,
@@ -276,7 +319,10 @@ pub struct Config {
     pub sweep: SweepSettings,
     pub buffer: BufferConfig,
     pub tenants: Vec<Tenant>,
+    /// Unsigned webhooks accepted for gateways without a secret (asked for, loopback only).
     pub allow_unsigned: bool,
+    /// No tenant has any gateway secret.
+    pub no_secrets: bool,
     pub log_format: LogFormat,
     pub log: String,
 }
@@ -343,6 +389,35 @@ impl ServeArgs {
             value: listen_s.clone(),
             reason: format!("{e} (expected IP:PORT, e.g. 127.0.0.1:8080)"),
         })?;
+        const OPS_LISTEN: &str = setting!("ops-listen", "LULL_OPS_LISTEN", "ops_listen");
+        let ops_s = pick(self.ops_listen.clone(), file.ops_listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:9090".into());
+        let ops_listen: SocketAddr = ops_s.trim().parse().map_err(|e| ConfigError::Invalid {
+            setting: OPS_LISTEN,
+            value: ops_s.clone(),
+            reason: format!("{e} (expected IP:PORT, e.g. 127.0.0.1:9090)"),
+        })?;
+        if ops_listen == listen && listen.port() != 0 {
+            return Err(ConfigError::OpsOnWebhookAddress(listen));
+        }
+        const MAX_REQUESTS: &str = setting!(
+            "max-concurrent-requests",
+            "LULL_MAX_CONCURRENT_REQUESTS",
+            "max_concurrent_requests"
+        );
+        let max_concurrent_requests = self
+            .max_concurrent_requests
+            .or(file.max_concurrent_requests)
+            .unwrap_or(64);
+        if max_concurrent_requests == 0 {
+            return Err(ConfigError::Invalid {
+                setting: MAX_REQUESTS,
+                value: "0".into(),
+                reason: "at least 1 request must be served at a time".into(),
+            });
+        }
+        let allow_unsigned = self.allow_unsigned || file.allow_unsigned.unwrap_or(false);
+        let trust_forwarded = self.trust_forwarded || file.trust_forwarded.unwrap_or(false);
         let data_dir = pick(self.data_dir.clone(), file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from("lull-data"));
 
@@ -459,6 +534,9 @@ impl ServeArgs {
             .map_err(|e| ConfigError::Tenants(e.to_string()))?;
         let any_secret = tenants.iter().any(Tenant::has_any_secret);
         let loopback = listen.ip().is_loopback();
+        if !loopback && allow_unsigned {
+            return Err(ConfigError::UnsignedOnNonLoopback(listen));
+        }
         if !loopback && !any_secret {
             return Err(ConfigError::OpenWithoutSecrets(listen));
         }
@@ -471,6 +549,9 @@ impl ServeArgs {
         };
         Ok(Config {
             listen,
+            ops_listen,
+            trust_forwarded,
+            max_concurrent_requests,
             data_dir,
             policy,
             sink,
@@ -484,7 +565,8 @@ impl ServeArgs {
             },
             buffer,
             tenants,
-            allow_unsigned: loopback && !any_secret,
+            allow_unsigned,
+            no_secrets: !any_secret,
             log_format,
             log,
         })
@@ -498,6 +580,7 @@ impl ServeArgs {
         let evolution_jwt = secrets(&self.evolution_jwt_key, &file.evolution_jwt_key);
         let generic = secrets(&self.generic_secret, &file.generic_secret);
         let twilio = secrets(&self.twilio_auth_token, &file.twilio_auth_token);
+        let twilio_shared = secrets(&self.twilio_shared_key, &file.twilio_shared_key);
         let twilio_url = pick(
             self.twilio_public_url.clone(),
             file.twilio_public_url.clone(),
@@ -518,6 +601,7 @@ impl ServeArgs {
                 },
                 twilio: TwilioSettings {
                     auth_tokens: twilio,
+                    shared_keys: twilio_shared,
                     public_url: twilio_url,
                     ..Default::default()
                 },
@@ -535,6 +619,7 @@ impl ServeArgs {
             ("LULL_EVOLUTION_JWT_KEY", !evolution_jwt.is_empty()),
             ("LULL_GENERIC_SECRET", !generic.is_empty()),
             ("LULL_TWILIO_AUTH_TOKEN", !twilio.is_empty()),
+            ("LULL_TWILIO_SHARED_KEY", !twilio_shared.is_empty()),
         ] {
             if set {
                 return Err(ConfigError::GlobalSecretWithTenants(name));
@@ -618,6 +703,9 @@ fn tenant_from_file(t: &FileTenant, default: Policy) -> Result<Tenant, ConfigErr
             auth_tokens: tw
                 .and_then(|x| x.auth_token.as_ref())
                 .map_or_else(none, StringOrList::secrets),
+            shared_keys: tw
+                .and_then(|x| x.shared_key.as_ref())
+                .map_or_else(none, StringOrList::secrets),
             public_url: tw.and_then(|x| x.public_url.clone()),
         },
         generic: GenericSettings {
@@ -645,8 +733,65 @@ mod tests {
         assert_eq!(c.policy.quiet, Duration::from_secs(8));
         assert_eq!(c.policy.max_wait, Duration::from_secs(30));
         assert_eq!(c.sink, "stdout");
-        assert!(c.allow_unsigned);
+        assert!(
+            !c.allow_unsigned,
+            "unsigned webhooks are an explicit opt-in"
+        );
+        assert!(c.no_secrets);
+        assert_eq!(c.ops_listen.to_string(), "127.0.0.1:9090");
+        assert!(!c.trust_forwarded);
+        assert_eq!(c.max_concurrent_requests, 64);
         assert_eq!(c.tenants.len(), 1);
+    }
+
+    #[test]
+    fn unsigned_mode_is_opt_in_and_loopback_only() {
+        let mut a = args();
+        a.allow_unsigned = true;
+        assert!(
+            a.resolve_with(FileConfig::default())
+                .unwrap()
+                .allow_unsigned
+        );
+        a.listen = Some("0.0.0.0:8080".into());
+        a.meta_app_secret = Some("s3cret".into());
+        let e = a
+            .resolve_with(FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("LULL_ALLOW_UNSIGNED") && e.contains("0.0.0.0:8080"),
+            "{e}"
+        );
+        let file: FileConfig = toml::from_str("allow_unsigned = true").unwrap();
+        assert!(args().resolve_with(file).unwrap().allow_unsigned);
+    }
+
+    #[test]
+    fn ops_listener_forwarded_trust_and_request_bound_are_settings() {
+        let file: FileConfig = toml::from_str(
+            "ops_listen = \"0.0.0.0:9100\"\ntrust_forwarded = true\nmax_concurrent_requests = 8\ntwilio_shared_key = [\"k1\", \"k2\"]",
+        )
+        .unwrap();
+        let c = args().resolve_with(file).unwrap();
+        assert_eq!(c.ops_listen.to_string(), "0.0.0.0:9100");
+        assert!(c.trust_forwarded);
+        assert_eq!(c.max_concurrent_requests, 8);
+        assert_eq!(c.tenants[0].twilio.shared_keys.len(), 2);
+        let mut a = args();
+        a.ops_listen = Some("127.0.0.1:8080".into());
+        let e = a
+            .resolve_with(FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ops"), "{e}");
+        let mut a = args();
+        a.max_concurrent_requests = Some(0);
+        let e = a
+            .resolve_with(FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("LULL_MAX_CONCURRENT_REQUESTS"), "{e}");
     }
 
     #[test]

@@ -101,6 +101,7 @@ fn settings(cfg: &Config) -> Settings {
         buffer: cfg.buffer,
         sweep: cfg.sweep,
         max_concurrent_flushes: 256,
+        max_concurrent_requests: cfg.max_concurrent_requests,
     }
 }
 
@@ -193,15 +194,28 @@ async fn run_server(cfg: Config) -> Result<(), String> {
     let directory = MemoryDirectory::new(cfg.tenants.clone()).map_err(|e| e.to_string())?;
     if cfg.allow_unsigned {
         tracing::warn!(
-            "no gateway secret configured: accepting unsigned webhooks (loopback only). Set \
-             LULL_META_APP_SECRET, LULL_EVOLUTION_TOKEN or LULL_TWILIO_AUTH_TOKEN before exposing lull"
+            "UNSIGNED MODE (--allow-unsigned): webhooks for gateways without a secret are accepted \
+             without any signature. Anyone who reaches {} (a tunnel such as ngrok or cloudflared, \
+             or a proxy on this machine) can write into your buffer. For local trials only: set \
+             LULL_META_APP_SECRET, LULL_EVOLUTION_TOKEN, LULL_TWILIO_AUTH_TOKEN or \
+             LULL_GENERIC_SECRET and drop --allow-unsigned before exposing lull",
+            cfg.listen
         );
+    } else if cfg.no_secrets {
+        tracing::warn!(
+            "no gateway secret configured: every webhook will be refused (401). Set a gateway \
+             secret, or add --allow-unsigned (LULL_ALLOW_UNSIGNED=1) to try lull on loopback"
+        );
+    }
+    if cfg.trust_forwarded {
+        tracing::info!("trusting X-Forwarded-Proto / X-Forwarded-Host for Twilio's signed URL");
     }
     let state = IngestState::new(
         local.intake.clone(),
         Arc::new(directory),
         IngestConfig {
-            allow_unsigned_on_loopback: cfg.allow_unsigned,
+            allow_unsigned: cfg.allow_unsigned,
+            trust_forwarded: cfg.trust_forwarded,
             ..IngestConfig::default()
         },
     );
@@ -209,6 +223,14 @@ async fn run_server(cfg: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let ops_listener = TcpListener::bind(cfg.ops_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (--ops-listen): {e}", cfg.ops_listen))?;
+    let ops_addr = ops_listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(
+        ops_listen = %ops_addr,
+        "ops routes: GET /healthz, GET /metrics, POST /redrive"
+    );
     tracing::info!(
         listen = %addr,
         sink = sink_label(&cfg.sink),
@@ -217,7 +239,13 @@ async fn run_server(cfg: Config) -> Result<(), String> {
         "lull listening: POST webhooks to /webhook/meta, /webhook/evolution, /webhook/twilio, /webhook/generic"
     );
     local
-        .serve(listener, lull_ingest::router(state), metrics, signalled())
+        .serve(
+            listener,
+            ops_listener,
+            lull_ingest::router(state),
+            metrics,
+            signalled(),
+        )
         .await
         .map_err(|e| e.to_string())
 }
@@ -370,7 +398,7 @@ pub fn redrive(args: &RedriveArgs) -> ExitCode {
 }
 
 async fn redrive_remote(cfg: &Config) -> Result<String, String> {
-    let mut addr = cfg.listen;
+    let mut addr = cfg.ops_listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }

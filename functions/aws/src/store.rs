@@ -521,4 +521,18 @@ mod tests {
         assert!((0..100).all(|i| shard_of(&format!("k{i}"), 4) < 4));
         assert_eq!(shard_of("anything", 1), 0);
     }
+
+    #[test]
+    fn keys_accepted_at_ingestion_fit_dynamodb_key_limits() {
+        use lull_core::key::{MAX_DEDUPE_KEY_BYTES, MAX_MESSAGE_ID_BYTES, MAX_STORAGE_KEY_BYTES};
+        // The longest key ingestion accepts: escaping ('|' -> "%7C") fills the storage cap.
+        let part = format!("{}{}", "|".repeat(100), "u".repeat(150));
+        let key = ConversationKey::new(lull_core::Provider::Evolution, "acct", part.clone())
+            .in_group(part);
+        let id = "i".repeat(MAX_MESSAGE_ID_BYTES);
+        assert_eq!(key.check_lengths(&id), Ok(()));
+        assert!(key.storage_key().len() > MAX_STORAGE_KEY_BYTES - 100);
+        assert!(conv_pk(&key).len() <= 1024);
+        assert!(dedupe_pk(&key, &id).len() <= MAX_DEDUPE_KEY_BYTES);
+    }
 }

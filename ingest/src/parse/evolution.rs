@@ -10,38 +10,69 @@
 //! `Sender.alt_id`. A group (`@g.us`) is one conversation; its author is `key.participant`
 //! (again preferring `participantAlt` over a LID).
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use lull_core::message::{Contact, Location, Media, Reaction, Reply, Sender};
 use lull_core::{Message, MessageKind};
 
-use super::{non_empty, unix_secs_to_millis, Item, OptIn, ParseError, Parsed};
+use super::{non_empty, unix_secs_raw, Item, OptIn, ParseError, Parsed};
+
+// No `serde_json::Value` tree of the whole body: `data`, its records and each record's
+// `message` are kept as raw slices of the body (borrowed, not copied), and only the one content
+// object a message is read from becomes a `Value`. A `base64` media field of megabytes is never
+// parsed at all.
 
 #[derive(Deserialize)]
-struct Body {
+struct Body<'a> {
     #[serde(default)]
     event: Option<String>,
     #[serde(default)]
     instance: Option<String>,
-    #[serde(default)]
-    data: Value,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+}
+
+/// Baileys' `{messages: [...]}` shape of `data`; every other field is skipped unread.
+#[derive(Deserialize)]
+struct MessagesProbe<'a> {
+    #[serde(default, borrow)]
+    messages: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Upsert {
+struct Upsert<'a> {
     key: Key,
     #[serde(default)]
     push_name: Option<String>,
-    #[serde(default)]
-    message: Option<Value>,
+    #[serde(default, borrow)]
+    message: Option<&'a RawValue>,
     #[serde(default)]
     message_type: Option<String>,
-    #[serde(default)]
-    message_timestamp: Option<Value>,
-    #[serde(default)]
-    context_info: Option<Value>,
+    #[serde(default, borrow)]
+    message_timestamp: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    context_info: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ContextInfo {
+    #[serde(default, rename = "stanzaId")]
+    stanza_id: Option<String>,
+}
+
+/// The elements of a raw JSON array, each still raw.
+fn raw_array(raw: &RawValue) -> Result<Vec<&RawValue>, ParseError> {
+    serde_json::from_str(raw.get()).map_err(|e| ParseError::json("evolution data", &e))
+}
+
+/// The first non-blank byte of a raw JSON value.
+fn first_byte(raw: &RawValue) -> u8 {
+    raw.get().trim_start().bytes().next().unwrap_or(b'n')
 }
 
 #[derive(Deserialize)]
@@ -70,7 +101,8 @@ pub fn normalise_event(e: &str) -> String {
 /// Parses an Evolution webhook body; `path_event` is the per-event URL suffix, used when the
 /// body names no event.
 pub fn parse(body: &[u8], path_event: Option<&str>) -> Result<Parsed, ParseError> {
-    let body: Body = serde_json::from_slice(body).map_err(|e| ParseError::json("evolution", &e))?;
+    let body: Body<'_> =
+        serde_json::from_slice(body).map_err(|e| ParseError::json("evolution", &e))?;
     let instance = non_empty(body.instance.as_deref())
         .ok_or_else(|| ParseError::new("evolution: missing instance"))?;
     let event = body
@@ -86,23 +118,22 @@ pub fn parse(body: &[u8], path_event: Option<&str>) -> Result<Parsed, ParseError
         return Ok(out);
     }
     // v2 sends one message object; accept an array (or Baileys' {messages: [...]}) too.
-    let records = match body.data {
-        Value::Array(a) => a,
-        Value::Object(mut o) if o.get("messages").is_some_and(Value::is_array) => {
-            match o.remove("messages") {
-                Some(Value::Array(a)) => a,
-                _ => Vec::new(),
+    let not_object = || ParseError::new("evolution messages.upsert: data is not an object");
+    let data = body.data.ok_or_else(not_object)?;
+    let records: Vec<&RawValue> = match first_byte(data) {
+        b'[' => raw_array(data)?,
+        b'{' => {
+            let probe: MessagesProbe<'_> = serde_json::from_str(data.get())
+                .map_err(|e| ParseError::json("evolution data", &e))?;
+            match probe.messages {
+                Some(m) if first_byte(m) == b'[' => raw_array(m)?,
+                _ => vec![data],
             }
         }
-        v @ Value::Object(_) => vec![v],
-        _ => {
-            return Err(ParseError::new(
-                "evolution messages.upsert: data is not an object",
-            ))
-        }
+        _ => return Err(not_object()),
     };
     for (i, record) in records.into_iter().enumerate() {
-        let up: Upsert = serde_json::from_value(record)
+        let up: Upsert<'_> = serde_json::from_str(record.get())
             .map_err(|e| ParseError::json(&format!("evolution data[{i}]"), &e))?;
         let item = message(&instance, up)
             .map_err(|e| ParseError::new(format!("evolution data[{i}]: {e}")))?;
@@ -130,7 +161,7 @@ fn prefer_phone(jid: String, alt: Option<String>, mode: Option<&str>) -> (String
     }
 }
 
-fn message(instance: &str, up: Upsert) -> Result<Item, String> {
+fn message(instance: &str, up: Upsert<'_>) -> Result<Item, String> {
     let k = up.key;
     if k.id.trim().is_empty() {
         return Err("empty key.id".into());
@@ -169,24 +200,40 @@ fn message(instance: &str, up: Upsert) -> Result<Item, String> {
     };
 
     let mut msg = Message::of_kind(k.id, MessageKind::Other, sender);
-    msg.sent_at = up.message_timestamp.as_ref().and_then(unix_secs_to_millis);
-    let content = up.message.unwrap_or(Value::Null);
+    msg.sent_at = up.message_timestamp.and_then(unix_secs_raw);
+    // The content's top-level keys, each value still raw (a non-object content has none).
+    let fields: BTreeMap<String, &RawValue> = up
+        .message
+        .filter(|m| first_byte(m) == b'{')
+        .map(|m| serde_json::from_str(m.get()))
+        .transpose()
+        .map_err(|e| ParseError::json("message", &e).0)?
+        .unwrap_or_default();
     let kind = up
         .message_type
-        .filter(|t| content.get(t).is_some())
+        .filter(|t| fields.contains_key(t))
         .or_else(|| {
-            content.as_object().and_then(|o| {
-                o.keys()
-                    .find(|k| !matches!(k.as_str(), "messageContextInfo" | "base64" | "mediaUrl"))
-                    .cloned()
-            })
+            fields
+                .keys()
+                .find(|k| !matches!(k.as_str(), "messageContextInfo" | "base64" | "mediaUrl"))
+                .cloned()
         })
         .unwrap_or_else(|| "empty".to_string());
+    // Only what `fill` reads becomes a `Value`: the kind's object and `mediaUrl`.
+    let mut content = serde_json::Map::new();
+    for name in [kind.as_str(), "mediaUrl"] {
+        if let Some(raw) = fields.get(name) {
+            let v: Value = serde_json::from_str(raw.get())
+                .map_err(|e| ParseError::json(&format!("message.{name}"), &e).0)?;
+            content.insert(name.to_string(), v);
+        }
+    }
+    let content = Value::Object(content);
     fill(&mut msg, &kind, &content);
     msg.reply_to = str_at(&content, &[&kind, "contextInfo", "stanzaId"]).or_else(|| {
         up.context_info
-            .as_ref()
-            .and_then(|c| str_at(c, &["stanzaId"]))
+            .and_then(|c| serde_json::from_str::<ContextInfo>(c.get()).ok())
+            .and_then(|c| non_empty(c.stanza_id.as_deref()))
     });
     Ok(Item {
         account: instance.to_string(),

@@ -14,42 +14,47 @@
 //! sent, `Sender.alt_id` the BSUID when sent.
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use lull_core::message::{Contact, Location, Media, Reaction, Reply, Sender};
 use lull_core::{Message, MessageKind};
 
-use super::{non_empty, unix_secs_to_millis, Item, ParseError, Parsed};
+use super::{non_empty, unix_secs_raw, Item, ParseError, Parsed};
+
+// Typed all the way down: no `serde_json::Value` tree, so memory stays close to the body's
+// size. A change's `value` is kept as the raw slice of the body (borrowed, not copied) until its
+// `field` says it holds messages: other fields have other shapes.
 
 #[derive(Deserialize)]
-struct Body {
+struct Body<'a> {
     #[serde(default)]
     object: Option<String>,
-    entry: Vec<Entry>,
+    #[serde(borrow)]
+    entry: Vec<Entry<'a>>,
 }
 
 #[derive(Deserialize)]
-struct Entry {
-    #[serde(default)]
-    changes: Vec<Change>,
+struct Entry<'a> {
+    #[serde(default, borrow)]
+    changes: Vec<Change<'a>>,
 }
 
 #[derive(Deserialize)]
-struct Change {
+struct Change<'a> {
     #[serde(default)]
     field: Option<String>,
-    #[serde(default)]
-    value: Value,
+    #[serde(default, borrow)]
+    value: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-struct ChangeValue {
+struct ChangeValue<'a> {
     #[serde(default)]
     metadata: Option<Metadata>,
     #[serde(default)]
     contacts: Vec<ContactEntry>,
-    #[serde(default)]
-    messages: Vec<Msg>,
+    #[serde(default, borrow)]
+    messages: Vec<Msg<'a>>,
     #[serde(default)]
     statuses: Vec<serde::de::IgnoredAny>,
 }
@@ -76,14 +81,14 @@ struct Profile {
 }
 
 #[derive(Deserialize)]
-struct Msg {
+struct Msg<'a> {
     id: String,
     #[serde(default)]
     from: Option<String>,
     #[serde(default)]
     from_user_id: Option<String>,
-    #[serde(default)]
-    timestamp: Option<Value>,
+    #[serde(default, borrow)]
+    timestamp: Option<&'a RawValue>,
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
@@ -225,7 +230,7 @@ struct SystemBody {
 
 /// Parses a Meta webhook body.
 pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
-    let body: Body = serde_json::from_slice(body).map_err(|e| ParseError::json("meta", &e))?;
+    let body: Body<'_> = serde_json::from_slice(body).map_err(|e| ParseError::json("meta", &e))?;
     let mut out = Parsed::default();
     if body
         .object
@@ -242,9 +247,12 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
                 out.ignored.push("field");
                 continue;
             }
-            let value: ChangeValue = serde_json::from_value(change.value).map_err(|e| {
-                ParseError::json(&format!("meta entry[{ei}].changes[{ci}].value"), &e)
-            })?;
+            let context = || format!("meta entry[{ei}].changes[{ci}].value");
+            let raw = change
+                .value
+                .ok_or_else(|| ParseError::new(format!("{}: missing", context())))?;
+            let value: ChangeValue<'_> =
+                serde_json::from_str(raw.get()).map_err(|e| ParseError::json(&context(), &e))?;
             let account = value
                 .metadata
                 .map(|m| m.phone_number_id)
@@ -270,7 +278,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     Ok(out)
 }
 
-fn message(account: &str, contacts: &[ContactEntry], m: Msg) -> Result<Item, String> {
+fn message(account: &str, contacts: &[ContactEntry], m: Msg<'_>) -> Result<Item, String> {
     if m.id.trim().is_empty() {
         return Err("empty id".into());
     }
@@ -304,7 +312,7 @@ fn message(account: &str, contacts: &[ContactEntry], m: Msg) -> Result<Item, Str
     };
 
     let mut msg = Message::of_kind(m.id, MessageKind::Other, sender);
-    msg.sent_at = m.timestamp.as_ref().and_then(unix_secs_to_millis);
+    msg.sent_at = m.timestamp.and_then(unix_secs_raw);
     msg.reply_to = m.context.and_then(|c| non_empty(c.id.as_deref()));
     let missing = |what: &str| format!("type {what} without its {what} object");
     match m.kind.as_str() {

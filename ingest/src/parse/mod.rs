@@ -99,21 +99,34 @@ impl ParseError {
     }
 }
 
-/// Unix seconds (string, integer or float) as milliseconds, when sensible.
-pub(crate) fn unix_secs_to_millis(v: &serde_json::Value) -> Option<lull_core::Millis> {
-    let secs = match v {
-        serde_json::Value::String(s) => s.trim().parse::<u64>().ok()?,
-        serde_json::Value::Number(n) => n.as_u64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.is_finite() && *f >= 0.0)
-                .map(|f| f as u64)
-        })?,
-        // protobuf Long as JSON: {"low": .., "high": .., "unsigned": ..}
-        serde_json::Value::Object(o) => {
-            let low = o.get("low")?.as_i64()? as u64 & 0xffff_ffff;
-            let high = o.get("high").and_then(|h| h.as_i64()).unwrap_or(0) as u64 & 0xffff_ffff;
-            (high << 32) | low
+/// A protobuf Long as JSON: `{"low": .., "high": .., "unsigned": ..}`.
+#[derive(serde::Deserialize)]
+struct Long {
+    low: i64,
+    #[serde(default)]
+    high: i64,
+}
+
+/// Unix seconds (string, integer, float, or protobuf Long) as milliseconds, when sensible.
+/// Reads the raw JSON of one field, so an odd value costs no tree of its own.
+pub(crate) fn unix_secs_raw(raw: &serde_json::value::RawValue) -> Option<lull_core::Millis> {
+    let text = raw.get().trim();
+    let secs = match text.as_bytes().first()? {
+        b'"' => serde_json::from_str::<String>(text)
+            .ok()?
+            .trim()
+            .parse::<u64>()
+            .ok()?,
+        b'{' => {
+            let l: Long = serde_json::from_str(text).ok()?;
+            ((l.high as u64 & 0xffff_ffff) << 32) | (l.low as u64 & 0xffff_ffff)
         }
+        b'0'..=b'9' => match serde_json::from_str::<u64>(text) {
+            Ok(n) => n,
+            Err(_) => serde_json::from_str::<f64>(text)
+                .ok()
+                .filter(|f| f.is_finite() && *f >= 0.0)? as u64,
+        },
         _ => return None,
     };
     Some(lull_core::Millis(secs.saturating_mul(1000)))

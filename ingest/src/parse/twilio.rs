@@ -13,14 +13,26 @@ use lull_core::{Message, MessageKind};
 
 use super::{non_empty, Item, ParseError, Parsed};
 
+/// Most parameters accepted in one request. Twilio sends about 20 for a WhatsApp message (two
+/// more per media item, at most 10 media); the cap keeps a body of `a&a&a...` from becoming
+/// millions of small allocations.
+pub const MAX_PARAMS: usize = 256;
+
 /// The decoded parameters, in body order (the signature sorts them itself).
 pub fn params(body: &[u8]) -> Result<Vec<(String, String)>, ParseError> {
     if std::str::from_utf8(body).is_err() {
         return Err(ParseError::new("twilio: body is not UTF-8"));
     }
-    Ok(form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect())
+    let mut out = Vec::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        if out.len() == MAX_PARAMS {
+            return Err(ParseError::new(format!(
+                "twilio: more than {MAX_PARAMS} parameters"
+            )));
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(out)
 }
 
 fn get<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -103,9 +115,19 @@ pub fn parse(params: &[(String, String)]) -> Result<Parsed, ParseError> {
             filename: None,
             voice: false,
         });
+        // Extra media are counted from the `MediaUrl{N}` parameters the body really holds,
+        // never from `NumMedia` itself: a count taken from a request must not size anything.
         if num_media > 1 {
+            let extra = params
+                .iter()
+                .filter(|(k, _)| {
+                    k.strip_prefix("MediaUrl")
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .is_some_and(|n| n >= 1 && n < num_media)
+                })
+                .count();
             out.ignored
-                .extend(std::iter::repeat_n("extra_media", (num_media - 1) as usize));
+                .extend(std::iter::repeat_n("extra_media", extra));
         }
     } else if let (Some(lat), Some(lon)) = (lat, lon) {
         let parse = |s: &str, name: &str| {

@@ -13,12 +13,12 @@ use axum::response::Response;
 use lull_core::Provider;
 
 use super::{
-    check_accounts, deliver, header_str, read_body, require_content_type, respond, tenant_of,
-    unsigned_allowed,
+    already_verified, append_all, check_accounts, header_str, read_body, require_content_type,
+    require_credential, respond, sole_tenant, tenant_of, unsigned_allowed,
 };
 use crate::auth;
 use crate::error::IngestError;
-use crate::parse;
+use crate::parse::{self, OptIn, Parsed};
 use crate::state::IngestState;
 use crate::tenant::Tenant;
 
@@ -61,14 +61,53 @@ async fn inner(
 ) -> Result<Response, IngestError> {
     let (parts, body) = req.into_parts();
     require_content_type(&parts.headers, "application/json")?;
+    let path_secret = path_secret.as_deref();
+    let present = path_secret.is_some()
+        || parts.headers.contains_key("apikey")
+        || parts.headers.contains_key("authorization");
+    require_credential(st, present, MISSING, TOKEN_SETTING, |t| {
+        !(t.evolution.tokens.is_empty() && t.evolution.jwt_keys.is_empty())
+    })?;
     let bytes = read_body(body, st.config.body_limit).await?;
-    // The tenant, and so the secret, is named inside the body (`instance`).
+    let verified = sole_tenant(st);
+    if let Some(t) = &verified {
+        authenticate(st, t, &parts.headers, path_secret)?;
+    }
+    // With several tenants, the tenant (and so the secret) is named inside the body (`instance`).
     let parsed = parse::evolution::parse(&bytes, path_event.as_deref())
         .map_err(|e| IngestError::BadRequest(e.0))?;
     let tenant = tenant_of(st, Provider::Evolution, &parsed).await?;
-    authenticate(st, &tenant, &parts.headers, path_secret.as_deref())?;
+    if !already_verified(&verified, &tenant) {
+        authenticate(st, &tenant, &parts.headers, path_secret)?;
+    }
     check_accounts(st, Provider::Evolution, &tenant, &parsed).await?;
-    deliver(st, Provider::Evolution, &tenant, parsed).await
+    let parsed = apply_opt_ins(&tenant, parsed);
+    append_all(st, Provider::Evolution, &tenant, parsed).await
+}
+
+/// The 401 reason when a request carries no Evolution credential at all.
+const MISSING: &str =
+    "missing Evolution credential (apikey header, Authorization bearer, or path secret)";
+
+/// Drops the messages the tenant has not opted into (its own `fromMe` messages and
+/// `status@broadcast` updates), counting each as ignored: an Evolution rule, so it lives here
+/// and not in the pipeline every gateway shares.
+fn apply_opt_ins(tenant: &Tenant, mut parsed: Parsed) -> Parsed {
+    let ev = &tenant.evolution;
+    let mut ignored = Vec::new();
+    parsed.items.retain(|item| {
+        let wanted = match item.opt_in {
+            None => true,
+            Some(OptIn::FromMe) => ev.accept_from_me,
+            Some(OptIn::StatusBroadcast) => ev.accept_status_broadcast,
+        };
+        if let (false, Some(opt)) = (wanted, item.opt_in) {
+            ignored.push(opt.label());
+        }
+        wanted
+    });
+    parsed.ignored.extend(ignored);
+    parsed
 }
 
 fn authenticate(

@@ -5,10 +5,7 @@ use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use lull_core::Provider;
 
-use super::{
-    check_accounts, deliver, header_str, read_body, require_content_type, respond, tenant_of,
-    unsigned_allowed,
-};
+use super::{receive_body_signed, respond, unsigned_allowed, BodySigned};
 use crate::auth;
 use crate::error::IngestError;
 use crate::parse;
@@ -61,27 +58,18 @@ async fn verify_inner(st: &IngestState, uri: &Uri) -> Result<Response, IngestErr
 
 /// A notification: messages are appended, statuses acknowledged.
 pub async fn receive(State(st): State<IngestState>, req: Request) -> Response {
-    respond(receive_inner(&st, req).await)
+    respond(receive_body_signed(&st, req, &GATEWAY).await)
 }
 
-async fn receive_inner(st: &IngestState, req: Request) -> Result<Response, IngestError> {
-    let (parts, body) = req.into_parts();
-    require_content_type(&parts.headers, "application/json")?;
-    let bytes = read_body(body, st.config.body_limit).await?;
-    // The tenant, and so the secret, is named inside the body (metadata.phone_number_id).
-    let parsed = parse::meta::parse(&bytes).map_err(|e| IngestError::BadRequest(e.0))?;
-    let tenant = tenant_of(st, Provider::Meta, &parsed).await?;
-    if tenant.meta.app_secrets.is_empty() {
-        unsigned_allowed(st, APP_SECRET_SETTING)?;
-    } else {
-        let sig = header_str(&parts.headers, "x-hub-signature-256")
-            .ok_or(IngestError::Unauthorized("missing X-Hub-Signature-256"))?;
-        if !auth::verify_sha256_header(&tenant.meta.app_secrets, sig, &bytes) {
-            return Err(IngestError::Unauthorized(
-                "X-Hub-Signature-256 does not match the body",
-            ));
-        }
-    }
-    check_accounts(st, Provider::Meta, &tenant, &parsed).await?;
-    deliver(st, Provider::Meta, &tenant, parsed).await
-}
+/// Meta signs the raw body (`X-Hub-Signature-256`); the tenant is named inside the body
+/// (`metadata.phone_number_id`).
+const GATEWAY: BodySigned = BodySigned {
+    provider: Provider::Meta,
+    header: "x-hub-signature-256",
+    missing: "missing X-Hub-Signature-256",
+    mismatch: "X-Hub-Signature-256 does not match the body",
+    setting: APP_SECRET_SETTING,
+    secrets: |t| &t.meta.app_secrets,
+    parse: parse::meta::parse,
+    standard_webhooks: false,
+};

@@ -1,6 +1,12 @@
 //! The webhook routes, one small file per gateway, and the pipeline they share:
-//! content type -> body (limited) -> parse -> tenant -> authenticate -> every account belongs to
-//! the tenant -> size checks -> append each message in body order -> answer.
+//! content type -> a credential is present -> body (limited) -> [one tenant: authenticate over
+//! the raw body] -> parse -> tenant -> authenticate -> every account belongs to the tenant ->
+//! size and key-length checks -> append each message in body order -> answer.
+//!
+//! Authentication comes as early as each format allows: a request without any credential
+//! header is refused before its body is read (unless unsigned mode is on), and when the
+//! directory holds a single tenant the signature is checked before the body is parsed. With
+//! several tenants the body must be parsed to learn whose secret applies.
 //!
 //! Nothing is appended until the whole request has passed every check, so a refused request
 //! stores nothing. Appends stop at the first failure (keeping receive order); the gateway's
@@ -14,6 +20,7 @@ pub mod twilio;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,12 +30,14 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use lull_core::metrics as m;
 use lull_core::protocol::AppendOutcome;
 use lull_core::window::MAX_MESSAGE_BYTES;
+use lull_core::Message;
 use lull_core::{ConversationKey, Provider};
 
+use crate::auth;
 use crate::error::IngestError;
-use crate::parse::Parsed;
+use crate::parse::{ParseError, Parsed};
 use crate::state::IngestState;
-use crate::tenant::{normalise_account, Tenant};
+use crate::tenant::{normalise_account, Secrets, Tenant};
 
 /// Every (method, path) the webhook [`router`] serves, in axum's path syntax. Deployments expose
 /// exactly these (tests/infra.rs checks the SAM template's HTTP API against this list, and a test
@@ -100,6 +109,18 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The directory's only tenant, when it has exactly one (see [`TenantDirectory::sole`]).
+///
+/// [`TenantDirectory::sole`]: crate::tenant::TenantDirectory::sole
+pub(crate) fn sole_tenant(st: &IngestState) -> Option<Arc<Tenant>> {
+    st.tenants.sole()
+}
+
+/// True when `verified` (the tenant authenticated before parsing) is `tenant`.
+pub(crate) fn already_verified(verified: &Option<Arc<Tenant>>, tenant: &Arc<Tenant>) -> bool {
+    verified.as_ref().is_some_and(|v| Arc::ptr_eq(v, tenant))
+}
+
 /// The tenant owning the first account the body names; every other account must belong to the
 /// same tenant (403 otherwise, nothing stored).
 pub(crate) async fn tenant_of(
@@ -150,19 +171,52 @@ pub(crate) async fn check_accounts(
     Ok(())
 }
 
-/// A tenant with no secret for a gateway: refused with the missing setting's name, unless the
-/// local server runs unsigned on loopback.
+/// A tenant with no secret for a gateway: refused with the missing setting's name, unless
+/// unsigned mode was explicitly switched on.
 pub(crate) fn unsigned_allowed(st: &IngestState, setting: &'static str) -> Result<(), IngestError> {
-    if st.config.allow_unsigned_on_loopback {
+    if st.config.allow_unsigned {
         Ok(())
     } else {
         Err(IngestError::NotConfigured(setting))
     }
 }
 
-/// Checks sizes, counts ignored events and appends every message in order; 200 only when all
-/// were accepted.
-pub(crate) async fn deliver(
+/// Refuses a request that carries no credential at all before its body is read: without
+/// unsigned mode no tenant could accept it, whatever the body says. A single tenant with no
+/// secret for the gateway hears which `setting` it lacks, as after parsing.
+pub(crate) fn require_credential(
+    st: &IngestState,
+    present: bool,
+    missing: &'static str,
+    setting: &'static str,
+    has_secret: impl Fn(&Tenant) -> bool,
+) -> Result<(), IngestError> {
+    if present || st.config.allow_unsigned {
+        return Ok(());
+    }
+    match sole_tenant(st) {
+        Some(t) if !has_secret(&t) => Err(IngestError::NotConfigured(setting)),
+        _ => Err(IngestError::Unauthorized(missing)),
+    }
+}
+
+/// The conversation key of one parsed message, checked against the store's key limits.
+fn key_of(provider: Provider, item: &crate::parse::Item) -> Result<ConversationKey, IngestError> {
+    let key = ConversationKey {
+        provider,
+        account: normalise_account(provider, &item.account).to_string(),
+        user: item.user.clone(),
+        group: item.group.clone(),
+    };
+    key.check_lengths(&item.message.id)
+        .map_err(|e| IngestError::BadRequest(format!("{provider}: {e}")))?;
+    Ok(key)
+}
+
+/// Checks counts, sizes and key lengths of every message, counts ignored events, then appends
+/// every message in body order; 200 only when all were accepted. (Appending is the core's
+/// [`Appender`](crate::Appender); handing batches off is the sink's, later.)
+pub(crate) async fn append_all(
     st: &IngestState,
     provider: Provider,
     tenant: &Tenant,
@@ -176,7 +230,8 @@ pub(crate) async fn deliver(
         });
     }
     let cap = MAX_MESSAGE_BYTES;
-    for (index, item) in parsed.items.iter().enumerate() {
+    let mut keyed: Vec<(ConversationKey, Message)> = Vec::with_capacity(parsed.items.len());
+    for (index, item) in parsed.items.into_iter().enumerate() {
         let size = item.message.stored_size();
         if size > cap {
             return Err(IngestError::MessageTooLarge {
@@ -185,33 +240,16 @@ pub(crate) async fn deliver(
                 max: cap,
             });
         }
+        keyed.push((key_of(provider, &item)?, item.message));
     }
-    let mut ignored = parsed.ignored.len();
+    let ignored = parsed.ignored.len();
     for reason in parsed.ignored {
         metrics::counter!(m::IGNORED_EVENTS, "reason" => reason, "provider" => provider.as_str())
             .increment(1);
     }
     let (mut accepted, mut duplicates) = (0usize, 0usize);
-    for item in parsed.items {
-        if let Some(opt) = item.opt_in {
-            let wanted = match opt {
-                crate::parse::OptIn::FromMe => tenant.evolution.accept_from_me,
-                crate::parse::OptIn::StatusBroadcast => tenant.evolution.accept_status_broadcast,
-            };
-            if !wanted {
-                metrics::counter!(m::IGNORED_EVENTS, "reason" => opt.label(), "provider" => provider.as_str())
-                    .increment(1);
-                ignored += 1;
-                continue;
-            }
-        }
-        let key = ConversationKey {
-            provider,
-            account: normalise_account(provider, &item.account).to_string(),
-            user: item.user,
-            group: item.group,
-        };
-        match st.appender.append(key, tenant.policy, item.message).await {
+    for (key, message) in keyed {
+        match st.appender.append(key, tenant.policy, message).await {
             Ok(AppendOutcome::Accepted { .. }) => accepted += 1,
             Ok(AppendOutcome::Duplicate { .. }) => duplicates += 1,
             Err(e) => return Err(IngestError::from_append(e)),
@@ -226,6 +264,82 @@ pub(crate) async fn deliver(
         body,
     )
         .into_response())
+}
+
+/// A gateway that signs the raw body with HMAC-SHA256 in one header (`sha256=<hex>`).
+pub(crate) struct BodySigned {
+    pub provider: Provider,
+    /// The signature header (lowercase).
+    pub header: &'static str,
+    /// The 401 reasons when the header is absent, and when it does not match.
+    pub missing: &'static str,
+    pub mismatch: &'static str,
+    /// The setting a tenant without secrets lacks.
+    pub setting: &'static str,
+    /// The tenant's secrets for this gateway (any one matching is enough).
+    pub secrets: fn(&Tenant) -> &Secrets,
+    pub parse: fn(&[u8]) -> Result<Parsed, ParseError>,
+    /// Also accepts Standard Webhooks headers (`webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`), whose timestamp tolerance refuses a replayed request.
+    pub standard_webhooks: bool,
+}
+
+impl BodySigned {
+    /// True when the request carries a credential this gateway reads.
+    fn signed(&self, headers: &HeaderMap) -> bool {
+        header_str(headers, self.header).is_some()
+            || (self.standard_webhooks && crate::standard_webhooks::is_signed(headers))
+    }
+
+    /// Checks the signature of `body` under `tenant`'s secrets.
+    fn verify(
+        &self,
+        st: &IngestState,
+        tenant: &Tenant,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), IngestError> {
+        let secrets = (self.secrets)(tenant);
+        if secrets.is_empty() {
+            return unsigned_allowed(st, self.setting);
+        }
+        if self.standard_webhooks && crate::standard_webhooks::is_signed(headers) {
+            return crate::standard_webhooks::verify(secrets, headers, body)
+                .map_err(IngestError::Unauthorized);
+        }
+        let sig = header_str(headers, self.header).ok_or(IngestError::Unauthorized(self.missing))?;
+        if auth::verify_sha256_header(secrets, sig, body) {
+            Ok(())
+        } else {
+            Err(IngestError::Unauthorized(self.mismatch))
+        }
+    }
+}
+
+/// The pipeline of a [`BodySigned`] gateway: no signature header, no body read; one tenant,
+/// signature checked before parsing; several, parsed first to learn whose secret applies.
+pub(crate) async fn receive_body_signed(
+    st: &IngestState,
+    req: Request,
+    gw: &BodySigned,
+) -> Result<Response, IngestError> {
+    let (parts, body) = req.into_parts();
+    require_content_type(&parts.headers, "application/json")?;
+    require_credential(st, gw.signed(&parts.headers), gw.missing, gw.setting, |t| {
+        !(gw.secrets)(t).is_empty()
+    })?;
+    let bytes = read_body(body, st.config.body_limit).await?;
+    let verified = sole_tenant(st);
+    if let Some(t) = &verified {
+        gw.verify(st, t, &parts.headers, &bytes)?;
+    }
+    let parsed = (gw.parse)(&bytes).map_err(|e| IngestError::BadRequest(e.0))?;
+    let tenant = tenant_of(st, gw.provider, &parsed).await?;
+    if !already_verified(&verified, &tenant) {
+        gw.verify(st, &tenant, &parts.headers, &bytes)?;
+    }
+    check_accounts(st, gw.provider, &tenant, &parsed).await?;
+    append_all(st, gw.provider, &tenant, parsed).await
 }
 
 /// Turns a handler's result into the response.
