@@ -9,6 +9,7 @@
 //! - [`protocol`]: append, flush and sweep, written once over the [`ports`].
 //! - [`memory`]: in-memory adapters, the reference for every store's conditional semantics.
 //! - [`sim`]: the deterministic fault-injection simulator that checks the invariants.
+//! - [`turn`]: the end-of-turn rule (fixed, adaptive and typing-aware quiet, operator pause).
 //!
 //! No I/O lives here: no AWS, SQLite or HTTP. Shells (the Lambdas, the local server) read
 //! configuration, build adapters and call [`protocol::Buffer`].
@@ -26,6 +27,7 @@ pub mod protocol;
 pub mod scenarios;
 pub mod sim;
 pub mod time;
+pub mod turn;
 pub mod window;
 
 pub use batch::{Batch, CloseReason};
