@@ -5,7 +5,8 @@
 //! one. lull cannot see the user's thought, but it can see when the activity came:
 //!
 //! - before the window was handed off, or within [`SPLIT_HORIZON_MS`] after it (too soon for the
-//!   user to have read an answer): a **continuation**, and its gap is a within-turn gap;
+//!   user to have received an answer, read it and typed a reply): a **continuation**, and its gap
+//!   is a within-turn gap;
 //! - later: the turn had ended.
 //!
 //! Both observations depend only on receive times, never on the policy's own choice of quiet
@@ -17,7 +18,10 @@
 //!   stochastic quantile update (each gap moves the estimate up by a factor when above it, down by
 //!   a smaller one when below; the ratio of the two steps fixes the quantile). It needs no sample
 //!   store and forgets old behaviour at a fixed rate.
-//! - `cont`: the decayed share of messages followed by a continuation, in 1/255 units.
+//! - `cont`: the share of messages followed by a continuation, in 1/255 units: a running mean
+//!   over the first observations, then decayed with weight 1/8.
+//!
+//! Until [`MIN_OBSERVATIONS`] the policy's prior applies.
 //!
 //! A user who writes whole thoughts has a low `cont` and gets the minimum quiet period; a user who
 //! types in fragments gets `hi_ms`, bounded by the policy's min and max.
@@ -27,8 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::time::Millis;
 
 /// How long after a hand-off an activity still counts as a continuation of the handed-off turn:
-/// shorter than any answer the user could have read and reacted to.
-pub const SPLIT_HORIZON_MS: u64 = 3_000;
+/// shorter than an AI step's answer plus reading it plus typing a reply. A fragment typed while
+/// its turn was (wrongly) handed off arrives within it, so a split is learned as a continuation.
+pub const SPLIT_HORIZON_MS: u64 = 10_000;
 
 /// Gaps longer than this are never within a turn, whatever the hand-off time.
 pub const GAP_CAP_MS: u64 = 60_000;
@@ -37,13 +42,17 @@ pub const GAP_CAP_MS: u64 = 60_000;
 pub const QUANTILE: f64 = 0.95;
 
 /// Step of the multiplicative quantile update (log-space learning rate).
-const STEP: f64 = 0.25;
+const STEP: f64 = 0.5;
 
-/// Below this share of continuations (in 1/255) the user is taken to write whole thoughts.
-const WHOLE_THOUGHTS_BELOW: u8 = 20;
+/// Below this share of continuations (20%, in 1/255) the user is taken to write whole thoughts:
+/// an occasional afterthought is not worth making every answer wait.
+const WHOLE_THOUGHTS_BELOW: u8 = 51;
 
-/// Weight of one observation in the decayed continuation share (1/8).
-const CONT_SHIFT: u32 = 3;
+/// Weight of one observation in the decayed continuation share, once there are this many (1/8).
+const CONT_WEIGHT: u8 = 8;
+
+/// Observations before the summary replaces the prior.
+pub const MIN_OBSERVATIONS: u8 = 3;
 
 /// What lull remembers of one user's turn-taking: 6 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,43 +93,54 @@ pub fn classify(message_at: Millis, activity_at: Millis, handed_off: Option<Mill
 }
 
 impl GapSummary {
-    /// Folds one observation in.
+    /// Folds one observation in. The share is a running mean over the first observations, then
+    /// decays with weight 1/8, so a new user's first turns count fully.
     pub fn observe(&mut self, a: Activity) {
         self.n = self.n.saturating_add(1);
-        let cont = u32::from(self.cont);
-        match a {
-            Activity::Continuation(gap) => {
-                // Decay toward 255.
-                self.cont = (cont + ((255 - cont) >> CONT_SHIFT).max(1)).min(255) as u8;
-                let gap = gap.clamp(1, GAP_CAP_MS) as f64;
-                self.hi_ms = if self.hi_ms == 0 {
-                    // First gap: start above it, the safe side.
-                    (gap * 2.0) as u32
+        let weight = i32::from(self.n.min(CONT_WEIGHT));
+        let cont = i32::from(self.cont);
+        let target = match a {
+            Activity::Continuation(_) => 255,
+            Activity::NextTurn => 0,
+        };
+        let step = (target - cont) / weight;
+        // Always move at least one unit toward the target, so the share can reach 0 and 255.
+        let step = if step == 0 {
+            (target - cont).signum()
+        } else {
+            step
+        };
+        self.cont = (cont + step).clamp(0, 255) as u8;
+        if let Activity::Continuation(gap) = a {
+            let gap = gap.clamp(1, GAP_CAP_MS) as f64;
+            self.hi_ms = if self.hi_ms == 0 {
+                // First gap: start above it, the safe side.
+                (gap * 2.0).min(GAP_CAP_MS as f64) as u32
+            } else {
+                let hi = f64::from(self.hi_ms);
+                let factor = if gap > hi {
+                    (STEP * QUANTILE).exp()
                 } else {
-                    let hi = f64::from(self.hi_ms);
-                    let factor = if gap > hi {
-                        (STEP * QUANTILE).exp()
-                    } else {
-                        (-STEP * (1.0 - QUANTILE)).exp()
-                    };
-                    (hi * factor).clamp(1.0, GAP_CAP_MS as f64) as u32
+                    (-STEP * (1.0 - QUANTILE)).exp()
                 };
-            }
-            Activity::NextTurn => {
-                self.cont = (cont - (cont >> CONT_SHIFT).max(cont.min(1))) as u8;
-            }
+                (hi * factor).clamp(1.0, GAP_CAP_MS as f64) as u32
+            };
         }
     }
 
-    /// The quiet period this summary asks for, within `[min_ms, max_ms]`; `prior_ms` (also
-    /// bounded) while nothing was observed.
+    /// The quiet period this summary asks for, within `[min_ms, max_ms]`: `prior_ms` (also
+    /// bounded) until [`MIN_OBSERVATIONS`] and while no within-turn gap was seen; the minimum
+    /// for a user who writes whole thoughts; else the high quantile of their gaps.
     pub fn quiet_ms(&self, min_ms: u32, max_ms: u32, prior_ms: u32) -> u32 {
         let max_ms = max_ms.max(min_ms);
-        if self.n == 0 {
+        if self.n < MIN_OBSERVATIONS {
             return prior_ms.clamp(min_ms, max_ms);
         }
-        if self.cont < WHOLE_THOUGHTS_BELOW || self.hi_ms == 0 {
+        if self.cont < WHOLE_THOUGHTS_BELOW {
             return min_ms;
+        }
+        if self.hi_ms == 0 {
+            return prior_ms.clamp(min_ms, max_ms);
         }
         self.hi_ms.clamp(min_ms, max_ms)
     }
@@ -136,13 +156,17 @@ mod tests {
             classify(Millis(1_000), Millis(3_000), None),
             Activity::Continuation(2_000)
         );
-        // 2 s after a hand-off at 5 s: too soon to be an answer to the bot.
+        // 8 s after a hand-off at 5 s: too soon to be an answer to the bot read and replied to.
         assert_eq!(
-            classify(Millis(1_000), Millis(7_000), Some(Millis(5_000))),
-            Activity::Continuation(6_000)
+            classify(Millis(1_000), Millis(13_000), Some(Millis(5_000))),
+            Activity::Continuation(12_000)
         );
         assert_eq!(
-            classify(Millis(1_000), Millis(9_000), Some(Millis(5_000))),
+            classify(
+                Millis(1_000),
+                Millis(5_000 + SPLIT_HORIZON_MS + 1),
+                Some(Millis(5_000))
+            ),
             Activity::NextTurn
         );
         assert_eq!(

@@ -9,8 +9,8 @@
 //!   [`GapSummary`] (this user's own within-turn gaps) and bounded by a min and a max;
 //! - the [`TypingRule`] and the conversation's latest [`Presence`] (Evolution/WAHA `composing`,
 //!   `paused`...): once the gateway sends presence for a conversation, a message not followed by
-//!   typing is due after a short grace, a `composing` holds the window (for at most the typing
-//!   hold), and a `paused` gives a grace to start again;
+//!   typing is due after a short grace, and a `composing`, `recording` or `paused` (the user
+//!   stopped typing but has a draft) holds the window, for at most the typing hold;
 //! - max wait, which caps everything the user does (a `composing` included);
 //! - an operator pause (a human took over the conversation), which holds the hand-off past all
 //!   of the above until it ends.
@@ -52,11 +52,10 @@ pub enum QuietRule {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypingRule {
     /// With a fixed quiet period, the quiet period of a conversation whose gateway sends presence
-    /// (a message not followed by `composing` within it ends the turn); also the time allowed
-    /// after a `paused` to start typing again.
+    /// (a message not followed by `composing` within it ends the turn).
     pub grace_ms: u32,
-    /// The longest a `composing`/`recording` holds the window without a newer event: a lost
-    /// `paused` or a late `composing` costs at most this.
+    /// The longest a `composing`/`recording`/`paused` holds the window without a newer event: an
+    /// abandoned draft or a late `composing` costs at most this.
     pub hold_ms: u32,
 }
 
@@ -165,10 +164,9 @@ pub enum TurnReason {
     Quiet,
     /// The conversation's adaptive quiet period passed since the last message.
     AdaptiveQuiet,
-    /// Presence flows and the user did not start typing again within the grace (after a message
-    /// or after a `paused`).
+    /// Presence flows and the user did not start typing again within the grace.
     TypingGrace,
-    /// A `composing`/`recording` went without a newer event for the typing hold.
+    /// A `composing`/`recording`/`paused` went without a newer event for the typing hold.
     TypingHold,
     /// Max wait passed since the first message (caps typing too).
     MaxWait,
@@ -241,24 +239,10 @@ pub fn due(policy: &TurnPolicy, w: &TurnInputs) -> TurnDue {
     let mut at = w.last_at.0.saturating_add(u64::from(quiet_ms));
     // Presence received after the last message speaks about the next one.
     if let (Some(t), Some(p)) = (policy.typing, w.presence) {
-        if p.at > w.last_at {
-            let (until, why) = if p.kind.is_producing() {
-                (
-                    p.at.0.saturating_add(u64::from(t.hold_ms)),
-                    TurnReason::TypingHold,
-                )
-            } else if p.kind == PresenceKind::Paused {
-                (
-                    p.at.0.saturating_add(u64::from(t.grace_ms)),
-                    TurnReason::TypingGrace,
-                )
-            } else {
-                (0, reason)
-            };
-            if until > at {
-                at = until;
-                reason = why;
-            }
+        let until = p.at.0.saturating_add(u64::from(t.hold_ms));
+        if p.at > w.last_at && p.kind.has_draft() && until > at {
+            at = until;
+            reason = TurnReason::TypingHold;
         }
     }
     let max = w.opened_at.0.saturating_add(u64::from(policy.max_wait_ms));

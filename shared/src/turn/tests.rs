@@ -120,19 +120,22 @@ fn composing_after_the_last_message_holds_until_the_typing_hold() {
 }
 
 #[test]
-fn paused_after_composing_gives_a_grace_then_closes() {
+fn paused_holds_a_draft_and_online_says_nothing() {
+    // `paused` after the message: the user stopped typing with a draft in the box.
     let mut w = window(0, 1_000);
     w.presence = presence(PresenceKind::Paused, 4_000);
     assert_eq!(
         due_at(&typing_fixed(), &w),
-        (5_500, TurnReason::TypingGrace)
+        (14_000, TurnReason::TypingHold)
     );
     // `available`/`unavailable` after the message say nothing about a next message.
-    w.presence = presence(PresenceKind::Available, 1_200);
-    assert_eq!(
-        due_at(&typing_fixed(), &w),
-        (2_500, TurnReason::TypingGrace)
-    );
+    for kind in [PresenceKind::Available, PresenceKind::Unavailable] {
+        w.presence = presence(kind, 1_200);
+        assert_eq!(
+            due_at(&typing_fixed(), &w),
+            (2_500, TurnReason::TypingGrace)
+        );
+    }
 }
 
 #[test]
@@ -158,7 +161,7 @@ fn a_composing_received_late_costs_at_most_the_hold() {
 }
 
 #[test]
-fn an_out_of_order_composing_cannot_reopen_a_pause() {
+fn an_out_of_order_composing_is_dropped() {
     // The user typed (gateway time 1.5 s), stopped (1.9 s); lull received `paused` first.
     let mut stored = None;
     Presence::apply(
@@ -180,9 +183,20 @@ fn an_out_of_order_composing_cannot_reopen_a_pause() {
     );
     let mut w = window(0, 1_000);
     w.presence = stored;
+    assert_eq!(due(&typing_fixed(), &w).at, Millis(12_000));
+    // The user goes offline (newer): the draft hold ends, the grace after the message rules.
+    Presence::apply(
+        &mut stored,
+        Presence {
+            kind: PresenceKind::Unavailable,
+            at: Millis(2_400),
+            sent_at: Some(Millis(2_350)),
+        },
+    );
+    w.presence = stored;
     assert_eq!(
         due_at(&typing_fixed(), &w),
-        (3_500, TurnReason::TypingGrace)
+        (2_500, TurnReason::TypingGrace)
     );
 }
 
