@@ -8,6 +8,7 @@ mod coldstart;
 mod handoff;
 mod ingest;
 mod sim;
+mod turns;
 mod util;
 
 use std::net::SocketAddr;
@@ -39,6 +40,8 @@ enum Cmd {
     Llm(sim::LlmArgs),
     /// 6. Simulator throughput: messages/s of `lull simulate`.
     Sim(sim::SimArgs),
+    /// 7. End of turn: silence after a turn and split turns, per end-of-turn policy.
+    Turns(turns::TurnsArgs),
     /// The ingest baseline (started by `ingest` as a child process).
     #[command(hide = true)]
     BareServer {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Cmd::BareServer { listen } => ingest::bare_server(*listen),
         Cmd::Llm(a) => sim::run_llm(a),
         Cmd::Sim(a) => sim::run_sim(a),
+        Cmd::Turns(a) => turns::run(a),
         cmd => match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -10,6 +10,7 @@
 //! - [`timing`]: the one rule from the sink timeout to the lease and every deadline.
 //! - [`memory`]: in-memory adapters, the reference for every store's conditional semantics.
 //! - [`sim`]: the deterministic fault-injection simulator that checks the invariants.
+//! - [`turn`]: the end-of-turn rule (fixed, adaptive and typing-aware quiet, operator pause).
 //!
 //! No I/O lives here: no AWS, SQLite or HTTP. Shells (the Lambdas, the local server) read
 //! configuration, build adapters and call [`protocol::Buffer`].
@@ -28,6 +29,7 @@ pub mod scenarios;
 pub mod sim;
 pub mod time;
 pub mod timing;
+pub mod turn;
 pub mod window;
 
 pub use batch::{Batch, CloseReason};

@@ -7,6 +7,7 @@
 pub mod evolution;
 pub mod generic;
 pub mod meta;
+pub mod presence;
 pub mod twilio;
 
 use lull_core::Message;

@@ -1,0 +1,289 @@
+//! Benchmark 7, end of turn (`lull-bench turns`): how soon each end-of-turn policy answers after
+//! a user's turn, and how often it splits one thought into two batches, on a documented model of
+//! people typing on phones (see [`model`]). Every policy is evaluated with lull-core's own rule,
+//! [`lull_core::turn::due`], replayed over the same deterministic workload ([`replay`]).
+//!
+//! Prints one `bench=turns policy=... signals=...` line per policy and population (users whose
+//! gateway sends presence, users whose gateway does not), then one `bench=turns verdict ...`
+//! line against the budgets. `--csv` writes the same figures for `scripts/plot_turns.py`.
+
+mod model;
+mod replay;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use lull_core::turn::{QuietRule, TurnPolicy, TurnReason, TypingRule};
+
+use crate::util::{self, Res};
+
+#[derive(Args, Debug, Clone)]
+pub struct TurnsArgs {
+    /// Conversations (users) in the workload.
+    #[arg(long, default_value_t = 4_000)]
+    pub conversations: u64,
+    /// Ground-truth turns per conversation.
+    #[arg(long, default_value_t = 25)]
+    pub turns: u32,
+    /// Share of users whose gateway sends presence (Evolution/WAHA `presence.update`).
+    #[arg(long, default_value_t = 0.5)]
+    pub presence_share: f64,
+    /// Share of users who type a turn in fragments.
+    #[arg(long, default_value_t = 0.35)]
+    pub fragmenter_share: f64,
+    /// Seed of the workload.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also write the figures as CSV here (for `scripts/plot_turns.py`).
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+}
+
+/// The policies compared: fixed quiet 1..10 s, adaptive, typing-aware, both.
+fn policies() -> Vec<(String, TurnPolicy)> {
+    // lull's default max wait, the same for every policy.
+    let max_wait = 30_000;
+    let typing = Some(TypingRule {
+        grace_ms: 1_500,
+        hold_ms: 12_000,
+    });
+    // Fragmenters' gaps run past 10 s (a slow typist's next fragment), so the max is 20 s; the
+    // median answer is set by the min, which whole-thought writers get.
+    let adaptive = QuietRule::Adaptive {
+        min_ms: 1_500,
+        max_ms: 20_000,
+        prior_ms: 4_000,
+    };
+    let mut out: Vec<(String, TurnPolicy)> = (1..=10)
+        .map(|s| {
+            (
+                format!("fixed-{s}s"),
+                TurnPolicy {
+                    quiet: QuietRule::Fixed { ms: s * 1_000 },
+                    max_wait_ms: max_wait,
+                    typing: None,
+                },
+            )
+        })
+        .collect();
+    out.push((
+        "adaptive".into(),
+        TurnPolicy {
+            quiet: adaptive,
+            max_wait_ms: max_wait,
+            typing: None,
+        },
+    ));
+    out.push((
+        "typing".into(),
+        TurnPolicy {
+            quiet: QuietRule::Fixed { ms: 8_000 },
+            max_wait_ms: max_wait,
+            typing,
+        },
+    ));
+    out.push((
+        "both".into(),
+        TurnPolicy {
+            quiet: adaptive,
+            max_wait_ms: max_wait,
+            typing,
+        },
+    ));
+    out
+}
+
+/// Figures of one policy on one population.
+#[derive(Default, Clone)]
+struct Figures {
+    turns: u64,
+    frag_turns: u64,
+    frag_split: u64,
+    messages: u64,
+    batches: u64,
+    split: u64,
+    merged_batches: u64,
+    max_wait_batches: u64,
+    silence_s: Vec<f64>,
+}
+
+impl Figures {
+    fn add(&mut self, r: &replay::Replay, fragmenter: bool) {
+        self.messages += r.messages;
+        self.batches += r.handoffs.len() as u64;
+        let turns = r.turn_last.len();
+        let mut batches_of_turn = vec![0u32; turns];
+        let mut handed_at = vec![None; turns];
+        for h in &r.handoffs {
+            let mut seen: Vec<u32> = h.turns.clone();
+            seen.dedup();
+            if seen.len() > 1 {
+                self.merged_batches += 1;
+            }
+            if h.reason == TurnReason::MaxWait {
+                self.max_wait_batches += 1;
+            }
+            for &t in &seen {
+                if let Some(n) = batches_of_turn.get_mut(t as usize) {
+                    *n += 1;
+                }
+            }
+            if let Some(&t) = h.turns.last() {
+                // The batch holding a turn's last message is its answer.
+                if let Some(slot) = handed_at.get_mut(t as usize) {
+                    *slot = Some(h.at);
+                }
+            }
+        }
+        for t in 0..turns {
+            self.turns += 1;
+            if fragmenter {
+                self.frag_turns += 1;
+            }
+            if batches_of_turn[t] > 1 {
+                self.split += 1;
+                if fragmenter {
+                    self.frag_split += 1;
+                }
+            }
+            if let Some(at) = handed_at[t] {
+                self.silence_s
+                    .push(at.0.saturating_sub(r.turn_last[t].0) as f64 / 1000.0);
+            }
+        }
+    }
+
+    fn summary(&mut self) -> Summary {
+        util::sort(&mut self.silence_s);
+        Summary {
+            turns: self.turns,
+            messages: self.messages,
+            batches: self.batches,
+            median_s: util::pct(&self.silence_s, 50.0),
+            p90_s: util::pct(&self.silence_s, 90.0),
+            split_pct: pct_of(self.split, self.turns),
+            split_frag_pct: pct_of(self.frag_split, self.frag_turns),
+            split_other_pct: pct_of(self.split - self.frag_split, self.turns - self.frag_turns),
+            merged_pct: pct_of(self.merged_batches, self.batches),
+            max_wait_pct: pct_of(self.max_wait_batches, self.batches),
+            calls_per_message: self.batches as f64 / self.messages.max(1) as f64,
+        }
+    }
+}
+
+fn pct_of(n: u64, of: u64) -> f64 {
+    100.0 * n as f64 / of.max(1) as f64
+}
+
+#[derive(Clone, Copy)]
+struct Summary {
+    turns: u64,
+    messages: u64,
+    batches: u64,
+    median_s: f64,
+    p90_s: f64,
+    split_pct: f64,
+    /// Split turns among users who fragment, and among the others.
+    split_frag_pct: f64,
+    split_other_pct: f64,
+    merged_pct: f64,
+    /// Batches closed by max wait (the cap every policy shares).
+    max_wait_pct: f64,
+    calls_per_message: f64,
+}
+
+pub fn run(a: &TurnsArgs) -> Res<()> {
+    if !(0.0..=1.0).contains(&a.presence_share) || !(0.0..=1.0).contains(&a.fragmenter_share) {
+        return Err("--presence-share and --fragmenter-share must be between 0 and 1".into());
+    }
+    if a.turns == 0 || a.conversations == 0 || a.turns > 1_000 || a.conversations > 1_000_000 {
+        return Err("--turns must be 1..=1000 and --conversations 1..=1000000".into());
+    }
+    let m = model::Model {
+        turns: a.turns,
+        presence_share: a.presence_share,
+        fragmenter_share: a.fragmenter_share,
+    };
+    let convs: Vec<model::Conversation> = (0..a.conversations)
+        .map(|i| model::conversation(&m, a.seed.wrapping_mul(1_000_003).wrapping_add(i)))
+        .collect();
+    let mut rows = Vec::new();
+    for (name, policy) in policies() {
+        policy.validate().map_err(|e| format!("{name}: {e}"))?;
+        let mut with = Figures::default();
+        let mut without = Figures::default();
+        for c in &convs {
+            let r = replay::replay(&policy, c);
+            if c.presence {
+                with.add(&r, c.fragmenter);
+            } else {
+                without.add(&r, c.fragmenter);
+            }
+        }
+        for (signals, f) in [("yes", &mut with), ("no", &mut without)] {
+            let s = f.summary();
+            println!(
+                "bench=turns policy={name} signals={signals} turns={} messages={} batches={} \
+                 median_silence_s={:.2} p90_silence_s={:.2} split_turns_pct={:.2} \
+                 split_fragmenters_pct={:.2} split_others_pct={:.2} merged_batches_pct={:.2} \
+                 max_wait_batches_pct={:.2} calls_per_message={:.4}",
+                s.turns,
+                s.messages,
+                s.batches,
+                s.median_s,
+                s.p90_s,
+                s.split_pct,
+                s.split_frag_pct,
+                s.split_other_pct,
+                s.merged_pct,
+                s.max_wait_pct,
+                s.calls_per_message
+            );
+            rows.push((name.clone(), signals, s));
+        }
+    }
+    let find = |name: &str, signals: &str| {
+        rows.iter()
+            .find(|(n, s, _)| n == name && *s == signals)
+            .map(|r| r.2)
+    };
+    if let (Some(typing), Some(adaptive), Some(fixed8)) = (
+        find("both", "yes"),
+        find("adaptive", "no"),
+        find("fixed-8s", "no"),
+    ) {
+        let with_ok = typing.median_s <= 2.0 && typing.split_pct <= 2.0;
+        let without_ok = adaptive.median_s <= 4.0 && adaptive.split_pct <= fixed8.split_pct + 1.0;
+        println!(
+            "bench=turns verdict with_signals_policy=both median_silence_s={:.2} split_turns_pct={:.2} \
+             met={with_ok} without_signals_policy=adaptive median_silence_s={:.2} \
+             split_turns_pct={:.2} fixed8_split_turns_pct={:.2} met={without_ok}",
+            typing.median_s, typing.split_pct, adaptive.median_s, adaptive.split_pct, fixed8.split_pct
+        );
+    }
+    if let Some(path) = &a.csv {
+        let mut f = std::fs::File::create(path)?;
+        writeln!(
+            f,
+            "policy,signals,turns,messages,batches,median_silence_s,p90_silence_s,split_turns_pct,split_fragmenters_pct,split_others_pct,merged_batches_pct,calls_per_message"
+        )?;
+        for (name, signals, s) in &rows {
+            writeln!(
+                f,
+                "{name},{signals},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.5}",
+                s.turns,
+                s.messages,
+                s.batches,
+                s.median_s,
+                s.p90_s,
+                s.split_pct,
+                s.split_frag_pct,
+                s.split_other_pct,
+                s.merged_pct,
+                s.calls_per_message
+            )?;
+        }
+    }
+    Ok(())
+}
