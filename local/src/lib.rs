@@ -6,12 +6,11 @@
 //!   at start-up so a restart resumes every pending window;
 //! - [`sweep`]: the core's periodic sweep;
 //! - [`ops`]: `/healthz`, `/metrics` and `/redrive`, answered to loopback clients only;
-//! - [`server`]: wiring and clean shutdown ([`shutdown`] is the signal the tasks share).
+//! - [`server`]: wiring and clean shutdown (one `CancellationToken` the tasks share).
 
 pub mod backoff;
 pub mod ops;
 pub mod server;
-pub mod shutdown;
 pub mod store;
 pub mod sweep;
 pub mod timers;

@@ -20,13 +20,14 @@ use lull_core::ports::{Clock, Sink, StoreError, SystemClock, WindowStore, Writte
 use lull_core::{Buffer, BufferConfig};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backoff::Backoff;
 use crate::store::{Durability, OpenError, SqliteStore};
 use crate::sweep::SweepSettings;
 use crate::timers::{LocalTrigger, TimerSettings};
-use crate::{ops, shutdown, sweep, timers};
+use crate::{ops, sweep, timers};
 
 /// The protocol bound to the local adapters.
 pub type LocalBuffer<K> = Buffer<SqliteStore, LocalTrigger, K, SystemClock>;
@@ -171,7 +172,9 @@ impl<K: Sink + 'static> Local<K> {
         metrics: Option<PrometheusHandle>,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let (stop, shutdown) = shutdown::channel();
+        // One token for every background task: cancelled once, seen at each task's next await
+        // point, and by a task that looks after it was cancelled too.
+        let shutdown = CancellationToken::new();
         let flushes = TaskTracker::new();
         let timer_task = tokio::spawn(timers::run(
             self.buffer.clone(),
@@ -186,7 +189,7 @@ impl<K: Sink + 'static> Local<K> {
         let sweep_task = tokio::spawn(sweep::run(
             self.buffer.clone(),
             self.settings.sweep,
-            stop.subscribe(),
+            shutdown.clone(),
         ));
         let app = webhooks.merge(ops::router(self.buffer.clone(), metrics));
         let served = axum::serve(
@@ -196,7 +199,7 @@ impl<K: Sink + 'static> Local<K> {
         .with_graceful_shutdown(signal)
         .await;
         tracing::info!("stopped accepting; finishing hand-offs in flight");
-        stop.fire();
+        shutdown.cancel();
         let _ = timer_task.await;
         let _ = sweep_task.await;
         flushes.close();

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use lull_core::ports::{Clock, Sink};
 use lull_core::Buffer;
+use tokio_util::sync::CancellationToken;
 
-use crate::shutdown::Shutdown;
 use crate::store::SqliteStore;
 use crate::timers::LocalTrigger;
 
@@ -32,7 +32,7 @@ const PURGE_LIMIT: usize = 10_000;
 pub async fn run<K, C>(
     buffer: Arc<Buffer<SqliteStore, LocalTrigger, K, C>>,
     settings: SweepSettings,
-    mut shutdown: Shutdown,
+    shutdown: CancellationToken,
 ) where
     K: Sink + 'static,
     C: Clock + 'static,
@@ -41,7 +41,7 @@ pub async fn run<K, C>(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(settings.interval) => {}
-            _ = shutdown.recv() => return,
+            _ = shutdown.cancelled() => return,
         }
         match buffer.sweep(settings.limit).await {
             Ok(r) if r.due > 0 => {

@@ -20,10 +20,10 @@ use lull_core::ports::{Clock, Sink, Trigger, TriggerError, TriggerMsg, WindowSto
 use lull_core::protocol::{FlushEnd, FlushMode};
 use lull_core::{Buffer, Conversation, Millis};
 use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backoff::Backoff;
-use crate::shutdown::Shutdown;
 
 /// One armed wake-up.
 #[derive(Clone, Debug)]
@@ -184,7 +184,7 @@ pub async fn run<S, K, C>(
     buffer: Arc<Buffer<S, LocalTrigger, K, C>>,
     settings: TimerSettings,
     flushes: TaskTracker,
-    mut shutdown: Shutdown,
+    shutdown: CancellationToken,
 ) where
     S: WindowStore + 'static,
     K: Sink + 'static,
@@ -192,12 +192,12 @@ pub async fn run<S, K, C>(
 {
     let queue = buffer.trigger.queue().clone();
     let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
-    while !shutdown.is_shutdown() {
+    while !shutdown.is_cancelled() {
         let now = buffer.clock.now();
         for entry in queue.pop_due(now) {
             let permit = tokio::select! {
                 p = permits.clone().acquire_owned() => p,
-                _ = shutdown.recv() => {
+                _ = shutdown.cancelled() => {
                     // Not started: leave it in the heap's place (the store still holds it).
                     queue.push(entry.msg, entry.at, entry.mode, entry.attempt);
                     continue;
@@ -220,7 +220,7 @@ pub async fn run<S, K, C>(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = queue.wake.notified() => {}
-            _ = shutdown.recv() => {}
+            _ = shutdown.cancelled() => {}
         }
     }
 }
