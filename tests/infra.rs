@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use lull_aws::config::{known_env, Role};
 use serde_json::Value as Json;
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,7 +28,7 @@ fn root() -> PathBuf {
 fn template() -> Value {
     let path = root().join("infra/template.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
+    yaml_serde::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
 }
 
 fn get<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
