@@ -8,15 +8,15 @@ use lull_aws::{Accounting, AwsClients, Role, Settings};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lull_aws::telemetry::init();
+    let metrics = lull_aws::telemetry::init()?;
     let settings = Settings::from_env(Role::Sweep).inspect_err(|e| tracing::error!("{e}"))?;
     let clients = AwsClients::from_env().await;
     let acct = Accounting::new();
     let buffer = Arc::new(settings.handoff_buffer(&clients, &acct)?);
     let limit = settings.sweep_limit;
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
+    let handler = service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let buffer = buffer.clone();
-        lull_aws::telemetry::flushed(async move {
+        async move {
             let r = buffer.sweep(limit).await?;
             tracing::info!(
                 due = r.due,
@@ -29,7 +29,7 @@ async fn main() -> Result<(), Error> {
                 "handed_off": r.handed_off,
                 "failed": r.failed,
             }))
-        })
-    }))
-    .await
+        }
+    });
+    lull_aws::telemetry::run(metrics, handler).await
 }
