@@ -106,7 +106,8 @@ fn settings(cfg: &Config) -> Settings {
     }
 }
 
-fn sink(cfg: &Config) -> Result<RoutedSink, String> {
+/// The sink `serve` hands off to (also `lull check --send-test-batch`'s).
+pub(crate) fn sink(cfg: &Config) -> Result<RoutedSink, String> {
     let sink = AnySink::parse(&cfg.sink, cfg.sink_secrets.clone()).map_err(|e| e.to_string())?;
     let default = match sink {
         AnySink::Http(_) => {
