@@ -48,13 +48,13 @@ impl RoutedSink {
 }
 
 impl Sink for RoutedSink {
-    async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
         let c = &batch.conversation;
         match &self.tenants {
             Some(http) if self.routed.contains(&(c.provider, c.account.clone())) => {
-                http.deliver(batch).await
+                http.deliver(batch, within).await
             }
-            _ => self.default.deliver(batch).await,
+            _ => self.default.deliver(batch, within).await,
         }
     }
 }
@@ -110,8 +110,12 @@ mod tests {
                 Duration::from_secs(5),
             )
             .unwrap();
-        sink.deliver(&batch("pn-a")).await.unwrap();
-        sink.deliver(&batch("pn-b")).await.unwrap();
+        sink.deliver(&batch("pn-a"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        sink.deliver(&batch("pn-b"), Duration::from_secs(10))
+            .await
+            .unwrap();
         let seen = server.await.unwrap();
         assert!(seen.starts_with("POST /tenant-a "), "{seen}");
         assert!(seen.to_ascii_lowercase().contains("x-lull-signature: t="));
