@@ -9,7 +9,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use lull_core::ports::Sink;
@@ -121,7 +121,7 @@ async fn local(args: &CheckArgs, report: &mut Report) {
     }
     if args.send_test_batch {
         match crate::serve::sink(&cfg) {
-            Ok(sink) => send_test_batch(&sink, report).await,
+            Ok(sink) => send_test_batch(&sink, cfg.sink_timeout, report).await,
             Err(e) => report.problem(format!("sink: {e}")),
         }
     }
@@ -197,11 +197,12 @@ fn test_batch() -> Batch {
     )
 }
 
-/// Hands the test batch to `sink` and reports the answer and the latency.
-async fn send_test_batch<K: Sink>(sink: &K, report: &mut Report) {
+/// Hands the test batch to `sink`, allowing it the configured sink timeout as a hand-off would,
+/// and reports the answer and the latency.
+async fn send_test_batch<K: Sink>(sink: &K, within: Duration, report: &mut Report) {
     let batch = test_batch();
     let started = Instant::now();
-    let result = sink.deliver(&batch).await;
+    let result = sink.deliver(&batch, within).await;
     let ms = started.elapsed().as_millis();
     match result {
         Ok(()) => report.note(format!(
@@ -268,7 +269,9 @@ mod aws {
         };
         let clients = AwsClients::from_env().await;
         match settings.build(&clients, &Accounting::new()) {
-            Ok((_, _, Some(sink))) => super::send_test_batch(&sink, report).await,
+            Ok((_, _, Some(sink))) => {
+                super::send_test_batch(&sink, settings.sink_timeout, report).await
+            }
             Ok((_, _, None)) => report.problem("sink: LULL_SINK is not set"),
             Err(e) => report.problem(format!("sink: {e}")),
         }
