@@ -6,7 +6,9 @@
 //! - every metric the dashboard and the alarms use is one the code emits (`lull_core::metrics`);
 //! - the HTTP API serves exactly the webhook routes of the `Router` (`lull_ingest::WEBHOOK_ROUTES`);
 //! - the dashboard body is valid JSON with the widgets an operator needs;
-//! - the table, queues, event source and roles have the shape the adapters rely on.
+//! - the table, queues, event source (bounded concurrency) and roles have the shape the adapters
+//!   rely on; the functions are built for the one architecture they run on;
+//! - `make sam-build` builds with the settings of the `lambda` profile.
 //!
 //! CloudFormation's short-form tags (`!Ref`, `!Sub`, `!GetAtt`, `!If`...) parse as tagged YAML
 //! values; the helpers below look through them.
@@ -16,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use lull_aws::config::{known_env, Role};
 use serde_json::Value as Json;
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,7 +30,7 @@ fn root() -> PathBuf {
 fn template() -> Value {
     let path = root().join("infra/template.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
+    yaml_serde::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
 }
 
 fn get<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
@@ -487,6 +489,16 @@ fn table_queues_and_functions_have_the_shape_the_adapters_need() {
         get(sqs_event, &["FunctionResponseTypes"])[0].as_str(),
         Some("ReportBatchItemFailures")
     );
+    // The flush's concurrency is bounded by a parameter (SQS allows 2..=1000), so a burst of
+    // closing windows cannot flood the sink.
+    let max_conc = tagged(get(sqs_event, &["ScalingConfig", "MaximumConcurrency"]))
+        .expect("MaximumConcurrency: !Ref <parameter>");
+    assert_eq!(max_conc.0, "Ref");
+    let param = get(&t, &["Parameters", max_conc.1.as_str().unwrap()]);
+    assert_eq!(get(param, &["Type"]).as_str(), Some("Number"));
+    assert_eq!(get(param, &["MinValue"]).as_u64(), Some(2));
+    assert!(get(param, &["MaxValue"]).as_u64().unwrap() <= 1000);
+    assert!(get(param, &["Default"]).as_u64().unwrap() >= 2);
     let schedule = get(
         resource(&t, "SweepFunction"),
         &[
@@ -503,10 +515,9 @@ fn table_queues_and_functions_have_the_shape_the_adapters_need() {
     let globals = get(&t, &["Globals", "Function"]);
     assert_eq!(get(globals, &["Runtime"]).as_str(), Some("provided.al2023"));
     assert_eq!(get(globals, &["MemorySize"]).as_u64(), Some(128));
-    assert_eq!(
-        get(&t, &["Parameters", "Architecture", "Default"]).as_str(),
-        Some("arm64")
-    );
+    // A literal, not a parameter: `sam build` compiles for it, so deploy cannot disagree.
+    assert_eq!(get(globals, &["Architectures"])[0].as_str(), Some("arm64"));
+    assert!(t["Parameters"].get("Architecture").is_none());
     for (function, _, bin) in FUNCTIONS {
         let f = resource(&t, function);
         assert_eq!(
@@ -586,4 +597,47 @@ fn walk_strings(v: &Value, out: &mut Vec<String>) {
         Value::Tagged(t) => walk_strings(&t.value, out),
         _ => {}
     }
+}
+
+/// `make sam-build` gives SAM's `--release` build the `lambda` profile's settings: the variables
+/// in the Makefile must be exactly `[profile.lambda]` of Cargo.toml (besides `inherits`).
+#[test]
+fn sam_build_uses_the_lambda_profile() {
+    let cargo = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let mut profile = BTreeMap::new();
+    let mut inside = false;
+    for line in cargo.lines().map(str::trim) {
+        if line.starts_with('[') {
+            inside = line == "[profile.lambda]";
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if inside && !key.starts_with('#') && key != "inherits" {
+            let var = format!(
+                "CARGO_PROFILE_RELEASE_{}",
+                key.to_uppercase().replace('-', "_")
+            );
+            profile.insert(var, value.trim().trim_matches('"').to_string());
+        }
+    }
+    assert!(profile.len() >= 5, "[profile.lambda]: {profile:?}");
+
+    let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
+    let set: BTreeMap<String, String> = makefile
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .filter(|(k, _)| k.starts_with("CARGO_PROFILE_RELEASE_"))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(
+        set, profile,
+        "Makefile's LAMBDA_PROFILE vs [profile.lambda]"
+    );
+    assert!(
+        makefile.contains("$(LAMBDA_PROFILE) sam build"),
+        "sam-build runs sam build with them"
+    );
 }

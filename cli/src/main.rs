@@ -1,6 +1,7 @@
 //! `lull`: a message buffer for WhatsApp AI bots. With no subcommand it runs `lull serve`.
 
 mod aws;
+mod check;
 mod demo;
 mod serve;
 mod simulate;
@@ -38,6 +39,9 @@ enum Command {
     Inspect(serve::InspectArgs),
     /// Re-deliver pending batches now (through the running server, or directly when none runs).
     Redrive(serve::RedriveArgs),
+    /// Resolve the configuration as `serve` (or, with --aws, each Lambda) would, start nothing,
+    /// and name every problem; --send-test-batch also hands the sink one signed test batch.
+    Check(check::CheckArgs),
     /// Run the deterministic fault-injection simulator and check the invariants.
     Simulate(simulate::SimulateArgs),
     /// Replay the named scenarios (the seed failure and its neighbours) and print their timelines.
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve::serve(&args),
         Some(Command::Inspect(args)) => serve::inspect(&args),
         Some(Command::Redrive(args)) => serve::redrive(&args),
+        Some(Command::Check(args)) => check::run(&args),
         Some(Command::Simulate(args)) => ExitCode::from(simulate::run(&args)),
         Some(Command::Demo) => ExitCode::from(demo::run()),
         // `lull` alone is `lull serve`, environment variables included.

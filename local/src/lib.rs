@@ -7,12 +7,11 @@
 //! - [`sweep`]: the core's periodic sweep;
 //! - [`ops`]: `/healthz`, `/metrics` and `/redrive`, on their own listener (loopback by default);
 //! - [`limit`]: the bound on webhook requests in flight (503 + `Retry-After` beyond it);
-//! - [`server`]: wiring and clean shutdown ([`shutdown`] is the signal the tasks share).
+//! - [`server`]: wiring and clean shutdown (one `CancellationToken` the tasks share).
 
 pub mod limit;
 pub mod ops;
 pub mod server;
-pub mod shutdown;
 pub mod store;
 pub mod sweep;
 pub mod timers;

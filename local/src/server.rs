@@ -28,12 +28,13 @@ use lull_core::protocol::{Handoff, Intake};
 use lull_core::BufferConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::store::{Durability, OpenError, SqliteStore};
 use crate::sweep::SweepSettings;
 use crate::timers::{LocalTrigger, TimerQueue, TimerSettings};
-use crate::{limit, ops, shutdown, sweep, timers};
+use crate::{limit, ops, sweep, timers};
 
 /// The append capability bound to the local adapters (what the webhook routes use).
 pub type LocalIntake = Intake<SqliteStore, LocalTrigger, SystemClock>;
@@ -242,7 +243,9 @@ impl<K: Sink + 'static> Local<K> {
         metrics: Option<PrometheusHandle>,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let (stop, shutdown) = shutdown::channel();
+        // One token for every background task: cancelled once, seen at each task's next await
+        // point, and by a task that looks after it was cancelled too.
+        let shutdown = CancellationToken::new();
         let flushes = TaskTracker::new();
         let timer_task = tokio::spawn(timers::run(
             self.handoff.clone(),
@@ -259,7 +262,7 @@ impl<K: Sink + 'static> Local<K> {
             self.handoff.clone(),
             self.store.clone(),
             self.settings.sweep,
-            stop.subscribe(),
+            shutdown.clone(),
         ));
         // One signal stops both listeners.
         let (stopping, stopped) = tokio::sync::watch::channel(false);
@@ -285,7 +288,7 @@ impl<K: Sink + 'static> Local<K> {
             .with_graceful_shutdown(until_stopped(stopped)),
         );
         tracing::info!("stopped accepting; finishing hand-offs in flight");
-        stop.fire();
+        shutdown.cancel();
         let _ = timer_task.await;
         let _ = sweep_task.await;
         flushes.close();

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use lull_core::ports::{Clock, Sink};
 use lull_core::protocol::Handoff;
+use tokio_util::sync::CancellationToken;
 
-use crate::shutdown::Shutdown;
 use crate::store::SqliteStore;
 use crate::timers::LocalTrigger;
 
@@ -35,7 +35,7 @@ pub async fn run<K, C>(
     handoff: Arc<Handoff<SqliteStore, LocalTrigger, K, C>>,
     store: SqliteStore,
     settings: SweepSettings,
-    mut shutdown: Shutdown,
+    shutdown: CancellationToken,
 ) where
     K: Sink + 'static,
     C: Clock + 'static,
@@ -44,7 +44,7 @@ pub async fn run<K, C>(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(settings.interval) => {}
-            _ = shutdown.recv() => return,
+            _ = shutdown.cancelled() => return,
         }
         match handoff.sweep(settings.limit, settings.concurrency).await {
             Ok(r) if r.due > 0 => {

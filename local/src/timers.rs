@@ -21,9 +21,9 @@ use lull_core::ports::{Clock, Sink, Trigger, TriggerError, TriggerMsg, WindowSto
 use lull_core::protocol::{Claim, Disposition, FlushEnd, Handoff};
 use lull_core::{Conversation, ConversationKey, Millis};
 use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::shutdown::Shutdown;
 
 /// One armed wake-up.
 #[derive(Clone, Debug)]
@@ -171,19 +171,19 @@ pub async fn run<S, K, C>(
     clock: C,
     settings: TimerSettings,
     flushes: TaskTracker,
-    mut shutdown: Shutdown,
+    shutdown: CancellationToken,
 ) where
     S: WindowStore + 'static,
     K: Sink + 'static,
     C: Clock + 'static,
 {
     let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
-    while !shutdown.is_shutdown() {
+    while !shutdown.is_cancelled() {
         let now = clock.now();
         for entry in queue.pop_due(now) {
             let permit = tokio::select! {
                 p = permits.clone().acquire_owned() => p,
-                _ = shutdown.recv() => {
+                _ = shutdown.cancelled() => {
                     // Not started: leave it in the heap's place (the store still holds it).
                     queue.push(entry.key, entry.claim, entry.at, entry.errors);
                     continue;
@@ -207,7 +207,7 @@ pub async fn run<S, K, C>(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = queue.wake.notified() => {}
-            _ = shutdown.recv() => {}
+            _ = shutdown.cancelled() => {}
         }
     }
 }

@@ -105,7 +105,8 @@ fn settings(cfg: &Config) -> Settings {
     }
 }
 
-fn sink(cfg: &Config) -> Result<RoutedSink, String> {
+/// The sink `serve` hands off to (also `lull check --send-test-batch`'s).
+pub(crate) fn sink(cfg: &Config) -> Result<RoutedSink, String> {
     let default = AnySink::parse(&cfg.sink, cfg.sink_secrets.clone(), cfg.sink_timeout)
         .map_err(|e| e.to_string())?;
     // Tenants with a sink of their own get their batches routed there by account.

@@ -80,13 +80,11 @@ where
     .await
 }
 
-// The struct has a catch-all field when a dependent enables `catch-all-fields`.
-#[allow(clippy::needless_update)]
+// The struct is `#[non_exhaustive]`: built from its default, field by field.
 fn failure(item_identifier: String) -> BatchItemFailure {
-    BatchItemFailure {
-        item_identifier,
-        ..Default::default()
-    }
+    let mut f = BatchItemFailure::default();
+    f.item_identifier = item_identifier;
+    f
 }
 
 /// Handles one SQS event: every record concurrently; failures reported by message id.

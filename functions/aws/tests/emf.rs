@@ -7,8 +7,11 @@ use serde_json::Value;
 
 #[test]
 fn core_metrics_come_out_as_emf() {
-    assert!(telemetry::init_metrics("lull/test"));
-    assert!(!telemetry::init_metrics("lull/again"), "installed once");
+    let collector = telemetry::metrics("lull/test").init().expect("installed");
+    assert!(
+        telemetry::metrics("lull/again").init().is_err(),
+        "installed once"
+    );
 
     metrics::counter!(m::BATCHES, "reason" => "quiet").increment(2);
     metrics::counter!(m::MESSAGES_HANDED_OFF).increment(5);
@@ -16,7 +19,7 @@ fn core_metrics_come_out_as_emf() {
     metrics::histogram!(m::HANDOFF_LAG).record(1.5);
 
     let mut out = Vec::new();
-    telemetry::flush_metrics_to(&mut out).unwrap();
+    collector.flush(&mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     let docs: Vec<Value> = text
         .lines()
@@ -51,6 +54,6 @@ fn core_metrics_come_out_as_emf() {
 
     // Flushed counters restart from zero: nothing new, nothing written.
     let mut again = Vec::new();
-    telemetry::flush_metrics_to(&mut again).unwrap();
+    collector.flush(&mut again).unwrap();
     assert!(again.is_empty(), "{}", String::from_utf8_lossy(&again));
 }

@@ -9,22 +9,22 @@ use lull_aws::{flush::handle_sqs_event, Accounting, AwsClients, Role, Settings};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lull_aws::telemetry::init();
+    let metrics = lull_aws::telemetry::init()?;
     let settings = Settings::from_env(Role::Flush).inspect_err(|e| tracing::error!("{e}"))?;
     let clients = AwsClients::from_env().await;
     let acct = Accounting::new();
     let handoff = Arc::new(settings.handoff(&clients, &acct)?);
     let secret: Arc<[u8]> = settings.log_secret.as_bytes().into();
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| {
+    let handler = service_fn(move |ev: LambdaEvent<SqsEvent>| {
         let handoff = handoff.clone();
         let secret = secret.clone();
         // No hand-off lease may outlive this invocation (lull_core::timing).
         let deadline = Some(lull_core::Millis(ev.context.deadline));
-        lull_aws::telemetry::flushed(async move {
+        async move {
             let resp: SqsBatchResponse =
                 handle_sqs_event(&handoff, ev.payload, &secret, deadline).await;
             Ok::<_, Error>(resp)
-        })
-    }))
-    .await
+        }
+    });
+    lull_aws::telemetry::run(metrics, handler).await
 }

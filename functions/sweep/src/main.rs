@@ -8,17 +8,17 @@ use lull_aws::{Accounting, AwsClients, Role, Settings};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lull_aws::telemetry::init();
+    let metrics = lull_aws::telemetry::init()?;
     let settings = Settings::from_env(Role::Sweep).inspect_err(|e| tracing::error!("{e}"))?;
     let clients = AwsClients::from_env().await;
     let acct = Accounting::new();
     let handoff = Arc::new(settings.handoff(&clients, &acct)?);
     let limit = settings.sweep_limit;
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| {
+    let handler = service_fn(move |ev: LambdaEvent<serde_json::Value>| {
         let handoff = handoff.clone();
         // No hand-off lease may outlive this invocation (lull_core::timing).
         let deadline = Some(lull_core::Millis(ev.context.deadline));
-        lull_aws::telemetry::flushed(async move {
+        async move {
             let r = handoff
                 .sweep_until(limit, lull_aws::SWEEP_CONCURRENCY, deadline)
                 .await?;
@@ -33,7 +33,7 @@ async fn main() -> Result<(), Error> {
                 "handed_off": r.handed_off,
                 "failed": r.failed,
             }))
-        })
-    }))
-    .await
+        }
+    });
+    lull_aws::telemetry::run(metrics, handler).await
 }

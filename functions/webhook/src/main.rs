@@ -4,13 +4,12 @@
 
 use std::sync::Arc;
 
-use lambda_http::tower::ServiceExt;
 use lull_aws::{Accounting, AwsClients, Role, Settings};
 use lull_ingest::{IngestConfig, IngestState, MemoryDirectory, Tenant};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    lull_aws::telemetry::init();
+    let metrics = lull_aws::telemetry::init()?;
     let settings = Settings::from_env(Role::Webhook).inspect_err(|e| tracing::error!("{e}"))?;
     let mut tenant =
         Tenant::from_env(|k| std::env::var(k).ok()).inspect_err(|e| tracing::error!("{e}"))?;
@@ -31,10 +30,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         IngestConfig::default(),
     );
     let app = lull_ingest::router(state);
-    lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
-        let app = app.clone();
-        // Metrics (EMF) are written before the response: Lambda freezes the process after it.
-        lull_aws::telemetry::flushed(app.oneshot(req))
-    }))
-    .await
+    // Metrics (EMF) are written after each request, before the runtime asks for the next one
+    // (Lambda freezes the process only then).
+    lull_aws::telemetry::run_http(metrics, app).await
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use lull_aws::{Accounting, AwsClients};
 use lull_core::Batch;
@@ -193,30 +193,32 @@ fn serve(mut conn: TcpStream, st: &CaptureState) {
     );
 }
 
-/// Turns received SQS messages into the event Lambda would pass.
-#[allow(clippy::needless_update)]
+/// Turns received SQS messages into the event Lambda would pass: the JSON shape of Lambda's SQS
+/// event, decoded as the runtime decodes it (the event types are `#[non_exhaustive]`).
 pub fn to_event(msgs: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
-    SqsEvent {
-        records: msgs
-            .iter()
-            .map(|m| SqsMessage {
-                message_id: m.message_id().map(String::from),
-                receipt_handle: m.receipt_handle().map(String::from),
-                body: m.body().map(String::from),
-                attributes: m
-                    .attributes()
-                    .map(|a| {
-                        a.iter()
-                            .map(|(k, v)| (k.as_str().to_string(), v.clone()))
-                            .collect::<HashMap<_, _>>()
-                    })
-                    .unwrap_or_default(),
-                event_source: Some("aws:sqs".into()),
-                ..Default::default()
+    let records: Vec<serde_json::Value> = msgs
+        .iter()
+        .map(|m| {
+            let attributes: HashMap<String, String> = m
+                .attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            serde_json::json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": attributes,
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
             })
-            .collect(),
-        ..Default::default()
-    }
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records }))
+        .expect("Lambda's SQS event shape")
 }
 
 /// Receives up to 10 trigger messages (long-polling up to `wait_secs`), counting the requests

@@ -1,0 +1,316 @@
+//! `lull check`: resolve the configuration exactly as `lull serve` would (or, with `--aws`, as
+//! each Lambda would from its `LULL_*` environment), start nothing, and name every problem on a
+//! line of its own. With `--send-test-batch`, hand one test batch to the configured sink through
+//! the same sink code as a real hand-off (so it is signed the same way) and report the answer.
+//!
+//! Resolution itself stops at its first bad setting (it is `serve`'s own code, called, not
+//! copied), so a run names that one plus every independent problem found around it: fix and run
+//! again until it says `ok`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use lull_core::ports::Sink;
+use lull_core::{Batch, CloseReason, ConversationKey, Message, Millis, Provider};
+
+use crate::serve::ServeArgs;
+
+/// `lull check`.
+#[derive(Args, Clone, Debug)]
+pub struct CheckArgs {
+    /// Check the AWS deployment's settings instead: the `LULL_*` variables of the webhook, flush
+    /// and sweep Lambdas, resolved as each of them does at start-up. Needs a build with
+    /// `--features aws`.
+    #[arg(long)]
+    pub aws: bool,
+    /// Also hand one test batch (conversation `generic/lull-check/lull-check`, one text message)
+    /// to the configured sink, signed like every hand-off, and report the answer and its latency.
+    #[arg(long)]
+    pub send_test_batch: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// What a check found: problems fail it, notes only inform.
+#[derive(Debug, Default)]
+struct Report {
+    problems: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl Report {
+    fn problem(&mut self, msg: impl Into<String>) {
+        self.problems.push(msg.into());
+    }
+    fn note(&mut self, msg: impl Into<String>) {
+        self.notes.push(msg.into());
+    }
+
+    /// Prints notes to stdout and problems to stderr, one line each.
+    fn finish(self) -> ExitCode {
+        for n in &self.notes {
+            println!("{n}");
+        }
+        for p in &self.problems {
+            eprintln!("problem: {p}");
+        }
+        if self.problems.is_empty() {
+            println!("ok");
+            ExitCode::SUCCESS
+        } else {
+            eprintln!("{} problem(s)", self.problems.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `lull check`.
+pub fn run(args: &CheckArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lull check: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut report = Report::default();
+    if args.aws {
+        rt.block_on(aws::check(args.send_test_batch, &mut report));
+    } else {
+        rt.block_on(local(args, &mut report));
+    }
+    report.finish()
+}
+
+/// `lull serve`'s configuration, then what would stop it at start-up.
+async fn local(args: &CheckArgs, report: &mut Report) {
+    let cfg = match args.serve.resolve() {
+        Ok(cfg) => cfg,
+        Err(e) => return report.problem(e.to_string()),
+    };
+    report.note(format!(
+        "serve: listen {}, data dir {}, quiet {}, max wait {}, sink {}, {} tenant(s)",
+        cfg.listen,
+        cfg.data_dir.display(),
+        humantime::format_duration(cfg.policy.quiet),
+        humantime::format_duration(cfg.policy.max_wait),
+        sink_kind(&cfg.sink),
+        cfg.tenants.len()
+    ));
+    if let Err(e) = data_dir_usable(&cfg.data_dir) {
+        report.problem(e);
+    }
+    if let Err(e) = std::net::TcpListener::bind(cfg.listen) {
+        report.problem(format!(
+            "cannot listen on {}: {e} (another lull serve?)",
+            cfg.listen
+        ));
+    }
+    if cfg.allow_unsigned {
+        report.note(
+            "note: no gateway secret: unsigned webhooks are accepted (loopback only)".to_string(),
+        );
+    }
+    if is_http(&cfg.sink) && cfg.sink_secrets.is_empty() {
+        report.note("note: no sink secret: hand-offs are not signed".to_string());
+    }
+    if args.send_test_batch {
+        match crate::serve::sink(&cfg) {
+            Ok(sink) => send_test_batch(&sink, cfg.sink_timeout, report).await,
+            Err(e) => report.problem(format!("sink: {e}")),
+        }
+    }
+}
+
+/// The data directory exists as a writable directory, or can be created (serve creates it).
+fn data_dir_usable(dir: &Path) -> Result<(), String> {
+    let existing = dir
+        .ancestors()
+        .find(|p| p.as_os_str().is_empty() || p.exists())
+        .unwrap_or(Path::new("."));
+    let existing = if existing.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        existing
+    };
+    let meta =
+        std::fs::metadata(existing).map_err(|e| format!("data dir {}: {e}", existing.display()))?;
+    if !meta.is_dir() {
+        return Err(format!(
+            "data dir {}: {} is not a directory",
+            dir.display(),
+            existing.display()
+        ));
+    }
+    if meta.permissions().readonly() {
+        return Err(format!(
+            "data dir {}: {} is read-only",
+            dir.display(),
+            existing.display()
+        ));
+    }
+    Ok(())
+}
+
+fn is_http(spec: &str) -> bool {
+    spec.starts_with("http://") || spec.starts_with("https://")
+}
+
+/// The sink's kind and host, never its path or query (they may hold credentials).
+fn sink_kind(spec: &str) -> String {
+    if is_http(spec) {
+        let host = spec
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', '?']).next())
+            .map(|authority| authority.rsplit('@').next().unwrap_or(authority))
+            .unwrap_or("?");
+        format!("http ({host})")
+    } else if spec.starts_with("jsonl:") {
+        "jsonl".into()
+    } else {
+        spec.into()
+    }
+}
+
+/// The test batch: a generic conversation of user `lull-check` (no phone number), one message.
+fn test_batch() -> Batch {
+    let now = Millis::now_wall();
+    Batch::new(
+        uuid::Uuid::now_v7(),
+        ConversationKey::new(Provider::Generic, "lull-check", "lull-check"),
+        0,
+        CloseReason::Quiet,
+        now,
+        now,
+        false,
+        vec![Message::text(
+            format!("lull-check-{}", now.0),
+            "lull-check",
+            "lull check: test batch",
+        )],
+    )
+}
+
+/// Hands the test batch to `sink`, allowing it the configured sink timeout as a hand-off would,
+/// and reports the answer and the latency.
+async fn send_test_batch<K: Sink>(sink: &K, within: Duration, report: &mut Report) {
+    let batch = test_batch();
+    let started = Instant::now();
+    let result = sink.deliver(&batch, within).await;
+    let ms = started.elapsed().as_millis();
+    match result {
+        Ok(()) => report.note(format!(
+            "sink: test batch {} acknowledged in {ms} ms",
+            batch.batch_id
+        )),
+        Err(e) => report.problem(format!(
+            "sink: test batch {} not acknowledged after {ms} ms: {e}",
+            batch.batch_id
+        )),
+    }
+}
+
+#[cfg(feature = "aws")]
+mod aws {
+    //! The Lambdas' settings, each resolved by `lull_aws::Settings::from_env` as at start-up.
+
+    use lull_aws::{Accounting, AwsClients, Role, Settings};
+    use lull_ingest::tenant::env as gateway;
+    use lull_ingest::Tenant;
+
+    use super::Report;
+
+    pub async fn check(send_test_batch: bool, report: &mut Report) {
+        let mut handoff = None;
+        for (name, role) in [
+            ("webhook", Role::Webhook),
+            ("flush", Role::Flush),
+            ("sweep", Role::Sweep),
+        ] {
+            match Settings::from_env(role) {
+                Ok(s) => {
+                    report.note(format!(
+                        "{name}: table {}, quiet {}, max wait {}",
+                        s.table,
+                        humantime::format_duration(s.policy.quiet),
+                        humantime::format_duration(s.policy.max_wait)
+                    ));
+                    if matches!(role, Role::Flush) {
+                        handoff = Some(s);
+                    }
+                }
+                Err(e) => report.problem(format!("{name}: {e}")),
+            }
+        }
+        match Tenant::from_env(|k| std::env::var(k).ok()) {
+            Ok(t) if !t.has_any_secret() => report.problem(format!(
+                "webhook: no gateway secret is set, so it would refuse to start: set at least one \
+                 of {}, {}, {}, {}, {}",
+                gateway::META_APP_SECRET,
+                gateway::EVOLUTION_TOKEN,
+                gateway::EVOLUTION_JWT_KEY,
+                gateway::TWILIO_AUTH_TOKEN,
+                gateway::GENERIC_SECRET
+            )),
+            Ok(_) => {}
+            Err(e) => report.problem(format!("webhook: {e}")),
+        }
+        if !send_test_batch {
+            return;
+        }
+        let Some(settings) = handoff else {
+            return report.problem("sink: not tried, the flush settings have problems");
+        };
+        let clients = AwsClients::from_env().await;
+        match settings.build(&clients, &Accounting::new()) {
+            Ok((_, _, Some(sink))) => {
+                super::send_test_batch(&sink, settings.sink_timeout, report).await
+            }
+            Ok((_, _, None)) => report.problem("sink: LULL_SINK is not set"),
+            Err(e) => report.problem(format!("sink: {e}")),
+        }
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+mod aws {
+    use super::Report;
+
+    pub async fn check(_send_test_batch: bool, report: &mut Report) {
+        report.problem(
+            "this lull was built without AWS support; run `cargo run --release -p lull \
+             --features aws -- check --aws`",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sink_kind_never_shows_paths_or_credentials() {
+        assert_eq!(
+            sink_kind("https://user:pw@bot.example:8443/hook?token=s3cret"),
+            "http (bot.example:8443)"
+        );
+        assert_eq!(sink_kind("jsonl:/var/batches.jsonl"), "jsonl");
+        assert_eq!(sink_kind("stdout"), "stdout");
+    }
+
+    #[test]
+    fn a_data_dir_under_a_file_is_a_problem() {
+        let tmp = std::env::temp_dir().join(format!("lull-check-{}", std::process::id()));
+        std::fs::write(&tmp, b"not a dir").unwrap();
+        let err = data_dir_usable(&tmp.join("data")).unwrap_err();
+        assert!(err.contains("is not a directory"), "{err}");
+        assert!(data_dir_usable(&std::env::temp_dir().join("lull-check-new/data")).is_ok());
+        std::fs::remove_file(&tmp).unwrap();
+    }
+}
