@@ -69,3 +69,13 @@ pub fn redrive() -> ExitCode {
     );
     ExitCode::from(2)
 }
+
+/// Without the `aws` feature: say how to get it.
+#[cfg(not(feature = "aws"))]
+pub fn tenants(_: &crate::tenants::TenantsArgs) -> Result<String, String> {
+    Err(
+        "this lull was built without AWS support; run `cargo run --release -p lull --features \
+         aws -- tenants --aws ...`"
+            .into(),
+    )
+}

@@ -4,6 +4,7 @@ mod aws;
 mod demo;
 mod serve;
 mod simulate;
+mod tenants;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,9 @@ enum Command {
     Inspect(serve::InspectArgs),
     /// Re-deliver pending batches now (through the running server, or directly when none runs).
     Redrive(serve::RedriveArgs),
+    /// Manage tenants (accounts, secrets, policy, sink) in the data directory or, with --aws,
+    /// in the AWS deployment; running servers pick changes up without a restart.
+    Tenants(tenants::TenantsArgs),
     /// Run the deterministic fault-injection simulator and check the invariants.
     Simulate(simulate::SimulateArgs),
     /// Replay the named scenarios (the seed failure and its neighbours) and print their timelines.
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve::serve(&args),
         Some(Command::Inspect(args)) => serve::inspect(&args),
         Some(Command::Redrive(args)) => serve::redrive(&args),
+        Some(Command::Tenants(args)) => tenants::run(&args),
         Some(Command::Simulate(args)) => ExitCode::from(simulate::run(&args)),
         Some(Command::Demo) => ExitCode::from(demo::run()),
         // `lull` alone is `lull serve`, environment variables included.

@@ -10,6 +10,8 @@
 //! - [`routes`]: one handler per gateway and the shared pipeline.
 //! - [`auth`]: signatures and credentials, constant time, rotation-friendly.
 //! - [`tenant`]: who owns which number, with which secrets, policy and sink.
+//! - [`tenant_spec`]: a tenant as data (the `[[tenants]]` shape), checked into a [`Tenant`].
+//! - [`tenant_cache`]: the directory over the tenant store, reloaded after a short TTL.
 //!
 //! Contract (invariants 5 and 6): a request is parsed and authenticated whole before anything is
 //! appended; bad input gets a clear 4xx and stores nothing; a request authenticated for one
@@ -22,6 +24,8 @@ pub mod parse;
 pub mod routes;
 pub mod state;
 pub mod tenant;
+pub mod tenant_cache;
+pub mod tenant_spec;
 
 pub use appender::{AppendFuture, Appender};
 pub use error::IngestError;
@@ -31,3 +35,5 @@ pub use tenant::{
     EvolutionSettings, GenericSettings, MemoryDirectory, MetaSettings, Secrets, SinkSettings,
     Tenant, TenantDirectory, TwilioSettings,
 };
+pub use tenant_cache::{CachedDirectory, TenantSource, DEFAULT_TENANT_TTL};
+pub use tenant_spec::{TenantRecord, TenantSpec};

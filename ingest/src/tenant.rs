@@ -276,6 +276,8 @@ pub enum DirectoryConfigError {
     },
     #[error("tenant {0:?} lists no account for some gateway, which means 'all': only a single tenant may do that")]
     WildcardAmongMany(String),
+    #[error("tenant id {0:?} appears twice")]
+    DuplicateId(String),
 }
 
 #[derive(Default)]
@@ -313,10 +315,25 @@ impl MemoryDirectory {
 
     /// Replaces every tenant at once; the old list stays in force when the new one is refused.
     pub fn replace(&self, tenants: Vec<Tenant>) -> Result<(), DirectoryConfigError> {
+        self.replace_beside(tenants, 0)
+    }
+
+    /// [`MemoryDirectory::replace`] when `removed` other tenants still exist as tombstones: a
+    /// tenant owns every account of a gateway where it lists none only when it is the one tenant
+    /// ever stored, so removing tenants never hands their accounts to the last one left.
+    pub fn replace_beside(
+        &self,
+        tenants: Vec<Tenant>,
+        removed: usize,
+    ) -> Result<(), DirectoryConfigError> {
         let mut index = Index::default();
-        let many = tenants.len() > 1;
+        let many = tenants.len() + removed > 1;
         let mut tokens = Vec::new();
+        let mut ids = std::collections::HashSet::new();
         for t in tenants {
+            if !ids.insert(t.id.clone()) {
+                return Err(DirectoryConfigError::DuplicateId(t.id));
+            }
             let t = Arc::new(t);
             tokens.extend(t.meta.verify_tokens.iter().map(str::to_string));
             for p in [
@@ -447,6 +464,10 @@ mod tests {
         assert!(matches!(
             MemoryDirectory::new(vec![tenant("a", &["1"]), tenant("b", &["1"])]),
             Err(DirectoryConfigError::SharedAccount { .. })
+        ));
+        assert!(matches!(
+            MemoryDirectory::new(vec![tenant("a", &["1"]), tenant("a", &["2"])]),
+            Err(DirectoryConfigError::DuplicateId(_))
         ));
         assert!(matches!(
             MemoryDirectory::new(vec![tenant("a", &["1"]), tenant("b", &[])]),

@@ -16,7 +16,7 @@ mod signature;
 
 pub use file::{JsonlSink, StdoutSink};
 pub use http::{HttpSink, HttpTarget};
-pub use routed::RoutedSink;
+pub use routed::{RouteFuture, RoutedSink, SinkRoute, SinkRoutes};
 pub use signature::{sign, verify, SignatureError};
 
 use lull_core::ports::{Sink, SinkError};

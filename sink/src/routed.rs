@@ -1,8 +1,16 @@
 //! Per-tenant sinks: each tenant's batches go to its own HTTP endpoint (signed with its own
 //! secret); everyone else's go to the default sink.
+//!
+//! Routes are looked up at every hand-off through [`SinkRoutes`] (the tenant directory, which
+//! reloads the tenant store after a short TTL), so a tenant added, re-pointed or removed while
+//! running is routed without a restart, and a removed tenant's accepted batches still reach the
+//! sink they were accepted for. The account is normalised by the directory exactly as tenant
+//! lookup normalises it (`whatsapp:+1...` and `+1...` are one Twilio number).
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lull_core::ports::{Sink, SinkError};
@@ -10,51 +18,101 @@ use lull_core::{Batch, Provider};
 
 use crate::{AnySink, HttpSink, HttpTarget};
 
+/// A tenant's own HTTP sink: its URL and signing secrets (the first signs).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SinkRoute {
+    pub url: String,
+    pub secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for SinkRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SinkRoute({}, {} secret(s))",
+            self.url,
+            self.secrets.len()
+        )
+    }
+}
+
+/// The future of a route lookup: `Ok(None)` means the default sink.
+pub type RouteFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<SinkRoute>, String>> + Send + 'a>>;
+
+/// Where the batches of one (provider, account) go.
+pub trait SinkRoutes: Send + Sync {
+    fn route<'a>(&'a self, provider: Provider, account: &'a str) -> RouteFuture<'a>;
+}
+
+/// The most distinct routes kept with a built HTTP client (more: the cache starts over).
+const MAX_CLIENTS: usize = 1024;
+
 /// Routes a batch by its conversation's (provider, account) to a tenant's HTTP target, or to the
 /// default sink.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RoutedSink {
     default: AnySink,
-    tenants: Option<HttpSink>,
-    routed: Arc<HashSet<(Provider, String)>>,
+    routes: Option<Arc<dyn SinkRoutes>>,
+    timeout: Duration,
+    clients: Arc<Mutex<HashMap<SinkRoute, HttpSink>>>,
+}
+
+impl std::fmt::Debug for RoutedSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoutedSink")
+            .field("default", &self.default)
+            .field("routed", &self.routes.is_some())
+            .finish()
+    }
 }
 
 impl RoutedSink {
-    /// Every batch to `default`, until routes are added.
+    /// Every batch to `default`.
     pub fn new(default: AnySink) -> RoutedSink {
         RoutedSink {
             default,
-            tenants: None,
-            routed: Arc::new(HashSet::new()),
+            routes: None,
+            timeout: Duration::from_secs(10),
+            clients: Arc::default(),
         }
     }
 
-    /// Sends the batches of (`provider`, `account`) to `target`, with `timeout` per request.
-    pub fn route(
-        mut self,
-        provider: Provider,
-        account: &str,
-        target: HttpTarget,
-        timeout: Duration,
-    ) -> Result<RoutedSink, reqwest::Error> {
-        let http = match self.tenants.take() {
-            Some(h) => h,
-            None => HttpSink::new(target.clone(), timeout)?,
-        };
-        self.tenants = Some(http.with_tenant(provider, account, target));
-        Arc::make_mut(&mut self.routed).insert((provider, account.to_string()));
-        Ok(self)
+    /// Batches whose (provider, account) has a route go there, with `timeout` per request.
+    pub fn with_routes(mut self, routes: Arc<dyn SinkRoutes>, timeout: Duration) -> RoutedSink {
+        self.routes = Some(routes);
+        self.timeout = timeout;
+        self
+    }
+
+    fn client(&self, route: SinkRoute) -> Result<HttpSink, SinkError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(&route) {
+            return Ok(c.clone());
+        }
+        let target = HttpTarget::new(&route.url, route.secrets.clone())
+            .map_err(|e| SinkError::permanent(format!("tenant sink: {e}")))?;
+        let sink = HttpSink::new(target, self.timeout)
+            .map_err(|e| SinkError::retryable(format!("tenant sink client: {e}")))?;
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(route, sink.clone());
+        Ok(sink)
     }
 }
 
 impl Sink for RoutedSink {
     async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
         let c = &batch.conversation;
-        match &self.tenants {
-            Some(http) if self.routed.contains(&(c.provider, c.account.clone())) => {
-                http.deliver(batch).await
-            }
-            _ => self.default.deliver(batch).await,
+        let Some(routes) = &self.routes else {
+            return self.default.deliver(batch).await;
+        };
+        match routes.route(c.provider, &c.account).await {
+            Ok(Some(route)) => self.client(route)?.deliver(batch).await,
+            Ok(None) => self.default.deliver(batch).await,
+            // Retried: the batch must go to its tenant's sink, never to the default one.
+            Err(e) => Err(SinkError::retryable(format!("tenant directory: {e}"))),
         }
     }
 }
@@ -102,14 +160,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lull-routed-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("default.jsonl");
+        struct One(String);
+        impl SinkRoutes for One {
+            fn route<'a>(&'a self, p: Provider, account: &'a str) -> RouteFuture<'a> {
+                let hit = (p == Provider::Meta && account == "pn-a").then(|| SinkRoute {
+                    url: self.0.clone(),
+                    secrets: vec!["tenant-a-secret".into()],
+                });
+                Box::pin(async move { Ok(hit) })
+            }
+        }
         let sink = RoutedSink::new(AnySink::Jsonl(JsonlSink::new(&file)))
-            .route(
-                Provider::Meta,
-                "pn-a",
-                HttpTarget::new(&url, vec!["tenant-a-secret".into()]).unwrap(),
-                Duration::from_secs(5),
-            )
-            .unwrap();
+            .with_routes(Arc::new(One(url)), Duration::from_secs(5));
         sink.deliver(&batch("pn-a")).await.unwrap();
         sink.deliver(&batch("pn-b")).await.unwrap();
         let seen = server.await.unwrap();

@@ -11,8 +11,7 @@ use clap::Args;
 use lull_core::metrics as m;
 use lull_core::ports::TriggerMsg;
 use lull_core::protocol::{FlushEnd, FlushMode};
-use lull_core::Provider;
-use lull_ingest::{IngestConfig, IngestState, MemoryDirectory};
+use lull_ingest::{CachedDirectory, IngestConfig, IngestState};
 use lull_local::{Local, Settings, SqliteStore};
 use lull_sink::{AnySink, RoutedSink};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -106,7 +105,8 @@ fn settings(cfg: &Config) -> Settings {
     }
 }
 
-fn sink(cfg: &Config) -> Result<RoutedSink, String> {
+/// The default sink, with each tenant's batches routed to its own sink through the directory.
+fn sink(cfg: &Config, tenants: Arc<CachedDirectory>) -> Result<RoutedSink, String> {
     let sink = AnySink::parse(&cfg.sink, cfg.sink_secrets.clone()).map_err(|e| e.to_string())?;
     let default = match sink {
         AnySink::Http(_) => {
@@ -117,34 +117,48 @@ fn sink(cfg: &Config) -> Result<RoutedSink, String> {
         }
         other => other,
     };
-    // Tenants with a sink of their own get their batches routed there by account.
-    let mut routed = RoutedSink::new(default);
-    for t in &cfg.tenants {
-        let Some(own) = &t.sink else { continue };
-        let secrets: Vec<String> = own.signing_secrets.iter().map(String::from).collect();
-        let target = lull_sink::HttpTarget::new(&own.url, secrets)?;
-        let accounts = [
-            (Provider::Meta, &t.meta.phone_number_ids),
-            (Provider::Evolution, &t.evolution.instances),
-            (Provider::Twilio, &t.twilio.numbers),
-            (Provider::Generic, &t.generic.accounts),
-        ];
-        if accounts.iter().all(|(_, list)| list.is_empty()) {
+    Ok(RoutedSink::new(default).with_routes(tenants, cfg.sink_timeout))
+}
+
+/// The tenant directory over the data directory's tenant store: seeded from `lull.toml`'s
+/// `[[tenants]]` when fresh, read once now (a store that makes no sense stops start-up), then
+/// re-read every `tenant_refresh`.
+async fn tenants(cfg: &Config) -> Result<Arc<CachedDirectory>, String> {
+    let store = lull_local::tenants::source(&cfg.data_dir).map_err(|e| e.to_string())?;
+    let now = lull_core::Millis::now_wall();
+    let seeded = store
+        .seed(cfg.seed.clone(), &cfg.policy, now)
+        .map_err(|e| format!("seeding tenants from lull.toml: {e}"))?;
+    let stored = store.load_now().map_err(|e| e.to_string())?;
+    if !stored.is_empty() && cfg.fallback.as_ref().is_some_and(|f| f.has_any_secret()) {
+        {
             return Err(format!(
-                "tenant {:?} in lull.toml sets a sink but lists no phone_number_ids, instances, \
-                 numbers or accounts to route to it",
-                t.id
+                "gateway secrets are set by flag, environment or top-level lull.toml keys, but \
+                 {} holds tenants (`lull tenants list`): give each tenant its own secrets with \
+                 `lull tenants apply`",
+                cfg.data_dir.display()
             ));
         }
-        for (provider, list) in accounts {
-            for account in list {
-                routed = routed
-                    .route(provider, account, target.clone(), cfg.sink_timeout)
-                    .map_err(|e| e.to_string())?;
-            }
-        }
     }
-    Ok(routed)
+    if !seeded && !cfg.seed.is_empty() {
+        tracing::warn!(
+            "lull.toml lists [[tenants]] but the data directory already holds tenants: the \
+             stored ones are in force (change them with `lull tenants apply lull.toml`)"
+        );
+    }
+    let dir = Arc::new(CachedDirectory::new(
+        store,
+        cfg.tenant_refresh,
+        cfg.policy,
+        cfg.fallback.clone(),
+    ));
+    let live = dir.refresh().await.map_err(|e| e.to_string())?;
+    tracing::info!(
+        tenants = live,
+        refresh_ms = cfg.tenant_refresh.as_millis() as u64,
+        "tenants loaded from the data directory"
+    );
+    Ok(dir)
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -197,10 +211,10 @@ async fn run_server(cfg: Config) -> Result<(), String> {
             }
         });
     }
-    let local = Local::open(settings(&cfg), sink(&cfg)?)
+    let directory = tenants(&cfg).await?;
+    let local = Local::open(settings(&cfg), sink(&cfg, directory.clone())?)
         .await
         .map_err(|e| e.to_string())?;
-    let directory = MemoryDirectory::new(cfg.tenants.clone()).map_err(|e| e.to_string())?;
     if cfg.allow_unsigned {
         tracing::warn!(
             "no gateway secret configured: accepting unsigned webhooks (loopback only). Set \
@@ -209,7 +223,7 @@ async fn run_server(cfg: Config) -> Result<(), String> {
     }
     let state = IngestState::new(
         local.buffer.clone(),
-        Arc::new(directory),
+        directory,
         IngestConfig {
             allow_unsigned_on_loopback: cfg.allow_unsigned,
             ..IngestConfig::default()
@@ -394,7 +408,8 @@ async fn redrive_remote(cfg: &Config) -> Result<String, String> {
 }
 
 async fn redrive_here(cfg: &Config) -> Result<String, String> {
-    let local = Local::open(settings(cfg), sink(cfg)?)
+    let directory = tenants(cfg).await?;
+    let local = Local::open(settings(cfg), sink(cfg, directory)?)
         .await
         .map_err(|e| e.to_string())?;
     let buffer = &local.buffer;
