@@ -49,16 +49,16 @@ pub trait SinkRoutes: Send + Sync {
 const MAX_CLIENTS: usize = 1024;
 
 /// Routes a batch by its conversation's (provider, account) to a tenant's HTTP target, or to the
-/// default sink.
+/// default sink (any sink: lull-sink's, or the Lambdas' SQS FIFO one).
 #[derive(Clone)]
-pub struct RoutedSink {
-    default: AnySink,
+pub struct RoutedSink<D = AnySink> {
+    default: D,
     routes: Option<Arc<dyn SinkRoutes>>,
     timeout: Duration,
     clients: Arc<Mutex<HashMap<SinkRoute, HttpSink>>>,
 }
 
-impl std::fmt::Debug for RoutedSink {
+impl<D: std::fmt::Debug> std::fmt::Debug for RoutedSink<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RoutedSink")
             .field("default", &self.default)
@@ -67,9 +67,9 @@ impl std::fmt::Debug for RoutedSink {
     }
 }
 
-impl RoutedSink {
+impl<D> RoutedSink<D> {
     /// Every batch to `default`.
-    pub fn new(default: AnySink) -> RoutedSink {
+    pub fn new(default: D) -> RoutedSink<D> {
         RoutedSink {
             default,
             routes: None,
@@ -79,7 +79,7 @@ impl RoutedSink {
     }
 
     /// Batches whose (provider, account) has a route go there, with `timeout` per request.
-    pub fn with_routes(mut self, routes: Arc<dyn SinkRoutes>, timeout: Duration) -> RoutedSink {
+    pub fn with_routes(mut self, routes: Arc<dyn SinkRoutes>, timeout: Duration) -> RoutedSink<D> {
         self.routes = Some(routes);
         self.timeout = timeout;
         self
@@ -102,7 +102,7 @@ impl RoutedSink {
     }
 }
 
-impl Sink for RoutedSink {
+impl<D: Sink> Sink for RoutedSink<D> {
     async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
         let c = &batch.conversation;
         let Some(routes) = &self.routes else {

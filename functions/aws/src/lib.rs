@@ -8,7 +8,9 @@
 //! - [`flush::handle_sqs_event`]: the flush Lambda's handler (per-record failures).
 //! - [`redrive::redrive`]: replays the triggers in the dead-letter queue (`lull redrive`).
 //! - [`Accounting`]: counts requests and consumed capacity units per operation.
-//! - [`config::Settings`]: configuration from environment variables, validated once.
+//! - [`config::Settings`]: configuration from environment variables, validated once;
+//!   [`wiring`] builds the adapters from it.
+//! - [`tenants::DynamoTenants`]: tenants in the table, their secrets in Secrets Manager.
 
 pub mod accounting;
 pub mod clients;
@@ -18,7 +20,9 @@ pub mod redrive;
 pub mod sink;
 pub mod store;
 pub mod telemetry;
+pub mod tenants;
 pub mod trigger;
+pub mod wiring;
 
 pub use accounting::{Accounting, OpUsage, Usage};
 pub use clients::AwsClients;
@@ -31,7 +35,8 @@ use lull_core::ports::SystemClock;
 use lull_core::Buffer;
 
 /// The protocol as the Lambdas run it.
-pub type AwsBuffer = Buffer<DynamoDbStore, SqsTrigger, LambdaSink, SystemClock>;
+pub type AwsBuffer =
+    Buffer<DynamoDbStore, SqsTrigger, lull_sink::RoutedSink<LambdaSink>, SystemClock>;
 
 /// Formats an SDK error with its whole source chain (the SDK's `Display` alone says little).
 pub(crate) fn sdk_error<E: std::error::Error + ?Sized>(e: &E) -> String {

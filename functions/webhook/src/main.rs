@@ -8,24 +8,30 @@ use lambda_http::tower::ServiceExt;
 use lull_aws::{Accounting, AwsClients, LambdaSink, Role, Settings};
 use lull_core::ports::SystemClock;
 use lull_core::Buffer;
-use lull_ingest::{IngestConfig, IngestState, MemoryDirectory, Tenant};
+use lull_ingest::{IngestConfig, IngestState, Tenant};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     lull_aws::telemetry::init();
     let settings = Settings::from_env(Role::Webhook).inspect_err(|e| tracing::error!("{e}"))?;
-    let mut tenant =
-        Tenant::from_env(|k| std::env::var(k).ok()).inspect_err(|e| tracing::error!("{e}"))?;
-    if !tenant.has_any_secret() {
-        let msg = "no gateway secret is set: set at least one of LULL_META_APP_SECRET, \
-                   LULL_EVOLUTION_TOKEN, LULL_EVOLUTION_JWT_KEY, LULL_TWILIO_AUTH_TOKEN, \
-                   LULL_GENERIC_SECRET";
-        tracing::error!("{msg}");
-        return Err(msg.into());
-    }
-    tenant.policy = settings.policy;
     let clients = AwsClients::from_env().await;
     let acct = Accounting::new();
+    // Tenants come from the store (`lull tenants apply --aws`), re-read every
+    // LULL_TENANT_REFRESH. The LULL_META_APP_SECRET & co. of the template bootstrap a new stack:
+    // that one tenant serves only while the store holds none.
+    let bootstrap =
+        Tenant::from_env(|k| std::env::var(k).ok()).inspect_err(|e| tracing::error!("{e}"))?;
+    let fallback = bootstrap.has_any_secret().then(|| Tenant {
+        policy: settings.policy,
+        ..bootstrap
+    });
+    let tenants = settings.tenants(&clients, &acct, fallback);
+    // Read once now: a store that cannot be read or makes no sense fails the init, loudly.
+    let live = tenants
+        .refresh()
+        .await
+        .inspect_err(|e| tracing::error!("{e}"))?;
+    tracing::info!(tenants = live, "tenants loaded");
     let (store, trigger, _) = settings.build(&clients, &acct)?;
     // The webhook path never hands a batch off: appends only touch the store and the trigger.
     let sink = LambdaSink::Any(lull_sink::AnySink::Stdout(lull_sink::StdoutSink::new()));
@@ -36,11 +42,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         SystemClock,
         settings.buffer,
     ));
-    let state = IngestState::new(
-        buffer,
-        Arc::new(MemoryDirectory::single(tenant)),
-        IngestConfig::default(),
-    );
+    let state = IngestState::new(buffer, tenants, IngestConfig::default());
     let app = lull_ingest::router(state);
     lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
         let app = app.clone();
