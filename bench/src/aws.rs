@@ -63,7 +63,7 @@ fn lambda_cost(invocations: f64, ms: f64) -> f64 {
 
 pub async fn run(a: &AwsArgs) -> Res<()> {
     // As deployed (infra/template.yaml): trigger visibility 180 s, 5 receives before the DLQ,
-    // the default 30 s hand-off lease, the sweep on a schedule.
+    // the default hand-off timing (60 s sink timeout, 75 s lease), the sweep on a schedule.
     let h = common::Harness::with_config(180, 5, lull_core::BufferConfig::default()).await;
     // The event source mapping stand-in: `--pollers` concurrent receive loops, timing each
     // flush handler call and counting the records it handled.

@@ -7,6 +7,7 @@
 //!
 //! - [`window`]: the conversation record and its pure transitions (the state machine).
 //! - [`protocol`]: append, flush and sweep, written once over the [`ports`].
+//! - [`timing`]: the one rule from the sink timeout to the lease and every deadline.
 //! - [`memory`]: in-memory adapters, the reference for every store's conditional semantics.
 //! - [`sim`]: the deterministic fault-injection simulator that checks the invariants.
 //!
@@ -26,6 +27,7 @@ pub mod protocol;
 pub mod scenarios;
 pub mod sim;
 pub mod time;
+pub mod timing;
 pub mod window;
 
 pub use batch::{Batch, CloseReason};

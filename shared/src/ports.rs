@@ -169,8 +169,18 @@ impl SinkError {
 }
 
 /// Where batches go. `Ok` means acknowledged: the sink accepted the batch.
+///
+/// `within` is the time the call may take: the core derives it from the hand-off lease the call
+/// is made under (see [`crate::timing`]), so a sink call never outlives its lease and two
+/// hand-offs of one conversation never overlap. Every adapter must return by then (a timeout is
+/// `SinkError::Retryable`: the receiver may or may not have the batch, and a retry carries the
+/// same batch id).
 pub trait Sink: Send + Sync {
-    fn deliver(&self, batch: &Batch) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn deliver(
+        &self,
+        batch: &Batch,
+        within: Duration,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
 
 /// The source of non-determinism: time and randomness. The simulator replaces it with a virtual

@@ -105,12 +105,12 @@ struct HookSink {
 type Hook = Box<dyn FnOnce() + Send>;
 
 impl Sink for HookSink {
-    async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
         let hook = self.hook.lock().ok().and_then(|mut h| h.take());
         if let Some(hook) = hook {
             hook();
         }
-        self.inner.deliver(batch).await
+        self.inner.deliver(batch, within).await
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use lull_core::ports::{Sink, SinkError};
 use lull_core::Batch;
@@ -22,17 +23,32 @@ impl StdoutSink {
 }
 
 impl Sink for StdoutSink {
-    async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
         let mut line = batch.to_json();
         line.push(b'\n');
-        let _guard = self.lock.lock().await;
-        let mut out = tokio::io::stdout();
-        out.write_all(&line)
-            .await
-            .map_err(|e| SinkError::retryable(format!("stdout: {e}")))?;
-        out.flush()
-            .await
-            .map_err(|e| SinkError::retryable(format!("stdout: {e}")))
+        // A full pipe blocks the write: the call still ends within its budget.
+        within_budget("stdout", within, async {
+            let _guard = self.lock.lock().await;
+            let mut out = tokio::io::stdout();
+            out.write_all(&line).await?;
+            out.flush().await
+        })
+        .await
+    }
+}
+
+/// Runs one write under the hand-off's budget; a write still blocked then is a retryable failure.
+async fn within_budget(
+    what: &str,
+    within: Duration,
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Result<(), SinkError> {
+    match tokio::time::timeout(within, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(SinkError::retryable(format!("{what}: {e}"))),
+        Err(_) => Err(SinkError::retryable(format!(
+            "{what}: not written within {within:?}"
+        ))),
     }
 }
 
@@ -54,18 +70,20 @@ impl JsonlSink {
 }
 
 impl Sink for JsonlSink {
-    async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
         let mut line = batch.to_json();
         line.push(b'\n');
-        let err = |e: std::io::Error| SinkError::retryable(format!("{}: {e}", self.path.display()));
-        let _guard = self.lock.lock().await;
-        let mut f = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .await
-            .map_err(err)?;
-        f.write_all(&line).await.map_err(err)?;
-        f.sync_data().await.map_err(err)
+        let what = self.path.display().to_string();
+        within_budget(&what, within, async {
+            let _guard = self.lock.lock().await;
+            let mut f = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .await?;
+            f.write_all(&line).await?;
+            f.sync_data().await
+        })
+        .await
     }
 }

@@ -78,14 +78,16 @@ impl HttpSink {
 }
 
 impl Sink for HttpSink {
-    async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
         let target = self.target(batch);
         let body = batch.to_json();
         let mut req = self
             .client
             .post(target.url.clone())
             .header("content-type", "application/json")
-            .header("idempotency-key", batch.batch_id.to_string());
+            .header("idempotency-key", batch.batch_id.to_string())
+            // The hand-off's budget (never past its lease) overrides the client's timeout.
+            .timeout(within);
         if let Some(secret) = target.secrets.first() {
             let t = Millis::now_wall().0 / 1000;
             req = req.header("x-lull-signature", sign(secret.as_bytes(), t, &body));
@@ -188,7 +190,7 @@ mod tests {
         )
         .unwrap();
         let b = batch();
-        sink.deliver(&b).await.unwrap();
+        sink.deliver(&b, Duration::from_secs(10)).await.unwrap();
         let req = seen.await.unwrap();
         let lower = req.to_ascii_lowercase();
         assert!(lower.starts_with("post /batches "), "{req}");
@@ -218,7 +220,7 @@ mod tests {
                 Duration::from_secs(5),
             )
             .unwrap();
-            match sink.deliver(&b).await {
+            match sink.deliver(&b, Duration::from_secs(10)).await {
                 Err(SinkError::Retryable { .. }) => assert!(retryable, "{status}"),
                 Err(SinkError::Permanent { .. }) => assert!(!retryable, "{status}"),
                 Ok(()) => panic!("{status} must not acknowledge"),
@@ -237,7 +239,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            sink.deliver(&batch()).await,
+            sink.deliver(&batch(), Duration::from_secs(10)).await,
             Err(SinkError::Retryable { .. })
         ));
     }

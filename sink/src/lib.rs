@@ -72,11 +72,11 @@ impl AnySink {
 }
 
 impl Sink for AnySink {
-    async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, within: std::time::Duration) -> Result<(), SinkError> {
         match self {
-            AnySink::Stdout(s) => s.deliver(batch).await,
-            AnySink::Jsonl(s) => s.deliver(batch).await,
-            AnySink::Http(s) => s.deliver(batch).await,
+            AnySink::Stdout(s) => s.deliver(batch, within).await,
+            AnySink::Jsonl(s) => s.deliver(batch, within).await,
+            AnySink::Http(s) => s.deliver(batch, within).await,
         }
     }
 }

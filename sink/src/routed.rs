@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lull_core::ports::{Sink, SinkError};
 use lull_core::{Batch, Provider};
@@ -103,14 +103,20 @@ impl<D> RoutedSink<D> {
 }
 
 impl<D: Sink> Sink for RoutedSink<D> {
-    async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
         let c = &batch.conversation;
         let Some(routes) = &self.routes else {
-            return self.default.deliver(batch).await;
+            return self.default.deliver(batch, within).await;
         };
-        match routes.route(c.provider, &c.account).await {
-            Ok(Some(route)) => self.client(route)?.deliver(batch).await,
-            Ok(None) => self.default.deliver(batch).await,
+        // The lookup counts against the call's budget: the hand-off still ends within it.
+        let deadline = Instant::now() + within;
+        let route = tokio::time::timeout(within, routes.route(c.provider, &c.account))
+            .await
+            .map_err(|_| SinkError::retryable("tenant directory: timed out"))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match route {
+            Ok(Some(route)) => self.client(route)?.deliver(batch, left).await,
+            Ok(None) => self.default.deliver(batch, left).await,
             // Retried: the batch must go to its tenant's sink, never to the default one.
             Err(e) => Err(SinkError::retryable(format!("tenant directory: {e}"))),
         }
@@ -172,8 +178,12 @@ mod tests {
         }
         let sink = RoutedSink::new(AnySink::Jsonl(JsonlSink::new(&file)))
             .with_routes(Arc::new(One(url)), Duration::from_secs(5));
-        sink.deliver(&batch("pn-a")).await.unwrap();
-        sink.deliver(&batch("pn-b")).await.unwrap();
+        sink.deliver(&batch("pn-a"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        sink.deliver(&batch("pn-b"), Duration::from_secs(10))
+            .await
+            .unwrap();
         let seen = server.await.unwrap();
         assert!(seen.starts_with("POST /tenant-a "), "{seen}");
         assert!(seen.to_ascii_lowercase().contains("x-lull-signature: t="));

@@ -347,8 +347,16 @@ impl ServeArgs {
         const SINK_TIMEOUT: &str = setting!("sink-timeout", "LULL_SINK_TIMEOUT", "sink_timeout");
         let sink_timeout = match pick(self.sink_timeout.clone(), file.sink_timeout.clone()) {
             Some(v) => duration(SINK_TIMEOUT, &v)?,
-            None => Duration::from_secs(10),
+            None => lull_core::timing::DEFAULT_SINK_TIMEOUT,
         };
+        // One rule (lull_core::timing): the lease and every deadline follow from the timeout.
+        let timing = lull_core::timing::HandoffTiming::new(sink_timeout).map_err(|e| {
+            ConfigError::Invalid {
+                setting: SINK_TIMEOUT,
+                value: humantime::format_duration(sink_timeout).to_string(),
+                reason: e.to_string(),
+            }
+        })?;
         // Checked now so a typo stops start-up rather than the first hand-off.
         lull_sink::AnySink::parse(&sink, sink_secrets.clone()).map_err(|e| {
             ConfigError::Invalid {
@@ -431,8 +439,7 @@ impl ServeArgs {
             return Err(ConfigError::OpenWithoutSecrets(listen));
         }
         let buffer = BufferConfig {
-            // The lease must outlive one hand-off attempt.
-            lease: (sink_timeout * 2).max(BufferConfig::default().lease),
+            timing,
             // A failed batch is held for the same backoff the timers use.
             retry_min,
             retry_max,

@@ -25,6 +25,7 @@
 
 use std::time::Duration;
 
+use lull_core::timing::{check_dedupe_horizon, HandoffTiming, DEFAULT_SINK_TIMEOUT};
 use lull_core::{BufferConfig, Policy};
 
 /// Which program reads the configuration: it decides what is required.
@@ -251,10 +252,28 @@ impl Settings {
             }
         })?;
 
+        let sink_timeout = dur("LULL_SINK_TIMEOUT", DEFAULT_SINK_TIMEOUT)?;
+        // One rule (lull_core::timing): the lease follows from the sink timeout; an explicit
+        // LULL_LEASE must still leave room for a whole sink call.
+        let timing = match opt("LULL_LEASE") {
+            Some(v) => HandoffTiming::with_lease(sink_timeout, duration("LULL_LEASE", &v)?),
+            None => HandoffTiming::new(sink_timeout),
+        }
+        .map_err(|e| ConfigError::Invalid {
+            var: if opt("LULL_LEASE").is_some() {
+                "LULL_LEASE"
+            } else {
+                "LULL_SINK_TIMEOUT"
+            },
+            value: opt("LULL_LEASE")
+                .or_else(|| opt("LULL_SINK_TIMEOUT"))
+                .unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
         let base = BufferConfig::default();
         let buffer = BufferConfig {
             dedupe_horizon: dur("LULL_DEDUPE_HORIZON", base.dedupe_horizon)?,
-            lease: dur("LULL_LEASE", base.lease)?,
+            timing,
             ..base
         };
         if buffer.dedupe_horizon < Duration::from_secs(3600) {
@@ -264,22 +283,13 @@ impl Settings {
                 reason: "must be at least 1h (Meta retries for up to 7 days)".into(),
             });
         }
-        let sink_timeout = if hands_off {
-            dur("LULL_SINK_TIMEOUT", Duration::from_secs(10))?
-        } else {
-            Duration::from_secs(10)
-        };
-        if sink_timeout.is_zero() || sink_timeout >= buffer.lease {
-            return Err(ConfigError::Invalid {
-                var: "LULL_SINK_TIMEOUT",
-                value: opt("LULL_SINK_TIMEOUT").unwrap_or_default(),
-                reason: format!(
-                    "must be above zero and below the lease ({:?}) so a live hand-off never \
-                     loses its lease",
-                    buffer.lease
-                ),
-            });
-        }
+        check_dedupe_horizon(buffer.dedupe_horizon, policy.max_wait).map_err(|e| {
+            ConfigError::Invalid {
+                var: "LULL_DEDUPE_HORIZON",
+                value: opt("LULL_DEDUPE_HORIZON").unwrap_or_default(),
+                reason: e.to_string(),
+            }
+        })?;
         let idle_ttl = dur("LULL_IDLE_TTL", Duration::from_secs(30 * 24 * 3600))?;
         if idle_ttl < buffer.dedupe_horizon {
             return Err(ConfigError::Invalid {
@@ -365,7 +375,8 @@ mod tests {
         assert_eq!(s.table, "lull");
         assert_eq!(s.policy, Policy::default());
         assert_eq!(s.due_shards, 4);
-        assert_eq!(s.sink_timeout, Duration::from_secs(10));
+        assert_eq!(s.sink_timeout, Duration::from_secs(60));
+        assert_eq!(s.buffer.timing.lease(), Duration::from_secs(75));
         assert_eq!(
             s.sink,
             Some(SinkSpec::Any("https://ai.example.com/batches".into()))

@@ -2,6 +2,8 @@
 //! queue (`MessageGroupId` per conversation keeps the order for Lambda consumers;
 //! `MessageDeduplicationId` = batch id drops a retried hand-off inside SQS's 5-minute window).
 
+use std::time::Duration;
+
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use lull_core::ports::{Sink, SinkError};
 use lull_core::Batch;
@@ -44,7 +46,7 @@ impl SqsSink {
 }
 
 impl Sink for SqsSink {
-    async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
         let body = String::from_utf8(batch.to_json())
             .map_err(|e| SinkError::permanent(format!("batch is not UTF-8: {e}")))?;
         if body.len() > MAX_SQS_BODY {
@@ -53,15 +55,26 @@ impl Sink for SqsSink {
                 body.len()
             )));
         }
-        let result = self
+        // The SDK's own retries could outlast the hand-off's lease: the call ends within budget.
+        // A send cut off may or may not have landed; the retry carries the same deduplication
+        // id (the batch id), which SQS FIFO drops within its 5-minute window.
+        let send = self
             .client
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
             .message_group_id(message_group(batch))
             .message_deduplication_id(batch.batch_id.to_string())
-            .send()
-            .await;
+            .send();
+        let result = match tokio::time::timeout(within, send).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.acct.record("sqs.SendMessage(sink)", 0, 0.0, 0.0);
+                return Err(SinkError::retryable(format!(
+                    "SQS sink: no answer within {within:?}"
+                )));
+            }
+        };
         self.acct.record("sqs.SendMessage(sink)", 0, 0.0, 0.0);
         match result {
             Ok(_) => Ok(()),
@@ -91,10 +104,10 @@ pub enum LambdaSink {
 }
 
 impl Sink for LambdaSink {
-    async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
         match self {
-            LambdaSink::Any(s) => s.deliver(batch).await,
-            LambdaSink::Sqs(s) => s.deliver(batch).await,
+            LambdaSink::Any(s) => s.deliver(batch, within).await,
+            LambdaSink::Sqs(s) => s.deliver(batch, within).await,
         }
     }
 }

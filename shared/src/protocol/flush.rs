@@ -147,7 +147,7 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
             if let Some(until) = next.held_until(now) {
                 return done(handed_off, FlushEnd::BackingOff { until });
             }
-            if !next.lease_head(now, self.config.lease, lease_token) {
+            if !next.lease_head(now, self.config.timing.lease(), lease_token) {
                 // Another flush is handing off; it continues with what follows. Cover the case
                 // where it dies: wake up when its lease runs out.
                 counter!(m::WAITING_TRIGGERS).increment(1);
@@ -181,7 +181,13 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
                 counter!(m::SWEPT).increment(1);
             }
             let batch = head.to_batch(&conv.key);
-            match self.sink.deliver(&batch).await {
+            let lease_until = head.lease.map_or(now, |l| l.until);
+            let within = self
+                .config
+                .timing
+                .call_budget(self.clock.now(), lease_until)
+                .unwrap_or(std::time::Duration::ZERO);
+            match self.sink.deliver(&batch, within).await {
                 Ok(()) => {}
                 Err(e) => {
                     counter!(m::SINK_FAILURES, "kind" => e.kind()).increment(1);

@@ -17,6 +17,7 @@ pub use flush::{FlushEnd, FlushError, FlushMode, FlushReport, HandedOff};
 pub use sweep::SweepReport;
 
 use crate::ports::{Clock, Sink, Trigger, TriggerMsg, WindowStore};
+use crate::timing::HandoffTiming;
 use crate::window::Conversation;
 
 /// Settings of the protocol itself (tenant policies travel with each append).
@@ -24,9 +25,8 @@ use crate::window::Conversation;
 pub struct BufferConfig {
     /// How long a message id is remembered for dedupe (default 7 days: Meta retries that long).
     pub dedupe_horizon: Duration,
-    /// How long a hand-off lease lasts; must exceed the sink's timeout so a live hand-off never
-    /// loses its lease (default 30 s).
-    pub lease: Duration,
+    /// The sink timeout and the lease that follows from it (default 60 s and 75 s).
+    pub timing: HandoffTiming,
     /// How many times a conditional write that lost a race is retried before giving up.
     pub max_write_attempts: u32,
     /// How many batches one flush hands off before yielding (re-armed at once).
@@ -41,7 +41,7 @@ impl Default for BufferConfig {
     fn default() -> Self {
         BufferConfig {
             dedupe_horizon: Duration::from_secs(7 * 24 * 3600),
-            lease: Duration::from_secs(30),
+            timing: HandoffTiming::default(),
             max_write_attempts: 64,
             max_handoffs_per_flush: 16,
             retry_min: Duration::from_secs(1),

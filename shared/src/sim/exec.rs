@@ -55,6 +55,9 @@ pub(crate) enum Op {
         batch: Box<Batch>,
         started: Millis,
         outcome: SinkFault,
+        /// The call's budget (`Sink::deliver`'s `within`): a slower sink is cut off then, as a
+        /// real adapter's timeout would.
+        within: Duration,
     },
     Sleep(Duration),
     // Operations only the deliberately broken variants use.
@@ -220,15 +223,28 @@ impl World {
     }
 
     /// Registers the current task's next operation and schedules its execution.
-    fn submit(&mut self, op: Op) -> Option<TaskId> {
+    fn submit(&mut self, mut op: Op) -> Option<TaskId> {
         let task = self.current?;
-        let latency = match &op {
+        let latency = match &mut op {
             Op::Sleep(d) => *d,
             Op::Arm { .. } => self.between(3, 25),
-            Op::Deliver { outcome, .. } => match outcome {
-                SinkFault::Timeout { .. } => self.faults.sink_timeout,
-                _ => self.between(20, 400),
-            },
+            Op::Deliver {
+                outcome, within, ..
+            } => {
+                let takes = match outcome {
+                    SinkFault::Timeout { .. } => self.faults.sink_timeout,
+                    _ => self.between(20, 400),
+                };
+                if takes > *within {
+                    // The adapter gives up at `within`; the receiver may or may not have it.
+                    *outcome = SinkFault::Timeout {
+                        received: self.rng.bool(),
+                    };
+                    *within
+                } else {
+                    takes
+                }
+            }
             _ => self.between(1, 15),
         };
         let at = self.now.plus(latency);
@@ -299,6 +315,7 @@ impl World {
                 batch,
                 started: s,
                 outcome,
+                ..
             } => {
                 let received = match outcome {
                     _ if self.sink_down => false,
@@ -522,7 +539,7 @@ impl Trigger for SimPorts {
 }
 
 impl Sink for SimPorts {
-    async fn deliver(&self, batch: &Batch) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
         let (started, outcome) = {
             let mut w = lock(&self.world);
             let o = w.sink_outcome();
@@ -532,6 +549,7 @@ impl Sink for SimPorts {
             batch: Box::new(batch.clone()),
             started,
             outcome,
+            within,
         };
         match self.call(op).await {
             OpResult::Delivered(r) => r,

@@ -588,7 +588,7 @@ impl Driver {
         // Drop unfinished tasks before reading the world, so no future holds a borrow.
         self.tasks.clear();
         let w = lock(&self.world);
-        let lease = self.cfg.buffer.lease;
+        let lease = self.cfg.buffer.timing.lease();
         let bounds = Bounds {
             max_lag: self.cfg.sweep_interval * 2
                 + lease

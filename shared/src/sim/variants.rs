@@ -133,7 +133,9 @@ pub(crate) async fn flush_ack_first(p: &SimPorts, trig: &TriggerMsg) -> Result<b
                 continue;
             }
         }
-        let _ = p.deliver(&head.to_batch(&conv.key)).await;
+        let _ = p
+            .deliver(&head.to_batch(&conv.key), Duration::from_secs(60))
+            .await;
     }
     Ok(true)
 }
@@ -215,7 +217,7 @@ pub(crate) async fn replaced_timer(p: &SimPorts, trig: &TriggerMsg) -> Result<bo
         w.messages,
     );
     // No retry when the hand-off fails.
-    let _ = p.deliver(&batch).await;
+    let _ = p.deliver(&batch, Duration::from_secs(60)).await;
     if let Ok(mut world) = p.world.lock() {
         let at = world.now.plus(Duration::from_secs(30));
         world.schedule(

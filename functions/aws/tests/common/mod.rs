@@ -326,7 +326,12 @@ pub struct Harness {
 
 pub fn test_config() -> BufferConfig {
     BufferConfig {
-        lease: Duration::from_secs(5),
+        // A short lease so tests of a dead flush see it run out: a 3 s sink call fits in it.
+        timing: lull_core::timing::HandoffTiming::with_lease(
+            Duration::from_secs(3),
+            Duration::from_secs(5),
+        )
+        .expect("test timing follows the rule"),
         ..BufferConfig::default()
     }
 }
