@@ -79,8 +79,11 @@ pub struct DynamoTenants {
     prefix: String,
     acct: Accounting,
     /// Secret values by (name, version): a version never changes, so entries never go stale.
-    cache: Arc<Mutex<HashMap<SecretRef, BTreeMap<String, Vec<String>>>>>,
+    cache: Arc<Mutex<HashMap<SecretRef, SecretValues>>>,
 }
+
+/// One tenant's secrets: field (`meta.app_secret`, ...) -> values.
+type SecretValues = BTreeMap<String, Vec<String>>;
 
 /// The most secret versions kept in memory (more: the cache starts over).
 const MAX_CACHED_SECRETS: usize = 4096;
