@@ -21,7 +21,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     // that one tenant serves only while the store holds none.
     let bootstrap =
         Tenant::from_env(|k| std::env::var(k).ok()).inspect_err(|e| tracing::error!("{e}"))?;
-    let fallback = bootstrap.has_any_secret().then(|| Tenant {
+    let fallback = bootstrap.has_any_secret().then_some(Tenant {
         policy: settings.policy,
         ..bootstrap
     });
