@@ -24,7 +24,6 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-
 /// One armed wake-up.
 #[derive(Clone, Debug)]
 struct Entry {

@@ -307,7 +307,8 @@ impl BodySigned {
             return crate::standard_webhooks::verify(secrets, headers, body)
                 .map_err(IngestError::Unauthorized);
         }
-        let sig = header_str(headers, self.header).ok_or(IngestError::Unauthorized(self.missing))?;
+        let sig =
+            header_str(headers, self.header).ok_or(IngestError::Unauthorized(self.missing))?;
         if auth::verify_sha256_header(secrets, sig, body) {
             Ok(())
         } else {
