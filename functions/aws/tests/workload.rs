@@ -1,5 +1,5 @@
 //! Request and unit counts of a realistic burst workload: 100 conversations, bursts of 1-6
-//! messages. Printed (run with `--nocapture` to see them); the budgets of DESIGN.md are checked
+//! messages. Printed (run with `--nocapture` to see them); the budgets of docs/architecture.md are checked
 //! loosely (lost races legitimately cost a retry).
 
 mod common;
@@ -87,7 +87,7 @@ async fn burst_workload_request_and_unit_counts() {
         (wd.est_rcu + fd.est_rcu) / msgs,
         (ws.requests + fs.requests) as f64 / msgs
     );
-    // Budgets (DESIGN.md), with slack for lost races under concurrency.
+    // Budgets (docs/architecture.md), with slack for lost races under concurrency.
     assert!(
         ws.requests as f64 <= msgs,
         "at most one trigger send per message"

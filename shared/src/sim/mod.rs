@@ -415,10 +415,21 @@ impl Driver {
             self.crash(task);
             return;
         }
-        if matches!(
-            result,
-            OpResult::Appended(Ok(crate::ports::Appended::Duplicate(_)))
-        ) {
+        // Evidence of a duplicate reaching a live webhook task: the store's dedupe answer, or a
+        // read of a record that still holds the task's message (lull recognises those from the
+        // record itself, whatever the dedupe horizon).
+        let holds_own_message = match (&result, self.tasks.get(&task)) {
+            (OpResult::Load(Ok(Some(conv))), Some((TaskKind::Append { msg }, _))) => {
+                conv.holds_message(&self.work.messages[*msg].id).is_some()
+            }
+            _ => false,
+        };
+        if holds_own_message
+            || matches!(
+                result,
+                OpResult::Appended(Ok(crate::ports::Appended::Duplicate(_)))
+            )
+        {
             w.rec.drops.duplicate_results += 1;
         }
         w.put_result(id, task, result);

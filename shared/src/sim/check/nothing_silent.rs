@@ -2,7 +2,8 @@
 //! metrics, read through a counting recorder installed while the protocol ran.
 //!
 //! - duplicates: every request answered 2xx as a duplicate is counted, and nothing more than the
-//!   store's "duplicate" answers that reached a live task;
+//!   evidence of duplicates that reached a live task (the store's "duplicate" answers, and reads
+//!   of a record still holding the task's own message);
 //! - refused appends: every webhook request the protocol refused (no room, too large, too busy);
 //! - dropped triggers: every trigger the shell deleted after a flush that wrote nothing, armed
 //!   nothing and called no sink is counted as stale or waiting.
