@@ -11,6 +11,13 @@ use crate::key::ConversationKey;
 use crate::message::Message;
 use crate::time::Millis;
 
+/// The largest a batch's JSON can be: its messages (at most a whole record's budget,
+/// [`crate::window::MAX_CONVERSATION_BYTES`], counted as stored, escaped JSON), the joined `text`
+/// (no longer than the texts it joins, plus a separator each) and the envelope (ids, times, the
+/// conversation key, whose parts are length-capped at ingestion). Sinks with a size limit are
+/// checked against it (SQS: 1 MiB), so no batch can ever be too large for its sink.
+pub const MAX_BATCH_BYTES: u64 = 2 * crate::window::MAX_CONVERSATION_BYTES + 16 * 1024;
+
 /// Why a window closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -96,6 +103,42 @@ mod tests {
     use super::*;
     use crate::key::Provider;
     use crate::message::{MessageKind, Reply, Sender};
+
+    #[test]
+    fn the_largest_batch_a_record_can_hold_is_within_max_batch_bytes() {
+        // Texts that escape badly in JSON (quotes, backslashes, control characters, non-ASCII),
+        // as many as the record budget allows, all in one batch.
+        let awkward = "\"\\\u{1}\u{7f}é😀\n".repeat(200);
+        let mut messages = Vec::new();
+        let mut bytes = 0u64;
+        let mut i = 0;
+        loop {
+            let m = Message::text(format!("wamid.{i:0>200}"), "u".repeat(256), awkward.clone());
+            let size = m.stored_size();
+            if bytes + size > crate::window::MAX_CONVERSATION_BYTES {
+                break;
+            }
+            bytes += size;
+            messages.push(m);
+            i += 1;
+        }
+        let key = ConversationKey::new(Provider::Evolution, "a".repeat(256), "u".repeat(256))
+            .in_group("g".repeat(256));
+        let b = Batch::new(
+            Uuid::nil(),
+            key,
+            u64::MAX,
+            CloseReason::MaxWait,
+            Millis(4_102_444_800_000),
+            Millis(4_102_444_800_000),
+            true,
+            messages,
+        );
+        let len = b.to_json().len() as u64;
+        assert!(len > crate::window::MAX_CONVERSATION_BYTES, "the test fills a record");
+        assert!(len <= MAX_BATCH_BYTES, "{len} > {MAX_BATCH_BYTES}");
+        assert!(MAX_BATCH_BYTES <= 1024 * 1024, "fits an SQS message");
+    }
 
     #[test]
     fn json_shape_is_the_documented_contract() {

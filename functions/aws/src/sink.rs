@@ -13,8 +13,12 @@ use sha2::{Digest, Sha256};
 use crate::accounting::Accounting;
 use crate::sdk_error;
 
-/// SQS's limit on a message body.
-pub const MAX_SQS_BODY: usize = 256 * 1024;
+/// SQS's limit on a message body (1 MiB since August 2025; a queue created before then may
+/// still be set to 256 KiB: set its MaximumMessageSize to 1048576, see docs/deploy.md).
+pub const MAX_SQS_BODY: usize = 1024 * 1024;
+
+// No batch lull can build is too large for SQS (`lull_core::batch::MAX_BATCH_BYTES`).
+const _: () = assert!(lull_core::batch::MAX_BATCH_BYTES as usize <= MAX_SQS_BODY);
 
 /// Hands batches to an SQS FIFO queue.
 #[derive(Clone, Debug)]
