@@ -290,6 +290,8 @@ pub enum DirectoryConfigError {
     },
     #[error("tenant {0:?} lists no account for some gateway, which means 'all': only a single tenant may do that")]
     WildcardAmongMany(String),
+    #[error("tenant id {0:?} is used by two tenants")]
+    DuplicateId(String),
 }
 
 #[derive(Default)]
@@ -330,7 +332,11 @@ impl MemoryDirectory {
         let mut index = Index::default();
         let many = tenants.len() > 1;
         let mut tokens = Vec::new();
+        let mut ids = std::collections::HashSet::new();
         for t in tenants {
+            if !ids.insert(t.id.clone()) {
+                return Err(DirectoryConfigError::DuplicateId(t.id));
+            }
             let t = Arc::new(t);
             tokens.extend(t.meta.verify_tokens.iter().map(str::to_string));
             for p in [
@@ -429,6 +435,23 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_tenant_id_used_twice_is_refused() {
+        let t = |id: &str, pn: &str| Tenant {
+            id: id.into(),
+            meta: MetaSettings {
+                phone_number_ids: vec![pn.into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(matches!(
+            MemoryDirectory::new(vec![t("a", "1"), t("a", "2")]),
+            Err(DirectoryConfigError::DuplicateId(id)) if id == "a"
+        ));
+        assert!(MemoryDirectory::new(vec![t("a", "1"), t("b", "2")]).is_ok());
     }
 
     #[test]

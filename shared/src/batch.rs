@@ -135,7 +135,10 @@ mod tests {
             messages,
         );
         let len = b.to_json().len() as u64;
-        assert!(len > crate::window::MAX_CONVERSATION_BYTES, "the test fills a record");
+        assert!(
+            len > crate::window::MAX_CONVERSATION_BYTES,
+            "the test fills a record"
+        );
         assert!(len <= MAX_BATCH_BYTES, "{len} > {MAX_BATCH_BYTES}");
         assert!(MAX_BATCH_BYTES <= 1024 * 1024, "fits an SQS message");
     }

@@ -130,6 +130,9 @@ pub(crate) fn sink(cfg: &Config) -> Result<RoutedSink, String> {
         }
         for (provider, list) in accounts {
             for account in list {
+                // The same normalisation as tenant lookup (`whatsapp:+1...` is `+1...`), so a
+                // tenant that authenticates also gets its batches.
+                let account = lull_ingest::tenant::normalise_account(provider, account);
                 routed = routed
                     .route(provider, account, target.clone(), cfg.sink_timeout)
                     .map_err(|e| e.to_string())?;
