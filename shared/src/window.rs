@@ -746,6 +746,57 @@ mod tests {
     }
 
     #[test]
+    fn at_the_append_limit_every_flush_write_still_fits_the_store() {
+        // Passthrough: every message becomes a pending batch (a sink that is down), until the
+        // record budget refuses the next append.
+        let mut r = counter();
+        let p = Policy {
+            buffering: false,
+            ..Policy::default()
+        };
+        let key = ConversationKey::new(Provider::Meta, "p".repeat(256), "u".repeat(256));
+        let mut c = Conversation::fresh(key, Millis(0));
+        let mut at = 0;
+        let full = loop {
+            at += 1;
+            let msg = Message::text(format!("m{at:0>250}"), "u", "\"\u{1}".repeat(300));
+            match c.clone().plan_append(msg, &p, Millis(at), &mut r) {
+                Ok(plan) => c = plan.next,
+                Err(AppendRefused::Backlogged { bytes, max }) => break (bytes, max),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(full.1, MAX_CONVERSATION_BYTES);
+        assert!(c.encoded_len() <= MAX_CONVERSATION_BYTES);
+        assert!(
+            c.encoded_len() + MAX_MESSAGE_BYTES / 2 > MAX_CONVERSATION_BYTES,
+            "the test filled the record"
+        );
+        // The worst a flush adds: a lease, then a park with the longest reason.
+        let gen = c.pending[0].gen;
+        assert!(c.lease_head(
+            Millis(u64::from(u32::MAX)),
+            Duration::from_secs(900),
+            u64::MAX
+        ));
+        assert!(c.park(
+            gen,
+            u64::MAX,
+            Millis(u64::from(u32::MAX)),
+            &"\"".repeat(1000)
+        ));
+        c.restart_chain(
+            u64::MAX,
+            Millis(u64::from(u32::MAX)),
+            Millis(u64::from(u32::MAX)),
+        );
+        let item = c.encoded_len() + c.key.storage_key().len() as u64 + 128;
+        assert!(item <= STORE_ITEM_LIMIT, "{item} > {STORE_ITEM_LIMIT}");
+        assert!(c.encoded_len() <= MAX_RECORD_BYTES);
+        assert!(MAX_RECORD_BYTES + STORE_KEY_LIMIT < STORE_ITEM_LIMIT);
+    }
+
+    #[test]
     fn a_failure_reason_is_kept_short() {
         let long = "é".repeat(300);
         let t = truncated(&long, MAX_ERROR_BYTES);
