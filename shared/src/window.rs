@@ -793,7 +793,7 @@ mod tests {
         let item = c.encoded_len() + c.key.storage_key().len() as u64 + 128;
         assert!(item <= STORE_ITEM_LIMIT, "{item} > {STORE_ITEM_LIMIT}");
         assert!(c.encoded_len() <= MAX_RECORD_BYTES);
-        assert!(MAX_RECORD_BYTES + STORE_KEY_LIMIT < STORE_ITEM_LIMIT);
+        const { assert!(MAX_RECORD_BYTES + STORE_KEY_LIMIT < STORE_ITEM_LIMIT) };
     }
 
     #[test]
