@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use lull_aws::config::{known_env, Role};
 use serde_json::Value as Json;
@@ -640,4 +641,48 @@ fn sam_build_uses_the_lambda_profile() {
         makefile.contains("$(LAMBDA_PROFILE) sam build"),
         "sam-build runs sam build with them"
     );
+}
+
+/// The Lambdas' timeouts, the trigger queue's visibility and the sink timeout follow the core's
+/// one hand-off timing rule: a flush whose function timeout is shorter than a lease could never
+/// take one (it would re-arm forever and hand nothing off).
+#[test]
+fn function_timeouts_and_visibility_follow_the_hand_off_timing_rule() {
+    let t = template();
+    let secs = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("not a number: {v:?}"));
+    let visibility = Duration::from_secs(secs(get(
+        resource(&t, "TriggerQueue"),
+        &["Properties", "VisibilityTimeout"],
+    )));
+    for function in ["FlushFunction", "SweepFunction"] {
+        let f = resource(&t, function);
+        let vars = get(f, &["Properties", "Environment", "Variables"]);
+        let sink_timeout = vars
+            .get("LULL_SINK_TIMEOUT")
+            .and_then(Value::as_str)
+            .map(|v| humantime::parse_duration(v).expect("LULL_SINK_TIMEOUT is a duration"))
+            .unwrap_or(lull_core::timing::DEFAULT_SINK_TIMEOUT);
+        let lease = vars
+            .get("LULL_LEASE")
+            .or_else(|| {
+                get(&t, &["Globals", "Function", "Environment", "Variables"]).get("LULL_LEASE")
+            })
+            .and_then(Value::as_str)
+            .map(|v| humantime::parse_duration(v).expect("LULL_LEASE is a duration"));
+        let timing = match lease {
+            Some(lease) => lull_core::timing::HandoffTiming::with_lease(sink_timeout, lease),
+            None => lull_core::timing::HandoffTiming::new(sink_timeout),
+        }
+        .unwrap_or_else(|e| panic!("{function}: {e}"));
+        let timeout = Duration::from_secs(secs(get(f, &["Properties", "Timeout"])));
+        timing
+            .check_deadline("function timeout", timeout)
+            .unwrap_or_else(|e| panic!("{function}: {e}"));
+        if function == "FlushFunction" {
+            assert!(
+                visibility >= timing.min_visibility_timeout().max(timeout),
+                "trigger queue visibility {visibility:?} below the flush timeout {timeout:?}"
+            );
+        }
+    }
 }
