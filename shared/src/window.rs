@@ -302,6 +302,23 @@ impl Conversation {
         serde_json::to_vec(self).map_or(u64::MAX, |v| v.len() as u64)
     }
 
+    /// An upper bound of [`Self::encoded_len`], computed without encoding: the messages' stored
+    /// sizes (their own JSON, as the record holds them), a separator each, the key (every
+    /// character escaped at worst) and generous overheads per record and per window or batch
+    /// (field names, times, ids, a hold and a failure reason of at most [`MAX_ERROR_BYTES`]).
+    pub fn encoded_len_bound(&self) -> u64 {
+        const PER_RECORD: u64 = 1024;
+        const PER_BATCH: u64 = 2048;
+        let messages = self.window.as_ref().map_or(0, |w| w.messages.len())
+            + self.pending.iter().map(|b| b.messages.len()).sum::<usize>();
+        let key = 6 * self.key.storage_key().len() as u64;
+        self.stored_bytes()
+            + messages as u64
+            + key
+            + PER_RECORD
+            + PER_BATCH * (self.pending.len() as u64 + 1)
+    }
+
     /// Bytes of messages held: open window plus pending batches.
     pub fn stored_bytes(&self) -> u64 {
         self.window.as_ref().map_or(0, |w| w.bytes)
@@ -415,7 +432,12 @@ impl Conversation {
         {
             self.close(CloseReason::Size, at);
         }
-        let bytes = self.encoded_len();
+        // Encoding the whole record costs as much as the store's own encoding: done only when the
+        // cheap bound says the record may be near its budget (the webhook path is hot).
+        let bytes = match self.encoded_len_bound() {
+            bound if bound <= MAX_CONVERSATION_BYTES => bound,
+            _ => self.encoded_len(),
+        };
         if bytes > MAX_CONVERSATION_BYTES {
             return Err(AppendRefused::Backlogged {
                 bytes,
@@ -761,7 +783,10 @@ mod tests {
             at += 1;
             let msg = Message::text(format!("m{at:0>250}"), "u", "\"\u{1}".repeat(300));
             match c.clone().plan_append(msg, &p, Millis(at), &mut r) {
-                Ok(plan) => c = plan.next,
+                Ok(plan) => {
+                    c = plan.next;
+                    assert!(c.encoded_len_bound() >= c.encoded_len(), "the bound holds");
+                }
                 Err(AppendRefused::Backlogged { bytes, max }) => break (bytes, max),
                 Err(e) => panic!("{e}"),
             }
@@ -789,6 +814,10 @@ mod tests {
             u64::MAX,
             Millis(u64::from(u32::MAX)),
             Millis(u64::from(u32::MAX)),
+        );
+        assert!(
+            c.encoded_len_bound() >= c.encoded_len(),
+            "the bound holds with holds"
         );
         let item = c.encoded_len() + c.key.storage_key().len() as u64 + 128;
         assert!(item <= STORE_ITEM_LIMIT, "{item} > {STORE_ITEM_LIMIT}");
