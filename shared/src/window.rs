@@ -866,4 +866,458 @@ mod tests {
         assert!(c.chain.is_none());
         assert!(c.is_idle());
     }
+
+    /// The stored size of a message with `text` received at `at`.
+    fn size_at(text: &str, at: u64) -> u64 {
+        let mut m = Message::text("x", "u", text);
+        m.received_at = Millis(at);
+        m.stored_size()
+    }
+
+    /// A record with the message "a" appended at 0 under the default policy, its window due at
+    /// 8 s.
+    fn one_message() -> Conversation {
+        Conversation::fresh(key(), Millis(0))
+            .plan_append(
+                Message::text("a", "u", "1"),
+                &Policy::default(),
+                Millis(0),
+                &mut counter(),
+            )
+            .unwrap()
+            .next
+    }
+
+    #[test]
+    fn the_store_limits_are_dynamodbs_with_the_flush_headroom_below_them() {
+        // The numbers the docs and the in-memory store state: DynamoDB's 400 KB item and 2 KB
+        // key, the record budget 8 KiB below the item, appends stopping 2 KiB below the budget.
+        assert_eq!(STORE_ITEM_LIMIT, 409_600);
+        assert_eq!(STORE_KEY_LIMIT, 2_048);
+        assert_eq!(MAX_RECORD_BYTES, 401_408);
+        assert_eq!(FLUSH_HEADROOM, 2_048);
+        assert_eq!(MAX_CONVERSATION_BYTES, 399_360);
+        assert_eq!(MAX_MESSAGE_BYTES, 163_840);
+    }
+
+    #[test]
+    fn a_zero_failure_count_is_left_out_of_the_record_and_any_other_is_kept() {
+        let mut c = one_message();
+        c.close_if_due(Millis(8000));
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(!json.contains("failures"), "{json}");
+        c.pending[0].failures = 2;
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains("\"failures\":2"), "{json}");
+        let back: Conversation = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.head_failures(), 2);
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn the_encoded_length_is_the_json_the_store_writes() {
+        let c = one_message();
+        let json = serde_json::to_vec(&c).unwrap();
+        assert_eq!(c.encoded_len(), json.len() as u64);
+        assert!(c.encoded_len() > 100);
+        assert!(c.encoded_len_bound() >= c.encoded_len());
+    }
+
+    #[test]
+    fn stored_bytes_count_the_open_window_and_every_pending_batch() {
+        let mut r = counter();
+        let p = Policy::default();
+        let mut c = one_message();
+        let first = c.window.as_ref().unwrap().bytes;
+        assert_eq!(first, size_at("1", 0));
+        assert_eq!(c.stored_bytes(), first);
+        c.close_if_due(Millis(8000));
+        c = c
+            .plan_append(Message::text("b", "u", "22"), &p, Millis(9000), &mut r)
+            .unwrap()
+            .next;
+        c = c
+            .plan_append(Message::text("c", "u", "333"), &p, Millis(9001), &mut r)
+            .unwrap()
+            .next;
+        let open = c.window.as_ref().unwrap().bytes;
+        assert_eq!(open, size_at("22", 9000) + size_at("333", 9001));
+        assert_eq!(c.stored_bytes(), first + open);
+        assert_eq!(c.pending_gens().collect::<Vec<_>>(), vec![c.gen - 1]);
+    }
+
+    #[test]
+    fn pending_generations_are_listed_oldest_first() {
+        let mut r = counter();
+        let p = Policy {
+            buffering: false,
+            ..Policy::default()
+        };
+        let mut c = Conversation::fresh(key(), Millis(5));
+        for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+            c = c
+                .plan_append(
+                    Message::text(id, "u", "x"),
+                    &p,
+                    Millis(10 + i as u64),
+                    &mut r,
+                )
+                .unwrap()
+                .next;
+        }
+        assert_eq!(c.pending_gens().collect::<Vec<_>>(), vec![5, 6, 7]);
+        assert_eq!(c.gen, 8);
+    }
+
+    #[test]
+    fn a_message_never_sorts_before_one_already_held() {
+        // A host whose clock is behind: the message takes the latest receive time held, from the
+        // open window or, with none, from the newest pending batch.
+        let mut r = counter();
+        let p = Policy::default();
+        let c = Conversation::fresh(key(), Millis(0))
+            .plan_append(Message::text("a", "u", "1"), &p, Millis(5000), &mut r)
+            .unwrap()
+            .next;
+        let c = c
+            .plan_append(Message::text("b", "u", "2"), &p, Millis(4000), &mut r)
+            .unwrap()
+            .next;
+        let w = c.window.as_ref().unwrap();
+        assert_eq!(w.messages[1].received_at, Millis(5000));
+        let mut c = c;
+        c.close_if_due(Millis(13_000));
+        let c = c
+            .plan_append(Message::text("c", "u", "3"), &p, Millis(4500), &mut r)
+            .unwrap()
+            .next;
+        assert_eq!(
+            c.window.as_ref().unwrap().messages[0].received_at,
+            Millis(5000)
+        );
+    }
+
+    #[test]
+    fn a_chain_is_presumed_lost_only_past_the_overdue_slack() {
+        let p = Policy::default();
+        let slack = duration_ms(OVERDUE_SLACK);
+        // Due at 8 s with a live chain: an append at exactly due + slack trusts the chain (the
+        // due time only moves later), one a millisecond later starts a new chain.
+        let at_slack = one_message()
+            .plan_append(
+                Message::text("b", "u", "2"),
+                &p,
+                Millis(8000 + slack),
+                &mut counter(),
+            )
+            .unwrap();
+        assert_eq!(at_slack.arm, None);
+        let past = one_message()
+            .plan_append(
+                Message::text("b", "u", "2"),
+                &p,
+                Millis(8000 + slack + 1),
+                &mut counter(),
+            )
+            .unwrap();
+        assert_eq!(past.arm, Some(Millis(8000 + slack + 1 + 8000)));
+        assert_eq!(past.next.chain.map(|ch| ch.armed_for), past.arm);
+    }
+
+    #[test]
+    fn a_message_of_exactly_the_largest_size_is_taken_and_one_byte_more_is_refused() {
+        let p = Policy {
+            max_bytes: 2 * MAX_MESSAGE_BYTES,
+            ..Policy::default()
+        };
+        let base = size_at("", 1000);
+        let exact = "x".repeat((MAX_MESSAGE_BYTES - base) as usize);
+        assert_eq!(size_at(&exact, 1000), MAX_MESSAGE_BYTES);
+        let c = Conversation::fresh(key(), Millis(0));
+        let plan = c
+            .clone()
+            .plan_append(
+                Message::text("m", "u", &exact),
+                &p,
+                Millis(1000),
+                &mut counter(),
+            )
+            .unwrap();
+        assert_eq!(plan.next.stored_bytes(), MAX_MESSAGE_BYTES);
+        let over = format!("{exact}x");
+        assert_eq!(
+            c.plan_append(
+                Message::text("m", "u", over),
+                &p,
+                Millis(1000),
+                &mut counter()
+            )
+            .unwrap_err(),
+            AppendRefused::TooLarge {
+                size: MAX_MESSAGE_BYTES + 1,
+                max: MAX_MESSAGE_BYTES
+            }
+        );
+    }
+
+    #[test]
+    fn a_window_filled_to_exactly_its_byte_cap_is_one_batch_and_a_byte_more_overflows() {
+        let mut r = counter();
+        let (s1, s2) = (size_at("first", 0), size_at("second", 10));
+        let exact = Policy {
+            max_bytes: s1 + s2,
+            ..Policy::default()
+        };
+        let c = Conversation::fresh(key(), Millis(0))
+            .plan_append(Message::text("a", "u", "first"), &exact, Millis(0), &mut r)
+            .unwrap()
+            .next;
+        assert_eq!(c.window.as_ref().unwrap().bytes, s1);
+        // Exactly the cap: both messages close together, by size.
+        let plan = c
+            .clone()
+            .plan_append(
+                Message::text("b", "u", "second"),
+                &exact,
+                Millis(10),
+                &mut r,
+            )
+            .unwrap();
+        assert!(plan.next.window.is_none());
+        assert_eq!(plan.next.pending.len(), 1);
+        assert_eq!(plan.next.pending[0].messages.len(), 2);
+        assert_eq!(plan.next.pending[0].bytes, s1 + s2);
+        assert_eq!(plan.next.pending[0].reason, CloseReason::Size);
+        // One byte under the two: the first closes alone and the second opens the next window.
+        let tight = Policy {
+            max_bytes: s1 + s2 - 1,
+            ..Policy::default()
+        };
+        let plan = c
+            .plan_append(
+                Message::text("b", "u", "second"),
+                &tight,
+                Millis(10),
+                &mut r,
+            )
+            .unwrap();
+        assert_eq!(plan.next.pending.len(), 1);
+        assert_eq!(plan.next.pending[0].messages.len(), 1);
+        assert_eq!(plan.next.pending[0].bytes, s1);
+        let w = plan.next.window.as_ref().unwrap();
+        assert_eq!((w.messages.len(), w.bytes), (1, s2));
+        assert_eq!(plan.gen, plan.next.pending[0].gen + 1);
+    }
+
+    #[test]
+    fn a_message_cap_lowered_mid_window_closes_the_window_before_the_next_message() {
+        let mut r = counter();
+        let wide = Policy {
+            max_messages: 5,
+            ..Policy::default()
+        };
+        let mut c = Conversation::fresh(key(), Millis(0));
+        for (i, id) in ["a", "b"].into_iter().enumerate() {
+            c = c
+                .plan_append(Message::text(id, "u", "x"), &wide, Millis(i as u64), &mut r)
+                .unwrap()
+                .next;
+        }
+        let two = Policy {
+            max_messages: 2,
+            ..Policy::default()
+        };
+        let plan = c
+            .plan_append(Message::text("c", "u", "x"), &two, Millis(2), &mut r)
+            .unwrap();
+        assert_eq!(plan.next.pending.len(), 1);
+        assert_eq!(plan.next.pending[0].messages.len(), 2);
+        assert_eq!(plan.next.pending[0].reason, CloseReason::Size);
+        assert_eq!(plan.next.window.as_ref().unwrap().messages.len(), 1);
+    }
+
+    #[test]
+    fn two_messages_under_a_cap_of_two_are_one_batch() {
+        let mut r = counter();
+        let p = Policy {
+            max_messages: 2,
+            ..Policy::default()
+        };
+        let c = Conversation::fresh(key(), Millis(0))
+            .plan_append(Message::text("a", "u", "1"), &p, Millis(0), &mut r)
+            .unwrap()
+            .next;
+        assert_eq!(c.window.as_ref().unwrap().messages.len(), 1);
+        let plan = c
+            .plan_append(Message::text("b", "u", "2"), &p, Millis(10), &mut r)
+            .unwrap();
+        assert!(plan.next.window.is_none());
+        let ids: Vec<_> = plan.next.pending[0]
+            .messages
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_record_of_exactly_the_append_limit_is_taken_and_one_byte_more_is_refused() {
+        // Passthrough batches behind a sink that is down fill the record; the last message is
+        // sized so the record lands exactly on the limit.
+        let mut r = counter();
+        let p = Policy {
+            buffering: false,
+            ..Policy::default()
+        };
+        let chunk = "y".repeat(100_000);
+        let mut c = Conversation::fresh(key(), Millis(0));
+        for i in 0..3 {
+            c = c
+                .plan_append(
+                    Message::text(format!("m{i}"), "u", &chunk),
+                    &p,
+                    Millis(1),
+                    &mut r,
+                )
+                .unwrap()
+                .next;
+        }
+        let append = |c: &Conversation, len: usize| {
+            c.clone().plan_append(
+                Message::text("last", "u", "z".repeat(len)),
+                &p,
+                Millis(1),
+                &mut counter(),
+            )
+        };
+        // One more byte of text is one more byte of record (or, rarely, two: a size field
+        // gaining a digit), so some length lands exactly on the limit.
+        let probe = append(&c, 0).unwrap().next.encoded_len();
+        let mut len = (MAX_CONVERSATION_BYTES - probe) as usize - 8;
+        let exact = loop {
+            let plan = append(&c, len).expect("still under the limit");
+            match plan.next.encoded_len() {
+                n if n == MAX_CONVERSATION_BYTES => break len,
+                n if n < MAX_CONVERSATION_BYTES => len += 1,
+                n => panic!("jumped over the limit to {n} at {len}"),
+            }
+        };
+        let taken = append(&c, exact).unwrap();
+        assert!(
+            taken.next.encoded_len_bound() > MAX_CONVERSATION_BYTES,
+            "encoded, not bound"
+        );
+        assert_eq!(
+            append(&c, exact + 1).unwrap_err(),
+            AppendRefused::Backlogged {
+                bytes: MAX_CONVERSATION_BYTES + 1,
+                max: MAX_CONVERSATION_BYTES
+            }
+        );
+    }
+
+    #[test]
+    fn the_first_hand_off_freezes_whether_more_is_pending() {
+        let lease = Duration::from_secs(30);
+        // One batch, nothing behind it.
+        let mut c = one_message();
+        c.close_if_due(Millis(8000));
+        assert!(c.lease_head(Millis(8000), lease, 1));
+        assert_eq!(c.pending[0].more_pending, Some(false));
+        // One batch and an open window behind it.
+        let mut c = one_message();
+        c.close_if_due(Millis(8000));
+        let mut c = c
+            .plan_append(
+                Message::text("b", "u", "2"),
+                &Policy::default(),
+                Millis(8001),
+                &mut counter(),
+            )
+            .unwrap()
+            .next;
+        assert!(c.lease_head(Millis(8001), lease, 1));
+        assert_eq!(c.pending[0].more_pending, Some(true));
+        // Two batches.
+        let p = Policy {
+            buffering: false,
+            ..Policy::default()
+        };
+        let mut r = counter();
+        let mut c = Conversation::fresh(key(), Millis(0));
+        for id in ["a", "b"] {
+            c = c
+                .plan_append(Message::text(id, "u", "x"), &p, Millis(1), &mut r)
+                .unwrap()
+                .next;
+        }
+        assert!(c.lease_head(Millis(1), lease, 1));
+        assert_eq!(c.pending[0].more_pending, Some(true));
+    }
+
+    #[test]
+    fn a_released_lease_frees_the_batch_at_once() {
+        let mut c = one_message();
+        c.close_if_due(Millis(8000));
+        let gen = c.pending[0].gen;
+        assert!(c.lease_head(Millis(8000), Duration::from_secs(30), 7));
+        let ver = c.ver;
+        assert!(c.release(gen, 7, Millis(8001)));
+        assert_eq!(c.pending[0].hold, None);
+        assert_eq!((c.ver, c.updated_at), (ver + 1, Millis(8001)));
+        assert!(c.lease_head(Millis(8002), Duration::from_secs(30), 8));
+    }
+
+    #[test]
+    fn failures_are_counted_and_a_parked_batch_is_out_of_the_chain_and_the_sweep() {
+        let mut c = one_message();
+        c.close_if_due(Millis(8000));
+        let gen = c.pending[0].gen;
+        assert_eq!(c.head_failures(), 0);
+        assert_eq!(c.hand_off_due(), Some(Millis(8000)));
+        assert_eq!(c.index_due(), Some(Millis(8000)));
+        for (token, at) in [(1, 8000), (2, 20_000)] {
+            assert!(c.lease_head(Millis(at), Duration::from_secs(10), token));
+            assert!(c.hold_after_failure(gen, token, Millis(at), Duration::from_secs(2), "503"));
+        }
+        assert_eq!(c.head_failures(), 2);
+        assert_eq!(c.index_due(), Some(Millis(22_000)));
+        assert!(c.lease_head(Millis(22_000), Duration::from_secs(10), 3));
+        assert!(c.park(gen, 3, Millis(22_000), "410 gone"));
+        assert_eq!(c.head_failures(), 3);
+        assert_eq!(
+            c.hand_off_due(),
+            None,
+            "no trigger chain for a parked batch"
+        );
+        assert_eq!(c.due_at(), None);
+        assert_eq!(
+            c.index_due(),
+            Some(PARKED),
+            "filed after every real due time"
+        );
+    }
+
+    #[test]
+    fn only_an_idle_conversation_with_a_chain_ends_it() {
+        let mut busy = one_message();
+        let before = busy.clone();
+        assert!(busy.chain.is_some());
+        assert!(!busy.end_chain(Millis(1)), "work is left");
+        assert_eq!(busy, before);
+        let mut idle = Conversation::fresh(key(), Millis(0));
+        assert!(!idle.end_chain(Millis(1)), "no chain to end");
+        assert_eq!(idle.ver, 0);
+        idle.restart_chain(5, Millis(1), Millis(1));
+        assert!(idle.end_chain(Millis(2)));
+        assert_eq!((idle.chain, idle.ver), (None, 2));
+    }
+
+    #[test]
+    fn a_failure_reason_is_cut_on_a_character_boundary() {
+        let s = format!("a{}", "é".repeat(300));
+        let t = truncated(&s, MAX_ERROR_BYTES);
+        assert_eq!(t, format!("a{}", "é".repeat(99)));
+        assert_eq!(truncated("short", MAX_ERROR_BYTES), "short");
+    }
 }
