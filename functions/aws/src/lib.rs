@@ -35,8 +35,9 @@ pub type AwsIntake = Intake<DynamoDbStore, SqsTrigger, SystemClock>;
 /// The hand-off capability as the flush and sweep Lambdas and `lull redrive --aws` run it.
 pub type AwsHandoff = Handoff<DynamoDbStore, SqsTrigger, BatchSink, SystemClock>;
 
-/// Conversations the sweep flushes at once: one slow sink holds back only its own conversation.
-pub const SWEEP_CONCURRENCY: usize = 16;
+/// Conversations the sweep flushes at once: the core's bound, shared with the local shell and the
+/// simulator.
+pub use lull_core::protocol::SWEEP_CONCURRENCY;
 
 /// Formats an SDK error with its whole source chain (the SDK's `Display` alone says little).
 pub(crate) fn sdk_error<E: std::error::Error + ?Sized>(e: &E) -> String {

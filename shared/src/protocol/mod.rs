@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use append::{AppendError, AppendOutcome};
 pub use flush::{FlushError, MAX_RETRY_AFTER};
 pub use outcome::{Claim, Disposition, FlushEnd, FlushReport, HandedOff};
-pub use sweep::SweepReport;
+pub use sweep::{SweepReport, SWEEP_CONCURRENCY};
 
 use crate::key::ConversationKey;
 use crate::message::Message;

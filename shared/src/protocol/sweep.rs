@@ -7,6 +7,10 @@ use super::{Claim, FlushError, FlushReport, Handoff};
 use crate::key::ConversationKey;
 use crate::ports::{Clock, Sink, StoreError, Trigger, WindowStore};
 
+/// Conversations a sweep flushes at once, in every shell and the simulator: one slow sink holds
+/// back only its own conversation (and one slot of the pass), not the whole pass.
+pub const SWEEP_CONCURRENCY: usize = 16;
+
 /// What one sweep did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SweepReport {

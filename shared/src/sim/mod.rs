@@ -34,7 +34,7 @@ pub use workload::Shape;
 use crate::key::ConversationKey;
 use crate::message::Message;
 use crate::metrics as m;
-use crate::protocol::BufferConfig;
+use crate::protocol::{BufferConfig, SWEEP_CONCURRENCY};
 use crate::time::Millis;
 
 use check::{Bounds, Counted, Wedged};
@@ -167,7 +167,12 @@ struct Driver {
     work: Arc<Workload>,
     tasks: BTreeMap<TaskId, (TaskKind, TaskFuture)>,
     next_task: TaskId,
+    /// True from a sweep tick's query until the last flush of its pass ended: like the shells'
+    /// sweep, a pass does not overlap the next.
     sweep_running: bool,
+    /// Conversations the running pass found and has not started flushing yet.
+    sweep_queue: std::collections::VecDeque<ConversationKey>,
+    /// The pass's flushes in flight: at most [`SWEEP_CONCURRENCY`].
     sweeping: std::collections::BTreeSet<ConversationKey>,
     drain_at: Millis,
 }
@@ -200,6 +205,7 @@ pub fn run(cfg: &SimConfig) -> SimReport {
         tasks: BTreeMap::new(),
         next_task: 1,
         sweep_running: false,
+        sweep_queue: std::collections::VecDeque::new(),
         sweeping: std::collections::BTreeSet::new(),
         drain_at: last.plus(Duration::from_secs(10)),
     };
@@ -344,9 +350,21 @@ impl Driver {
         self.spawn(TaskKind::Sweep, None, fut);
     }
 
-    /// The sweep flushes every conversation it found past due, concurrently.
+    /// The sweep flushes every conversation it found past due, at most [`SWEEP_CONCURRENCY`] at a
+    /// time, as the shells' `Handoff::sweep` does: one slow sink holds back its own conversation
+    /// and a share of the pass, and a pass ends only when its last flush did.
     fn sweep_found(&mut self, keys: Vec<ConversationKey>) {
-        for key in keys {
+        self.sweep_queue.extend(keys);
+        self.sweep_more();
+    }
+
+    /// Starts the pass's next flushes while fewer than [`SWEEP_CONCURRENCY`] run; ends the pass
+    /// when none is left.
+    fn sweep_more(&mut self) {
+        while self.sweeping.len() < SWEEP_CONCURRENCY {
+            let Some(key) = self.sweep_queue.pop_front() else {
+                break;
+            };
             if !self.sweeping.insert(key.clone()) {
                 continue;
             }
@@ -355,6 +373,9 @@ impl Driver {
             let fut: TaskFuture =
                 Box::pin(async move { TaskOutput::Flush(sut.sweep_one(k).await) });
             self.spawn(TaskKind::SweepOne { key }, None, fut);
+        }
+        if self.sweeping.is_empty() && self.sweep_queue.is_empty() {
+            self.sweep_running = false;
         }
     }
 
@@ -447,6 +468,7 @@ impl Driver {
                 TaskKind::Sweep => self.sweep_running = false,
                 TaskKind::SweepOne { key } => {
                     self.sweeping.remove(&key);
+                    self.sweep_more();
                 }
             }
         }
@@ -539,10 +561,7 @@ impl Driver {
                     self.redeliver(sqs);
                 }
             }
-            (TaskKind::Sweep, TaskOutput::Sweep(keys)) => {
-                self.sweep_running = false;
-                self.sweep_found(keys);
-            }
+            (TaskKind::Sweep, TaskOutput::Sweep(keys)) => self.sweep_found(keys),
             (TaskKind::SweepOne { key }, out) => {
                 if let TaskOutput::Flush(f) = out {
                     if f.stale {
@@ -550,6 +569,7 @@ impl Driver {
                     }
                 }
                 self.sweeping.remove(&key);
+                self.sweep_more();
             }
             (_, _) => {}
         }
