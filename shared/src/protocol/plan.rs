@@ -349,6 +349,25 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_that_ends_exactly_at_the_deadline_is_taken() {
+        let c = one_message();
+        let t = Cursor {
+            deadline: Some(Millis(8000 + 75_000)),
+            ..cursor(Claim::Trigger { chain: 7 })
+        };
+        match plan(&c, Millis(8000), &t, 1) {
+            Step::HandOff(next) => assert_eq!(
+                next.pending[0].hold,
+                Some(Hold::Lease {
+                    until: Millis(83_000),
+                    token: 99
+                })
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn an_idle_conversation_ends_its_chain_and_a_lost_chain_is_restarted() {
         let mut c = one_message();
         c.close_if_due(Millis(8000));
