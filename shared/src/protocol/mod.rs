@@ -11,6 +11,8 @@ mod flush;
 mod outcome;
 mod plan;
 mod sweep;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 

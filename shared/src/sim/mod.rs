@@ -10,7 +10,7 @@
 //! prints the seed and the conversation's trace.
 
 mod check;
-mod counts;
+pub(crate) mod counts;
 mod exec;
 mod faults;
 mod index;
