@@ -76,7 +76,7 @@ fn key() -> ConversationKey {
 }
 
 /// Runs a future whose ports never wait (in-memory adapters, manual clock) to completion.
-fn block_on<F: Future>(f: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
     let mut f = std::pin::pin!(f);
     let mut cx = Context::from_waker(Waker::noop());
     loop {

@@ -781,6 +781,7 @@ mod tests {
         let mut at = 0;
         let full = loop {
             at += 1;
+            assert!(at < 10_000, "the record budget never refused an append");
             let msg = Message::text(format!("m{at:0>250}"), "u", "\"\u{1}".repeat(300));
             match c.clone().plan_append(msg, &p, Millis(at), &mut r) {
                 Ok(plan) => {
@@ -1319,5 +1320,36 @@ mod tests {
         let t = truncated(&s, MAX_ERROR_BYTES);
         assert_eq!(t, format!("a{}", "é".repeat(99)));
         assert_eq!(truncated("short", MAX_ERROR_BYTES), "short");
+    }
+
+    #[test]
+    fn the_size_bound_holds_up_to_the_limit_with_the_smallest_messages() {
+        // The cheapest messages in the largest windows: the most messages a record can hold, so
+        // the bound's per-message allowance (a separator each) matters most. Near the limit, where
+        // the append decision rests on it, the bound never falls below the encoding.
+        let mut r = counter();
+        let p = Policy {
+            max_messages: u32::MAX,
+            max_bytes: crate::policy::MAX_WINDOW_BYTES,
+            ..Policy::default()
+        };
+        let mut c = Conversation::fresh(key(), Millis(0));
+        let (mut near, mut batches) = (0, 0);
+        loop {
+            // Not cloned: a record of thousands of messages, appended to thousands of times.
+            c = match c.plan_append(Message::text("", "", ""), &p, Millis(1), &mut r) {
+                Ok(plan) => plan.next,
+                Err(AppendRefused::Backlogged { .. }) => break,
+                Err(e) => panic!("{e}"),
+            };
+            batches = c.pending.len();
+            if c.encoded_len_bound() + 10_000 >= MAX_CONVERSATION_BYTES {
+                near += 1;
+                assert!(c.encoded_len_bound() >= c.encoded_len());
+                assert!(c.encoded_len() <= MAX_CONVERSATION_BYTES);
+            }
+        }
+        assert!(near > 50, "the record came near the limit");
+        assert!(batches >= 2, "in windows of thousands of messages");
     }
 }

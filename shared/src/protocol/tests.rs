@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::*;
@@ -15,6 +15,7 @@ use crate::batch::Batch;
 use crate::key::Provider;
 use crate::memory::{ManualClock, MemorySink, MemoryStore, MemoryTrigger};
 use crate::ports::{Appended, DedupeRecord, SinkError, StoreError, Written};
+use crate::scenarios::block_on;
 use crate::sim::counts::Counts;
 use crate::time::Millis;
 use crate::window::Chain;
@@ -23,17 +24,6 @@ const T0: Millis = Millis(1_767_225_600_000);
 
 fn key(user: &str) -> ConversationKey {
     ConversationKey::new(Provider::Meta, "pn", user)
-}
-
-/// Runs a future whose ports never wait for anything outside it to completion.
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
-            return out;
-        }
-    }
 }
 
 /// A store that answers the next `n` conditional writes with a conflict (the record unchanged),
