@@ -781,12 +781,16 @@ mod tests {
         let mut at = 0;
         let full = loop {
             at += 1;
-            assert!(at < 10_000, "the record budget never refused an append");
+            assert!(at < 1_000, "the record budget never refused an append");
             let msg = Message::text(format!("m{at:0>250}"), "u", "\"\u{1}".repeat(300));
             match c.clone().plan_append(msg, &p, Millis(at), &mut r) {
                 Ok(plan) => {
                     c = plan.next;
                     assert!(c.encoded_len_bound() >= c.encoded_len(), "the bound holds");
+                    assert!(
+                        c.encoded_len() <= MAX_CONVERSATION_BYTES,
+                        "taken over the limit"
+                    );
                 }
                 Err(AppendRefused::Backlogged { bytes, max }) => break (bytes, max),
                 Err(e) => panic!("{e}"),
@@ -1335,7 +1339,8 @@ mod tests {
         };
         let mut c = Conversation::fresh(key(), Millis(0));
         let (mut near, mut batches) = (0, 0);
-        loop {
+        for n in 0.. {
+            assert!(n < 10_000, "the record budget never refused an append");
             // Not cloned: a record of thousands of messages, appended to thousands of times.
             c = match c.plan_append(Message::text("", "", ""), &p, Millis(1), &mut r) {
                 Ok(plan) => plan.next,
