@@ -1329,7 +1329,7 @@ mod tests {
     #[test]
     fn the_size_bound_holds_up_to_the_limit_with_the_smallest_messages() {
         // The cheapest messages in the largest windows: the most messages a record can hold, so
-        // the bound's per-message allowance (a separator each) matters most. Near the limit, where
+        // the bound's per-message allowance (a separator each) and its key allowance matter most. Near the limit, where
         // the append decision rests on it, the bound never falls below the encoding.
         let mut r = counter();
         let p = Policy {
@@ -1337,7 +1337,12 @@ mod tests {
             max_bytes: crate::policy::MAX_WINDOW_BYTES,
             ..Policy::default()
         };
-        let mut c = Conversation::fresh(key(), Millis(0));
+        // The longest key, of characters JSON escapes sixfold (nothing refuses them in a key).
+        let part = "\u{1}".repeat(crate::key::MAX_KEY_PART_BYTES);
+        let key =
+            ConversationKey::new(Provider::Evolution, part.clone(), part.clone()).in_group(part);
+        assert!(key.check_lengths("m").is_ok(), "a key ingestion accepts");
+        let mut c = Conversation::fresh(key, Millis(0));
         let (mut near, mut batches) = (0, 0);
         for n in 0.. {
             assert!(n < 10_000, "the record budget never refused an append");
