@@ -497,7 +497,7 @@ impl ServeArgs {
             sweep: SweepSettings {
                 interval: sweep_interval,
                 limit: 256,
-                concurrency: 16,
+                concurrency: lull_core::protocol::SWEEP_CONCURRENCY,
             },
             buffer,
             seed,
