@@ -15,6 +15,8 @@ use clap::Args;
 use lull_core::ports::Sink;
 use lull_core::{Batch, CloseReason, ConversationKey, Message, Millis, Provider};
 
+use lull_sink::RoutedSink;
+
 use crate::serve::ServeArgs;
 
 /// `lull check`.
@@ -94,13 +96,13 @@ async fn local(args: &CheckArgs, report: &mut Report) {
         Err(e) => return report.problem(e.to_string()),
     };
     report.note(format!(
-        "serve: listen {}, data dir {}, quiet {}, max wait {}, sink {}, {} tenant(s)",
+        "serve: listen {}, data dir {}, quiet {}, max wait {}, sink {}, {}",
         cfg.listen,
         cfg.data_dir.display(),
         humantime::format_duration(cfg.policy.quiet),
         humantime::format_duration(cfg.policy.max_wait),
         sink_kind(&cfg.sink),
-        cfg.tenants.len()
+        tenant_count(&cfg)
     ));
     if let Err(e) = data_dir_usable(&cfg.data_dir) {
         report.problem(e);
@@ -120,10 +122,30 @@ async fn local(args: &CheckArgs, report: &mut Report) {
         report.note("note: no sink secret: hand-offs are not signed".to_string());
     }
     if args.send_test_batch {
-        match crate::serve::sink(&cfg) {
-            Ok(sink) => send_test_batch(&sink, cfg.sink_timeout, report).await,
+        // The test conversation belongs to no tenant: it goes to the default sink.
+        match crate::serve::default_sink(&cfg) {
+            Ok(sink) => send_test_batch(&RoutedSink::new(sink), cfg.sink_timeout, report).await,
             Err(e) => report.problem(format!("sink: {e}")),
         }
+    }
+}
+
+/// How many tenants `serve` would start with, read without writing: the data directory's live
+/// tenants when it holds any, else the `[[tenants]]` that would seed it, else the one tenant of
+/// flags and environment.
+fn tenant_count(cfg: &crate::serve::config::Config) -> String {
+    let stored = if lull_local::store::db_path(&cfg.data_dir).exists() {
+        lull_local::tenants::SqliteTenants::open(&cfg.data_dir)
+            .and_then(|t| t.load_now())
+            .map(|records| records.iter().filter(|r| r.removed_at.is_none()).count())
+    } else {
+        Ok(0)
+    };
+    match stored {
+        Ok(0) if !cfg.seed.is_empty() => format!("{} tenant(s) from lull.toml", cfg.seed.len()),
+        Ok(0) => "1 tenant (flags and environment)".to_string(),
+        Ok(n) => format!("{n} tenant(s) in the data directory"),
+        Err(e) => format!("tenants unreadable: {e}"),
     }
 }
 

@@ -19,7 +19,7 @@ pub mod standard_webhooks;
 
 pub use file::{JsonlSink, StdoutSink};
 pub use http::{HttpSink, HttpTarget, DIAGNOSTIC_BYTES};
-pub use routed::RoutedSink;
+pub use routed::{RouteFuture, RoutedSink, SinkRoute, SinkRoutes};
 pub use signature::{sign, verify, SignatureError};
 
 use lull_core::ports::{Sink, SinkError};
