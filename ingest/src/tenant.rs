@@ -136,9 +136,10 @@ pub struct Tenant {
     pub generic: GenericSettings,
 }
 
-/// A setting read from the environment could not be used.
+/// A gateway setting of the single tenant ([`Tenant::from_env`]: environment variables, or
+/// `lull serve`'s flags and top-level `lull.toml` keys) could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum TenantEnvError {
     #[error("{0} is set but holds no value")]
     Empty(&'static str),
 }
@@ -171,14 +172,14 @@ impl Tenant {
     /// The single tenant of a one-tenant setup, from variables read through `lookup` (pass
     /// `|k| std::env::var(k).ok()`). Secrets are comma-separated lists; account lists stay empty
     /// (every account belongs to this tenant).
-    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Tenant, ConfigError> {
-        let secrets = |name: &'static str| -> Result<Secrets, ConfigError> {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Tenant, TenantEnvError> {
+        let secrets = |name: &'static str| -> Result<Secrets, TenantEnvError> {
             match lookup(name) {
                 None => Ok(Secrets::default()),
                 Some(v) => {
                     let s = Secrets::from_list(&v);
                     if s.is_empty() {
-                        Err(ConfigError::Empty(name))
+                        Err(TenantEnvError::Empty(name))
                     } else {
                         Ok(s)
                     }
@@ -188,7 +189,7 @@ impl Tenant {
         let public_url = match lookup(env::TWILIO_PUBLIC_URL) {
             None => None,
             Some(v) if v.trim().is_empty() => {
-                return Err(ConfigError::Empty(env::TWILIO_PUBLIC_URL))
+                return Err(TenantEnvError::Empty(env::TWILIO_PUBLIC_URL))
             }
             Some(v) => Some(v.trim().to_string()),
         };

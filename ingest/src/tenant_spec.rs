@@ -473,6 +473,56 @@ impl TenantRecord {
     }
 }
 
+/// What an apply did, per tenant id.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+impl Applied {
+    /// The ids whose records changed (created or updated): what a store must write.
+    pub fn changed(&self) -> impl Iterator<Item = &String> {
+        self.created.iter().chain(&self.updated)
+    }
+}
+
+/// Applies `specs` to the stored `records` (removed ones included), all or nothing: a spec equal
+/// to its live record is unchanged, another replaces it (reviving a removed tenant), a new id is
+/// created; then the whole resulting set is checked ([`check_set`]). On an error `records` may
+/// be half changed and must not be written. Every tenant store (SQLite, DynamoDB) applies
+/// through this one function, so they cannot disagree on what an apply means.
+pub fn apply_specs(
+    records: &mut Vec<TenantRecord>,
+    specs: Vec<TenantSpec>,
+    defaults: &Policy,
+    now: Millis,
+) -> Result<Applied, String> {
+    let mut applied = Applied::default();
+    let mut seen = HashSet::new();
+    for spec in specs {
+        if !seen.insert(spec.id.clone()) {
+            return Err(format!("tenant id {:?} appears twice in the file", spec.id));
+        }
+        match records.iter_mut().find(|r| r.spec.id == spec.id) {
+            Some(old) if old.spec == spec && old.removed_at.is_none() => {
+                applied.unchanged.push(spec.id);
+            }
+            Some(old) => {
+                applied.updated.push(spec.id.clone());
+                *old = TenantRecord::applied(Some(old), spec, now);
+            }
+            None => {
+                applied.created.push(spec.id.clone());
+                records.push(TenantRecord::applied(None, spec, now));
+            }
+        }
+    }
+    check_set(records, defaults)?;
+    Ok(applied)
+}
+
 /// Checks a whole set of tenants as it would be after an apply: each spec valid, ids unique,
 /// every account owned by one live tenant and not still held by a removed one (whose pending
 /// batches would otherwise go to the new owner's sink).

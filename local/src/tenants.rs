@@ -7,7 +7,7 @@
 //! and this table never touch the same rows); the server reads it through a
 //! [`CachedDirectory`](lull_ingest::CachedDirectory), so a change reaches it within the
 //! directory's TTL. Every write is one `IMMEDIATE` transaction that reads the whole table,
-//! checks the resulting set ([`check_set`]) and writes: all or nothing, and two concurrent
+//! checks the resulting set ([`apply_specs`]) and writes: all or nothing, and two concurrent
 //! applies cannot both pass the check against a stale view.
 
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use lull_core::{Millis, Policy};
 use lull_ingest::tenant::{DirectoryError, LookupFuture};
-use lull_ingest::tenant_spec::check_set;
+use lull_ingest::tenant_spec::{apply_specs, Applied};
 use lull_ingest::{TenantRecord, TenantSource, TenantSpec};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -52,14 +52,6 @@ pub enum TenantStoreError {
     Refused(String),
     #[error("no tenant {0:?}")]
     NotFound(String),
-}
-
-/// What an apply did, per tenant id.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Applied {
-    pub created: Vec<String>,
-    pub updated: Vec<String>,
-    pub unchanged: Vec<String>,
 }
 
 /// The `tenants` table of a data directory.
@@ -119,32 +111,10 @@ impl SqliteTenants {
         now: Millis,
     ) -> Result<Applied, TenantStoreError> {
         self.write(|tx, mut records| {
-            let mut applied = Applied::default();
-            let mut seen = std::collections::HashSet::new();
-            for spec in specs {
-                if !seen.insert(spec.id.clone()) {
-                    return Err(TenantStoreError::Refused(format!(
-                        "tenant id {:?} appears twice in the file",
-                        spec.id
-                    )));
-                }
-                match records.iter_mut().find(|r| r.spec.id == spec.id) {
-                    Some(old) if old.spec == spec && old.removed_at.is_none() => {
-                        applied.unchanged.push(spec.id);
-                    }
-                    Some(old) => {
-                        applied.updated.push(spec.id.clone());
-                        *old = TenantRecord::applied(Some(old), spec, now);
-                    }
-                    None => {
-                        applied.created.push(spec.id.clone());
-                        records.push(TenantRecord::applied(None, spec, now));
-                    }
-                }
-            }
-            check_set(&records, defaults).map_err(TenantStoreError::Refused)?;
+            let applied = apply_specs(&mut records, specs, defaults, now)
+                .map_err(TenantStoreError::Refused)?;
             for r in &records {
-                if applied.created.contains(&r.spec.id) || applied.updated.contains(&r.spec.id) {
+                if applied.changed().any(|id| *id == r.spec.id) {
                     put(tx, r)?;
                 }
             }

@@ -26,7 +26,7 @@ pub mod wiring;
 
 pub use accounting::{Accounting, OpUsage, Usage};
 pub use clients::AwsClients;
-pub use config::{ConfigError, Role, Settings};
+pub use config::{LambdaConfigError, Role, Settings};
 pub use sink::{BatchSink, SqsSink};
 pub use store::DynamoDbStore;
 pub use trigger::SqsTrigger;

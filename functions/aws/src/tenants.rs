@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use lull_core::{Millis, Policy};
 use lull_ingest::tenant::{DirectoryError, LookupFuture};
-use lull_ingest::tenant_spec::check_set;
+use lull_ingest::tenant_spec::{apply_specs, Applied};
 use lull_ingest::{TenantRecord, TenantSource, TenantSpec};
 use serde::{Deserialize, Serialize};
 
@@ -60,14 +60,6 @@ pub enum TenantStoreError {
     NotFound(String),
     #[error("another change to the tenants was made at the same time; run the command again")]
     Conflict,
-}
-
-/// What an apply did, per tenant id.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Applied {
-    pub created: Vec<String>,
-    pub updated: Vec<String>,
-    pub unchanged: Vec<String>,
 }
 
 /// Tenants in DynamoDB and Secrets Manager.
@@ -291,33 +283,9 @@ impl DynamoTenants {
             }
             records.push(r);
         }
-        let mut applied = Applied::default();
-        let mut seen = std::collections::HashSet::new();
-        let mut changed = Vec::new();
-        for spec in specs {
-            if !seen.insert(spec.id.clone()) {
-                return Err(TenantStoreError::Refused(format!(
-                    "tenant id {:?} appears twice in the file",
-                    spec.id
-                )));
-            }
-            match records.iter_mut().find(|r| r.spec.id == spec.id) {
-                Some(old) if old.spec == spec && old.removed_at.is_none() => {
-                    applied.unchanged.push(spec.id);
-                }
-                Some(old) => {
-                    applied.updated.push(spec.id.clone());
-                    changed.push(spec.id.clone());
-                    *old = TenantRecord::applied(Some(old), spec, now);
-                }
-                None => {
-                    applied.created.push(spec.id.clone());
-                    changed.push(spec.id.clone());
-                    records.push(TenantRecord::applied(None, spec, now));
-                }
-            }
-        }
-        check_set(&records, defaults).map_err(TenantStoreError::Refused)?;
+        let applied =
+            apply_specs(&mut records, specs, defaults, now).map_err(TenantStoreError::Refused)?;
+        let changed: Vec<String> = applied.changed().cloned().collect();
         for id in &changed {
             let Some(r) = records.iter().find(|r| &r.spec.id == id) else {
                 continue;

@@ -7,7 +7,7 @@ use lull_ingest::{CachedDirectory, Tenant};
 
 use crate::accounting::Accounting;
 use crate::clients::AwsClients;
-use crate::config::{ConfigError, Settings, SinkSpec};
+use crate::config::{LambdaConfigError, Settings, SinkSpec};
 use crate::sink::{BatchSink, SqsSink};
 use crate::store::{DynamoDbStore, StoreSettings};
 use crate::tenants::DynamoTenants;
@@ -31,9 +31,9 @@ impl Settings {
         &self,
         clients: &AwsClients,
         acct: &Accounting,
-    ) -> Result<crate::AwsHandoff, ConfigError> {
+    ) -> Result<crate::AwsHandoff, LambdaConfigError> {
         let (store, trigger, sink) = self.build(clients, acct)?;
-        let sink = sink.ok_or(ConfigError::Missing { var: "LULL_SINK" })?;
+        let sink = sink.ok_or(LambdaConfigError::Missing { var: "LULL_SINK" })?;
         let sink = lull_sink::RoutedSink::new(sink)
             .with_routes(self.tenants(clients, acct, None), self.sink_timeout);
         Ok(lull_core::protocol::Handoff::new(
@@ -50,7 +50,7 @@ impl Settings {
         &self,
         clients: &AwsClients,
         acct: &Accounting,
-    ) -> Result<crate::AwsIntake, ConfigError> {
+    ) -> Result<crate::AwsIntake, LambdaConfigError> {
         let (store, trigger, _) = self.build(clients, acct)?;
         Ok(lull_core::protocol::Intake::new(
             store,
@@ -65,7 +65,7 @@ impl Settings {
         &self,
         clients: &AwsClients,
         acct: &Accounting,
-    ) -> Result<(DynamoDbStore, SqsTrigger, Option<BatchSink>), ConfigError> {
+    ) -> Result<(DynamoDbStore, SqsTrigger, Option<BatchSink>), LambdaConfigError> {
         let store = DynamoDbStore::new(
             clients.dynamodb.clone(),
             self.store_settings(),
@@ -80,10 +80,12 @@ impl Settings {
                 acct.clone(),
             ))),
             Some(SinkSpec::Any(spec)) => {
-                let invalid = |reason: String| ConfigError::Invalid {
-                    var: "LULL_SINK",
-                    value: spec.clone(),
-                    reason,
+                let invalid = |reason: String| {
+                    LambdaConfigError::Invalid(lull_core::settings::SettingError {
+                        setting: "LULL_SINK".into(),
+                        value: spec.clone(),
+                        reason,
+                    })
                 };
                 let any =
                     lull_sink::AnySink::parse(spec, self.sink_secrets.clone(), self.sink_timeout)
