@@ -5,9 +5,9 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use lull_tests::{meta_text, test_python, wait_for, Server};
+use lull_testkit::{wait_for, PATIENCE};
+use lull_tests::{meta_text, test_python, Flags, Server};
 use serde_json::json;
 
 const VALIDATE: &str = r#"
@@ -32,11 +32,8 @@ async fn real_batches_match_the_published_schema() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("batches.jsonl");
     let sink = format!("jsonl:{}", out.display());
-    let server = Server::start(
-        &tmp.path().join("data"),
-        &["--quiet", "300ms", "--sink", &sink],
-    )
-    .await;
+    let flags = Flags::new().set("--quiet", "300ms").set("--sink", sink);
+    let server = Server::start(&tmp.path().join("data"), &flags).await;
 
     assert_eq!(
         server
@@ -78,7 +75,7 @@ async fn real_batches_match_the_published_schema() {
         .status();
     assert_eq!(status, 200, "{}", server.logs());
     // Three conversations: the Meta user, generic u1, and the generic group.
-    wait_for("three batches", Duration::from_secs(30), || {
+    wait_for("three batches", PATIENCE, async || {
         std::fs::read_to_string(&out).is_ok_and(|s| s.lines().count() >= 3)
     })
     .await;

@@ -6,11 +6,9 @@
 
 use std::process::{Command, Output};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use lull_tests::{lull_bin, wait_for, Capture, Consumer};
-
-const WAIT: Duration = Duration::from_secs(30);
+use lull_testkit::{wait_for, PATIENCE};
+use lull_tests::{lull_bin, Capture, Consumer};
 
 fn check<S: AsRef<str>>(args: &[S]) -> Output {
     Command::new(lull_bin())
@@ -178,11 +176,15 @@ async fn the_consumer_examples_verify_the_test_batch_and_say_so() {
         assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
         // The consumer verified it with its `standardwebhooks` package and worked on it.
         let id = reported_batch_id(&stdout);
-        wait_for("the consumer to work on the test batch", WAIT, || {
-            consumer
-                .line("processed ")
-                .is_some_and(|l| l.starts_with(&id))
-        })
+        wait_for(
+            "the consumer to work on the test batch",
+            PATIENCE,
+            async || {
+                consumer
+                    .line("processed ")
+                    .is_some_and(|l| l.starts_with(&id))
+            },
+        )
         .await;
     }
     assert!(!data.exists(), "check creates no data dir");
@@ -219,7 +221,7 @@ async fn a_sink_that_cannot_verify_fails_the_check_naming_the_secret() {
         "{stderr}"
     );
     assert!(stderr.trim_end().ends_with("1 problem(s)"), "{stderr}");
-    wait_for("the consumer's refusal", WAIT, || {
+    wait_for("the consumer's refusal", PATIENCE, async || {
         consumer.line("refused ").is_some()
     })
     .await;

@@ -8,20 +8,19 @@
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use lull_tests::{meta_text, repo, wait_for, Consumer, Server};
+use lull_testkit::{wait_for, PATIENCE};
+use lull_tests::{meta_text, repo, Consumer, Flags, Server};
 
 const PN: &str = "106540352242922";
 /// The consumer knows only the new secret; lull signs with both while the rotation is staged.
 const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NEW: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-const WAIT: Duration = Duration::from_secs(30);
 
 /// One request lull sent, as the proxy saw it, and the consumer's answer.
 #[derive(Clone)]
@@ -90,24 +89,17 @@ async fn round_trip(consumer: &Consumer, what: &str) -> Seen {
     let (url, p) = proxy(&consumer.url).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let secrets = format!("{OLD},{NEW}");
-    let server = Server::start(
-        &tmp.path().join("data"),
-        &[
-            "--quiet",
-            "300ms",
-            "--sink",
-            &url,
-            "--sink-secret",
-            &secrets,
-        ],
-    )
-    .await;
+    let flags = Flags::new()
+        .set("--quiet", "300ms")
+        .set("--sink", url)
+        .set("--sink-secret", secrets);
+    let server = Server::start(&tmp.path().join("data"), &flags).await;
     let id = format!("wamid.{what}-1");
     let status = server
         .post_meta(&meta_text(PN, "16505551234", &id, "2 pizzas, one vegan"))
         .await;
     assert_eq!(status, 200);
-    wait_for(&format!("{what}: a batch worked on"), WAIT, || {
+    wait_for(format!("{what}: a batch worked on"), PATIENCE, async || {
         consumer.line("processed ").is_some()
     })
     .await;
@@ -129,15 +121,17 @@ async fn round_trip(consumer: &Consumer, what: &str) -> Seen {
     // The same request again (a retried hand-off): acknowledged, not worked on twice.
     let again = send(&client, &consumer.url, &seen.headers, seen.body.clone()).await;
     assert_eq!(again, 200, "{what}: a repeat is acknowledged");
-    wait_for(&format!("{what}: the repeat deduped"), WAIT, || {
-        consumer.line("duplicate ").as_deref() == Some(batch_id.as_str())
-    })
+    wait_for(
+        format!("{what}: the repeat deduped"),
+        PATIENCE,
+        async || consumer.line("duplicate ").as_deref() == Some(batch_id.as_str()),
+    )
     .await;
     // A tampered body under the same signature: refused.
     let tampered = String::from_utf8_lossy(&seen.body).replace("one vegan", "all vegan");
     let status = send(&client, &consumer.url, &seen.headers, tampered.into()).await;
     assert_eq!(status, 401, "{what}: a tampered batch is refused");
-    wait_for(&format!("{what}: the refusal"), WAIT, || {
+    wait_for(format!("{what}: the refusal"), PATIENCE, async || {
         consumer.line("refused ").is_some()
     })
     .await;

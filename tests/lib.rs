@@ -1,18 +1,20 @@
 //! Helpers for lull's workspace-level integration tests: the real `lull` binary on a free
 //! loopback port with a temporary data directory, a capture sink on loopback, provider-shaped
-//! payloads, and polling with deadlines (never fixed sleeps).
+//! payloads, and `lull serve` flags by name. Waiting is `lull_testkit`'s (a condition with a
+//! deadline, never a fixed sleep).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
+use lull_testkit::{holds_within, PATIENCE};
 use serde_json::Value;
 
 /// The `lull` binary of this build profile, built on first use (a no-op when up to date), so
@@ -51,15 +53,6 @@ pub fn lull_bin() -> PathBuf {
     .clone()
 }
 
-/// Polls `cond` every 10 ms until it holds or `within` passes; panics with `what` on timeout.
-pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// A free loopback port (bound, read, released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -82,6 +75,43 @@ pub fn meta_text(phone_number_id: &str, from: &str, id: &str, text: &str) -> Val
     v
 }
 
+/// `lull serve` flags by name: a test states each setting it relies on, and overrides one by
+/// naming its flag, never by its position in a list.
+#[derive(Clone, Debug, Default)]
+pub struct Flags(Vec<(String, Option<String>)>);
+
+impl Flags {
+    pub fn new() -> Flags {
+        Flags::default()
+    }
+
+    /// Sets `flag` to `value`, replacing the value it had.
+    pub fn set(mut self, flag: &str, value: impl Into<String>) -> Flags {
+        let value = Some(value.into());
+        match self.0.iter_mut().find(|(f, _)| f == flag) {
+            Some(entry) => entry.1 = value,
+            None => self.0.push((flag.to_string(), value)),
+        }
+        self
+    }
+
+    /// Adds the switch `flag` (a flag without a value), once.
+    pub fn switch(mut self, flag: &str) -> Flags {
+        if !self.0.iter().any(|(f, _)| f == flag) {
+            self.0.push((flag.to_string(), None));
+        }
+        self
+    }
+
+    /// The command-line arguments, in the order the flags were first set.
+    pub fn args(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .flat_map(|(f, v)| std::iter::once(f.clone()).chain(v.clone()))
+            .collect()
+    }
+}
+
 /// A running `lull serve`.
 pub struct Server {
     pub child: Child,
@@ -95,14 +125,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `lull serve` with `args` on free ports (webhooks and ops), in unsigned mode (the
+    /// Starts `lull serve` with `flags` on free ports (webhooks and ops), in unsigned mode (the
     /// tests post unsigned webhooks on loopback), and waits until `/healthz` answers.
-    pub async fn start(data_dir: &Path, args: &[&str]) -> Server {
-        Server::start_with(data_dir, &[&["--allow-unsigned"], args].concat()).await
+    pub async fn start(data_dir: &Path, flags: &Flags) -> Server {
+        Server::start_with(data_dir, &flags.clone().switch("--allow-unsigned")).await
     }
 
     /// [`Server::start`] without `--allow-unsigned`.
-    pub async fn start_with(data_dir: &Path, args: &[&str]) -> Server {
+    pub async fn start_with(data_dir: &Path, flags: &Flags) -> Server {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let ops_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
@@ -116,7 +146,7 @@ impl Server {
             .arg(ops_addr.to_string())
             .arg("--data-dir")
             .arg(data_dir)
-            .args(args)
+            .args(flags.args())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -131,20 +161,14 @@ impl Server {
             log,
             client: reqwest::Client::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = server.get("/healthz").await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "lull did not become healthy:\n{}",
-                server.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let healthy = holds_within(PATIENCE, async || {
+            server
+                .get("/healthz")
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        assert!(healthy, "lull did not become healthy:\n{}", server.logs());
         server
     }
 
@@ -194,17 +218,16 @@ impl Server {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                self.kill9();
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut status = None;
+        let exited = holds_within(PATIENCE, async || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        })
+        .await;
+        if !exited {
+            self.kill9();
         }
+        status.is_some_and(|s| s.success())
     }
 
     /// `lull inspect --json` of this server's data directory.
@@ -239,8 +262,9 @@ pub struct CaptureState {
     pub failing: AtomicBool,
     /// Answer 503 to batches of this user only.
     pub failing_user: Mutex<Option<String>>,
-    /// While set, requests wait until it is cleared (a hand-off in flight).
-    pub hold: AtomicBool,
+    /// While true, requests wait until it turns false (a hand-off in flight): see
+    /// [`Capture::hold`] and [`Capture::release`].
+    hold: tokio::sync::watch::Sender<bool>,
     pub in_flight: AtomicUsize,
 }
 
@@ -269,6 +293,16 @@ impl Capture {
         Capture { url, state }
     }
 
+    /// From now on, requests are held open unanswered until [`Capture::release`].
+    pub fn hold(&self) {
+        self.state.hold.send_replace(true);
+    }
+
+    /// Answers the held requests, and every later one at once.
+    pub fn release(&self) {
+        self.state.hold.send_replace(false);
+    }
+
     pub fn acked(&self) -> Vec<Value> {
         self.state.acked.lock().expect("lock").clone()
     }
@@ -293,9 +327,8 @@ async fn receive(State(st): State<Arc<CaptureState>>, body: axum::body::Bytes) -
     };
     st.requests.lock().expect("lock").push(batch.clone());
     st.in_flight.fetch_add(1, Ordering::SeqCst);
-    while st.hold.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // An error means the sender is gone (the test is ending): nothing left to wait for.
+    let _ = st.hold.subscribe().wait_for(|held| !held).await;
     st.in_flight.fetch_sub(1, Ordering::SeqCst);
     let user = batch["conversation"]["user"].as_str().unwrap_or("");
     let user_fails = st.failing_user.lock().expect("lock").as_deref() == Some(user);
@@ -384,10 +417,10 @@ impl Consumer {
             lines,
             url: String::new(),
         };
-        wait_for(
-            &format!("the {what} consumer to listen"),
-            Duration::from_secs(30),
-            || consumer.line("listening ").is_some(),
+        lull_testkit::wait_for(
+            format!("the {what} consumer to listen"),
+            PATIENCE,
+            async || consumer.line("listening ").is_some(),
         )
         .await;
         let port = consumer.line("listening ").expect("listening line");

@@ -14,7 +14,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
-use lull_tests::{ids, lull_bin, meta_text, wait_for, Capture, Server};
+use lull_testkit::{holds_within, wait_for};
+use lull_tests::{ids, lull_bin, meta_text, Capture, Flags, Server};
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -56,14 +57,11 @@ async fn until(
     want: impl Fn(u16) -> bool,
 ) -> Duration {
     let start = Instant::now();
-    while !want(post_signed(server, body, secret).await) {
-        assert!(
-            start.elapsed() < BOUND,
-            "timed out: {what}\n{}",
-            server.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let reached = holds_within(BOUND, async || {
+        want(post_signed(server, body, secret).await)
+    })
+    .await;
+    assert!(reached, "timed out: {what}\n{}", server.logs());
     start.elapsed()
 }
 
@@ -130,25 +128,14 @@ async fn tenants_are_added_changed_rotated_and_removed_while_the_server_runs() {
     )
     .expect("write lull.toml");
     let data = tmp.path().join("data");
-    let config_arg = config.to_string_lossy().to_string();
-    let server = Server::start(
-        &data,
-        &[
-            "--config",
-            &config_arg,
-            "--tenant-refresh",
-            REFRESH,
-            "--sweep-interval",
-            "200ms",
-            "--retry-min",
-            "50ms",
-            "--retry-max",
-            "300ms",
-            "--sink",
-            &sink_default.url,
-        ],
-    )
-    .await;
+    let flags = Flags::new()
+        .set("--config", config.to_string_lossy())
+        .set("--tenant-refresh", REFRESH)
+        .set("--sweep-interval", "200ms")
+        .set("--retry-min", "50ms")
+        .set("--retry-max", "300ms")
+        .set("--sink", &sink_default.url);
+    let server = Server::start(&data, &flags).await;
 
     // A, seeded from lull.toml, works; B's account is unknown.
     let a1 = meta_text(PN_A, "5511900000001", "a1", "hello");
@@ -181,7 +168,7 @@ async fn tenants_are_added_changed_rotated_and_removed_while_the_server_runs() {
         "A's secret on B's account: {status}"
     );
 
-    wait_for("A's and B's batches", BOUND, || {
+    wait_for("A's and B's batches", BOUND, async || {
         !sink_a.acked().is_empty() && !sink_b.acked().is_empty()
     })
     .await;
@@ -236,14 +223,13 @@ async fn tenants_are_added_changed_rotated_and_removed_while_the_server_runs() {
     )
     .expect("write");
     tenants(&data, &["apply", &file.to_string_lossy()]);
-    let deadline = Instant::now() + BOUND;
     let mut probe = 0;
-    loop {
+    wait_for("B's policy change applied", BOUND, async || {
         probe += 1;
         let id = format!("p{probe}");
         let m = meta_text(PN_B, "5511900000004", &id, "probe");
         assert_eq!(post_signed(&server, &m, "bravo-v2").await, 200);
-        wait_for("the probe's batch", BOUND, || {
+        wait_for("the probe's batch", BOUND, async || {
             sink_b.acked().iter().any(|b| ids(b) == [id.clone()])
         })
         .await;
@@ -252,17 +238,15 @@ async fn tenants_are_added_changed_rotated_and_removed_while_the_server_runs() {
             .iter()
             .find(|b| ids(b) == [id.clone()])
             .expect("probe batch");
-        if batch["reason"] == "passthrough" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "B's policy change never applied");
-    }
+        batch["reason"] == "passthrough"
+    })
+    .await;
 
     // Remove B while a batch of B is pending behind its failing sink.
     sink_b.state.failing.store(true, Ordering::SeqCst);
     let pending = meta_text(PN_B, "5511900000005", "pending-b", "last words");
     assert_eq!(post_signed(&server, &pending, "bravo-v2").await, 200);
-    wait_for("B's hand-off attempted", BOUND, || {
+    wait_for("B's hand-off attempted", BOUND, async || {
         sink_b.requests().iter().any(|b| ids(b) == ["pending-b"])
     })
     .await;
@@ -281,7 +265,7 @@ async fn tenants_are_added_changed_rotated_and_removed_while_the_server_runs() {
         .expect("purge");
     assert!(!out.status.success(), "purged with a batch pending");
     sink_b.state.failing.store(false, Ordering::SeqCst);
-    wait_for("B's pending batch at B's sink", BOUND, || {
+    wait_for("B's pending batch at B's sink", BOUND, async || {
         sink_b.acked().iter().any(|b| ids(b) == ["pending-b"])
     })
     .await;
@@ -295,7 +279,10 @@ async fn tenants_are_added_changed_rotated_and_removed_while_the_server_runs() {
     // A was untouched throughout.
     let a2 = meta_text(PN_A, "5511900000001", "a2", "still here");
     assert_eq!(post_signed(&server, &a2, "alpha-secret").await, 200);
-    wait_for("A's second batch", BOUND, || sink_a.acked().len() >= 2).await;
+    wait_for("A's second batch", BOUND, async || {
+        sink_a.acked().len() >= 2
+    })
+    .await;
     assert!(sink_a
         .acked()
         .iter()

@@ -139,17 +139,17 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
     }
     let appended_at = Instant::now();
     // Drain: every message handed off, bounded.
-    let deadline = appended_at + Duration::from_secs(a.drain_secs);
-    while h.sink.message_count() < total {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "only {} of {total} messages handed off within {} s of the last append",
-                h.sink.message_count(),
-                a.drain_secs
-            )
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let drained = lull_testkit::holds_within(Duration::from_secs(a.drain_secs), async || {
+        h.sink.message_count() >= total
+    })
+    .await;
+    if !drained {
+        return Err(format!(
+            "only {} of {total} messages handed off within {} s of the last append",
+            h.sink.message_count(),
+            a.drain_secs
+        )
+        .into());
     }
     let drain_secs = appended_at.elapsed().as_secs_f64();
     poller.stop().await;

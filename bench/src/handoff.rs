@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use serde_json::Value;
@@ -162,22 +162,18 @@ pub async fn run(a: &HandoffArgs) -> Res<()> {
     while let Some(r) = tasks.join_next().await {
         r?;
     }
-    let sent_all = Instant::now();
     let want = accepted.load(Ordering::Relaxed);
-    // Drain: every accepted message captured, or quiet + 30 s after the last send.
-    let deadline = sent_all + Duration::from_millis(a.quiet_ms) + Duration::from_secs(30);
-    loop {
-        let got: u64 = {
-            let v = captured.lock().map_err(|_| "capture lock poisoned")?;
-            v.len() as u64
-        };
-        // Cheap check first (batches <= messages); the exact count is done below.
-        if got >= a.conversations || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // A little longer, so a late duplicate delivery would be seen.
+    // Drain: every accepted message captured, or quiet + 30 s after the last send. Cheap check
+    // first (batches <= messages); the exact count is done below.
+    let drain = Duration::from_millis(a.quiet_ms) + Duration::from_secs(30);
+    lull_testkit::holds_within(drain, async || {
+        captured
+            .lock()
+            .map_or(true, |v| v.len() as u64 >= a.conversations)
+    })
+    .await;
+    // A little longer, so a late duplicate delivery would be seen (a duplicate is what must not
+    // happen: there is no condition to wait for, only a window to watch).
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(server);
 

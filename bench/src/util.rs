@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -62,15 +62,14 @@ pub fn rfc3339_ms(s: &str) -> Option<f64> {
 
 /// Waits until `addr` accepts TCP connections, or fails after `within`.
 pub async fn wait_listening(addr: SocketAddr, within: Duration) -> Res<()> {
-    let deadline = Instant::now() + within;
-    loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{addr} did not start listening within {within:?}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let listening = lull_testkit::holds_within(within, async || {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    if listening {
+        Ok(())
+    } else {
+        Err(format!("{addr} did not start listening within {within:?}").into())
     }
 }
 

@@ -229,18 +229,3 @@ async fn the_tenant_policy_goes_with_each_append() {
     );
     assert_eq!(conv.pending.len(), 1);
 }
-
-#[test]
-fn a_buffer_on_the_system_clock_is_an_appender() {
-    use lull_core::memory::{MemorySink, MemoryStore, MemoryTrigger};
-    use lull_core::ports::SystemClock;
-    use lull_core::{Buffer, BufferConfig};
-    let buffer = Buffer::new(
-        MemoryStore::new(),
-        MemoryTrigger::new(),
-        MemorySink::new(),
-        SystemClock,
-        BufferConfig::default(),
-    );
-    let _appender: std::sync::Arc<dyn lull_ingest::Appender> = std::sync::Arc::new(buffer);
-}

@@ -354,7 +354,7 @@ async fn an_answer_slower_than_the_timeout_is_retryable() {
     let (reason, _) = retryable(deliver(&url, Duration::from_secs(1)).await);
     assert!(reason.contains("timed out"), "{reason}");
     assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
-    lull_wait(|| seen.client_went_away.load(Ordering::SeqCst) == 1).await;
+    went_away(&seen).await;
 }
 
 #[tokio::test]
@@ -366,7 +366,7 @@ async fn an_endless_body_neither_hangs_nor_is_read() {
     })
     .await;
     deliver(&url, Duration::from_secs(600)).await.unwrap();
-    lull_wait(|| seen.client_went_away.load(Ordering::SeqCst) == 1).await;
+    went_away(&seen).await;
 
     // A 500 is retryable; at most a small prefix of its body is read, then the connection is
     // dropped (the server sees the client go away long before the 600 s timeout).
@@ -380,20 +380,16 @@ async fn an_endless_body_neither_hangs_nor_is_read() {
         reason.contains("500") && !reason.contains("timed out"),
         "{reason}"
     );
-    lull_wait(|| seen.client_went_away.load(Ordering::SeqCst) == 1).await;
+    went_away(&seen).await;
 }
 
-/// Waits for `cond` with a generous deadline (the server notices a closed connection on its next
-/// write or read).
-async fn lull_wait(cond: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + HANG;
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not reached"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// Waits until the server has seen the client go away (it notices a closed connection on its
+/// next write or read).
+async fn went_away(seen: &Seen) {
+    lull_testkit::wait_for("the client to go away", HANG, async || {
+        seen.client_went_away.load(Ordering::SeqCst) == 1
+    })
+    .await;
 }
 
 /// `lull check`'s delivery: the same request and meaning as a hand-off, plus the status and the
@@ -466,7 +462,7 @@ async fn a_receipt_never_follows_a_redirect_and_reads_a_bounded_body() {
     let r = receipt(&url, Duration::from_secs(600)).await;
     assert_eq!((r.status, r.verified), (Some(200), Verified::NotReported));
     assert!(r.outcome.is_ok());
-    lull_wait(|| seen.client_went_away.load(Ordering::SeqCst) == 1).await;
+    went_away(&seen).await;
 
     // No answer at all: the transport failure, no status.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -5,7 +5,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -14,7 +14,8 @@ use lull_core::{ConversationKey, Provider};
 use lull_ingest::{IngestConfig, IngestState, MemoryDirectory, Tenant};
 use tower::ServiceExt;
 
-use common::{check_batches, eventually, Harness};
+use common::{check_batches, roomy_policy, Harness};
+use lull_testkit::{wait_for, PATIENCE};
 
 const DOMAIN: &str = "abc123.execute-api.us-east-1.amazonaws.com";
 const APP_SECRET: &str = "meta-app-secret";
@@ -133,7 +134,9 @@ async fn post_meta(h: &Harness, user: &str, ids: &[&str]) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_gateway_events_reach_the_sink_as_one_batch() {
-    let h = Harness::new(5, 5).await;
+    let mut h = Harness::new(5, 5).await;
+    // The two POSTs, one after the other, share a window.
+    h.policy = roomy_policy();
     let poller = h.start_poller();
     let user = "16505550001";
     let started = Instant::now();
@@ -142,10 +145,7 @@ async fn api_gateway_events_reach_the_sink_as_one_batch() {
     // A second POST a moment later, in the same window.
     let (status, text) = post_meta(&h, user, &["wamid.apigw.3"]).await;
     assert_eq!(status, 200, "{text}");
-    eventually(Duration::from_secs(30), "the batch", || {
-        h.sink.message_count() >= 3
-    })
-    .await;
+    wait_for("the batch", PATIENCE, async || h.sink.message_count() >= 3).await;
     assert!(
         started.elapsed() >= h.policy.quiet,
         "never before the quiet period"
@@ -225,10 +225,7 @@ async fn a_base64_encoded_twilio_form_is_verified_against_the_api_gateway_url() 
     )
     .await;
     assert_eq!(status, 200, "{text}");
-    eventually(Duration::from_secs(30), "the batch", || {
-        h.sink.message_count() >= 1
-    })
-    .await;
+    wait_for("the batch", PATIENCE, async || h.sink.message_count() >= 1).await;
     let batches = check_batches(&h.sink.batches(), &h.policy);
     assert_eq!(
         batches[0].messages[0].id,

@@ -6,11 +6,12 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{check_batches, eventually, Harness};
+use common::{check_batches, roomy_policy, Harness};
 use lull_aws::redrive::{redrive, RedriveOptions};
 use lull_core::ports::WindowStore;
 use lull_core::protocol::AppendOutcome;
-use lull_core::{ConversationKey, Message, Provider};
+use lull_core::{ConversationKey, Message, Millis, Provider};
+use lull_testkit::{wait_for, PATIENCE};
 
 fn key(user: &str) -> ConversationKey {
     ConversationKey::new(Provider::Meta, "106540352242922", user)
@@ -18,18 +19,25 @@ fn key(user: &str) -> ConversationKey {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bursts_are_handed_off_once_in_order_never_early() {
-    let h = Harness::new(5, 5).await;
+    let mut h = Harness::new(5, 5).await;
+    h.policy = roomy_policy();
     let poller = h.start_poller();
-    let mut expected = HashSet::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..4 {
-        let (buffer, policy) = (h.webhook.clone(), h.policy);
-        tasks.spawn(async move {
+    // The four conversations run concurrently on this task: a spawned task would need its wait
+    // (an async closure borrowing the sink) to be provably `Send`, which the compiler cannot show.
+    let conversations = (0..4).map(|c| {
+        let (buffer, policy, sink) = (&h.webhook, h.policy, &h.sink);
+        async move {
             let k = key(&format!("55119000000{c}"));
             let mut ids = Vec::new();
-            // Two bursts separated by more than the quiet period: two batches.
+            // Two bursts, the second sent once the first is handed off (so more than the quiet
+            // period after it): two batches.
             for burst in 0..2 {
                 for i in 0..(2 + c) {
+                    if i > 0 {
+                        // The burst's shape, part of the scenario: someone typing a message every
+                        // 150 ms, against a quiet period twenty times as long.
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                    }
                     let id = format!("wamid.{c}.{burst}.{i}");
                     let out = buffer
                         .append(&k, &policy, Message::text(&id, "u", format!("part {i}")))
@@ -37,9 +45,18 @@ async fn bursts_are_handed_off_once_in_order_never_early() {
                         .expect("append");
                     assert!(matches!(out, AppendOutcome::Accepted { .. }));
                     ids.push(id);
-                    tokio::time::sleep(Duration::from_millis(150)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(2500)).await;
+                let last = ids.last().cloned().unwrap_or_default();
+                wait_for(
+                    format!("conversation {c}'s burst {burst} handed off"),
+                    PATIENCE,
+                    async || {
+                        sink.batches()
+                            .iter()
+                            .any(|b| b.messages.iter().any(|m| m.id == last))
+                    },
+                )
+                .await;
             }
             // A gateway retry of an accepted message is a duplicate, not a second message.
             let again = buffer
@@ -51,13 +68,15 @@ async fn bursts_are_handed_off_once_in_order_never_early() {
                 "{again:?}"
             );
             ids
-        });
-    }
-    while let Some(ids) = tasks.join_next().await {
-        expected.extend(ids.expect("task"));
-    }
+        }
+    });
+    let expected: HashSet<String> = futures_util::future::join_all(conversations)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     let total = expected.len();
-    eventually(Duration::from_secs(30), "every message handed off", || {
+    wait_for("every message handed off", PATIENCE, async || {
         h.sink.message_count() >= total
     })
     .await;
@@ -104,7 +123,7 @@ async fn fifty_concurrent_appends_to_one_conversation_are_handed_off_once() {
     while let Some(r) = tasks.join_next().await {
         assert!(matches!(r.expect("task"), AppendOutcome::Accepted { .. }));
     }
-    eventually(Duration::from_secs(30), "all 50 handed off", || {
+    wait_for("all 50 handed off", PATIENCE, async || {
         h.sink.message_count() >= 50
     })
     .await;
@@ -131,18 +150,15 @@ async fn a_lost_trigger_is_covered_by_the_sweep() {
         .await
         .expect("append");
     // The trigger is lost: take it off the queue once it is visible, without flushing.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
+    wait_for("the trigger", PATIENCE, async || {
         let msgs = common::receive(&h.clients, &h.queue, 1, &h.esm_acct).await;
-        if !msgs.is_empty() {
-            common::delete_succeeded(&h.clients, &h.queue, &msgs, &[], &h.esm_acct).await;
-            break;
+        if msgs.is_empty() {
+            return false;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "trigger never arrived"
-        );
-    }
+        common::delete_succeeded(&h.clients, &h.queue, &msgs, &[], &h.esm_acct).await;
+        true
+    })
+    .await;
     assert_eq!(h.sink.message_count(), 0);
     let report = h.flusher.sweep(100, 16).await.expect("sweep");
     assert_eq!(report.due, 1);
@@ -156,7 +172,9 @@ async fn a_lost_trigger_is_covered_by_the_sweep() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_sink_parks_the_trigger_in_the_dlq_and_redrive_delivers_in_order() {
-    let h = Harness::new(1, 2).await;
+    let mut h = Harness::new(1, 2).await;
+    // d.2 and d.3, appended one after the other, share a window.
+    h.policy = roomy_policy();
     h.sink.set_failing(true);
     let poller = h.start_poller();
     let k = key("5511966665555");
@@ -165,7 +183,7 @@ async fn a_failing_sink_parks_the_trigger_in_the_dlq_and_redrive_delivers_in_ord
         .await
         .expect("append");
     // The first hand-off fails: batch g is closed and pending.
-    eventually(Duration::from_secs(15), "a failed hand-off", || {
+    wait_for("a failed hand-off", PATIENCE, async || {
         h.sink.attempts() >= 1
     })
     .await;
@@ -180,18 +198,10 @@ async fn a_failing_sink_parks_the_trigger_in_the_dlq_and_redrive_delivers_in_ord
             .expect("append");
     }
     // After maxReceiveCount receives the trigger moves to the DLQ.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (visible, _, _) = common::queue_depth(&h.clients, &h.dlq).await;
-        if visible >= 1 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "trigger never reached the DLQ"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for("the trigger in the DLQ", PATIENCE, async || {
+        common::queue_depth(&h.clients, &h.dlq).await.0 >= 1
+    })
+    .await;
     assert!(h.sink.attempts() >= 2, "SQS retried the hand-off");
     assert!(h.sink.batches().is_empty(), "nothing was acknowledged");
     let rec = h.store.load(&k).await.expect("load").expect("rec");
@@ -213,6 +223,15 @@ async fn a_failing_sink_parks_the_trigger_in_the_dlq_and_redrive_delivers_in_ord
         "later messages wait behind the first batch"
     );
 
+    // Redrive hands off what is due: wait until the later window is (no trigger is left to
+    // act on it meanwhile, the conversation's only one is in the DLQ).
+    wait_for("the later window due", PATIENCE, async || {
+        let rec = h.store.load(&k).await.expect("load").expect("rec");
+        rec.window
+            .as_ref()
+            .is_none_or(|w| w.due().0 <= Millis::now_wall())
+    })
+    .await;
     // The sink recovers; redrive delivers both batches, oldest first, with the original id.
     h.sink.set_failing(false);
     let report = redrive(

@@ -26,9 +26,9 @@ use lull_ingest::{CachedDirectory, IngestConfig, IngestState};
 use tower::ServiceExt;
 
 use common::{
-    delete_succeeded, eventually, moto_endpoint, receive, test_config, to_event, unique,
-    CaptureSink, Harness,
+    delete_succeeded, moto_endpoint, receive, test_config, to_event, unique, CaptureSink, Harness,
 };
+use lull_testkit::{holds_within, wait_for};
 
 const PN_A: &str = "100000000000001";
 const PN_B: &str = "200000000000002";
@@ -66,6 +66,8 @@ fn lull_aws_bin() -> PathBuf {
 }
 
 struct Deployment {
+    /// moto's endpoint, which the CLI is pointed at.
+    endpoint: String,
     table: String,
     prefix: String,
     dir: tempfile::TempDir,
@@ -83,7 +85,7 @@ impl Deployment {
             .env("LULL_SECRET_PREFIX", &self.prefix)
             .env("LULL_QUIET", "1s")
             .env("LULL_MAX_WAIT", "5s")
-            .env("AWS_ENDPOINT_URL", moto_endpoint())
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
@@ -157,10 +159,11 @@ async fn until(
     want: impl Fn(u16) -> bool,
 ) -> Duration {
     let start = Instant::now();
-    while !want(post(router, account, user, id, secret).await) {
-        assert!(start.elapsed() < BOUND, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let reached = holds_within(BOUND, async || {
+        want(post(router, account, user, id, secret).await)
+    })
+    .await;
+    assert!(reached, "timed out: {what}");
     start.elapsed()
 }
 
@@ -168,6 +171,7 @@ async fn until(
 async fn tenants_applied_with_the_cli_reach_the_webhook_and_flush_paths() {
     let h = Harness::new(3, 50).await;
     let d = Deployment {
+        endpoint: moto_endpoint().await,
         table: h.table.clone(),
         prefix: format!("{}/", unique("lull/test")),
         dir: tempfile::tempdir().expect("tempdir"),
@@ -249,7 +253,7 @@ async fn tenants_applied_with_the_cli_reach_the_webhook_and_flush_paths() {
     assert_eq!(post(&router, PN_B, "u2", "b1", "b-v1").await, 200);
     // Isolation: A's secret never writes into B's account.
     assert_eq!(post(&router, PN_B, "u3", "forged", "a-v1").await, 401);
-    eventually(BOUND, "A's and B's batches", || {
+    wait_for("A's and B's batches", BOUND, async || {
         !sink_a.batches().is_empty() && !sink_b.batches().is_empty()
     })
     .await;
@@ -321,34 +325,30 @@ async fn tenants_applied_with_the_cli_reach_the_webhook_and_flush_paths() {
         "\"b-v2\"",
         "passthrough = true",
     ));
-    let start = Instant::now();
     let mut probe = 0;
-    loop {
+    wait_for("B's policy change applied", BOUND, async || {
         probe += 1;
         let id = format!("p{probe}");
         assert_eq!(
             post(&router, PN_B, &format!("probe{probe}"), &id, "b-v2").await,
             200
         );
-        eventually(BOUND, "the probe's batch", || {
+        wait_for("the probe's batch", BOUND, async || {
             sink_b.batches().iter().any(|b| b.messages[0].id == id)
         })
         .await;
-        let passthrough = sink_b
+        sink_b
             .batches()
             .iter()
-            .any(|b| b.messages[0].id == id && b.reason.as_str() == "passthrough");
-        if passthrough {
-            break;
-        }
-        assert!(start.elapsed() < BOUND, "B's policy change never applied");
-    }
+            .any(|b| b.messages[0].id == id && b.reason.as_str() == "passthrough")
+    })
+    .await;
 
     // Remove B while its batch is pending behind its failing sink.
     sink_b.set_failing(true);
     let attempts = sink_b.attempts();
     assert_eq!(post(&router, PN_B, "u9", "pending-b", "b-v2").await, 200);
-    eventually(BOUND, "a failed hand-off to B", || {
+    wait_for("a failed hand-off to B", BOUND, async || {
         sink_b.attempts() > attempts
     })
     .await;
@@ -359,7 +359,7 @@ async fn tenants_applied_with_the_cli_reach_the_webhook_and_flush_paths() {
     })
     .await;
     sink_b.set_failing(false);
-    eventually(BOUND, "B's pending batch at B's sink", || {
+    wait_for("B's pending batch at B's sink", BOUND, async || {
         sink_b
             .batches()
             .iter()

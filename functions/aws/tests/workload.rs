@@ -6,8 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{check_batches, eventually, Harness};
+use common::{check_batches, Harness};
 use lull_core::{ConversationKey, Message, Provider};
+use lull_testkit::{wait_for, PATIENCE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn burst_workload_request_and_unit_counts() {
@@ -22,6 +23,8 @@ async fn burst_workload_request_and_unit_counts() {
         let start = rng.u64(0..2000);
         total += burst;
         let (buffer, policy) = (h.webhook.clone(), h.policy);
+        // The workload's arrival schedule (what is measured, not a wait): each conversation
+        // starts at its own time and types with its own gaps.
         tasks.spawn(async move {
             tokio::time::sleep(Duration::from_millis(start)).await;
             let k = ConversationKey::new(Provider::Meta, "106540352242922", format!("55{c:09}"));
@@ -41,7 +44,7 @@ async fn burst_workload_request_and_unit_counts() {
     while let Some(r) = tasks.join_next().await {
         r.expect("task");
     }
-    eventually(Duration::from_secs(60), "every message handed off", || {
+    wait_for("every message handed off", PATIENCE, async || {
         h.sink.message_count() >= total
     })
     .await;
