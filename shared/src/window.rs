@@ -55,9 +55,10 @@ pub struct OpenWindow {
     pub opened_at: Millis,
     /// Receive time of the last message.
     pub last_at: Millis,
-    /// The quiet period in force at the last append, in ms (the flush needs no tenant config).
+    /// The quiet period the window opened under, in ms (the flush needs no tenant config). A
+    /// policy change applies from the next window on.
     pub quiet_ms: u64,
-    /// The max wait in force at the last append, in ms.
+    /// The max wait the window opened under, in ms.
     pub max_wait_ms: u64,
     /// Stored size of `messages`, for the size cap.
     pub bytes: u64,
@@ -411,18 +412,19 @@ impl Conversation {
             }
         }
         let gen = self.gen;
+        // A window runs under the timing it opened under: a tenant's policy changed mid-window
+        // applies from its next window on, so a change never makes an open window due earlier
+        // (or later) than the rule it opened under said.
         let w = self.window.get_or_insert_with(|| OpenWindow {
             batch_id: mint_batch_id(at, random),
             opened_at: at,
             last_at: at,
-            quiet_ms: 0,
-            max_wait_ms: 0,
+            quiet_ms: duration_ms(policy.quiet),
+            max_wait_ms: duration_ms(policy.max_wait),
             bytes: 0,
             messages: Vec::new(),
         });
         w.last_at = at;
-        w.quiet_ms = duration_ms(policy.quiet);
-        w.max_wait_ms = duration_ms(policy.max_wait);
         w.bytes += size;
         w.messages.push(msg);
         if !policy.buffering {
@@ -830,6 +832,42 @@ mod tests {
         let long = "é".repeat(300);
         let t = truncated(&long, MAX_ERROR_BYTES);
         assert!(t.len() <= MAX_ERROR_BYTES && long.starts_with(&t));
+    }
+
+    #[test]
+    fn a_window_keeps_the_timing_it_opened_under() {
+        let mut r = counter();
+        let p = Policy::default();
+        let c = Conversation::fresh(key(), Millis(0))
+            .plan_append(Message::text("a", "u", "1"), &p, Millis(0), &mut r)
+            .unwrap()
+            .next;
+        // The tenant shortens its quiet period and max wait mid-window: the open window keeps
+        // 8 s / 30 s; the next window follows the new policy.
+        let short = Policy::with_times(Duration::from_secs(1), Duration::from_secs(2)).unwrap();
+        let mut c = c
+            .plan_append(Message::text("b", "u", "2"), &short, Millis(1000), &mut r)
+            .unwrap()
+            .next;
+        let w = c.window.as_ref().unwrap();
+        assert_eq!((w.quiet_ms, w.max_wait_ms), (8000, 30_000));
+        assert_eq!(c.due_at(), Some(Millis(9000)));
+        assert_eq!(c.close_if_due(Millis(8999)), None);
+        assert_eq!(c.close_if_due(Millis(9000)), Some(CloseReason::Quiet));
+        let c = c
+            .plan_append(Message::text("c", "u", "3"), &short, Millis(9500), &mut r)
+            .unwrap()
+            .next;
+        let w = c.window.as_ref().unwrap();
+        assert_eq!((w.quiet_ms, w.max_wait_ms), (1000, 2000));
+        // A longer policy mid-window does not hold the open window past its own rule either.
+        let long = Policy::with_times(Duration::from_secs(20), Duration::from_secs(60)).unwrap();
+        let c = c
+            .plan_append(Message::text("d", "u", "4"), &long, Millis(9600), &mut r)
+            .unwrap()
+            .next;
+        let w = c.window.as_ref().unwrap();
+        assert_eq!(w.due(), (Millis(10_600), CloseReason::Quiet));
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub enum Protocol {
     SeparateDedupe,
     /// lull, but the webhook stamps `received_at` 2 s early.
     StampsEarly,
+    /// lull, but an open window follows every policy change instead of the rule it opened under.
+    FollowsLatestPolicy,
 }
 
 impl Protocol {
@@ -67,6 +69,7 @@ impl Protocol {
             "ack-before-sink" => Protocol::AckBeforeSink,
             "separate-dedupe" => Protocol::SeparateDedupe,
             "stamps-early" => Protocol::StampsEarly,
+            "follows-latest-policy" => Protocol::FollowsLatestPolicy,
             _ => return None,
         })
     }
@@ -78,6 +81,7 @@ impl Protocol {
             Protocol::AckBeforeSink => "ack-before-sink",
             Protocol::SeparateDedupe => "separate-dedupe",
             Protocol::StampsEarly => "stamps-early",
+            Protocol::FollowsLatestPolicy => "follows-latest-policy",
         }
     }
 
@@ -91,6 +95,9 @@ impl Protocol {
             Protocol::AckBeforeSink => Arc::new(variants::AckBeforeSink { lull, ports }),
             Protocol::SeparateDedupe => Arc::new(variants::SeparateDedupe { lull, ports }),
             Protocol::StampsEarly => Arc::new(variants::StampsEarly::new(&ports, config, lull)),
+            Protocol::FollowsLatestPolicy => {
+                Arc::new(variants::FollowsLatestPolicy { lull, ports })
+            }
         }
     }
 }

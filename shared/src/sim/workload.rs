@@ -136,7 +136,7 @@ pub(crate) fn generate(
         Shape::Adversarial => {}
     }
     let conversations = conversations.max(1);
-    let convs: Vec<_> = (0..conversations)
+    let mut convs: Vec<_> = (0..conversations)
         .map(|i| WorkConversation {
             key: key_for(i),
             policy: policy_for(i),
@@ -144,7 +144,8 @@ pub(crate) fn generate(
         })
         .collect();
     let mut out = Vec::with_capacity(messages);
-    for (c, conv) in convs.iter().enumerate() {
+    for (c, conv) in convs.iter_mut().enumerate() {
+        let first = out.len();
         let count = messages / conversations + usize::from(c < messages % conversations);
         let quiet_ms = conv.policy.quiet.as_millis() as u64;
         let mut t = start.0 + rng.u64(0..=600_000);
@@ -179,6 +180,13 @@ pub(crate) fn generate(
                 n += 1;
             }
             t += rng.u64(20_000..=240_000);
+        }
+        // Half the policy changes land just after one of the conversation's messages: mid-window
+        // whenever the burst goes on.
+        let mine = out.len() - first;
+        if let (Some((_, to)), true, true) = (conv.change, mine > 1, rng.bool()) {
+            let after: &WorkMessage = &out[first + rng.usize(0..mine - 1)];
+            conv.change = Some((after.at.plus(Duration::from_millis(1)), to));
         }
     }
     out.sort_by_key(|m| m.at);

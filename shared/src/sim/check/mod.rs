@@ -129,9 +129,9 @@ impl<'a> Ctx<'a> {
             .and_then(|m| Some((m, self.stored(m)?)));
         let gen = b.generation;
         Some(match b.reason {
-            // The window records the policy in force at its last append.
-            CloseReason::Quiet => Ok(last.arrived.plus(last.policy.quiet)),
-            CloseReason::MaxWait => Ok(first.arrived.plus(last.policy.max_wait)),
+            // A window runs under the timing of the policy it opened under: its first message's.
+            CloseReason::Quiet => Ok(last.arrived.plus(first.policy.quiet)),
+            CloseReason::MaxWait => Ok(first.arrived.plus(first.policy.max_wait)),
             CloseReason::Size => {
                 let bytes: u64 = b.messages.iter().map(|m| m.stored_size()).sum();
                 let count = b.messages.len() as u64;
