@@ -11,6 +11,7 @@ mod flush;
 mod outcome;
 mod plan;
 mod sweep;
+mod turn;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ pub use append::{AppendError, AppendOutcome};
 pub use flush::{FlushError, MAX_RETRY_AFTER};
 pub use outcome::{Claim, Disposition, FlushEnd, FlushReport, HandedOff};
 pub use sweep::SweepReport;
+pub use turn::{PauseOutcome, PresenceOutcome};
 
 use crate::key::ConversationKey;
 use crate::message::Message;

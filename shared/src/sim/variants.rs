@@ -116,8 +116,8 @@ pub(crate) async fn flush_ack_first(p: &SimPorts, trig: &TriggerMsg) -> Result<b
         let mut next = conv.clone();
         next.close_if_due(now);
         let Some(head) = next.pending.first().cloned() else {
-            if let (Some(w), Some(chain), true) = (&next.window, next.chain, live) {
-                let at = w.due().0;
+            if let (Some(due), Some(chain), true) = (next.window_due(), next.chain, live) {
+                let at = due.at;
                 p.arm(&trigger(&next, chain.token, at), at)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -181,6 +181,8 @@ pub(crate) async fn replaced_webhook(
         last_at: now,
         quiet_ms: 0,
         max_wait_ms: 0,
+        adaptive: false,
+        typing: None,
         bytes: 0,
         messages: Vec::new(),
     });
