@@ -67,7 +67,7 @@ impl Default for Typing {
     fn default() -> Self {
         Typing {
             grace: Duration::from_millis(1_500),
-            hold: Duration::from_secs(20),
+            hold: Duration::from_secs(12),
         }
     }
 }

@@ -204,7 +204,16 @@ impl StringOrList {
 #[serde(deny_unknown_fields)]
 pub struct FileTenant {
     pub id: String,
+    /// A duration, or `"adaptive"` (with `quiet_min`/`quiet_max`).
     pub quiet: Option<String>,
+    pub quiet_min: Option<String>,
+    pub quiet_max: Option<String>,
+    /// Presence events shape the end of a turn (with `typing_grace`/`typing_hold`).
+    pub typing: Option<bool>,
+    pub typing_grace: Option<String>,
+    pub typing_hold: Option<String>,
+    /// How long a human operator's message pauses the conversation's hand-offs (default 30m).
+    pub pause: Option<String>,
     pub max_wait: Option<String>,
     pub max_messages: Option<u32>,
     #[serde(default)]
@@ -634,6 +643,7 @@ impl ServeArgs {
 
 fn tenant_from_file(t: &FileTenant, default: Policy) -> Result<Tenant, ConfigError> {
     let quiet = match &t.quiet {
+        Some(v) if lull_core::turn::settings::is_adaptive(v) => default.quiet,
         Some(v) => duration("quiet of a [[tenants]] entry in lull.toml", v)?,
         None => default.quiet,
     };
@@ -648,10 +658,20 @@ fn tenant_from_file(t: &FileTenant, default: Policy) -> Result<Tenant, ConfigErr
         buffering: !t.passthrough,
         ..default
     };
-    policy.validate().map_err(|e| ConfigError::Invalid {
+    let policy = lull_core::turn::settings::TurnSettings {
+        quiet: t.quiet.as_deref(),
+        quiet_min: t.quiet_min.as_deref(),
+        quiet_max: t.quiet_max.as_deref(),
+        typing: t.typing,
+        typing_grace: t.typing_grace.as_deref(),
+        typing_hold: t.typing_hold.as_deref(),
+        pause: t.pause.as_deref(),
+    }
+    .apply(policy)
+    .map_err(|reason| ConfigError::Invalid {
         setting: "policy of a [[tenants]] entry in lull.toml",
         value: t.id.clone(),
-        reason: e.to_string(),
+        reason,
     })?;
     let none = Secrets::default;
     let meta = t.meta.as_ref();

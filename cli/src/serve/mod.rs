@@ -1,6 +1,7 @@
 //! `lull serve`, `lull inspect` and `lull redrive`: the local server on SQLite with durable timers.
 
 pub mod config;
+pub mod conversations;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -236,7 +236,11 @@ impl Settings {
         }
         policy.validate().map_err(|e| {
             let var = match e {
-                lull_core::policy::PolicyError::ZeroQuiet(_) => "LULL_QUIET",
+                // The end-of-turn settings are not read from the environment: only the quiet
+                // period (fixed) can break the turn rule's checks.
+                lull_core::policy::PolicyError::ZeroQuiet(_)
+                | lull_core::policy::PolicyError::ZeroPause
+                | lull_core::policy::PolicyError::Turn(_) => "LULL_QUIET",
                 lull_core::policy::PolicyError::MaxWaitBelowQuiet { .. }
                 | lull_core::policy::PolicyError::TooLong { .. } => "LULL_MAX_WAIT",
                 lull_core::policy::PolicyError::ZeroMaxMessages(_) => "LULL_MAX_MESSAGES",

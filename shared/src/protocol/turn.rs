@@ -4,6 +4,8 @@
 //! presence event does not: presence is advisory and only ever delays), plus a trigger when the
 //! change made the conversation due sooner than its chain covers.
 
+use std::time::Duration;
+
 use metrics::counter;
 
 use super::{trigger_for, AppendError, Intake};
@@ -117,13 +119,13 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
         })
     }
 
-    /// Pauses the conversation's hand-offs until `until` (`reason` says who), or resumes them
-    /// (`until = None`). Messages keep being collected; on resume (or when the pause ends) the
+    /// Pauses the conversation's hand-offs for `pause_for` from now (`reason` says who), or
+    /// resumes them (`None`). Messages keep being collected; on resume (or when the pause ends) the
     /// window is handed off as its rule says, at once if it is already due.
     pub async fn pause(
         &self,
         key: &ConversationKey,
-        until: Option<Millis>,
+        pause_for: Option<Duration>,
         reason: PauseReason,
     ) -> Result<PauseOutcome, AppendError> {
         let mut current = self.store.load(key).await?;
@@ -132,6 +134,7 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                 return Ok(PauseOutcome::NoConversation);
             };
             let now = self.clock.now();
+            let until = pause_for.map(|d| now.plus(d));
             let expected = conv.ver;
             let pause = until.map(|until| Pause { until, reason });
             let plan = conv.plan_turn_change(now, &mut || self.clock.random(), |turn| {

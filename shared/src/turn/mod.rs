@@ -21,6 +21,7 @@
 
 pub mod gaps;
 pub mod presence;
+pub mod settings;
 pub mod state;
 
 use serde::{Deserialize, Serialize};

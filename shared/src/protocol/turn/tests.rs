@@ -182,19 +182,19 @@ async fn a_pause_holds_hand_offs_collects_messages_and_resume_hands_them_off() {
     let r = Rig::new();
     let p = Policy::default();
     let i = r.buffer.intake();
+    let min = Duration::from_secs(60);
     assert_eq!(
-        i.pause(&key(), Some(Millis(T0.0 + 60_000)), PauseReason::Admin)
+        i.pause(&key(), Some(min), PauseReason::Admin)
             .await
             .unwrap(),
         PauseOutcome::NoConversation
     );
     r.message(0, "a", &p).await;
-    let until = Millis(T0.0 + 30 * 60_000);
     assert_eq!(
-        i.pause(&key(), Some(until), PauseReason::Operator)
+        i.pause(&key(), Some(30 * min), PauseReason::Operator)
             .await
             .unwrap(),
-        PauseOutcome::Set(Some(until))
+        PauseOutcome::Set(Some(Millis(T0.0 + 30 * 60_000)))
     );
     r.message(20_000, "b", &p).await;
     r.run_to(10 * 60_000).await;
@@ -210,8 +210,7 @@ async fn a_pause_holds_hand_offs_collects_messages_and_resume_hands_them_off() {
     );
     // A pause that runs out by itself: handed off when it ends, saying so.
     r.message(11 * 60_000, "c", &p).await;
-    let until = Millis(T0.0 + 12 * 60_000);
-    i.pause(&key(), Some(until), PauseReason::Admin)
+    i.pause(&key(), Some(min), PauseReason::Admin)
         .await
         .unwrap();
     r.run_to(12 * 60_000 - 1).await;
