@@ -162,3 +162,12 @@ fn the_checker_catches_a_window_following_a_policy_changed_mid_window() {
     assert!(report.broke(Invariant::NeverEarly), "{report}");
     assert!(!report.broke(Invariant::NoLoss), "{report}");
 }
+
+/// A human operator took the conversation over: a system that acknowledges the pause but keeps
+/// handing off answers it anyway.
+#[test]
+fn the_checker_catches_hand_offs_during_an_operator_pause() {
+    let report = run(1, 20_000, 600, Protocol::IgnoresPause);
+    assert!(report.broke(Invariant::NeverEarly), "{report}");
+    assert!(!report.broke(Invariant::NoLoss), "{report}");
+}

@@ -104,9 +104,12 @@ fn batches_of(capture: &Capture, n: u32) -> Vec<Value> {
         .collect()
 }
 
-fn lull(args: &[&str], tmp: &Path) -> (bool, String) {
+/// `lull conversations ARGS` for `server`'s data directory (through its ops listener).
+fn lull(args: &[&str], tmp: &Path, server: &Server) -> (bool, String) {
     let out = Command::new(lull_bin())
         .arg("conversations")
+        .arg("--ops-listen")
+        .arg(server.ops_addr.to_string())
         .arg("--config")
         .arg(tmp.join("lull.toml"))
         .arg("--data-dir")
@@ -182,7 +185,7 @@ async fn a_human_operator_pauses_a_conversation_the_bot_does_not_and_resume_hand
     assert!(batches_of(&capture, 3).is_empty(), "paused");
 
     // The CLI, through the running server's ops listener.
-    let (ok, out) = lull(&["resume", &key(3)], tmp.path());
+    let (ok, out) = lull(&["resume", &key(3)], tmp.path(), &server);
     assert!(ok, "{out}");
     wait_for(
         "conversation 3's batch after resume",
@@ -194,13 +197,13 @@ async fn a_human_operator_pauses_a_conversation_the_bot_does_not_and_resume_hand
 
     // `lull conversations pause` and the admin route's resume.
     post(&server, &message(4, "u4-1", false, "android")).await;
-    let (ok, out) = lull(&["pause", &key(4), "--for", "2h"], tmp.path());
+    let (ok, out) = lull(&["pause", &key(4), "--for", "2h"], tmp.path(), &server);
     assert!(ok && out.contains("paused until"), "{out}");
     let c = conversation(&server, 4).expect("conversation 4");
     assert_eq!(c["window"]["waiting_for"], "paused", "{c}");
-    let (ok, out) = lull(&["pause", &key(4), "--for", "soon"], tmp.path());
+    let (ok, out) = lull(&["pause", &key(4), "--for", "soon"], tmp.path(), &server);
     assert!(!ok && out.contains("soon"), "{out}");
-    let (ok, out) = lull(&["pause", "not-a-key"], tmp.path());
+    let (ok, out) = lull(&["pause", "not-a-key"], tmp.path(), &server);
     assert!(!ok && out.contains("not-a-key"), "{out}");
     let admin = reqwest::Client::new();
     let resp = admin

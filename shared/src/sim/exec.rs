@@ -153,6 +153,8 @@ pub(crate) enum OpResult {
 pub(crate) enum Event {
     /// A gateway POSTs message `msg` (first attempt or a retry).
     Arrive { msg: usize },
+    /// A gateway POSTs presence or operator event `signal` (never retried: advisory).
+    Signal { signal: usize },
     /// Task `task`'s pending operation is executed.
     OpReady { op: OpId },
     /// The trigger queue delivers message `sqs` to a flush worker.

@@ -9,6 +9,8 @@
 //!   append, so a crash between the two turns the gateway's retry into a "duplicate".
 //! - [`StampsEarly`]: the webhook stamps `received_at` from a clock 2 s behind, so windows close
 //!   2 s early by lull's own timestamps; only a checker on the world's clock sees it.
+//! - [`IgnoresPause`]: answers an operator pause as stored but stores nothing, so the bot
+//!   answers a conversation a human has taken over.
 //! - [`FollowsLatestPolicy`]: an open window takes the quiet period and max wait of every
 //!   append's policy, so a tenant that shortens its quiet period mid-window closes the window
 //!   before the rule it opened under said.
@@ -440,5 +442,20 @@ async fn retime_to(p: &SimPorts, key: &ConversationKey, policy: &Policy) {
     conv.restart_chain(token, due, p.now());
     if let Ok(Written::Ok) = p.replace(expected, &conv).await {
         let _ = p.arm(&trigger(&conv, token, due), due).await;
+    }
+}
+
+/// lull, but an operator pause is acknowledged and never stored.
+pub(crate) struct IgnoresPause {
+    pub lull: Lull,
+}
+
+impl SystemUnderTest for IgnoresPause {
+    fn lull(&self) -> Lull {
+        self.lull.clone()
+    }
+
+    fn pause(&self, _key: ConversationKey, _pause_for: Duration) -> Boxed<bool> {
+        Box::pin(async { true })
     }
 }
