@@ -136,9 +136,10 @@ pub struct Tenant {
     pub generic: GenericSettings,
 }
 
-/// A setting read from the environment could not be used.
+/// A gateway setting of the single tenant ([`Tenant::from_env`]: environment variables, or
+/// `lull serve`'s flags and top-level `lull.toml` keys) could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum TenantEnvError {
     #[error("{0} is set but holds no value")]
     Empty(&'static str),
 }
@@ -171,14 +172,14 @@ impl Tenant {
     /// The single tenant of a one-tenant setup, from variables read through `lookup` (pass
     /// `|k| std::env::var(k).ok()`). Secrets are comma-separated lists; account lists stay empty
     /// (every account belongs to this tenant).
-    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Tenant, ConfigError> {
-        let secrets = |name: &'static str| -> Result<Secrets, ConfigError> {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Tenant, TenantEnvError> {
+        let secrets = |name: &'static str| -> Result<Secrets, TenantEnvError> {
             match lookup(name) {
                 None => Ok(Secrets::default()),
                 Some(v) => {
                     let s = Secrets::from_list(&v);
                     if s.is_empty() {
-                        Err(ConfigError::Empty(name))
+                        Err(TenantEnvError::Empty(name))
                     } else {
                         Ok(s)
                     }
@@ -188,7 +189,7 @@ impl Tenant {
         let public_url = match lookup(env::TWILIO_PUBLIC_URL) {
             None => None,
             Some(v) if v.trim().is_empty() => {
-                return Err(ConfigError::Empty(env::TWILIO_PUBLIC_URL))
+                return Err(TenantEnvError::Empty(env::TWILIO_PUBLIC_URL))
             }
             Some(v) => Some(v.trim().to_string()),
         };
@@ -329,8 +330,19 @@ impl MemoryDirectory {
 
     /// Replaces every tenant at once; the old list stays in force when the new one is refused.
     pub fn replace(&self, tenants: Vec<Tenant>) -> Result<(), DirectoryConfigError> {
+        self.replace_beside(tenants, 0)
+    }
+
+    /// [`MemoryDirectory::replace`] when `removed` other tenants still exist as tombstones: a
+    /// tenant owns every account of a gateway where it lists none only when it is the one tenant
+    /// ever stored, so removing tenants never hands their accounts to the last one left.
+    pub fn replace_beside(
+        &self,
+        tenants: Vec<Tenant>,
+        removed: usize,
+    ) -> Result<(), DirectoryConfigError> {
         let mut index = Index::default();
-        let many = tenants.len() > 1;
+        let many = tenants.len() + removed > 1;
         let mut tokens = Vec::new();
         let mut ids = std::collections::HashSet::new();
         for t in tenants {
@@ -488,6 +500,10 @@ mod tests {
         assert!(matches!(
             MemoryDirectory::new(vec![tenant("a", &["1"]), tenant("b", &["1"])]),
             Err(DirectoryConfigError::SharedAccount { .. })
+        ));
+        assert!(matches!(
+            MemoryDirectory::new(vec![tenant("a", &["1"]), tenant("a", &["2"])]),
+            Err(DirectoryConfigError::DuplicateId(_))
         ));
         assert!(matches!(
             MemoryDirectory::new(vec![tenant("a", &["1"]), tenant("b", &[])]),

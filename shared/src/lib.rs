@@ -26,6 +26,7 @@ pub mod policy;
 pub mod ports;
 pub mod protocol;
 pub mod scenarios;
+pub mod settings;
 pub mod sim;
 pub mod time;
 pub mod timing;

@@ -1,27 +1,46 @@
 //! Configuration of `lull serve`: flags > environment > `lull.toml` > defaults.
 //!
-//! Clap reads flags and their environment variables (each flag's `env`), leaving unset ones as
-//! `None`; then `lull.toml` fills the gaps and defaults the rest. Values are checked here, all at
-//! start-up, and a bad one stops it with a message naming the setting (flag, variable and file
-//! key) and the value.
+//! Every setting is declared once, in [`ServeArgs`]: clap reads it from its flag or environment
+//! variable, serde from the key of the same name in `lull.toml`. [`ServeArgs::resolve`] lays the
+//! flags over the file ([`Layers`]) and reads the result by environment name, so one setting has
+//! one name in three spellings: `--max-wait`, `LULL_MAX_WAIT`, `max_wait`. What the protocol runs
+//! with (policy, hand-off timing, retries, dedupe) is resolved and checked by the core
+//! ([`ProtocolSettings`]), exactly as the Lambdas resolve it; the flags' tenant is built by
+//! [`Tenant::from_env`], as the webhook Lambda builds its bootstrap tenant. This file keeps only
+//! what is the local server's own: addresses, the data directory, durability, the sweep and logs.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use lull_core::settings::{ProtocolSettings, Reader, SettingError, SettingSource};
 use lull_core::{BufferConfig, Policy};
-use lull_ingest::{
-    EvolutionSettings, GenericSettings, MetaSettings, Secrets, SinkSettings, Tenant, TwilioSettings,
-};
+use lull_ingest::{Tenant, TenantSpec};
 use lull_local::{Durability, SweepSettings};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 
-/// Settings of `lull serve` (and of `lull redrive`, which needs the same store and sink).
-#[derive(Args, Clone, Debug, Default)]
+/// The local server's own defaults (the protocol's are the core's: `Policy::default()`,
+/// `BufferConfig::default()`).
+pub mod defaults {
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    pub const OPS_LISTEN: &str = "127.0.0.1:9090";
+    pub const MAX_CONCURRENT_REQUESTS: usize = 64;
+    pub const DATA_DIR: &str = "lull-data";
+    pub const SINK: &str = "stdout";
+    pub const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+    pub const LOG: &str = "info";
+}
+
+/// Settings of `lull serve` (and of `lull redrive` and `lull check`, which resolve the same),
+/// and the shape of `lull.toml`: each field is a flag, an environment variable and a file key.
+#[derive(Args, Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ServeArgs {
     /// Configuration file (TOML; also holds tenants). Default: ./lull.toml when it exists.
     #[arg(long, env = "LULL_CONFIG", value_name = "PATH")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080]. A non-loopback address requires gateway
     /// secrets.
@@ -53,6 +72,13 @@ pub struct ServeArgs {
     /// Max wait: a window is handed off when its first message is this old [default: 30s].
     #[arg(long, env = "LULL_MAX_WAIT", value_name = "DURATION")]
     pub max_wait: Option<String>,
+    /// A window holding this many messages is handed off at once [default: 50].
+    #[arg(long, env = "LULL_MAX_MESSAGES", value_name = "N")]
+    pub max_messages: Option<u32>,
+    /// A window whose messages take this many bytes is handed off at once (1024..=163840)
+    /// [default: 65536].
+    #[arg(long, env = "LULL_MAX_BYTES", value_name = "BYTES")]
+    pub max_bytes: Option<u64>,
     /// Where batches go: stdout, jsonl:PATH, or an http(s):// URL [default: stdout].
     #[arg(long, env = "LULL_SINK", value_name = "SINK")]
     pub sink: Option<String>,
@@ -64,7 +90,24 @@ pub struct ServeArgs {
         value_name = "SECRET",
         hide_env_values = true
     )]
-    pub sink_secret: Option<String>,
+    pub sink_secret: Option<SecretValues>,
+    /// How long a hand-off waits for the sink's answer [default: 60s]; the lease is this + 15s.
+    #[arg(long, env = "LULL_SINK_TIMEOUT", value_name = "DURATION")]
+    pub sink_timeout: Option<String>,
+    /// How long a hand-off holds its conversation; at least the sink timeout + 2s
+    /// [default: sink timeout + 15s].
+    #[arg(long, env = "LULL_LEASE", value_name = "DURATION")]
+    pub lease: Option<String>,
+    /// First retry delay after a failed hand-off; doubles per failure, with jitter [default: 1s].
+    #[arg(long, env = "LULL_RETRY_MIN", value_name = "DURATION")]
+    pub retry_min: Option<String>,
+    /// Longest retry delay after failed hand-offs [default: 60s].
+    #[arg(long, env = "LULL_RETRY_MAX", value_name = "DURATION")]
+    pub retry_max: Option<String>,
+    /// How long message ids are remembered to drop gateway resends; at least 1h and longer than
+    /// max wait [default: 7days].
+    #[arg(long, env = "LULL_DEDUPE_HORIZON", value_name = "DURATION")]
+    pub dedupe_horizon: Option<String>,
     /// Meta app secret(s) verifying X-Hub-Signature-256, comma-separated.
     #[arg(
         long,
@@ -72,7 +115,7 @@ pub struct ServeArgs {
         value_name = "SECRET",
         hide_env_values = true
     )]
-    pub meta_app_secret: Option<String>,
+    pub meta_app_secret: Option<SecretValues>,
     /// Meta webhook verify token(s) for the subscription handshake, comma-separated.
     #[arg(
         long,
@@ -80,7 +123,7 @@ pub struct ServeArgs {
         value_name = "TOKEN",
         hide_env_values = true
     )]
-    pub meta_verify_token: Option<String>,
+    pub meta_verify_token: Option<SecretValues>,
     /// Evolution API token(s) (apikey header, bearer or path), comma-separated.
     #[arg(
         long,
@@ -88,7 +131,7 @@ pub struct ServeArgs {
         value_name = "TOKEN",
         hide_env_values = true
     )]
-    pub evolution_token: Option<String>,
+    pub evolution_token: Option<SecretValues>,
     /// Evolution JWT key(s) (`Authorization: Bearer <HS256 JWT>`, exp checked), comma-separated.
     #[arg(
         long,
@@ -96,7 +139,7 @@ pub struct ServeArgs {
         value_name = "KEY",
         hide_env_values = true
     )]
-    pub evolution_jwt_key: Option<String>,
+    pub evolution_jwt_key: Option<SecretValues>,
     /// Secret(s) verifying /webhook/generic (Standard Webhooks or X-Lull-Signature), comma-separated.
     #[arg(
         long,
@@ -104,7 +147,7 @@ pub struct ServeArgs {
         value_name = "SECRET",
         hide_env_values = true
     )]
-    pub generic_secret: Option<String>,
+    pub generic_secret: Option<SecretValues>,
     /// Twilio auth token(s) verifying X-Twilio-Signature, comma-separated.
     #[arg(
         long,
@@ -112,7 +155,7 @@ pub struct ServeArgs {
         value_name = "TOKEN",
         hide_env_values = true
     )]
-    pub twilio_auth_token: Option<String>,
+    pub twilio_auth_token: Option<SecretValues>,
     /// Twilio webhook shared key secret(s) (signatures announced by
     /// X-Twilio-Webhooks-Signature-Settings), comma-separated.
     #[arg(
@@ -121,7 +164,7 @@ pub struct ServeArgs {
         value_name = "SECRET",
         hide_env_values = true
     )]
-    pub twilio_shared_key: Option<String>,
+    pub twilio_shared_key: Option<SecretValues>,
     /// The exact webhook URL configured in Twilio, when it differs from what lull sees.
     #[arg(long, env = "LULL_TWILIO_PUBLIC_URL", value_name = "URL")]
     pub twilio_public_url: Option<String>,
@@ -132,142 +175,116 @@ pub struct ServeArgs {
     /// How often the sweep hands off windows whose timer was lost [default: 5s].
     #[arg(long, env = "LULL_SWEEP_INTERVAL", value_name = "DURATION")]
     pub sweep_interval: Option<String>,
-    /// First retry delay after a failed hand-off; doubles per failure, with jitter [default: 1s].
-    #[arg(long, env = "LULL_RETRY_MIN", value_name = "DURATION")]
-    pub retry_min: Option<String>,
-    /// Longest retry delay after failed hand-offs [default: 60s].
-    #[arg(long, env = "LULL_RETRY_MAX", value_name = "DURATION")]
-    pub retry_max: Option<String>,
-    /// How long a hand-off waits for the sink's answer [default: 60s]; the lease is this + 15s.
-    #[arg(long, env = "LULL_SINK_TIMEOUT", value_name = "DURATION")]
-    pub sink_timeout: Option<String>,
     /// Log format: text or json [default: text]. Logs go to stderr; stdout is the stdout sink's.
     #[arg(long, env = "LULL_LOG_FORMAT", value_name = "text|json")]
     pub log_format: Option<String>,
     /// Log filter, e.g. info, debug, lull_local=debug [default: info; RUST_LOG also works].
     #[arg(long, env = "LULL_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// How long the server uses the tenants it read from the data directory before reading
+    /// them again: the bound on how long `lull tenants apply/remove` take to apply [default: 10s].
+    #[arg(long, env = "LULL_TENANT_REFRESH", value_name = "DURATION")]
+    pub tenant_refresh: Option<String>,
+    /// `lull.toml` only: the tenants that seed a fresh data directory (afterwards: `lull
+    /// tenants apply`).
+    #[arg(skip)]
+    pub tenants: Vec<TenantSpec>,
 }
 
-/// `lull.toml`. Every key is optional; flags and environment variables win over it.
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: Option<String>,
-    pub ops_listen: Option<String>,
-    pub allow_unsigned: Option<bool>,
-    pub trust_forwarded: Option<bool>,
-    pub max_concurrent_requests: Option<usize>,
-    pub data_dir: Option<PathBuf>,
-    pub quiet: Option<String>,
-    pub max_wait: Option<String>,
-    pub sink: Option<String>,
-    pub sink_secret: Option<StringOrList>,
-    pub meta_app_secret: Option<StringOrList>,
-    pub meta_verify_token: Option<StringOrList>,
-    pub evolution_token: Option<StringOrList>,
-    pub evolution_jwt_key: Option<StringOrList>,
-    pub generic_secret: Option<StringOrList>,
-    pub twilio_auth_token: Option<StringOrList>,
-    pub twilio_shared_key: Option<StringOrList>,
-    pub twilio_public_url: Option<String>,
-    pub durability: Option<String>,
-    pub sweep_interval: Option<String>,
-    pub retry_min: Option<String>,
-    pub retry_max: Option<String>,
-    pub sink_timeout: Option<String>,
-    pub log_format: Option<String>,
-    pub log: Option<String>,
-    #[serde(default)]
-    pub tenants: Vec<FileTenant>,
-}
+/// `lull.toml`: the same keys as the flags (see [`ServeArgs`]), every one optional.
+pub type FileConfig = ServeArgs;
 
-/// A secret given as one string (comma-separated) or a list.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(untagged)]
-pub enum StringOrList {
-    One(String),
-    Many(Vec<String>),
-}
+/// A secret setting's values: comma-separated on a command line or in the environment; one
+/// string or a list in `lull.toml`. `Debug` never prints them.
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct SecretValues(String);
 
-impl StringOrList {
-    fn secrets(&self) -> Secrets {
-        match self {
-            StringOrList::One(s) => Secrets::from_list(s),
-            StringOrList::Many(v) => Secrets::new(v.iter().cloned()),
-        }
+impl std::fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValues(redacted)")
     }
 }
 
-/// One `[[tenants]]` entry of `lull.toml`.
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct FileTenant {
-    pub id: String,
-    /// A duration, or `"adaptive"` (with `quiet_min`/`quiet_max`).
-    pub quiet: Option<String>,
-    pub quiet_min: Option<String>,
-    pub quiet_max: Option<String>,
-    /// Presence events shape the end of a turn (with `typing_grace`/`typing_hold`).
-    pub typing: Option<bool>,
-    pub typing_grace: Option<String>,
-    pub typing_hold: Option<String>,
-    /// How long a human operator's message pauses the conversation's hand-offs (default 30m).
-    pub pause: Option<String>,
-    pub max_wait: Option<String>,
-    pub max_messages: Option<u32>,
-    #[serde(default)]
-    pub passthrough: bool,
-    /// This tenant's own AI endpoint (`http(s)://...`); its batches go there instead of the
-    /// top-level sink.
-    pub sink: Option<String>,
-    /// Secret(s) signing this tenant's batches (Standard Webhooks; each one signs).
-    pub sink_secret: Option<StringOrList>,
-    pub meta: Option<FileMeta>,
-    pub evolution: Option<FileEvolution>,
-    pub twilio: Option<FileTwilio>,
-    pub generic: Option<FileGeneric>,
+impl std::str::FromStr for SecretValues {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretValues(s.to_string()))
+    }
 }
 
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct FileMeta {
-    #[serde(default)]
-    pub phone_number_ids: Vec<String>,
-    pub app_secret: Option<StringOrList>,
-    pub verify_token: Option<StringOrList>,
+impl<'de> Deserialize<'de> for SecretValues {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(SecretValues(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(s) => s,
+            OneOrMany::Many(v) => v.join(","),
+        }))
+    }
 }
 
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct FileEvolution {
-    #[serde(default)]
-    pub instances: Vec<String>,
-    pub token: Option<StringOrList>,
+/// The flags (and their environment variables) laid over `lull.toml`, read by environment name:
+/// the [`SettingSource`] every setting of `serve` is resolved from.
+pub struct Layers {
+    values: Map<String, Value>,
 }
 
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct FileTwilio {
-    #[serde(default)]
-    pub numbers: Vec<String>,
-    pub auth_token: Option<StringOrList>,
-    /// Twilio webhook shared key secret(s) (`X-Twilio-Webhooks-Signature-Settings`).
-    pub shared_key: Option<StringOrList>,
-    pub public_url: Option<String>,
+impl Layers {
+    /// `flags` over `file`: a flag or variable that is set wins; a switch can only turn on.
+    pub fn new(flags: &ServeArgs, file: &ServeArgs) -> Layers {
+        let object = |a: &ServeArgs| match serde_json::to_value(a) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let mut values = object(file);
+        for (key, value) in object(flags) {
+            let unset = match &value {
+                Value::Null | Value::Bool(false) => true,
+                Value::Array(a) => a.is_empty(),
+                _ => false,
+            };
+            if !unset {
+                values.insert(key, value);
+            }
+        }
+        Layers { values }
+    }
+
+    /// The file key of an environment name: `LULL_MAX_WAIT` is `max_wait`.
+    fn key(var: &str) -> String {
+        var.trim_start_matches("LULL_").to_ascii_lowercase()
+    }
+
+    fn switch(&self, var: &'static str) -> bool {
+        matches!(self.values.get(&Self::key(var)), Some(Value::Bool(true)))
+    }
 }
 
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct FileGeneric {
-    #[serde(default)]
-    pub accounts: Vec<String>,
-    pub secret: Option<StringOrList>,
+impl SettingSource for Layers {
+    fn value(&self, var: &'static str) -> Option<String> {
+        match self.values.get(&Self::key(var))? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    fn name(&self, var: &'static str) -> String {
+        let key = Self::key(var);
+        format!("--{} / {var} / {key} in lull.toml", key.replace('_', "-"))
+    }
 }
 
-/// A setting that stops start-up. The message names it and its value.
+/// A setting that stops `lull serve` (or `redrive`, `check`) at start-up. The message names the
+/// setting (flag, variable and file key) and its value.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum ServeConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read {
         path: PathBuf,
@@ -278,12 +295,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: Box<toml::de::Error>,
     },
-    #[error("invalid {setting}: {value:?}: {reason}")]
-    Invalid {
-        setting: &'static str,
-        value: String,
-        reason: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] SettingError),
     #[error(
         "listen address {0} is not loopback, but no gateway secret is configured: anyone could \
          write into your buffer. Set LULL_META_APP_SECRET, LULL_EVOLUTION_TOKEN or \
@@ -320,6 +333,7 @@ pub struct Config {
     pub trust_forwarded: bool,
     pub max_concurrent_requests: usize,
     pub data_dir: PathBuf,
+    /// The policy of tenants that set none.
     pub policy: Policy,
     pub sink: String,
     pub sink_secrets: Vec<String>,
@@ -327,7 +341,13 @@ pub struct Config {
     pub durability: Durability,
     pub sweep: SweepSettings,
     pub buffer: BufferConfig,
-    pub tenants: Vec<Tenant>,
+    /// The `[[tenants]]` of `lull.toml`: stored in a fresh data directory at start-up.
+    pub seed: Vec<TenantSpec>,
+    /// The single tenant of flags and environment variables, serving while the data directory
+    /// holds no tenant (`None` when `lull.toml` lists `[[tenants]]`).
+    pub fallback: Option<Tenant>,
+    /// How long a read of the tenant store is used.
+    pub tenant_refresh: Duration,
     /// Unsigned webhooks accepted for gateways without a secret (asked for, loopback only).
     pub allow_unsigned: bool,
     /// No tenant has any gateway secret.
@@ -336,35 +356,22 @@ pub struct Config {
     pub log: String,
 }
 
-/// Names of a setting for messages: flag / variable / file key.
-macro_rules! setting {
-    ($flag:literal, $env:literal, $key:literal) => {
-        concat!("--", $flag, " / ", $env, " / ", $key, " in lull.toml")
-    };
-}
-
-fn duration(setting: &'static str, value: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(value.trim()).map_err(|e| ConfigError::Invalid {
-        setting,
-        value: value.into(),
-        reason: format!("{e} (write durations like 8s, 500ms, 1m)"),
-    })
-}
-
-fn pick<T>(flag: Option<T>, file: Option<T>) -> Option<T> {
-    flag.or(file)
-}
-
-fn secrets(flag: &Option<String>, file: &Option<StringOrList>) -> Secrets {
-    match (flag, file) {
-        (Some(v), _) => Secrets::from_list(v),
-        (None, Some(f)) => f.secrets(),
-        (None, None) => Secrets::default(),
+/// Whether the data directory already holds a live tenant with a secret (tenants applied with
+/// `lull tenants apply` count as much as those of `lull.toml`).
+fn stored_secrets(data_dir: &Path) -> Result<bool, ServeConfigError> {
+    if !lull_local::store::db_path(data_dir).exists() {
+        return Ok(false);
     }
+    let records = lull_local::SqliteTenants::open(data_dir)
+        .and_then(|t| t.load_now())
+        .map_err(|e| ServeConfigError::Tenants(e.to_string()))?;
+    Ok(records
+        .iter()
+        .any(|r| r.removed_at.is_none() && !r.spec.secret_counts().is_empty()))
 }
 
 /// Reads `lull.toml` (the given path, or ./lull.toml when it exists).
-pub fn read_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+pub fn read_file(path: Option<&Path>) -> Result<FileConfig, ServeConfigError> {
     let (path, required) = match path {
         Some(p) => (p.to_path_buf(), true),
         None => (PathBuf::from("lull.toml"), false),
@@ -374,188 +381,115 @@ pub fn read_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(FileConfig::default())
         }
-        Err(source) => return Err(ConfigError::Read { path, source }),
+        Err(source) => return Err(ServeConfigError::Read { path, source }),
     };
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+    toml::from_str(&text).map_err(|source| ServeConfigError::Parse {
         path,
         source: Box::new(source),
     })
 }
 
+/// An address setting.
+fn address(
+    r: &Reader<'_, Layers>,
+    var: &'static str,
+    default: &str,
+) -> Result<SocketAddr, SettingError> {
+    let v = r.get(var).unwrap_or_else(|| default.to_string());
+    v.parse().map_err(|e| {
+        r.invalid(
+            var,
+            v.clone(),
+            format!("{e} (expected IP:PORT, e.g. {default})"),
+        )
+    })
+}
+
 impl ServeArgs {
     /// Resolves flags, environment and file into a checked configuration.
-    pub fn resolve(&self) -> Result<Config, ConfigError> {
+    pub fn resolve(&self) -> Result<Config, ServeConfigError> {
         let file = read_file(self.config.as_deref())?;
         self.resolve_with(file)
     }
 
-    fn resolve_with(&self, file: FileConfig) -> Result<Config, ConfigError> {
-        const LISTEN: &str = setting!("listen", "LULL_LISTEN", "listen");
-        let listen_s = pick(self.listen.clone(), file.listen.clone())
-            .unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen: SocketAddr = listen_s.trim().parse().map_err(|e| ConfigError::Invalid {
-            setting: LISTEN,
-            value: listen_s.clone(),
-            reason: format!("{e} (expected IP:PORT, e.g. 127.0.0.1:8080)"),
-        })?;
-        const OPS_LISTEN: &str = setting!("ops-listen", "LULL_OPS_LISTEN", "ops_listen");
-        let ops_s = pick(self.ops_listen.clone(), file.ops_listen.clone())
-            .unwrap_or_else(|| "127.0.0.1:9090".into());
-        let ops_listen: SocketAddr = ops_s.trim().parse().map_err(|e| ConfigError::Invalid {
-            setting: OPS_LISTEN,
-            value: ops_s.clone(),
-            reason: format!("{e} (expected IP:PORT, e.g. 127.0.0.1:9090)"),
-        })?;
+    fn resolve_with(&self, file: FileConfig) -> Result<Config, ServeConfigError> {
+        let layers = Layers::new(self, &file);
+        let r = Reader::new(&layers);
+        let ProtocolSettings { policy, buffer } = ProtocolSettings::resolve(&layers)?;
+
+        let listen = address(&r, "LULL_LISTEN", defaults::LISTEN)?;
+        let ops_listen = address(&r, "LULL_OPS_LISTEN", defaults::OPS_LISTEN)?;
         if ops_listen == listen && listen.port() != 0 {
-            return Err(ConfigError::OpsOnWebhookAddress(listen));
+            return Err(ServeConfigError::OpsOnWebhookAddress(listen));
         }
-        const MAX_REQUESTS: &str = setting!(
-            "max-concurrent-requests",
+        let max_concurrent_requests = r.number(
             "LULL_MAX_CONCURRENT_REQUESTS",
-            "max_concurrent_requests"
-        );
-        let max_concurrent_requests = self
-            .max_concurrent_requests
-            .or(file.max_concurrent_requests)
-            .unwrap_or(64);
+            defaults::MAX_CONCURRENT_REQUESTS,
+        )?;
         if max_concurrent_requests == 0 {
-            return Err(ConfigError::Invalid {
-                setting: MAX_REQUESTS,
-                value: "0".into(),
-                reason: "at least 1 request must be served at a time".into(),
-            });
+            return Err(r
+                .invalid_as_set(
+                    "LULL_MAX_CONCURRENT_REQUESTS",
+                    "at least 1 request must be served at a time",
+                )
+                .into());
         }
-        let allow_unsigned = self.allow_unsigned || file.allow_unsigned.unwrap_or(false);
-        let trust_forwarded = self.trust_forwarded || file.trust_forwarded.unwrap_or(false);
-        let data_dir = pick(self.data_dir.clone(), file.data_dir.clone())
-            .unwrap_or_else(|| PathBuf::from("lull-data"));
+        let allow_unsigned = layers.switch("LULL_ALLOW_UNSIGNED");
+        let trust_forwarded = layers.switch("LULL_TRUST_FORWARDED");
+        let data_dir = PathBuf::from(
+            r.get("LULL_DATA_DIR")
+                .unwrap_or_else(|| defaults::DATA_DIR.into()),
+        );
 
-        const QUIET: &str = setting!("quiet", "LULL_QUIET", "quiet");
-        const MAX_WAIT: &str = setting!("max-wait", "LULL_MAX_WAIT", "max_wait");
-        let quiet = match pick(self.quiet.clone(), file.quiet.clone()) {
-            Some(v) => duration(QUIET, &v)?,
-            None => Duration::from_secs(8),
-        };
-        let max_wait = match pick(self.max_wait.clone(), file.max_wait.clone()) {
-            Some(v) => duration(MAX_WAIT, &v)?,
-            None => Duration::from_secs(30),
-        };
-        let policy = Policy::with_times(quiet, max_wait).map_err(|e| ConfigError::Invalid {
-            setting:
-                "--quiet / --max-wait (LULL_QUIET / LULL_MAX_WAIT / quiet, max_wait in lull.toml)",
-            value: format!(
-                "{} / {}",
-                humantime::format_duration(quiet),
-                humantime::format_duration(max_wait)
-            ),
-            reason: e.to_string(),
-        })?;
-
-        const SINK: &str = setting!("sink", "LULL_SINK", "sink");
-        let sink = pick(self.sink.clone(), file.sink.clone()).unwrap_or_else(|| "stdout".into());
-        let sink_secrets: Vec<String> = secrets(&self.sink_secret, &file.sink_secret)
-            .iter()
-            .map(str::to_string)
-            .collect();
-        const SINK_TIMEOUT: &str = setting!("sink-timeout", "LULL_SINK_TIMEOUT", "sink_timeout");
-        let sink_timeout = match pick(self.sink_timeout.clone(), file.sink_timeout.clone()) {
-            Some(v) => duration(SINK_TIMEOUT, &v)?,
-            None => lull_core::timing::DEFAULT_SINK_TIMEOUT,
-        };
-        // One rule (lull_core::timing): the lease and every deadline follow from the timeout.
-        let timing = lull_core::timing::HandoffTiming::new(sink_timeout).map_err(|e| {
-            ConfigError::Invalid {
-                setting: SINK_TIMEOUT,
-                value: humantime::format_duration(sink_timeout).to_string(),
-                reason: e.to_string(),
-            }
-        })?;
+        let sink = r.get("LULL_SINK").unwrap_or_else(|| defaults::SINK.into());
+        let sink_secrets: Vec<String> =
+            lull_ingest::Secrets::from_list(&r.get("LULL_SINK_SECRET").unwrap_or_default())
+                .iter()
+                .map(str::to_string)
+                .collect();
+        let sink_timeout = buffer.timing.sink_timeout();
         // Checked now so a typo stops start-up rather than the first hand-off.
-        lull_sink::AnySink::parse(&sink, sink_secrets.clone(), sink_timeout).map_err(|e| {
-            ConfigError::Invalid {
-                setting: SINK,
-                value: sink.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+        lull_sink::AnySink::parse(&sink, sink_secrets.clone(), sink_timeout)
+            .map_err(|e| r.invalid("LULL_SINK", sink.clone(), e.to_string()))?;
 
-        const DURABILITY: &str = setting!("durability", "LULL_DURABILITY", "durability");
-        let durability = match pick(self.durability.clone(), file.durability.clone()) {
+        let durability = match r.get("LULL_DURABILITY") {
             None => Durability::Normal,
-            Some(v) => Durability::parse(v.trim()).ok_or_else(|| ConfigError::Invalid {
-                setting: DURABILITY,
-                value: v.clone(),
-                reason: "expected normal or full".into(),
+            Some(v) => Durability::parse(&v).ok_or_else(|| {
+                r.invalid("LULL_DURABILITY", v.clone(), "expected normal or full")
             })?,
         };
-        const SWEEP: &str = setting!("sweep-interval", "LULL_SWEEP_INTERVAL", "sweep_interval");
-        let sweep_interval = match pick(self.sweep_interval.clone(), file.sweep_interval.clone()) {
-            Some(v) => duration(SWEEP, &v)?,
-            None => Duration::from_secs(5),
-        };
+        let sweep_interval = r.duration("LULL_SWEEP_INTERVAL", defaults::SWEEP_INTERVAL)?;
         if sweep_interval < Duration::from_millis(10) {
-            return Err(ConfigError::Invalid {
-                setting: SWEEP,
-                value: humantime::format_duration(sweep_interval).to_string(),
-                reason: "must be at least 10ms".into(),
-            });
+            return Err(r
+                .invalid_as_set("LULL_SWEEP_INTERVAL", "must be at least 10ms")
+                .into());
         }
-        const RETRY_MIN: &str = setting!("retry-min", "LULL_RETRY_MIN", "retry_min");
-        const RETRY_MAX: &str = setting!("retry-max", "LULL_RETRY_MAX", "retry_max");
-        let retry_min = match pick(self.retry_min.clone(), file.retry_min.clone()) {
-            Some(v) => duration(RETRY_MIN, &v)?,
-            None => Duration::from_secs(1),
-        };
-        let retry_max = match pick(self.retry_max.clone(), file.retry_max.clone()) {
-            Some(v) => duration(RETRY_MAX, &v)?,
-            None => Duration::from_secs(60),
-        };
-        if retry_min < Duration::from_millis(10) || retry_max < retry_min {
-            return Err(ConfigError::Invalid {
-                setting: RETRY_MIN,
-                value: format!(
-                    "{} .. {}",
-                    humantime::format_duration(retry_min),
-                    humantime::format_duration(retry_max)
-                ),
-                reason: "retry-min must be at least 10ms and not above retry-max".into(),
-            });
-        }
-
-        const LOG_FORMAT: &str = setting!("log-format", "LULL_LOG_FORMAT", "log_format");
-        let log_format = match pick(self.log_format.clone(), file.log_format.clone()).as_deref() {
+        let log_format = match r.get("LULL_LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
-                return Err(ConfigError::Invalid {
-                    setting: LOG_FORMAT,
-                    value: other.into(),
-                    reason: "expected text or json".into(),
-                })
+                return Err(r
+                    .invalid("LULL_LOG_FORMAT", other, "expected text or json")
+                    .into())
             }
         };
-        let log = pick(self.log.clone(), file.log.clone())
+        let log = r
+            .get("LULL_LOG")
             .or_else(|| std::env::var("RUST_LOG").ok())
-            .unwrap_or_else(|| "info".into());
+            .unwrap_or_else(|| defaults::LOG.into());
+        let tenant_refresh = r.duration("LULL_TENANT_REFRESH", lull_ingest::DEFAULT_TENANT_TTL)?;
 
-        let tenants = self.tenants(&file, policy)?;
-        lull_ingest::MemoryDirectory::new(tenants.clone())
-            .map_err(|e| ConfigError::Tenants(e.to_string()))?;
-        let any_secret = tenants.iter().any(Tenant::has_any_secret);
+        let (seed, fallback) = tenants(&layers, &file, policy)?;
+        let any_secret = fallback.as_ref().is_some_and(Tenant::has_any_secret)
+            || seed.iter().any(|s| !s.secret_counts().is_empty())
+            || stored_secrets(&data_dir)?;
         let loopback = listen.ip().is_loopback();
         if !loopback && allow_unsigned {
-            return Err(ConfigError::UnsignedOnNonLoopback(listen));
+            return Err(ServeConfigError::UnsignedOnNonLoopback(listen));
         }
         if !loopback && !any_secret {
-            return Err(ConfigError::OpenWithoutSecrets(listen));
+            return Err(ServeConfigError::OpenWithoutSecrets(listen));
         }
-        let buffer = BufferConfig {
-            timing,
-            // A failed batch is held for the same backoff the timers use.
-            retry_min,
-            retry_max,
-            ..BufferConfig::default()
-        };
         Ok(Config {
             listen,
             ops_listen,
@@ -573,168 +507,50 @@ impl ServeArgs {
                 concurrency: 16,
             },
             buffer,
-            tenants,
+            seed,
+            fallback,
+            tenant_refresh,
             allow_unsigned,
             no_secrets: !any_secret,
             log_format,
             log,
         })
     }
-
-    /// The single tenant from flags/environment/top-level keys, or the `[[tenants]]` of the file.
-    fn tenants(&self, file: &FileConfig, policy: Policy) -> Result<Vec<Tenant>, ConfigError> {
-        let meta_app = secrets(&self.meta_app_secret, &file.meta_app_secret);
-        let meta_verify = secrets(&self.meta_verify_token, &file.meta_verify_token);
-        let evolution = secrets(&self.evolution_token, &file.evolution_token);
-        let evolution_jwt = secrets(&self.evolution_jwt_key, &file.evolution_jwt_key);
-        let generic = secrets(&self.generic_secret, &file.generic_secret);
-        let twilio = secrets(&self.twilio_auth_token, &file.twilio_auth_token);
-        let twilio_shared = secrets(&self.twilio_shared_key, &file.twilio_shared_key);
-        let twilio_url = pick(
-            self.twilio_public_url.clone(),
-            file.twilio_public_url.clone(),
-        );
-        if file.tenants.is_empty() {
-            return Ok(vec![Tenant {
-                id: "default".into(),
-                policy,
-                meta: MetaSettings {
-                    app_secrets: meta_app,
-                    verify_tokens: meta_verify,
-                    ..Default::default()
-                },
-                evolution: EvolutionSettings {
-                    tokens: evolution,
-                    jwt_keys: evolution_jwt,
-                    ..Default::default()
-                },
-                twilio: TwilioSettings {
-                    auth_tokens: twilio,
-                    shared_keys: twilio_shared,
-                    public_url: twilio_url,
-                    ..Default::default()
-                },
-                generic: GenericSettings {
-                    secrets: generic,
-                    ..Default::default()
-                },
-                sink: None,
-            }]);
-        }
-        for (name, set) in [
-            ("LULL_META_APP_SECRET", !meta_app.is_empty()),
-            ("LULL_META_VERIFY_TOKEN", !meta_verify.is_empty()),
-            ("LULL_EVOLUTION_TOKEN", !evolution.is_empty()),
-            ("LULL_EVOLUTION_JWT_KEY", !evolution_jwt.is_empty()),
-            ("LULL_GENERIC_SECRET", !generic.is_empty()),
-            ("LULL_TWILIO_AUTH_TOKEN", !twilio.is_empty()),
-            ("LULL_TWILIO_SHARED_KEY", !twilio_shared.is_empty()),
-        ] {
-            if set {
-                return Err(ConfigError::GlobalSecretWithTenants(name));
-            }
-        }
-        file.tenants
-            .iter()
-            .map(|t| tenant_from_file(t, policy))
-            .collect()
-    }
 }
 
-fn tenant_from_file(t: &FileTenant, default: Policy) -> Result<Tenant, ConfigError> {
-    let quiet = match &t.quiet {
-        Some(v) if lull_core::turn::settings::is_adaptive(v) => default.quiet,
-        Some(v) => duration("quiet of a [[tenants]] entry in lull.toml", v)?,
-        None => default.quiet,
-    };
-    let max_wait = match &t.max_wait {
-        Some(v) => duration("max_wait of a [[tenants]] entry in lull.toml", v)?,
-        None => default.max_wait,
-    };
-    let policy = Policy {
-        quiet,
-        max_wait,
-        max_messages: t.max_messages.unwrap_or(default.max_messages),
-        buffering: !t.passthrough,
-        ..default
-    };
-    let policy = lull_core::turn::settings::TurnSettings {
-        quiet: t.quiet.as_deref(),
-        quiet_min: t.quiet_min.as_deref(),
-        quiet_max: t.quiet_max.as_deref(),
-        typing: t.typing,
-        typing_grace: t.typing_grace.as_deref(),
-        typing_hold: t.typing_hold.as_deref(),
-        pause: t.pause.as_deref(),
+/// The single tenant of flags, environment and top-level file keys (built as the webhook Lambda
+/// builds its bootstrap tenant, by [`Tenant::from_env`]), or the `[[tenants]]` of the file
+/// (checked as a whole: unique ids, each account owned once), never both.
+fn tenants(
+    layers: &Layers,
+    file: &FileConfig,
+    policy: Policy,
+) -> Result<(Vec<TenantSpec>, Option<Tenant>), ServeConfigError> {
+    if file.tenants.is_empty() {
+        let tenant = Tenant::from_env(|var| {
+            lull_ingest::tenant::env::ALL
+                .iter()
+                .find(|v| **v == var)
+                .and_then(|v| layers.value(v))
+        })
+        .map_err(|e| ServeConfigError::Tenants(e.to_string()))?;
+        return Ok((Vec::new(), Some(Tenant { policy, ..tenant })));
     }
-    .apply(policy)
-    .map_err(|reason| ConfigError::Invalid {
-        setting: "policy of a [[tenants]] entry in lull.toml",
-        value: t.id.clone(),
-        reason,
-    })?;
-    let none = Secrets::default;
-    let meta = t.meta.as_ref();
-    let evo = t.evolution.as_ref();
-    let tw = t.twilio.as_ref();
-    let gen = t.generic.as_ref();
-    let sink = match &t.sink {
-        None => None,
-        Some(url) => {
-            let secrets = t
-                .sink_secret
-                .as_ref()
-                .map_or_else(none, StringOrList::secrets);
-            lull_sink::HttpTarget::new(url, secrets.iter().map(String::from).collect()).map_err(
-                |reason| ConfigError::Invalid {
-                    setting: "sink of a [[tenants]] entry in lull.toml",
-                    value: url.clone(),
-                    reason,
-                },
-            )?;
-            Some(SinkSettings {
-                url: url.clone(),
-                signing_secrets: secrets,
-            })
-        }
-    };
-    Ok(Tenant {
-        id: t.id.clone(),
-        policy,
-        sink,
-        meta: MetaSettings {
-            phone_number_ids: meta.map(|m| m.phone_number_ids.clone()).unwrap_or_default(),
-            app_secrets: meta
-                .and_then(|m| m.app_secret.as_ref())
-                .map_or_else(none, StringOrList::secrets),
-            verify_tokens: meta
-                .and_then(|m| m.verify_token.as_ref())
-                .map_or_else(none, StringOrList::secrets),
-        },
-        evolution: EvolutionSettings {
-            instances: evo.map(|e| e.instances.clone()).unwrap_or_default(),
-            tokens: evo
-                .and_then(|e| e.token.as_ref())
-                .map_or_else(none, StringOrList::secrets),
-            ..Default::default()
-        },
-        twilio: TwilioSettings {
-            numbers: tw.map(|x| x.numbers.clone()).unwrap_or_default(),
-            auth_tokens: tw
-                .and_then(|x| x.auth_token.as_ref())
-                .map_or_else(none, StringOrList::secrets),
-            shared_keys: tw
-                .and_then(|x| x.shared_key.as_ref())
-                .map_or_else(none, StringOrList::secrets),
-            public_url: tw.and_then(|x| x.public_url.clone()),
-        },
-        generic: GenericSettings {
-            accounts: gen.map(|g| g.accounts.clone()).unwrap_or_default(),
-            secrets: gen
-                .and_then(|g| g.secret.as_ref())
-                .map_or_else(none, StringOrList::secrets),
-        },
-    })
+    if let Some(var) = lull_ingest::tenant::env::ALL
+        .iter()
+        .find(|v| layers.value(v).is_some())
+    {
+        return Err(ServeConfigError::GlobalSecretWithTenants(var));
+    }
+    let now = lull_core::Millis::now_wall();
+    let records: Vec<_> = file
+        .tenants
+        .iter()
+        .map(|s| lull_ingest::TenantRecord::applied(None, s.clone(), now))
+        .collect();
+    lull_ingest::tenant_spec::check_set(&records, &policy)
+        .map_err(|e| ServeConfigError::Tenants(format!("[[tenants]] in lull.toml: {e}")))?;
+    Ok((file.tenants.clone(), None))
 }
 
 #[cfg(test)]
@@ -761,7 +577,70 @@ mod tests {
         assert_eq!(c.ops_listen.to_string(), "127.0.0.1:9090");
         assert!(!c.trust_forwarded);
         assert_eq!(c.max_concurrent_requests, 64);
-        assert_eq!(c.tenants.len(), 1);
+        assert_eq!(c.fallback.as_ref().map(|t| t.id.as_str()), Some("default"));
+        assert!(c.seed.is_empty());
+        assert_eq!(c.tenant_refresh, lull_ingest::DEFAULT_TENANT_TTL);
+    }
+
+    #[test]
+    fn every_setting_is_one_flag_one_variable_and_one_file_key() {
+        use clap::Args as _;
+        let cmd = ServeArgs::augment_args(clap::Command::new("serve"));
+        let keys = match serde_json::to_value(ServeArgs::default()).unwrap() {
+            Value::Object(m) => m,
+            other => panic!("{other}"),
+        };
+        for arg in cmd.get_arguments() {
+            let Some(env) = arg.get_env().and_then(|e| e.to_str()) else {
+                continue;
+            };
+            let key = Layers::key(env);
+            assert_eq!(
+                arg.get_long(),
+                Some(key.replace('_', "-").as_str()),
+                "{env}"
+            );
+            // Every flag but --config is also a lull.toml key of the same name.
+            assert_eq!(keys.contains_key(&key), env != "LULL_CONFIG", "{env}");
+        }
+        // The protocol's settings are among them: serve resolves what the Lambdas resolve.
+        for var in lull_core::settings::var::ALL {
+            assert!(
+                cmd.get_arguments()
+                    .any(|a| a.get_env().and_then(|e| e.to_str()) == Some(*var)),
+                "{var} is not a flag of serve"
+            );
+        }
+    }
+
+    #[test]
+    fn protocol_settings_come_from_every_layer_and_are_named_in_all_three_spellings() {
+        let file: FileConfig = toml::from_str(
+            "max_messages = 7\nlease = \"80s\"\ndedupe_horizon = \"2h\"\nretry_min = \"2s\"",
+        )
+        .unwrap();
+        let mut a = args();
+        a.max_bytes = Some(4096);
+        let c = a.resolve_with(file).unwrap();
+        assert_eq!(c.policy.max_messages, 7);
+        assert_eq!(c.policy.max_bytes, 4096);
+        assert_eq!(c.buffer.timing.lease(), Duration::from_secs(80));
+        assert_eq!(c.buffer.dedupe_horizon, Duration::from_secs(7200));
+        assert_eq!(c.buffer.retry_min, Duration::from_secs(2));
+        let file: FileConfig = toml::from_str("lease = \"61s\"").unwrap();
+        let e = args().resolve_with(file).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--lease / LULL_LEASE / lease in lull.toml: \"61s\" is invalid"),
+            "{e}"
+        );
+        // A secret list in the file is the same as a comma-separated flag.
+        let file: FileConfig = toml::from_str("meta_app_secret = [\"new\", \"old\"]").unwrap();
+        let c = args().resolve_with(file).unwrap();
+        let fallback = c.fallback.expect("the flags' tenant");
+        assert_eq!(fallback.meta.app_secrets.len(), 2);
+        // Secrets never show in a debug print of the settings.
+        let file: FileConfig = toml::from_str("sink_secret = \"whsec_x\"").unwrap();
+        assert!(!format!("{file:?}").contains("whsec_x"));
     }
 
     #[test]
@@ -774,7 +653,7 @@ mod tests {
                 .allow_unsigned
         );
         a.listen = Some("0.0.0.0:8080".into());
-        a.meta_app_secret = Some("s3cret".into());
+        a.meta_app_secret = Some("s3cret".parse().unwrap());
         let e = a
             .resolve_with(FileConfig::default())
             .unwrap_err()
@@ -797,7 +676,8 @@ mod tests {
         assert_eq!(c.ops_listen.to_string(), "0.0.0.0:9100");
         assert!(c.trust_forwarded);
         assert_eq!(c.max_concurrent_requests, 8);
-        assert_eq!(c.tenants[0].twilio.shared_keys.len(), 2);
+        let fallback = c.fallback.as_ref().expect("the flags' tenant");
+        assert_eq!(fallback.twilio.shared_keys.len(), 2);
         let mut a = args();
         a.ops_listen = Some("127.0.0.1:8080".into());
         let e = a
@@ -845,7 +725,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("0.0.0.0:8080") && e.contains("secret"), "{e}");
-        a.meta_app_secret = Some("s3cret".into());
+        a.meta_app_secret = Some("s3cret".parse().unwrap());
         assert!(a.resolve_with(FileConfig::default()).is_ok());
         let mut a = args();
         a.sink = Some("ftp://x".into());
@@ -894,47 +774,46 @@ mod tests {
         )
         .unwrap();
         let c = args().resolve_with(file).unwrap();
-        assert_eq!(c.tenants.len(), 2);
-        assert_eq!(c.tenants[0].policy.quiet, Duration::from_secs(3));
-        assert_eq!(c.tenants[0].meta.app_secrets.len(), 2);
-        assert!(!c.tenants[1].policy.buffering);
+        assert_eq!(c.seed.len(), 2);
+        assert!(c.fallback.is_none());
+        let acme = c.seed[0].to_tenant(&c.policy).unwrap();
+        assert_eq!(acme.policy.quiet, Duration::from_secs(3));
+        assert_eq!(acme.meta.app_secrets.len(), 2);
+        assert!(!c.seed[1].to_tenant(&c.policy).unwrap().policy.buffering);
         assert!(!c.allow_unsigned);
     }
 
     #[test]
-    fn a_tenant_may_have_its_own_sink_and_a_bad_one_is_named() {
-        let file: FileConfig = toml::from_str(
-            r#"
-            [[tenants]]
-            id = "acme"
-            sink = "https://ai.acme.example/lull"
-            sink_secret = "acme-signing"
-            [tenants.meta]
-            phone_number_ids = ["106540352242922"]
-            app_secret = "a"
-            "#,
-        )
-        .unwrap();
-        let c = args().resolve_with(file).unwrap();
-        let own = c.tenants[0].sink.as_ref().expect("tenant sink");
-        assert_eq!(own.url, "https://ai.acme.example/lull");
-        assert_eq!(own.signing_secrets.len(), 1);
-        assert!(super::super::sink(&c).is_ok());
-
+    fn a_bad_tenant_sink_and_duplicate_ids_or_accounts_are_named() {
         let file: FileConfig = toml::from_str(
             "[[tenants]]\nid = \"acme\"\nsink = \"ftp://nope\"\n[tenants.meta]\napp_secret = \"a\"",
         )
         .unwrap();
         let e = args().resolve_with(file).unwrap_err().to_string();
         assert!(e.contains("ftp://nope") && e.contains("sink"), "{e}");
-
-        // A sink with no account to route to is refused at start-up, naming the tenant.
         let file: FileConfig = toml::from_str(
-            "[[tenants]]\nid = \"solo\"\nsink = \"https://x.example\"\n[tenants.meta]\napp_secret = \"a\"",
+            r#"
+            [[tenants]]
+            id = "a"
+            [tenants.twilio]
+            numbers = ["whatsapp:+15550001111"]
+            auth_token = "t"
+            [[tenants]]
+            id = "b"
+            [tenants.twilio]
+            numbers = ["+15550001111"]
+            auth_token = "u"
+            "#,
         )
         .unwrap();
-        let c = args().resolve_with(file).unwrap();
-        let e = super::super::sink(&c).unwrap_err();
-        assert!(e.contains("solo"), "{e}");
+        let e = args().resolve_with(file).unwrap_err().to_string();
+        assert!(e.contains("+15550001111") && e.contains("\"b\""), "{e}");
+        let file: FileConfig = toml::from_str(
+            "[[tenants]]\nid = \"a\"\n[tenants.meta]\nphone_number_ids = [\"1\"]\n\
+             [[tenants]]\nid = \"a\"\n[tenants.meta]\nphone_number_ids = [\"2\"]",
+        )
+        .unwrap();
+        let e = args().resolve_with(file).unwrap_err().to_string();
+        assert!(e.contains("\"a\" appears twice"), "{e}");
     }
 }

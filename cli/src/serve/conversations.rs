@@ -16,7 +16,7 @@ use lull_core::ConversationKey;
 use lull_local::Local;
 
 use super::config::{Config, ServeArgs};
-use super::{fail, runtime, settings, sink};
+use super::{fail, runtime, settings, sink, tenants};
 
 /// `lull conversations`: operator actions on one conversation.
 #[derive(Args, Clone, Debug)]
@@ -129,7 +129,8 @@ async fn here(
     key: &ConversationKey,
     pause_for: Option<Duration>,
 ) -> Result<String, String> {
-    let local = Local::open(settings(cfg), sink(cfg)?)
+    let directory = tenants(cfg).await?;
+    let local = Local::open(settings(cfg), sink(cfg, directory)?)
         .await
         .map_err(|e| e.to_string())?;
     match local

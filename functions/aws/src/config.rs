@@ -1,5 +1,8 @@
 //! Configuration from environment variables, read and validated once at start-up. A missing or
-//! bad value fails the Lambda's init with a message naming the variable.
+//! bad value fails the Lambda's init with a message naming the variable. The protocol's settings
+//! (the `LULL_QUIET` .. `LULL_DEDUPE_HORIZON` rows) are resolved by the core
+//! (`lull_core::settings`), with the same defaults and checks as `lull serve`; wiring the adapters
+//! from these settings is [`crate::wiring`]'s.
 //!
 //! | variable | meaning | default |
 //! | --- | --- | --- |
@@ -15,22 +18,19 @@
 //! | `LULL_MAX_BYTES` | size cap in bytes | `65536` |
 //! | `LULL_DEDUPE_HORIZON` | how long message ids are remembered | `7days` |
 //! | `LULL_LEASE` | hand-off lease (at least sink timeout + 2 s) | sink timeout + 15 s |
+//! | `LULL_RETRY_MIN`, `LULL_RETRY_MAX` | backoff after a failed hand-off, doubled per failure (not read by the webhook) | `1s`, `60s` |
 //! | `LULL_IDLE_TTL` | how long an idle conversation record is kept | `30days` |
 //! | `LULL_DUE_SHARDS` | partitions of the due index (fixed per table) | `4` |
 //! | `LULL_SWEEP_LIMIT` | conversations one sweep flushes at most (sweep only) | `500` |
 //! | `LULL_LOG_SECRET` | key of the conversation hash in logs | empty |
+//! | `LULL_SECRET_PREFIX` | name prefix of the tenants' secrets in Secrets Manager | `lull/tenants/` |
+//! | `LULL_TENANT_REFRESH` | how long a read of the tenants is used before the next | `10s` |
 //! | `LULL_METRICS_NAMESPACE` | CloudWatch namespace of the EMF metrics (read by `telemetry`) | `lull` |
 
 use std::time::Duration;
 
-use lull_core::timing::{check_dedupe_horizon, HandoffTiming, DEFAULT_SINK_TIMEOUT};
+use lull_core::settings::{var, ProtocolSettings, Reader, SettingError, SettingSource};
 use lull_core::{BufferConfig, Policy};
-
-use crate::accounting::Accounting;
-use crate::clients::AwsClients;
-use crate::sink::{BatchSink, SqsSink};
-use crate::store::{DynamoDbStore, StoreSettings};
-use crate::trigger::SqsTrigger;
 
 /// Which program reads the configuration: it decides what is required.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,51 +39,60 @@ pub enum Role {
     Flush,
     Sweep,
     Redrive,
+    /// `lull tenants --aws`: the tenant store only (table, secret prefix, default policy).
+    Tenants,
 }
 
-/// Read by every role.
+/// Read by every role (besides the protocol settings of [`lull_core::settings::var`]).
 const COMMON_ENV: &[&str] = &[
     "LULL_TABLE",
     "LULL_TRIGGER_QUEUE_URL",
-    "LULL_QUIET",
-    "LULL_MAX_WAIT",
-    "LULL_MAX_MESSAGES",
-    "LULL_MAX_BYTES",
-    "LULL_DEDUPE_HORIZON",
-    "LULL_LEASE",
     "LULL_IDLE_TTL",
     "LULL_DUE_SHARDS",
     "LULL_LOG_SECRET",
+    "LULL_SECRET_PREFIX",
+    "LULL_TENANT_REFRESH",
 ];
 /// Read by the roles that hand batches off.
-const SINK_ENV: &[&str] = &["LULL_SINK", "LULL_SINK_SECRET", "LULL_SINK_TIMEOUT"];
+const SINK_ENV: &[&str] = &["LULL_SINK", "LULL_SINK_SECRET"];
+/// Protocol settings only a hand-off uses: the webhook never calls a sink, so it does not read
+/// them (and a bad one cannot stop it).
+const HANDOFF_ONLY: &[&str] = &[var::SINK_TIMEOUT, var::RETRY_MIN, var::RETRY_MAX];
 
 /// Every environment variable [`Settings::from_lookup`] reads for `role` (required or not): the
 /// deployment (infra/template.yaml, checked by tests/infra.rs) sets each of them.
 pub fn known_env(role: Role) -> Vec<&'static str> {
+    let hands_off = hands_off(role);
     let mut v = COMMON_ENV.to_vec();
-    if role != Role::Webhook {
+    v.extend(
+        var::ALL
+            .iter()
+            .filter(|name| hands_off || !HANDOFF_ONLY.contains(name)),
+    );
+    if hands_off {
         v.extend_from_slice(SINK_ENV);
     }
     match role {
         Role::Sweep => v.push("LULL_SWEEP_LIMIT"),
         Role::Redrive => v.push("LULL_DLQ_URL"),
-        Role::Webhook | Role::Flush => {}
+        Role::Webhook | Role::Flush | Role::Tenants => {}
     }
     v
 }
 
-/// A missing or bad environment variable.
+/// Whether `role` hands batches off (and so reads the sink's settings).
+fn hands_off(role: Role) -> bool {
+    !matches!(role, Role::Webhook | Role::Tenants)
+}
+
+/// A missing or bad environment variable of a Lambda (or of `lull ... --aws`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
+pub enum LambdaConfigError {
     #[error("{var} is required but not set")]
     Missing { var: &'static str },
-    #[error("{var}={value:?} is invalid: {reason}")]
-    Invalid {
-        var: &'static str,
-        value: String,
-        reason: String,
-    },
+    /// A value that cannot be used, named by its variable (the core's protocol checks included).
+    #[error(transparent)]
+    Invalid(#[from] SettingError),
 }
 
 /// Where batches go, parsed but not yet connected.
@@ -110,108 +119,109 @@ pub struct Settings {
     pub due_shards: u32,
     pub sweep_limit: usize,
     pub log_secret: String,
+    /// Name prefix of the tenants' Secrets Manager secrets (`<prefix><tenant id>`).
+    pub secret_prefix: String,
+    /// How long a read of the tenant directory is used.
+    pub tenant_refresh: Duration,
 }
 
-fn duration(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(value).map_err(|e| ConfigError::Invalid {
-        var,
-        value: value.into(),
-        reason: e.to_string(),
-    })
+/// The environment as a Lambda role sees it: hand-off-only settings are invisible to the roles
+/// that never hand off.
+struct RoleEnv<F> {
+    role: Role,
+    get: F,
 }
 
-fn number<T: std::str::FromStr>(var: &'static str, value: &str) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    value
-        .trim()
-        .parse()
-        .map_err(|e: T::Err| ConfigError::Invalid {
-            var,
-            value: value.into(),
-            reason: e.to_string(),
-        })
+impl<F: Fn(&str) -> Option<String>> SettingSource for RoleEnv<F> {
+    fn value(&self, name: &'static str) -> Option<String> {
+        if !hands_off(self.role) && HANDOFF_ONLY.contains(&name) {
+            return None;
+        }
+        (self.get)(name)
+    }
 }
 
-fn queue_url(var: &'static str, value: &str) -> Result<String, ConfigError> {
+fn queue_url(
+    r: &Reader<'_, impl SettingSource + ?Sized>,
+    name: &'static str,
+    value: &str,
+) -> Result<String, SettingError> {
     if value.starts_with("https://") || value.starts_with("http://") {
         Ok(value.to_string())
     } else {
-        Err(ConfigError::Invalid {
-            var,
-            value: value.into(),
-            reason:
-                "expected an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)"
-                    .into(),
-        })
+        Err(r.invalid(
+            name,
+            value,
+            "expected an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)",
+        ))
     }
 }
 
 /// Parses a `LULL_SINK` value.
-pub fn parse_sink(value: &str) -> Result<SinkSpec, ConfigError> {
+pub fn parse_sink(value: &str) -> Result<SinkSpec, LambdaConfigError> {
     const VAR: &str = "LULL_SINK";
+    let env = |_: &str| -> Option<String> { None };
+    let r = Reader::new(&env);
     if let Some(url) = value.strip_prefix("sqs:") {
-        let url = queue_url(VAR, url)?;
+        let url = queue_url(&r, VAR, url)?;
         if !url.ends_with(".fifo") {
-            return Err(ConfigError::Invalid {
-                var: VAR,
-                value: value.into(),
-                reason: "the SQS sink must be a FIFO queue (name ending in .fifo) so batches \
-                         of a conversation keep their order"
-                    .into(),
-            });
+            return Err(r
+                .invalid(
+                    VAR,
+                    value,
+                    "the SQS sink must be a FIFO queue (name ending in .fifo) so batches of a \
+                     conversation keep their order",
+                )
+                .into());
         }
         return Ok(SinkSpec::SqsFifo(url));
     }
     // Validate with lull-sink's own parser (no secrets or real timeout needed to check the shape;
     // nothing is sent).
-    lull_sink::AnySink::parse(value, Vec::new(), Duration::from_secs(1)).map_err(|e| {
-        ConfigError::Invalid {
-            var: VAR,
-            value: value.into(),
-            reason: format!("{e}; or sqs:<FIFO queue URL>"),
-        }
-    })?;
+    lull_sink::AnySink::parse(value, Vec::new(), Duration::from_secs(1))
+        .map_err(|e| r.invalid(VAR, value, format!("{e}; or sqs:<FIFO queue URL>")))?;
     Ok(SinkSpec::Any(value.to_string()))
 }
 
 impl Settings {
     /// Reads the process environment.
-    pub fn from_env(role: Role) -> Result<Settings, ConfigError> {
+    pub fn from_env(role: Role) -> Result<Settings, LambdaConfigError> {
         Self::from_lookup(role, |k| std::env::var(k).ok())
     }
 
-    /// Reads settings through `get` (the environment, or a map in tests). Empty values count as
-    /// unset.
+    /// Reads settings through `get` (the environment, or a map in tests). Blank values count as
+    /// unset. The protocol's settings (policy, timing, retries, dedupe) are resolved and
+    /// checked by the core, as `lull serve` resolves them.
     pub fn from_lookup(
         role: Role,
         get: impl Fn(&str) -> Option<String>,
-    ) -> Result<Settings, ConfigError> {
-        let opt = |var: &'static str| get(var).filter(|v| !v.trim().is_empty());
-        let req = |var: &'static str| opt(var).ok_or(ConfigError::Missing { var });
-        let dur = |var: &'static str, default: Duration| match opt(var) {
-            Some(v) => duration(var, &v),
-            None => Ok(default),
-        };
+    ) -> Result<Settings, LambdaConfigError> {
+        let env = RoleEnv { role, get };
+        let r = Reader::new(&env);
+        let req = |name: &'static str| r.get(name).ok_or(LambdaConfigError::Missing { var: name });
 
         let table = req("LULL_TABLE")?;
-        let trigger_queue_url =
-            queue_url("LULL_TRIGGER_QUEUE_URL", &req("LULL_TRIGGER_QUEUE_URL")?)?;
+        let trigger_queue_url = match (role, r.get("LULL_TRIGGER_QUEUE_URL")) {
+            (Role::Tenants, None) => String::new(),
+            _ => queue_url(
+                &r,
+                "LULL_TRIGGER_QUEUE_URL",
+                &req("LULL_TRIGGER_QUEUE_URL")?,
+            )?,
+        };
         // Only the redrive reads the dead-letter queue.
         let dlq_url = match role {
-            Role::Redrive => Some(queue_url("LULL_DLQ_URL", &req("LULL_DLQ_URL")?)?),
+            Role::Redrive => Some(queue_url(&r, "LULL_DLQ_URL", &req("LULL_DLQ_URL")?)?),
             _ => None,
         };
         // The webhook never hands a batch off: it reads no sink setting (and holds no sink secret).
-        let hands_off = role != Role::Webhook;
-        let sink = if hands_off {
+        let sink = if hands_off(role) {
             Some(parse_sink(&req("LULL_SINK")?)?)
         } else {
             None
         };
-        let sink_secrets: Vec<String> = hands_off
-            .then(|| opt("LULL_SINK_SECRET"))
+        let sink_secrets: Vec<String> = hands_off(role)
+            .then(|| r.get("LULL_SINK_SECRET"))
             .flatten()
             .map(|v| {
                 v.split(',')
@@ -222,110 +232,37 @@ impl Settings {
             })
             .unwrap_or_default();
 
-        let defaults = Policy::default();
-        let mut policy = Policy {
-            quiet: dur("LULL_QUIET", defaults.quiet)?,
-            max_wait: dur("LULL_MAX_WAIT", defaults.max_wait)?,
-            ..defaults
-        };
-        if let Some(v) = opt("LULL_MAX_MESSAGES") {
-            policy.max_messages = number("LULL_MAX_MESSAGES", &v)?;
-        }
-        if let Some(v) = opt("LULL_MAX_BYTES") {
-            policy.max_bytes = number("LULL_MAX_BYTES", &v)?;
-        }
-        policy.validate().map_err(|e| {
-            let var = match e {
-                // The end-of-turn settings are not read from the environment: only the quiet
-                // period (fixed) can break the turn rule's checks.
-                lull_core::policy::PolicyError::ZeroQuiet(_)
-                | lull_core::policy::PolicyError::ZeroPause
-                | lull_core::policy::PolicyError::Turn(_) => "LULL_QUIET",
-                lull_core::policy::PolicyError::MaxWaitBelowQuiet { .. }
-                | lull_core::policy::PolicyError::TooLong { .. } => "LULL_MAX_WAIT",
-                lull_core::policy::PolicyError::ZeroMaxMessages(_) => "LULL_MAX_MESSAGES",
-                lull_core::policy::PolicyError::MaxBytesOutOfRange { .. } => "LULL_MAX_BYTES",
-            };
-            ConfigError::Invalid {
-                var,
-                value: opt(var).unwrap_or_default(),
-                reason: e.to_string(),
-            }
-        })?;
+        let ProtocolSettings { policy, buffer } = ProtocolSettings::resolve(&env)?;
 
-        // The webhook never calls a sink: it reads no sink timeout.
-        let sink_timeout = if hands_off {
-            dur("LULL_SINK_TIMEOUT", DEFAULT_SINK_TIMEOUT)?
-        } else {
-            DEFAULT_SINK_TIMEOUT
-        };
-        // One rule (lull_core::timing): the lease follows from the sink timeout; an explicit
-        // LULL_LEASE must still leave room for a whole sink call.
-        let timing = match opt("LULL_LEASE") {
-            Some(v) => HandoffTiming::with_lease(sink_timeout, duration("LULL_LEASE", &v)?),
-            None => HandoffTiming::new(sink_timeout),
-        }
-        .map_err(|e| ConfigError::Invalid {
-            var: if opt("LULL_LEASE").is_some() {
-                "LULL_LEASE"
-            } else {
-                "LULL_SINK_TIMEOUT"
-            },
-            value: opt("LULL_LEASE")
-                .or_else(|| opt("LULL_SINK_TIMEOUT"))
-                .unwrap_or_default(),
-            reason: e.to_string(),
-        })?;
-        let base = BufferConfig::default();
-        let buffer = BufferConfig {
-            dedupe_horizon: dur("LULL_DEDUPE_HORIZON", base.dedupe_horizon)?,
-            timing,
-            ..base
-        };
-        if buffer.dedupe_horizon < Duration::from_secs(3600) {
-            return Err(ConfigError::Invalid {
-                var: "LULL_DEDUPE_HORIZON",
-                value: opt("LULL_DEDUPE_HORIZON").unwrap_or_default(),
-                reason: "must be at least 1h (Meta retries for up to 7 days)".into(),
-            });
-        }
-        check_dedupe_horizon(buffer.dedupe_horizon, policy.max_wait).map_err(|e| {
-            ConfigError::Invalid {
-                var: "LULL_DEDUPE_HORIZON",
-                value: opt("LULL_DEDUPE_HORIZON").unwrap_or_default(),
-                reason: e.to_string(),
-            }
-        })?;
-        let idle_ttl = dur("LULL_IDLE_TTL", Duration::from_secs(30 * 24 * 3600))?;
+        let idle_ttl = r.duration("LULL_IDLE_TTL", Duration::from_secs(30 * 24 * 3600))?;
         if idle_ttl < buffer.dedupe_horizon {
-            return Err(ConfigError::Invalid {
-                var: "LULL_IDLE_TTL",
-                value: opt("LULL_IDLE_TTL").unwrap_or_default(),
-                reason: "must not be shorter than the dedupe horizon".into(),
-            });
+            return Err(r
+                .invalid_as_set(
+                    "LULL_IDLE_TTL",
+                    "must not be shorter than the dedupe horizon",
+                )
+                .into());
         }
-        let due_shards: u32 = match opt("LULL_DUE_SHARDS") {
-            Some(v) => number("LULL_DUE_SHARDS", &v)?,
-            None => 4,
-        };
+        let due_shards: u32 = r.number("LULL_DUE_SHARDS", 4)?;
         if !(1..=64).contains(&due_shards) {
-            return Err(ConfigError::Invalid {
-                var: "LULL_DUE_SHARDS",
-                value: due_shards.to_string(),
-                reason: "must be between 1 and 64".into(),
-            });
+            return Err(r
+                .invalid(
+                    "LULL_DUE_SHARDS",
+                    due_shards.to_string(),
+                    "must be between 1 and 64",
+                )
+                .into());
         }
         // Only the sweep uses its limit.
-        let sweep_limit: usize = match role.eq(&Role::Sweep).then(|| opt("LULL_SWEEP_LIMIT")) {
-            Some(Some(v)) => number("LULL_SWEEP_LIMIT", &v)?,
-            _ => 500,
+        let sweep_limit: usize = if role == Role::Sweep {
+            r.number("LULL_SWEEP_LIMIT", 500)?
+        } else {
+            500
         };
         if sweep_limit == 0 {
-            return Err(ConfigError::Invalid {
-                var: "LULL_SWEEP_LIMIT",
-                value: "0".into(),
-                reason: "must be at least 1".into(),
-            });
+            return Err(r
+                .invalid("LULL_SWEEP_LIMIT", "0", "must be at least 1")
+                .into());
         }
         Ok(Settings {
             table,
@@ -333,90 +270,18 @@ impl Settings {
             dlq_url,
             sink,
             sink_secrets,
-            sink_timeout,
+            sink_timeout: buffer.timing.sink_timeout(),
             policy,
             buffer,
             idle_ttl,
             due_shards,
             sweep_limit,
-            log_secret: opt("LULL_LOG_SECRET").unwrap_or_default(),
+            log_secret: r.get("LULL_LOG_SECRET").unwrap_or_default(),
+            secret_prefix: r
+                .get("LULL_SECRET_PREFIX")
+                .unwrap_or_else(|| "lull/tenants/".into()),
+            tenant_refresh: r.duration("LULL_TENANT_REFRESH", lull_ingest::DEFAULT_TENANT_TTL)?,
         })
-    }
-
-    /// The store settings.
-    pub fn store_settings(&self) -> StoreSettings {
-        StoreSettings {
-            table: self.table.clone(),
-            due_shards: self.due_shards,
-            idle_ttl: self.idle_ttl,
-        }
-    }
-
-    /// What the flush, sweep and redrive programs run: store, trigger and the sink, which they
-    /// require.
-    pub fn handoff(
-        &self,
-        clients: &AwsClients,
-        acct: &Accounting,
-    ) -> Result<crate::AwsHandoff, ConfigError> {
-        let (store, trigger, sink) = self.build(clients, acct)?;
-        let sink = sink.ok_or(ConfigError::Missing { var: "LULL_SINK" })?;
-        Ok(lull_core::protocol::Handoff::new(
-            store,
-            trigger,
-            sink,
-            lull_core::ports::SystemClock,
-            self.buffer,
-        ))
-    }
-
-    /// What the webhook program runs: appends only, so no sink and no sink secret.
-    pub fn intake(
-        &self,
-        clients: &AwsClients,
-        acct: &Accounting,
-    ) -> Result<crate::AwsIntake, ConfigError> {
-        let (store, trigger, _) = self.build(clients, acct)?;
-        Ok(lull_core::protocol::Intake::new(
-            store,
-            trigger,
-            lull_core::ports::SystemClock,
-            self.buffer,
-        ))
-    }
-
-    /// Builds the store, trigger and (when configured) sink over `clients`.
-    pub fn build(
-        &self,
-        clients: &AwsClients,
-        acct: &Accounting,
-    ) -> Result<(DynamoDbStore, SqsTrigger, Option<BatchSink>), ConfigError> {
-        let store = DynamoDbStore::new(
-            clients.dynamodb.clone(),
-            self.store_settings(),
-            acct.clone(),
-        );
-        let trigger = SqsTrigger::new(clients.sqs.clone(), &self.trigger_queue_url, acct.clone());
-        let sink = match &self.sink {
-            None => None,
-            Some(SinkSpec::SqsFifo(url)) => Some(BatchSink::Sqs(SqsSink::new(
-                clients.sqs.clone(),
-                url,
-                acct.clone(),
-            ))),
-            Some(SinkSpec::Any(spec)) => {
-                let invalid = |reason: String| ConfigError::Invalid {
-                    var: "LULL_SINK",
-                    value: spec.clone(),
-                    reason,
-                };
-                let any =
-                    lull_sink::AnySink::parse(spec, self.sink_secrets.clone(), self.sink_timeout)
-                        .map_err(|e| invalid(e.to_string()))?;
-                Some(BatchSink::Any(any))
-            }
-        };
-        Ok((store, trigger, sink))
     }
 }
 
@@ -467,7 +332,7 @@ mod tests {
     #[test]
     fn missing_values_are_named() {
         let e = Settings::from_lookup(Role::Flush, lookup(&[])).unwrap_err();
-        assert_eq!(e, ConfigError::Missing { var: "LULL_TABLE" });
+        assert_eq!(e, LambdaConfigError::Missing { var: "LULL_TABLE" });
         let e = Settings::from_lookup(Role::Flush, lookup(&BASE[..2])).unwrap_err();
         assert_eq!(e.to_string(), "LULL_SINK is required but not set");
         // The webhook does not hand off: it needs no sink.
@@ -475,13 +340,13 @@ mod tests {
         let e = Settings::from_lookup(Role::Redrive, lookup(BASE)).unwrap_err();
         assert_eq!(
             e,
-            ConfigError::Missing {
+            LambdaConfigError::Missing {
                 var: "LULL_DLQ_URL"
             }
         );
         let e =
             Settings::from_lookup(Role::Flush, lookup(&with(&[("LULL_TABLE", " ")]))).unwrap_err();
-        assert_eq!(e, ConfigError::Missing { var: "LULL_TABLE" });
+        assert_eq!(e, LambdaConfigError::Missing { var: "LULL_TABLE" });
     }
 
     #[test]
