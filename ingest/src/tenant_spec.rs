@@ -603,6 +603,28 @@ mod tests {
     }
 
     #[test]
+    fn end_of_turn_settings_reach_the_policy_and_bad_ones_name_the_tenant() {
+        let t = spec(serde_json::json!({
+            "id": "acme", "quiet": "adaptive", "quiet_max": "12s", "typing": true,
+            "typing_grace": "1s", "pause": "10m"
+        }))
+        .to_tenant(&Policy::default())
+        .unwrap();
+        let a = t.policy.adaptive.expect("adaptive");
+        assert_eq!(
+            (a.min, a.max),
+            (Duration::from_millis(1500), Duration::from_secs(12))
+        );
+        assert_eq!(t.policy.typing.unwrap().grace, Duration::from_secs(1));
+        assert_eq!(t.policy.pause, Duration::from_secs(600));
+        let e = spec(serde_json::json!({"id": "acme", "typing_hold": "5s"}))
+            .to_tenant(&Policy::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("acme") && e.contains("typing = true"), "{e}");
+    }
+
+    #[test]
     fn file_shape_reads_and_turns_into_a_tenant() {
         let s = spec(serde_json::json!({
             "id": "acme", "quiet": "3s", "passthrough": false,
