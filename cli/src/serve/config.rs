@@ -215,16 +215,9 @@ impl std::str::FromStr for SecretValues {
 
 impl<'de> Deserialize<'de> for SecretValues {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum OneOrMany {
-            One(String),
-            Many(Vec<String>),
-        }
-        Ok(SecretValues(match OneOrMany::deserialize(d)? {
-            OneOrMany::One(s) => s,
-            OneOrMany::Many(v) => v.join(","),
-        }))
+        // The same shapes as a tenant's secrets in `[[tenants]]`.
+        let list = lull_ingest::tenant_spec::SecretList::deserialize(d)?;
+        Ok(SecretValues(list.0.join(",")))
     }
 }
 
