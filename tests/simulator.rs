@@ -153,3 +153,21 @@ fn the_checker_catches_received_at_stamped_early() {
     assert!(report.broke(Invariant::NeverEarly), "{report}");
     assert!(!report.broke(Invariant::NoLoss), "{report}");
 }
+
+/// A tenant that shortens its quiet period mid-window: a window that follows the new policy
+/// closes before the rule it opened under; lull's windows keep that rule (the run above).
+#[test]
+fn the_checker_catches_a_window_following_a_policy_changed_mid_window() {
+    let report = run(1, 20_000, 600, Protocol::FollowsLatestPolicy);
+    assert!(report.broke(Invariant::NeverEarly), "{report}");
+    assert!(!report.broke(Invariant::NoLoss), "{report}");
+}
+
+/// A human operator took the conversation over: a system that acknowledges the pause but keeps
+/// handing off answers it anyway.
+#[test]
+fn the_checker_catches_hand_offs_during_an_operator_pause() {
+    let report = run(1, 20_000, 600, Protocol::IgnoresPause);
+    assert!(report.broke(Invariant::NeverEarly), "{report}");
+    assert!(!report.broke(Invariant::NoLoss), "{report}");
+}

@@ -40,6 +40,8 @@ enum Command {
     Inspect(serve::InspectArgs),
     /// Re-deliver pending batches now (through the running server, or directly when none runs).
     Redrive(serve::RedriveArgs),
+    /// Pause a conversation's hand-offs while a human takes over, or resume them.
+    Conversations(serve::conversations::ConversationsArgs),
     /// Resolve the configuration as `serve` (or, with --aws, each Lambda) would, start nothing,
     /// and name every problem; --send-test-batch also hands the sink one signed test batch.
     Check(check::CheckArgs),
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve::serve(&args),
         Some(Command::Inspect(args)) => serve::inspect(&args),
         Some(Command::Redrive(args)) => serve::redrive(&args),
+        Some(Command::Conversations(args)) => serve::conversations::run(&args),
         Some(Command::Check(args)) => check::run(&args),
         Some(Command::Tenants(args)) => tenants::run(&args),
         Some(Command::Simulate(args)) => ExitCode::from(simulate::run(&args)),

@@ -6,19 +6,46 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use lull_core::ports::{Clock, Sink, Trigger, WindowStore};
 use lull_core::protocol::Intake;
-use lull_core::protocol::{AppendError, AppendOutcome};
-use lull_core::{Buffer, ConversationKey, Message, Policy};
+use lull_core::protocol::{AppendError, AppendOutcome, PauseOutcome, PresenceOutcome};
+use lull_core::turn::{PauseReason, PresenceKind};
+use lull_core::{Buffer, ConversationKey, Message, Millis, Policy};
 
 /// The future [`Appender::append`] returns.
 pub type AppendFuture<'a> =
     Pin<Box<dyn Future<Output = Result<AppendOutcome, AppendError>> + Send + 'a>>;
 
-/// Appends one normalised message to the window of `key` under `policy`.
+/// The future of a presence event.
+pub type PresenceFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<PresenceOutcome, AppendError>> + Send + 'a>>;
+
+/// The future of a pause or resume.
+pub type PauseFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<PauseOutcome, AppendError>> + Send + 'a>>;
+
+/// Appends one normalised message to the window of `key` under `policy`; applies presence
+/// events and operator pauses to it (`lull_core::protocol::Intake`).
 pub trait Appender: Send + Sync {
     fn append(&self, key: ConversationKey, policy: Policy, msg: Message) -> AppendFuture<'_>;
+
+    fn presence(
+        &self,
+        key: ConversationKey,
+        policy: Policy,
+        kind: PresenceKind,
+        sent_at: Option<Millis>,
+    ) -> PresenceFuture<'_>;
+
+    /// Pauses hand-offs of `key` for `pause_for` (`None`: resumes them).
+    fn pause(
+        &self,
+        key: ConversationKey,
+        pause_for: Option<Duration>,
+        reason: PauseReason,
+    ) -> PauseFuture<'_>;
 }
 
 impl<S, T, K, C> Appender for Buffer<S, T, K, C>
@@ -31,6 +58,25 @@ where
     fn append(&self, key: ConversationKey, policy: Policy, msg: Message) -> AppendFuture<'_> {
         Box::pin(async move { Buffer::append(self, &key, &policy, msg).await })
     }
+
+    fn presence(
+        &self,
+        key: ConversationKey,
+        policy: Policy,
+        kind: PresenceKind,
+        sent_at: Option<Millis>,
+    ) -> PresenceFuture<'_> {
+        self.intake().presence_boxed(key, policy, kind, sent_at)
+    }
+
+    fn pause(
+        &self,
+        key: ConversationKey,
+        pause_for: Option<Duration>,
+        reason: PauseReason,
+    ) -> PauseFuture<'_> {
+        self.intake().pause_boxed(key, pause_for, reason)
+    }
 }
 
 impl<S, T, C> Appender for Intake<S, T, C>
@@ -41,5 +87,67 @@ where
 {
     fn append(&self, key: ConversationKey, policy: Policy, msg: Message) -> AppendFuture<'_> {
         Box::pin(async move { Intake::append(self, &key, &policy, msg).await })
+    }
+
+    fn presence(
+        &self,
+        key: ConversationKey,
+        policy: Policy,
+        kind: PresenceKind,
+        sent_at: Option<Millis>,
+    ) -> PresenceFuture<'_> {
+        self.presence_boxed(key, policy, kind, sent_at)
+    }
+
+    fn pause(
+        &self,
+        key: ConversationKey,
+        pause_for: Option<Duration>,
+        reason: PauseReason,
+    ) -> PauseFuture<'_> {
+        self.pause_boxed(key, pause_for, reason)
+    }
+}
+
+/// The boxed futures both implementations hand out.
+trait Boxed {
+    fn presence_boxed(
+        &self,
+        key: ConversationKey,
+        policy: Policy,
+        kind: PresenceKind,
+        sent_at: Option<Millis>,
+    ) -> PresenceFuture<'_>;
+    fn pause_boxed(
+        &self,
+        key: ConversationKey,
+        pause_for: Option<Duration>,
+        reason: PauseReason,
+    ) -> PauseFuture<'_>;
+}
+
+impl<S, T, C> Boxed for Intake<S, T, C>
+where
+    S: WindowStore + 'static,
+    T: Trigger + 'static,
+    C: Clock + 'static,
+{
+    fn presence_boxed(
+        &self,
+        key: ConversationKey,
+        policy: Policy,
+        kind: PresenceKind,
+        sent_at: Option<Millis>,
+    ) -> PresenceFuture<'_> {
+        Box::pin(async move { Intake::presence(self, &key, &policy, kind, sent_at).await })
+    }
+
+    fn pause_boxed(
+        &self,
+        key: ConversationKey,
+        pause_for: Option<Duration>,
+        reason: PauseReason,
+    ) -> PauseFuture<'_> {
+        Box::pin(async move { Intake::pause(self, &key, pause_for, reason).await })
     }
 }

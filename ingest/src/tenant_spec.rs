@@ -111,8 +111,23 @@ pub struct GenericSpec {
 #[serde(deny_unknown_fields)]
 pub struct TenantSpec {
     pub id: String,
+    /// A duration, or `"adaptive"` (with `quiet_min`/`quiet_max`): `lull_core::turn::settings`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiet: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_min: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_max: Option<String>,
+    /// Presence events shape the end of a turn (with `typing_grace`/`typing_hold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typing: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typing_grace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typing_hold: Option<String>,
+    /// How long a human operator's message pauses the conversation's hand-offs (default 30m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_wait: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -303,17 +318,29 @@ impl TenantSpec {
                 )
             }),
         };
+        let quiet = match &self.quiet {
+            Some(q) if lull_core::turn::settings::is_adaptive(q) => None,
+            q => q.clone(),
+        };
         let policy = Policy {
-            quiet: duration("quiet", &self.quiet, defaults.quiet)?,
+            quiet: duration("quiet", &quiet, defaults.quiet)?,
             max_wait: duration("max_wait", &self.max_wait, defaults.max_wait)?,
             max_messages: self.max_messages.unwrap_or(defaults.max_messages),
             max_bytes: self.max_bytes.unwrap_or(defaults.max_bytes),
             buffering: !self.passthrough,
+            ..*defaults
         };
-        policy
-            .validate()
-            .map_err(|e| self.err("quiet/max_wait/max_messages/max_bytes", e.to_string()))?;
-        Ok(policy)
+        lull_core::turn::settings::TurnSettings {
+            quiet: self.quiet.as_deref(),
+            quiet_min: self.quiet_min.as_deref(),
+            quiet_max: self.quiet_max.as_deref(),
+            typing: self.typing,
+            typing_grace: self.typing_grace.as_deref(),
+            typing_hold: self.typing_hold.as_deref(),
+            pause: self.pause.as_deref(),
+        }
+        .apply(policy)
+        .map_err(|e| self.err("quiet/max_wait/max_messages/max_bytes/typing/pause", e))
     }
 
     /// The accounts the spec claims on `provider`, as written.
@@ -573,6 +600,28 @@ mod tests {
 
     fn spec(toml_like_json: serde_json::Value) -> TenantSpec {
         serde_json::from_value(toml_like_json).unwrap()
+    }
+
+    #[test]
+    fn end_of_turn_settings_reach_the_policy_and_bad_ones_name_the_tenant() {
+        let t = spec(serde_json::json!({
+            "id": "acme", "quiet": "adaptive", "quiet_max": "12s", "typing": true,
+            "typing_grace": "1s", "pause": "10m"
+        }))
+        .to_tenant(&Policy::default())
+        .unwrap();
+        let a = t.policy.adaptive.expect("adaptive");
+        assert_eq!(
+            (a.min, a.max),
+            (Duration::from_millis(1500), Duration::from_secs(12))
+        );
+        assert_eq!(t.policy.typing.unwrap().grace, Duration::from_secs(1));
+        assert_eq!(t.policy.pause, Duration::from_secs(600));
+        let e = spec(serde_json::json!({"id": "acme", "typing_hold": "5s"}))
+            .to_tenant(&Policy::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("acme") && e.contains("typing = true"), "{e}");
     }
 
     #[test]

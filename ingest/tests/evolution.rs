@@ -415,3 +415,84 @@ async fn every_credential_form_is_accepted_and_wrong_ones_are_401() {
     }
     h.assert_empty();
 }
+
+/// A person's `fromMe` message (the captured shape, `source: ios`) pauses the conversation and
+/// is not buffered; the bot's own reply through the API (`source: web`) pauses nothing.
+#[tokio::test]
+async fn an_operator_message_pauses_the_conversation_and_the_bots_reply_does_not() {
+    let h = Harness::solo();
+    post_ok(
+        &h,
+        &upsert("u.1", json!({"conversation": "quiero un humano"})),
+    )
+    .await;
+    let bot = json!({"event": "messages.upsert", "instance": INSTANCE, "data": {
+        "key": {"remoteJid": USER, "fromMe": true, "id": "3EB0AABBCCDDEEFF001122"},
+        "message": {"conversation": "un momento"}, "source": "web"}});
+    post_ok(&h, bot.to_string().as_bytes()).await;
+    let conv = || {
+        h.store
+            .conversations()
+            .into_iter()
+            .next()
+            .expect("conversation")
+    };
+    assert_eq!(conv().turn.pause, None, "the bot's reply pauses nothing");
+    let (code, resp) = h
+        .send(evolution_post(
+            "/webhook/evolution",
+            &fixture("evolution_v2_messages_upsert_from_me_operator.json"),
+            Some(EVO_TOKEN),
+        ))
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(resp, r#"{"accepted":0,"duplicates":0,"ignored":1}"#);
+    let pause = conv().turn.pause.expect("paused");
+    assert_eq!(pause.reason, lull_core::turn::PauseReason::Operator);
+    assert_eq!(pause.until, Millis(NOW.0 + 30 * 60 * 1000));
+    assert_eq!(h.messages().len(), 1, "only the user's message is buffered");
+}
+
+/// `presence.update` through the route: nothing for a conversation without a window or a tenant
+/// without `typing`; with both, one write of the presence, never a message.
+#[tokio::test]
+async fn presence_is_applied_only_to_open_windows_of_typing_tenants() {
+    async fn send(h: &Harness) -> (StatusCode, String) {
+        let presence = fixture("evolution_v2_presence_update_composing.json");
+        h.send(evolution_post(
+            "/webhook/evolution",
+            &presence,
+            Some(EVO_TOKEN),
+        ))
+        .await
+    }
+    let h = Harness::solo();
+    let (code, resp) = send(&h).await;
+    assert_eq!(
+        (code, resp.as_str()),
+        (StatusCode::OK, r#"{"presence":0,"ignored":0}"#)
+    );
+    h.assert_empty();
+
+    let mut t = solo_tenant();
+    t.policy.typing = Some(lull_core::policy::Typing::default());
+    let h = Harness::with(lull_ingest::MemoryDirectory::single(t), Default::default());
+    let (_, resp) = send(&h).await;
+    assert_eq!(resp, r#"{"presence":0,"ignored":0}"#, "no window yet");
+    h.assert_empty();
+    post_ok(&h, &upsert("u.1", json!({"conversation": "hola"}))).await;
+    let ver = h.store.conversations()[0].ver;
+    let (_, resp) = send(&h).await;
+    assert_eq!(resp, r#"{"presence":1,"ignored":0}"#);
+    let c = &h.store.conversations()[0];
+    assert_eq!(c.ver, ver + 1, "one write");
+    assert_eq!(
+        c.turn.presence.map(|p| p.kind),
+        Some(lull_core::turn::PresenceKind::Composing)
+    );
+    assert_eq!(h.messages().len(), 1, "presence is never a message");
+    // The same event again (same gateway time): nothing to write.
+    let (_, resp) = send(&h).await;
+    assert_eq!(resp, r#"{"presence":0,"ignored":0}"#);
+    assert_eq!(h.store.conversations()[0].ver, ver + 1);
+}

@@ -1,4 +1,7 @@
-//! Operations routes: `GET /healthz`, `GET /metrics` (Prometheus text) and `POST /redrive`.
+//! Operations routes: `GET /healthz`, `GET /metrics` (Prometheus text), `POST /redrive` and the
+//! operator pause: `POST /conversations/pause` (`{"key": KEY, "for": "30m"}`) and
+//! `POST /conversations/resume` (`{"key": KEY}`), KEY being a conversation's storage key as
+//! `lull inspect --show-keys` prints it.
 //!
 //! They have their own listener (`--ops-listen`, default `127.0.0.1:9090`), never the webhook
 //! one: on a VPS the webhook port faces the internet (often through a proxy or a tunnel, which
@@ -12,16 +15,22 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
-use lull_core::Millis;
+use axum::{Json, Router};
+use lull_core::policy::MAX_PAUSE;
+use lull_core::protocol::PauseOutcome;
+use lull_core::turn::PauseReason;
+use lull_core::{ConversationKey, Millis};
 use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
 
+use crate::server::LocalIntake;
 use crate::store::SqliteStore;
 use crate::timers::TimerQueue;
 
 struct Ops {
     store: SqliteStore,
     timers: Arc<TimerQueue>,
+    intake: Arc<LocalIntake>,
     metrics: Option<PrometheusHandle>,
 }
 
@@ -29,18 +38,75 @@ struct Ops {
 pub fn router(
     store: SqliteStore,
     timers: Arc<TimerQueue>,
+    intake: Arc<LocalIntake>,
     metrics: Option<PrometheusHandle>,
 ) -> Router {
     let state = Arc::new(Ops {
         store,
         timers,
+        intake,
         metrics,
     });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(render))
         .route("/redrive", post(redrive))
+        .route("/conversations/pause", post(pause))
+        .route("/conversations/resume", post(resume))
         .with_state(state)
+}
+
+/// The body of a pause or resume.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PauseBody {
+    /// The conversation's storage key (`lull inspect --show-keys`).
+    key: String,
+    /// How long (`30m`, `2h`); default 30 min. Ignored by resume.
+    #[serde(default, rename = "for")]
+    pause_for: Option<String>,
+}
+
+async fn pause(State(ops): State<Arc<Ops>>, body: Json<PauseBody>) -> Response {
+    let pause_for = match body.pause_for.as_deref().map(humantime::parse_duration) {
+        None => lull_core::policy::DEFAULT_PAUSE,
+        Some(Ok(d)) if !d.is_zero() && d <= MAX_PAUSE => d,
+        Some(_) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "\"for\" must be a duration between 1ms and 7 days, such as 30m\n",
+            )
+                .into_response()
+        }
+    };
+    set_pause(&ops, &body.key, Some(pause_for)).await
+}
+
+async fn resume(State(ops): State<Arc<Ops>>, body: Json<PauseBody>) -> Response {
+    set_pause(&ops, &body.key, None).await
+}
+
+async fn set_pause(ops: &Ops, key: &str, pause_for: Option<std::time::Duration>) -> Response {
+    let Ok(key) = ConversationKey::from_storage_key(key) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "\"key\" is not a conversation key (as `lull inspect --show-keys` prints them)\n",
+        )
+            .into_response();
+    };
+    match ops.intake.pause(&key, pause_for, PauseReason::Admin).await {
+        Ok(PauseOutcome::NoConversation) => {
+            (StatusCode::NOT_FOUND, "no such conversation\n").into_response()
+        }
+        Ok(PauseOutcome::Set(Some(until))) => (
+            StatusCode::OK,
+            format!("paused until {}\n", until.rfc3339()),
+        )
+            .into_response(),
+        Ok(PauseOutcome::Set(None)) => (StatusCode::OK, "resumed\n").into_response(),
+        Ok(PauseOutcome::Unchanged) => (StatusCode::OK, "unchanged\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
+    }
 }
 
 /// Healthy when the store answers a query.

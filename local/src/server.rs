@@ -274,7 +274,12 @@ impl<K: Sink + 'static> Local<K> {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let app = limit::shed_over(self.settings.max_concurrent_requests, webhooks);
-        let ops_app = ops::router(self.store.clone(), self.timers.clone(), metrics);
+        let ops_app = ops::router(
+            self.store.clone(),
+            self.timers.clone(),
+            self.intake.clone(),
+            metrics,
+        );
         let (served, ops_served) = tokio::join!(
             axum::serve(
                 listener,

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::key::ConversationKey;
 use crate::message::Message;
 use crate::time::Millis;
+use crate::turn::TurnReason;
 
 /// The largest a batch's JSON can be: its messages (at most a whole record's budget,
 /// [`crate::window::MAX_CONVERSATION_BYTES`], counted as stored, escaped JSON), the joined `text`
@@ -58,6 +59,10 @@ pub struct Batch {
     pub messages: Vec<Message>,
     /// Every text, caption and reply title, in order, joined by newlines: the AI prompt.
     pub text: String,
+    /// Which end-of-turn rule the window waited for (quiet and max-wait closes): `quiet`,
+    /// `adaptive_quiet`, `typing_grace`, `typing_hold`, `max_wait` or `paused`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited: Option<TurnReason>,
 }
 
 impl Batch {
@@ -88,7 +93,14 @@ impl Batch {
             more_pending,
             messages,
             text,
+            waited: None,
         }
+    }
+
+    /// The batch saying which end-of-turn rule its window waited for.
+    pub fn waited(mut self, waited: Option<TurnReason>) -> Batch {
+        self.waited = waited;
+        self
     }
 
     /// The batch as JSON bytes, as sinks send it.

@@ -33,6 +33,11 @@ pub const BATCHES_PARKED: &str = "lull_batches_parked_total";
 pub const LEASES_LOST: &str = "lull_leases_lost_total";
 /// Windows handed off by the sweep rather than their trigger.
 pub const SWEPT: &str = "lull_swept_total";
+/// Presence events by what they did (label `outcome`: `applied`, `unchanged`, `out_of_order`,
+/// `no_window`, `typing_off`, `conflict`). Only `applied` wrote anything.
+pub const PRESENCE_EVENTS: &str = "lull_presence_events_total";
+/// Operator pauses and resumes (label `what`: `operator`, `admin`, `resume`).
+pub const PAUSES: &str = "lull_pauses_total";
 /// Seconds from a batch's due time to its acknowledgement.
 pub const HANDOFF_LAG: &str = "lull_handoff_lag_seconds";
 
@@ -53,5 +58,7 @@ pub const ALL: &[&str] = &[
     BATCHES_PARKED,
     LEASES_LOST,
     SWEPT,
+    PRESENCE_EVENTS,
+    PAUSES,
     HANDOFF_LAG,
 ];

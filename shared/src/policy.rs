@@ -4,6 +4,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::turn::{QuietRule, TurnPolicy, TypingRule};
+
+/// A duration in whole ms as the turn rule holds it (saturating; policies stay within 7 days).
+pub(crate) fn ms32(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
 /// When a window becomes due, and whether buffering is on at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
@@ -21,7 +28,59 @@ pub struct Policy {
     pub max_bytes: u64,
     /// False for passthrough: each message is due at once, through the same path.
     pub buffering: bool,
+    /// `quiet = "adaptive"`: each conversation's quiet period follows its user's own gaps,
+    /// within these bounds; `quiet` is the prior until the user has written a few turns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveQuiet>,
+    /// Presence events (Evolution/WAHA `presence.update`) shape the end of a turn; `None`: they
+    /// are ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typing: Option<Typing>,
+    /// How long a human operator's message (or `lull conversations pause` without `--for`)
+    /// pauses the conversation's hand-offs (default 30 min).
+    #[serde(default = "default_pause", with = "humantime_serde_ms")]
+    pub pause: Duration,
 }
+
+/// The bounds of an adaptive quiet period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdaptiveQuiet {
+    #[serde(with = "humantime_serde_ms")]
+    pub min: Duration,
+    #[serde(with = "humantime_serde_ms")]
+    pub max: Duration,
+}
+
+/// How presence events shape the end of a turn (see `turn::TypingRule`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Typing {
+    /// Once presence flows for a conversation, the quiet period of a fixed-quiet tenant: a
+    /// message not followed by `composing` within it ends the turn.
+    #[serde(with = "humantime_serde_ms")]
+    pub grace: Duration,
+    /// The longest a `composing`/`recording`/`paused` holds the window without a newer event.
+    #[serde(with = "humantime_serde_ms")]
+    pub hold: Duration,
+}
+
+impl Default for Typing {
+    fn default() -> Self {
+        Typing {
+            grace: Duration::from_millis(1_500),
+            hold: Duration::from_secs(12),
+        }
+    }
+}
+
+fn default_pause() -> Duration {
+    DEFAULT_PAUSE
+}
+
+/// The default operator pause: 30 minutes.
+pub const DEFAULT_PAUSE: Duration = Duration::from_secs(30 * 60);
+
+/// The longest operator pause: 7 days.
+pub const MAX_PAUSE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Default for Policy {
     fn default() -> Self {
@@ -31,6 +90,9 @@ impl Default for Policy {
             max_messages: 50,
             max_bytes: 64 * 1024,
             buffering: true,
+            adaptive: None,
+            typing: None,
+            pause: DEFAULT_PAUSE,
         }
     }
 }
@@ -51,6 +113,10 @@ pub enum PolicyError {
         setting: &'static str,
         value: Duration,
     },
+    #[error("pause must be greater than zero")]
+    ZeroPause,
+    #[error(transparent)]
+    Turn(#[from] crate::turn::TurnPolicyError),
 }
 
 /// The largest `max_bytes` allowed: a window must fit in one DynamoDB item (400 KB) with room for
@@ -84,7 +150,39 @@ impl Policy {
                 got: self.max_bytes,
             });
         }
+        if self.pause.is_zero() {
+            return Err(PolicyError::ZeroPause);
+        }
+        if self.pause > MAX_PAUSE {
+            return Err(PolicyError::TooLong {
+                setting: "pause",
+                value: self.pause,
+            });
+        }
+        self.turn().validate()?;
         Ok(())
+    }
+
+    /// The end-of-turn rule of this policy (`turn::due`'s policy).
+    pub fn turn(&self) -> TurnPolicy {
+        let quiet = match self.adaptive {
+            None => QuietRule::Fixed {
+                ms: ms32(self.quiet),
+            },
+            Some(a) => QuietRule::Adaptive {
+                min_ms: ms32(a.min),
+                max_ms: ms32(a.max),
+                prior_ms: ms32(self.quiet.clamp(a.min, a.max.max(a.min))),
+            },
+        };
+        TurnPolicy {
+            quiet,
+            max_wait_ms: ms32(self.max_wait),
+            typing: self.typing.map(|t| TypingRule {
+                grace_ms: ms32(t.grace),
+                hold_ms: ms32(t.hold),
+            }),
+        }
     }
 
     /// A validated policy with the given quiet period and max wait and default caps.
@@ -142,6 +240,60 @@ mod tests {
             ..Policy::default()
         };
         assert!(p.validate().unwrap_err().to_string().contains("got 10"));
+    }
+
+    #[test]
+    fn adaptive_and_typing_settings_are_checked_and_map_onto_the_turn_rule() {
+        let p = Policy {
+            adaptive: Some(AdaptiveQuiet {
+                min: Duration::from_secs(1),
+                max: Duration::from_secs(10),
+            }),
+            typing: Some(Typing::default()),
+            ..Policy::default()
+        };
+        assert!(p.validate().is_ok());
+        let t = p.turn();
+        assert_eq!(
+            t.quiet,
+            QuietRule::Adaptive {
+                min_ms: 1_000,
+                max_ms: 10_000,
+                prior_ms: 8_000
+            }
+        );
+        assert_eq!(t.typing.unwrap().grace_ms, 1_500);
+        let bad = Policy {
+            adaptive: Some(AdaptiveQuiet {
+                min: Duration::from_secs(5),
+                max: Duration::from_secs(2),
+            }),
+            ..Policy::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("min"));
+        let bad = Policy {
+            typing: Some(Typing {
+                grace: Duration::from_secs(2),
+                hold: Duration::from_secs(60),
+            }),
+            ..Policy::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("typing hold"));
+        let bad = Policy {
+            pause: Duration::ZERO,
+            ..Policy::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("pause"));
+        // A policy stored before these settings existed reads back with them off.
+        let old: Policy = serde_json::from_str(
+            r#"{"quiet":"8s","max_wait":"30s","max_messages":50,"max_bytes":65536,"buffering":true}"#,
+        )
+        .unwrap();
+        assert_eq!(old, Policy::default());
     }
 
     #[test]

@@ -162,11 +162,14 @@ impl ProtocolSettings {
             max_messages: r.number(var::MAX_MESSAGES, defaults.max_messages)?,
             max_bytes: r.number(var::MAX_BYTES, defaults.max_bytes)?,
             buffering: true,
+            ..defaults
         };
         policy.validate().map_err(|e| {
             use crate::policy::PolicyError as P;
             let v = match e {
-                P::ZeroQuiet(_) => var::QUIET,
+                // The deployment-wide settings leave the end-of-turn rule at its defaults (tenants
+                // set it): only the quiet period can break its checks.
+                P::ZeroQuiet(_) | P::ZeroPause | P::Turn(_) => var::QUIET,
                 P::MaxWaitBelowQuiet { .. } | P::TooLong { .. } => var::MAX_WAIT,
                 P::ZeroMaxMessages(_) => var::MAX_MESSAGES,
                 P::MaxBytesOutOfRange { .. } => var::MAX_BYTES,

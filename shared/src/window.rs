@@ -16,6 +16,9 @@ use crate::key::ConversationKey;
 use crate::message::Message;
 use crate::policy::Policy;
 use crate::time::{duration_ms, Millis};
+use crate::turn::{
+    self, QuietRule, TurnDue, TurnInputs, TurnPolicy, TurnReason, TurnState, TypingRule,
+};
 
 /// The store's item limit (DynamoDB: 400 KB, attribute names and values included). The in-memory
 /// reference store enforces it too, so the contract suite and the simulator meet it.
@@ -55,26 +58,72 @@ pub struct OpenWindow {
     pub opened_at: Millis,
     /// Receive time of the last message.
     pub last_at: Millis,
-    /// The quiet period in force at the last append, in ms (the flush needs no tenant config).
+    /// The quiet period the window opened under, in ms (the flush needs no tenant config). A
+    /// policy change applies from the next window on.
     pub quiet_ms: u64,
-    /// The max wait in force at the last append, in ms.
+    /// The max wait the window opened under, in ms.
     pub max_wait_ms: u64,
+    /// True when `quiet_ms` is the conversation's adaptive quiet period, drawn from its gap
+    /// summary when the window opened.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adaptive: bool,
+    /// The typing rule the window opened under: presence events shape its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typing: Option<TypingRule>,
     /// Stored size of `messages`, for the size cap.
     pub bytes: u64,
     pub messages: Vec<Message>,
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl OpenWindow {
-    /// When this window is due, and why: the earlier of quiet period after the last message and
-    /// max wait after the first.
-    pub fn due(&self) -> (Millis, CloseReason) {
-        let quiet = Millis(self.last_at.0.saturating_add(self.quiet_ms));
-        let max = Millis(self.opened_at.0.saturating_add(self.max_wait_ms));
-        if quiet <= max {
-            (quiet, CloseReason::Quiet)
-        } else {
-            (max, CloseReason::MaxWait)
+    /// The end-of-turn rule this window runs under: the one it opened under (an adaptive quiet
+    /// period is fixed at opening, from the gap summary of that moment).
+    pub fn rule(&self) -> TurnPolicy {
+        let ms = u32::try_from(self.quiet_ms).unwrap_or(u32::MAX);
+        TurnPolicy {
+            quiet: if self.adaptive {
+                QuietRule::Adaptive {
+                    min_ms: ms,
+                    max_ms: ms,
+                    prior_ms: ms,
+                }
+            } else {
+                QuietRule::Fixed { ms }
+            },
+            max_wait_ms: u32::try_from(self.max_wait_ms).unwrap_or(u32::MAX),
+            typing: self.typing,
         }
+    }
+
+    /// When this window is due by its rule, given the conversation's turn state.
+    pub fn due(&self, turn: &TurnState) -> TurnDue {
+        turn::due(
+            &self.rule(),
+            &TurnInputs {
+                opened_at: self.opened_at,
+                last_at: self.last_at,
+                gaps: turn.gaps,
+                presence: turn.presence,
+                paused_until: turn.pause.map(|p| p.until),
+            },
+        )
+    }
+}
+
+/// The close reason of a window that became due by `reason`: the turn rule's reasons are all a
+/// quiet period but max wait (a pause only delays whichever of them came first).
+fn close_reason(w: &OpenWindow, turn: &TurnState) -> CloseReason {
+    let unpaused = TurnState {
+        pause: None,
+        ..*turn
+    };
+    match w.due(&unpaused).reason {
+        TurnReason::MaxWait => CloseReason::MaxWait,
+        _ => CloseReason::Quiet,
     }
 }
 
@@ -132,6 +181,9 @@ pub struct ClosedBatch {
     /// Why the last hand-off failed (at most [`MAX_ERROR_BYTES`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The end-of-turn rule that made the window due (quiet and max-wait closes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited: Option<TurnReason>,
     pub messages: Vec<Message>,
 }
 
@@ -152,6 +204,7 @@ impl ClosedBatch {
             self.more_pending.unwrap_or(false),
             self.messages.clone(),
         )
+        .waited(self.waited)
     }
 
     /// True while a lease, backoff or park keeps flushes away from this batch.
@@ -197,6 +250,9 @@ pub struct Conversation {
     pub pending: Vec<ClosedBatch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<Chain>,
+    /// The end-of-turn state kept across windows: gap summary, presence, operator pause.
+    #[serde(default, skip_serializing_if = "TurnState::is_empty")]
+    pub turn: TurnState,
     pub updated_at: Millis,
 }
 
@@ -230,6 +286,7 @@ impl Conversation {
             window: None,
             pending: Vec::new(),
             chain: None,
+            turn: TurnState::default(),
             updated_at: now,
         }
     }
@@ -245,9 +302,24 @@ impl Conversation {
     pub fn hand_off_due(&self) -> Option<Millis> {
         match self.pending.first() {
             Some(b) if b.is_parked() => None,
-            Some(b) => Some(b.closed_at),
-            None => self.window.as_ref().map(|w| w.due().0),
+            Some(b) => Some(self.after_pause(b.closed_at)),
+            None => self.window_due().map(|d| d.at),
         }
+    }
+
+    /// When the open window is due by the rule it runs under, and which rule decides.
+    pub fn window_due(&self) -> Option<TurnDue> {
+        self.window.as_ref().map(|w| w.due(&self.turn))
+    }
+
+    /// `at`, or the end of an operator pause when that is later: a pause holds every hand-off.
+    fn after_pause(&self, at: Millis) -> Millis {
+        self.turn.pause.map_or(at, |p| p.until.max(at))
+    }
+
+    /// The end of an operator pause in force at `now`.
+    pub fn paused_until(&self, now: Millis) -> Option<Millis> {
+        self.turn.paused_until(now)
     }
 
     /// True when `message_id` is still held in this record (the open window or a pending batch):
@@ -271,13 +343,12 @@ impl Conversation {
     pub fn due_at(&self) -> Option<Millis> {
         match self.pending.first() {
             Some(b) => match b.hold {
-                None => Some(b.closed_at),
-                Some(Hold::Lease { until, .. } | Hold::Backoff { until }) => {
-                    Some(until.max(b.closed_at))
-                }
+                None => Some(self.after_pause(b.closed_at)),
+                Some(Hold::Lease { until, .. }) => Some(until.max(b.closed_at)),
+                Some(Hold::Backoff { until }) => Some(self.after_pause(until.max(b.closed_at))),
                 Some(Hold::Parked { .. }) => None,
             },
-            None => self.window.as_ref().map(|w| w.due().0),
+            None => self.window_due().map(|d| d.at),
         }
     }
 
@@ -316,6 +387,7 @@ impl Conversation {
             + messages as u64
             + key
             + PER_RECORD
+            + crate::turn::state::MAX_TURN_STATE_BYTES
             + PER_BATCH * (self.pending.len() as u64 + 1)
     }
 
@@ -344,10 +416,14 @@ impl Conversation {
     /// Closes the open window into a pending batch of generation `gen`.
     fn close(&mut self, reason: CloseReason, now: Millis) {
         if let Some(w) = self.window.take() {
-            let due_at = match reason {
-                CloseReason::Quiet | CloseReason::MaxWait => w.due().0.min(now),
-                CloseReason::Size | CloseReason::Passthrough => now,
+            let (due_at, waited) = match reason {
+                CloseReason::Quiet | CloseReason::MaxWait => {
+                    let due = w.due(&self.turn);
+                    (due.at.min(now), Some(due.reason))
+                }
+                CloseReason::Size | CloseReason::Passthrough => (now, None),
             };
+            self.turn.closed(now);
             self.pending.push(ClosedBatch {
                 gen: self.gen,
                 batch_id: w.batch_id,
@@ -360,6 +436,7 @@ impl Conversation {
                 hold: None,
                 failures: 0,
                 last_error: None,
+                waited,
                 messages: w.messages,
             });
             self.gen += 1;
@@ -368,7 +445,9 @@ impl Conversation {
 
     /// Closes the open window if it is due at `now`; returns the reason when it did.
     pub fn close_if_due(&mut self, now: Millis) -> Option<CloseReason> {
-        let (due, reason) = self.window.as_ref()?.due();
+        let w = self.window.as_ref()?;
+        let due = w.due(&self.turn).at;
+        let reason = close_reason(w, &self.turn);
         if due <= now {
             self.close(reason, now);
             Some(reason)
@@ -411,18 +490,39 @@ impl Conversation {
             }
         }
         let gen = self.gen;
-        let w = self.window.get_or_insert_with(|| OpenWindow {
-            batch_id: mint_batch_id(at, random),
-            opened_at: at,
-            last_at: at,
-            quiet_ms: 0,
-            max_wait_ms: 0,
-            bytes: 0,
-            messages: Vec::new(),
+        let rule = policy.turn();
+        if let QuietRule::Adaptive { .. } = rule.quiet {
+            // Only an adaptive tenant learns its users' gaps: the default record stays as small.
+            self.turn.observe_activity(at);
+            self.turn.message(at);
+        }
+        // A window runs under the timing it opened under: a tenant's policy changed mid-window
+        // applies from its next window on, so a change never makes an open window due earlier
+        // (or later) than the rule it opened under said. An adaptive quiet period is drawn from
+        // the gap summary once, here.
+        let gaps = self.turn.gaps;
+        let w = self.window.get_or_insert_with(|| {
+            let (quiet_ms, adaptive) = match rule.quiet {
+                QuietRule::Fixed { .. } => (duration_ms(policy.quiet), false),
+                QuietRule::Adaptive {
+                    min_ms,
+                    max_ms,
+                    prior_ms,
+                } => (u64::from(gaps.quiet_ms(min_ms, max_ms, prior_ms)), true),
+            };
+            OpenWindow {
+                batch_id: mint_batch_id(at, random),
+                opened_at: at,
+                last_at: at,
+                quiet_ms,
+                max_wait_ms: duration_ms(policy.max_wait),
+                adaptive,
+                typing: rule.typing,
+                bytes: 0,
+                messages: Vec::new(),
+            }
         });
         w.last_at = at;
-        w.quiet_ms = duration_ms(policy.quiet);
-        w.max_wait_ms = duration_ms(policy.max_wait);
         w.bytes += size;
         w.messages.push(msg);
         if !policy.buffering {
@@ -467,9 +567,47 @@ impl Conversation {
         })
     }
 
+    /// Plans a change of the end-of-turn state (a presence, a pause, a resume) at `now`: `change`
+    /// edits it and says whether anything changed. When the change moved the conversation's due
+    /// time earlier (a resume, a `paused` after `composing`), a new chain is started for it
+    /// (`arm`), in the same write. `None` when nothing changed: no write at all.
+    pub fn plan_turn_change(
+        mut self,
+        now: Millis,
+        random: &mut dyn FnMut() -> u64,
+        change: impl FnOnce(&mut TurnState) -> bool,
+    ) -> Option<AppendPlan> {
+        // As for an append: a live chain fires no later than the due time it covered.
+        let covered_until = self.hand_off_due();
+        let overdue = self.due_at().is_some_and(|d| d.plus(OVERDUE_SLACK) < now);
+        if !change(&mut self.turn) {
+            return None;
+        }
+        self.touch(now);
+        let due = self.hand_off_due();
+        let arm = match (self.chain, covered_until, due) {
+            (Some(_), Some(covered), Some(due)) if due >= covered && !overdue => None,
+            (_, _, due) => due,
+        };
+        if let Some(armed_for) = arm {
+            self.chain = Some(Chain {
+                token: random(),
+                armed_for,
+            });
+        }
+        Some(AppendPlan {
+            gen: self.gen,
+            next: self,
+            arm,
+        })
+    }
+
     /// Takes the hand-off lease on the oldest pending batch, freezing `more_pending` at its first
     /// hand-off. Returns false when a live lease, a backoff or a park holds it.
     pub fn lease_head(&mut self, now: Millis, lease: Duration, token: u64) -> bool {
+        if self.paused_until(now).is_some() {
+            return false;
+        }
         let more = self.pending.len() > 1 || self.window.is_some();
         match self.pending.first_mut() {
             Some(head) if !head.is_held(now) => {
@@ -778,6 +916,7 @@ mod tests {
         };
         let key = ConversationKey::new(Provider::Meta, "p".repeat(256), "u".repeat(256));
         let mut c = Conversation::fresh(key, Millis(0));
+        c.turn = TurnState::largest();
         let mut at = 0;
         let full = loop {
             at += 1;
@@ -835,6 +974,42 @@ mod tests {
         let long = "é".repeat(300);
         let t = truncated(&long, MAX_ERROR_BYTES);
         assert!(t.len() <= MAX_ERROR_BYTES && long.starts_with(&t));
+    }
+
+    #[test]
+    fn a_window_keeps_the_timing_it_opened_under() {
+        let mut r = counter();
+        let p = Policy::default();
+        let c = Conversation::fresh(key(), Millis(0))
+            .plan_append(Message::text("a", "u", "1"), &p, Millis(0), &mut r)
+            .unwrap()
+            .next;
+        // The tenant shortens its quiet period and max wait mid-window: the open window keeps
+        // 8 s / 30 s; the next window follows the new policy.
+        let short = Policy::with_times(Duration::from_secs(1), Duration::from_secs(2)).unwrap();
+        let mut c = c
+            .plan_append(Message::text("b", "u", "2"), &short, Millis(1000), &mut r)
+            .unwrap()
+            .next;
+        let w = c.window.as_ref().unwrap();
+        assert_eq!((w.quiet_ms, w.max_wait_ms), (8000, 30_000));
+        assert_eq!(c.due_at(), Some(Millis(9000)));
+        assert_eq!(c.close_if_due(Millis(8999)), None);
+        assert_eq!(c.close_if_due(Millis(9000)), Some(CloseReason::Quiet));
+        let c = c
+            .plan_append(Message::text("c", "u", "3"), &short, Millis(9500), &mut r)
+            .unwrap()
+            .next;
+        let w = c.window.as_ref().unwrap();
+        assert_eq!((w.quiet_ms, w.max_wait_ms), (1000, 2000));
+        // A longer policy mid-window does not hold the open window past its own rule either.
+        let long = Policy::with_times(Duration::from_secs(20), Duration::from_secs(60)).unwrap();
+        let c = c
+            .plan_append(Message::text("d", "u", "4"), &long, Millis(9600), &mut r)
+            .unwrap()
+            .next;
+        let w = c.window.as_ref().unwrap();
+        assert_eq!(w.due(&c.turn).at, Millis(10_600));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `lull serve`, `lull inspect` and `lull redrive`: the local server on SQLite with durable timers.
 
 pub mod config;
+pub mod conversations;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -318,8 +319,10 @@ pub fn inspect(args: &InspectArgs) -> ExitCode {
                 "due_at": c.due_at(),
                 "window": c.window.as_ref().map(|w| serde_json::json!({
                     "batch_id": w.batch_id, "messages": w.messages.len(),
-                    "opened_at": w.opened_at, "last_at": w.last_at, "due_at": w.due().0,
+                    "opened_at": w.opened_at, "last_at": w.last_at,
+                    "due_at": w.due(&c.turn).at, "waiting_for": w.due(&c.turn).reason.as_str(),
                 })),
+                "paused_until": c.turn.pause.map(|p| p.until),
                 "pending": c.pending.iter().map(|b| serde_json::json!({
                     "generation": b.gen, "batch_id": b.batch_id, "reason": b.reason.as_str(),
                     "messages": b.messages.len(), "closed_at": b.closed_at,
@@ -342,11 +345,11 @@ pub fn inspect(args: &InspectArgs) -> ExitCode {
     for c in &convs {
         let key = label(&c.key);
         if let Some(w) = &c.window {
-            let due = w.due().0;
-            let when = if due <= now {
+            let due = w.due(&c.turn);
+            let when = if due.at <= now {
                 "overdue".to_string()
             } else {
-                format!("due in {}ms", due.0 - now.0)
+                format!("due in {}ms ({})", due.at.0 - now.0, due.reason.as_str())
             };
             println!(
                 "open     {key}  gen {}  {} message(s)  {when}  batch {}",

@@ -227,9 +227,8 @@ async fn a_failing_sink_parks_the_trigger_in_the_dlq_and_redrive_delivers_in_ord
     // act on it meanwhile, the conversation's only one is in the DLQ).
     wait_for("the later window due", PATIENCE, async || {
         let rec = h.store.load(&k).await.expect("load").expect("rec");
-        rec.window
-            .as_ref()
-            .is_none_or(|w| w.due().0 <= Millis::now_wall())
+        rec.window_due()
+            .is_none_or(|due| due.at <= Millis::now_wall())
     })
     .await;
     // The sink recovers; redrive delivers both batches, oldest first, with the original id.

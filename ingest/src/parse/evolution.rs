@@ -57,6 +57,22 @@ struct Upsert<'a> {
     message_timestamp: Option<&'a RawValue>,
     #[serde(default, borrow)]
     context_info: Option<&'a RawValue>,
+    /// The device the message was sent from, as Evolution reads it off the message id (Baileys'
+    /// `getDevice`): `android`, `ios`, `desktop`, `web` or `unknown`. Messages sent through
+    /// Evolution's API have Baileys' own ids, which read as `web`.
+    #[serde(default)]
+    source: Option<String>,
+}
+
+/// True for a `fromMe` message typed by a person on the business side: sent from the WhatsApp
+/// app on a phone or desktop. Not `web`: the bot's own replies through Evolution's API carry
+/// Baileys ids, which read as `web` (as does WhatsApp Web itself, which lull cannot tell apart),
+/// nor `unknown`.
+fn from_a_person(source: Option<&str>) -> bool {
+    matches!(
+        source.map(|s| s.trim().to_ascii_lowercase()).as_deref(),
+        Some("android" | "ios" | "desktop")
+    )
 }
 
 #[derive(Deserialize)]
@@ -113,6 +129,11 @@ pub fn parse(body: &[u8], path_event: Option<&str>) -> Result<Parsed, ParseError
         .ok_or_else(|| ParseError::new("evolution: missing event"))?;
     let mut out = Parsed::default();
     out.add_account(&instance);
+    if event == "presence.update" {
+        // Not a message: the route reads it with `parse::presence` when the tenant wants it.
+        out.ignored.push("presence");
+        return Ok(out);
+    }
     if event != "messages.upsert" {
         out.ignored.push("event");
         return Ok(out);
@@ -193,6 +214,8 @@ fn message(instance: &str, up: Upsert<'_>) -> Result<Item, String> {
     };
     let opt_in = if remote == "status@broadcast" {
         Some(OptIn::StatusBroadcast)
+    } else if k.from_me == Some(true) && from_a_person(up.source.as_deref()) {
+        Some(OptIn::Operator)
     } else if k.from_me == Some(true) {
         Some(OptIn::FromMe)
     } else {

@@ -31,8 +31,11 @@ pub struct Item {
 /// Messages a tenant may choose to buffer; ignored (and counted) by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OptIn {
-    /// Sent by the business itself (Evolution `fromMe: true`).
+    /// Sent by the business itself (Evolution `fromMe: true`), by its API (the bot).
     FromMe,
+    /// Sent by a person on the business side (Evolution `fromMe: true` from the WhatsApp app on a
+    /// phone or desktop): besides the opt-in, it pauses the conversation's hand-offs.
+    Operator,
     /// A WhatsApp status update (`status@broadcast`).
     StatusBroadcast,
 }
@@ -42,6 +45,7 @@ impl OptIn {
     pub fn label(self) -> &'static str {
         match self {
             OptIn::FromMe => "from_me",
+            OptIn::Operator => "operator",
             OptIn::StatusBroadcast => "status_broadcast",
         }
     }

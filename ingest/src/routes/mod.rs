@@ -201,7 +201,10 @@ pub(crate) fn require_credential(
 }
 
 /// The conversation key of one parsed message, checked against the store's key limits.
-fn key_of(provider: Provider, item: &crate::parse::Item) -> Result<ConversationKey, IngestError> {
+pub(crate) fn key_of(
+    provider: Provider,
+    item: &crate::parse::Item,
+) -> Result<ConversationKey, IngestError> {
     let key = ConversationKey {
         provider,
         account: normalise_account(provider, &item.account).to_string(),
@@ -258,6 +261,50 @@ pub(crate) async fn append_all(
     tracing::debug!(tenant = %tenant.id, %provider, accepted, duplicates, ignored, "webhook accepted");
     let body =
         format!(r#"{{"accepted":{accepted},"duplicates":{duplicates},"ignored":{ignored}}}"#);
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+/// Applies every presence entry of an authenticated body to its conversation (at most
+/// [`MAX_PRESENCES`](crate::parse::presence::MAX_PRESENCES) of them; none is stored as a
+/// message). 200 with what they did; a store failure is a 5xx so the gateway retries.
+pub(crate) async fn presence_all(
+    st: &IngestState,
+    provider: Provider,
+    tenant: &Tenant,
+    body: crate::parse::presence::PresenceBody,
+) -> Result<Response, IngestError> {
+    for reason in &body.skipped {
+        metrics::counter!(m::IGNORED_EVENTS, "reason" => *reason, "provider" => provider.as_str())
+            .increment(1);
+    }
+    let mut applied = 0usize;
+    for item in body.items {
+        let key = ConversationKey {
+            provider,
+            account: normalise_account(provider, &item.account).to_string(),
+            user: item.user,
+            group: item.group,
+        };
+        key.check_lengths("")
+            .map_err(|e| IngestError::BadRequest(format!("{provider}: {e}")))?;
+        let out = st
+            .appender
+            .presence(key, tenant.policy, item.kind, item.sent_at)
+            .await
+            .map_err(IngestError::from_append)?;
+        if out == lull_core::protocol::PresenceOutcome::Applied {
+            applied += 1;
+        }
+    }
+    let body = format!(
+        r#"{{"presence":{applied},"ignored":{}}}"#,
+        body.skipped.len()
+    );
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],

@@ -13,6 +13,7 @@ mod plan;
 mod sweep;
 #[cfg(test)]
 mod tests;
+mod turn;
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ pub use append::{AppendError, AppendOutcome};
 pub use flush::{FlushError, MAX_RETRY_AFTER};
 pub use outcome::{Claim, Disposition, FlushEnd, FlushReport, HandedOff};
 pub use sweep::{SweepReport, SWEEP_CONCURRENCY};
+pub use turn::{PauseOutcome, PresenceOutcome};
 
 use crate::key::ConversationKey;
 use crate::message::Message;

@@ -117,6 +117,14 @@ pub(crate) fn plan(conv: &Conversation, now: Millis, c: &Cursor, fresh_token: u6
     if let Some(until) = next.held_until(now) {
         return Step::End(FlushEnd::BackingOff { until });
     }
+    if let Some(until) = next.paused_until(now) {
+        // An operator pause holds every hand-off of the conversation; wake up when it ends.
+        return if live {
+            rearm(until, FlushEnd::Rearmed { at: until }, false)
+        } else {
+            Step::End(FlushEnd::Covered)
+        };
+    }
     if c.deadline.is_some_and(|d| now.plus(c.lease) > d) {
         // Too little time left to finish a hand-off under a lease: leave it to a new trigger.
         return if live {

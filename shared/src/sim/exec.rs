@@ -139,7 +139,7 @@ pub(crate) enum SinkFault {
 /// The result of an executed operation.
 #[derive(Debug)]
 pub(crate) enum OpResult {
-    Load(Result<Option<Conversation>, StoreError>),
+    Load(Result<Option<Box<Conversation>>, StoreError>),
     Appended(Result<Appended, StoreError>),
     Written(Result<Written, StoreError>),
     Due(Result<Vec<ConversationKey>, StoreError>),
@@ -153,6 +153,8 @@ pub(crate) enum OpResult {
 pub(crate) enum Event {
     /// A gateway POSTs message `msg` (first attempt or a retry).
     Arrive { msg: usize },
+    /// A gateway POSTs presence or operator event `signal` (never retried: advisory).
+    Signal { signal: usize },
     /// Task `task`'s pending operation is executed.
     OpReady { op: OpId },
     /// The trigger queue delivers message `sqs` to a flush worker.
@@ -430,7 +432,7 @@ impl World {
                     self.rec.faults += 1;
                     return OpResult::Load(Err(StoreError::Unavailable("injected".into())));
                 }
-                OpResult::Load(Ok(self.store.load_now(&key)))
+                OpResult::Load(Ok(self.store.load_now(&key).map(Box::new)))
             }
             Op::Append {
                 expected,
@@ -710,7 +712,7 @@ fn mismatch<T>(what: &str, r: OpResult) -> T {
 impl WindowStore for SimPorts {
     async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>, StoreError> {
         match self.call(Op::Load(key.clone())).await {
-            OpResult::Load(r) => r,
+            OpResult::Load(r) => r.map(|c| c.map(|b| *b)),
             r => mismatch("load", r),
         }
     }

@@ -57,6 +57,10 @@ pub enum Protocol {
     SeparateDedupe,
     /// lull, but the webhook stamps `received_at` 2 s early.
     StampsEarly,
+    /// lull, but an open window follows every policy change instead of the rule it opened under.
+    FollowsLatestPolicy,
+    /// lull, but operator pauses are acknowledged and never stored.
+    IgnoresPause,
 }
 
 impl Protocol {
@@ -67,6 +71,8 @@ impl Protocol {
             "ack-before-sink" => Protocol::AckBeforeSink,
             "separate-dedupe" => Protocol::SeparateDedupe,
             "stamps-early" => Protocol::StampsEarly,
+            "follows-latest-policy" => Protocol::FollowsLatestPolicy,
+            "ignores-pause" => Protocol::IgnoresPause,
             _ => return None,
         })
     }
@@ -78,6 +84,8 @@ impl Protocol {
             Protocol::AckBeforeSink => "ack-before-sink",
             Protocol::SeparateDedupe => "separate-dedupe",
             Protocol::StampsEarly => "stamps-early",
+            Protocol::FollowsLatestPolicy => "follows-latest-policy",
+            Protocol::IgnoresPause => "ignores-pause",
         }
     }
 
@@ -91,6 +99,10 @@ impl Protocol {
             Protocol::AckBeforeSink => Arc::new(variants::AckBeforeSink { lull, ports }),
             Protocol::SeparateDedupe => Arc::new(variants::SeparateDedupe { lull, ports }),
             Protocol::StampsEarly => Arc::new(variants::StampsEarly::new(&ports, config, lull)),
+            Protocol::FollowsLatestPolicy => {
+                Arc::new(variants::FollowsLatestPolicy { lull, ports })
+            }
+            Protocol::IgnoresPause => Arc::new(variants::IgnoresPause { lull }),
         }
     }
 }
@@ -144,6 +156,7 @@ impl SimConfig {
 
 enum TaskKind {
     Append { msg: usize },
+    Signal { signal: usize, started: Millis },
     Flush { sqs: u64 },
     Sweep,
     SweepOne { key: ConversationKey },
@@ -151,6 +164,8 @@ enum TaskKind {
 
 enum TaskOutput {
     Append(Answer),
+    /// A presence event or pause was answered; true for a pause lull stored.
+    Signal(bool),
     Flush(Flushed),
     /// The sweep's query: the conversations past due.
     Sweep(Vec<ConversationKey>),
@@ -223,6 +238,9 @@ impl Driver {
             for (i, m) in self.work.messages.iter().enumerate() {
                 w.schedule(m.at, Event::Arrive { msg: i });
             }
+            for (i, s) in self.work.signals.iter().enumerate() {
+                w.schedule(s.at, Event::Signal { signal: i });
+            }
             if self.sut.retries() {
                 w.schedule(start.plus(self.cfg.sweep_interval), Event::SweepTick);
             }
@@ -261,6 +279,7 @@ impl Driver {
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Arrive { msg } => self.arrive(msg),
+            Event::Signal { signal } => self.signal(signal),
             Event::OpReady { op } => self.op_ready(op),
             Event::TriggerDeliver { sqs } => self.trigger_deliver(sqs),
             Event::SweepTick => self.sweep_tick(),
@@ -298,6 +317,28 @@ impl Driver {
         let fut: TaskFuture =
             Box::pin(async move { TaskOutput::Append(sut.append(key, policy, msg).await) });
         self.spawn(TaskKind::Append { msg: i }, Some(attempt), fut);
+    }
+
+    fn signal(&mut self, i: usize) {
+        let s = self.work.signals[i];
+        let conv = &self.work.conversations[s.conv];
+        let (key, now) = (conv.key.clone(), lock(&self.world).now);
+        let policy = conv.policy_at(now);
+        let sut = self.sut.clone();
+        let fut: TaskFuture = match s.what {
+            workload::Signal::Presence { kind, sent_at } => Box::pin(async move {
+                sut.presence(key, policy, kind, sent_at).await;
+                TaskOutput::Signal(false)
+            }),
+            workload::Signal::Pause => {
+                Box::pin(async move { TaskOutput::Signal(sut.pause(key, policy.pause).await) })
+            }
+        };
+        let kind = TaskKind::Signal {
+            signal: i,
+            started: now,
+        };
+        self.spawn(kind, None, fut);
     }
 
     fn trigger_deliver(&mut self, sqs: u64) {
@@ -464,6 +505,7 @@ impl Driver {
         if let Some((kind, _)) = self.tasks.remove(&task) {
             match kind {
                 TaskKind::Append { msg } => self.gateway_retry(msg, "crashed".into()),
+                TaskKind::Signal { .. } => {}
                 TaskKind::Flush { sqs } => self.redeliver(sqs),
                 TaskKind::Sweep => self.sweep_running = false,
                 TaskKind::SweepOne { key } => {
@@ -559,6 +601,14 @@ impl Driver {
                     lock(&self.world).queue.remove(&sqs);
                 } else {
                     self.redeliver(sqs);
+                }
+            }
+            (TaskKind::Signal { signal, started }, TaskOutput::Signal(paused)) => {
+                if paused {
+                    let conv = self.work.signals[signal].conv;
+                    let mut w = lock(&self.world);
+                    let now = w.now;
+                    w.rec.pauses[conv].push((started, now));
                 }
             }
             (TaskKind::Sweep, TaskOutput::Sweep(keys)) => self.sweep_found(keys),

@@ -129,6 +129,8 @@ pub(crate) struct Recorder {
     pub traces: Vec<VecDeque<(Millis, TraceEvent)>>,
     /// Per conversation: times at which a hand-off was not acknowledged.
     pub sink_trouble: Vec<Vec<Millis>>,
+    /// Per conversation: operator pauses lull said it stored, as (request started, answered).
+    pub pauses: Vec<Vec<(Millis, Millis)>>,
 }
 
 impl Recorder {
@@ -146,6 +148,7 @@ impl Recorder {
             attempts: vec![0; work.messages.len()],
             traces: vec![VecDeque::new(); work.conversations.len()],
             sink_trouble: vec![Vec::new(); work.conversations.len()],
+            pauses: vec![Vec::new(); work.conversations.len()],
             ..Recorder::default()
         }
     }

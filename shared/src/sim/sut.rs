@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::key::ConversationKey;
 use crate::message::Message;
@@ -12,7 +13,10 @@ use crate::policy::Policy;
 use crate::ports::{Clock, TriggerMsg};
 use crate::protocol::{
     AppendError, AppendOutcome, Buffer, Claim, Disposition, FlushEnd, FlushError, FlushReport,
+    PauseOutcome,
 };
+use crate::time::Millis;
+use crate::turn::{PauseReason, PresenceKind};
 
 use super::exec::SimPorts;
 
@@ -67,6 +71,36 @@ pub(crate) trait SystemUnderTest: Send + Sync {
     fn sweep_one(&self, key: ConversationKey) -> Boxed<Flushed> {
         let b = self.lull().buffer;
         Box::pin(async move { flushed(b.handoff().sweep_one(&key).await) })
+    }
+
+    /// A presence event (lull's `Intake::presence`); the answer does not matter to the world.
+    fn presence(
+        &self,
+        key: ConversationKey,
+        policy: Policy,
+        kind: PresenceKind,
+        sent_at: Millis,
+    ) -> Boxed<()> {
+        let b = self.lull().buffer;
+        Box::pin(async move {
+            let _ = b
+                .intake()
+                .presence(&key, &policy, kind, Some(sent_at))
+                .await;
+        })
+    }
+
+    /// An operator pause for `pause_for`; true when it was stored.
+    fn pause(&self, key: ConversationKey, pause_for: Duration) -> Boxed<bool> {
+        let b = self.lull().buffer;
+        Box::pin(async move {
+            matches!(
+                b.intake()
+                    .pause(&key, Some(pause_for), PauseReason::Operator)
+                    .await,
+                Ok(PauseOutcome::Set(_) | PauseOutcome::Unchanged)
+            )
+        })
     }
 
     /// False for a design with no sweep and no redelivery of failed triggers.

@@ -9,6 +9,11 @@
 //!   append, so a crash between the two turns the gateway's retry into a "duplicate".
 //! - [`StampsEarly`]: the webhook stamps `received_at` from a clock 2 s behind, so windows close
 //!   2 s early by lull's own timestamps; only a checker on the world's clock sees it.
+//! - [`IgnoresPause`]: answers an operator pause as stored but stores nothing, so the bot
+//!   answers a conversation a human has taken over.
+//! - [`FollowsLatestPolicy`]: an open window takes the quiet period and max wait of every
+//!   append's policy, so a tenant that shortens its quiet period mid-window closes the window
+//!   before the rule it opened under said.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,8 +118,8 @@ pub(crate) async fn flush_ack_first(p: &SimPorts, trig: &TriggerMsg) -> Result<b
         let mut next = conv.clone();
         next.close_if_due(now);
         let Some(head) = next.pending.first().cloned() else {
-            if let (Some(w), Some(chain), true) = (&next.window, next.chain, live) {
-                let at = w.due().0;
+            if let (Some(due), Some(chain), true) = (next.window_due(), next.chain, live) {
+                let at = due.at;
                 p.arm(&trigger(&next, chain.token, at), at)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -178,6 +183,8 @@ pub(crate) async fn replaced_webhook(
         last_at: now,
         quiet_ms: 0,
         max_wait_ms: 0,
+        adaptive: false,
+        typing: None,
         bytes: 0,
         messages: Vec::new(),
     });
@@ -381,5 +388,74 @@ impl SystemUnderTest for StampsEarly {
     fn append(&self, key: ConversationKey, policy: Policy, msg: Message) -> Boxed<Answer> {
         let b = self.webhook.clone();
         Box::pin(async move { answer(b.append(&key, &policy, msg).await) })
+    }
+}
+
+/// lull, but every append rewrites the open window's quiet period and max wait to the policy in
+/// force (what lull did before windows kept the rule they opened under), arming a trigger for
+/// the new due time when it moved earlier.
+pub(crate) struct FollowsLatestPolicy {
+    pub lull: Lull,
+    pub ports: SimPorts,
+}
+
+impl SystemUnderTest for FollowsLatestPolicy {
+    fn lull(&self) -> Lull {
+        self.lull.clone()
+    }
+
+    fn append(&self, key: ConversationKey, policy: Policy, msg: Message) -> Boxed<Answer> {
+        let b = self.lull.buffer.clone();
+        let p = self.ports.clone();
+        Box::pin(async move {
+            let answer = answer(b.append(&key, &policy, msg).await);
+            if matches!(answer, Answer::Accepted) {
+                retime_to(&p, &key, &policy).await;
+            }
+            answer
+        })
+    }
+}
+
+/// The bug of [`FollowsLatestPolicy`]: the open window's timing rewritten to `policy`.
+async fn retime_to(p: &SimPorts, key: &ConversationKey, policy: &Policy) {
+    let Ok(Some(mut conv)) = p.load(key).await else {
+        return;
+    };
+    let expected = conv.ver;
+    let Some(w) = conv.window.as_mut() else {
+        return;
+    };
+    let (quiet, max_wait) = (
+        crate::time::duration_ms(policy.quiet),
+        crate::time::duration_ms(policy.max_wait),
+    );
+    if (w.quiet_ms, w.max_wait_ms) == (quiet, max_wait) {
+        return;
+    }
+    w.quiet_ms = quiet;
+    w.max_wait_ms = max_wait;
+    let Some(due) = conv.hand_off_due() else {
+        return;
+    };
+    let token = p.random();
+    conv.restart_chain(token, due, p.now());
+    if let Ok(Written::Ok) = p.replace(expected, &conv).await {
+        let _ = p.arm(&trigger(&conv, token, due), due).await;
+    }
+}
+
+/// lull, but an operator pause is acknowledged and never stored.
+pub(crate) struct IgnoresPause {
+    pub lull: Lull,
+}
+
+impl SystemUnderTest for IgnoresPause {
+    fn lull(&self) -> Lull {
+        self.lull.clone()
+    }
+
+    fn pause(&self, _key: ConversationKey, _pause_for: Duration) -> Boxed<bool> {
+        Box::pin(async { true })
     }
 }

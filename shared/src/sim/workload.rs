@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use crate::key::{ConversationKey, Provider};
-use crate::policy::Policy;
+use crate::policy::{AdaptiveQuiet, Policy, Typing};
 use crate::time::Millis;
+use crate::turn::PresenceKind;
 
 /// One simulated conversation.
 #[derive(Clone, Debug)]
@@ -36,11 +37,33 @@ pub(crate) struct WorkMessage {
     pub at: Millis,
 }
 
-#[derive(Clone, Debug)]
+/// What a presence or operator event does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Signal {
+    /// A `presence.update`, with the gateway's own time of the event.
+    Presence { kind: PresenceKind, sent_at: Millis },
+    /// A human operator writes from the business phone: the conversation pauses.
+    Pause,
+}
+
+/// One presence or operator event: what the gateway sends, and when it arrives (presence events
+/// arrive late, and out of order: `sent_at` orders them).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WorkSignal {
+    pub conv: usize,
+    pub at: Millis,
+    pub what: Signal,
+}
+
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Workload {
     pub conversations: Vec<WorkConversation>,
     pub messages: Vec<WorkMessage>,
+    pub signals: Vec<WorkSignal>,
 }
+
+/// The operator pause of the simulated typing tenants (short, so runs drain).
+pub(crate) const SIM_PAUSE: Duration = Duration::from_secs(45);
 
 /// Which traffic to generate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +111,19 @@ fn policy_for(i: usize) -> Policy {
         },
         5 => timed(2, 6),
         7 => passthrough(),
+        // Typing-aware tenants (presence, operator pauses), one of them with adaptive quiet.
+        4 | 6 => Policy {
+            typing: Some(Typing {
+                grace: Duration::from_millis(1_500),
+                hold: Duration::from_secs(12),
+            }),
+            adaptive: (i % 10 == 4).then_some(AdaptiveQuiet {
+                min: Duration::from_secs(1),
+                max: Duration::from_secs(10),
+            }),
+            pause: SIM_PAUSE,
+            ..Policy::default()
+        },
         1 if i % 20 == 11 => timed(20 * 60, 3600),
         _ => Policy::default(),
     }
@@ -136,7 +172,7 @@ pub(crate) fn generate(
         Shape::Adversarial => {}
     }
     let conversations = conversations.max(1);
-    let convs: Vec<_> = (0..conversations)
+    let mut convs: Vec<_> = (0..conversations)
         .map(|i| WorkConversation {
             key: key_for(i),
             policy: policy_for(i),
@@ -144,7 +180,9 @@ pub(crate) fn generate(
         })
         .collect();
     let mut out = Vec::with_capacity(messages);
-    for (c, conv) in convs.iter().enumerate() {
+    let mut signals = Vec::new();
+    for (c, conv) in convs.iter_mut().enumerate() {
+        let first = out.len();
         let count = messages / conversations + usize::from(c < messages % conversations);
         let quiet_ms = conv.policy.quiet.as_millis() as u64;
         let mut t = start.0 + rng.u64(0..=600_000);
@@ -180,11 +218,56 @@ pub(crate) fn generate(
             }
             t += rng.u64(20_000..=240_000);
         }
+        if conv.policy.typing.is_some() {
+            signals_for(rng, c, &out[first..], &mut signals);
+        }
+        // Half the policy changes land just after one of the conversation's messages: mid-window
+        // whenever the burst goes on.
+        let mine = out.len() - first;
+        if let (Some((_, to)), true, true) = (conv.change, mine > 1, rng.bool()) {
+            let after: &WorkMessage = &out[first + rng.usize(0..mine - 1)];
+            conv.change = Some((after.at.plus(Duration::from_millis(1)), to));
+        }
     }
     out.sort_by_key(|m| m.at);
+    signals.sort_by_key(|s: &WorkSignal| s.at);
     Workload {
         conversations: convs,
         messages: out,
+        signals,
+    }
+}
+
+/// Presence as a phone sends it around `messages` (one conversation's): after half the
+/// messages the user types again (`composing`, then `paused` or `available`), each event
+/// delivered up to 4 s late, so some arrive after the next message or out of order; and, once
+/// in a while, a human operator writes (a pause).
+fn signals_for(
+    rng: &mut fastrand::Rng,
+    conv: usize,
+    messages: &[WorkMessage],
+    out: &mut Vec<WorkSignal>,
+) {
+    for m in messages {
+        if rng.bool() {
+            let typing = m.at.plus(Duration::from_millis(rng.u64(200..=3_000)));
+            let stop = typing.plus(Duration::from_millis(rng.u64(500..=15_000)));
+            let stopped = [PresenceKind::Paused, PresenceKind::Available][rng.usize(0..2)];
+            for (sent_at, kind) in [(typing, PresenceKind::Composing), (stop, stopped)] {
+                out.push(WorkSignal {
+                    conv,
+                    at: sent_at.plus(Duration::from_millis(rng.u64(0..=4_000))),
+                    what: Signal::Presence { kind, sent_at },
+                });
+            }
+        }
+        if rng.f64() < 0.04 {
+            out.push(WorkSignal {
+                conv,
+                at: m.at.plus(Duration::from_millis(rng.u64(0..=5_000))),
+                what: Signal::Pause,
+            });
+        }
     }
 }
 
@@ -228,6 +311,7 @@ fn realistic(
     Workload {
         conversations: convs,
         messages: out,
+        signals: Vec::new(),
     }
 }
 
@@ -270,5 +354,6 @@ fn backlog(
     Workload {
         conversations: convs,
         messages: out,
+        signals: Vec::new(),
     }
 }

@@ -93,6 +93,11 @@ pub fn classify(message_at: Millis, activity_at: Millis, handed_off: Option<Mill
 }
 
 impl GapSummary {
+    /// True before the first observation (the record omits it).
+    pub fn is_empty(&self) -> bool {
+        *self == GapSummary::default()
+    }
+
     /// Folds one observation in. The share is a running mean over the first observations, then
     /// decays with weight 1/8, so a new user's first turns count fully.
     pub fn observe(&mut self, a: Activity) {

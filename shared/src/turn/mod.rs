@@ -21,6 +21,8 @@
 
 pub mod gaps;
 pub mod presence;
+pub mod settings;
+pub mod state;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +30,7 @@ use crate::time::Millis;
 
 pub use gaps::{classify, Activity, GapSummary};
 pub use presence::{Presence, PresenceKind, PresenceUpdate};
+pub use state::{Pause, PauseReason, TurnState};
 
 /// How long presence, once seen, marks a conversation as one whose gateway sends presence: a
 /// window opened longer than this after the last presence event is treated as presence-less.

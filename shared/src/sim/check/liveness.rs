@@ -13,7 +13,7 @@ pub(super) fn check(ctx: &Ctx<'_>, out: &mut Vec<Violation>) {
         let mut prev_ack = None;
         for (pos, &i) in list.iter().enumerate() {
             let b = &ctx.batches[i];
-            let Some(Ok(due)) = ctx.world_due(c, pos) else {
+            let Some(due) = ctx.world_due_latest(c, pos) else {
                 prev_ack = b.first_ack;
                 continue;
             };

@@ -129,9 +129,12 @@ impl<'a> Ctx<'a> {
             .and_then(|m| Some((m, self.stored(m)?)));
         let gen = b.generation;
         Some(match b.reason {
-            // The window records the policy in force at its last append.
-            CloseReason::Quiet => Ok(last.arrived.plus(last.policy.quiet)),
-            CloseReason::MaxWait => Ok(first.arrived.plus(last.policy.max_wait)),
+            // A window runs under the timing of the policy it opened under: its first message's.
+            // The earliest its rule allows: an adaptive quiet period is at least its min, and
+            // once presence flows a fixed one shrinks to the typing grace (presence and pauses
+            // only ever delay).
+            CloseReason::Quiet => Ok(last.arrived.plus(shortest_quiet(&first.policy))),
+            CloseReason::MaxWait => Ok(first.arrived.plus(first.policy.max_wait)),
             CloseReason::Size => {
                 let bytes: u64 = b.messages.iter().map(|m| m.stored_size()).sum();
                 let count = b.messages.len() as u64;
@@ -163,6 +166,48 @@ impl<'a> Ctx<'a> {
                 }
             }
         })
+    }
+}
+
+/// The shortest quiet period `p`'s end-of-turn rule can apply.
+fn shortest_quiet(p: &crate::policy::Policy) -> Duration {
+    let quiet = p.adaptive.map_or(p.quiet, |a| a.min);
+    p.typing.map_or(quiet, |t| quiet.min(t.grace))
+}
+
+/// The longest quiet period `p`'s rule can apply without presence (an adaptive one is at most
+/// its max); with presence a window may be held up to max wait.
+fn longest_quiet(p: &crate::policy::Policy) -> Duration {
+    match (p.typing, p.adaptive) {
+        (Some(_), _) => p.max_wait,
+        (None, Some(a)) => a.max.max(p.quiet),
+        (None, None) => p.quiet,
+    }
+}
+
+impl Ctx<'_> {
+    /// The latest batch `pos` of conversation `conv` may become due by its rule (by the world's
+    /// clock): what liveness measures from. Presence may hold a window up to max wait, and an
+    /// operator pause that began before then holds it until the pause ends.
+    pub fn world_due_latest(&self, conv: usize, pos: usize) -> Option<Millis> {
+        let due = self.world_due(conv, pos)?.ok()?;
+        let b = self.batches[self.per_conv[conv][pos]].batch;
+        let first = self.stored(b.messages.first()?)?;
+        let last = self.stored(b.messages.last()?)?;
+        let mut latest = match b.reason {
+            CloseReason::Quiet => last
+                .arrived
+                .plus(longest_quiet(&first.policy))
+                .min(first.arrived.plus(first.policy.max_wait)),
+            _ => due,
+        };
+        let skew = self.input.bounds.skew;
+        for &(started, _) in &self.input.rec.pauses[conv] {
+            if started <= latest.plus(self.input.bounds.max_lag) {
+                latest = latest.max(started.plus(first.policy.pause).plus(skew));
+            }
+        }
+        Some(latest.max(due))
     }
 }
 

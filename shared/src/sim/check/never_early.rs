@@ -25,6 +25,24 @@ pub(super) fn check(ctx: &Ctx<'_>, out: &mut Vec<Violation>) {
                 None => {}
                 Some(Err(why)) => out.push(Violation::new(Invariant::NeverEarly, Some(c), why)),
                 Some(Ok(due)) => {
+                    // An operator pause lull stored before the batch's last message landed holds
+                    // it until the pause ends (by lull's clock: at most the skew off).
+                    let pause = b
+                        .batch
+                        .messages
+                        .last()
+                        .and_then(|m| ctx.stored(m))
+                        .map(|last| {
+                            ctx.input.rec.pauses[c]
+                                .iter()
+                                .filter(|&&(_, answered)| answered <= last.landed)
+                                .map(|&(started, _)| started.plus(last.policy.pause))
+                                .max()
+                        });
+                    let due = match pause.flatten() {
+                        Some(until) if until > due => until,
+                        _ => due,
+                    };
                     let allowed = Millis(due.0.saturating_sub(skew.as_millis() as u64));
                     if b.first_start < allowed {
                         out.push(

@@ -1,0 +1,189 @@
+//! The webhook path's end-of-turn signals: presence events and operator pauses. Neither is a
+//! message: nothing is appended, nothing deduped, nothing handed off. Each is at most one
+//! conditional write of the conversation record (a pause or resume retries it on a conflict, a
+//! presence event does not: presence is advisory and only ever delays), plus a trigger when the
+//! change made the conversation due sooner than its chain covers.
+
+use std::time::Duration;
+
+use metrics::counter;
+
+use super::{trigger_for, AppendError, Intake};
+use crate::key::ConversationKey;
+use crate::metrics as m;
+use crate::policy::Policy;
+use crate::ports::{Clock, StoreError, Trigger, WindowStore, Written};
+use crate::time::Millis;
+use crate::turn::{Pause, PauseReason, Presence, PresenceKind, PresenceUpdate, QuietRule};
+use crate::window::{AppendPlan, Conversation};
+
+/// What a presence event did. Every one answers 2xx.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PresenceOutcome {
+    /// Stored as the conversation's presence.
+    Applied,
+    /// The same as stored: nothing written.
+    Unchanged,
+    /// Older than the stored one by the gateway's clock: dropped.
+    OutOfOrder,
+    /// No open window: presence only matters to a window, so nothing is read further or written.
+    NoWindow,
+    /// The tenant's policy ignores presence: not even read.
+    TypingOff,
+    /// The record changed under the write: dropped (presence is advisory; the next one counts).
+    Conflict,
+}
+
+impl PresenceOutcome {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PresenceOutcome::Applied => "applied",
+            PresenceOutcome::Unchanged => "unchanged",
+            PresenceOutcome::OutOfOrder => "out_of_order",
+            PresenceOutcome::NoWindow => "no_window",
+            PresenceOutcome::TypingOff => "typing_off",
+            PresenceOutcome::Conflict => "conflict",
+        }
+    }
+}
+
+/// What a pause or resume did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PauseOutcome {
+    /// Stored: paused until this instant (`None`: resumed).
+    Set(Option<Millis>),
+    /// Already so: nothing written.
+    Unchanged,
+    /// lull holds no record of this conversation: nothing to pause.
+    NoConversation,
+}
+
+impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
+    /// Applies a presence event (`kind`, with the gateway's own time `sent_at` if it sent one)
+    /// to the conversation under `policy`.
+    pub async fn presence(
+        &self,
+        key: &ConversationKey,
+        policy: &Policy,
+        kind: PresenceKind,
+        sent_at: Option<Millis>,
+    ) -> Result<PresenceOutcome, AppendError> {
+        let outcome = self.presence_inner(key, policy, kind, sent_at).await?;
+        counter!(m::PRESENCE_EVENTS, "outcome" => outcome.as_str()).increment(1);
+        Ok(outcome)
+    }
+
+    async fn presence_inner(
+        &self,
+        key: &ConversationKey,
+        policy: &Policy,
+        kind: PresenceKind,
+        sent_at: Option<Millis>,
+    ) -> Result<PresenceOutcome, AppendError> {
+        if policy.typing.is_none() {
+            return Ok(PresenceOutcome::TypingOff);
+        }
+        let Some(conv) = self.store.load(key).await? else {
+            return Ok(PresenceOutcome::NoWindow);
+        };
+        if conv.window.is_none() {
+            return Ok(PresenceOutcome::NoWindow);
+        }
+        let now = self.clock.now();
+        let incoming = Presence {
+            kind,
+            at: now,
+            sent_at,
+        };
+        let adaptive = matches!(policy.turn().quiet, QuietRule::Adaptive { .. });
+        let mut update = PresenceUpdate::Unchanged;
+        let expected = conv.ver;
+        let plan = conv.plan_turn_change(now, &mut || self.clock.random(), |turn| {
+            update = turn.presence(incoming);
+            if update == PresenceUpdate::Replaced && adaptive && kind.is_producing() {
+                // Typing again is the next activity after the last message: a continuation.
+                turn.observe_activity(now);
+            }
+            update == PresenceUpdate::Replaced
+        });
+        let Some(plan) = plan else {
+            return Ok(match update {
+                PresenceUpdate::OutOfOrder => PresenceOutcome::OutOfOrder,
+                _ => PresenceOutcome::Unchanged,
+            });
+        };
+        Ok(match self.write_turn(expected, &plan).await? {
+            true => PresenceOutcome::Applied,
+            false => PresenceOutcome::Conflict,
+        })
+    }
+
+    /// Pauses the conversation's hand-offs for `pause_for` from now (`reason` says who), or
+    /// resumes them (`None`). Messages keep being collected; on resume (or when the pause ends) the
+    /// window is handed off as its rule says, at once if it is already due.
+    pub async fn pause(
+        &self,
+        key: &ConversationKey,
+        pause_for: Option<Duration>,
+        reason: PauseReason,
+    ) -> Result<PauseOutcome, AppendError> {
+        let mut current = self.store.load(key).await?;
+        for attempt in 0..self.config.max_write_attempts {
+            let Some(conv) = current.take() else {
+                return Ok(PauseOutcome::NoConversation);
+            };
+            let now = self.clock.now();
+            let until = pause_for.map(|d| now.plus(d));
+            let expected = conv.ver;
+            let pause = until.map(|until| Pause { until, reason });
+            let plan = conv.plan_turn_change(now, &mut || self.clock.random(), |turn| {
+                let changed = turn.pause != pause;
+                turn.pause = pause;
+                changed
+            });
+            let Some(plan) = plan else {
+                return Ok(PauseOutcome::Unchanged);
+            };
+            if self.write_turn(expected, &plan).await? {
+                let what = if until.is_some() {
+                    reason.as_str()
+                } else {
+                    "resume"
+                };
+                counter!(m::PAUSES, "what" => what).increment(1);
+                return Ok(PauseOutcome::Set(until));
+            }
+            counter!(m::WRITE_CONFLICTS, "op" => "pause").increment(1);
+            current = self.store.load(key).await?;
+            if attempt >= 2 {
+                self.backoff(attempt).await;
+            }
+        }
+        Err(AppendError::Contended(self.config.max_write_attempts))
+    }
+
+    /// One conditional write of a turn change, then its trigger if it needs one. False when the
+    /// record changed under the write (nothing written).
+    async fn write_turn(&self, expected: u64, plan: &AppendPlan) -> Result<bool, AppendError> {
+        match self.store.replace(expected, &plan.next).await {
+            Ok(Written::Ok) => {}
+            Ok(Written::Conflict(_)) => return Ok(false),
+            Err(e) => return Err(AppendError::Store(e)),
+        }
+        if let (Some(at), Some(chain)) = (plan.arm, plan.next.chain) {
+            self.trigger
+                .arm(&trigger_for(&plan.next, chain.token, at), at)
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// The stored record of a conversation (for the admin route's answer).
+    pub async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>, StoreError> {
+        self.store.load(key).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

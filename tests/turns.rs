@@ -1,0 +1,229 @@
+//! End of turn through a real `lull serve` and its real routes: Evolution `presence.update`
+//! holding and releasing a window, a human operator's `fromMe` message pausing a conversation
+//! (the bot's own API replies do not), `lull conversations pause|resume` and the ops listener's
+//! admin routes. Batches say why they waited (`waited`).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use lull_testkit::{wait_for, PATIENCE};
+use lull_tests::{ids, lull_bin, Capture, Flags, Server};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "evo-token-for-tests";
+
+fn user(n: u32) -> String {
+    format!("55119876500{n:02}@s.whatsapp.net")
+}
+
+fn key(n: u32) -> String {
+    format!("evolution|shop|{}", user(n))
+}
+
+async fn start(tmp: &Path, capture: &Capture) -> Server {
+    let config = tmp.join("lull.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+sink = "{}"
+
+[[tenants]]
+id = "shop"
+quiet = "2s"
+max_wait = "60s"
+typing = true
+typing_grace = "1s"
+typing_hold = "40s"
+pause = "30m"
+
+[tenants.evolution]
+instances = ["shop"]
+token = "{TOKEN}"
+"#,
+            capture.url
+        ),
+    )
+    .expect("write lull.toml");
+    Server::start_with(
+        &tmp.join("data"),
+        &Flags::new().set("--config", config.to_str().expect("utf-8 path")),
+    )
+    .await
+}
+
+async fn post(server: &Server, body: &Value) -> Value {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/webhook/evolution", server.addr))
+        .header("apikey", TOKEN)
+        .json(body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 200, "{}", server.logs());
+    resp.json().await.expect("json answer")
+}
+
+fn message(n: u32, id: &str, from_me: bool, source: &str) -> Value {
+    json!({
+        "event": "messages.upsert",
+        "instance": "shop",
+        "data": {
+            "key": {"remoteJid": user(n), "fromMe": from_me, "id": id},
+            "pushName": "Cliente",
+            "message": {"conversation": format!("text of {id}")},
+            "messageType": "conversation",
+            "messageTimestamp": 1764763300,
+            "source": source
+        }
+    })
+}
+
+fn presence(n: u32, kind: &str) -> Value {
+    json!({
+        "event": "presence.update",
+        "instance": "shop",
+        "data": {"id": user(n), "presences": {user(n): {"lastKnownPresence": kind}}}
+    })
+}
+
+/// The open window of conversation `n` as `lull inspect --json` shows it.
+fn conversation(server: &Server, n: u32) -> Option<Value> {
+    server
+        .inspect()
+        .into_iter()
+        .find(|c| c["conversation"] == key(n))
+}
+
+fn batches_of(capture: &Capture, n: u32) -> Vec<Value> {
+    capture
+        .unique_batches()
+        .into_iter()
+        .filter(|b| b["conversation"]["user"] == user(n))
+        .collect()
+}
+
+/// `lull conversations ARGS` for `server`'s data directory (through its ops listener).
+fn lull(args: &[&str], tmp: &Path, server: &Server) -> (bool, String) {
+    let out = Command::new(lull_bin())
+        .arg("conversations")
+        .arg("--ops-listen")
+        .arg(server.ops_addr.to_string())
+        .arg("--config")
+        .arg(tmp.join("lull.toml"))
+        .arg("--data-dir")
+        .arg(tmp.join("data"))
+        .args(args)
+        .output()
+        .expect("lull conversations");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composing_holds_a_window_and_available_releases_it_after_the_grace() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let capture = Capture::start().await;
+    let server = start(tmp.path(), &capture).await;
+    // No window: nothing to hold, nothing stored.
+    let answer = post(&server, &presence(1, "composing")).await;
+    assert_eq!(answer["presence"], 0, "{answer}");
+    assert!(conversation(&server, 1).is_none());
+
+    post(&server, &message(1, "m1", false, "android")).await;
+    let answer = post(&server, &presence(1, "composing")).await;
+    assert_eq!(answer["presence"], 1, "{answer}");
+    let c = conversation(&server, 1).expect("conversation 1");
+    assert_eq!(c["window"]["waiting_for"], "typing_hold", "{c}");
+    assert_eq!(c["window"]["messages"], 1, "presence is not a message: {c}");
+    assert!(batches_of(&capture, 1).is_empty(), "held while composing");
+
+    post(&server, &message(1, "m2", false, "android")).await;
+    post(&server, &presence(1, "available")).await;
+    wait_for("the batch after the grace", PATIENCE, async || {
+        !batches_of(&capture, 1).is_empty()
+    })
+    .await;
+    let b = &batches_of(&capture, 1)[0];
+    assert_eq!(ids(b), ["m1", "m2"]);
+    assert_eq!(b["reason"], "quiet");
+    assert_eq!(b["waited"], "typing_grace", "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_human_operator_pauses_a_conversation_the_bot_does_not_and_resume_hands_off() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let capture = Capture::start().await;
+    let server = start(tmp.path(), &capture).await;
+
+    // The bot's own reply through Evolution's API (source web) pauses nothing.
+    post(&server, &message(2, "u2-1", false, "android")).await;
+    post(&server, &message(2, "bot-1", true, "web")).await;
+    // A person on the business phone (fromMe from ios) takes conversation 3 over.
+    post(&server, &message(3, "u3-1", false, "android")).await;
+    let answer = post(&server, &message(3, "op-1", true, "ios")).await;
+    assert_eq!(
+        answer["accepted"], 0,
+        "an operator message is not buffered: {answer}"
+    );
+    post(&server, &message(3, "u3-2", false, "android")).await;
+
+    wait_for("conversation 2's batch", PATIENCE, async || {
+        !batches_of(&capture, 2).is_empty()
+    })
+    .await;
+    assert_eq!(ids(&batches_of(&capture, 2)[0]), ["u2-1"]);
+    let c = conversation(&server, 3).expect("conversation 3");
+    assert!(c["paused_until"].is_string(), "{c}");
+    assert_eq!(c["window"]["waiting_for"], "paused", "{c}");
+    assert_eq!(c["window"]["messages"], 2, "still collecting: {c}");
+    assert!(batches_of(&capture, 3).is_empty(), "paused");
+
+    // The CLI, through the running server's ops listener.
+    let (ok, out) = lull(&["resume", &key(3)], tmp.path(), &server);
+    assert!(ok, "{out}");
+    wait_for(
+        "conversation 3's batch after resume",
+        PATIENCE,
+        async || !batches_of(&capture, 3).is_empty(),
+    )
+    .await;
+    assert_eq!(ids(&batches_of(&capture, 3)[0]), ["u3-1", "u3-2"]);
+
+    // `lull conversations pause` and the admin route's resume.
+    post(&server, &message(4, "u4-1", false, "android")).await;
+    let (ok, out) = lull(&["pause", &key(4), "--for", "2h"], tmp.path(), &server);
+    assert!(ok && out.contains("paused until"), "{out}");
+    let c = conversation(&server, 4).expect("conversation 4");
+    assert_eq!(c["window"]["waiting_for"], "paused", "{c}");
+    let (ok, out) = lull(&["pause", &key(4), "--for", "soon"], tmp.path(), &server);
+    assert!(!ok && out.contains("soon"), "{out}");
+    let (ok, out) = lull(&["pause", "not-a-key"], tmp.path(), &server);
+    assert!(!ok && out.contains("not-a-key"), "{out}");
+    let admin = reqwest::Client::new();
+    let resp = admin
+        .post(format!("http://{}/conversations/resume", server.ops_addr))
+        .json(&json!({"key": key(4)}))
+        .send()
+        .await
+        .expect("admin resume");
+    assert_eq!(resp.status().as_u16(), 200);
+    let resp = admin
+        .post(format!("http://{}/conversations/pause", server.ops_addr))
+        .json(&json!({"key": key(99)}))
+        .send()
+        .await
+        .expect("admin pause");
+    assert_eq!(resp.status().as_u16(), 404, "a conversation lull never saw");
+    wait_for("conversation 4's batch", PATIENCE, async || {
+        !batches_of(&capture, 4).is_empty()
+    })
+    .await;
+    assert_eq!(ids(&batches_of(&capture, 4)[0]), ["u4-1"]);
+}
