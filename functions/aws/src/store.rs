@@ -9,6 +9,7 @@
 //! TTL deletes days late, and emulators never do.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
@@ -21,7 +22,9 @@ use aws_sdk_dynamodb::types::{
 use lull_core::ports::{Appended, DedupeRecord, StoreError, WindowStore, Written};
 use lull_core::{Conversation, ConversationKey, Millis};
 
-use crate::accounting::{consistent_read_units, item_size, units, write_units, Accounting};
+use crate::accounting::{
+    consistent_read_units, index_write_units, item_size, units, write_units, Accounting,
+};
 use crate::sdk_error;
 
 /// The name of the sparse due-time index.
@@ -56,7 +59,14 @@ pub struct DynamoDbStore {
     client: aws_sdk_dynamodb::Client,
     settings: StoreSettings,
     acct: Accounting,
+    /// The due-index key (`due_at`) of each record as last read or written here, so a landed
+    /// write's index units are counted where the store sees the attribute change. Accounting
+    /// only; bounded (cleared when full: an unknown entry counts as the costlier case).
+    index_seen: Arc<Mutex<HashMap<String, Option<u64>>>>,
 }
+
+/// Entries of [`DynamoDbStore::index_seen`] before it is cleared.
+const INDEX_SEEN_MAX: usize = 65_536;
 
 fn conv_pk(key: &ConversationKey) -> String {
     format!("c#{}", key.storage_key())
@@ -105,7 +115,35 @@ impl DynamoDbStore {
             client,
             settings,
             acct,
+            index_seen: Arc::default(),
         }
+    }
+
+    /// Remembers the index key of the record `pk` as read or returned by a failed condition.
+    fn saw_index(&self, pk: String, item: Option<&Item>) {
+        let due = item.and_then(|i| get_n(i, "due_at").ok());
+        let mut seen = self.index_seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= INDEX_SEEN_MAX {
+            seen.clear();
+        }
+        seen.insert(pk, due);
+    }
+
+    /// Counts the index units of a landed write of record `pk` with index key `new` under `op`
+    /// (`created`: the write required the item to be absent) and remembers the key.
+    fn wrote_index(&self, op: &'static str, (pk, new): (String, Option<u64>), created: bool) {
+        let mut seen = self.index_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let old = if created {
+            Some(None)
+        } else {
+            seen.get(&pk).copied()
+        };
+        self.acct
+            .record_index_units(op, index_write_units(old, new));
+        if seen.len() >= INDEX_SEEN_MAX {
+            seen.clear();
+        }
+        seen.insert(pk, new);
     }
 
     pub fn settings(&self) -> &StoreSettings {
@@ -208,6 +246,7 @@ impl WindowStore for DynamoDbStore {
             .await
             .map_err(|e| Self::unavailable("GetItem", &e))?;
         let size = out.item().map_or(0, item_size);
+        self.saw_index(conv_pk(key), out.item());
         self.acct.record_with_estimate(
             "dynamodb.GetItem",
             0,
@@ -232,6 +271,7 @@ impl WindowStore for DynamoDbStore {
         let table = &self.settings.table;
         let dedupe_item = Self::dedupe_item(dedupe);
         let conv_item = self.conversation_item(next)?;
+        let written = (conv_pk(&next.key), next.index_due().map(|d| d.0));
         // Transactional writes cost twice the standard units.
         let est = 2.0 * write_units([item_size(&dedupe_item), item_size(&conv_item)]);
         let corrupt = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
@@ -272,6 +312,7 @@ impl WindowStore for DynamoDbStore {
                     est,
                     0.0,
                 );
+                self.wrote_index("dynamodb.TransactWriteItems", written, expected.is_none());
                 Ok(Appended::Ok)
             }
             Err(SdkError::ServiceError(se)) => {
@@ -337,6 +378,9 @@ impl WindowStore for DynamoDbStore {
                         } else {
                             None
                         };
+                        if let Some(item) = item {
+                            self.saw_index(conv_pk(&next.key), Some(item));
+                        }
                         Ok(Appended::Conflict(self.current(&next.key, item).await?))
                     }
                     other => Err(classify(
@@ -352,6 +396,7 @@ impl WindowStore for DynamoDbStore {
 
     async fn replace(&self, expected: u64, next: &Conversation) -> Result<Written, StoreError> {
         let item = self.conversation_item(next)?;
+        let written = (conv_pk(&next.key), next.index_due().map(|d| d.0));
         let est = write_units([item_size(&item)]);
         let result = self
             .client
@@ -369,15 +414,21 @@ impl WindowStore for DynamoDbStore {
                 let wcu = out.consumed_capacity().map_or(0.0, |c| units([c]));
                 self.acct
                     .record_with_estimate("dynamodb.PutItem", 1, wcu, 0.0, est, 0.0);
+                self.wrote_index("dynamodb.PutItem", written, false);
                 Ok(Written::Ok)
             }
             Err(SdkError::ServiceError(se)) => {
                 self.acct
                     .record_with_estimate("dynamodb.PutItem", 0, 0.0, 0.0, est, 0.0);
                 match se.err() {
-                    PutItemError::ConditionalCheckFailedException(ccf) => Ok(Written::Conflict(
-                        self.current(&next.key, ccf.item()).await?,
-                    )),
+                    PutItemError::ConditionalCheckFailedException(ccf) => {
+                        if let Some(item) = ccf.item() {
+                            self.saw_index(conv_pk(&next.key), Some(item));
+                        }
+                        Ok(Written::Conflict(
+                            self.current(&next.key, ccf.item()).await?,
+                        ))
+                    }
                     other => Err(classify("PutItem", se.raw().status().as_u16(), other)),
                 }
             }
