@@ -198,6 +198,16 @@ pub struct Conversation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<Chain>,
     pub updated_at: Millis,
+    /// Where the store's due index files this record, as of its last write (see
+    /// [`Self::index_due`]). Kept so the index stays put from a window's opening to its
+    /// batch's acknowledgement instead of moving with every append and lease. Absent in
+    /// records written before it existed: derived again at their next write.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::opt_ms"
+    )]
+    pub index_at: Option<Millis>,
 }
 
 /// Why an append cannot be taken now. Nothing was stored; the gateway should retry later.
@@ -231,6 +241,7 @@ impl Conversation {
             pending: Vec::new(),
             chain: None,
             updated_at: now,
+            index_at: None,
         }
     }
 
@@ -281,15 +292,45 @@ impl Conversation {
         }
     }
 
-    /// Where the store's due index files this record: [`Self::due_at`], or [`PARKED`] for a
-    /// conversation whose oldest batch is parked, after every real due time, so the sweep never
-    /// reaches it while start-up, `lull inspect` and `lull redrive` still find it.
+    /// Where the store's due index files this record: a bound the sweep may act on, not the
+    /// exact due time. The sweep is the safety net for lost triggers (every hand-off on time is a
+    /// trigger's), so the index holds the *latest* time the next hand-off can fall due and moves
+    /// only when that changes, not with every append: an index entry costs a write when it
+    /// appears, disappears or moves (DynamoDB bills a moved GSI key twice), and the index was a
+    /// quarter of the AWS bill when it tracked [`Self::due_at`].
+    ///
+    /// - open window, nothing pending: its first message + max wait (the latest it can be due);
+    /// - oldest pending batch leased or free: the bound already stored (the window's, through
+    ///   its close and lease), else its close time (due at once);
+    /// - backing off: the end of the backoff (exact: the next attempt);
+    /// - parked: [`PARKED`], after every real due time, so the sweep never reaches it while
+    ///   start-up, `lull inspect` and `lull redrive` still find it;
+    /// - idle: none (not in the index).
+    ///
+    /// Never earlier than [`Self::due_at`] for an open window, so the sweep never finds a window
+    /// before it is due; a sweep finding a conversation still leased re-arms for the lease's end.
+    /// Every transition stores the value (`index_at`) so it can be kept; computing it again from
+    /// a record that stores it gives the same value.
     pub fn index_due(&self) -> Option<Millis> {
-        if self.is_parked() {
-            Some(PARKED)
-        } else {
-            self.due_at()
+        match self.pending.first() {
+            Some(head) => match head.hold {
+                Some(Hold::Parked { .. }) => Some(PARKED),
+                Some(Hold::Backoff { until }) => Some(until.max(head.closed_at)),
+                Some(Hold::Lease { .. }) | None => match self.index_at {
+                    Some(kept) if kept != PARKED => Some(kept),
+                    _ => Some(head.closed_at),
+                },
+            },
+            None => self
+                .window
+                .as_ref()
+                .map(|w| Millis(w.opened_at.0.saturating_add(w.max_wait_ms)).max(w.due().0)),
         }
+    }
+
+    /// Stores [`Self::index_due`] for the write being prepared.
+    fn settle_index(&mut self) {
+        self.index_at = self.index_due();
     }
 
     /// True when a flush now can make progress.
@@ -446,6 +487,7 @@ impl Conversation {
         }
         self.ver += 1;
         self.updated_at = now;
+        self.settle_index();
         // A live chain fires no later than the due time it covered; due times only move later
         // as messages arrive, unless a size cap or passthrough closed a batch just now. Only then,
         // or with no chain at all, does this append start a new chain.
@@ -600,6 +642,7 @@ impl Conversation {
     fn touch(&mut self, now: Millis) {
         self.ver += 1;
         self.updated_at = now;
+        self.settle_index();
     }
 
     /// Ends the trigger chain of an idle conversation.
@@ -644,6 +687,10 @@ pub fn mint_batch_id(at: Millis, random: &mut dyn FnMut() -> u64) -> Uuid {
     bytes[8..].copy_from_slice(&random().to_le_bytes()[..2]);
     uuid::Builder::from_unix_timestamp_millis(at.0, &bytes).into_uuid()
 }
+
+#[cfg(test)]
+#[path = "window_index_test.rs"]
+mod index_test;
 
 #[cfg(test)]
 mod tests {
