@@ -208,6 +208,16 @@ pub struct Conversation {
         with = "crate::time::opt_ms"
     )]
     pub index_at: Option<Millis>,
+    /// The latest expiry of the long-horizon dedupe records written for this conversation (the
+    /// flush writes them before acknowledging a batch). Until then, an append of an id the record
+    /// does not hold asks the store (`WindowStore::seen`); after it (and for a conversation
+    /// whose batches were never acknowledged) the record alone decides, with no extra read.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::opt_ms"
+    )]
+    pub dedupe_until: Option<Millis>,
 }
 
 /// Why an append cannot be taken now. Nothing was stored; the gateway should retry later.
@@ -242,6 +252,7 @@ impl Conversation {
             chain: None,
             updated_at: now,
             index_at: None,
+            dedupe_until: None,
         }
     }
 
@@ -274,6 +285,35 @@ impl Conversation {
             .iter()
             .find(|b| b.messages.iter().any(|m| m.id == message_id))
             .map(|b| b.gen)
+    }
+
+    /// True when an append of an id this record does not hold must ask the store's dedupe
+    /// records: some were written for this conversation and have not expired at `now`.
+    pub fn needs_dedupe_lookup(&self, now: Millis) -> bool {
+        self.dedupe_until.is_some_and(|until| until >= now)
+    }
+
+    /// The long-horizon dedupe records of the oldest pending batch, expiring at `expires_at`,
+    /// and the record noting them: what the flush writes before acknowledging that batch.
+    pub fn dedupe_records_of_head(
+        &mut self,
+        expires_at: Millis,
+    ) -> Vec<crate::ports::DedupeRecord> {
+        let Some(head) = self.pending.first() else {
+            return Vec::new();
+        };
+        let records = head
+            .messages
+            .iter()
+            .map(|m| crate::ports::DedupeRecord {
+                key: self.key.clone(),
+                message_id: m.id.clone(),
+                gen: head.gen,
+                expires_at,
+            })
+            .collect();
+        self.dedupe_until = Some(self.dedupe_until.map_or(expires_at, |d| d.max(expires_at)));
+        records
     }
 
     /// When a flush can next make progress: like [`Self::hand_off_due`], but a held batch only

@@ -122,3 +122,27 @@ fn records_written_before_the_bound_existed_still_load_and_settle() {
     assert_eq!(old.index_at, None);
     assert_eq!(old.index_due(), Some(Millis(30_000)), "derived again");
 }
+
+#[test]
+fn an_acknowledged_batch_leaves_dedupe_records_and_a_note_to_read_them() {
+    let (mut c, gen, mut r) = leased_at_8s();
+    assert!(
+        !c.needs_dedupe_lookup(Millis(8_000)),
+        "nothing acknowledged yet"
+    );
+    let records = c.dedupe_records_of_head(Millis(1_000_000));
+    assert_eq!(records.len(), 1);
+    assert_eq!((records[0].message_id.as_str(), records[0].gen), ("a", gen));
+    assert!(c.ack(gen, 1, Millis(8_100)));
+    assert_eq!(c.holds_message("a"), None, "the id left the record");
+    assert!(
+        c.needs_dedupe_lookup(Millis(1_000_000)),
+        "until the records expire"
+    );
+    assert!(!c.needs_dedupe_lookup(Millis(1_000_001)));
+    // A later batch with an earlier expiry never shortens the note.
+    c = append(c, "b", 9_000, &mut r);
+    c.close_if_due(Millis(17_000));
+    assert_eq!(c.dedupe_records_of_head(Millis(500_000)).len(), 1);
+    assert_eq!(c.dedupe_until, Some(Millis(1_000_000)));
+}

@@ -57,6 +57,8 @@ pub enum Protocol {
     SeparateDedupe,
     /// lull, but the webhook stamps `received_at` 2 s early.
     StampsEarly,
+    /// lull, but the flush writes dedupe records after the acknowledgement, not before.
+    RemembersLate,
 }
 
 impl Protocol {
@@ -67,6 +69,7 @@ impl Protocol {
             "ack-before-sink" => Protocol::AckBeforeSink,
             "separate-dedupe" => Protocol::SeparateDedupe,
             "stamps-early" => Protocol::StampsEarly,
+            "remembers-late" => Protocol::RemembersLate,
             _ => return None,
         })
     }
@@ -78,6 +81,7 @@ impl Protocol {
             Protocol::AckBeforeSink => "ack-before-sink",
             Protocol::SeparateDedupe => "separate-dedupe",
             Protocol::StampsEarly => "stamps-early",
+            Protocol::RemembersLate => "remembers-late",
         }
     }
 
@@ -91,6 +95,7 @@ impl Protocol {
             Protocol::AckBeforeSink => Arc::new(variants::AckBeforeSink { lull, ports }),
             Protocol::SeparateDedupe => Arc::new(variants::SeparateDedupe { lull, ports }),
             Protocol::StampsEarly => Arc::new(variants::StampsEarly::new(&ports, config, lull)),
+            Protocol::RemembersLate => Arc::new(variants::RemembersLate::new(&ports, config, lull)),
         }
     }
 }
@@ -415,8 +420,8 @@ impl Driver {
             self.crash(task);
             return;
         }
-        // Evidence of a duplicate reaching a live webhook task: the store's dedupe answer, or a
-        // read of a record that still holds the task's message (lull recognises those from the
+        // Evidence of a duplicate reaching a live webhook task: the store's dedupe answer (a
+        // dedupe record found), or a read of a record that still holds the task's message (lull recognises those from the
         // record itself, whatever the dedupe horizon).
         let holds_own_message = match (&result, self.tasks.get(&task)) {
             (OpResult::Load(Ok(Some(conv))), Some((TaskKind::Append { msg }, _))) => {
@@ -428,6 +433,7 @@ impl Driver {
             || matches!(
                 result,
                 OpResult::Appended(Ok(crate::ports::Appended::Duplicate(_)))
+                    | OpResult::Seen(Ok(Some(_)))
             )
         {
             w.rec.drops.duplicate_results += 1;
