@@ -6,9 +6,7 @@
 //! Needs the test command's environment (`scripts/test`): `LULL_TEST_PYTHON` with the pinned
 //! `standardwebhooks`, and `npm ci` done in `examples/consumers/node`.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,75 +15,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use lull_tests::{meta_text, test_python, wait_for, Server};
+use lull_tests::{meta_text, repo, wait_for, Consumer, Server};
 
 const PN: &str = "106540352242922";
 /// The consumer knows only the new secret; lull signs with both while the rotation is staged.
 const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NEW: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const WAIT: Duration = Duration::from_secs(30);
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf()
-}
-
-/// A running example consumer and the lines it printed.
-struct Consumer {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    url: String,
-}
-
-impl Consumer {
-    async fn start(mut cmd: Command, what: &str) -> Consumer {
-        let mut child = cmd
-            .env("LULL_SINK_SECRET", NEW)
-            .env("PORT", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start the {what} consumer: {e}"));
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().expect("stdout");
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().expect("lock").push(line);
-            }
-        });
-        let mut consumer = Consumer {
-            child,
-            lines,
-            url: String::new(),
-        };
-        wait_for(&format!("the {what} consumer to listen"), WAIT, || {
-            consumer.line("listening ").is_some()
-        })
-        .await;
-        let port = consumer.line("listening ").expect("listening line");
-        consumer.url = format!("http://127.0.0.1:{}/batches", port.trim());
-        consumer
-    }
-
-    /// The rest of the first line starting with `prefix`.
-    fn line(&self, prefix: &str) -> Option<String> {
-        self.lines
-            .lock()
-            .expect("lock")
-            .iter()
-            .find_map(|l| l.strip_prefix(prefix).map(str::to_string))
-    }
-}
-
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One request lull sent, as the proxy saw it, and the consumer's answer.
 #[derive(Clone)]
@@ -218,22 +154,13 @@ async fn round_trip(consumer: &Consumer, what: &str) -> Seen {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_consumer_verifies_dedupes_and_refuses_tampering() {
-    let mut cmd = Command::new(test_python());
-    cmd.arg(repo().join("examples/consumers/python/consumer.py"));
-    let consumer = Consumer::start(cmd, "Python").await;
+    let consumer = Consumer::python(NEW).await;
     round_trip(&consumer, "python").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_consumer_verifies_dedupes_and_refuses_tampering() {
-    let dir = repo().join("examples/consumers/node");
-    assert!(
-        dir.join("node_modules/standardwebhooks").is_dir(),
-        "run `npm ci --prefix examples/consumers/node` first (scripts/test does)"
-    );
-    let mut cmd = Command::new("node");
-    cmd.arg(dir.join("consumer.js")).current_dir(&dir);
-    let consumer = Consumer::start(cmd, "Node").await;
+    let consumer = Consumer::node(NEW).await;
     let seen = round_trip(&consumer, "node").await;
 
     // The n8n workflow's Code node, run by node on the same request lull sent (tests/n8n_code.js
@@ -269,13 +196,26 @@ async fn the_node_consumer_verifies_dedupes_and_refuses_tampering() {
         .collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert_eq!(lines[0]["status"], 200, "{out}");
+    assert_eq!(lines[0]["verified"], true, "{out}");
     assert_eq!(lines[0]["process"], true, "{out}");
     assert_eq!(lines[1]["duplicate"], true, "{out}");
+    assert_eq!(lines[1]["verified"], true, "{out}");
+    // "Answer at once" answers with the status and echoes `verified` as JSON (docs/batch.md,
+    // "Telling `lull check` the signature verified").
+    for line in &lines {
+        assert_eq!(line["answer_status"], 200, "{out}");
+        let body = line["answer_body"].as_str().expect("a JSON answer body");
+        let body: serde_json::Value = serde_json::from_str(body).expect("JSON answer");
+        assert_eq!(body, serde_json::json!({ "verified": true }), "{out}");
+    }
     assert_eq!(lines[1]["process"], false, "{out}");
     let tampered = String::from_utf8_lossy(&seen.body).replace("one vegan", "all vegan");
     let out = run(tampered.as_bytes());
     let first: serde_json::Value =
         serde_json::from_str(out.lines().next().expect("a line")).expect("JSON");
     assert_eq!(first["status"], 401, "{out}");
+    assert_eq!(first["verified"], false, "{out}");
+    assert_eq!(first["answer_status"], 401, "{out}");
+    assert_eq!(first["answer_body"], r#"{"verified":false}"#, "{out}");
     assert_eq!(first["process"], false, "{out}");
 }

@@ -323,3 +323,91 @@ pub fn ids(batch: &Value) -> Vec<String> {
 pub fn test_python() -> String {
     std::env::var("LULL_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
+
+/// The repository's root directory.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// A running consumer example of `examples/consumers/` and the lines it printed (`listening
+/// <port>`, `processed ...`, `duplicate ...`, `refused ...`); killed on drop.
+pub struct Consumer {
+    child: Child,
+    pub lines: Arc<Mutex<Vec<String>>>,
+    /// Where it takes batches: `http://127.0.0.1:<port>/batches`.
+    pub url: String,
+}
+
+impl Consumer {
+    /// `examples/consumers/python/consumer.py` (the test command's Python, with the pinned
+    /// `standardwebhooks`), verifying with `secret`.
+    pub async fn python(secret: &str) -> Consumer {
+        let mut cmd = Command::new(test_python());
+        cmd.arg(repo().join("examples/consumers/python/consumer.py"));
+        Consumer::start(cmd, "Python", secret).await
+    }
+
+    /// `examples/consumers/node/consumer.js` (after `npm ci` there), verifying with `secret`.
+    pub async fn node(secret: &str) -> Consumer {
+        let dir = repo().join("examples/consumers/node");
+        assert!(
+            dir.join("node_modules/standardwebhooks").is_dir(),
+            "run `npm ci --prefix examples/consumers/node` first (scripts/test does)"
+        );
+        let mut cmd = Command::new("node");
+        cmd.arg(dir.join("consumer.js")).current_dir(&dir);
+        Consumer::start(cmd, "Node", secret).await
+    }
+
+    async fn start(mut cmd: Command, what: &str, secret: &str) -> Consumer {
+        let mut child = cmd
+            .env("LULL_SINK_SECRET", secret)
+            .env("PORT", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start the {what} consumer: {e}"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("stdout");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().expect("lock").push(line);
+            }
+        });
+        let mut consumer = Consumer {
+            child,
+            lines,
+            url: String::new(),
+        };
+        wait_for(
+            &format!("the {what} consumer to listen"),
+            Duration::from_secs(30),
+            || consumer.line("listening ").is_some(),
+        )
+        .await;
+        let port = consumer.line("listening ").expect("listening line");
+        consumer.url = format!("http://127.0.0.1:{}/batches", port.trim());
+        consumer
+    }
+
+    /// The rest of the first line starting with `prefix`.
+    pub fn line(&self, prefix: &str) -> Option<String> {
+        self.lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix).map(str::to_string))
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -69,3 +69,63 @@ pub fn redrive() -> ExitCode {
     );
     ExitCode::from(2)
 }
+
+/// Without the `aws` feature: say how to get it.
+#[cfg(not(feature = "aws"))]
+pub fn tenants(_: &crate::tenants::TenantsArgs) -> Result<String, String> {
+    Err(
+        "this lull was built without AWS support; run `cargo run --release -p lull --features \
+         aws -- tenants --aws ...`"
+            .into(),
+    )
+}
+
+/// `lull tenants --aws ...`: the deployment's tenant store, found from the Lambdas' variables
+/// (`LULL_TABLE`, `LULL_SECRET_PREFIX`, `LULL_QUIET`, `LULL_MAX_WAIT`) and the usual AWS
+/// credentials.
+#[cfg(feature = "aws")]
+pub fn tenants(args: &crate::tenants::TenantsArgs) -> Result<String, String> {
+    use crate::tenants::{applied_summary, parse_file, render_list, view, TenantsCommand};
+    use lull_aws::{Accounting, AwsClients, Role, Settings};
+
+    let settings = Settings::from_env(Role::Tenants).map_err(|e| e.to_string())?;
+    let run = async {
+        let clients = AwsClients::from_env().await;
+        let store = settings.tenant_store(&clients, &Accounting::new());
+        let now = lull_core::Millis::now_wall();
+        let err = |e: lull_aws::tenants::TenantStoreError| e.to_string();
+        match &args.command {
+            TenantsCommand::Apply { file } => {
+                let specs = parse_file(file)?;
+                let r = store
+                    .apply(specs, &settings.policy, now)
+                    .await
+                    .map_err(err)?;
+                Ok(applied_summary(&r.created, &r.updated, &r.unchanged))
+            }
+            TenantsCommand::List { json } => {
+                Ok(render_list(&store.list().await.map_err(err)?, *json))
+            }
+            TenantsCommand::Show { id } => {
+                let records = store.list().await.map_err(err)?;
+                let r = records
+                    .iter()
+                    .find(|r| &r.spec.id == id)
+                    .ok_or_else(|| format!("no tenant {id:?}"))?;
+                serde_json::to_string_pretty(&view(r)).map_err(|e| e.to_string())
+            }
+            TenantsCommand::Remove { id, purge } => {
+                store.remove(id, *purge, now).await.map_err(err)?;
+                Ok(format!(
+                    "tenant {id:?} {}",
+                    if *purge { "purged" } else { "removed" }
+                ))
+            }
+        }
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(run)
+}

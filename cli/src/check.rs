@@ -1,19 +1,21 @@
 //! `lull check`: resolve the configuration exactly as `lull serve` would (or, with `--aws`, as
 //! each Lambda would from its `LULL_*` environment), start nothing, and name every problem on a
 //! line of its own. With `--send-test-batch`, hand one test batch to the configured sink through
-//! the same sink code as a real hand-off (so it is signed the same way) and report the answer.
+//! the same sink code as a real hand-off (so it is signed the same way) and report the answer:
+//! its status, latency, and whether the sink says the signature verified ([`test_batch`]).
 //!
 //! Resolution itself stops at its first bad setting (it is `serve`'s own code, called, not
 //! copied), so a run names that one plus every independent problem found around it: fix and run
 //! again until it says `ok`.
 
+mod test_batch;
+
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
-use lull_core::ports::Sink;
-use lull_core::{Batch, CloseReason, ConversationKey, Message, Millis, Provider};
+use lull_sink::AnySink;
 
 use crate::serve::ServeArgs;
 
@@ -26,7 +28,10 @@ pub struct CheckArgs {
     #[arg(long)]
     pub aws: bool,
     /// Also hand one test batch (conversation `generic/lull-check/lull-check`, one text message)
-    /// to the configured sink, signed like every hand-off, and report the answer and its latency.
+    /// to the configured sink, signed like every hand-off, and report the answer: HTTP status,
+    /// latency, and "signature verified by the sink: yes / no / not reported" (from a JSON
+    /// `"verified"` field in the answer; see docs/batch.md), or "not applicable" for stdout,
+    /// JSONL and SQS sinks. A sink that says no fails the check.
     #[arg(long)]
     pub send_test_batch: bool,
     #[command(flatten)]
@@ -94,13 +99,13 @@ async fn local(args: &CheckArgs, report: &mut Report) {
         Err(e) => return report.problem(e.to_string()),
     };
     report.note(format!(
-        "serve: listen {}, data dir {}, quiet {}, max wait {}, sink {}, {} tenant(s)",
+        "serve: listen {}, data dir {}, quiet {}, max wait {}, sink {}, {}",
         cfg.listen,
         cfg.data_dir.display(),
         humantime::format_duration(cfg.policy.quiet),
         humantime::format_duration(cfg.policy.max_wait),
         sink_kind(&cfg.sink),
-        cfg.tenants.len()
+        tenant_count(&cfg)
     ));
     if let Err(e) = data_dir_usable(&cfg.data_dir) {
         report.problem(e);
@@ -120,10 +125,34 @@ async fn local(args: &CheckArgs, report: &mut Report) {
         report.note("note: no sink secret: hand-offs are not signed".to_string());
     }
     if args.send_test_batch {
-        match crate::serve::sink(&cfg) {
-            Ok(sink) => send_test_batch(&sink, cfg.sink_timeout, report).await,
+        // The test batch's conversation, generic/lull-check, is no tenant's, so it goes where
+        // serve sends it: the default sink (tenants' own sinks are checked when applied).
+        match crate::serve::default_sink(&cfg) {
+            Ok(sink) => {
+                let signed = !cfg.sink_secrets.is_empty();
+                send_test_batch(&sink, cfg.sink_timeout, signed, report).await
+            }
             Err(e) => report.problem(format!("sink: {e}")),
         }
+    }
+}
+
+/// How many tenants `serve` would start with, read without writing: the data directory's live
+/// tenants when it holds any, else the `[[tenants]]` that would seed it, else the one tenant of
+/// flags and environment.
+fn tenant_count(cfg: &crate::serve::config::Config) -> String {
+    let stored = if lull_local::store::db_path(&cfg.data_dir).exists() {
+        lull_local::tenants::SqliteTenants::open(&cfg.data_dir)
+            .and_then(|t| t.load_now())
+            .map(|records| records.iter().filter(|r| r.removed_at.is_none()).count())
+    } else {
+        Ok(0)
+    };
+    match stored {
+        Ok(0) if !cfg.seed.is_empty() => format!("{} tenant(s) from lull.toml", cfg.seed.len()),
+        Ok(0) => "1 tenant (flags and environment)".to_string(),
+        Ok(n) => format!("{n} tenant(s) in the data directory"),
+        Err(e) => format!("tenants unreadable: {e}"),
     }
 }
 
@@ -178,53 +207,26 @@ fn sink_kind(spec: &str) -> String {
     }
 }
 
-/// The test batch: a generic conversation of user `lull-check` (no phone number), one message.
-fn test_batch() -> Batch {
-    let now = Millis::now_wall();
-    Batch::new(
-        uuid::Uuid::now_v7(),
-        ConversationKey::new(Provider::Generic, "lull-check", "lull-check"),
-        0,
-        CloseReason::Quiet,
-        now,
-        now,
-        false,
-        vec![Message::text(
-            format!("lull-check-{}", now.0),
-            "lull-check",
-            "lull check: test batch",
-        )],
-    )
-}
-
-/// Hands the test batch to `sink`, allowing it the configured sink timeout as a hand-off would,
-/// and reports the answer and the latency.
-async fn send_test_batch<K: Sink>(sink: &K, within: Duration, report: &mut Report) {
-    let batch = test_batch();
-    let started = Instant::now();
-    let result = sink.deliver(&batch, within).await;
-    let ms = started.elapsed().as_millis();
-    match result {
-        Ok(()) => report.note(format!(
-            "sink: test batch {} acknowledged in {ms} ms",
-            batch.batch_id
-        )),
-        Err(e) => report.problem(format!(
-            "sink: test batch {} not acknowledged after {ms} ms: {e}",
-            batch.batch_id
-        )),
-    }
+/// Hands the test batch to `sink` through the hand-off's own code, allowing it the configured
+/// sink timeout as a hand-off would, and reports the answer ([`test_batch::report`]).
+async fn send_test_batch(sink: &AnySink, within: Duration, signed: bool, report: &mut Report) {
+    let batch = test_batch::batch();
+    let receipt = sink.deliver_with_receipt(&batch, within).await;
+    let id = batch.batch_id.to_string();
+    test_batch::report(&id, test_batch::kind(sink), signed, &receipt, report);
 }
 
 #[cfg(feature = "aws")]
 mod aws {
     //! The Lambdas' settings, each resolved by `lull_aws::Settings::from_env` as at start-up.
 
-    use lull_aws::{Accounting, AwsClients, Role, Settings};
+    use lull_aws::{Accounting, AwsClients, BatchSink, Role, Settings};
+    use lull_core::ports::Sink;
     use lull_ingest::tenant::env as gateway;
     use lull_ingest::Tenant;
+    use lull_sink::Receipt;
 
-    use super::Report;
+    use super::{test_batch, Report};
 
     pub async fn check(send_test_batch: bool, report: &mut Report) {
         let mut handoff = None;
@@ -269,8 +271,16 @@ mod aws {
         };
         let clients = AwsClients::from_env().await;
         match settings.build(&clients, &Accounting::new()) {
-            Ok((_, _, Some(sink))) => {
-                super::send_test_batch(&sink, settings.sink_timeout, report).await
+            Ok((_, _, Some(BatchSink::Any(sink)))) => {
+                let signed = !settings.sink_secrets.is_empty();
+                super::send_test_batch(&sink, settings.sink_timeout, signed, report).await
+            }
+            Ok((_, _, Some(BatchSink::Sqs(sqs)))) => {
+                let batch = test_batch::batch();
+                let receipt =
+                    Receipt::of_unsigned(sqs.deliver(&batch, settings.sink_timeout)).await;
+                let id = batch.batch_id.to_string();
+                test_batch::report(&id, "SQS FIFO", false, &receipt, report);
             }
             Ok((_, _, None)) => report.problem("sink: LULL_SINK is not set"),
             Err(e) => report.problem(format!("sink: {e}")),

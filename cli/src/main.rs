@@ -5,6 +5,7 @@ mod check;
 mod demo;
 mod serve;
 mod simulate;
+mod tenants;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,9 @@ enum Command {
     /// Resolve the configuration as `serve` (or, with --aws, each Lambda) would, start nothing,
     /// and name every problem; --send-test-batch also hands the sink one signed test batch.
     Check(check::CheckArgs),
+    /// Manage tenants (accounts, secrets, policy, sink) in the data directory or, with --aws,
+    /// in the AWS deployment; running servers pick changes up without a restart.
+    Tenants(tenants::TenantsArgs),
     /// Run the deterministic fault-injection simulator and check the invariants.
     Simulate(simulate::SimulateArgs),
     /// Replay the named scenarios (the seed failure and its neighbours) and print their timelines.
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Some(Command::Inspect(args)) => serve::inspect(&args),
         Some(Command::Redrive(args)) => serve::redrive(&args),
         Some(Command::Check(args)) => check::run(&args),
+        Some(Command::Tenants(args)) => tenants::run(&args),
         Some(Command::Simulate(args)) => ExitCode::from(simulate::run(&args)),
         Some(Command::Demo) => ExitCode::from(demo::run()),
         // `lull` alone is `lull serve`, environment variables included.

@@ -329,8 +329,19 @@ impl MemoryDirectory {
 
     /// Replaces every tenant at once; the old list stays in force when the new one is refused.
     pub fn replace(&self, tenants: Vec<Tenant>) -> Result<(), DirectoryConfigError> {
+        self.replace_beside(tenants, 0)
+    }
+
+    /// [`MemoryDirectory::replace`] when `removed` other tenants still exist as tombstones: a
+    /// tenant owns every account of a gateway where it lists none only when it is the one tenant
+    /// ever stored, so removing tenants never hands their accounts to the last one left.
+    pub fn replace_beside(
+        &self,
+        tenants: Vec<Tenant>,
+        removed: usize,
+    ) -> Result<(), DirectoryConfigError> {
         let mut index = Index::default();
-        let many = tenants.len() > 1;
+        let many = tenants.len() + removed > 1;
         let mut tokens = Vec::new();
         let mut ids = std::collections::HashSet::new();
         for t in tenants {
@@ -488,6 +499,10 @@ mod tests {
         assert!(matches!(
             MemoryDirectory::new(vec![tenant("a", &["1"]), tenant("b", &["1"])]),
             Err(DirectoryConfigError::SharedAccount { .. })
+        ));
+        assert!(matches!(
+            MemoryDirectory::new(vec![tenant("a", &["1"]), tenant("a", &["2"])]),
+            Err(DirectoryConfigError::DuplicateId(_))
         ));
         assert!(matches!(
             MemoryDirectory::new(vec![tenant("a", &["1"]), tenant("b", &[])]),

@@ -5,6 +5,7 @@
 //! - [`timers`]: an in-process timer heap as the `Trigger`, re-loaded from the store's due index
 //!   at start-up so a restart resumes every pending window;
 //! - [`sweep`]: the core's periodic sweep;
+//! - [`tenants`]: the tenant store, a table beside the windows;
 //! - [`ops`]: `/healthz`, `/metrics` and `/redrive`, on their own listener (loopback by default);
 //! - [`limit`]: the bound on webhook requests in flight (503 + `Retry-After` beyond it);
 //! - [`server`]: wiring and clean shutdown (one `CancellationToken` the tasks share).
@@ -14,9 +15,11 @@ pub mod ops;
 pub mod server;
 pub mod store;
 pub mod sweep;
+pub mod tenants;
 pub mod timers;
 
 pub use server::{Local, LocalHandoff, LocalIntake, ServerError, Settings};
 pub use store::{Durability, SqliteStore};
 pub use sweep::SweepSettings;
+pub use tenants::SqliteTenants;
 pub use timers::LocalTrigger;

@@ -5,19 +5,22 @@
 //! [`crate::standard_webhooks`]). What each answer means is in [`crate::answer`]: only a 2xx of
 //! the configured URL acknowledges (redirects are never followed); the response body is never
 //! read on success and at most [`DIAGNOSTIC_BYTES`] of it on failure, so a huge or endless body
-//! costs nothing, and the timeout bounds the whole call.
+//! costs nothing, and the timeout bounds the whole call. (`lull check` alone also reads that much
+//! of a 2xx, for the verification echo: [`HttpSink::deliver_with_receipt`].)
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use lull_core::ports::{Sink, SinkError};
 use lull_core::{Batch, Millis, Provider};
 
 use crate::answer;
+use crate::receipt::{Receipt, Verified};
 use crate::standard_webhooks::{self, SigningKey};
 
-/// How much of a failed answer's body is read, for a debug-level diagnostic.
+/// How much of a failed answer's body is read, for a debug-level diagnostic (and of any answer's
+/// body for a [`Receipt`]).
 pub const DIAGNOSTIC_BYTES: usize = 4096;
 
 /// Where and how to POST: a URL and the signing secrets (every one signs, so a rotation can be
@@ -91,8 +94,13 @@ impl HttpSink {
     }
 }
 
-impl Sink for HttpSink {
-    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
+impl HttpSink {
+    /// Signs and POSTs `batch` to its target, within `within`; `Err` when no answer came.
+    async fn post(
+        &self,
+        batch: &Batch,
+        within: Duration,
+    ) -> Result<(reqwest::Response, &HttpTarget), SinkError> {
         let target = self.target(batch);
         let host = target.url.host_str().unwrap_or("sink");
         let body = batch.to_json();
@@ -115,19 +123,66 @@ impl Sink for HttpSink {
             .send()
             .await
             .map_err(|e| answer::transport(&e, host))?;
+        Ok((resp, target))
+    }
+
+    /// Delivers `batch` as [`Sink::deliver`] does (the same signed request, the same meaning of
+    /// every answer) and also returns a [`Receipt`]: the status, the time to it, and what the
+    /// answer's body says about the signature, read from at most [`DIAGNOSTIC_BYTES`] of it (on
+    /// a 2xx too, unlike a hand-off). For `lull check --send-test-batch`; hand-offs use
+    /// `deliver`, which never reads a 2xx's body.
+    pub async fn deliver_with_receipt(&self, batch: &Batch, within: Duration) -> Receipt {
+        let started = Instant::now();
+        let (resp, target) = match self.post(batch, within).await {
+            Ok(answered) => answered,
+            Err(e) => {
+                return Receipt {
+                    outcome: Err(e),
+                    elapsed: started.elapsed(),
+                    status: None,
+                    verified: Verified::NotReported,
+                }
+            }
+        };
+        let elapsed = started.elapsed();
         let status = resp.status();
-        if status.is_success() {
+        let outcome = outcome(&resp, &target.url);
+        let prefix = body_prefix(resp, DIAGNOSTIC_BYTES).await;
+        Receipt {
+            outcome,
+            elapsed,
+            status: Some(status.as_u16()),
+            verified: Verified::from_body(&prefix),
+        }
+    }
+}
+
+/// What the answer means for the batch ([`answer::classify`]); a redirect is logged, with the
+/// hint, at warning level.
+fn outcome(resp: &reqwest::Response, url: &reqwest::Url) -> Result<(), SinkError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let err = answer::classify(status, resp.headers(), url, SystemTime::now());
+    if status.is_redirection() {
+        tracing::warn!(
+            status = status.as_u16(),
+            reason = err.reason(),
+            "sink redirected"
+        );
+    }
+    Err(err)
+}
+
+impl Sink for HttpSink {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
+        let (resp, target) = self.post(batch, within).await?;
+        let status = resp.status();
+        let Err(err) = outcome(&resp, &target.url) else {
             // Acknowledged. The body is dropped unread (the connection with it, if unfinished).
             return Ok(());
-        }
-        let err = answer::classify(status, resp.headers(), &target.url, SystemTime::now());
-        if status.is_redirection() {
-            tracing::warn!(
-                status = status.as_u16(),
-                reason = err.reason(),
-                "sink redirected"
-            );
-        }
+        };
         // The body may echo personal data: debug level only, and a bounded prefix.
         let prefix = body_prefix(resp, DIAGNOSTIC_BYTES).await;
         tracing::debug!(status = status.as_u16(), body = %String::from_utf8_lossy(&prefix), "sink answer");

@@ -6,6 +6,8 @@
 //! - [`JsonlSink`]: appends one batch JSON per line to a file.
 //! - [`AnySink`]: one of the above, chosen from a `--sink` string.
 //! - [`RoutedSink`]: per-tenant HTTP endpoints beside a default sink.
+//! - [`Receipt`]: what one delivery's answer said (status, time, the sink's verification echo),
+//!   for `lull check --send-test-batch`.
 //!
 //! "Acknowledged" means the sink accepted the batch (HTTP 2xx, a line written and flushed); it
 //! does not wait for the AI to answer.
@@ -13,13 +15,15 @@
 pub mod answer;
 mod file;
 mod http;
+mod receipt;
 mod routed;
 mod signature;
 pub mod standard_webhooks;
 
 pub use file::{JsonlSink, StdoutSink};
 pub use http::{HttpSink, HttpTarget, DIAGNOSTIC_BYTES};
-pub use routed::RoutedSink;
+pub use receipt::{Receipt, Verified};
+pub use routed::{RouteFuture, RoutedSink, SinkRoute, SinkRoutes};
 pub use signature::{sign, verify, SignatureError};
 
 use lull_core::ports::{Sink, SinkError};
@@ -76,6 +80,24 @@ impl AnySink {
                 });
         }
         Err(SinkSpecError::Unknown(spec.into()))
+    }
+}
+
+impl AnySink {
+    /// Delivers `batch` like a hand-off and returns what the answer said: an HTTP sink's status,
+    /// time and verification echo; for stdout and JSONL, the outcome and time (signatures do not
+    /// apply).
+    pub async fn deliver_with_receipt(
+        &self,
+        batch: &Batch,
+        within: std::time::Duration,
+    ) -> Receipt {
+        match self {
+            AnySink::Http(s) => s.deliver_with_receipt(batch, within).await,
+            AnySink::Stdout(_) | AnySink::Jsonl(_) => {
+                Receipt::of_unsigned(self.deliver(batch, within)).await
+            }
+        }
     }
 }
 

@@ -1,60 +1,124 @@
 //! Per-tenant sinks: each tenant's batches go to its own HTTP endpoint (signed with its own
 //! secret); everyone else's go to the default sink.
+//!
+//! Routes are looked up at every hand-off through [`SinkRoutes`] (the tenant directory, which
+//! reloads the tenant store after a short TTL), so a tenant added, re-pointed or removed while
+//! running is routed without a restart, and a removed tenant's accepted batches still reach the
+//! sink they were accepted for. The account is normalised by the directory exactly as tenant
+//! lookup normalises it (`whatsapp:+1...` and `+1...` are one Twilio number).
 
-use std::collections::HashSet;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use lull_core::ports::{Sink, SinkError};
 use lull_core::{Batch, Provider};
 
 use crate::{AnySink, HttpSink, HttpTarget};
 
-/// Routes a batch by its conversation's (provider, account) to a tenant's HTTP target, or to the
-/// default sink.
-#[derive(Clone, Debug)]
-pub struct RoutedSink {
-    default: AnySink,
-    tenants: Option<HttpSink>,
-    routed: Arc<HashSet<(Provider, String)>>,
+/// A tenant's own HTTP sink: its URL and signing secrets (the first signs).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SinkRoute {
+    pub url: String,
+    pub secrets: Vec<String>,
 }
 
-impl RoutedSink {
-    /// Every batch to `default`, until routes are added.
-    pub fn new(default: AnySink) -> RoutedSink {
+impl std::fmt::Debug for SinkRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SinkRoute({}, {} secret(s))",
+            self.url,
+            self.secrets.len()
+        )
+    }
+}
+
+/// The future of a route lookup: `Ok(None)` means the default sink.
+pub type RouteFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<SinkRoute>, String>> + Send + 'a>>;
+
+/// Where the batches of one (provider, account) go.
+pub trait SinkRoutes: Send + Sync {
+    fn route<'a>(&'a self, provider: Provider, account: &'a str) -> RouteFuture<'a>;
+}
+
+/// The most distinct routes kept with a built HTTP client (more: the cache starts over).
+const MAX_CLIENTS: usize = 1024;
+
+/// Routes a batch by its conversation's (provider, account) to a tenant's HTTP target, or to the
+/// default sink (any sink: lull-sink's, or the Lambdas' SQS FIFO one).
+#[derive(Clone)]
+pub struct RoutedSink<D = AnySink> {
+    default: D,
+    routes: Option<Arc<dyn SinkRoutes>>,
+    timeout: Duration,
+    clients: Arc<Mutex<HashMap<SinkRoute, HttpSink>>>,
+}
+
+impl<D: std::fmt::Debug> std::fmt::Debug for RoutedSink<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoutedSink")
+            .field("default", &self.default)
+            .field("routed", &self.routes.is_some())
+            .finish()
+    }
+}
+
+impl<D> RoutedSink<D> {
+    /// Every batch to `default`.
+    pub fn new(default: D) -> RoutedSink<D> {
         RoutedSink {
             default,
-            tenants: None,
-            routed: Arc::new(HashSet::new()),
+            routes: None,
+            timeout: Duration::from_secs(10),
+            clients: Arc::default(),
         }
     }
 
-    /// Sends the batches of (`provider`, `account`) to `target`, with `timeout` per request.
-    pub fn route(
-        mut self,
-        provider: Provider,
-        account: &str,
-        target: HttpTarget,
-        timeout: Duration,
-    ) -> Result<RoutedSink, reqwest::Error> {
-        let http = match self.tenants.take() {
-            Some(h) => h,
-            None => HttpSink::new(target.clone(), timeout)?,
-        };
-        self.tenants = Some(http.with_tenant(provider, account, target));
-        Arc::make_mut(&mut self.routed).insert((provider, account.to_string()));
-        Ok(self)
+    /// Batches whose (provider, account) has a route go there, with `timeout` per request.
+    pub fn with_routes(mut self, routes: Arc<dyn SinkRoutes>, timeout: Duration) -> RoutedSink<D> {
+        self.routes = Some(routes);
+        self.timeout = timeout;
+        self
+    }
+
+    fn client(&self, route: SinkRoute) -> Result<HttpSink, SinkError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(&route) {
+            return Ok(c.clone());
+        }
+        let target = HttpTarget::new(&route.url, route.secrets.clone())
+            .map_err(|e| SinkError::permanent(format!("tenant sink: {e}")))?;
+        let sink = HttpSink::new(target, self.timeout)
+            .map_err(|e| SinkError::retryable(format!("tenant sink client: {e}")))?;
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(route, sink.clone());
+        Ok(sink)
     }
 }
 
-impl Sink for RoutedSink {
+impl<D: Sink> Sink for RoutedSink<D> {
     async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
         let c = &batch.conversation;
-        match &self.tenants {
-            Some(http) if self.routed.contains(&(c.provider, c.account.clone())) => {
-                http.deliver(batch, within).await
-            }
-            _ => self.default.deliver(batch, within).await,
+        let Some(routes) = &self.routes else {
+            return self.default.deliver(batch, within).await;
+        };
+        // The lookup counts against the call's budget: the hand-off still ends within it.
+        let deadline = Instant::now() + within;
+        let route = tokio::time::timeout(within, routes.route(c.provider, &c.account))
+            .await
+            .map_err(|_| SinkError::retryable("tenant directory: timed out"))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match route {
+            Ok(Some(route)) => self.client(route)?.deliver(batch, left).await,
+            Ok(None) => self.default.deliver(batch, left).await,
+            // Retried: the batch must go to its tenant's sink, never to the default one.
+            Err(e) => Err(SinkError::retryable(format!("tenant directory: {e}"))),
         }
     }
 }
@@ -102,14 +166,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lull-routed-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("default.jsonl");
+        struct One(String);
+        impl SinkRoutes for One {
+            fn route<'a>(&'a self, p: Provider, account: &'a str) -> RouteFuture<'a> {
+                let hit = (p == Provider::Meta && account == "pn-a").then(|| SinkRoute {
+                    url: self.0.clone(),
+                    secrets: vec!["tenant-a-secret".into()],
+                });
+                Box::pin(async move { Ok(hit) })
+            }
+        }
         let sink = RoutedSink::new(AnySink::Jsonl(JsonlSink::new(&file)))
-            .route(
-                Provider::Meta,
-                "pn-a",
-                HttpTarget::new(&url, vec!["tenant-a-secret".into()]).unwrap(),
-                Duration::from_secs(5),
-            )
-            .unwrap();
+            .with_routes(Arc::new(One(url)), Duration::from_secs(5));
         sink.deliver(&batch("pn-a"), Duration::from_secs(10))
             .await
             .unwrap();

@@ -395,3 +395,87 @@ async fn lull_wait(cond: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// `lull check`'s delivery: the same request and meaning as a hand-off, plus the status and the
+/// sink's verification echo, read from a bounded prefix of the body.
+async fn receipt(url: &str, timeout: Duration) -> lull_sink::Receipt {
+    tokio::time::timeout(
+        HANG,
+        sink(url, timeout).deliver_with_receipt(&batch(), timeout),
+    )
+    .await
+    .expect("the sink call ended inside the guard")
+}
+
+fn json_answer(status: &str, body: &str) -> Act {
+    Act::Answer {
+        head: format!(
+            "HTTP/1.1 {status}\r\nconnection: close\r\ncontent-type: application/json\r\n"
+        ),
+        body: Body::Fixed(body.into()),
+    }
+}
+
+#[tokio::test]
+async fn a_receipt_reads_the_status_and_the_verification_echo() {
+    use lull_sink::Verified;
+    let t = Duration::from_secs(30);
+    let (url, seen) = serve(json_answer("200 OK", r#"{"verified": true}"#)).await;
+    let r = receipt(&url, t).await;
+    assert_eq!((r.status, r.verified), (Some(200), Verified::Yes));
+    assert!(r.outcome.is_ok());
+    // The request is the hand-off's own: signed, idempotent.
+    let req = seen.last.lock().unwrap().to_ascii_lowercase();
+    assert!(req.contains("webhook-signature: v1,") && req.contains("idempotency-key: "));
+
+    let (url, _) = serve(json_answer("401 Unauthorized", r#"{"verified":false}"#)).await;
+    let r = receipt(&url, t).await;
+    assert_eq!((r.status, r.verified), (Some(401), Verified::No));
+    assert!(
+        matches!(&r.outcome, Err(SinkError::Permanent { reason }) if reason.contains("401")),
+        "{r:?}"
+    );
+
+    let (url, _) = serve(answer("204 No Content", &[])).await;
+    let r = receipt(&url, t).await;
+    assert_eq!((r.status, r.verified), (Some(204), Verified::NotReported));
+    assert!(r.outcome.is_ok());
+}
+
+#[tokio::test]
+async fn a_receipt_never_follows_a_redirect_and_reads_a_bounded_body() {
+    use lull_sink::Verified;
+    let (target, target_seen) = serve(json_answer("200 OK", r#"{"verified": true}"#)).await;
+    let loc = format!("location: {target}/elsewhere");
+    let (url, _) = serve(answer("307 Temporary Redirect", &[&loc])).await;
+    let r = receipt(&url, Duration::from_secs(30)).await;
+    assert_eq!((r.status, r.verified), (Some(307), Verified::NotReported));
+    assert!(
+        matches!(r.outcome, Err(SinkError::Retryable { .. })),
+        "{r:?}"
+    );
+    assert_eq!(target_seen.requests.load(Ordering::SeqCst), 0);
+
+    // An endless 200: acknowledged, nothing reported, and only a prefix read before the
+    // connection is dropped (long before the 600 s timeout).
+    let (url, seen) = serve(Act::Answer {
+        head: "HTTP/1.1 200 OK\r\n".into(),
+        body: Body::Endless,
+    })
+    .await;
+    let r = receipt(&url, Duration::from_secs(600)).await;
+    assert_eq!((r.status, r.verified), (Some(200), Verified::NotReported));
+    assert!(r.outcome.is_ok());
+    lull_wait(|| seen.client_went_away.load(Ordering::SeqCst) == 1).await;
+
+    // No answer at all: the transport failure, no status.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = format!("http://{}/", listener.local_addr().unwrap());
+    drop(listener);
+    let r = receipt(&refused, Duration::from_secs(30)).await;
+    assert_eq!((r.status, r.verified), (None, Verified::NotReported));
+    assert!(
+        matches!(r.outcome, Err(SinkError::Retryable { .. })),
+        "{r:?}"
+    );
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Args;
 use lull_core::{BufferConfig, Policy};
 use lull_ingest::{
-    EvolutionSettings, GenericSettings, MetaSettings, Secrets, SinkSettings, Tenant, TwilioSettings,
+    EvolutionSettings, GenericSettings, MetaSettings, Secrets, Tenant, TenantSpec, TwilioSettings,
 };
 use lull_local::{Durability, SweepSettings};
 use serde::Deserialize;
@@ -147,6 +147,10 @@ pub struct ServeArgs {
     /// Log filter, e.g. info, debug, lull_local=debug [default: info; RUST_LOG also works].
     #[arg(long, env = "LULL_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// How long the server uses the tenants it read from the data directory before reading
+    /// them again: the bound on how long `lull tenants apply/remove` take to apply [default: 10s].
+    #[arg(long, env = "LULL_TENANT_REFRESH", value_name = "DURATION")]
+    pub tenant_refresh: Option<String>,
 }
 
 /// `lull.toml`. Every key is optional; flags and environment variables win over it.
@@ -178,8 +182,10 @@ pub struct FileConfig {
     pub sink_timeout: Option<String>,
     pub log_format: Option<String>,
     pub log: Option<String>,
+    pub tenant_refresh: Option<String>,
+    /// The tenants that seed a fresh data directory (afterwards: `lull tenants apply`).
     #[serde(default)]
-    pub tenants: Vec<FileTenant>,
+    pub tenants: Vec<TenantSpec>,
 }
 
 /// A secret given as one string (comma-separated) or a list.
@@ -197,63 +203,6 @@ impl StringOrList {
             StringOrList::Many(v) => Secrets::new(v.iter().cloned()),
         }
     }
-}
-
-/// One `[[tenants]]` entry of `lull.toml`.
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct FileTenant {
-    pub id: String,
-    pub quiet: Option<String>,
-    pub max_wait: Option<String>,
-    pub max_messages: Option<u32>,
-    #[serde(default)]
-    pub passthrough: bool,
-    /// This tenant's own AI endpoint (`http(s)://...`); its batches go there instead of the
-    /// top-level sink.
-    pub sink: Option<String>,
-    /// Secret(s) signing this tenant's batches (Standard Webhooks; each one signs).
-    pub sink_secret: Option<StringOrList>,
-    pub meta: Option<FileMeta>,
-    pub evolution: Option<FileEvolution>,
-    pub twilio: Option<FileTwilio>,
-    pub generic: Option<FileGeneric>,
-}
-
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct FileMeta {
-    #[serde(default)]
-    pub phone_number_ids: Vec<String>,
-    pub app_secret: Option<StringOrList>,
-    pub verify_token: Option<StringOrList>,
-}
-
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct FileEvolution {
-    #[serde(default)]
-    pub instances: Vec<String>,
-    pub token: Option<StringOrList>,
-}
-
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct FileTwilio {
-    #[serde(default)]
-    pub numbers: Vec<String>,
-    pub auth_token: Option<StringOrList>,
-    /// Twilio webhook shared key secret(s) (`X-Twilio-Webhooks-Signature-Settings`).
-    pub shared_key: Option<StringOrList>,
-    pub public_url: Option<String>,
-}
-
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct FileGeneric {
-    #[serde(default)]
-    pub accounts: Vec<String>,
-    pub secret: Option<StringOrList>,
 }
 
 /// A setting that stops start-up. The message names it and its value.
@@ -318,7 +267,13 @@ pub struct Config {
     pub durability: Durability,
     pub sweep: SweepSettings,
     pub buffer: BufferConfig,
-    pub tenants: Vec<Tenant>,
+    /// The `[[tenants]]` of `lull.toml`: stored in a fresh data directory at start-up.
+    pub seed: Vec<TenantSpec>,
+    /// The single tenant of flags and environment variables, serving while the data directory
+    /// holds no tenant (`None` when `lull.toml` lists `[[tenants]]`).
+    pub fallback: Option<Tenant>,
+    /// How long a read of the tenant store is used.
+    pub tenant_refresh: Duration,
     /// Unsigned webhooks accepted for gateways without a secret (asked for, loopback only).
     pub allow_unsigned: bool,
     /// No tenant has any gateway secret.
@@ -352,6 +307,20 @@ fn secrets(flag: &Option<String>, file: &Option<StringOrList>) -> Secrets {
         (None, Some(f)) => f.secrets(),
         (None, None) => Secrets::default(),
     }
+}
+
+/// Whether the data directory already holds a live tenant with a secret (tenants applied with
+/// `lull tenants apply` count as much as those of `lull.toml`).
+fn stored_secrets(data_dir: &Path) -> Result<bool, ConfigError> {
+    if !lull_local::store::db_path(data_dir).exists() {
+        return Ok(false);
+    }
+    let records = lull_local::SqliteTenants::open(data_dir)
+        .and_then(|t| t.load_now())
+        .map_err(|e| ConfigError::Tenants(e.to_string()))?;
+    Ok(records
+        .iter()
+        .any(|r| r.removed_at.is_none() && !r.spec.secret_counts().is_empty()))
 }
 
 /// Reads `lull.toml` (the given path, or ./lull.toml when it exists).
@@ -529,10 +498,15 @@ impl ServeArgs {
             .or_else(|| std::env::var("RUST_LOG").ok())
             .unwrap_or_else(|| "info".into());
 
-        let tenants = self.tenants(&file, policy)?;
-        lull_ingest::MemoryDirectory::new(tenants.clone())
-            .map_err(|e| ConfigError::Tenants(e.to_string()))?;
-        let any_secret = tenants.iter().any(Tenant::has_any_secret);
+        const REFRESH: &str = setting!("tenant-refresh", "LULL_TENANT_REFRESH", "tenant_refresh");
+        let tenant_refresh = match pick(self.tenant_refresh.clone(), file.tenant_refresh.clone()) {
+            Some(v) => duration(REFRESH, &v)?,
+            None => lull_ingest::DEFAULT_TENANT_TTL,
+        };
+        let (seed, fallback) = self.tenants(&file, policy)?;
+        let any_secret = fallback.as_ref().is_some_and(Tenant::has_any_secret)
+            || seed.iter().any(|s| !s.secret_counts().is_empty())
+            || stored_secrets(&data_dir)?;
         let loopback = listen.ip().is_loopback();
         if !loopback && allow_unsigned {
             return Err(ConfigError::UnsignedOnNonLoopback(listen));
@@ -564,7 +538,9 @@ impl ServeArgs {
                 concurrency: 16,
             },
             buffer,
-            tenants,
+            seed,
+            fallback,
+            tenant_refresh,
             allow_unsigned,
             no_secrets: !any_secret,
             log_format,
@@ -572,8 +548,13 @@ impl ServeArgs {
         })
     }
 
-    /// The single tenant from flags/environment/top-level keys, or the `[[tenants]]` of the file.
-    fn tenants(&self, file: &FileConfig, policy: Policy) -> Result<Vec<Tenant>, ConfigError> {
+    /// The single tenant from flags/environment/top-level keys, or the `[[tenants]]` of the file
+    /// (checked as a whole: unique ids, each account owned once).
+    fn tenants(
+        &self,
+        file: &FileConfig,
+        policy: Policy,
+    ) -> Result<(Vec<TenantSpec>, Option<Tenant>), ConfigError> {
         let meta_app = secrets(&self.meta_app_secret, &file.meta_app_secret);
         let meta_verify = secrets(&self.meta_verify_token, &file.meta_verify_token);
         let evolution = secrets(&self.evolution_token, &file.evolution_token);
@@ -586,31 +567,34 @@ impl ServeArgs {
             file.twilio_public_url.clone(),
         );
         if file.tenants.is_empty() {
-            return Ok(vec![Tenant {
-                id: "default".into(),
-                policy,
-                meta: MetaSettings {
-                    app_secrets: meta_app,
-                    verify_tokens: meta_verify,
-                    ..Default::default()
-                },
-                evolution: EvolutionSettings {
-                    tokens: evolution,
-                    jwt_keys: evolution_jwt,
-                    ..Default::default()
-                },
-                twilio: TwilioSettings {
-                    auth_tokens: twilio,
-                    shared_keys: twilio_shared,
-                    public_url: twilio_url,
-                    ..Default::default()
-                },
-                generic: GenericSettings {
-                    secrets: generic,
-                    ..Default::default()
-                },
-                sink: None,
-            }]);
+            return Ok((
+                Vec::new(),
+                Some(Tenant {
+                    id: "default".into(),
+                    policy,
+                    meta: MetaSettings {
+                        app_secrets: meta_app,
+                        verify_tokens: meta_verify,
+                        ..Default::default()
+                    },
+                    evolution: EvolutionSettings {
+                        tokens: evolution,
+                        jwt_keys: evolution_jwt,
+                        ..Default::default()
+                    },
+                    twilio: TwilioSettings {
+                        auth_tokens: twilio,
+                        shared_keys: twilio_shared,
+                        public_url: twilio_url,
+                        ..Default::default()
+                    },
+                    generic: GenericSettings {
+                        secrets: generic,
+                        ..Default::default()
+                    },
+                    sink: None,
+                }),
+            ));
         }
         for (name, set) in [
             ("LULL_META_APP_SECRET", !meta_app.is_empty()),
@@ -625,96 +609,16 @@ impl ServeArgs {
                 return Err(ConfigError::GlobalSecretWithTenants(name));
             }
         }
-        file.tenants
+        let now = lull_core::Millis::now_wall();
+        let records: Vec<_> = file
+            .tenants
             .iter()
-            .map(|t| tenant_from_file(t, policy))
-            .collect()
+            .map(|s| lull_ingest::TenantRecord::applied(None, s.clone(), now))
+            .collect();
+        lull_ingest::tenant_spec::check_set(&records, &policy)
+            .map_err(|e| ConfigError::Tenants(format!("[[tenants]] in lull.toml: {e}")))?;
+        Ok((file.tenants.clone(), None))
     }
-}
-
-fn tenant_from_file(t: &FileTenant, default: Policy) -> Result<Tenant, ConfigError> {
-    let quiet = match &t.quiet {
-        Some(v) => duration("quiet of a [[tenants]] entry in lull.toml", v)?,
-        None => default.quiet,
-    };
-    let max_wait = match &t.max_wait {
-        Some(v) => duration("max_wait of a [[tenants]] entry in lull.toml", v)?,
-        None => default.max_wait,
-    };
-    let policy = Policy {
-        quiet,
-        max_wait,
-        max_messages: t.max_messages.unwrap_or(default.max_messages),
-        buffering: !t.passthrough,
-        ..default
-    };
-    policy.validate().map_err(|e| ConfigError::Invalid {
-        setting: "policy of a [[tenants]] entry in lull.toml",
-        value: t.id.clone(),
-        reason: e.to_string(),
-    })?;
-    let none = Secrets::default;
-    let meta = t.meta.as_ref();
-    let evo = t.evolution.as_ref();
-    let tw = t.twilio.as_ref();
-    let gen = t.generic.as_ref();
-    let sink = match &t.sink {
-        None => None,
-        Some(url) => {
-            let secrets = t
-                .sink_secret
-                .as_ref()
-                .map_or_else(none, StringOrList::secrets);
-            lull_sink::HttpTarget::new(url, secrets.iter().map(String::from).collect()).map_err(
-                |reason| ConfigError::Invalid {
-                    setting: "sink of a [[tenants]] entry in lull.toml",
-                    value: url.clone(),
-                    reason,
-                },
-            )?;
-            Some(SinkSettings {
-                url: url.clone(),
-                signing_secrets: secrets,
-            })
-        }
-    };
-    Ok(Tenant {
-        id: t.id.clone(),
-        policy,
-        sink,
-        meta: MetaSettings {
-            phone_number_ids: meta.map(|m| m.phone_number_ids.clone()).unwrap_or_default(),
-            app_secrets: meta
-                .and_then(|m| m.app_secret.as_ref())
-                .map_or_else(none, StringOrList::secrets),
-            verify_tokens: meta
-                .and_then(|m| m.verify_token.as_ref())
-                .map_or_else(none, StringOrList::secrets),
-        },
-        evolution: EvolutionSettings {
-            instances: evo.map(|e| e.instances.clone()).unwrap_or_default(),
-            tokens: evo
-                .and_then(|e| e.token.as_ref())
-                .map_or_else(none, StringOrList::secrets),
-            ..Default::default()
-        },
-        twilio: TwilioSettings {
-            numbers: tw.map(|x| x.numbers.clone()).unwrap_or_default(),
-            auth_tokens: tw
-                .and_then(|x| x.auth_token.as_ref())
-                .map_or_else(none, StringOrList::secrets),
-            shared_keys: tw
-                .and_then(|x| x.shared_key.as_ref())
-                .map_or_else(none, StringOrList::secrets),
-            public_url: tw.and_then(|x| x.public_url.clone()),
-        },
-        generic: GenericSettings {
-            accounts: gen.map(|g| g.accounts.clone()).unwrap_or_default(),
-            secrets: gen
-                .and_then(|g| g.secret.as_ref())
-                .map_or_else(none, StringOrList::secrets),
-        },
-    })
 }
 
 #[cfg(test)]
@@ -741,7 +645,9 @@ mod tests {
         assert_eq!(c.ops_listen.to_string(), "127.0.0.1:9090");
         assert!(!c.trust_forwarded);
         assert_eq!(c.max_concurrent_requests, 64);
-        assert_eq!(c.tenants.len(), 1);
+        assert_eq!(c.fallback.as_ref().map(|t| t.id.as_str()), Some("default"));
+        assert!(c.seed.is_empty());
+        assert_eq!(c.tenant_refresh, lull_ingest::DEFAULT_TENANT_TTL);
     }
 
     #[test]
@@ -777,7 +683,8 @@ mod tests {
         assert_eq!(c.ops_listen.to_string(), "0.0.0.0:9100");
         assert!(c.trust_forwarded);
         assert_eq!(c.max_concurrent_requests, 8);
-        assert_eq!(c.tenants[0].twilio.shared_keys.len(), 2);
+        let fallback = c.fallback.as_ref().expect("the flags' tenant");
+        assert_eq!(fallback.twilio.shared_keys.len(), 2);
         let mut a = args();
         a.ops_listen = Some("127.0.0.1:8080".into());
         let e = a
@@ -874,47 +781,46 @@ mod tests {
         )
         .unwrap();
         let c = args().resolve_with(file).unwrap();
-        assert_eq!(c.tenants.len(), 2);
-        assert_eq!(c.tenants[0].policy.quiet, Duration::from_secs(3));
-        assert_eq!(c.tenants[0].meta.app_secrets.len(), 2);
-        assert!(!c.tenants[1].policy.buffering);
+        assert_eq!(c.seed.len(), 2);
+        assert!(c.fallback.is_none());
+        let acme = c.seed[0].to_tenant(&c.policy).unwrap();
+        assert_eq!(acme.policy.quiet, Duration::from_secs(3));
+        assert_eq!(acme.meta.app_secrets.len(), 2);
+        assert!(!c.seed[1].to_tenant(&c.policy).unwrap().policy.buffering);
         assert!(!c.allow_unsigned);
     }
 
     #[test]
-    fn a_tenant_may_have_its_own_sink_and_a_bad_one_is_named() {
-        let file: FileConfig = toml::from_str(
-            r#"
-            [[tenants]]
-            id = "acme"
-            sink = "https://ai.acme.example/lull"
-            sink_secret = "acme-signing"
-            [tenants.meta]
-            phone_number_ids = ["106540352242922"]
-            app_secret = "a"
-            "#,
-        )
-        .unwrap();
-        let c = args().resolve_with(file).unwrap();
-        let own = c.tenants[0].sink.as_ref().expect("tenant sink");
-        assert_eq!(own.url, "https://ai.acme.example/lull");
-        assert_eq!(own.signing_secrets.len(), 1);
-        assert!(super::super::sink(&c).is_ok());
-
+    fn a_bad_tenant_sink_and_duplicate_ids_or_accounts_are_named() {
         let file: FileConfig = toml::from_str(
             "[[tenants]]\nid = \"acme\"\nsink = \"ftp://nope\"\n[tenants.meta]\napp_secret = \"a\"",
         )
         .unwrap();
         let e = args().resolve_with(file).unwrap_err().to_string();
         assert!(e.contains("ftp://nope") && e.contains("sink"), "{e}");
-
-        // A sink with no account to route to is refused at start-up, naming the tenant.
         let file: FileConfig = toml::from_str(
-            "[[tenants]]\nid = \"solo\"\nsink = \"https://x.example\"\n[tenants.meta]\napp_secret = \"a\"",
+            r#"
+            [[tenants]]
+            id = "a"
+            [tenants.twilio]
+            numbers = ["whatsapp:+15550001111"]
+            auth_token = "t"
+            [[tenants]]
+            id = "b"
+            [tenants.twilio]
+            numbers = ["+15550001111"]
+            auth_token = "u"
+            "#,
         )
         .unwrap();
-        let c = args().resolve_with(file).unwrap();
-        let e = super::super::sink(&c).unwrap_err();
-        assert!(e.contains("solo"), "{e}");
+        let e = args().resolve_with(file).unwrap_err().to_string();
+        assert!(e.contains("+15550001111") && e.contains("\"b\""), "{e}");
+        let file: FileConfig = toml::from_str(
+            "[[tenants]]\nid = \"a\"\n[tenants.meta]\nphone_number_ids = [\"1\"]\n\
+             [[tenants]]\nid = \"a\"\n[tenants.meta]\nphone_number_ids = [\"2\"]",
+        )
+        .unwrap();
+        let e = args().resolve_with(file).unwrap_err().to_string();
+        assert!(e.contains("\"a\" appears twice"), "{e}");
     }
 }

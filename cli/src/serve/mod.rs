@@ -10,8 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use lull_core::metrics as m;
 use lull_core::protocol::{Claim, Disposition, FlushEnd};
-use lull_core::Provider;
-use lull_ingest::{IngestConfig, IngestState, MemoryDirectory};
+use lull_ingest::{CachedDirectory, IngestConfig, IngestState};
 use lull_local::{Local, Settings, SqliteStore};
 use lull_sink::{AnySink, RoutedSink};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -105,41 +104,55 @@ fn settings(cfg: &Config) -> Settings {
     }
 }
 
-/// The sink `serve` hands off to (also `lull check --send-test-batch`'s).
-pub(crate) fn sink(cfg: &Config) -> Result<RoutedSink, String> {
-    let default = AnySink::parse(&cfg.sink, cfg.sink_secrets.clone(), cfg.sink_timeout)
-        .map_err(|e| e.to_string())?;
-    // Tenants with a sink of their own get their batches routed there by account.
-    let mut routed = RoutedSink::new(default);
-    for t in &cfg.tenants {
-        let Some(own) = &t.sink else { continue };
-        let secrets: Vec<String> = own.signing_secrets.iter().map(String::from).collect();
-        let target = lull_sink::HttpTarget::new(&own.url, secrets)?;
-        let accounts = [
-            (Provider::Meta, &t.meta.phone_number_ids),
-            (Provider::Evolution, &t.evolution.instances),
-            (Provider::Twilio, &t.twilio.numbers),
-            (Provider::Generic, &t.generic.accounts),
-        ];
-        if accounts.iter().all(|(_, list)| list.is_empty()) {
-            return Err(format!(
-                "tenant {:?} in lull.toml sets a sink but lists no phone_number_ids, instances, \
-                 numbers or accounts to route to it",
-                t.id
-            ));
-        }
-        for (provider, list) in accounts {
-            for account in list {
-                // The same normalisation as tenant lookup (`whatsapp:+1...` is `+1...`), so a
-                // tenant that authenticates also gets its batches.
-                let account = lull_ingest::tenant::normalise_account(provider, account);
-                routed = routed
-                    .route(provider, account, target.clone(), cfg.sink_timeout)
-                    .map_err(|e| e.to_string())?;
-            }
-        }
+/// The sink `serve` hands off to: the default sink, with each tenant's batches routed to its own
+/// sink through the directory.
+fn sink(cfg: &Config, tenants: Arc<CachedDirectory>) -> Result<RoutedSink, String> {
+    Ok(RoutedSink::new(default_sink(cfg)?).with_routes(tenants, cfg.sink_timeout))
+}
+
+/// The deployment's own sink (`--sink`), for conversations of tenants without one (and `lull
+/// check --send-test-batch`).
+pub(crate) fn default_sink(cfg: &Config) -> Result<AnySink, String> {
+    AnySink::parse(&cfg.sink, cfg.sink_secrets.clone(), cfg.sink_timeout).map_err(|e| e.to_string())
+}
+
+/// The tenant directory over the data directory's tenant store: seeded from `lull.toml`'s
+/// `[[tenants]]` when fresh, read once now (a store that makes no sense stops start-up), then
+/// re-read every `tenant_refresh`.
+async fn tenants(cfg: &Config) -> Result<Arc<CachedDirectory>, String> {
+    let store = lull_local::tenants::source(&cfg.data_dir).map_err(|e| e.to_string())?;
+    let now = lull_core::Millis::now_wall();
+    let seeded = store
+        .seed(cfg.seed.clone(), &cfg.policy, now)
+        .map_err(|e| format!("seeding tenants from lull.toml: {e}"))?;
+    let stored = store.load_now().map_err(|e| e.to_string())?;
+    if !stored.is_empty() && cfg.fallback.as_ref().is_some_and(|f| f.has_any_secret()) {
+        return Err(format!(
+            "gateway secrets are set by flag, environment or top-level lull.toml keys, but \
+                 {} holds tenants (`lull tenants list`): give each tenant its own secrets with \
+                 `lull tenants apply`",
+            cfg.data_dir.display()
+        ));
     }
-    Ok(routed)
+    if !seeded && !cfg.seed.is_empty() {
+        tracing::warn!(
+            "lull.toml lists [[tenants]] but the data directory already holds tenants: the \
+             stored ones are in force (change them with `lull tenants apply lull.toml`)"
+        );
+    }
+    let dir = Arc::new(CachedDirectory::new(
+        store,
+        cfg.tenant_refresh,
+        cfg.policy,
+        cfg.fallback.clone(),
+    ));
+    let live = dir.refresh().await.map_err(|e| e.to_string())?;
+    tracing::info!(
+        tenants = live,
+        refresh_ms = cfg.tenant_refresh.as_millis() as u64,
+        "tenants loaded from the data directory"
+    );
+    Ok(dir)
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -192,10 +205,10 @@ async fn run_server(cfg: Config) -> Result<(), String> {
             }
         });
     }
-    let local = Local::open(settings(&cfg), sink(&cfg)?)
+    let directory = tenants(&cfg).await?;
+    let local = Local::open(settings(&cfg), sink(&cfg, directory.clone())?)
         .await
         .map_err(|e| e.to_string())?;
-    let directory = MemoryDirectory::new(cfg.tenants.clone()).map_err(|e| e.to_string())?;
     if cfg.allow_unsigned {
         tracing::warn!(
             "UNSIGNED MODE (--allow-unsigned): webhooks for gateways without a secret are accepted \
@@ -216,7 +229,7 @@ async fn run_server(cfg: Config) -> Result<(), String> {
     }
     let state = IngestState::new(
         local.intake.clone(),
-        Arc::new(directory),
+        directory,
         IngestConfig {
             allow_unsigned: cfg.allow_unsigned,
             trust_forwarded: cfg.trust_forwarded,
@@ -430,7 +443,8 @@ async fn redrive_remote(cfg: &Config) -> Result<String, String> {
 }
 
 async fn redrive_here(cfg: &Config) -> Result<String, String> {
-    let local = Local::open(settings(cfg), sink(cfg)?)
+    let directory = tenants(cfg).await?;
+    let local = Local::open(settings(cfg), sink(cfg, directory)?)
         .await
         .map_err(|e| e.to_string())?;
     let now = lull_core::Millis::now_wall();

@@ -13,8 +13,9 @@ const item = $input.first();
 const headers = item.json.headers || {};
 const body = await this.helpers.getBinaryDataBuffer(0, 'data'); // the raw body (Webhook option "Raw Body")
 
+// `verified` goes back in the answer ("Answer at once"), for `lull check --send-test-batch`.
 function refuse(reason) {
-  return [{ json: { status: 401, process: false, reason } }];
+  return [{ json: { status: 401, verified: false, process: false, reason } }];
 }
 
 const id = headers['webhook-id'];
@@ -42,8 +43,8 @@ const batch = JSON.parse(body.toString('utf8'));
 const store = $getWorkflowStaticData('global');
 store.seen = store.seen || [];
 if (store.seen.includes(batch.batch_id)) {
-  return [{ json: { status: 200, process: false, duplicate: true, batch_id: batch.batch_id } }];
+  return [{ json: { status: 200, verified: true, process: false, duplicate: true, batch_id: batch.batch_id } }];
 }
 store.seen.push(batch.batch_id);
 if (store.seen.length > 10000) store.seen.splice(0, store.seen.length - 10000);
-return [{ json: { status: 200, process: true, batch } }];
+return [{ json: { status: 200, verified: true, process: true, batch } }];

@@ -9,6 +9,9 @@
 // id (a retried hand-off carries the same id), (3) answers 200 at once, (4) then does the slow
 // work (your AI step). lull waits at most its sink timeout for the answer; answering first keeps
 // you far inside it however slow the AI is (docs/batch.md, "The timeout contract").
+// Every answer to a signed request says whether the signature verified, {"verified": true} or
+// {"verified": false}, which `lull check --send-test-batch` reports (docs/batch.md, "Telling
+// `lull check` the signature verified"); hand-offs ignore the body.
 //
 // Prints one line per event on stdout: `listening <port>`, then `processed <batch_id> <text>`
 // (after the work), `duplicate <batch_id>`, `refused <reason>`.
@@ -41,19 +44,19 @@ async function work(batch) {
   console.log("processed", batch.batch_id, JSON.stringify(prompt));
 }
 
-function answer(res, status, text) {
-  res.writeHead(status, { "content-type": "text/plain" });
-  res.end(text);
+function answer(res, status, body) {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(JSON.stringify(body));
 }
 
 const server = http.createServer((req, res) => {
-  if (req.method !== "POST") return answer(res, 405, "POST only");
+  if (req.method !== "POST") return answer(res, 405, { error: "POST only" });
   const chunks = [];
   let size = 0;
   req.on("data", (c) => {
     size += c.length;
     if (size > MAX_BODY) {
-      answer(res, 413, "too large");
+      answer(res, 413, { error: "too large" });
       req.destroy();
     } else chunks.push(c);
   });
@@ -66,13 +69,13 @@ const server = http.createServer((req, res) => {
     } catch (e) {
       if (!(e instanceof WebhookVerificationError)) throw e;
       console.log("refused", e.message);
-      return answer(res, 401, "bad signature");
+      return answer(res, 401, { verified: false, error: "bad signature" });
     }
     if (!firstTime(batch.batch_id)) {
       console.log("duplicate", batch.batch_id);
-      return answer(res, 200, "duplicate");
+      return answer(res, 200, { verified: true, duplicate: true });
     }
-    answer(res, 200, "ok"); // acknowledge first ...
+    answer(res, 200, { verified: true }); // acknowledge first ...
     setImmediate(() => work(batch).catch((e) => console.error("work failed", e))); // ... then work
   });
 });

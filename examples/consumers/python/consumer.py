@@ -9,6 +9,9 @@ For every POST it: (1) verifies the Standard Webhooks signature over the exact b
 id (a retried hand-off carries the same id), (3) answers 200 at once, (4) then does the slow work
 (your AI step) on a worker thread. lull waits at most its sink timeout for the answer; answering
 first keeps you far inside it however slow the AI is (docs/batch.md, "The timeout contract").
+Every answer to a signed request says whether the signature verified, `{"verified": true}` or
+`{"verified": false}`, which `lull check --send-test-batch` reports (docs/batch.md, "Telling
+`lull check` the signature verified"); hand-offs ignore the body.
 
 Prints one line per event on stdout: `listening <port>`, then `processed <batch_id> <text>`
 (after the work), `duplicate <batch_id>`, `refused <reason>`.
@@ -63,23 +66,23 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("content-length") or 0)
         if length <= 0 or length > MAX_BODY:
-            return self.answer(413 if length > 0 else 400, "bad length")
+            return self.answer(413 if length > 0 else 400, {"error": "bad length"})
         body = self.rfile.read(length)
         try:
             batch = webhook.verify(body, dict(self.headers.items()))
         except WebhookVerificationError as e:
             log("refused", e)
-            return self.answer(401, "bad signature")
+            return self.answer(401, {"verified": False, "error": "bad signature"})
         if not first_time(batch["batch_id"]):
             log("duplicate", batch["batch_id"])
-            return self.answer(200, "duplicate")
-        self.answer(200, "ok")  # acknowledge first ...
+            return self.answer(200, {"verified": True, "duplicate": True})
+        self.answer(200, {"verified": True})  # acknowledge first ...
         work.put(batch)  # ... then work
 
-    def answer(self, status, text):
-        data = text.encode()
+    def answer(self, status, body):
+        data = json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("content-type", "text/plain")
+        self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

@@ -4,11 +4,13 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider, TlsContext, TrustStore};
 
-/// The DynamoDB and SQS clients lull uses.
+/// The DynamoDB, SQS and Secrets Manager clients lull uses.
 #[derive(Clone, Debug)]
 pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// Tenants' gateway and sink secrets.
+    pub secrets: aws_sdk_secretsmanager::Client,
 }
 
 /// The root certificates of Amazon Trust Services (Amazon Root CA 1-4 and the Starfield
@@ -19,10 +21,11 @@ const AMAZON_ROOTS_PEM: &[u8] = include_bytes!("amazon_roots.pem");
 /// Variables that, when set, mean the SDK may talk to something other than AWS's own endpoints
 /// (an endpoint override, a config file that may hold one, a trust store of the operator's own,
 /// an emulator): the system's roots are kept.
-const NOT_AWS_ENDPOINTS: [&str; 7] = [
+const NOT_AWS_ENDPOINTS: [&str; 8] = [
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_DYNAMODB",
     "AWS_ENDPOINT_URL_SQS",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
     "AWS_CONFIG_FILE",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
@@ -114,6 +117,7 @@ impl AwsClients {
         AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(conf),
             sqs: aws_sdk_sqs::Client::new(conf),
+            secrets: aws_sdk_secretsmanager::Client::new(conf),
         }
     }
 }

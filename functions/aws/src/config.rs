@@ -19,18 +19,14 @@
 //! | `LULL_DUE_SHARDS` | partitions of the due index (fixed per table) | `4` |
 //! | `LULL_SWEEP_LIMIT` | conversations one sweep flushes at most (sweep only) | `500` |
 //! | `LULL_LOG_SECRET` | key of the conversation hash in logs | empty |
+//! | `LULL_SECRET_PREFIX` | name prefix of the tenants' secrets in Secrets Manager | `lull/tenants/` |
+//! | `LULL_TENANT_REFRESH` | how long a read of the tenants is used before the next | `10s` |
 //! | `LULL_METRICS_NAMESPACE` | CloudWatch namespace of the EMF metrics (read by `telemetry`) | `lull` |
 
 use std::time::Duration;
 
 use lull_core::timing::{check_dedupe_horizon, HandoffTiming, DEFAULT_SINK_TIMEOUT};
 use lull_core::{BufferConfig, Policy};
-
-use crate::accounting::Accounting;
-use crate::clients::AwsClients;
-use crate::sink::{BatchSink, SqsSink};
-use crate::store::{DynamoDbStore, StoreSettings};
-use crate::trigger::SqsTrigger;
 
 /// Which program reads the configuration: it decides what is required.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +35,8 @@ pub enum Role {
     Flush,
     Sweep,
     Redrive,
+    /// `lull tenants --aws`: the tenant store only (table, secret prefix, default policy).
+    Tenants,
 }
 
 /// Read by every role.
@@ -54,6 +52,8 @@ const COMMON_ENV: &[&str] = &[
     "LULL_IDLE_TTL",
     "LULL_DUE_SHARDS",
     "LULL_LOG_SECRET",
+    "LULL_SECRET_PREFIX",
+    "LULL_TENANT_REFRESH",
 ];
 /// Read by the roles that hand batches off.
 const SINK_ENV: &[&str] = &["LULL_SINK", "LULL_SINK_SECRET", "LULL_SINK_TIMEOUT"];
@@ -62,13 +62,13 @@ const SINK_ENV: &[&str] = &["LULL_SINK", "LULL_SINK_SECRET", "LULL_SINK_TIMEOUT"
 /// deployment (infra/template.yaml, checked by tests/infra.rs) sets each of them.
 pub fn known_env(role: Role) -> Vec<&'static str> {
     let mut v = COMMON_ENV.to_vec();
-    if role != Role::Webhook {
+    if !matches!(role, Role::Webhook | Role::Tenants) {
         v.extend_from_slice(SINK_ENV);
     }
     match role {
         Role::Sweep => v.push("LULL_SWEEP_LIMIT"),
         Role::Redrive => v.push("LULL_DLQ_URL"),
-        Role::Webhook | Role::Flush => {}
+        Role::Webhook | Role::Flush | Role::Tenants => {}
     }
     v
 }
@@ -110,6 +110,10 @@ pub struct Settings {
     pub due_shards: u32,
     pub sweep_limit: usize,
     pub log_secret: String,
+    /// Name prefix of the tenants' Secrets Manager secrets (`<prefix><tenant id>`).
+    pub secret_prefix: String,
+    /// How long a read of the tenant directory is used.
+    pub tenant_refresh: Duration,
 }
 
 fn duration(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
@@ -196,15 +200,17 @@ impl Settings {
         };
 
         let table = req("LULL_TABLE")?;
-        let trigger_queue_url =
-            queue_url("LULL_TRIGGER_QUEUE_URL", &req("LULL_TRIGGER_QUEUE_URL")?)?;
+        let trigger_queue_url = match (role, opt("LULL_TRIGGER_QUEUE_URL")) {
+            (Role::Tenants, None) => String::new(),
+            _ => queue_url("LULL_TRIGGER_QUEUE_URL", &req("LULL_TRIGGER_QUEUE_URL")?)?,
+        };
         // Only the redrive reads the dead-letter queue.
         let dlq_url = match role {
             Role::Redrive => Some(queue_url("LULL_DLQ_URL", &req("LULL_DLQ_URL")?)?),
             _ => None,
         };
         // The webhook never hands a batch off: it reads no sink setting (and holds no sink secret).
-        let hands_off = role != Role::Webhook;
+        let hands_off = !matches!(role, Role::Webhook | Role::Tenants);
         let sink = if hands_off {
             Some(parse_sink(&req("LULL_SINK")?)?)
         } else {
@@ -336,83 +342,9 @@ impl Settings {
             due_shards,
             sweep_limit,
             log_secret: opt("LULL_LOG_SECRET").unwrap_or_default(),
+            secret_prefix: opt("LULL_SECRET_PREFIX").unwrap_or_else(|| "lull/tenants/".into()),
+            tenant_refresh: dur("LULL_TENANT_REFRESH", lull_ingest::DEFAULT_TENANT_TTL)?,
         })
-    }
-
-    /// The store settings.
-    pub fn store_settings(&self) -> StoreSettings {
-        StoreSettings {
-            table: self.table.clone(),
-            due_shards: self.due_shards,
-            idle_ttl: self.idle_ttl,
-        }
-    }
-
-    /// What the flush, sweep and redrive programs run: store, trigger and the sink, which they
-    /// require.
-    pub fn handoff(
-        &self,
-        clients: &AwsClients,
-        acct: &Accounting,
-    ) -> Result<crate::AwsHandoff, ConfigError> {
-        let (store, trigger, sink) = self.build(clients, acct)?;
-        let sink = sink.ok_or(ConfigError::Missing { var: "LULL_SINK" })?;
-        Ok(lull_core::protocol::Handoff::new(
-            store,
-            trigger,
-            sink,
-            lull_core::ports::SystemClock,
-            self.buffer,
-        ))
-    }
-
-    /// What the webhook program runs: appends only, so no sink and no sink secret.
-    pub fn intake(
-        &self,
-        clients: &AwsClients,
-        acct: &Accounting,
-    ) -> Result<crate::AwsIntake, ConfigError> {
-        let (store, trigger, _) = self.build(clients, acct)?;
-        Ok(lull_core::protocol::Intake::new(
-            store,
-            trigger,
-            lull_core::ports::SystemClock,
-            self.buffer,
-        ))
-    }
-
-    /// Builds the store, trigger and (when configured) sink over `clients`.
-    pub fn build(
-        &self,
-        clients: &AwsClients,
-        acct: &Accounting,
-    ) -> Result<(DynamoDbStore, SqsTrigger, Option<BatchSink>), ConfigError> {
-        let store = DynamoDbStore::new(
-            clients.dynamodb.clone(),
-            self.store_settings(),
-            acct.clone(),
-        );
-        let trigger = SqsTrigger::new(clients.sqs.clone(), &self.trigger_queue_url, acct.clone());
-        let sink = match &self.sink {
-            None => None,
-            Some(SinkSpec::SqsFifo(url)) => Some(BatchSink::Sqs(SqsSink::new(
-                clients.sqs.clone(),
-                url,
-                acct.clone(),
-            ))),
-            Some(SinkSpec::Any(spec)) => {
-                let invalid = |reason: String| ConfigError::Invalid {
-                    var: "LULL_SINK",
-                    value: spec.clone(),
-                    reason,
-                };
-                let any =
-                    lull_sink::AnySink::parse(spec, self.sink_secrets.clone(), self.sink_timeout)
-                        .map_err(|e| invalid(e.to_string()))?;
-                Some(BatchSink::Any(any))
-            }
-        };
-        Ok((store, trigger, sink))
     }
 }
 

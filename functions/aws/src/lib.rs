@@ -8,7 +8,9 @@
 //! - [`flush::handle_sqs_event`]: the flush Lambda's handler (per-record failures).
 //! - [`redrive::redrive`]: replays the triggers in the dead-letter queue (`lull redrive`).
 //! - [`Accounting`]: counts requests and consumed capacity units per operation.
-//! - [`config::Settings`]: configuration from environment variables, validated once.
+//! - [`config::Settings`]: configuration from environment variables, validated once;
+//!   [`wiring`] builds the adapters from it.
+//! - [`tenants::DynamoTenants`]: tenants in the table, their secrets in Secrets Manager.
 
 pub mod accounting;
 pub mod clients;
@@ -18,7 +20,9 @@ pub mod redrive;
 pub mod sink;
 pub mod store;
 pub mod telemetry;
+pub mod tenants;
 pub mod trigger;
+pub mod wiring;
 
 pub use accounting::{Accounting, OpUsage, Usage};
 pub use clients::AwsClients;
@@ -32,8 +36,9 @@ use lull_core::protocol::{Handoff, Intake};
 
 /// The append capability as the webhook Lambda runs it (no sink: it never hands off).
 pub type AwsIntake = Intake<DynamoDbStore, SqsTrigger, SystemClock>;
-/// The hand-off capability as the flush and sweep Lambdas and `lull redrive --aws` run it.
-pub type AwsHandoff = Handoff<DynamoDbStore, SqsTrigger, BatchSink, SystemClock>;
+/// The hand-off capability (each batch to its tenant's sink, else the deployment's) as the flush and sweep Lambdas and `lull redrive --aws` run it.
+pub type AwsHandoff =
+    Handoff<DynamoDbStore, SqsTrigger, lull_sink::RoutedSink<BatchSink>, SystemClock>;
 
 /// Conversations the sweep flushes at once: one slow sink holds back only its own conversation.
 pub const SWEEP_CONCURRENCY: usize = 16;

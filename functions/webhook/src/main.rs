@@ -5,30 +5,33 @@
 use std::sync::Arc;
 
 use lull_aws::{Accounting, AwsClients, Role, Settings};
-use lull_ingest::{IngestConfig, IngestState, MemoryDirectory, Tenant};
+use lull_ingest::{IngestConfig, IngestState, Tenant};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     let metrics = lull_aws::telemetry::init()?;
     let settings = Settings::from_env(Role::Webhook).inspect_err(|e| tracing::error!("{e}"))?;
-    let mut tenant =
-        Tenant::from_env(|k| std::env::var(k).ok()).inspect_err(|e| tracing::error!("{e}"))?;
-    if !tenant.has_any_secret() {
-        let msg = "no gateway secret is set: set at least one of LULL_META_APP_SECRET, \
-                   LULL_EVOLUTION_TOKEN, LULL_EVOLUTION_JWT_KEY, LULL_TWILIO_AUTH_TOKEN, \
-                   LULL_GENERIC_SECRET";
-        tracing::error!("{msg}");
-        return Err(msg.into());
-    }
-    tenant.policy = settings.policy;
     let clients = AwsClients::from_env().await;
     let acct = Accounting::new();
+    // Tenants come from the store (`lull tenants apply --aws`), re-read every
+    // LULL_TENANT_REFRESH. The LULL_META_APP_SECRET & co. of the template bootstrap a new stack:
+    // that one tenant serves only while the store holds none.
+    let bootstrap =
+        Tenant::from_env(|k| std::env::var(k).ok()).inspect_err(|e| tracing::error!("{e}"))?;
+    let fallback = bootstrap.has_any_secret().then_some(Tenant {
+        policy: settings.policy,
+        ..bootstrap
+    });
+    let tenants = settings.tenants(&clients, &acct, fallback);
+    // Read once now: a store that cannot be read or makes no sense fails the init, loudly.
+    let live = tenants
+        .refresh()
+        .await
+        .inspect_err(|e| tracing::error!("{e}"))?;
+    tracing::info!(tenants = live, "tenants loaded");
+    // The webhook path never hands a batch off: appends only touch the store and the trigger.
     let intake = Arc::new(settings.intake(&clients, &acct)?);
-    let state = IngestState::new(
-        intake,
-        Arc::new(MemoryDirectory::single(tenant)),
-        IngestConfig::default(),
-    );
+    let state = IngestState::new(intake, tenants, IngestConfig::default());
     let app = lull_ingest::router(state);
     // Metrics (EMF) are written after each request, before the runtime asks for the next one
     // (Lambda freezes the process only then).

@@ -385,7 +385,8 @@ impl Harness {
             Arc::new(Handoff::new(
                 store,
                 trigger,
-                BatchSink::Any(lull_sink::AnySink::Http(http)),
+                // No tenant routes: every batch goes to the deployment's sink.
+                lull_sink::RoutedSink::new(BatchSink::Any(lull_sink::AnySink::Http(http))),
                 SystemClock,
                 config,
             ))

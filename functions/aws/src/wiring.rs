@@ -1,0 +1,124 @@
+//! Wiring: the adapters built from checked [`Settings`] over the SDK clients, once per process.
+//! Parsing and validation live in [`crate::config`]; this file only connects.
+
+use std::sync::Arc;
+
+use lull_ingest::{CachedDirectory, Tenant};
+
+use crate::accounting::Accounting;
+use crate::clients::AwsClients;
+use crate::config::{ConfigError, Settings, SinkSpec};
+use crate::sink::{BatchSink, SqsSink};
+use crate::store::{DynamoDbStore, StoreSettings};
+use crate::tenants::DynamoTenants;
+use crate::trigger::SqsTrigger;
+
+impl Settings {
+    /// The store settings.
+    pub fn store_settings(&self) -> StoreSettings {
+        StoreSettings {
+            table: self.table.clone(),
+            due_shards: self.due_shards,
+            idle_ttl: self.idle_ttl,
+        }
+    }
+
+    /// What the flush, sweep and redrive programs run: store, trigger and the sink, which they
+    /// require. Each tenant's batches go to its own sink, looked up in the tenant directory at
+    /// every hand-off (a removed tenant's too, for what it accepted); the deployment's
+    /// `LULL_SINK` serves tenants without one.
+    pub fn handoff(
+        &self,
+        clients: &AwsClients,
+        acct: &Accounting,
+    ) -> Result<crate::AwsHandoff, ConfigError> {
+        let (store, trigger, sink) = self.build(clients, acct)?;
+        let sink = sink.ok_or(ConfigError::Missing { var: "LULL_SINK" })?;
+        let sink = lull_sink::RoutedSink::new(sink)
+            .with_routes(self.tenants(clients, acct, None), self.sink_timeout);
+        Ok(lull_core::protocol::Handoff::new(
+            store,
+            trigger,
+            sink,
+            lull_core::ports::SystemClock,
+            self.buffer,
+        ))
+    }
+
+    /// What the webhook program runs: appends only, so no sink and no sink secret.
+    pub fn intake(
+        &self,
+        clients: &AwsClients,
+        acct: &Accounting,
+    ) -> Result<crate::AwsIntake, ConfigError> {
+        let (store, trigger, _) = self.build(clients, acct)?;
+        Ok(lull_core::protocol::Intake::new(
+            store,
+            trigger,
+            lull_core::ports::SystemClock,
+            self.buffer,
+        ))
+    }
+
+    /// Builds the store, trigger and (when configured) sink over `clients`.
+    pub fn build(
+        &self,
+        clients: &AwsClients,
+        acct: &Accounting,
+    ) -> Result<(DynamoDbStore, SqsTrigger, Option<BatchSink>), ConfigError> {
+        let store = DynamoDbStore::new(
+            clients.dynamodb.clone(),
+            self.store_settings(),
+            acct.clone(),
+        );
+        let trigger = SqsTrigger::new(clients.sqs.clone(), &self.trigger_queue_url, acct.clone());
+        let sink = match &self.sink {
+            None => None,
+            Some(SinkSpec::SqsFifo(url)) => Some(BatchSink::Sqs(SqsSink::new(
+                clients.sqs.clone(),
+                url,
+                acct.clone(),
+            ))),
+            Some(SinkSpec::Any(spec)) => {
+                let invalid = |reason: String| ConfigError::Invalid {
+                    var: "LULL_SINK",
+                    value: spec.clone(),
+                    reason,
+                };
+                let any =
+                    lull_sink::AnySink::parse(spec, self.sink_secrets.clone(), self.sink_timeout)
+                        .map_err(|e| invalid(e.to_string()))?;
+                Some(BatchSink::Any(any))
+            }
+        };
+        Ok((store, trigger, sink))
+    }
+
+    /// The tenant store (the directory item in the table, secrets in Secrets Manager).
+    pub fn tenant_store(&self, clients: &AwsClients, acct: &Accounting) -> DynamoTenants {
+        DynamoTenants::new(
+            clients.dynamodb.clone(),
+            clients.secrets.clone(),
+            &self.table,
+            &self.secret_prefix,
+            acct.clone(),
+        )
+    }
+
+    /// The tenant directory every Lambda reads, re-read after `LULL_TENANT_REFRESH`. `fallback`
+    /// (the webhook's tenant from `LULL_META_APP_SECRET` etc., the bootstrap of a new stack)
+    /// serves only while the store holds no tenant.
+    pub fn tenants(
+        &self,
+        clients: &AwsClients,
+        acct: &Accounting,
+        fallback: Option<Tenant>,
+    ) -> Arc<CachedDirectory> {
+        Arc::new(CachedDirectory::new(
+            Arc::new(self.tenant_store(clients, acct)),
+            self.tenant_refresh,
+            self.policy,
+            fallback,
+        ))
+    }
+}

@@ -1,0 +1,640 @@
+//! A tenant as data: the `[[tenants]]` shape of `lull.toml` and of `lull tenants apply FILE`,
+//! stored whole in the tenant store (an SQLite table locally, DynamoDB items on AWS), and turned
+//! into a checked [`Tenant`] by [`TenantSpec::to_tenant`].
+//!
+//! The spec is the one serialised form: the store keeps it as one document, so a field added
+//! here (with `#[serde(default)]`) travels from the file through the store to the running
+//! processes with no change to either store. A field that holds a secret is also listed in
+//! [`SECRET_FIELDS`], so that the AWS store can keep its values in Secrets Manager and `lull
+//! tenants list` can say which secrets are set without printing them.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use lull_core::{Millis, Policy, Provider};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::tenant::{
+    normalise_account, EvolutionSettings, GenericSettings, MetaSettings, Secrets, SinkSettings,
+    Tenant, TwilioSettings,
+};
+
+/// The values of one secret setting, given in a file as one string (comma-separated) or a list;
+/// always written back as a list. Several values are all accepted (rotation). `Debug` never
+/// prints them.
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SecretList(pub Vec<String>);
+
+impl std::fmt::Debug for SecretList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretList({} value(s), redacted)", self.0.len())
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(s) => SecretList(s.split(',').map(str::to_string).collect()),
+            OneOrMany::Many(v) => SecretList(v),
+        })
+    }
+}
+
+impl SecretList {
+    fn secrets(&self) -> Secrets {
+        Secrets::new(self.0.iter().cloned())
+    }
+}
+
+/// Meta Cloud API part of a tenant spec.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetaSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phone_number_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_secret: Option<SecretList>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_token: Option<SecretList>,
+}
+
+/// Evolution API part of a tenant spec.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvolutionSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<SecretList>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_key: Option<SecretList>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub accept_from_me: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub accept_status_broadcast: bool,
+}
+
+/// Twilio part of a tenant spec.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub numbers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<SecretList>,
+    /// Twilio webhook shared key secret(s) (`X-Twilio-Webhooks-Signature-Settings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_key: Option<SecretList>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+/// Generic-format part of a tenant spec.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretList>,
+}
+
+/// One `[[tenants]]` entry. Policy fields left out take the deployment's defaults (`--quiet`,
+/// `--max-wait`, `LULL_QUIET`, ...) when the tenant is loaded.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wait: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_messages: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// Buffering off: each message is a batch of its own, through the same path.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub passthrough: bool,
+    /// This tenant's own AI endpoint (`http(s)://...`); its batches go there instead of the
+    /// deployment's sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<String>,
+    /// Secret(s) signing this tenant's batches (Standard Webhooks; each one signs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_secret: Option<SecretList>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<MetaSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evolution: Option<EvolutionSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twilio: Option<TwilioSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generic: Option<GenericSpec>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Every field of a [`TenantSpec`] that holds secrets, as `section.key` (or `key` at the top).
+/// A new secret field must be added here: the AWS store moves exactly these to Secrets Manager.
+pub const SECRET_FIELDS: &[&str] = &[
+    "sink_secret",
+    "meta.app_secret",
+    "meta.verify_token",
+    "evolution.token",
+    "evolution.jwt_key",
+    "twilio.auth_token",
+    "twilio.shared_key",
+    "generic.secret",
+];
+
+/// A tenant spec that cannot be used; the message names the tenant, the field and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tenant {tenant:?}: {field}: {reason}")]
+pub struct SpecError {
+    pub tenant: String,
+    pub field: String,
+    pub reason: String,
+}
+
+/// The longest account a spec may claim (business numbers, instance names: far shorter).
+pub const MAX_ACCOUNT_LEN: usize = 256;
+
+/// The longest tenant id (it names Secrets Manager secrets and metric labels).
+pub const MAX_TENANT_ID: usize = 64;
+
+impl TenantSpec {
+    fn err(&self, field: impl Into<String>, reason: impl Into<String>) -> SpecError {
+        SpecError {
+            tenant: self.id.clone(),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The checked tenant, with `defaults` for the policy fields the spec leaves out.
+    pub fn to_tenant(&self, defaults: &Policy) -> Result<Tenant, SpecError> {
+        self.check_id()?;
+        let policy = self.policy(defaults)?;
+        for field in SECRET_FIELDS {
+            if let Some(list) = self.secret(field) {
+                if list.0.is_empty() {
+                    return Err(self.err(*field, "is an empty list"));
+                }
+                if let Some(i) = list.0.iter().position(|v| v.trim().is_empty()) {
+                    return Err(self.err(format!("{field}[{i}]"), "is empty"));
+                }
+            }
+        }
+        for p in PROVIDERS {
+            let mut seen = HashSet::new();
+            for a in self.accounts(p) {
+                let a = normalise_account(p, a);
+                if a.is_empty() {
+                    return Err(self.err(account_field(p), "lists an empty account"));
+                }
+                if a.len() > MAX_ACCOUNT_LEN {
+                    return Err(self.err(account_field(p), format!("account {a:?} is too long")));
+                }
+                if !seen.insert(a) {
+                    return Err(self.err(account_field(p), format!("lists {a:?} twice")));
+                }
+            }
+        }
+        let secrets = |field: &str| {
+            self.secret(field)
+                .map(SecretList::secrets)
+                .unwrap_or_default()
+        };
+        let sink = match &self.sink {
+            None => {
+                if self.sink_secret.is_some() {
+                    return Err(self.err("sink_secret", "is set but sink is not"));
+                }
+                None
+            }
+            Some(url) => {
+                check_sink_url(url).map_err(|r| self.err("sink", format!("{url:?}: {r}")))?;
+                if PROVIDERS.iter().all(|p| self.accounts(*p).is_empty()) {
+                    return Err(self.err(
+                        "sink",
+                        "is set but the tenant lists no phone_number_ids, instances, numbers or \
+                         accounts whose batches could be routed to it",
+                    ));
+                }
+                Some(SinkSettings {
+                    url: url.clone(),
+                    signing_secrets: secrets("sink_secret"),
+                })
+            }
+        };
+        let meta = self.meta.clone().unwrap_or_default();
+        let evo = self.evolution.clone().unwrap_or_default();
+        let tw = self.twilio.clone().unwrap_or_default();
+        let gen = self.generic.clone().unwrap_or_default();
+        if let Some(url) = &tw.public_url {
+            check_sink_url(url)
+                .map_err(|r| self.err("twilio.public_url", format!("{url:?}: {r}")))?;
+        }
+        Ok(Tenant {
+            id: self.id.clone(),
+            policy,
+            sink,
+            meta: MetaSettings {
+                phone_number_ids: meta.phone_number_ids,
+                app_secrets: secrets("meta.app_secret"),
+                verify_tokens: secrets("meta.verify_token"),
+            },
+            evolution: EvolutionSettings {
+                instances: evo.instances,
+                tokens: secrets("evolution.token"),
+                jwt_keys: secrets("evolution.jwt_key"),
+                accept_from_me: evo.accept_from_me,
+                accept_status_broadcast: evo.accept_status_broadcast,
+            },
+            twilio: TwilioSettings {
+                numbers: tw.numbers,
+                auth_tokens: secrets("twilio.auth_token"),
+                shared_keys: secrets("twilio.shared_key"),
+                public_url: tw.public_url,
+            },
+            generic: GenericSettings {
+                accounts: gen.accounts,
+                secrets: secrets("generic.secret"),
+            },
+        })
+    }
+
+    fn check_id(&self) -> Result<(), SpecError> {
+        let ok = !self.id.is_empty()
+            && self.id.len() <= MAX_TENANT_ID
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if ok {
+            Ok(())
+        } else {
+            Err(self.err(
+                "id",
+                format!(
+                    "{:?} must be 1-{MAX_TENANT_ID} characters of A-Z a-z 0-9 . _ -",
+                    self.id
+                ),
+            ))
+        }
+    }
+
+    fn policy(&self, defaults: &Policy) -> Result<Policy, SpecError> {
+        let duration = |field: &str, v: &Option<String>, default: Duration| match v {
+            None => Ok(default),
+            Some(s) => humantime::parse_duration(s.trim()).map_err(|e| {
+                self.err(
+                    field,
+                    format!("{s:?} is not a duration: {e} (write 8s, 500ms, 1m)"),
+                )
+            }),
+        };
+        let policy = Policy {
+            quiet: duration("quiet", &self.quiet, defaults.quiet)?,
+            max_wait: duration("max_wait", &self.max_wait, defaults.max_wait)?,
+            max_messages: self.max_messages.unwrap_or(defaults.max_messages),
+            max_bytes: self.max_bytes.unwrap_or(defaults.max_bytes),
+            buffering: !self.passthrough,
+        };
+        policy
+            .validate()
+            .map_err(|e| self.err("quiet/max_wait/max_messages/max_bytes", e.to_string()))?;
+        Ok(policy)
+    }
+
+    /// The accounts the spec claims on `provider`, as written.
+    pub fn accounts(&self, provider: Provider) -> &[String] {
+        match provider {
+            Provider::Meta => self.meta.as_ref().map_or(&[], |m| &m.phone_number_ids),
+            Provider::Evolution => self.evolution.as_ref().map_or(&[], |e| &e.instances),
+            Provider::Twilio => self.twilio.as_ref().map_or(&[], |t| &t.numbers),
+            Provider::Generic => self.generic.as_ref().map_or(&[], |g| &g.accounts),
+        }
+    }
+
+    /// The values of one of [`SECRET_FIELDS`], when set.
+    pub fn secret(&self, field: &str) -> Option<&SecretList> {
+        match field {
+            "sink_secret" => self.sink_secret.as_ref(),
+            "meta.app_secret" => self.meta.as_ref()?.app_secret.as_ref(),
+            "meta.verify_token" => self.meta.as_ref()?.verify_token.as_ref(),
+            "evolution.token" => self.evolution.as_ref()?.token.as_ref(),
+            "evolution.jwt_key" => self.evolution.as_ref()?.jwt_key.as_ref(),
+            "twilio.auth_token" => self.twilio.as_ref()?.auth_token.as_ref(),
+            "twilio.shared_key" => self.twilio.as_ref()?.shared_key.as_ref(),
+            "generic.secret" => self.generic.as_ref()?.secret.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Moves every secret out of the spec (for a store that keeps them elsewhere); the spec
+    /// left behind holds no secret value.
+    pub fn take_secrets(&mut self) -> BTreeMap<String, Vec<String>> {
+        let mut out = BTreeMap::new();
+        let mut take = |name: &str, slot: &mut Option<SecretList>| {
+            if let Some(v) = slot.take() {
+                out.insert(name.to_string(), v.0);
+            }
+        };
+        take("sink_secret", &mut self.sink_secret);
+        if let Some(m) = &mut self.meta {
+            take("meta.app_secret", &mut m.app_secret);
+            take("meta.verify_token", &mut m.verify_token);
+        }
+        if let Some(e) = &mut self.evolution {
+            take("evolution.token", &mut e.token);
+            take("evolution.jwt_key", &mut e.jwt_key);
+        }
+        if let Some(t) = &mut self.twilio {
+            take("twilio.auth_token", &mut t.auth_token);
+            take("twilio.shared_key", &mut t.shared_key);
+        }
+        if let Some(g) = &mut self.generic {
+            take("generic.secret", &mut g.secret);
+        }
+        out
+    }
+
+    /// Puts secrets taken by [`TenantSpec::take_secrets`] back; unknown names are ignored.
+    pub fn put_secrets(&mut self, secrets: BTreeMap<String, Vec<String>>) {
+        for (name, values) in secrets {
+            let v = Some(SecretList(values));
+            match name.as_str() {
+                "sink_secret" => self.sink_secret = v,
+                "meta.app_secret" => self.meta.get_or_insert_with(Default::default).app_secret = v,
+                "meta.verify_token" => {
+                    self.meta.get_or_insert_with(Default::default).verify_token = v
+                }
+                "evolution.token" => self.evolution.get_or_insert_with(Default::default).token = v,
+                "evolution.jwt_key" => {
+                    self.evolution.get_or_insert_with(Default::default).jwt_key = v
+                }
+                "twilio.auth_token" => {
+                    self.twilio.get_or_insert_with(Default::default).auth_token = v
+                }
+                "twilio.shared_key" => {
+                    self.twilio.get_or_insert_with(Default::default).shared_key = v
+                }
+                "generic.secret" => self.generic.get_or_insert_with(Default::default).secret = v,
+                _ => {}
+            }
+        }
+    }
+
+    /// How many values each set secret field holds (what `lull tenants list` may show).
+    pub fn secret_counts(&self) -> BTreeMap<&'static str, usize> {
+        SECRET_FIELDS
+            .iter()
+            .filter_map(|f| self.secret(f).map(|l| (*f, l.0.len())))
+            .collect()
+    }
+}
+
+const PROVIDERS: [Provider; 4] = [
+    Provider::Meta,
+    Provider::Evolution,
+    Provider::Twilio,
+    Provider::Generic,
+];
+
+fn account_field(p: Provider) -> &'static str {
+    match p {
+        Provider::Meta => "meta.phone_number_ids",
+        Provider::Evolution => "evolution.instances",
+        Provider::Twilio => "twilio.numbers",
+        Provider::Generic => "generic.accounts",
+    }
+}
+
+fn check_sink_url(url: &str) -> Result<(), &'static str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must start with http:// or https://")?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err("has no host");
+    }
+    Ok(())
+}
+
+/// A stored tenant: the spec (secrets included once resolved) and its bookkeeping.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    pub spec: TenantSpec,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// When each secret field last changed value (`lull tenants list` shows it).
+    #[serde(default)]
+    pub secrets_set_at: BTreeMap<String, Millis>,
+    /// Set by `lull tenants remove`: the tenant's accounts are refused from then on, but its
+    /// sink stays known so that batches accepted before the removal still reach it (a
+    /// tombstone, deleted by `lull tenants remove --purge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_at: Option<Millis>,
+}
+
+impl TenantRecord {
+    /// The record after applying `spec` at `now` over `old` (if any): creation time kept, a
+    /// tombstone revived, and each secret's "set at" moved only when its values changed.
+    pub fn applied(old: Option<&TenantRecord>, spec: TenantSpec, now: Millis) -> TenantRecord {
+        let mut set_at = BTreeMap::new();
+        for field in SECRET_FIELDS {
+            let Some(new) = spec.secret(field) else {
+                continue;
+            };
+            let kept = old.and_then(|o| {
+                (o.spec.secret(field) == Some(new))
+                    .then(|| o.secrets_set_at.get(*field).copied())
+                    .flatten()
+            });
+            set_at.insert(field.to_string(), kept.unwrap_or(now));
+        }
+        TenantRecord {
+            created_at: old.map_or(now, |o| o.created_at),
+            updated_at: now,
+            secrets_set_at: set_at,
+            removed_at: None,
+            spec,
+        }
+    }
+}
+
+/// Checks a whole set of tenants as it would be after an apply: each spec valid, ids unique,
+/// every account owned by one live tenant and not still held by a removed one (whose pending
+/// batches would otherwise go to the new owner's sink).
+pub fn check_set(records: &[TenantRecord], defaults: &Policy) -> Result<Vec<Tenant>, String> {
+    let mut ids = HashSet::new();
+    let mut live = Vec::new();
+    let mut held: std::collections::HashMap<(Provider, String), &str> = Default::default();
+    let mut held_by = HashSet::new();
+    for r in records {
+        if !ids.insert(r.spec.id.as_str()) {
+            return Err(format!("tenant id {:?} appears twice", r.spec.id));
+        }
+        if r.removed_at.is_some() {
+            held_by.insert(r.spec.id.as_str());
+            for p in PROVIDERS {
+                for a in r.spec.accounts(p) {
+                    held.insert((p, normalise_account(p, a).to_string()), &r.spec.id);
+                }
+            }
+            continue;
+        }
+        live.push(r.spec.to_tenant(defaults).map_err(|e| e.to_string())?);
+    }
+    for t in &live {
+        for p in PROVIDERS {
+            for a in t.accounts(p) {
+                let a = normalise_account(p, a);
+                if let Some(gone) = held.get(&(p, a.to_string())) {
+                    return Err(format!(
+                        "tenant {:?}: {} account {a:?} still belongs to removed tenant {gone:?} \
+                         (its accepted batches go to its sink); purge it first with `lull \
+                         tenants remove {gone} --purge`",
+                        t.id, p
+                    ));
+                }
+            }
+        }
+    }
+    crate::tenant::MemoryDirectory::default()
+        .replace_beside(live.clone(), held_by.len())
+        .map_err(|e| e.to_string())?;
+    Ok(live)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(toml_like_json: serde_json::Value) -> TenantSpec {
+        serde_json::from_value(toml_like_json).unwrap()
+    }
+
+    #[test]
+    fn file_shape_reads_and_turns_into_a_tenant() {
+        let s = spec(serde_json::json!({
+            "id": "acme", "quiet": "3s", "passthrough": false,
+            "sink": "https://ai.acme.example/lull", "sink_secret": "s1,s2",
+            "meta": {"phone_number_ids": ["106"], "app_secret": ["a", "b"]},
+            "twilio": {"numbers": ["whatsapp:+15550001111"], "auth_token": "t"}
+        }));
+        let t = s.to_tenant(&Policy::default()).unwrap();
+        assert_eq!(t.policy.quiet, Duration::from_secs(3));
+        assert_eq!(t.policy.max_wait, Duration::from_secs(30));
+        assert_eq!(t.meta.app_secrets.len(), 2);
+        assert_eq!(t.sink.unwrap().signing_secrets.len(), 2);
+        // Round trip through the stored form.
+        let back: TenantSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let cases = [
+            (serde_json::json!({"id": "a", "quiet": "soon"}), "quiet"),
+            (
+                serde_json::json!({"id": "a", "meta": {"app_secret": ""}}),
+                "meta.app_secret[0]",
+            ),
+            (
+                serde_json::json!({"id": "a", "twilio": {"auth_token": ["x", " "]}}),
+                "twilio.auth_token[1]",
+            ),
+            (serde_json::json!({"id": "a b"}), "id"),
+            (serde_json::json!({"id": "a", "sink": "ftp://x"}), "sink"),
+            (
+                serde_json::json!({"id": "a", "sink": "http://x.example"}),
+                "sink",
+            ),
+            (
+                serde_json::json!({"id": "a", "meta": {"phone_number_ids": ["1", " 1"]}}),
+                "meta.phone_number_ids",
+            ),
+            (
+                serde_json::json!({"id": "a", "quiet": "10s", "max_wait": "5s"}),
+                "max_wait",
+            ),
+        ];
+        for (json, field) in cases {
+            let e = spec(json).to_tenant(&Policy::default()).unwrap_err();
+            assert!(e.field.contains(field), "{e} should name {field}");
+            assert!(e.to_string().contains("\"a"), "{e}");
+        }
+    }
+
+    #[test]
+    fn secrets_move_out_and_back() {
+        let mut s = spec(serde_json::json!({
+            "id": "a", "sink": "http://x.example", "sink_secret": "k",
+            "meta": {"phone_number_ids": ["1"], "app_secret": ["a", "b"]},
+        }));
+        let orig = s.clone();
+        let secrets = s.take_secrets();
+        assert_eq!(secrets.len(), 2);
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(!text.contains("\"b\"") && !text.contains("\"k\""), "{text}");
+        s.put_secrets(secrets);
+        assert_eq!(s, orig);
+        assert_eq!(
+            orig.secret_counts().into_iter().collect::<Vec<_>>(),
+            [("meta.app_secret", 2), ("sink_secret", 1)]
+        );
+    }
+
+    #[test]
+    fn secret_set_at_moves_only_when_values_change() {
+        let s1 = spec(serde_json::json!({"id": "a", "meta": {"app_secret": "x"}}));
+        let r1 = TenantRecord::applied(None, s1.clone(), Millis(1));
+        let mut s2 = s1.clone();
+        s2.quiet = Some("2s".into());
+        let r2 = TenantRecord::applied(Some(&r1), s2.clone(), Millis(2));
+        assert_eq!(r2.secrets_set_at["meta.app_secret"], Millis(1));
+        assert_eq!(r2.created_at, Millis(1));
+        let s3 = spec(serde_json::json!({"id": "a", "meta": {"app_secret": ["x", "y"]}}));
+        let r3 = TenantRecord::applied(Some(&r2), s3, Millis(3));
+        assert_eq!(r3.secrets_set_at["meta.app_secret"], Millis(3));
+    }
+
+    #[test]
+    fn a_set_refuses_duplicates_and_accounts_of_removed_tenants() {
+        let rec = |j: serde_json::Value| TenantRecord::applied(None, spec(j), Millis(1));
+        let a = rec(
+            serde_json::json!({"id": "a", "meta": {"phone_number_ids": ["1"], "app_secret": "x"}}),
+        );
+        let b = rec(
+            serde_json::json!({"id": "b", "twilio": {"numbers": ["whatsapp:+1"], "auth_token": "y"}}),
+        );
+        assert_eq!(
+            check_set(&[a.clone(), b.clone()], &Policy::default())
+                .unwrap()
+                .len(),
+            2
+        );
+        let e = check_set(&[a.clone(), a.clone()], &Policy::default()).unwrap_err();
+        assert!(e.contains("\"a\" appears twice"), "{e}");
+        let b2 =
+            rec(serde_json::json!({"id": "b2", "twilio": {"numbers": ["+1"], "auth_token": "y"}}));
+        let e = check_set(&[b.clone(), b2.clone()], &Policy::default()).unwrap_err();
+        assert!(e.contains("+1") && e.contains("b2"), "{e}");
+        let mut gone = b.clone();
+        gone.removed_at = Some(Millis(2));
+        let e = check_set(&[gone.clone(), b2], &Policy::default()).unwrap_err();
+        assert!(e.contains("removed tenant \"b\""), "{e}");
+        assert_eq!(check_set(&[a, gone], &Policy::default()).unwrap().len(), 1);
+    }
+}

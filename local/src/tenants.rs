@@ -1,0 +1,353 @@
+//! The tenant store on one machine: a `tenants` table in the data directory's SQLite database,
+//! beside the windows.
+//!
+//! Each row is one [`TenantRecord`] as JSON (the whole spec, secrets included: the data
+//! directory is the server's own), keyed by tenant id. `lull tenants apply/remove` write it from
+//! their own process while `lull serve` runs (SQLite WAL lets both in; the server's store thread
+//! and this table never touch the same rows); the server reads it through a
+//! [`CachedDirectory`](lull_ingest::CachedDirectory), so a change reaches it within the
+//! directory's TTL. Every write is one `IMMEDIATE` transaction that reads the whole table,
+//! checks the resulting set ([`check_set`]) and writes: all or nothing, and two concurrent
+//! applies cannot both pass the check against a stale view.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lull_core::{Millis, Policy};
+use lull_ingest::tenant::{DirectoryError, LookupFuture};
+use lull_ingest::tenant_spec::check_set;
+use lull_ingest::{TenantRecord, TenantSource, TenantSpec};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::store::db_path;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    id TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tenant_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+/// The tenant store failed or refused a change; the message says which and why.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantStoreError {
+    #[error("tenant store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("stored tenant {id:?} is unreadable: {reason}")]
+    Corrupt { id: String, reason: String },
+    #[error("{0}")]
+    Refused(String),
+    #[error("no tenant {0:?}")]
+    NotFound(String),
+}
+
+/// What an apply did, per tenant id.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// The `tenants` table of a data directory.
+#[derive(Clone, Debug)]
+pub struct SqliteTenants {
+    path: PathBuf,
+}
+
+impl SqliteTenants {
+    /// Opens (creating if needed) the table in `data_dir`'s database.
+    pub fn open(data_dir: &Path) -> Result<SqliteTenants, TenantStoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| TenantStoreError::CreateDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let t = SqliteTenants {
+            path: db_path(data_dir),
+        };
+        let conn = t.conn()?;
+        conn.execute_batch(&format!("PRAGMA journal_mode=WAL; {SCHEMA}"))
+            .map_err(|e| t.sql(e))?;
+        Ok(t)
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> TenantStoreError {
+        TenantStoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn conn(&self) -> Result<Connection, TenantStoreError> {
+        let conn = Connection::open(&self.path).map_err(|e| self.sql(e))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| self.sql(e))?;
+        Ok(conn)
+    }
+
+    /// Every record, removed ones included, ordered by id.
+    pub fn load_now(&self) -> Result<Vec<TenantRecord>, TenantStoreError> {
+        read_all(&self.conn()?).map_err(|e| self.map(e))
+    }
+
+    fn map(&self, e: ReadError) -> TenantStoreError {
+        match e {
+            ReadError::Sql(e) => self.sql(e),
+            ReadError::Corrupt { id, reason } => TenantStoreError::Corrupt { id, reason },
+        }
+    }
+
+    /// Creates or updates every tenant of `specs` at once, after checking the whole resulting
+    /// set; nothing is written when any check fails.
+    pub fn apply(
+        &self,
+        specs: Vec<TenantSpec>,
+        defaults: &Policy,
+        now: Millis,
+    ) -> Result<Applied, TenantStoreError> {
+        self.write(|tx, mut records| {
+            let mut applied = Applied::default();
+            let mut seen = std::collections::HashSet::new();
+            for spec in specs {
+                if !seen.insert(spec.id.clone()) {
+                    return Err(TenantStoreError::Refused(format!(
+                        "tenant id {:?} appears twice in the file",
+                        spec.id
+                    )));
+                }
+                match records.iter_mut().find(|r| r.spec.id == spec.id) {
+                    Some(old) if old.spec == spec && old.removed_at.is_none() => {
+                        applied.unchanged.push(spec.id);
+                    }
+                    Some(old) => {
+                        applied.updated.push(spec.id.clone());
+                        *old = TenantRecord::applied(Some(old), spec, now);
+                    }
+                    None => {
+                        applied.created.push(spec.id.clone());
+                        records.push(TenantRecord::applied(None, spec, now));
+                    }
+                }
+            }
+            check_set(&records, defaults).map_err(TenantStoreError::Refused)?;
+            for r in &records {
+                if applied.created.contains(&r.spec.id) || applied.updated.contains(&r.spec.id) {
+                    put(tx, r)?;
+                }
+            }
+            Ok(applied)
+        })
+    }
+
+    /// Removes tenant `id`: its accounts are refused from the next reload on, and a tombstone
+    /// keeps its sink for what it had accepted. With `purge`, the tombstone goes too.
+    pub fn remove(&self, id: &str, purge: bool, now: Millis) -> Result<(), TenantStoreError> {
+        self.write(|tx, mut records| {
+            let Some(r) = records.iter_mut().find(|r| r.spec.id == id) else {
+                return Err(TenantStoreError::NotFound(id.into()));
+            };
+            if purge {
+                tx.execute("DELETE FROM tenants WHERE id = ?1", params![id])
+                    .map_err(ReadError::Sql)?;
+                return Ok(());
+            }
+            if r.removed_at.is_none() {
+                r.removed_at = Some(now);
+                r.updated_at = now;
+            }
+            put(tx, r)
+        })
+    }
+
+    /// Stores `specs` when this data directory never held tenants (the `[[tenants]]` of
+    /// `lull.toml` seed a fresh data directory); returns whether it did.
+    pub fn seed(
+        &self,
+        specs: Vec<TenantSpec>,
+        defaults: &Policy,
+        now: Millis,
+    ) -> Result<bool, TenantStoreError> {
+        let seeded: bool = self.write(|tx, records| {
+            let done: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM tenant_meta WHERE key = 'seeded'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(ReadError::Sql)?;
+            if done.is_some() || !records.is_empty() || specs.is_empty() {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO tenant_meta (key, value) VALUES ('seeded', ?1)",
+                params![now.rfc3339()],
+            )
+            .map_err(ReadError::Sql)?;
+            Ok(true)
+        })?;
+        if seeded {
+            self.apply(specs, defaults, now)?;
+        }
+        Ok(seeded)
+    }
+
+    /// Runs `f` over every record inside one `IMMEDIATE` transaction; commits when it succeeds.
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, Vec<TenantRecord>) -> Result<R, TenantStoreError>,
+    ) -> Result<R, TenantStoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.sql(e))?;
+        let records = read_all(&tx).map_err(|e| self.map(e))?;
+        let out = f(&tx, records)?;
+        tx.commit().map_err(|e| self.sql(e))?;
+        Ok(out)
+    }
+}
+
+enum ReadError {
+    Sql(rusqlite::Error),
+    Corrupt { id: String, reason: String },
+}
+
+impl From<ReadError> for TenantStoreError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Sql(source) => TenantStoreError::Sqlite {
+                path: PathBuf::new(),
+                source,
+            },
+            ReadError::Corrupt { id, reason } => TenantStoreError::Corrupt { id, reason },
+        }
+    }
+}
+
+fn read_all(conn: &Connection) -> Result<Vec<TenantRecord>, ReadError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, record FROM tenants ORDER BY id")
+        .map_err(ReadError::Sql)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(ReadError::Sql)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, json) = row.map_err(ReadError::Sql)?;
+        let rec: TenantRecord = serde_json::from_str(&json).map_err(|e| ReadError::Corrupt {
+            id: id.clone(),
+            reason: e.to_string(),
+        })?;
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+fn put(tx: &rusqlite::Transaction<'_>, r: &TenantRecord) -> Result<(), TenantStoreError> {
+    let json = serde_json::to_string(r).map_err(|e| TenantStoreError::Corrupt {
+        id: r.spec.id.clone(),
+        reason: e.to_string(),
+    })?;
+    tx.execute(
+        "INSERT INTO tenants (id, record) VALUES (?1, ?2)
+         ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+        params![r.spec.id, json],
+    )
+    .map_err(ReadError::Sql)?;
+    Ok(())
+}
+
+impl TenantSource for SqliteTenants {
+    fn load(&self) -> LookupFuture<'_, Vec<TenantRecord>> {
+        let this = self.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || this.load_now())
+                .await
+                .map_err(|e| DirectoryError(e.to_string()))?
+                .map_err(|e| DirectoryError(e.to_string()))
+        })
+    }
+}
+
+/// The tenant store of `data_dir` as a shared [`TenantSource`].
+pub fn source(data_dir: &Path) -> Result<Arc<SqliteTenants>, TenantStoreError> {
+    SqliteTenants::open(data_dir).map(Arc::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(j: serde_json::Value) -> TenantSpec {
+        serde_json::from_value(j).unwrap()
+    }
+
+    #[test]
+    fn apply_is_all_or_nothing_and_remove_leaves_a_tombstone() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = SqliteTenants::open(dir.path()).unwrap();
+        let d = Policy::default();
+        let a = spec(
+            serde_json::json!({"id": "a", "meta": {"phone_number_ids": ["1"], "app_secret": "x"}}),
+        );
+        let b = spec(
+            serde_json::json!({"id": "b", "meta": {"phone_number_ids": ["2"], "app_secret": "y"}}),
+        );
+        let r = t.apply(vec![a.clone(), b.clone()], &d, Millis(1)).unwrap();
+        assert_eq!(r.created, ["a", "b"]);
+        // One bad tenant in a file: nothing of it is written.
+        let mut a2 = a.clone();
+        a2.quiet = Some("2s".into());
+        let bad = spec(
+            serde_json::json!({"id": "c", "meta": {"phone_number_ids": ["2"], "app_secret": "z"}}),
+        );
+        let e = t.apply(vec![a2.clone(), bad], &d, Millis(2)).unwrap_err();
+        assert!(e.to_string().contains("\"2\""), "{e}");
+        assert_eq!(t.load_now().unwrap()[0].spec.quiet, None);
+        let r = t.apply(vec![a2.clone(), b.clone()], &d, Millis(3)).unwrap();
+        assert_eq!(
+            (r.updated, r.unchanged),
+            (vec!["a".into()], vec!["b".into()])
+        );
+        // Removal keeps a tombstone; its account cannot be claimed until purged.
+        t.remove("b", false, Millis(4)).unwrap();
+        let recs = t.load_now().unwrap();
+        assert_eq!(recs[1].removed_at, Some(Millis(4)));
+        let c = spec(
+            serde_json::json!({"id": "c", "meta": {"phone_number_ids": ["2"], "app_secret": "z"}}),
+        );
+        assert!(t.apply(vec![c.clone()], &d, Millis(5)).is_err());
+        t.remove("b", true, Millis(6)).unwrap();
+        assert!(t.apply(vec![c], &d, Millis(7)).is_ok());
+        assert!(matches!(
+            t.remove("nope", false, Millis(8)),
+            Err(TenantStoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn seed_only_fills_a_fresh_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = SqliteTenants::open(dir.path()).unwrap();
+        let d = Policy::default();
+        let a = spec(serde_json::json!({"id": "a", "meta": {"app_secret": "x"}}));
+        assert!(t.seed(vec![a.clone()], &d, Millis(1)).unwrap());
+        t.remove("a", true, Millis(2)).unwrap();
+        assert!(!t.seed(vec![a], &d, Millis(3)).unwrap());
+        assert!(t.load_now().unwrap().is_empty());
+    }
+}
