@@ -106,6 +106,14 @@ impl Hold {
 /// time (and still a valid signed 64-bit number for SQLite and DynamoDB).
 pub const PARKED: Millis = Millis(i64::MAX as u64);
 
+/// `Conversation::dedupe_until` of a record written before the field existed, when every
+/// append wrote its message's dedupe record (see [`Conversation::needs_dedupe_lookup`]).
+pub const LEGACY_DEDUPE: Millis = Millis(u64::MAX);
+
+fn legacy_dedupe() -> Option<Millis> {
+    Some(LEGACY_DEDUPE)
+}
+
 /// The longest reason kept with a failed batch (for `lull inspect` and the logs).
 pub const MAX_ERROR_BYTES: usize = 200;
 
@@ -211,12 +219,11 @@ pub struct Conversation {
     /// The latest expiry of the long-horizon dedupe records written for this conversation (the
     /// flush writes them before acknowledging a batch). Until then, an append of an id the record
     /// does not hold asks the store (`WindowStore::seen`); after it (and for a conversation
-    /// whose batches were never acknowledged) the record alone decides, with no extra read.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::time::opt_ms"
-    )]
+    /// whose batches were never acknowledged: `null`) the record alone decides, with no extra
+    /// read. A record written before this field existed (field absent) reads as
+    /// [`LEGACY_DEDUPE`]: its dedupe records were written with its appends, so it asks the store
+    /// until its last write is a horizon old, and its first acknowledgement replaces the marker.
+    #[serde(default = "legacy_dedupe", with = "crate::time::opt_ms")]
     pub dedupe_until: Option<Millis>,
 }
 
@@ -289,8 +296,12 @@ impl Conversation {
 
     /// True when an append of an id this record does not hold must ask the store's dedupe
     /// records: some were written for this conversation and have not expired at `now`.
-    pub fn needs_dedupe_lookup(&self, now: Millis) -> bool {
-        self.dedupe_until.is_some_and(|until| until >= now)
+    pub fn needs_dedupe_lookup(&self, now: Millis, horizon: Duration) -> bool {
+        match self.dedupe_until {
+            Some(LEGACY_DEDUPE) => self.updated_at.plus(horizon) >= now,
+            Some(until) => until >= now,
+            None => false,
+        }
     }
 
     /// The long-horizon dedupe records of the oldest pending batch, expiring at `expires_at`,
@@ -312,7 +323,12 @@ impl Conversation {
                 expires_at,
             })
             .collect();
-        self.dedupe_until = Some(self.dedupe_until.map_or(expires_at, |d| d.max(expires_at)));
+        // A legacy marker resolves here: every dedupe record its appends wrote expires before
+        // this one (written later, with the same horizon).
+        self.dedupe_until = Some(match self.dedupe_until {
+            Some(d) if d != LEGACY_DEDUPE => d.max(expires_at),
+            _ => expires_at,
+        });
         records
     }
 

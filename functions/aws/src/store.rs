@@ -168,10 +168,11 @@ impl DynamoDbStore {
         if c.is_idle() {
             // Never before the conversation's dedupe records expire: the record's
             // `dedupe_until` is what tells an append to look them up.
-            let until = c
-                .updated_at
-                .plus(self.settings.idle_ttl)
-                .max(c.dedupe_until.unwrap_or(Millis(0)));
+            let dedupe_until = c
+                .dedupe_until
+                .filter(|&d| d != lull_core::window::LEGACY_DEDUPE)
+                .unwrap_or(Millis(0));
+            let until = c.updated_at.plus(self.settings.idle_ttl).max(dedupe_until);
             item.insert("ttl".into(), n(until.0 / 1000 + 1));
         }
         item.insert("pk".into(), s(pk));

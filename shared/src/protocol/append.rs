@@ -65,7 +65,7 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
             }
             // An id acknowledged within the horizon left the record; its dedupe record was
             // written before the acknowledgement did, so this read (after the record's) sees it.
-            if conv.needs_dedupe_lookup(now) {
+            if conv.needs_dedupe_lookup(now, self.config.dedupe_horizon) {
                 if let Some(record) = self.store.seen(key, &msg.id, now).await? {
                     counter!(m::DUPLICATES).increment(1);
                     let rearmed = self.rearm_for_duplicate(&record).await?;
