@@ -146,6 +146,16 @@ fn the_checker_catches_dedupe_in_a_separate_write() {
     assert!(report.broke(Invariant::NothingSilent), "{report}");
 }
 
+/// The dedupe records of a batch written after the write acknowledging it: a crash between the
+/// two (the simulator crashes processes between any two operations) lets a gateway's resend of
+/// an acknowledged message through, into a second batch.
+#[test]
+fn the_checker_catches_dedupe_records_written_after_the_ack() {
+    let report = run(1, 20_000, 200, Protocol::RemembersLate);
+    assert!(report.broke(Invariant::Once), "{report}");
+    assert!(!report.broke(Invariant::NoLoss), "{report}");
+}
+
 /// lull's own timestamps say every batch closed on time; the world's clock says 2 s early.
 #[test]
 fn the_checker_catches_received_at_stamped_early() {

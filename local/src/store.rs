@@ -2,9 +2,9 @@
 //!
 //! Two tables: `conversations` (the record as JSON, its `ver`, and a nullable `due_at` with a
 //! partial index: the sweep's sparse due-time index) and `dedupe` (keyed by conversation storage
-//! key and message id, with a stored `expires_at` compared in the write condition, never a TTL).
-//! An append is one SQLite transaction that does both conditional writes, so a crash between
-//! them cannot exist.
+//! key and message id, with a stored `expires_at` compared when read, never a TTL). An append is
+//! one conditional write of the record alone (the record holds its messages' ids); the flush
+//! writes a batch's dedupe rows (`remember`) before the write acknowledging it, as on DynamoDB.
 //!
 //! All SQLite work runs on one dedicated thread fed by a channel, for two reasons: rusqlite's
 //! `Connection` is blocking and not `Sync`, and one writer lets us *group commit*: the thread
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
 
-use lull_core::ports::{Appended, DedupeRecord, StoreError, WindowStore, Written};
+use lull_core::ports::{DedupeRecord, StoreError, WindowStore, Written};
 use lull_core::{Conversation, ConversationKey, Millis};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
@@ -361,15 +361,33 @@ impl Row {
     }
 }
 
-/// What the store thread decided for an append, before decoding on the caller's side.
-enum RawAppended {
-    Ok,
-    Conflict(Option<String>),
-    Duplicate { gen: u64, expires_at: u64 },
-}
-
 fn conflict(json: Option<String>) -> Result<Option<Box<Conversation>>, StoreError> {
     json.map(|j| decode(&j).map(Box::new)).transpose()
+}
+
+impl SqliteStore {
+    /// Writes `next` if the stored version is `expected` (`None`: no record): what both
+    /// `append` and `replace` are.
+    async fn put_if_version(
+        &self,
+        expected: Option<u64>,
+        next: &Conversation,
+    ) -> Result<Written, StoreError> {
+        let row = Row::of(next)?;
+        let raw = self
+            .call(move |conn| {
+                if current_ver(conn, &row.key)? != expected {
+                    return Ok(Some(current(conn, &row.key)?.map(|(_, j)| j)));
+                }
+                put(conn, &row)?;
+                Ok(None)
+            })
+            .await?;
+        match raw {
+            None => Ok(Written::Ok),
+            Some(json) => Ok(Written::Conflict(conflict(json)?)),
+        }
+    }
 }
 
 impl WindowStore for SqliteStore {
@@ -385,75 +403,76 @@ impl WindowStore for SqliteStore {
         &self,
         expected: Option<u64>,
         next: &Conversation,
-        dedupe: &DedupeRecord,
+    ) -> Result<Written, StoreError> {
+        self.put_if_version(expected, next).await
+    }
+
+    async fn seen(
+        &self,
+        key: &ConversationKey,
+        message_id: &str,
         now: Millis,
-    ) -> Result<Appended, StoreError> {
-        let row = Row::of(next)?;
-        let dkey = dedupe.key.storage_key();
-        let mid = dedupe.message_id.clone();
-        let (gen, expires_at) = (dedupe.gen, dedupe.expires_at);
-        let raw = self
+    ) -> Result<Option<DedupeRecord>, StoreError> {
+        let (dkey, mid) = (key.storage_key(), message_id.to_string());
+        let found = self
             .call(move |conn| {
-                let existing = conn
-                    .prepare_cached(
-                        "SELECT gen, expires_at FROM dedupe WHERE key = ?1 AND message_id = ?2",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row(params![dkey, mid], |r| {
-                            Ok((to_u64(r.get(0)?), to_u64(r.get(1)?)))
-                        })
-                        .optional()
-                    })
-                    .map_err(unavailable)?;
-                if let Some((gen, expires_at)) = existing {
-                    if expires_at >= now.0 {
-                        return Ok(RawAppended::Duplicate { gen, expires_at });
-                    }
-                }
-                if current_ver(conn, &row.key)? != expected {
-                    let cur = current(conn, &row.key)?;
-                    return Ok(RawAppended::Conflict(cur.map(|(_, j)| j)));
-                }
                 conn.prepare_cached(
-                    "INSERT INTO dedupe (key, message_id, gen, expires_at) VALUES (?1, ?2, ?3, ?4) \
+                    "SELECT gen, expires_at FROM dedupe WHERE key = ?1 AND message_id = ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![dkey, mid], |r| {
+                        Ok((to_u64(r.get(0)?), to_u64(r.get(1)?)))
+                    })
+                    .optional()
+                })
+                .map_err(unavailable)
+            })
+            .await?;
+        Ok(found
+            .filter(|&(_, expires_at)| expires_at >= now.0)
+            .map(|(gen, expires_at)| DedupeRecord {
+                key: key.clone(),
+                message_id: message_id.to_string(),
+                gen,
+                expires_at: Millis(expires_at),
+            }))
+    }
+
+    async fn remember(&self, records: &[DedupeRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(String, String, i64, i64)> = records
+            .iter()
+            .map(|d| {
+                (
+                    d.key.storage_key(),
+                    d.message_id.clone(),
+                    to_i64(d.gen),
+                    to_i64(d.expires_at.0),
+                )
+            })
+            .collect();
+        // One call runs under its own savepoint (see `Call::run`): all rows land or none.
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "INSERT INTO dedupe (key, message_id, gen, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4) \
                      ON CONFLICT (key, message_id) DO UPDATE SET gen = excluded.gen, \
                      expires_at = excluded.expires_at",
                 )
-                .and_then(|mut s| {
-                    s.execute(params![dkey, mid, to_i64(gen), to_i64(expires_at.0)])
-                })
                 .map_err(unavailable)?;
-                put(conn, &row)?;
-                Ok(RawAppended::Ok)
-            })
-            .await?;
-        Ok(match raw {
-            RawAppended::Ok => Appended::Ok,
-            RawAppended::Conflict(json) => Appended::Conflict(conflict(json)?),
-            RawAppended::Duplicate { gen, expires_at } => Appended::Duplicate(DedupeRecord {
-                key: dedupe.key.clone(),
-                message_id: dedupe.message_id.clone(),
-                gen,
-                expires_at: Millis(expires_at),
-            }),
+            for (k, m, g, e) in &rows {
+                stmt.execute(params![k, m, g, e]).map_err(unavailable)?;
+            }
+            Ok(())
         })
+        .await
     }
 
     async fn replace(&self, expected: u64, next: &Conversation) -> Result<Written, StoreError> {
-        let row = Row::of(next)?;
-        let raw = self
-            .call(move |conn| {
-                if current_ver(conn, &row.key)? != Some(expected) {
-                    return Ok(Some(current(conn, &row.key)?.map(|(_, j)| j)));
-                }
-                put(conn, &row)?;
-                Ok(None)
-            })
-            .await?;
-        match raw {
-            None => Ok(Written::Ok),
-            Some(json) => Ok(Written::Conflict(conflict(json)?)),
-        }
+        self.put_if_version(Some(expected), next).await
     }
 
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<ConversationKey>, StoreError> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::key::{ConversationKey, Provider};
 use crate::message::{Contact, Location, Media, Message, MessageKind, Reaction, Reply, Sender};
 use crate::policy::Policy;
-use crate::ports::{Appended, DedupeRecord, WindowStore, Written};
+use crate::ports::{DedupeRecord, WindowStore, Written};
 use crate::time::Millis;
 use crate::window::Conversation;
 
@@ -91,8 +91,8 @@ pub async fn check_all<S: WindowStore + Clone + 'static>(store: &S) {
     missing_record_loads_as_none(store).await;
     create_requires_absence(store).await;
     version_conflict_returns_current_and_writes_nothing(store).await;
-    duplicate_is_reported_with_its_record(store).await;
-    expired_dedupe_record_is_overwritten(store).await;
+    remembered_ids_are_seen_with_their_record(store).await;
+    expired_dedupe_record_is_not_seen(store).await;
     dedupe_is_per_conversation(store).await;
     replace_is_conditional(store).await;
     records_round_trip_exactly(store).await;
@@ -111,22 +111,15 @@ pub async fn create_requires_absence<S: WindowStore>(store: &S) {
         Message::text("m1", "u", "a"),
         now,
     );
-    let r = store
-        .append(None, &c, &dedupe(&c, "m1", now), now)
-        .await
-        .expect("append");
-    assert_eq!(r, Appended::Ok);
+    let r = store.append(None, &c).await.expect("append");
+    assert_eq!(r, Written::Ok);
     let c2 = appended(
         Conversation::fresh(c.key.clone(), now),
         Message::text("m2", "u", "b"),
         now,
     );
-    match store
-        .append(None, &c2, &dedupe(&c2, "m2", now), now)
-        .await
-        .expect("append")
-    {
-        Appended::Conflict(Some(current)) => assert_eq!(*current, c),
+    match store.append(None, &c2).await.expect("append") {
+        Written::Conflict(Some(current)) => assert_eq!(*current, c),
         other => panic!("creating an existing record must conflict with it, got {other:?}"),
     }
 }
@@ -138,63 +131,67 @@ pub async fn version_conflict_returns_current_and_writes_nothing<S: WindowStore>
         Message::text("m1", "u", "a"),
         now,
     );
-    assert_eq!(
-        store
-            .append(None, &c1, &dedupe(&c1, "m1", now), now)
-            .await
-            .expect("append"),
-        Appended::Ok
-    );
-    // A writer that read version 0 (nothing) loses; its dedupe record must not land either.
+    assert_eq!(store.append(None, &c1).await.expect("append"), Written::Ok);
+    // A writer that read version 0 (nothing) loses and changes nothing.
     let stale = appended(
         Conversation::fresh(c1.key.clone(), now),
         Message::text("m2", "u", "b"),
         now,
     );
-    let r = store
-        .append(Some(7), &stale, &dedupe(&stale, "m2", now), now)
-        .await
-        .expect("append");
-    assert_eq!(r, Appended::Conflict(Some(Box::new(c1.clone()))));
+    let r = store.append(Some(7), &stale).await.expect("append");
+    assert_eq!(r, Written::Conflict(Some(Box::new(c1.clone()))));
     let c2 = appended(c1.clone(), Message::text("m2", "u", "b"), now);
-    let r = store
-        .append(Some(c1.ver), &c2, &dedupe(&c2, "m2", now), now)
-        .await
-        .expect("append");
-    assert_eq!(
-        r,
-        Appended::Ok,
-        "the losing writer's dedupe record must not have been stored"
-    );
+    let r = store.append(Some(c1.ver), &c2).await.expect("append");
+    assert_eq!(r, Written::Ok, "the current version's writer lands");
     assert_eq!(store.load(&c1.key).await.expect("load"), Some(c2));
 }
 
-pub async fn duplicate_is_reported_with_its_record<S: WindowStore>(store: &S) {
+pub async fn remembered_ids_are_seen_with_their_record<S: WindowStore>(store: &S) {
     let now = Millis(3_000_000);
     let c1 = appended(
         Conversation::fresh(key("dup"), now),
         Message::text("m1", "u", "a"),
         now,
     );
-    let d1 = dedupe(&c1, "m1", now);
+    assert_eq!(store.append(None, &c1).await.expect("append"), Written::Ok);
     assert_eq!(
-        store.append(None, &c1, &d1, now).await.expect("append"),
-        Appended::Ok
+        store.seen(&c1.key, "m1", now).await.expect("seen"),
+        None,
+        "an append writes no dedupe record: the record holds the id"
     );
-    let again = appended(c1.clone(), Message::text("m1", "u", "a"), now);
-    let r = store
-        .append(Some(c1.ver), &again, &dedupe(&again, "m1", now), now)
+    let d1 = dedupe(&c1, "m1", now);
+    let d2 = dedupe(&c1, "m2", now);
+    store
+        .remember(&[d1.clone(), d2.clone()])
         .await
-        .expect("append");
-    assert_eq!(r, Appended::Duplicate(d1));
+        .expect("remember");
+    assert_eq!(
+        store.seen(&c1.key, "m1", now).await.expect("seen"),
+        Some(d1.clone())
+    );
+    assert_eq!(
+        store.seen(&c1.key, "m2", now).await.expect("seen"),
+        Some(d2)
+    );
+    assert_eq!(store.seen(&c1.key, "m3", now).await.expect("seen"), None);
+    // A flush retried after a crash writes the same records again.
+    store
+        .remember(std::slice::from_ref(&d1))
+        .await
+        .expect("remember again");
+    assert_eq!(
+        store.seen(&c1.key, "m1", now).await.expect("seen"),
+        Some(d1)
+    );
+    store.remember(&[]).await.expect("nothing to remember");
     assert_eq!(
         store.load(&c1.key).await.expect("load"),
         Some(c1),
-        "a duplicate writes nothing"
+        "dedupe records leave the conversation record alone"
     );
 }
 
-pub async fn expired_dedupe_record_is_overwritten<S: WindowStore>(store: &S) {
+pub async fn expired_dedupe_record_is_not_seen<S: WindowStore>(store: &S) {
     let t0 = Millis(4_000_000);
     let c1 = appended(
         Conversation::fresh(key("expiry"), t0),
@@ -203,45 +200,43 @@ pub async fn expired_dedupe_record_is_overwritten<S: WindowStore>(store: &S) {
     );
     let mut d1 = dedupe(&c1, "m1", t0);
     d1.expires_at = Millis(t0.0 + 10);
-    assert_eq!(
-        store.append(None, &c1, &d1, t0).await.expect("append"),
-        Appended::Ok
-    );
+    store.remember(&[d1.clone()]).await.expect("remember");
     // Still inside the horizon (expiry compared by stored timestamp, inclusive).
     let at_expiry = Millis(t0.0 + 10);
-    let c2 = appended(c1.clone(), Message::text("m1", "u", "a"), at_expiry);
-    let r = store
-        .append(Some(c1.ver), &c2, &dedupe(&c2, "m1", at_expiry), at_expiry)
-        .await
-        .expect("append");
-    assert!(matches!(r, Appended::Duplicate(_)), "{r:?}");
+    assert_eq!(
+        store.seen(&c1.key, "m1", at_expiry).await.expect("seen"),
+        Some(d1.clone())
+    );
     // Past the horizon: the id is new again, whatever TTL has or has not deleted.
     let later = Millis(t0.0 + 11);
-    let r = store
-        .append(Some(c1.ver), &c2, &dedupe(&c2, "m1", later), later)
-        .await
-        .expect("append");
-    assert_eq!(r, Appended::Ok);
+    assert_eq!(store.seen(&c1.key, "m1", later).await.expect("seen"), None);
+    // Written again with a later expiry (acknowledged again): seen again.
+    d1.expires_at = Millis(t0.0 + 100);
+    store.remember(&[d1.clone()]).await.expect("remember");
+    assert_eq!(
+        store.seen(&c1.key, "m1", later).await.expect("seen"),
+        Some(d1)
+    );
 }
 
 pub async fn dedupe_is_per_conversation<S: WindowStore>(store: &S) {
     let now = Millis(5_000_000);
-    for tag in ["iso-a", "iso-b"] {
-        let c = appended(
-            Conversation::fresh(key(tag), now),
-            Message::text("same-id", "u", "a"),
-            now,
-        );
-        let r = store
-            .append(None, &c, &dedupe(&c, "same-id", now), now)
-            .await
-            .expect("append");
-        assert_eq!(
-            r,
-            Appended::Ok,
-            "one tenant's message id must not block another's"
-        );
-    }
+    let a = Conversation::fresh(key("iso-a"), now);
+    let b = Conversation::fresh(key("iso-b"), now);
+    store
+        .remember(&[dedupe(&a, "same-id", now)])
+        .await
+        .expect("remember");
+    assert!(store
+        .seen(&a.key, "same-id", now)
+        .await
+        .expect("seen")
+        .is_some());
+    assert_eq!(
+        store.seen(&b.key, "same-id", now).await.expect("seen"),
+        None,
+        "one tenant's message id must not block another's"
+    );
 }
 
 pub async fn replace_is_conditional<S: WindowStore>(store: &S) {
@@ -251,13 +246,7 @@ pub async fn replace_is_conditional<S: WindowStore>(store: &S) {
         Message::text("m1", "u", "a"),
         now,
     );
-    assert_eq!(
-        store
-            .append(None, &c1, &dedupe(&c1, "m1", now), now)
-            .await
-            .expect("append"),
-        Appended::Ok
-    );
+    assert_eq!(store.append(None, &c1).await.expect("append"), Written::Ok);
     let mut closed = c1.clone();
     assert!(closed.close_if_due(Millis(now.0 + 8_000)).is_some());
     closed.ver += 1;
@@ -293,11 +282,8 @@ pub async fn records_round_trip_exactly<S: WindowStore>(store: &S) {
         Millis(now.0 + 9_001),
     );
     assert_eq!(
-        store
-            .append(None, &closed, &dedupe(&closed, "r3", now), now)
-            .await
-            .expect("append"),
-        Appended::Ok
+        store.append(None, &closed).await.expect("append"),
+        Written::Ok
     );
     assert_eq!(store.load(&closed.key).await.expect("load"), Some(closed));
 }
@@ -313,14 +299,8 @@ pub async fn due_index_lists_past_due_oldest_first<S: WindowStore>(store: &S) {
             Message::text("m", "u", "a"),
             t,
         );
-        assert_eq!(
-            store
-                .append(None, &c, &dedupe(&c, "m", t), t)
-                .await
-                .expect("append"),
-            Appended::Ok
-        );
-        keys.push((c.due_at().expect("due"), c.key.clone()));
+        assert_eq!(store.append(None, &c).await.expect("append"), Written::Ok);
+        keys.push((c.index_due().expect("in the index"), c.key.clone()));
     }
     keys.sort();
     let ours = |found: Vec<ConversationKey>| -> Vec<ConversationKey> {
@@ -369,17 +349,13 @@ pub async fn concurrent_appends_all_land_once<S: WindowStore + Clone + 'static>(
                     .clone()
                     .unwrap_or_else(|| Conversation::fresh(k.clone(), now));
                 let next = appended(conv, Message::text(format!("c{i}"), "u", "x"), now);
-                let d = dedupe(&next, &format!("c{i}"), now);
                 match store
-                    .append(current.as_ref().map(|c| c.ver), &next, &d, now)
+                    .append(current.as_ref().map(|c| c.ver), &next)
                     .await
                     .expect("append")
                 {
-                    Appended::Ok => return,
-                    Appended::Conflict(latest) => current = latest.map(|b| *b),
-                    Appended::Duplicate(_) => {
-                        panic!("message c{i} reported duplicate before it landed")
-                    }
+                    Written::Ok => return,
+                    Written::Conflict(latest) => current = latest.map(|b| *b),
                 }
             }
             panic!("writer {i} never landed");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::batch::Batch;
 use crate::key::ConversationKey;
 use crate::ports::{
-    Appended, Clock, DedupeRecord, Sink, SinkError, StoreError, Trigger, TriggerError, TriggerMsg,
+    Clock, DedupeRecord, Sink, SinkError, StoreError, Trigger, TriggerError, TriggerMsg,
     WindowStore, Written,
 };
 use crate::time::Millis;
@@ -51,16 +51,15 @@ impl Tables {
 }
 
 /// DynamoDB's limits, which every store must meet: a conversation item (key, version, due-index
-/// numbers and the encoded record) within [`STORE_ITEM_LIMIT`], and every key (the conversation's,
-/// and a dedupe record's: conversation key and message id) within [`STORE_KEY_LIMIT`]. A write
-/// that breaks them fails whole, as DynamoDB's does.
-fn within_limits(next: &Conversation, dedupe: Option<&DedupeRecord>) -> Result<(), StoreError> {
+/// numbers and the encoded record) within [`STORE_ITEM_LIMIT`], and its key within
+/// [`STORE_KEY_LIMIT`] (dedupe keys: [`dedupe_key_within_limit`]). A write that breaks them
+/// fails whole, as DynamoDB's does.
+fn within_limits(next: &Conversation) -> Result<(), StoreError> {
     let key = next.key.storage_key().len() as u64;
-    let dedupe_key = dedupe.map_or(0, |d| key + d.message_id.len() as u64 + 8);
-    if key + 2 > STORE_KEY_LIMIT || dedupe_key > STORE_KEY_LIMIT {
+    if key + 2 > STORE_KEY_LIMIT {
         return Err(StoreError::TooLarge(format!(
             "key of {} bytes is over the store's {STORE_KEY_LIMIT}",
-            (key + 2).max(dedupe_key)
+            key + 2
         )));
     }
     // The item's other attributes: its key, names and numbers (generously).
@@ -68,6 +67,17 @@ fn within_limits(next: &Conversation, dedupe: Option<&DedupeRecord>) -> Result<(
     if item > STORE_ITEM_LIMIT {
         return Err(StoreError::TooLarge(format!(
             "item of {item} bytes is over the store's {STORE_ITEM_LIMIT}"
+        )));
+    }
+    Ok(())
+}
+
+/// A dedupe record's key (conversation key and message id) within [`STORE_KEY_LIMIT`].
+fn dedupe_key_within_limit(d: &DedupeRecord) -> Result<(), StoreError> {
+    let dedupe_key = d.key.storage_key().len() as u64 + d.message_id.len() as u64 + 8;
+    if dedupe_key > STORE_KEY_LIMIT {
+        return Err(StoreError::TooLarge(format!(
+            "dedupe key of {dedupe_key} bytes is over the store's {STORE_KEY_LIMIT}"
         )));
     }
     Ok(())
@@ -95,28 +105,46 @@ impl MemoryStore {
         &self,
         expected: Option<u64>,
         next: &Conversation,
-        dedupe: &DedupeRecord,
-        now: Millis,
-    ) -> Result<Appended, StoreError> {
-        within_limits(next, Some(dedupe))?;
+    ) -> Result<Written, StoreError> {
+        within_limits(next)?;
         let mut t = lock(&self.tables);
-        let dkey = (dedupe.key.clone(), dedupe.message_id.clone());
-        if let Some(existing) = t.dedupe.get(&dkey) {
-            if existing.expires_at >= now {
-                return Ok(Appended::Duplicate(existing.clone()));
-            }
-        }
         if !t.version_matches(&next.key, expected) {
-            return Ok(Appended::Conflict(t.current(&next.key)));
+            return Ok(Written::Conflict(t.current(&next.key)));
         }
-        t.dedupe.insert(dkey, dedupe.clone());
         t.put(next);
-        Ok(Appended::Ok)
+        Ok(Written::Ok)
+    }
+
+    /// Synchronous [`WindowStore::seen`].
+    pub fn seen_now(
+        &self,
+        key: &ConversationKey,
+        message_id: &str,
+        now: Millis,
+    ) -> Option<DedupeRecord> {
+        let t = lock(&self.tables);
+        t.dedupe
+            .get(&(key.clone(), message_id.to_string()))
+            .filter(|d| d.expires_at >= now)
+            .cloned()
+    }
+
+    /// Synchronous [`WindowStore::remember`]: all or nothing (the key limits are checked first).
+    pub fn remember_now(&self, records: &[DedupeRecord]) -> Result<(), StoreError> {
+        for d in records {
+            dedupe_key_within_limit(d)?;
+        }
+        let mut t = lock(&self.tables);
+        for d in records {
+            t.dedupe
+                .insert((d.key.clone(), d.message_id.clone()), d.clone());
+        }
+        Ok(())
     }
 
     /// Synchronous [`WindowStore::replace`].
     pub fn replace_now(&self, expected: u64, next: &Conversation) -> Result<Written, StoreError> {
-        within_limits(next, None)?;
+        within_limits(next)?;
         let mut t = lock(&self.tables);
         if !t.version_matches(&next.key, Some(expected)) {
             return Ok(Written::Conflict(t.current(&next.key)));
@@ -199,10 +227,21 @@ impl WindowStore for MemoryStore {
         &self,
         expected: Option<u64>,
         next: &Conversation,
-        dedupe: &DedupeRecord,
+    ) -> Result<Written, StoreError> {
+        self.append_now(expected, next)
+    }
+
+    async fn seen(
+        &self,
+        key: &ConversationKey,
+        message_id: &str,
         now: Millis,
-    ) -> Result<Appended, StoreError> {
-        self.append_now(expected, next, dedupe, now)
+    ) -> Result<Option<DedupeRecord>, StoreError> {
+        Ok(self.seen_now(key, message_id, now))
+    }
+
+    async fn remember(&self, records: &[DedupeRecord]) -> Result<(), StoreError> {
+        self.remember_now(records)
     }
 
     async fn replace(&self, expected: u64, next: &Conversation) -> Result<Written, StoreError> {

@@ -1,8 +1,9 @@
 //! The narrow ports the protocol runs over. Adapters: DynamoDB + SQS (AWS), SQLite + local timers
 //! (one machine), and in memory with fault injection (tests and the simulator).
 //!
-//! `WindowStore`'s writes map 1:1 to DynamoDB conditional writes: `append` is one
-//! `TransactWriteItems` (dedupe record + conversation record), `replace` one conditional `PutItem`.
+//! `WindowStore`'s writes map 1:1 to DynamoDB conditional writes: `append` and `replace` are one
+//! conditional `PutItem` each, `remember` a `BatchWriteItem` of dedupe records, `seen` a
+//! consistent `GetItem`.
 //! A write that fails its condition returns the current record (DynamoDB's
 //! `ReturnValuesOnConditionCheckFailure`), so a retry needs no extra read.
 
@@ -16,8 +17,9 @@ use crate::key::ConversationKey;
 use crate::time::Millis;
 use crate::window::Conversation;
 
-/// The dedupe record written atomically with an append: message `id` of conversation `key` went
-/// into generation `gen`; it expires (by stored timestamp, not by TTL) at `expires_at`.
+/// A long-horizon dedupe record, written by the flush before the acknowledgement that removes
+/// the message from the record: message `id` of conversation `key` went into generation `gen`;
+/// it expires (by stored timestamp, not by TTL) at `expires_at`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DedupeRecord {
     pub key: ConversationKey,
@@ -35,13 +37,13 @@ pub enum Written {
     Conflict(Option<Box<Conversation>>),
 }
 
-/// What an append did.
+/// What a check-and-write of a dedupe record alone did (the simulator's broken
+/// "separate dedupe write" variant: lull never writes one before its append).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Appended {
-    /// Dedupe record and conversation record both landed.
+    /// The dedupe record landed.
     Ok,
-    /// The conversation record's version was not the expected one (the dedupe record was not
-    /// written either); here is the current record.
+    /// Unused by the dedupe-alone write; kept for the variant's shape.
     Conflict(Option<Box<Conversation>>),
     /// An unexpired dedupe record for this message exists: the message was accepted before.
     Duplicate(DedupeRecord),
@@ -72,15 +74,34 @@ pub trait WindowStore: Send + Sync {
         key: &ConversationKey,
     ) -> impl Future<Output = Result<Option<Conversation>, StoreError>> + Send;
 
-    /// Atomically: write `dedupe` if no unexpired record for that message exists (expiry compared
-    /// with `now`), and write `next` if the stored version is `expected` (`None`: no record).
+    /// Writes `next` if the stored version is `expected` (`None`: no record): one conditional
+    /// write, no transaction. The message's identity needs no write of its own here: an id still
+    /// held in the record (open window, pending batch) is recognised from the record, and the
+    /// flush writes its long-horizon dedupe record ([`Self::remember`]) before the write that
+    /// acknowledges its batch removes it.
     fn append(
         &self,
         expected: Option<u64>,
         next: &Conversation,
-        dedupe: &DedupeRecord,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
+
+    /// The unexpired (expiry compared with `now`, on the stored timestamp) dedupe record of
+    /// message `message_id` of conversation `key`, if any. Consistent: a record written before
+    /// this call started is seen.
+    fn seen(
+        &self,
+        key: &ConversationKey,
+        message_id: &str,
         now: Millis,
-    ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<DedupeRecord>, StoreError>> + Send;
+
+    /// Writes these dedupe records (overwriting any of the same message). Not atomic with
+    /// anything: the flush calls it before the acknowledgement write, so a crash in between
+    /// leaves the ids in the record and the records written, both recognising a resend.
+    fn remember(
+        &self,
+        records: &[DedupeRecord],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Writes `next` if the stored version is `expected`.
     fn replace(

@@ -17,9 +17,7 @@ use crate::key::{ConversationKey, Provider};
 use crate::memory::{ManualClock, MemorySink, MemoryStore, MemoryTrigger};
 use crate::message::Message;
 use crate::policy::Policy;
-use crate::ports::{
-    Appended, DedupeRecord, Sink, SinkError, StoreError, TriggerMsg, WindowStore, Written,
-};
+use crate::ports::{DedupeRecord, Sink, SinkError, StoreError, TriggerMsg, WindowStore, Written};
 use crate::protocol::{AppendOutcome, Buffer, BufferConfig, Claim, FlushEnd, FlushReport};
 use crate::time::Millis;
 use crate::window::Conversation;
@@ -129,14 +127,23 @@ impl WindowStore for HookStore {
         &self,
         expected: Option<u64>,
         next: &Conversation,
-        dedupe: &DedupeRecord,
-        now: Millis,
-    ) -> Result<Appended, StoreError> {
+    ) -> Result<Written, StoreError> {
         let hook = self.hook.lock().ok().and_then(|mut h| h.take());
         if let Some(hook) = hook {
             hook();
         }
-        self.inner.append(expected, next, dedupe, now).await
+        self.inner.append(expected, next).await
+    }
+    async fn seen(
+        &self,
+        key: &ConversationKey,
+        message_id: &str,
+        now: Millis,
+    ) -> Result<Option<DedupeRecord>, StoreError> {
+        self.inner.seen(key, message_id, now).await
+    }
+    async fn remember(&self, records: &[DedupeRecord]) -> Result<(), StoreError> {
+        self.inner.remember(records).await
     }
     async fn replace(&self, expected: u64, next: &Conversation) -> Result<Written, StoreError> {
         self.inner.replace(expected, next).await

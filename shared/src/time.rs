@@ -94,6 +94,24 @@ impl<'de> Deserialize<'de> for Millis {
     }
 }
 
+/// Serde for an optional instant stored as integer milliseconds (compact, and any `u64`, also
+/// past what RFC 3339 can write); reads RFC 3339 too. `#[serde(with = "crate::time::opt_ms")]`.
+pub mod opt_ms {
+    use super::Millis;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(m) => s.serialize_some(&m.0),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
+        Option::<Millis>::deserialize(d)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

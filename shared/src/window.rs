@@ -155,6 +155,14 @@ impl Hold {
 /// time (and still a valid signed 64-bit number for SQLite and DynamoDB).
 pub const PARKED: Millis = Millis(i64::MAX as u64);
 
+/// `Conversation::dedupe_until` of a record written before the field existed, when every
+/// append wrote its message's dedupe record (see [`Conversation::needs_dedupe_lookup`]).
+pub const LEGACY_DEDUPE: Millis = Millis(u64::MAX);
+
+fn legacy_dedupe() -> Option<Millis> {
+    Some(LEGACY_DEDUPE)
+}
+
 /// The longest reason kept with a failed batch (for `lull inspect` and the logs).
 pub const MAX_ERROR_BYTES: usize = 200;
 
@@ -254,6 +262,25 @@ pub struct Conversation {
     #[serde(default, skip_serializing_if = "TurnState::is_empty")]
     pub turn: TurnState,
     pub updated_at: Millis,
+    /// Where the store's due index files this record, as of its last write (see
+    /// [`Self::index_due`]). Kept so the index stays put from a window's opening to its
+    /// batch's acknowledgement instead of moving with every append and lease. Absent in
+    /// records written before it existed: derived again at their next write.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::opt_ms"
+    )]
+    pub index_at: Option<Millis>,
+    /// The latest expiry of the long-horizon dedupe records written for this conversation (the
+    /// flush writes them before acknowledging a batch). Until then, an append of an id the record
+    /// does not hold asks the store (`WindowStore::seen`); after it (and for a conversation
+    /// whose batches were never acknowledged: `null`) the record alone decides, with no extra
+    /// read. A record written before this field existed (field absent) reads as
+    /// [`LEGACY_DEDUPE`]: its dedupe records were written with its appends, so it asks the store
+    /// until its last write is a horizon old, and its first acknowledgement replaces the marker.
+    #[serde(default = "legacy_dedupe", with = "crate::time::opt_ms")]
+    pub dedupe_until: Option<Millis>,
 }
 
 /// Why an append cannot be taken now. Nothing was stored; the gateway should retry later.
@@ -288,6 +315,8 @@ impl Conversation {
             chain: None,
             turn: TurnState::default(),
             updated_at: now,
+            index_at: None,
+            dedupe_until: None,
         }
     }
 
@@ -337,6 +366,44 @@ impl Conversation {
             .map(|b| b.gen)
     }
 
+    /// True when an append of an id this record does not hold must ask the store's dedupe
+    /// records: some were written for this conversation and have not expired at `now`.
+    pub fn needs_dedupe_lookup(&self, now: Millis, horizon: Duration) -> bool {
+        match self.dedupe_until {
+            Some(LEGACY_DEDUPE) => self.updated_at.plus(horizon) >= now,
+            Some(until) => until >= now,
+            None => false,
+        }
+    }
+
+    /// The long-horizon dedupe records of the oldest pending batch, expiring at `expires_at`,
+    /// and the record noting them: what the flush writes before acknowledging that batch.
+    pub fn dedupe_records_of_head(
+        &mut self,
+        expires_at: Millis,
+    ) -> Vec<crate::ports::DedupeRecord> {
+        let Some(head) = self.pending.first() else {
+            return Vec::new();
+        };
+        let records = head
+            .messages
+            .iter()
+            .map(|m| crate::ports::DedupeRecord {
+                key: self.key.clone(),
+                message_id: m.id.clone(),
+                gen: head.gen,
+                expires_at,
+            })
+            .collect();
+        // A legacy marker resolves here: every dedupe record its appends wrote expires before
+        // this one (written later, with the same horizon).
+        self.dedupe_until = Some(match self.dedupe_until {
+            Some(d) if d != LEGACY_DEDUPE => d.max(expires_at),
+            _ => expires_at,
+        });
+        records
+    }
+
     /// When a flush can next make progress: like [`Self::hand_off_due`], but a held batch only
     /// when its lease or backoff runs out, and a parked one never (until a redrive). This is the
     /// due time the sweep's index holds.
@@ -352,15 +419,44 @@ impl Conversation {
         }
     }
 
-    /// Where the store's due index files this record: [`Self::due_at`], or [`PARKED`] for a
-    /// conversation whose oldest batch is parked, after every real due time, so the sweep never
-    /// reaches it while start-up, `lull inspect` and `lull redrive` still find it.
+    /// Where the store's due index files this record: a bound the sweep may act on, not the
+    /// exact due time. The sweep is the safety net for lost triggers (every hand-off on time is a
+    /// trigger's), so the index holds the *latest* time the next hand-off can fall due and moves
+    /// only when that changes, not with every append: an index entry costs a write when it
+    /// appears, disappears or moves (DynamoDB bills a moved GSI key twice), and the index was a
+    /// quarter of the AWS bill when it tracked [`Self::due_at`].
+    ///
+    /// - open window, nothing pending: its first message + max wait (the latest it can be due);
+    /// - oldest pending batch leased or free: the bound already stored (the window's, through
+    ///   its close and lease), else its close time (due at once);
+    /// - backing off: the end of the backoff (exact: the next attempt);
+    /// - parked: [`PARKED`], after every real due time, so the sweep never reaches it while
+    ///   start-up, `lull inspect` and `lull redrive` still find it;
+    /// - idle: none (not in the index).
+    ///
+    /// Never earlier than [`Self::due_at`] for an open window, so the sweep never finds a window
+    /// before it is due; a sweep finding a conversation still leased re-arms for the lease's end.
+    /// Every transition stores the value (`index_at`) so it can be kept; computing it again from
+    /// a record that stores it gives the same value.
     pub fn index_due(&self) -> Option<Millis> {
-        if self.is_parked() {
-            Some(PARKED)
-        } else {
-            self.due_at()
+        match self.pending.first() {
+            Some(head) => match head.hold {
+                Some(Hold::Parked { .. }) => Some(PARKED),
+                Some(Hold::Backoff { until }) => Some(until.max(head.closed_at)),
+                Some(Hold::Lease { .. }) | None => match self.index_at {
+                    Some(kept) if kept != PARKED => Some(kept),
+                    _ => Some(head.closed_at),
+                },
+            },
+            None => self.window.as_ref().map(|w| {
+                Millis(w.opened_at.0.saturating_add(w.max_wait_ms)).max(w.due(&self.turn).at)
+            }),
         }
+    }
+
+    /// Stores [`Self::index_due`] for the write being prepared.
+    fn settle_index(&mut self) {
+        self.index_at = self.index_due();
     }
 
     /// True when a flush now can make progress.
@@ -546,6 +642,7 @@ impl Conversation {
         }
         self.ver += 1;
         self.updated_at = now;
+        self.settle_index();
         // A live chain fires no later than the due time it covered; due times only move later
         // as messages arrive, unless a size cap or passthrough closed a batch just now. Only then,
         // or with no chain at all, does this append start a new chain.
@@ -738,6 +835,7 @@ impl Conversation {
     fn touch(&mut self, now: Millis) {
         self.ver += 1;
         self.updated_at = now;
+        self.settle_index();
     }
 
     /// Ends the trigger chain of an idle conversation.
@@ -782,6 +880,10 @@ pub fn mint_batch_id(at: Millis, random: &mut dyn FnMut() -> u64) -> Uuid {
     bytes[8..].copy_from_slice(&random().to_le_bytes()[..2]);
     uuid::Builder::from_unix_timestamp_millis(at.0, &bytes).into_uuid()
 }
+
+#[cfg(test)]
+#[path = "window_index_test.rs"]
+mod index_test;
 
 #[cfg(test)]
 mod tests {
@@ -1455,7 +1557,8 @@ mod tests {
         let gen = c.pending[0].gen;
         assert_eq!(c.head_failures(), 0);
         assert_eq!(c.hand_off_due(), Some(Millis(8000)));
-        assert_eq!(c.index_due(), Some(Millis(8000)));
+        // The index keeps the window's bound (first message + max wait) until a hold.
+        assert_eq!(c.index_due(), Some(Millis(30_000)));
         for (token, at) in [(1, 8000), (2, 20_000)] {
             assert!(c.lease_head(Millis(at), Duration::from_secs(10), token));
             assert!(c.hold_after_failure(gen, token, Millis(at), Duration::from_secs(2), "503"));

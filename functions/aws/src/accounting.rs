@@ -24,6 +24,10 @@ pub struct OpUsage {
     pub est_wcu: f64,
     /// Read units estimated from item sizes (4 KB units; consistent reads 1, index queries 0.5).
     pub est_rcu: f64,
+    /// Write units of the due index (GSI, keys only: one small item per conversation) that the
+    /// writes landed caused, counted by the store where it sees the index attribute change:
+    /// 1 when a record enters or leaves the index, 2 when its `due_at` moves (delete + put).
+    pub est_index_wcu: f64,
 }
 
 /// A snapshot of the counters: `"service.Operation"` -> usage.
@@ -43,6 +47,7 @@ impl Usage {
                 a.rcu += u.rcu;
                 a.est_wcu += u.est_wcu;
                 a.est_rcu += u.est_rcu;
+                a.est_index_wcu += u.est_index_wcu;
                 a
             },
         )
@@ -77,6 +82,7 @@ impl Usage {
                     rcu: u.rcu - e.rcu,
                     est_wcu: u.est_wcu - e.est_wcu,
                     est_rcu: u.est_rcu - e.est_rcu,
+                    est_index_wcu: u.est_index_wcu - e.est_index_wcu,
                 },
             );
         }
@@ -88,14 +94,14 @@ impl fmt::Display for Usage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<34} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9}",
-            "operation", "requests", "items", "WCU", "RCU", "est.WCU", "est.RCU"
+            "{:<34} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "operation", "requests", "items", "WCU", "RCU", "est.WCU", "est.RCU", "index.WCU"
         )?;
         for (k, u) in &self.ops {
             writeln!(
                 f,
-                "{:<34} {:>8} {:>6} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-                k, u.requests, u.items_written, u.wcu, u.rcu, u.est_wcu, u.est_rcu
+                "{:<34} {:>8} {:>6} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                k, u.requests, u.items_written, u.wcu, u.rcu, u.est_wcu, u.est_rcu, u.est_index_wcu
             )?;
         }
         Ok(())
@@ -136,6 +142,14 @@ impl Accounting {
         u.rcu += rcu;
         u.est_wcu += est_wcu;
         u.est_rcu += est_rcu;
+    }
+
+    /// Adds due-index write units caused by a write of `op` already recorded.
+    pub fn record_index_units(&self, op: &'static str, units: f64) {
+        if units > 0.0 {
+            let mut ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+            ops.entry(op).or_default().est_index_wcu += units;
+        }
     }
 
     /// The counts so far.
@@ -185,6 +199,20 @@ pub fn write_units(sizes: impl IntoIterator<Item = usize>) -> f64 {
         .sum()
 }
 
+/// Due-index write units of a landed write that changed a record's index key from `old` to
+/// `new` (`None`: not in the index). `old` unknown (`None` outer) is counted as a move when the
+/// record lands in the index, an exit otherwise: never less than the truth.
+pub fn index_write_units(old: Option<Option<u64>>, new: Option<u64>) -> f64 {
+    match (old, new) {
+        (Some(None), None) => 0.0,
+        (Some(Some(o)), Some(n)) if o == n => 0.0,
+        (Some(None), Some(_)) | (Some(Some(_)), None) => 1.0,
+        (Some(Some(_)), Some(_)) => 2.0,
+        (None, Some(_)) => 2.0,
+        (None, None) => 1.0,
+    }
+}
+
 /// Read units of a strongly consistent read of an item of `size` bytes (4 KB units, at least 1).
 pub fn consistent_read_units(size: usize) -> f64 {
     size.div_ceil(4096).max(1) as f64
@@ -224,5 +252,20 @@ mod tests {
         assert_eq!(write_units([10, 1024, 1025]), 1.0 + 1.0 + 2.0);
         assert_eq!(consistent_read_units(0), 1.0);
         assert_eq!(consistent_read_units(4097), 2.0);
+    }
+
+    #[test]
+    fn index_units_follow_what_the_index_sees() {
+        assert_eq!(index_write_units(Some(Some(5)), Some(5)), 0.0);
+        assert_eq!(index_write_units(Some(None), None), 0.0);
+        assert_eq!(index_write_units(Some(None), Some(5)), 1.0);
+        assert_eq!(index_write_units(Some(Some(5)), None), 1.0);
+        assert_eq!(index_write_units(Some(Some(5)), Some(6)), 2.0);
+        assert_eq!(index_write_units(None, Some(6)), 2.0);
+        assert_eq!(index_write_units(None, None), 1.0);
+        let a = Accounting::new();
+        a.record("dynamodb.PutItem", 1, 0.0, 0.0);
+        a.record_index_units("dynamodb.PutItem", 2.0);
+        assert_eq!(a.snapshot().dynamodb().est_index_wcu, 2.0);
     }
 }

@@ -9,19 +9,20 @@
 //! TTL deletes days late, and emulators never do.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem,
+    AttributeValue, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
-use lull_core::ports::{Appended, DedupeRecord, StoreError, WindowStore, Written};
+use lull_core::ports::{DedupeRecord, StoreError, WindowStore, Written};
 use lull_core::{Conversation, ConversationKey, Millis};
 
-use crate::accounting::{consistent_read_units, item_size, units, write_units, Accounting};
+use crate::accounting::{
+    consistent_read_units, index_write_units, item_size, units, write_units, Accounting,
+};
 use crate::sdk_error;
 
 /// The name of the sparse due-time index.
@@ -56,7 +57,18 @@ pub struct DynamoDbStore {
     client: aws_sdk_dynamodb::Client,
     settings: StoreSettings,
     acct: Accounting,
+    /// The due-index key (`due_at`) of each record as last read or written here, so a landed
+    /// write's index units are counted where the store sees the attribute change. Accounting
+    /// only; bounded (cleared when full: an unknown entry counts as the costlier case).
+    index_seen: Arc<Mutex<HashMap<String, Option<u64>>>>,
 }
+
+/// Times `remember` sends a batch's unprocessed dedupe records again before giving up (the
+/// flush is then retried by its shell; the batch stays pending, its ids in the record).
+const REMEMBER_RETRIES: u32 = 5;
+
+/// Entries of [`DynamoDbStore::index_seen`] before it is cleared.
+const INDEX_SEEN_MAX: usize = 65_536;
 
 fn conv_pk(key: &ConversationKey) -> String {
     format!("c#{}", key.storage_key())
@@ -105,7 +117,35 @@ impl DynamoDbStore {
             client,
             settings,
             acct,
+            index_seen: Arc::default(),
         }
+    }
+
+    /// Remembers the index key of the record `pk` as read or returned by a failed condition.
+    fn saw_index(&self, pk: String, item: Option<&Item>) {
+        let due = item.and_then(|i| get_n(i, "due_at").ok());
+        let mut seen = self.index_seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= INDEX_SEEN_MAX {
+            seen.clear();
+        }
+        seen.insert(pk, due);
+    }
+
+    /// Counts the index units of a landed write of record `pk` with index key `new` under `op`
+    /// (`created`: the write required the item to be absent) and remembers the key.
+    fn wrote_index(&self, op: &'static str, (pk, new): (String, Option<u64>), created: bool) {
+        let mut seen = self.index_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let old = if created {
+            Some(None)
+        } else {
+            seen.get(&pk).copied()
+        };
+        self.acct
+            .record_index_units(op, index_write_units(old, new));
+        if seen.len() >= INDEX_SEEN_MAX {
+            seen.clear();
+        }
+        seen.insert(pk, new);
     }
 
     pub fn settings(&self) -> &StoreSettings {
@@ -126,7 +166,13 @@ impl DynamoDbStore {
             item.insert("due_at".into(), n(due.0));
         }
         if c.is_idle() {
-            let until = c.updated_at.plus(self.settings.idle_ttl);
+            // Never before the conversation's dedupe records expire: the record's
+            // `dedupe_until` is what tells an append to look them up.
+            let dedupe_until = c
+                .dedupe_until
+                .filter(|&d| d != lull_core::window::LEGACY_DEDUPE)
+                .unwrap_or(Millis(0));
+            let until = c.updated_at.plus(self.settings.idle_ttl).max(dedupe_until);
             item.insert("ttl".into(), n(until.0 / 1000 + 1));
         }
         item.insert("pk".into(), s(pk));
@@ -174,6 +220,59 @@ impl DynamoDbStore {
         }
     }
 
+    /// Writes `next` if the stored version is `expected` (`None`: no record): one conditional
+    /// `PutItem`, what both `append` and `replace` are.
+    async fn put_if_version(
+        &self,
+        expected: Option<u64>,
+        next: &Conversation,
+    ) -> Result<Written, StoreError> {
+        let item = self.conversation_item(next)?;
+        let written = (conv_pk(&next.key), next.index_due().map(|d| d.0));
+        let est = write_units([item_size(&item)]);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.settings.table)
+            .set_item(Some(item));
+        let put = match expected {
+            Some(v) => put
+                .condition_expression("ver = :expected")
+                .expression_attribute_values(":expected", n(v)),
+            None => put.condition_expression("attribute_not_exists(pk)"),
+        };
+        let result = put
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let wcu = out.consumed_capacity().map_or(0.0, |c| units([c]));
+                self.acct
+                    .record_with_estimate("dynamodb.PutItem", 1, wcu, 0.0, est, 0.0);
+                self.wrote_index("dynamodb.PutItem", written, expected.is_none());
+                Ok(Written::Ok)
+            }
+            Err(SdkError::ServiceError(se)) => {
+                self.acct
+                    .record_with_estimate("dynamodb.PutItem", 0, 0.0, 0.0, est, 0.0);
+                match se.err() {
+                    PutItemError::ConditionalCheckFailedException(ccf) => {
+                        if let Some(item) = ccf.item() {
+                            self.saw_index(conv_pk(&next.key), Some(item));
+                        }
+                        Ok(Written::Conflict(
+                            self.current(&next.key, ccf.item()).await?,
+                        ))
+                    }
+                    other => Err(classify("PutItem", se.raw().status().as_u16(), other)),
+                }
+            }
+            Err(e) => Err(Self::unavailable("PutItem", &e)),
+        }
+    }
+
     fn unavailable<E: std::error::Error>(op: &str, e: &E) -> StoreError {
         StoreError::Unavailable(format!("DynamoDB {op}: {}", sdk_error(e)))
     }
@@ -208,6 +307,7 @@ impl WindowStore for DynamoDbStore {
             .await
             .map_err(|e| Self::unavailable("GetItem", &e))?;
         let size = out.item().map_or(0, item_size);
+        self.saw_index(conv_pk(key), out.item());
         self.acct.record_with_estimate(
             "dynamodb.GetItem",
             0,
@@ -226,163 +326,116 @@ impl WindowStore for DynamoDbStore {
         &self,
         expected: Option<u64>,
         next: &Conversation,
-        dedupe: &DedupeRecord,
+    ) -> Result<Written, StoreError> {
+        self.put_if_version(expected, next).await
+    }
+
+    async fn seen(
+        &self,
+        key: &ConversationKey,
+        message_id: &str,
         now: Millis,
-    ) -> Result<Appended, StoreError> {
-        let table = &self.settings.table;
-        let dedupe_item = Self::dedupe_item(dedupe);
-        let conv_item = self.conversation_item(next)?;
-        // Transactional writes cost twice the standard units.
-        let est = 2.0 * write_units([item_size(&dedupe_item), item_size(&conv_item)]);
-        let corrupt = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
-        let dedupe_put = Put::builder()
-            .table_name(table)
-            .set_item(Some(dedupe_item))
-            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
-            .expression_attribute_values(":now", n(now.0))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(corrupt)?;
-        let mut conv_put = Put::builder()
-            .table_name(table)
-            .set_item(Some(conv_item))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        conv_put = match expected {
-            Some(v) => conv_put
-                .condition_expression("ver = :expected")
-                .expression_attribute_values(":expected", n(v)),
-            None => conv_put.condition_expression("attribute_not_exists(pk)"),
-        };
-        let conv_put = conv_put.build().map_err(corrupt)?;
-        let result = self
+    ) -> Result<Option<DedupeRecord>, StoreError> {
+        let out = self
             .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(dedupe_put).build())
-            .transact_items(TransactWriteItem::builder().put(conv_put).build())
+            .get_item()
+            .table_name(&self.settings.table)
+            .key("pk", s(dedupe_pk(key, message_id)))
+            .consistent_read(true)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
-            .await;
-        match result {
-            Ok(out) => {
+            .await
+            .map_err(|e| Self::unavailable("GetItem", &e))?;
+        let size = out.item().map_or(0, item_size);
+        self.acct.record_with_estimate(
+            "dynamodb.GetItem(dedupe)",
+            0,
+            0.0,
+            units(out.consumed_capacity()),
+            0.0,
+            consistent_read_units(size),
+        );
+        let Some(item) = out.item().filter(|i| !i.is_empty()) else {
+            return Ok(None);
+        };
+        // Expiry by the stored timestamp: DynamoDB's TTL deletes days late, emulators never.
+        let expires_at = get_n(item, "expires_at")?;
+        if expires_at < now.0 {
+            return Ok(None);
+        }
+        Ok(Some(DedupeRecord {
+            key: key.clone(),
+            message_id: message_id.to_string(),
+            gen: get_n(item, "gen")?,
+            expires_at: Millis(expires_at),
+        }))
+    }
+
+    async fn remember(&self, records: &[DedupeRecord]) -> Result<(), StoreError> {
+        // BatchWriteItem takes 25 items a request; a batch holds at most `max_messages` (100).
+        for chunk in records.chunks(25) {
+            let mut requests = Vec::with_capacity(chunk.len());
+            let mut sizes = Vec::with_capacity(chunk.len());
+            for d in chunk {
+                let item = Self::dedupe_item(d);
+                sizes.push(item_size(&item));
+                let put = aws_sdk_dynamodb::types::PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                requests.push(WriteRequest::builder().put_request(put).build());
+            }
+            let mut pending = requests;
+            // Unprocessed items (throttling) are sent again, a bounded number of times.
+            for attempt in 0..=REMEMBER_RETRIES {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt == REMEMBER_RETRIES {
+                    return Err(StoreError::Throttled(format!(
+                        "BatchWriteItem: {} dedupe records unprocessed",
+                        pending.len()
+                    )));
+                }
+                let n = pending.len();
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.settings.table, std::mem::take(&mut pending))
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await
+                    .map_err(|e| match e {
+                        SdkError::ServiceError(se) => {
+                            classify("BatchWriteItem", se.raw().status().as_u16(), se.err())
+                        }
+                        e => Self::unavailable("BatchWriteItem", &e),
+                    })?;
+                pending = out
+                    .unprocessed_items()
+                    .and_then(|m| m.get(&self.settings.table))
+                    .cloned()
+                    .unwrap_or_default();
+                let done = n - pending.len();
+                let est = write_units(sizes.iter().copied().take(done));
                 self.acct.record_with_estimate(
-                    "dynamodb.TransactWriteItems",
-                    2,
+                    "dynamodb.BatchWriteItem",
+                    done as u64,
                     units(out.consumed_capacity()),
                     0.0,
                     est,
                     0.0,
                 );
-                Ok(Appended::Ok)
-            }
-            Err(SdkError::ServiceError(se)) => {
-                self.acct.record_with_estimate(
-                    "dynamodb.TransactWriteItems",
-                    0,
-                    0.0,
-                    0.0,
-                    est,
-                    0.0,
-                );
-                match se.err() {
-                    TransactWriteItemsError::TransactionCanceledException(tc) => {
-                        let reasons = tc.cancellation_reasons();
-                        let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("");
-                        let failed = |i: usize| code(i) == "ConditionalCheckFailed";
-                        // Not a lost race: throttling backs off, a size or validation failure is
-                        // refused outright (retrying the same write cannot help).
-                        for i in 0..reasons.len() {
-                            match code(i) {
-                                "ThrottlingError"
-                                | "ProvisionedThroughputExceeded"
-                                | "RequestLimitExceeded" => {
-                                    return Err(StoreError::Throttled(format!(
-                                        "TransactWriteItems: {}",
-                                        code(i)
-                                    )))
-                                }
-                                "ValidationError" | "ItemCollectionSizeLimitExceeded" => {
-                                    let msg =
-                                        reasons.get(i).and_then(|r| r.message()).unwrap_or("");
-                                    return Err(StoreError::TooLarge(format!(
-                                        "TransactWriteItems: {}: {msg}",
-                                        code(i)
-                                    )));
-                                }
-                                _ => {}
-                            }
-                        }
-                        if failed(0) {
-                            // The message was accepted before; its record says where it went.
-                            let item = reasons.first().and_then(|r| r.item());
-                            let (gen, expires_at) = match item {
-                                Some(item) => (get_n(item, "gen")?, get_n(item, "expires_at")?),
-                                None => {
-                                    return Err(StoreError::Unavailable(
-                                        "duplicate reported without its dedupe record".into(),
-                                    ))
-                                }
-                            };
-                            return Ok(Appended::Duplicate(DedupeRecord {
-                                key: dedupe.key.clone(),
-                                message_id: dedupe.message_id.clone(),
-                                gen,
-                                expires_at: Millis(expires_at),
-                            }));
-                        }
-                        // A failed version condition, or a transaction conflict (another write
-                        // on the same items in flight): either way nothing landed; retry from the
-                        // current record.
-                        let item = if failed(1) {
-                            reasons.get(1).and_then(|r| r.item())
-                        } else {
-                            None
-                        };
-                        Ok(Appended::Conflict(self.current(&next.key, item).await?))
-                    }
-                    other => Err(classify(
-                        "TransactWriteItems",
-                        se.raw().status().as_u16(),
-                        other,
-                    )),
+                if !pending.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                 }
             }
-            Err(e) => Err(Self::unavailable("TransactWriteItems", &e)),
         }
+        Ok(())
     }
 
     async fn replace(&self, expected: u64, next: &Conversation) -> Result<Written, StoreError> {
-        let item = self.conversation_item(next)?;
-        let est = write_units([item_size(&item)]);
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.settings.table)
-            .set_item(Some(item))
-            .condition_expression("ver = :expected")
-            .expression_attribute_values(":expected", n(expected))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                let wcu = out.consumed_capacity().map_or(0.0, |c| units([c]));
-                self.acct
-                    .record_with_estimate("dynamodb.PutItem", 1, wcu, 0.0, est, 0.0);
-                Ok(Written::Ok)
-            }
-            Err(SdkError::ServiceError(se)) => {
-                self.acct
-                    .record_with_estimate("dynamodb.PutItem", 0, 0.0, 0.0, est, 0.0);
-                match se.err() {
-                    PutItemError::ConditionalCheckFailedException(ccf) => Ok(Written::Conflict(
-                        self.current(&next.key, ccf.item()).await?,
-                    )),
-                    other => Err(classify("PutItem", se.raw().status().as_u16(), other)),
-                }
-            }
-            Err(e) => Err(Self::unavailable("PutItem", &e)),
-        }
+        self.put_if_version(Some(expected), next).await
     }
 
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<ConversationKey>, StoreError> {

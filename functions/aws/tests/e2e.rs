@@ -160,7 +160,21 @@ async fn a_lost_trigger_is_covered_by_the_sweep() {
     })
     .await;
     assert_eq!(h.sink.message_count(), 0);
-    let report = h.flusher.sweep(100, 16).await.expect("sweep");
+    // The due index holds the latest the window can be due (its first message + max wait), so
+    // the sweep, the safety net for lost triggers, finds it once that has passed: sweep on a
+    // schedule until it does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let report = h.flusher.sweep(100, 16).await.expect("sweep");
+        if report.due > 0 {
+            break report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweep never found the window"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(report.due, 1);
     assert_eq!(report.handed_off, 1);
     let batches = check_batches(&h.sink.batches(), &h.policy);

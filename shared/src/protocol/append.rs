@@ -1,5 +1,6 @@
-//! The webhook path: dedupe + append in one conditional write, then make sure a trigger covers
-//! the window.
+//! The webhook path: dedupe from the record (and, for a conversation with acknowledged batches
+//! within the horizon, the store's dedupe records), append in one conditional write, then make
+//! sure a trigger covers the window.
 
 use metrics::counter;
 
@@ -8,9 +9,7 @@ use crate::key::ConversationKey;
 use crate::message::Message;
 use crate::metrics as m;
 use crate::policy::Policy;
-use crate::ports::{
-    Appended, Clock, DedupeRecord, StoreError, Trigger, TriggerError, WindowStore, Written,
-};
+use crate::ports::{Clock, DedupeRecord, StoreError, Trigger, TriggerError, WindowStore, Written};
 use crate::window::{AppendRefused, Conversation};
 
 /// What happened to an appended message. Both mean "answer 2xx".
@@ -64,6 +63,18 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                 let rearmed = self.rearm_for_duplicate(&record).await?;
                 return Ok(AppendOutcome::Duplicate { gen, rearmed });
             }
+            // An id acknowledged within the horizon left the record; its dedupe record was
+            // written before the acknowledgement did, so this read (after the record's) sees it.
+            if conv.needs_dedupe_lookup(now, self.config.dedupe_horizon) {
+                if let Some(record) = self.store.seen(key, &msg.id, now).await? {
+                    counter!(m::DUPLICATES).increment(1);
+                    let rearmed = self.rearm_for_duplicate(&record).await?;
+                    return Ok(AppendOutcome::Duplicate {
+                        gen: record.gen,
+                        rearmed,
+                    });
+                }
+            }
             let plan = match conv.plan_append(msg.clone(), policy, now, &mut || self.clock.random())
             {
                 Ok(plan) => plan,
@@ -76,18 +87,8 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                     return Err(refused.into());
                 }
             };
-            let dedupe = DedupeRecord {
-                key: key.clone(),
-                message_id: msg.id.clone(),
-                gen: plan.gen,
-                expires_at: now.plus(self.config.dedupe_horizon),
-            };
-            match self
-                .store
-                .append(expected, &plan.next, &dedupe, now)
-                .await?
-            {
-                Appended::Ok => {
+            match self.store.append(expected, &plan.next).await? {
+                Written::Ok => {
                     counter!(m::MESSAGES_RECEIVED, "provider" => key.provider.as_str())
                         .increment(1);
                     if let (Some(at), Some(chain)) = (plan.arm, plan.next.chain) {
@@ -100,20 +101,12 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                         armed: plan.arm.is_some(),
                     });
                 }
-                Appended::Conflict(latest) => {
+                Written::Conflict(latest) => {
                     counter!(m::WRITE_CONFLICTS, "op" => "append").increment(1);
                     current = latest.map(|b| *b);
                     if attempt >= 2 {
                         self.backoff(attempt).await;
                     }
-                }
-                Appended::Duplicate(record) => {
-                    counter!(m::DUPLICATES).increment(1);
-                    let rearmed = self.rearm_for_duplicate(&record).await?;
-                    return Ok(AppendOutcome::Duplicate {
-                        gen: record.gen,
-                        rearmed,
-                    });
                 }
             }
         }

@@ -206,7 +206,10 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
         }
     }
 
-    /// Marks batch `gen` acknowledged, conditional on lease `token`; retries lost races.
+    /// Marks batch `gen` acknowledged, conditional on lease `token`; retries lost races. First
+    /// writes the batch's long-horizon dedupe records: the acknowledgement removes its ids from
+    /// the record, and from then on only those records recognise a gateway's resend. A crash
+    /// between the two writes leaves both (the batch pending, its records written): harmless.
     async fn record_ack(
         &self,
         mut conv: Conversation,
@@ -214,10 +217,19 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
         token: u64,
         now: Millis,
     ) -> Result<Delivered, FlushError> {
+        let expires_at = now.plus(self.config.dedupe_horizon);
+        let mut remembered = false;
         for _ in 0..self.config.max_write_attempts {
             let mut next = conv.clone();
+            // The head's records; `ack` refuses (and they are dropped) unless the head is batch
+            // `gen` under our lease.
+            let records = next.dedupe_records_of_head(expires_at);
             if !next.ack(gen, token, now) {
                 return Ok(Delivered::LeaseLost);
+            }
+            if !remembered {
+                self.store.remember(&records).await?;
+                remembered = true;
             }
             match self.store.replace(conv.ver, &next).await? {
                 Written::Ok => return Ok(Delivered::Acked(Box::new(next))),

@@ -51,9 +51,13 @@ pub(crate) enum Op {
     Append {
         expected: Option<u64>,
         next: Box<Conversation>,
-        dedupe: DedupeRecord,
+    },
+    Seen {
+        key: ConversationKey,
+        message_id: String,
         now: Millis,
     },
+    Remember(Vec<DedupeRecord>),
     Replace {
         expected: u64,
         next: Box<Conversation>,
@@ -94,6 +98,8 @@ impl Op {
         match self {
             Op::Load(_) => "load",
             Op::Append { .. } => "append",
+            Op::Seen { .. } => "seen",
+            Op::Remember(_) => "remember",
             Op::Replace { .. } => "replace",
             Op::Due { .. } => "due",
             Op::Arm { .. } => "arm",
@@ -107,7 +113,8 @@ impl Op {
 
     pub(crate) fn key(&self) -> Option<&ConversationKey> {
         match self {
-            Op::Load(k) => Some(k),
+            Op::Load(k) | Op::Seen { key: k, .. } => Some(k),
+            Op::Remember(records) => records.first().map(|d| &d.key),
             Op::Append { next, .. }
             | Op::Replace { next, .. }
             | Op::PutIfVersion { next, .. }
@@ -141,6 +148,8 @@ pub(crate) enum SinkFault {
 pub(crate) enum OpResult {
     Load(Result<Option<Box<Conversation>>, StoreError>),
     Appended(Result<Appended, StoreError>),
+    Seen(Result<Option<DedupeRecord>, StoreError>),
+    Remembered(Result<(), StoreError>),
     Written(Result<Written, StoreError>),
     Due(Result<Vec<ConversationKey>, StoreError>),
     Armed(Result<(), TriggerError>),
@@ -434,31 +443,60 @@ impl World {
                 }
                 OpResult::Load(Ok(self.store.load_now(&key).map(Box::new)))
             }
-            Op::Append {
-                expected,
-                next,
-                dedupe,
-                now: at,
-            } => {
+            Op::Append { expected, next } => {
                 if let Some(e) = self.store_refuses(Some(&next)) {
-                    return OpResult::Appended(Err(e));
+                    return OpResult::Written(Err(e));
                 }
                 let failed = self.fault(store_fault);
                 // Half the failures land anyway (a timeout after the write).
                 if failed {
                     self.rec.faults += 1;
                     if !self.rng.bool() {
-                        return OpResult::Appended(Err(StoreError::Unavailable("injected".into())));
+                        return OpResult::Written(Err(StoreError::Unavailable("injected".into())));
                     }
                 }
-                let r = self.store.append_now(expected, &next, &dedupe, at);
-                if matches!(r, Ok(Appended::Ok)) {
+                let r = self.store.append_now(expected, &next);
+                if matches!(r, Ok(Written::Ok)) {
                     self.landed(task, &next, true);
                 }
                 if failed {
-                    return OpResult::Appended(Err(StoreError::Unavailable("injected".into())));
+                    return OpResult::Written(Err(StoreError::Unavailable("injected".into())));
                 }
-                OpResult::Appended(r)
+                OpResult::Written(r)
+            }
+            Op::Seen {
+                key,
+                message_id,
+                now: at,
+            } => {
+                if let Some(e) = self.store_refuses(None) {
+                    return OpResult::Seen(Err(e));
+                }
+                if self.fault(store_fault) {
+                    self.rec.faults += 1;
+                    return OpResult::Seen(Err(StoreError::Unavailable("injected".into())));
+                }
+                OpResult::Seen(Ok(self.store.seen_now(&key, &message_id, at)))
+            }
+            Op::Remember(records) => {
+                if let Some(e) = self.store_refuses(None) {
+                    return OpResult::Remembered(Err(e));
+                }
+                let failed = self.fault(store_fault);
+                // Half the failures land anyway (a timeout after the write).
+                if failed {
+                    self.rec.faults += 1;
+                    if !self.rng.bool() {
+                        return OpResult::Remembered(Err(StoreError::Unavailable(
+                            "injected".into(),
+                        )));
+                    }
+                }
+                let r = self.store.remember_now(&records);
+                if failed {
+                    return OpResult::Remembered(Err(StoreError::Unavailable("injected".into())));
+                }
+                OpResult::Remembered(r)
             }
             Op::Replace { expected, next } => {
                 if let Some(e) = self.store_refuses(Some(&next)) {
@@ -721,18 +759,38 @@ impl WindowStore for SimPorts {
         &self,
         expected: Option<u64>,
         next: &Conversation,
-        dedupe: &DedupeRecord,
-        now: Millis,
-    ) -> Result<Appended, StoreError> {
+    ) -> Result<Written, StoreError> {
         let op = Op::Append {
             expected,
             next: Box::new(next.clone()),
-            dedupe: dedupe.clone(),
+        };
+        match self.call(op).await {
+            OpResult::Written(r) => r,
+            r => mismatch("append", r),
+        }
+    }
+
+    async fn seen(
+        &self,
+        key: &ConversationKey,
+        message_id: &str,
+        now: Millis,
+    ) -> Result<Option<DedupeRecord>, StoreError> {
+        let op = Op::Seen {
+            key: key.clone(),
+            message_id: message_id.to_string(),
             now,
         };
         match self.call(op).await {
-            OpResult::Appended(r) => r,
-            r => mismatch("append", r),
+            OpResult::Seen(r) => r,
+            r => mismatch("seen", r),
+        }
+    }
+
+    async fn remember(&self, records: &[DedupeRecord]) -> Result<(), StoreError> {
+        match self.call(Op::Remember(records.to_vec())).await {
+            OpResult::Remembered(r) => r,
+            r => mismatch("remember", r),
         }
     }
 

@@ -61,6 +61,8 @@ pub enum Protocol {
     FollowsLatestPolicy,
     /// lull, but operator pauses are acknowledged and never stored.
     IgnoresPause,
+    /// lull, but the flush writes dedupe records after the acknowledgement, not before.
+    RemembersLate,
 }
 
 impl Protocol {
@@ -73,6 +75,7 @@ impl Protocol {
             "stamps-early" => Protocol::StampsEarly,
             "follows-latest-policy" => Protocol::FollowsLatestPolicy,
             "ignores-pause" => Protocol::IgnoresPause,
+            "remembers-late" => Protocol::RemembersLate,
             _ => return None,
         })
     }
@@ -86,6 +89,7 @@ impl Protocol {
             Protocol::StampsEarly => "stamps-early",
             Protocol::FollowsLatestPolicy => "follows-latest-policy",
             Protocol::IgnoresPause => "ignores-pause",
+            Protocol::RemembersLate => "remembers-late",
         }
     }
 
@@ -103,6 +107,7 @@ impl Protocol {
                 Arc::new(variants::FollowsLatestPolicy { lull, ports })
             }
             Protocol::IgnoresPause => Arc::new(variants::IgnoresPause { lull }),
+            Protocol::RemembersLate => Arc::new(variants::RemembersLate::new(&ports, config, lull)),
         }
     }
 }
@@ -477,8 +482,8 @@ impl Driver {
             self.crash(task);
             return;
         }
-        // Evidence of a duplicate reaching a live webhook task: the store's dedupe answer, or a
-        // read of a record that still holds the task's message (lull recognises those from the
+        // Evidence of a duplicate reaching a live webhook task: the store's dedupe answer (a
+        // dedupe record found), or a read of a record that still holds the task's message (lull recognises those from the
         // record itself, whatever the dedupe horizon).
         let holds_own_message = match (&result, self.tasks.get(&task)) {
             (OpResult::Load(Ok(Some(conv))), Some((TaskKind::Append { msg }, _))) => {
@@ -490,6 +495,7 @@ impl Driver {
             || matches!(
                 result,
                 OpResult::Appended(Ok(crate::ports::Appended::Duplicate(_)))
+                    | OpResult::Seen(Ok(Some(_)))
             )
         {
             w.rec.drops.duplicate_results += 1;

@@ -7,6 +7,9 @@
 //! - [`flush_ack_first`]: marks a batch acknowledged before the sink answered.
 //! - [`append_separate_dedupe`]: writes the dedupe record in a write of its own, before the
 //!   append, so a crash between the two turns the gateway's retry into a "duplicate".
+//! - [`RemembersLate`]: the flush writes a batch's long-horizon dedupe records after the write
+//!   acknowledging it instead of before, so a crash between the two leaves a gateway's resend of
+//!   an acknowledged message unrecognised: it is handed off again.
 //! - [`StampsEarly`]: the webhook stamps `received_at` from a clock 2 s behind, so windows close
 //!   2 s early by lull's own timestamps; only a checker on the world's clock sees it.
 //! - [`IgnoresPause`]: answers an operator pause as stored but stores nothing, so the bot
@@ -29,7 +32,7 @@ use crate::window::{mint_batch_id, Chain, Conversation};
 
 use super::exec::{Event, Op, OpResult, SimPorts};
 use super::sut::{answer, buffer, Answer, Boxed, Flushed, Lull, SimBuffer, SystemUnderTest};
-use crate::protocol::BufferConfig;
+use crate::protocol::{Buffer, BufferConfig};
 
 /// Marks a replaced-design buffer as processed.
 const PROCESSED: u64 = u64::MAX;
@@ -457,5 +460,126 @@ impl SystemUnderTest for IgnoresPause {
 
     fn pause(&self, _key: ConversationKey, _pause_for: Duration) -> Boxed<bool> {
         Box::pin(async { true })
+    }
+}
+
+/// The store as [`RemembersLate`] uses it: `remember` only notes the records in the process's
+/// memory, and the next write of that conversation writes them after itself, as a separate
+/// write. A new flush starts with a read of the record, which forgets what a crashed process
+/// noted (its memory died with it).
+#[derive(Clone)]
+pub(crate) struct LateDedupeStore {
+    ports: SimPorts,
+    noted: Arc<std::sync::Mutex<std::collections::HashMap<ConversationKey, Vec<DedupeRecord>>>>,
+}
+
+impl LateDedupeStore {
+    fn noted(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<ConversationKey, Vec<DedupeRecord>>>
+    {
+        self.noted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl WindowStore for LateDedupeStore {
+    async fn load(
+        &self,
+        key: &ConversationKey,
+    ) -> Result<Option<Conversation>, crate::ports::StoreError> {
+        self.noted().remove(key);
+        self.ports.load(key).await
+    }
+
+    async fn append(
+        &self,
+        expected: Option<u64>,
+        next: &Conversation,
+    ) -> Result<Written, crate::ports::StoreError> {
+        self.ports.append(expected, next).await
+    }
+
+    async fn seen(
+        &self,
+        key: &ConversationKey,
+        message_id: &str,
+        now: crate::Millis,
+    ) -> Result<Option<DedupeRecord>, crate::ports::StoreError> {
+        self.ports.seen(key, message_id, now).await
+    }
+
+    async fn remember(&self, records: &[DedupeRecord]) -> Result<(), crate::ports::StoreError> {
+        if let Some(first) = records.first() {
+            self.noted()
+                .entry(first.key.clone())
+                .or_default()
+                .extend_from_slice(records);
+        }
+        Ok(())
+    }
+
+    async fn replace(
+        &self,
+        expected: u64,
+        next: &Conversation,
+    ) -> Result<Written, crate::ports::StoreError> {
+        let r = self.ports.replace(expected, next).await?;
+        let noted = self.noted().remove(&next.key);
+        if let (Written::Ok, Some(records)) = (&r, noted) {
+            // The bug: written after the acknowledgement, in a write of its own.
+            self.ports.remember(&records).await?;
+        }
+        Ok(r)
+    }
+
+    async fn due(
+        &self,
+        now: crate::Millis,
+        limit: usize,
+    ) -> Result<Vec<ConversationKey>, crate::ports::StoreError> {
+        self.ports.due(now, limit).await
+    }
+}
+
+/// lull, but its flush writes dedupe records after the acknowledgement (see
+/// [`LateDedupeStore`]).
+pub(crate) struct RemembersLate {
+    pub lull: Lull,
+    pub late: Arc<Buffer<LateDedupeStore, SimPorts, SimPorts, SimPorts>>,
+}
+
+impl RemembersLate {
+    pub fn new(ports: &SimPorts, config: BufferConfig, lull: Lull) -> RemembersLate {
+        let store = LateDedupeStore {
+            ports: ports.clone(),
+            noted: Arc::default(),
+        };
+        RemembersLate {
+            late: Arc::new(Buffer::new(
+                store,
+                ports.clone(),
+                ports.clone(),
+                ports.clone(),
+                config,
+            )),
+            lull,
+        }
+    }
+}
+
+impl SystemUnderTest for RemembersLate {
+    fn lull(&self) -> Lull {
+        self.lull.clone()
+    }
+
+    fn flush(&self, trig: TriggerMsg) -> Boxed<Flushed> {
+        let b = self.late.clone();
+        let claim = crate::protocol::Claim::Trigger { chain: trig.chain };
+        Box::pin(async move { super::sut::flushed(b.flush(&trig.key, claim).await) })
+    }
+
+    fn sweep_one(&self, key: ConversationKey) -> Boxed<Flushed> {
+        let b = self.late.clone();
+        Box::pin(async move { super::sut::flushed(b.handoff().sweep_one(&key).await) })
     }
 }
