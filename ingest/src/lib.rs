@@ -27,6 +27,7 @@ pub mod standard_webhooks;
 pub mod state;
 pub mod tenant;
 pub mod tenant_cache;
+pub mod tenant_contract;
 pub mod tenant_spec;
 
 pub use appender::{AppendFuture, Appender};
