@@ -266,28 +266,25 @@ mod tests {
         serde_json::from_value(j).unwrap()
     }
 
+    use lull_ingest::tenant_contract::{check_tenant_store, ContractFuture, TenantStoreUnderTest};
+
+    impl TenantStoreUnderTest for SqliteTenants {
+        fn apply(&self, specs: Vec<TenantSpec>, now: Millis) -> ContractFuture<'_, Applied> {
+            let r = SqliteTenants::apply(self, specs, &Policy::default(), now);
+            Box::pin(async move { r.map_err(|e| e.to_string()) })
+        }
+        fn remove<'a>(&'a self, id: &'a str, purge: bool, now: Millis) -> ContractFuture<'a, ()> {
+            let r = SqliteTenants::remove(self, id, purge, now);
+            Box::pin(async move { r.map_err(|e| e.to_string()) })
+        }
+    }
+
     /// The tenant store contract (the same suite the DynamoDB store passes on moto).
     #[tokio::test]
     async fn the_sqlite_table_meets_the_tenant_store_contract() {
         use lull_ingest::tenant_contract::{
             check_tenant_store, ContractFuture, TenantStoreUnderTest,
         };
-
-        impl TenantStoreUnderTest for SqliteTenants {
-            fn apply(&self, specs: Vec<TenantSpec>, now: Millis) -> ContractFuture<'_, Applied> {
-                let r = SqliteTenants::apply(self, specs, &Policy::default(), now);
-                Box::pin(async move { r.map_err(|e| e.to_string()) })
-            }
-            fn remove<'a>(
-                &'a self,
-                id: &'a str,
-                purge: bool,
-                now: Millis,
-            ) -> ContractFuture<'a, ()> {
-                let r = SqliteTenants::remove(self, id, purge, now);
-                Box::pin(async move { r.map_err(|e| e.to_string()) })
-            }
-        }
 
         let dir = tempfile::tempdir().unwrap();
         check_tenant_store(&SqliteTenants::open(dir.path()).unwrap()).await;
