@@ -282,10 +282,6 @@ mod tests {
     /// The tenant store contract (the same suite the DynamoDB store passes on moto).
     #[tokio::test]
     async fn the_sqlite_table_meets_the_tenant_store_contract() {
-        use lull_ingest::tenant_contract::{
-            check_tenant_store, ContractFuture, TenantStoreUnderTest,
-        };
-
         let dir = tempfile::tempdir().unwrap();
         check_tenant_store(&SqliteTenants::open(dir.path()).unwrap()).await;
     }
