@@ -85,7 +85,7 @@ pub fn tenants(_: &crate::tenants::TenantsArgs) -> Result<String, String> {
 /// credentials.
 #[cfg(feature = "aws")]
 pub fn tenants(args: &crate::tenants::TenantsArgs) -> Result<String, String> {
-    use crate::tenants::{applied_summary, parse_file, render_list, view, TenantsCommand};
+    use crate::tenants::{applied_summary, parse_file, render_list, render_show, TenantsCommand};
     use lull_aws::{Accounting, AwsClients, Role, Settings};
 
     let settings = Settings::from_env(Role::Tenants).map_err(|e| e.to_string())?;
@@ -106,14 +106,7 @@ pub fn tenants(args: &crate::tenants::TenantsArgs) -> Result<String, String> {
             TenantsCommand::List { json } => {
                 Ok(render_list(&store.list().await.map_err(err)?, *json))
             }
-            TenantsCommand::Show { id } => {
-                let records = store.list().await.map_err(err)?;
-                let r = records
-                    .iter()
-                    .find(|r| &r.spec.id == id)
-                    .ok_or_else(|| format!("no tenant {id:?}"))?;
-                serde_json::to_string_pretty(&view(r)).map_err(|e| e.to_string())
-            }
+            TenantsCommand::Show { id } => render_show(&store.list().await.map_err(err)?, id),
             TenantsCommand::Remove { id, purge } => {
                 store.remove(id, *purge, now).await.map_err(err)?;
                 Ok(format!(

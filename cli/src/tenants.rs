@@ -277,6 +277,15 @@ pub fn applied_summary(created: &[String], updated: &[String], unchanged: &[Stri
     )
 }
 
+/// `lull tenants show ID`: one tenant as `list --json` shows it (secrets never printed).
+pub(crate) fn render_show(records: &[TenantRecord], id: &str) -> Result<String, String> {
+    let r = records
+        .iter()
+        .find(|r| r.spec.id == id)
+        .ok_or_else(|| format!("no tenant {id:?}"))?;
+    serde_json::to_string_pretty(&view(r)).map_err(|e| e.to_string())
+}
+
 /// Renders `records` for `list`.
 pub fn render_list(records: &[TenantRecord], as_json: bool) -> String {
     if as_json {
@@ -309,12 +318,7 @@ fn local(args: &TenantsArgs) -> Result<String, String> {
             Ok(render_list(&records, *json))
         }
         TenantsCommand::Show { id } => {
-            let records = store.load_now().map_err(|e| e.to_string())?;
-            let r = records
-                .iter()
-                .find(|r| &r.spec.id == id)
-                .ok_or_else(|| format!("no tenant {id:?}"))?;
-            serde_json::to_string_pretty(&view(r)).map_err(|e| e.to_string())
+            render_show(&store.load_now().map_err(|e| e.to_string())?, id)
         }
         TenantsCommand::Remove { id, purge } => {
             if *purge {

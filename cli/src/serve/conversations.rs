@@ -91,37 +91,14 @@ pub fn run(args: &ConversationsArgs) -> ExitCode {
 }
 
 async fn remote(cfg: &Config, key: &str, pause_for: Option<Duration>) -> Result<String, String> {
-    let mut addr = cfg.ops_listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
     let (path, body) = match pause_for {
         Some(d) => (
-            "pause",
+            "conversations/pause",
             serde_json::json!({"key": key, "for": humantime::format_duration(d).to_string()}),
         ),
-        None => ("resume", serde_json::json!({ "key": key })),
+        None => ("conversations/resume", serde_json::json!({ "key": key })),
     };
-    let url = format!("http://{addr}/conversations/{path}");
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "a server holds {} but {url} failed: {e}",
-                cfg.data_dir.display()
-            )
-        })?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(format!("{url} answered {status}: {}", text.trim()));
-    }
-    Ok(text.trim().to_string())
+    super::ops_post(cfg, path, Some(body)).await
 }
 
 async fn here(

@@ -418,31 +418,44 @@ pub fn redrive(args: &RedriveArgs) -> ExitCode {
 }
 
 async fn redrive_remote(cfg: &Config) -> Result<String, String> {
+    let body = ops_post(cfg, "redrive", None).await?;
+    Ok(format!(
+        "the running server is re-delivering {body} conversation(s)"
+    ))
+}
+
+/// POSTs to the running server's ops route `path` (on `--ops-listen`, loopback when it listens
+/// on every address), with an optional JSON body; the answer's text, or a message naming the URL.
+pub(crate) async fn ops_post(
+    cfg: &Config,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<String, String> {
     let mut addr = cfg.ops_listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let url = format!("http://{addr}/redrive");
-    let resp = reqwest::Client::new()
+    let url = format!("http://{addr}/{path}");
+    let mut req = reqwest::Client::new()
         .post(&url)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "a server holds {} but {url} failed: {e}",
-                cfg.data_dir.display()
-            )
-        })?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(format!("{url} answered {status}: {}", body.trim()));
+        .timeout(Duration::from_secs(10));
+    if let Some(body) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(body.to_string());
     }
-    Ok(format!(
-        "the running server is re-delivering {} conversation(s)",
-        body.trim()
-    ))
+    let resp = req.send().await.map_err(|e| {
+        format!(
+            "a server holds {} but {url} failed: {e}",
+            cfg.data_dir.display()
+        )
+    })?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(format!("{url} answered {status}: {}", text.trim()));
+    }
+    Ok(text.trim().to_string())
 }
 
 async fn redrive_here(cfg: &Config) -> Result<String, String> {
