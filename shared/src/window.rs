@@ -643,11 +643,27 @@ impl Conversation {
         self.ver += 1;
         self.updated_at = now;
         self.settle_index();
-        // A live chain fires no later than the due time it covered; due times only move later
-        // as messages arrive, unless a size cap or passthrough closed a batch just now. Only then,
-        // or with no chain at all, does this append start a new chain.
-        let due = self.hand_off_due();
-        let arm = match (self.chain, covered_until, due) {
+        // Due times only move later as messages arrive, unless a size cap or passthrough closed a
+        // batch just now.
+        let arm = self.chain_for_write(covered_until, overdue, random);
+        Ok(AppendPlan {
+            next: self,
+            gen,
+            arm,
+        })
+    }
+
+    /// The chain a write being prepared must start, if any: a live chain fires no later than the
+    /// due time it covered (`covered_until`, before the write), so a new one is started only when
+    /// the write moved the due time earlier, the conversation was overdue, or no chain lives.
+    /// Returns the new chain's due time (what to arm a trigger for).
+    fn chain_for_write(
+        &mut self,
+        covered_until: Option<Millis>,
+        overdue: bool,
+        random: &mut dyn FnMut() -> u64,
+    ) -> Option<Millis> {
+        let arm = match (self.chain, covered_until, self.hand_off_due()) {
             (Some(_), Some(covered), Some(due)) if due >= covered && !overdue => None,
             (_, _, due) => due,
         };
@@ -657,11 +673,7 @@ impl Conversation {
                 armed_for,
             });
         }
-        Ok(AppendPlan {
-            next: self,
-            gen,
-            arm,
-        })
+        arm
     }
 
     /// Plans a change of the end-of-turn state (a presence, a pause, a resume) at `now`: `change`
@@ -681,17 +693,7 @@ impl Conversation {
             return None;
         }
         self.touch(now);
-        let due = self.hand_off_due();
-        let arm = match (self.chain, covered_until, due) {
-            (Some(_), Some(covered), Some(due)) if due >= covered && !overdue => None,
-            (_, _, due) => due,
-        };
-        if let Some(armed_for) = arm {
-            self.chain = Some(Chain {
-                token: random(),
-                armed_for,
-            });
-        }
+        let arm = self.chain_for_write(covered_until, overdue, random);
         Some(AppendPlan {
             gen: self.gen,
             next: self,
