@@ -254,7 +254,7 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
          webhook_append_ms_p50={:.1} webhook_append_ms_p99={:.1} flush_handler_ms_p50={:.1} flush_handler_ms_p99={:.1} \
          lambda_priced_ms={} usd_per_million_messages={:.3} apigw={:.3} lambda_webhook={:.3} lambda_flush={:.3} dynamodb={:.3} dynamodb_index={:.3} sqs={:.3} \
          pollers={} sweep_runs={} swept_batches={} sweep_ddb_req={} dead_lettered={} drain_secs={:.1} \
-         {sizes} present_items={} present_bytes={} present_write_secs={:.1}",
+         {sizes} present_items={} present_bytes={} present_record_bytes={} present_write_secs={:.1}",
         a.conversations,
         batches.len(),
         msgs / a.conversations as f64,
@@ -298,6 +298,7 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
         drain_secs,
         present.items,
         present.bytes,
+        present.record_bytes,
         present.secs,
     );
     eprintln!(
