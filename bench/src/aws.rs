@@ -1,6 +1,8 @@
 //! Benchmark 3, AWS requests and cost: the standard workload (1,000 conversations, bursts of 1-6
 //! messages) end to end on moto through lull-aws's own request accounting (the moto harness of
 //! `functions/aws/tests/common`, reused as is), then cost per million messages at list prices.
+//! How the cost grows: `--burst N` (messages per batch) and `--present N` (conversations already
+//! in the table, see `aws_table`); the record writes' size distribution is in the summary line.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
