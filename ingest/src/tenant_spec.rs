@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::tenant::{
     normalise_account, EvolutionSettings, GenericSettings, MetaSettings, Secrets, SinkSettings,
-    Tenant, TwilioSettings,
+    Tenant, TwilioSettings, WahaSettings,
 };
 
 /// The values of one secret setting, given in a file as one string (comma-separated) or a list;
@@ -105,6 +105,17 @@ pub struct GenericSpec {
     pub secret: Option<SecretList>,
 }
 
+/// WAHA part of a tenant spec.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WahaSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<String>,
+    /// The webhook's `hmac.key` (WAHA signs with HMAC-SHA512).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_key: Option<SecretList>,
+}
+
 /// One `[[tenants]]` entry. Policy fields left out take the deployment's defaults (`--quiet`,
 /// `--max-wait`, `LULL_QUIET`, ...) when the tenant is loaded.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -156,6 +167,8 @@ pub struct TenantSpec {
     pub twilio: Option<TwilioSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generic: Option<GenericSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waha: Option<WahaSpec>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -174,6 +187,7 @@ pub const SECRET_FIELDS: &[&str] = &[
     "twilio.auth_token",
     "twilio.shared_key",
     "generic.secret",
+    "waha.hmac_key",
 ];
 
 /// A tenant spec that cannot be used; the message names the tenant, the field and the value.
@@ -246,8 +260,8 @@ impl TenantSpec {
                 if PROVIDERS.iter().all(|p| self.accounts(*p).is_empty()) {
                     return Err(self.err(
                         "sink",
-                        "is set but the tenant lists no phone_number_ids, instances, numbers or \
-                         accounts whose batches could be routed to it",
+                        "is set but the tenant lists no phone_number_ids, instances, numbers, \
+                         accounts or sessions whose batches could be routed to it",
                     ));
                 }
                 Some(SinkSettings {
@@ -260,6 +274,7 @@ impl TenantSpec {
         let evo = self.evolution.clone().unwrap_or_default();
         let tw = self.twilio.clone().unwrap_or_default();
         let gen = self.generic.clone().unwrap_or_default();
+        let waha = self.waha.clone().unwrap_or_default();
         if let Some(url) = &tw.public_url {
             check_sink_url(url)
                 .map_err(|r| self.err("twilio.public_url", format!("{url:?}: {r}")))?;
@@ -290,6 +305,10 @@ impl TenantSpec {
             generic: GenericSettings {
                 accounts: gen.accounts,
                 secrets: secrets("generic.secret"),
+            },
+            waha: WahaSettings {
+                sessions: waha.sessions,
+                hmac_keys: secrets("waha.hmac_key"),
             },
         })
     }
@@ -356,6 +375,7 @@ impl TenantSpec {
             Provider::Evolution => self.evolution.as_ref().map_or(&[], |e| &e.instances),
             Provider::Twilio => self.twilio.as_ref().map_or(&[], |t| &t.numbers),
             Provider::Generic => self.generic.as_ref().map_or(&[], |g| &g.accounts),
+            Provider::Waha => self.waha.as_ref().map_or(&[], |w| &w.sessions),
         }
     }
 
@@ -371,6 +391,7 @@ impl TenantSpec {
             "twilio.auth_token" => self.twilio.as_ref()?.auth_token.as_ref(),
             "twilio.shared_key" => self.twilio.as_ref()?.shared_key.as_ref(),
             "generic.secret" => self.generic.as_ref()?.secret.as_ref(),
+            "waha.hmac_key" => self.waha.as_ref()?.hmac_key.as_ref(),
             _ => None,
         }
     }
@@ -401,6 +422,9 @@ impl TenantSpec {
         if let Some(g) = &mut self.generic {
             take("generic.secret", &mut g.secret);
         }
+        if let Some(w) = &mut self.waha {
+            take("waha.hmac_key", &mut w.hmac_key);
+        }
         out
     }
 
@@ -426,6 +450,7 @@ impl TenantSpec {
                     self.twilio.get_or_insert_with(Default::default).shared_key = v
                 }
                 "generic.secret" => self.generic.get_or_insert_with(Default::default).secret = v,
+                "waha.hmac_key" => self.waha.get_or_insert_with(Default::default).hmac_key = v,
                 _ => {}
             }
         }
@@ -440,12 +465,7 @@ impl TenantSpec {
     }
 }
 
-const PROVIDERS: [Provider; 4] = [
-    Provider::Meta,
-    Provider::Evolution,
-    Provider::Twilio,
-    Provider::Generic,
-];
+const PROVIDERS: [Provider; 5] = Provider::ALL;
 
 fn account_field(p: Provider) -> &'static str {
     match p {
@@ -453,6 +473,7 @@ fn account_field(p: Provider) -> &'static str {
         Provider::Evolution => "evolution.instances",
         Provider::Twilio => "twilio.numbers",
         Provider::Generic => "generic.accounts",
+        Provider::Waha => "waha.sessions",
     }
 }
 
