@@ -198,6 +198,11 @@ async fn a_human_operator_pauses_a_conversation_the_bot_does_not_and_resume_hand
     )
     .await;
     assert_eq!(ids(&batches_of(&capture, 3)[0]), ["u3-1", "u3-2"]);
+    assert_eq!(
+        batches_of(&capture, 3)[0]["waited"],
+        "paused",
+        "held past its quiet period"
+    );
 
     // `lull conversations pause` and the admin route's resume.
     post(&server, &message(4, "u4-1", false, "android")).await;

@@ -89,7 +89,17 @@ async fn a_tenants_token_pauses_and_resumes_its_own_conversation() {
     let resume = json!({"key": key("shop-a")}).to_string();
     let (status, text) = h.send(admin("resume", Some("adm-a"), &resume)).await;
     assert_eq!((status, text.as_str()), (StatusCode::OK, "resumed\n"));
-    assert_eq!(h.store.load_now(&a).unwrap().turn.pause, None);
+    // The pause ends now (kept with its reason, so what it held says it waited for it).
+    let ended = h
+        .store
+        .load_now(&a)
+        .unwrap()
+        .turn
+        .pause
+        .expect("ended pause");
+    assert_eq!((ended.until, ended.reason), (NOW, PauseReason::Admin));
+    let (status, text) = h.send(admin("resume", Some("adm-a"), &resume)).await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "unchanged\n"));
 
     // Without "for": the default 30 minutes.
     let (status, text) = h.send(admin("pause", Some("adm-a"), &resume)).await;

@@ -312,18 +312,19 @@ async fn an_operator_pauses_the_cli_and_the_admin_route_change_the_pause_and_res
         !holds_within(quiet * 3, async || !r.batches(2).is_empty()).await,
         "a paused conversation was handed off"
     );
-    // ...until the admin route resumes it: handed off at once, under the rule now in force.
+    // ...until the admin route resumes it: handed off at once, saying the pause held it.
     let resumed_at = Millis::now_wall();
     let (status, text) = r.admin("resume", Some(ADMIN_TOKEN), &resume2).await;
     assert_eq!((status, text.as_str()), (200, "resumed\n"));
-    assert_eq!(r.pause_of(2).await, None);
+    let ended = r.pause_of(2).await.expect("the ended pause");
+    assert!(ended.until <= Millis::now_wall(), "{ended:?}");
     wait_for("chat 2's batch after resume", PATIENCE, async || {
         !r.batches(2).is_empty()
     })
     .await;
     let b2 = &r.batches(2)[0];
     assert_eq!(ids(b2), ["u2-1", "u2-2"]);
-    assert_eq!(b2.waited, Some(TurnReason::Quiet), "{b2:?}");
+    assert_eq!(b2.waited, Some(TurnReason::Paused), "{b2:?}");
     assert!(b2.closed_at >= resumed_at, "handed off before the resume");
     poller.stop().await;
 }

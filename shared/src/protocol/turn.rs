@@ -120,8 +120,9 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
     }
 
     /// Pauses the conversation's hand-offs for `pause_for` from now (`reason` says who), or
-    /// resumes them (`None`). Messages keep being collected; on resume (or when the pause ends) the
-    /// window is handed off as its rule says, at once if it is already due.
+    /// resumes them (`None`: the pause in force ends now). Messages keep being collected; on
+    /// resume (or when the pause ends) the window is handed off as its rule says, at once if it is
+    /// already due, and a batch the pause held past its rule says `paused`.
     pub async fn pause(
         &self,
         key: &ConversationKey,
@@ -136,8 +137,17 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
             let now = self.clock.now();
             let until = pause_for.map(|d| now.plus(d));
             let expected = conv.ver;
-            let pause = until.map(|until| Pause { until, reason });
             let plan = conv.plan_turn_change(now, &mut || self.clock.random(), |turn| {
+                let pause = match until {
+                    Some(until) => Some(Pause { until, reason }),
+                    // A resume ends the pause in force now rather than erasing it: what it held
+                    // is due at once, and a batch it held past its own rule says it waited for
+                    // the pause (`paused`), as when a pause runs out by itself.
+                    None => turn.pause.map(|p| Pause {
+                        until: p.until.min(now),
+                        ..p
+                    }),
+                };
                 let changed = turn.pause != pause;
                 turn.pause = pause;
                 changed

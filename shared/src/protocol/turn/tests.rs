@@ -214,7 +214,12 @@ async fn a_pause_holds_hand_offs_collects_messages_and_resume_hands_them_off() {
     r.run_to(10 * 60_000 + 1).await;
     assert_eq!(
         r.handed_off(),
-        vec![(vec!["a".into(), "b".into()], Some(TurnReason::Quiet))]
+        vec![(vec!["a".into(), "b".into()], Some(TurnReason::Paused))]
+    );
+    // A second resume finds no pause in force.
+    assert_eq!(
+        i.pause(&key(), None, PauseReason::Admin).await.unwrap(),
+        PauseOutcome::Unchanged
     );
     // A pause that runs out by itself: handed off when it ends, saying so.
     r.message(11 * 60_000, "c", &p).await;
