@@ -172,7 +172,13 @@ impl DynamoDbStore {
                 .dedupe_until
                 .filter(|&d| d != lull_core::window::LEGACY_DEDUPE)
                 .unwrap_or(Millis(0));
-            let until = c.updated_at.plus(self.settings.idle_ttl).max(dedupe_until);
+            // Nor before the acknowledged ids it keeps leave their horizon.
+            let acked_until = Millis(c.acked.iter().map(|g| g.until).max().unwrap_or(0));
+            let until = c
+                .updated_at
+                .plus(self.settings.idle_ttl)
+                .max(dedupe_until)
+                .max(acked_until);
             item.insert("ttl".into(), n(until.0 / 1000 + 1));
         }
         item.insert("pk".into(), s(pk));
