@@ -165,10 +165,10 @@ fn legacy_dedupe() -> Option<Millis> {
 
 /// The default byte budget of a record's recently acknowledged ids ([`Conversation::acked`], as
 /// counted by [`AckedIds::bytes`]): room for a batch of six WhatsApp ids (~64 bytes each: 458)
-/// or many more shorter ones. A record without it starts at ~600 bytes and grows ~140-200
-/// bytes a message, so the list costs a returning user's appends about half a DynamoDB write
-/// unit, while a conversation whose ids never leave it writes no dedupe record at all (see
-/// `BENCHMARKS.md`, section 3).
+/// or many more shorter ones. A conversation whose ids never leave it writes no dedupe record
+/// at all; a returning user's appends carry it, which DynamoDB's deflated record makes cheap
+/// (a 6-message window with a full list of WhatsApp ids: ~2.1 KB of JSON, ~0.7 KB stored, one
+/// write unit; `BENCHMARKS.md`, section 3, "Issue 15, part 2").
 pub const ACKED_IDS_BYTES: u64 = 512;
 
 /// What one group of [`AckedIds`] counts for beside its ids: its JSON's field names, numbers
