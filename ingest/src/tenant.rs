@@ -130,6 +130,9 @@ pub struct Tenant {
     pub id: String,
     pub policy: Policy,
     pub sink: Option<SinkSettings>,
+    /// Bearer tokens of the admin routes (`POST /admin/conversations/pause|resume`): any one
+    /// opens this tenant's own conversations, none another's. Empty: the routes refuse it.
+    pub admin_tokens: Secrets,
     pub meta: MetaSettings,
     pub evolution: EvolutionSettings,
     pub twilio: TwilioSettings,

@@ -144,6 +144,10 @@ pub struct TenantSpec {
     /// Secret(s) signing this tenant's batches (Standard Webhooks; each one signs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink_secret: Option<SecretList>,
+    /// Bearer token(s) of the admin routes (`POST /admin/conversations/pause|resume`), for this
+    /// tenant's conversations only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<SecretList>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<MetaSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,6 +166,7 @@ fn is_false(b: &bool) -> bool {
 /// A new secret field must be added here: the AWS store moves exactly these to Secrets Manager.
 pub const SECRET_FIELDS: &[&str] = &[
     "sink_secret",
+    "admin_token",
     "meta.app_secret",
     "meta.verify_token",
     "evolution.token",
@@ -263,6 +268,7 @@ impl TenantSpec {
             id: self.id.clone(),
             policy,
             sink,
+            admin_tokens: secrets("admin_token"),
             meta: MetaSettings {
                 phone_number_ids: meta.phone_number_ids,
                 app_secrets: secrets("meta.app_secret"),
@@ -357,6 +363,7 @@ impl TenantSpec {
     pub fn secret(&self, field: &str) -> Option<&SecretList> {
         match field {
             "sink_secret" => self.sink_secret.as_ref(),
+            "admin_token" => self.admin_token.as_ref(),
             "meta.app_secret" => self.meta.as_ref()?.app_secret.as_ref(),
             "meta.verify_token" => self.meta.as_ref()?.verify_token.as_ref(),
             "evolution.token" => self.evolution.as_ref()?.token.as_ref(),
@@ -378,6 +385,7 @@ impl TenantSpec {
             }
         };
         take("sink_secret", &mut self.sink_secret);
+        take("admin_token", &mut self.admin_token);
         if let Some(m) = &mut self.meta {
             take("meta.app_secret", &mut m.app_secret);
             take("meta.verify_token", &mut m.verify_token);
@@ -402,6 +410,7 @@ impl TenantSpec {
             let v = Some(SecretList(values));
             match name.as_str() {
                 "sink_secret" => self.sink_secret = v,
+                "admin_token" => self.admin_token = v,
                 "meta.app_secret" => self.meta.get_or_insert_with(Default::default).app_secret = v,
                 "meta.verify_token" => {
                     self.meta.get_or_insert_with(Default::default).verify_token = v
@@ -679,19 +688,30 @@ mod tests {
     #[test]
     fn secrets_move_out_and_back() {
         let mut s = spec(serde_json::json!({
-            "id": "a", "sink": "http://x.example", "sink_secret": "k",
+            "id": "a", "sink": "http://x.example", "sink_secret": "k", "admin_token": "adm",
             "meta": {"phone_number_ids": ["1"], "app_secret": ["a", "b"]},
         }));
         let orig = s.clone();
         let secrets = s.take_secrets();
-        assert_eq!(secrets.len(), 2);
+        assert_eq!(secrets.len(), 3);
         let text = serde_json::to_string(&s).unwrap();
-        assert!(!text.contains("\"b\"") && !text.contains("\"k\""), "{text}");
+        assert!(
+            !text.contains("\"b\"") && !text.contains("\"k\"") && !text.contains("adm"),
+            "{text}"
+        );
         s.put_secrets(secrets);
         assert_eq!(s, orig);
         assert_eq!(
             orig.secret_counts().into_iter().collect::<Vec<_>>(),
-            [("meta.app_secret", 2), ("sink_secret", 1)]
+            [
+                ("admin_token", 1),
+                ("meta.app_secret", 2),
+                ("sink_secret", 1)
+            ]
+        );
+        assert_eq!(
+            orig.to_tenant(&Policy::default()).unwrap().admin_tokens,
+            Secrets::new(["adm"])
         );
     }
 

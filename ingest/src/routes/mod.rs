@@ -12,6 +12,7 @@
 //! stores nothing. Appends stop at the first failure (keeping receive order); the gateway's
 //! retry then finds the earlier messages as duplicates.
 
+pub mod admin;
 pub mod evolution;
 pub mod generic;
 pub mod meta;
@@ -51,6 +52,8 @@ pub const WEBHOOK_ROUTES: &[(&str, &str)] = &[
     ("POST", "/webhook/evolution/k/{secret}/{event}"),
     ("POST", "/webhook/twilio"),
     ("POST", "/webhook/generic"),
+    ("POST", "/admin/conversations/pause"),
+    ("POST", "/admin/conversations/resume"),
 ];
 
 /// The webhook `Router`: serve it locally or through `lambda_http`.
@@ -60,6 +63,7 @@ pub const WEBHOOK_ROUTES: &[(&str, &str)] = &[
 ///   `/webhook/evolution/k/{secret}/{event}`
 /// - `POST /webhook/twilio`
 /// - `POST /webhook/generic`
+/// - `POST /admin/conversations/pause`, `/admin/conversations/resume` (bearer `admin_token`)
 pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/webhook/meta", get(meta::verify).post(meta::receive))
@@ -75,6 +79,8 @@ pub fn router(state: IngestState) -> Router {
         )
         .route("/webhook/twilio", post(twilio::receive))
         .route("/webhook/generic", post(generic::receive))
+        .route("/admin/conversations/pause", post(admin::pause))
+        .route("/admin/conversations/resume", post(admin::resume))
         .with_state(state)
 }
 
