@@ -96,6 +96,7 @@ pub async fn check_all<S: WindowStore + Clone + 'static>(store: &S) {
     dedupe_is_per_conversation(store).await;
     replace_is_conditional(store).await;
     records_round_trip_exactly(store).await;
+    acknowledged_ids_round_trip_in_the_record(store).await;
     due_index_lists_past_due_oldest_first(store).await;
     concurrent_appends_all_land_once(store).await;
 }
@@ -286,6 +287,35 @@ pub async fn records_round_trip_exactly<S: WindowStore>(store: &S) {
         Written::Ok
     );
     assert_eq!(store.load(&closed.key).await.expect("load"), Some(closed));
+}
+
+/// The ids an acknowledgement keeps in the record (`Conversation::acked`) come back with it:
+/// the append's dedupe rests on them.
+pub async fn acknowledged_ids_round_trip_in_the_record<S: WindowStore>(store: &S) {
+    let now = Millis(8_000_000);
+    let mut c = appended(
+        Conversation::fresh(key("acked"), now),
+        rich_message("a1"),
+        now,
+    );
+    c = appended(c, Message::text("a2", "u", "x"), Millis(now.0 + 1));
+    c.close_if_due(Millis(now.0 + 9_000));
+    let gen = c.pending[0].gen;
+    assert!(c.lease_head(Millis(now.0 + 9_000), Duration::from_secs(30), 7));
+    assert_eq!(store.append(None, &c).await.expect("append"), Written::Ok);
+    let mut next = c.clone();
+    let at = Millis(now.0 + 9_500);
+    let pushed_out = next.retire_head_ids(at, Duration::from_secs(3600), 10_000);
+    assert!(pushed_out.is_empty(), "both ids fit");
+    assert!(next.ack(gen, 7, at));
+    assert_eq!(
+        store.replace(c.ver, &next).await.expect("replace"),
+        Written::Ok
+    );
+    let back = store.load(&next.key).await.expect("load").expect("stored");
+    assert_eq!(back.acked_message("a1", at), Some(gen));
+    assert_eq!(back.acked_message("a2", at), Some(gen));
+    assert_eq!(back, next);
 }
 
 pub async fn due_index_lists_past_due_oldest_first<S: WindowStore>(store: &S) {

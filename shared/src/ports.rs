@@ -76,9 +76,9 @@ pub trait WindowStore: Send + Sync {
 
     /// Writes `next` if the stored version is `expected` (`None`: no record): one conditional
     /// write, no transaction. The message's identity needs no write of its own here: an id still
-    /// held in the record (open window, pending batch) is recognised from the record, and the
-    /// flush writes its long-horizon dedupe record ([`Self::remember`]) before the write that
-    /// acknowledges its batch removes it.
+    /// held in the record (open window, pending batch, recently acknowledged ids) is recognised
+    /// from the record, and the flush writes its long-horizon dedupe record
+    /// ([`Self::remember`]) before a write that drops it from the record within its horizon.
     fn append(
         &self,
         expected: Option<u64>,
@@ -96,8 +96,9 @@ pub trait WindowStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<DedupeRecord>, StoreError>> + Send;
 
     /// Writes these dedupe records (overwriting any of the same message). Not atomic with
-    /// anything: the flush calls it before the acknowledgement write, so a crash in between
-    /// leaves the ids in the record and the records written, both recognising a resend.
+    /// anything: the flush calls it before the acknowledgement write that pushes these ids out
+    /// of the record, so a crash in between leaves the ids in the record and the records
+    /// written, both recognising a resend.
     fn remember(
         &self,
         records: &[DedupeRecord],

@@ -163,6 +163,46 @@ fn legacy_dedupe() -> Option<Millis> {
     Some(LEGACY_DEDUPE)
 }
 
+/// The default byte budget of a record's recently acknowledged ids ([`Conversation::acked`], as
+/// counted by [`AckedIds::bytes`]): room for a batch of six WhatsApp ids (~64 bytes each: 458)
+/// or many more shorter ones. A conversation whose ids never leave it writes no dedupe record
+/// at all; a returning user's appends carry it, which DynamoDB's deflated record makes cheap
+/// (a 6-message window with a full list of WhatsApp ids: ~2.1 KB of JSON, ~0.7 KB stored, one
+/// write unit; `BENCHMARKS.md`, section 3, "Issue 15, part 2").
+pub const ACKED_IDS_BYTES: u64 = 512;
+
+/// What one group of [`AckedIds`] counts for beside its ids: its JSON's field names, numbers
+/// and punctuation (`{"gen":…,"until":…,"ids":[]},`, 13-digit numbers).
+const ACKED_GROUP_BYTES: u64 = 56;
+
+/// What one acknowledged id counts for beside its own bytes: its quotes and a comma.
+const ACKED_ID_BYTES: u64 = 3;
+
+/// The message ids of one acknowledged batch, kept in the record (full ids: a hash collision
+/// would drop a new message as a duplicate) so a gateway's resend is recognised from the record
+/// an append reads anyway, with no dedupe record written or read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckedIds {
+    /// The batch's generation (what a duplicate's answer names).
+    pub gen: u64,
+    /// The end of these ids' dedupe horizon (the acknowledgement + the horizon), in ms: after
+    /// it they just drop.
+    pub until: u64,
+    pub ids: Vec<String>,
+}
+
+impl AckedIds {
+    /// What this group counts for in the list's byte budget.
+    pub fn bytes(&self) -> u64 {
+        ACKED_GROUP_BYTES
+            + self
+                .ids
+                .iter()
+                .map(|id| id.len() as u64 + ACKED_ID_BYTES)
+                .sum::<u64>()
+    }
+}
+
 /// The longest reason kept with a failed batch (for `lull inspect` and the logs).
 pub const MAX_ERROR_BYTES: usize = 200;
 
@@ -281,6 +321,13 @@ pub struct Conversation {
     /// until its last write is a horizon old, and its first acknowledgement replaces the marker.
     #[serde(default = "legacy_dedupe", with = "crate::time::opt_ms")]
     pub dedupe_until: Option<Millis>,
+    /// The ids of recently acknowledged batches, oldest first, within a byte budget (see
+    /// [`Self::retire_head_ids`]): an append recognises a resend of one of them from the record
+    /// alone. An id leaves the list when its horizon ends, or when a later acknowledgement
+    /// pushes it out, and then only after its long-horizon dedupe record was written. Absent in
+    /// records written before it existed (their acknowledged ids have dedupe records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acked: Vec<AckedIds>,
 }
 
 /// Why an append cannot be taken now. Nothing was stored; the gateway should retry later.
@@ -317,6 +364,7 @@ impl Conversation {
             updated_at: now,
             index_at: None,
             dedupe_until: None,
+            acked: Vec::new(),
         }
     }
 
@@ -376,32 +424,74 @@ impl Conversation {
         }
     }
 
-    /// The long-horizon dedupe records of the oldest pending batch, expiring at `expires_at`,
-    /// and the record noting them: what the flush writes before acknowledging that batch.
-    pub fn dedupe_records_of_head(
+    /// The generation of the acknowledged batch whose id `message_id` is, while the record keeps
+    /// it ([`Self::acked`]) and its horizon has not ended at `now`.
+    pub fn acked_message(&self, message_id: &str, now: Millis) -> Option<u64> {
+        self.acked
+            .iter()
+            .filter(|g| g.until >= now.0)
+            .find(|g| g.ids.iter().any(|id| id == message_id))
+            .map(|g| g.gen)
+    }
+
+    /// The byte budget the list of acknowledged ids takes (see [`AckedIds::bytes`]).
+    pub fn acked_bytes(&self) -> u64 {
+        self.acked.iter().map(AckedIds::bytes).sum()
+    }
+
+    /// Moves the ids of the oldest pending batch into the list of acknowledged ids, until
+    /// `now + horizon`, for the write that acknowledges it: ids whose horizon ended drop; while
+    /// the list is over `budget` bytes its oldest ids are pushed out. Returns the long-horizon
+    /// dedupe records of the ids pushed out: the flush writes them *before* the write that drops
+    /// them from the record (a crash in between leaves both), and the record notes their expiry
+    /// (`dedupe_until`) so an append knows to ask the store. A batch whose ids all fit writes no
+    /// dedupe record at all.
+    pub fn retire_head_ids(
         &mut self,
-        expires_at: Millis,
+        now: Millis,
+        horizon: Duration,
+        budget: u64,
     ) -> Vec<crate::ports::DedupeRecord> {
         let Some(head) = self.pending.first() else {
             return Vec::new();
         };
-        let records = head
-            .messages
-            .iter()
-            .map(|m| crate::ports::DedupeRecord {
+        let group = AckedIds {
+            gen: head.gen,
+            until: now.plus(horizon).0,
+            ids: head.messages.iter().map(|m| m.id.clone()).collect(),
+        };
+        self.acked.retain(|g| g.until >= now.0);
+        self.acked.push(group);
+        let mut bytes = self.acked_bytes();
+        let mut out = Vec::new();
+        while bytes > budget {
+            let Some(oldest) = self.acked.first_mut() else {
+                break;
+            };
+            if oldest.ids.is_empty() {
+                bytes -= ACKED_GROUP_BYTES;
+                self.acked.remove(0);
+                continue;
+            }
+            let id = oldest.ids.remove(0);
+            bytes -= id.len() as u64 + ACKED_ID_BYTES;
+            out.push(crate::ports::DedupeRecord {
                 key: self.key.clone(),
-                message_id: m.id.clone(),
-                gen: head.gen,
-                expires_at,
-            })
-            .collect();
-        // A legacy marker resolves here: every dedupe record its appends wrote expires before
-        // this one (written later, with the same horizon).
-        self.dedupe_until = Some(match self.dedupe_until {
-            Some(d) if d != LEGACY_DEDUPE => d.max(expires_at),
-            _ => expires_at,
-        });
-        records
+                message_id: id,
+                gen: oldest.gen,
+                expires_at: Millis(oldest.until),
+            });
+        }
+        // A group left without ids takes no room.
+        self.acked.retain(|g| !g.ids.is_empty());
+        // A legacy marker resolves here: every dedupe record the old appends wrote expires by
+        // the record's last write + the horizon.
+        let legacy =
+            (self.dedupe_until == Some(LEGACY_DEDUPE)).then(|| self.updated_at.plus(horizon));
+        let pushed_out = out.iter().map(|d| d.expires_at).max();
+        let kept = self.dedupe_until.filter(|&d| d != LEGACY_DEDUPE);
+        self.dedupe_until = [kept, legacy, pushed_out].into_iter().flatten().max();
+        out
     }
 
     /// When a flush can next make progress: like [`Self::hand_off_due`], but a held batch only
@@ -481,6 +571,7 @@ impl Conversation {
         let key = 6 * self.key.storage_key().len() as u64;
         self.stored_bytes()
             + messages as u64
+            + 6 * self.acked_bytes()
             + key
             + PER_RECORD
             + crate::turn::state::MAX_TURN_STATE_BYTES
@@ -574,6 +665,8 @@ impl Conversation {
             });
         }
         let at = msg.received_at;
+        // Acknowledged ids whose horizon ended just drop (the write is being made anyway).
+        self.acked.retain(|g| g.until >= now.0);
         if !policy.buffering {
             // Passthrough: whatever was buffered before the switch closes first, then the
             // message is a batch of its own.
@@ -886,6 +979,10 @@ pub fn mint_batch_id(at: Millis, random: &mut dyn FnMut() -> u64) -> Uuid {
 #[cfg(test)]
 #[path = "window_index_test.rs"]
 mod index_test;
+
+#[cfg(test)]
+#[path = "window_acked_test.rs"]
+mod acked_test;
 
 #[cfg(test)]
 mod tests {

@@ -6,11 +6,11 @@ use std::time::Duration;
 use super::*;
 use crate::key::Provider;
 
-fn key() -> ConversationKey {
+pub(super) fn key() -> ConversationKey {
     ConversationKey::new(Provider::Meta, "pn", "u")
 }
 
-fn counter() -> impl FnMut() -> u64 {
+pub(super) fn counter() -> impl FnMut() -> u64 {
     let mut n = 0;
     move || {
         n += 1;
@@ -121,53 +121,4 @@ fn records_written_before_the_bound_existed_still_load_and_settle() {
     let old: Conversation = serde_json::from_value(json).unwrap();
     assert_eq!(old.index_at, None);
     assert_eq!(old.index_due(), Some(Millis(30_000)), "derived again");
-}
-
-#[test]
-fn an_acknowledged_batch_leaves_dedupe_records_and_a_note_to_read_them() {
-    let (mut c, gen, mut r) = leased_at_8s();
-    let h = Duration::from_secs(3600);
-    assert!(
-        !c.needs_dedupe_lookup(Millis(8_000), h),
-        "nothing acknowledged yet"
-    );
-    let records = c.dedupe_records_of_head(Millis(1_000_000));
-    assert_eq!(records.len(), 1);
-    assert_eq!((records[0].message_id.as_str(), records[0].gen), ("a", gen));
-    assert!(c.ack(gen, 1, Millis(8_100)));
-    assert_eq!(c.holds_message("a"), None, "the id left the record");
-    assert!(
-        c.needs_dedupe_lookup(Millis(1_000_000), h),
-        "until the records expire"
-    );
-    assert!(!c.needs_dedupe_lookup(Millis(1_000_001), h));
-    // A later batch with an earlier expiry never shortens the note.
-    c = append(c, "b", 9_000, &mut r);
-    c.close_if_due(Millis(17_000));
-    assert_eq!(c.dedupe_records_of_head(Millis(500_000)).len(), 1);
-    assert_eq!(c.dedupe_until, Some(Millis(1_000_000)));
-}
-
-#[test]
-fn a_record_from_before_deferred_dedupe_asks_the_store_until_a_horizon_after_its_last_write() {
-    let (c, gen, _) = leased_at_8s();
-    let mut json: serde_json::Value = serde_json::to_value(&c).unwrap();
-    assert_eq!(
-        json["dedupe_until"],
-        serde_json::Value::Null,
-        "written, as null"
-    );
-    json.as_object_mut().unwrap().remove("dedupe_until");
-    let mut old: Conversation = serde_json::from_value(json).unwrap();
-    assert_eq!(old.dedupe_until, Some(LEGACY_DEDUPE));
-    let h = Duration::from_secs(100);
-    // Last written at 8 s: its appends' dedupe records expire by 108 s at the latest.
-    assert!(old.needs_dedupe_lookup(Millis(108_000), h));
-    assert!(!old.needs_dedupe_lookup(Millis(108_001), h));
-    // Its first acknowledgement replaces the marker with the new records' expiry.
-    old.dedupe_records_of_head(Millis(200_000));
-    assert!(old.ack(gen, 1, Millis(9_000)));
-    assert_eq!(old.dedupe_until, Some(Millis(200_000)));
-    let again: Conversation = serde_json::from_value(serde_json::to_value(&old).unwrap()).unwrap();
-    assert_eq!(again.dedupe_until, Some(Millis(200_000)));
 }

@@ -1,6 +1,7 @@
 //! The DynamoDB `WindowStore`: one table, two kinds of item (see `docs/dynamodb.md`).
 //!
-//! - conversation `pk = "c#<storage key>"`: `ver` (N), `rec` (S, the record's JSON), and, only
+//! - conversation `pk = "c#<storage key>"`: `ver` (N), `rec` (B, the record's JSON deflated; S,
+//!   the plain JSON, in items written before), and, only
 //!   while something is due, `due_shard` (N) + `due_at` (N, ms): the keys of the sparse `due`
 //!   index the sweep reads. An idle record carries `ttl` (N, s) so DynamoDB removes it later.
 //! - dedupe `pk = "d#<storage key>#<message id>"`: `gen` (N), `expires_at` (N, ms), `ttl` (N, s).
@@ -66,6 +67,46 @@ pub struct DynamoDbStore {
 /// Times `remember` sends a batch's unprocessed dedupe records again before giving up (the
 /// flush is then retried by its shell; the batch stays pending, its ids in the record).
 const REMEMBER_RETRIES: u32 = 5;
+
+/// The deflate level of `rec`: 6 (zlib's default) compresses a typical record (~0.6-1.5 KB of
+/// JSON) 2.3-2.5x, as well as 9 does, in tens of microseconds.
+const REC_LEVEL: u8 = 6;
+
+/// The largest `rec` JSON inflated: a record never encodes above the item limit (its budget is
+/// below it), so this bounds what a corrupt or hostile item can make a read allocate.
+const REC_INFLATED_MAX: usize = lull_core::window::STORE_ITEM_LIMIT as usize;
+
+/// The `rec` attribute of `c`: its JSON, raw-deflated (RFC 1951), as a binary attribute.
+/// DynamoDB bills a write per started KB of the item, and a record's JSON (field names repeated
+/// per message, RFC 3339 times) shrinks 2-2.5x: a typical append and the lease write of a whole
+/// batch fit one write unit instead of two.
+fn encode_rec(c: &Conversation) -> Result<AttributeValue, StoreError> {
+    let json = serde_json::to_vec(c)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode record: {e}")))?;
+    let deflated = miniz_oxide::deflate::compress_to_vec(&json, REC_LEVEL);
+    Ok(AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+        deflated,
+    )))
+}
+
+/// The record in a `rec` attribute: deflated JSON (binary), or plain JSON (a string: items
+/// written before `rec` was compressed keep loading).
+fn decode_rec(rec: &AttributeValue) -> Result<Conversation, StoreError> {
+    let bad =
+        |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("bad conversation record: {e}"));
+    match rec {
+        AttributeValue::B(blob) => {
+            let json =
+                miniz_oxide::inflate::decompress_to_vec_with_limit(blob.as_ref(), REC_INFLATED_MAX)
+                    .map_err(|e| bad(&format!("cannot inflate: {:?}", e.status)))?;
+            serde_json::from_slice(&json).map_err(|e| bad(&e))
+        }
+        AttributeValue::S(json) => serde_json::from_str(json).map_err(|e| bad(&e)),
+        _ => Err(StoreError::Corrupt(
+            "conversation record is neither binary nor a string".into(),
+        )),
+    }
+}
 
 /// Entries of [`DynamoDbStore::index_seen`] before it is cleared.
 const INDEX_SEEN_MAX: usize = 65_536;
@@ -156,8 +197,7 @@ impl DynamoDbStore {
     /// fill a table with real-shaped records of idle conversations).
     pub fn conversation_item(&self, c: &Conversation) -> Result<Item, StoreError> {
         let pk = conv_pk(&c.key);
-        let rec = serde_json::to_string(c)
-            .map_err(|e| StoreError::Corrupt(format!("cannot encode record: {e}")))?;
+        let rec = encode_rec(c)?;
         let mut item = Item::with_capacity(6);
         if let Some(due) = c.index_due() {
             item.insert(
@@ -173,12 +213,18 @@ impl DynamoDbStore {
                 .dedupe_until
                 .filter(|&d| d != lull_core::window::LEGACY_DEDUPE)
                 .unwrap_or(Millis(0));
-            let until = c.updated_at.plus(self.settings.idle_ttl).max(dedupe_until);
+            // Nor before the acknowledged ids it keeps leave their horizon.
+            let acked_until = Millis(c.acked.iter().map(|g| g.until).max().unwrap_or(0));
+            let until = c
+                .updated_at
+                .plus(self.settings.idle_ttl)
+                .max(dedupe_until)
+                .max(acked_until);
             item.insert("ttl".into(), n(until.0 / 1000 + 1));
         }
         item.insert("pk".into(), s(pk));
         item.insert("ver".into(), n(c.ver));
-        item.insert("rec".into(), s(rec));
+        item.insert("rec".into(), rec);
         Ok(item)
     }
 
@@ -193,12 +239,10 @@ impl DynamoDbStore {
     }
 
     fn decode(item: &Item) -> Result<Conversation, StoreError> {
-        let rec = match item.get("rec") {
-            Some(AttributeValue::S(v)) => v,
-            _ => return Err(StoreError::Corrupt("conversation item without rec".into())),
+        let c = match item.get("rec") {
+            Some(rec) => decode_rec(rec)?,
+            None => return Err(StoreError::Corrupt("conversation item without rec".into())),
         };
-        let c: Conversation = serde_json::from_str(rec)
-            .map_err(|e| StoreError::Corrupt(format!("bad conversation record: {e}")))?;
         let ver = get_n(item, "ver")?;
         if ver != c.ver {
             return Err(StoreError::Corrupt(format!(
@@ -577,6 +621,66 @@ mod tests {
         assert_eq!(shard_of("c#meta|a|b", 4), shard_of("c#meta|a|b", 4));
         assert!((0..100).all(|i| shard_of(&format!("k{i}"), 4) < 4));
         assert_eq!(shard_of("anything", 1), 0);
+    }
+
+    fn record() -> Conversation {
+        let key = ConversationKey::new(lull_core::Provider::Meta, "106540352242922", "5511");
+        let now = Millis(1_764_400_000_000);
+        let mut c = Conversation::fresh(key, now);
+        for i in 0..3 {
+            c = c
+                .plan_append(
+                    lull_core::Message::text(format!("wamid.{i}"), "5511", "quero 2 pizzas"),
+                    &lull_core::Policy::default(),
+                    Millis(now.0 + i),
+                    &mut || 7,
+                )
+                .expect("append")
+                .next;
+        }
+        c
+    }
+
+    #[test]
+    fn rec_is_deflated_json_and_items_with_a_string_rec_still_load() {
+        let c = record();
+        let store_item = |rec: AttributeValue| {
+            HashMap::from([
+                ("pk".to_string(), s(conv_pk(&c.key))),
+                ("ver".to_string(), n(c.ver)),
+                ("rec".to_string(), rec),
+            ])
+        };
+        let rec = encode_rec(&c).expect("encode");
+        let AttributeValue::B(blob) = &rec else {
+            panic!("binary: {rec:?}")
+        };
+        let json = serde_json::to_vec(&c).expect("json");
+        assert!(
+            blob.as_ref().len() * 2 < json.len(),
+            "{} of {}",
+            blob.as_ref().len(),
+            json.len()
+        );
+        assert_eq!(DynamoDbStore::decode(&store_item(rec)).expect("new"), c);
+        // An item written before: `rec` the plain JSON string.
+        let old = store_item(s(String::from_utf8(json).expect("utf-8")));
+        assert_eq!(DynamoDbStore::decode(&old).expect("old"), c);
+    }
+
+    #[test]
+    fn a_corrupt_or_oversized_rec_is_refused_as_corrupt() {
+        let garbage = AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(vec![0xff; 64]));
+        assert!(matches!(decode_rec(&garbage), Err(StoreError::Corrupt(_))));
+        // A small blob inflating past the limit (a deflate bomb) stops at the limit.
+        let bomb = miniz_oxide::deflate::compress_to_vec(&vec![b' '; REC_INFLATED_MAX + 1], 6);
+        assert!(bomb.len() < 4096);
+        let bomb = AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bomb));
+        assert!(matches!(decode_rec(&bomb), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            decode_rec(&AttributeValue::N("1".into())),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]

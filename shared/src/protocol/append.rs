@@ -1,5 +1,6 @@
-//! The webhook path: dedupe from the record (and, for a conversation with acknowledged batches
-//! within the horizon, the store's dedupe records), append in one conditional write, then make
+//! The webhook path: dedupe from the record (its window, pending batches and recently
+//! acknowledged ids; for a conversation whose acknowledged ids were pushed out of the record
+//! within the horizon, the store's dedupe records too), append in one conditional write, then make
 //! sure a trigger covers the window.
 
 use metrics::counter;
@@ -62,6 +63,14 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                 };
                 let rearmed = self.rearm_for_duplicate(&record).await?;
                 return Ok(AppendOutcome::Duplicate { gen, rearmed });
+            }
+            // An id acknowledged within the horizon and still listed in the record: no read.
+            if let Some(gen) = conv.acked_message(&msg.id, now) {
+                counter!(m::DUPLICATES).increment(1);
+                return Ok(AppendOutcome::Duplicate {
+                    gen,
+                    rearmed: false,
+                });
             }
             // An id acknowledged within the horizon left the record; its dedupe record was
             // written before the acknowledgement did, so this read (after the record's) sees it.

@@ -206,10 +206,12 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
         }
     }
 
-    /// Marks batch `gen` acknowledged, conditional on lease `token`; retries lost races. First
-    /// writes the batch's long-horizon dedupe records: the acknowledgement removes its ids from
-    /// the record, and from then on only those records recognise a gateway's resend. A crash
-    /// between the two writes leaves both (the batch pending, its records written): harmless.
+    /// Marks batch `gen` acknowledged, conditional on lease `token`; retries lost races. The
+    /// write moves the batch's ids into the record's list of acknowledged ids; ids it pushes out
+    /// of that list while still inside the dedupe horizon get their long-horizon dedupe records
+    /// first, in a write of their own before the acknowledgement (from then on only those
+    /// records recognise a gateway's resend). A crash between the two writes leaves both (the
+    /// ids still in the record, their records written): harmless.
     async fn record_ack(
         &self,
         mut conv: Conversation,
@@ -217,19 +219,23 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
         token: u64,
         now: Millis,
     ) -> Result<Delivered, FlushError> {
-        let expires_at = now.plus(self.config.dedupe_horizon);
-        let mut remembered = false;
+        let mut remembered: Vec<String> = Vec::new();
         for _ in 0..self.config.max_write_attempts {
             let mut next = conv.clone();
-            // The head's records; `ack` refuses (and they are dropped) unless the head is batch
+            // The ids pushed out; `ack` refuses (and they are dropped) unless the head is batch
             // `gen` under our lease.
-            let records = next.dedupe_records_of_head(expires_at);
+            let records =
+                next.retire_head_ids(now, self.config.dedupe_horizon, self.config.acked_ids_bytes);
             if !next.ack(gen, token, now) {
                 return Ok(Delivered::LeaseLost);
             }
-            if !remembered {
-                self.store.remember(&records).await?;
-                remembered = true;
+            let unwritten: Vec<_> = records
+                .into_iter()
+                .filter(|d| !remembered.contains(&d.message_id))
+                .collect();
+            if !unwritten.is_empty() {
+                self.store.remember(&unwritten).await?;
+                remembered.extend(unwritten.into_iter().map(|d| d.message_id));
             }
             match self.store.replace(conv.ver, &next).await? {
                 Written::Ok => return Ok(Delivered::Acked(Box::new(next))),

@@ -35,6 +35,9 @@ use crate::window::Conversation;
 pub struct BufferConfig {
     /// How long a message id is remembered for dedupe (default 7 days: Meta retries that long).
     pub dedupe_horizon: Duration,
+    /// The byte budget of a record's recently acknowledged ids (default
+    /// [`crate::window::ACKED_IDS_BYTES`]): ids within it need no dedupe record.
+    pub acked_ids_bytes: u64,
     /// The sink timeout and the lease that follows from it (default 60 s and 75 s).
     pub timing: HandoffTiming,
     /// How many times a conditional write that lost a race is retried before giving up.
@@ -51,6 +54,7 @@ impl Default for BufferConfig {
     fn default() -> Self {
         BufferConfig {
             dedupe_horizon: Duration::from_secs(7 * 24 * 3600),
+            acked_ids_bytes: crate::window::ACKED_IDS_BYTES,
             timing: HandoffTiming::default(),
             max_write_attempts: 64,
             max_handoffs_per_flush: 16,

@@ -452,6 +452,55 @@ fn a_duplicate_rearms_only_while_its_batch_is_unacknowledged() {
     assert_eq!(w.sink.delivered().len(), 1);
 }
 
+/// Acknowledged ids stay in the record while they fit its list: no dedupe record is written or
+/// read for them. One pushed out of the list gets its dedupe record first, and a resend is then
+/// recognised from the store.
+#[test]
+fn acknowledged_ids_dedupe_from_the_record_then_from_their_records_once_pushed_out() {
+    let w = world_with(
+        MemoryStore::new(),
+        MemorySink::new(),
+        BufferConfig {
+            // One batch of one two-byte id.
+            acked_ids_bytes: 56 + 5,
+            ..BufferConfig::default()
+        },
+    );
+    let p = Policy::default();
+    w.append("u", "m1", &p);
+    w.clock.advance(Duration::from_secs(8));
+    assert_eq!(w.fire().len(), 1);
+    assert_eq!(w.store.dedupe_len(), 0, "m1 fits the record's list");
+    assert!(matches!(
+        w.append("u", "m1", &p),
+        AppendOutcome::Duplicate { rearmed: false, .. }
+    ));
+    w.append("u", "m2", &p);
+    w.clock.advance(Duration::from_secs(8));
+    assert_eq!(w.fire().len(), 1);
+    assert_eq!(w.store.dedupe_len(), 1, "m1 pushed out, remembered");
+    let conv = w.store.load_now(&key("u")).unwrap();
+    assert_eq!(conv.acked.len(), 1);
+    assert_eq!(conv.acked[0].ids, ["m2"]);
+    for id in ["m1", "m2"] {
+        assert!(
+            matches!(w.append("u", id, &p), AppendOutcome::Duplicate { .. }),
+            "{id}"
+        );
+    }
+    assert!(matches!(
+        w.append("u", "m3", &p),
+        AppendOutcome::Accepted { .. }
+    ));
+    let ids: Vec<_> = w
+        .sink
+        .delivered()
+        .iter()
+        .flat_map(|b| b.messages.iter().map(|m| m.id.clone()))
+        .collect();
+    assert_eq!(ids, ["m1", "m2"]);
+}
+
 #[test]
 fn a_sweep_report_counts_hand_offs_and_failures() {
     let mut report = SweepReport::default();

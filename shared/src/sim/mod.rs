@@ -63,6 +63,8 @@ pub enum Protocol {
     IgnoresPause,
     /// lull, but the flush writes dedupe records after the acknowledgement, not before.
     RemembersLate,
+    /// lull, but the flush drops ids pushed out of the record without their dedupe records.
+    DropsUnremembered,
 }
 
 impl Protocol {
@@ -76,6 +78,7 @@ impl Protocol {
             "follows-latest-policy" => Protocol::FollowsLatestPolicy,
             "ignores-pause" => Protocol::IgnoresPause,
             "remembers-late" => Protocol::RemembersLate,
+            "drops-unremembered" => Protocol::DropsUnremembered,
             _ => return None,
         })
     }
@@ -90,6 +93,7 @@ impl Protocol {
             Protocol::FollowsLatestPolicy => "follows-latest-policy",
             Protocol::IgnoresPause => "ignores-pause",
             Protocol::RemembersLate => "remembers-late",
+            Protocol::DropsUnremembered => "drops-unremembered",
         }
     }
 
@@ -107,7 +111,10 @@ impl Protocol {
                 Arc::new(variants::FollowsLatestPolicy { lull, ports })
             }
             Protocol::IgnoresPause => Arc::new(variants::IgnoresPause { lull }),
-            Protocol::RemembersLate => Arc::new(variants::RemembersLate::new(&ports, config, lull)),
+            Protocol::RemembersLate => Arc::new(variants::late_dedupe(&ports, config, lull, false)),
+            Protocol::DropsUnremembered => {
+                Arc::new(variants::late_dedupe(&ports, config, lull, true))
+            }
         }
     }
 }
@@ -487,10 +494,11 @@ impl Driver {
         }
         // Evidence of a duplicate reaching a live webhook task: the store's dedupe answer (a
         // dedupe record found), or a read of a record that still holds the task's message (lull recognises those from the
-        // record itself, whatever the dedupe horizon).
+        // record itself, whatever the dedupe horizon, and from its recently acknowledged ids).
         let holds_own_message = match (&result, self.tasks.get(&task)) {
             (OpResult::Load(Ok(Some(conv))), Some((TaskKind::Append { msg }, _))) => {
-                conv.holds_message(&self.work.messages[*msg].id).is_some()
+                let id = &self.work.messages[*msg].id;
+                conv.holds_message(id).is_some() || conv.acked_message(id, w.now).is_some()
             }
             _ => false,
         };

@@ -7,9 +7,12 @@
 //! - [`flush_ack_first`]: marks a batch acknowledged before the sink answered.
 //! - [`append_separate_dedupe`]: writes the dedupe record in a write of its own, before the
 //!   append, so a crash between the two turns the gateway's retry into a "duplicate".
-//! - [`RemembersLate`]: the flush writes a batch's long-horizon dedupe records after the write
-//!   acknowledging it instead of before, so a crash between the two leaves a gateway's resend of
-//!   an acknowledged message unrecognised: it is handed off again.
+//! - [`late_dedupe`] (`remembers-late`): the flush writes the long-horizon dedupe records of the ids an
+//!   acknowledgement pushes out of the record after that write instead of before, so a crash
+//!   between the two leaves a gateway's resend of an acknowledged message unrecognised: it is
+//!   handed off again.
+//! - [`late_dedupe`] (`drops-unremembered`): the flush drops the ids an acknowledgement pushes out of the
+//!   record's list of acknowledged ids without writing their dedupe records at all.
 //! - [`StampsEarly`]: the webhook stamps `received_at` from a clock 2 s behind, so windows close
 //!   2 s early by lull's own timestamps; only a checker on the world's clock sees it.
 //! - [`IgnoresPause`]: answers an operator pause as stored but stores nothing, so the bot
@@ -463,13 +466,15 @@ impl SystemUnderTest for IgnoresPause {
     }
 }
 
-/// The store as [`RemembersLate`] uses it: `remember` only notes the records in the process's
-/// memory, and the next write of that conversation writes them after itself, as a separate
-/// write. A new flush starts with a read of the record, which forgets what a crashed process
-/// noted (its memory died with it).
+/// The store as `remembers-late` and `drops-unremembered` ([`late_dedupe`]) use it: `remember` only notes the records in the process's memory,
+/// and the next write of that conversation writes them after itself, as a separate write (or,
+/// with `never`, drops them). A new flush starts with a read of the record, which forgets what
+/// a crashed process noted (its memory died with it).
 #[derive(Clone)]
 pub(crate) struct LateDedupeStore {
     ports: SimPorts,
+    /// Drop the noted records instead of writing them late.
+    never: bool,
     noted: Arc<std::sync::Mutex<std::collections::HashMap<ConversationKey, Vec<DedupeRecord>>>>,
 }
 
@@ -525,8 +530,8 @@ impl WindowStore for LateDedupeStore {
     ) -> Result<Written, crate::ports::StoreError> {
         let r = self.ports.replace(expected, next).await?;
         let noted = self.noted().remove(&next.key);
-        if let (Written::Ok, Some(records)) = (&r, noted) {
-            // The bug: written after the acknowledgement, in a write of its own.
+        if let (Written::Ok, Some(records), false) = (&r, noted, self.never) {
+            // The bug: written after the acknowledgement, in a write of its own (or never).
             self.ports.remember(&records).await?;
         }
         Ok(r)
@@ -541,21 +546,17 @@ impl WindowStore for LateDedupeStore {
     }
 }
 
-/// lull, but its flush writes dedupe records after the acknowledgement (see
-/// [`LateDedupeStore`]).
-pub(crate) struct RemembersLate {
+/// lull whose flush (the triggers' and the sweep's) runs over another store, `S`, with one
+/// bug ([`LateDedupeStore`]). The webhook is lull's.
+pub(crate) struct FlushOver<S> {
     pub lull: Lull,
-    pub late: Arc<Buffer<LateDedupeStore, SimPorts, SimPorts, SimPorts>>,
+    pub flush: Arc<Buffer<S, SimPorts, SimPorts, SimPorts>>,
 }
 
-impl RemembersLate {
-    pub fn new(ports: &SimPorts, config: BufferConfig, lull: Lull) -> RemembersLate {
-        let store = LateDedupeStore {
-            ports: ports.clone(),
-            noted: Arc::default(),
-        };
-        RemembersLate {
-            late: Arc::new(Buffer::new(
+impl<S: WindowStore + Clone + Send + Sync + 'static> FlushOver<S> {
+    fn new(store: S, ports: &SimPorts, config: BufferConfig, lull: Lull) -> FlushOver<S> {
+        FlushOver {
+            flush: Arc::new(Buffer::new(
                 store,
                 ports.clone(),
                 ports.clone(),
@@ -567,19 +568,36 @@ impl RemembersLate {
     }
 }
 
-impl SystemUnderTest for RemembersLate {
+/// lull, but its flush writes the dedupe records of the ids an acknowledgement pushes out of
+/// the record after that write (`remembers-late`), or `never` (`drops-unremembered`): see
+/// [`LateDedupeStore`].
+pub(crate) fn late_dedupe(
+    ports: &SimPorts,
+    config: BufferConfig,
+    lull: Lull,
+    never: bool,
+) -> FlushOver<LateDedupeStore> {
+    let store = LateDedupeStore {
+        ports: ports.clone(),
+        noted: Arc::default(),
+        never,
+    };
+    FlushOver::new(store, ports, config, lull)
+}
+
+impl<S: WindowStore + Clone + Send + Sync + 'static> SystemUnderTest for FlushOver<S> {
     fn lull(&self) -> Lull {
         self.lull.clone()
     }
 
     fn flush(&self, trig: TriggerMsg) -> Boxed<Flushed> {
-        let b = self.late.clone();
+        let b = self.flush.clone();
         let claim = crate::protocol::Claim::Trigger { chain: trig.chain };
         Box::pin(async move { super::sut::flushed(b.flush(&trig.key, claim).await) })
     }
 
     fn sweep_one(&self, key: ConversationKey) -> Boxed<Flushed> {
-        let b = self.late.clone();
+        let b = self.flush.clone();
         Box::pin(async move { super::sut::flushed(b.handoff().sweep_one(&key).await) })
     }
 }
