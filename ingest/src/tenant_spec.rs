@@ -129,13 +129,16 @@ pub struct TenantSpec {
     pub quiet_min: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiet_max: Option<String>,
-    /// Presence events shape the end of a turn (with `typing_grace`/`typing_hold`).
+    /// Presence events shape the end of a turn (with `typing_grace`/`typing_hold`/
+    /// `typing_stop_grace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typing: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typing_grace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typing_hold: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typing_stop_grace: Option<String>,
     /// How long a human operator's message pauses the conversation's hand-offs (default 30m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<String>,
@@ -362,6 +365,7 @@ impl TenantSpec {
             typing: self.typing,
             typing_grace: self.typing_grace.as_deref(),
             typing_hold: self.typing_hold.as_deref(),
+            typing_stop_grace: self.typing_stop_grace.as_deref(),
             pause: self.pause.as_deref(),
         }
         .apply(policy)
@@ -636,7 +640,7 @@ mod tests {
     fn end_of_turn_settings_reach_the_policy_and_bad_ones_name_the_tenant() {
         let t = spec(serde_json::json!({
             "id": "acme", "quiet": "adaptive", "quiet_max": "12s", "typing": true,
-            "typing_grace": "1s", "pause": "10m"
+            "typing_grace": "1s", "typing_stop_grace": "4s", "pause": "10m"
         }))
         .to_tenant(&Policy::default())
         .unwrap();
@@ -646,6 +650,7 @@ mod tests {
             (Duration::from_millis(1500), Duration::from_secs(12))
         );
         assert_eq!(t.policy.typing.unwrap().grace, Duration::from_secs(1));
+        assert_eq!(t.policy.typing.unwrap().stop_grace, Duration::from_secs(4));
         assert_eq!(t.policy.pause, Duration::from_secs(600));
         let e = spec(serde_json::json!({"id": "acme", "typing_hold": "5s"}))
             .to_tenant(&Policy::default())

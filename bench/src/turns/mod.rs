@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use lull_core::turn::{QuietRule, TurnPolicy, TurnReason, TypingRule};
+use lull_core::turn::{PresenceKind, QuietRule, TurnPolicy, TurnReason, TypingRule};
 
 use crate::util::{self, Res};
 
@@ -44,9 +44,12 @@ pub struct TurnsArgs {
 fn policies() -> Vec<(String, TurnPolicy)> {
     // lull's default max wait, the same for every policy.
     let max_wait = 30_000;
+    // lull's typing defaults (`policy::Typing::default()`): a stop grace of 6 s after a
+    // `paused`/`available` (the `*-stop1.5s` rows show the 1.5 s it replaced).
     let typing = Some(TypingRule {
         grace_ms: 1_500,
         hold_ms: 12_000,
+        stop_grace_ms: Some(6_000),
     });
     // Fragmenters' gaps run past 10 s (a slow typist's next fragment), so the max is 20 s; the
     // median answer is set by the min, which whole-thought writers get.
@@ -91,12 +94,123 @@ fn policies() -> Vec<(String, TurnPolicy)> {
             typing,
         },
     ));
+    // The rule before the stop grace: a `paused`/`available` released after the 1.5 s grace.
+    let short_stop = typing.map(|t| TypingRule {
+        stop_grace_ms: None,
+        ..t
+    });
+    out.push((
+        "typing-stop1.5s".into(),
+        TurnPolicy {
+            quiet: QuietRule::Fixed { ms: 8_000 },
+            max_wait_ms: max_wait,
+            typing: short_stop,
+        },
+    ));
+    out.push((
+        "both-stop1.5s".into(),
+        TurnPolicy {
+            quiet: adaptive,
+            max_wait_ms: max_wait,
+            typing: short_stop,
+        },
+    ));
     out
+}
+
+/// Why a ground-truth turn was split: the cause of its first cut (a hand-off between two of its
+/// messages), from what the generator knows about the message after the cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    /// Max wait closed the window while the turn went on.
+    MaxWait,
+    /// A whole-thought writer's afterthought came after the quiet in force.
+    Afterthought,
+    /// A `paused`/`available` mid-message (the user stopped typing, then went on) released the
+    /// window after the grace.
+    StopReleased,
+    /// The user had started typing before the hand-off, but its `composing` was lost or reached
+    /// lull after the hand-off.
+    PresenceLostOrLate,
+    /// A `composing` held the window for the typing hold and no newer event came in time.
+    HoldExpired,
+    /// A long pause (5-20 s) before the next fragment was started.
+    LongPause,
+    /// The think time before the next fragment was started outlasted the quiet in force (the
+    /// user was not typing yet, so presence could not show it).
+    ThinkPause,
+    /// No presence: the gap to the next fragment (think time + typing it) outlasted the quiet.
+    Gap,
+}
+
+impl Cause {
+    const ALL: [Cause; 8] = [
+        Cause::MaxWait,
+        Cause::Afterthought,
+        Cause::StopReleased,
+        Cause::PresenceLostOrLate,
+        Cause::HoldExpired,
+        Cause::LongPause,
+        Cause::ThinkPause,
+        Cause::Gap,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Cause::MaxWait => "max_wait",
+            Cause::Afterthought => "afterthought",
+            Cause::StopReleased => "paused_released",
+            Cause::PresenceLostOrLate => "presence_lost_or_late",
+            Cause::HoldExpired => "hold_expired",
+            Cause::LongPause => "long_pause",
+            Cause::ThinkPause => "think_pause",
+            Cause::Gap => "gap_no_presence",
+        }
+    }
+
+    fn of(c: &model::Conversation, h: &replay::Handoff, next: &model::MessageTruth) -> Cause {
+        if h.reason == TurnReason::MaxWait {
+            return Cause::MaxWait;
+        }
+        if next.afterthought {
+            return Cause::Afterthought;
+        }
+        if !c.presence {
+            return if next.long_pause {
+                Cause::LongPause
+            } else {
+                Cause::Gap
+            };
+        }
+        if matches!(
+            h.presence_after,
+            Some(PresenceKind::Paused | PresenceKind::Available)
+        ) {
+            return Cause::StopReleased;
+        }
+        if next.started_at < h.at && next.start_received.is_none_or(|r| r > h.at) {
+            return Cause::PresenceLostOrLate;
+        }
+        if h.reason == TurnReason::TypingHold {
+            return Cause::HoldExpired;
+        }
+        if next.long_pause {
+            Cause::LongPause
+        } else {
+            Cause::ThinkPause
+        }
+    }
+
+    fn index(self) -> usize {
+        Cause::ALL.iter().position(|&c| c == self).unwrap_or(0)
+    }
 }
 
 /// Figures of one policy on one population.
 #[derive(Default, Clone)]
 struct Figures {
+    /// Split turns per [`Cause`] (indexed as `Cause::ALL`).
+    causes: [u64; Cause::ALL.len()],
     turns: u64,
     frag_turns: u64,
     frag_split: u64,
@@ -109,13 +223,24 @@ struct Figures {
 }
 
 impl Figures {
-    fn add(&mut self, r: &replay::Replay, fragmenter: bool) {
+    fn add(&mut self, r: &replay::Replay, c: &model::Conversation) {
+        let fragmenter = c.fragmenter;
         self.messages += r.messages;
         self.batches += r.handoffs.len() as u64;
         let turns = r.turn_last.len();
         let mut batches_of_turn = vec![0u32; turns];
         let mut handed_at = vec![None; turns];
+        let mut cause_of_turn: Vec<Option<Cause>> = vec![None; turns];
         for h in &r.handoffs {
+            let last = c.truth.get(h.last_msg);
+            let next = c.truth.get(h.last_msg + 1);
+            if let (Some(last), Some(next)) = (last, next) {
+                if last.turn == next.turn {
+                    if let Some(slot @ None) = cause_of_turn.get_mut(last.turn as usize) {
+                        *slot = Some(Cause::of(c, h, next));
+                    }
+                }
+            }
             let mut seen: Vec<u32> = h.turns.clone();
             seen.dedup();
             if seen.len() > 1 {
@@ -143,6 +268,9 @@ impl Figures {
             }
             if batches_of_turn[t] > 1 {
                 self.split += 1;
+                if let Some(cause) = cause_of_turn[t] {
+                    self.causes[cause.index()] += 1;
+                }
                 if fragmenter {
                     self.frag_split += 1;
                 }
@@ -165,6 +293,7 @@ impl Figures {
             split_pct: pct_of(self.split, self.turns),
             split_frag_pct: pct_of(self.frag_split, self.frag_turns),
             split_other_pct: pct_of(self.split - self.frag_split, self.turns - self.frag_turns),
+            causes_pct: self.causes.map(|n| pct_of(n, self.turns)),
             merged_pct: pct_of(self.merged_batches, self.batches),
             max_wait_pct: pct_of(self.max_wait_batches, self.batches),
             calls_per_message: self.batches as f64 / self.messages.max(1) as f64,
@@ -187,6 +316,8 @@ struct Summary {
     /// Split turns among users who fragment, and among the others.
     split_frag_pct: f64,
     split_other_pct: f64,
+    /// Split turns per [`Cause`], % of all turns (they sum to `split_pct`).
+    causes_pct: [f64; Cause::ALL.len()],
     merged_pct: f64,
     /// Batches closed by max wait (the cap every policy shares).
     max_wait_pct: f64,
@@ -216,9 +347,9 @@ pub fn run(a: &TurnsArgs) -> Res<()> {
         for c in &convs {
             let r = replay::replay(&policy, c);
             if c.presence {
-                with.add(&r, c.fragmenter);
+                with.add(&r, c);
             } else {
-                without.add(&r, c.fragmenter);
+                without.add(&r, c);
             }
         }
         for (signals, f) in [("yes", &mut with), ("no", &mut without)] {
@@ -239,6 +370,14 @@ pub fn run(a: &TurnsArgs) -> Res<()> {
                 s.merged_pct,
                 s.max_wait_pct,
                 s.calls_per_message
+            );
+            let causes: Vec<String> = Cause::ALL
+                .iter()
+                .map(|c| format!("{}_pct={:.2}", c.name(), s.causes_pct[c.index()]))
+                .collect();
+            println!(
+                "bench=turns split_causes policy={name} signals={signals} {}",
+                causes.join(" ")
             );
             rows.push((name.clone(), signals, s));
         }
@@ -266,12 +405,13 @@ pub fn run(a: &TurnsArgs) -> Res<()> {
         let mut f = std::fs::File::create(path)?;
         writeln!(
             f,
-            "policy,signals,turns,messages,batches,median_silence_s,p90_silence_s,split_turns_pct,split_fragmenters_pct,split_others_pct,merged_batches_pct,calls_per_message"
+            "policy,signals,turns,messages,batches,median_silence_s,p90_silence_s,split_turns_pct,split_fragmenters_pct,split_others_pct,merged_batches_pct,calls_per_message,{}",
+            Cause::ALL.map(|c| format!("split_{}_pct", c.name())).join(",")
         )?;
         for (name, signals, s) in &rows {
             writeln!(
                 f,
-                "{name},{signals},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.5}",
+                "{name},{signals},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.5},{}",
                 s.turns,
                 s.messages,
                 s.batches,
@@ -281,7 +421,8 @@ pub fn run(a: &TurnsArgs) -> Res<()> {
                 s.split_frag_pct,
                 s.split_other_pct,
                 s.merged_pct,
-                s.calls_per_message
+                s.calls_per_message,
+                s.causes_pct.map(|p| format!("{p:.3}")).join(",")
             )?;
         }
     }

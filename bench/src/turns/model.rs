@@ -46,12 +46,29 @@ pub struct Received {
     pub event: Event,
 }
 
+/// What the generator knows about one message (ground truth, never shown to the rule): what
+/// the split-turn breakdown attributes a cut to.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MessageTruth {
+    pub turn: u32,
+    /// A second message of a whole-thought writer's turn (an afterthought).
+    pub afterthought: bool,
+    /// A long pause (5-20 s) came before this message was started.
+    pub long_pause: bool,
+    /// When the user started typing it (the first `composing` was sent), on the user's clock.
+    pub started_at: Millis,
+    /// When that first `composing` reached lull; `None` if lost (or the gateway sends none).
+    pub start_received: Option<Millis>,
+}
+
 /// One user's conversation.
 pub struct Conversation {
     pub presence: bool,
     pub fragmenter: bool,
     pub events: Vec<Received>,
     pub turns: u32,
+    /// One entry per message, in receive order (messages keep their order).
+    pub truth: Vec<MessageTruth>,
 }
 
 /// The knobs of the model (defaults in `TurnsArgs`).
@@ -88,6 +105,9 @@ pub fn conversation(m: &Model, seed: u64) -> Conversation {
 
     // (send time s, event) on the user's clock, before delivery.
     let mut sent: Vec<(f64, Event)> = Vec::new();
+    let mut truth: Vec<MessageTruth> = Vec::new();
+    // Index in `sent` of each message's first `composing`.
+    let mut first_composing: Vec<usize> = Vec::new();
     let mut t = rng.f64() * 60.0;
     for turn in 0..m.turns {
         let k = if fragmenter {
@@ -106,12 +126,22 @@ pub fn conversation(m: &Model, seed: u64) -> Conversation {
             1
         };
         for j in 0..k {
+            let mut long_pause = false;
             if j > 0 {
                 t += lognormal(&mut rng, think_median, 0.8);
                 if rng.f64() < 0.05 {
                     t += 5.0 + 15.0 * rng.f64();
+                    long_pause = true;
                 }
             }
+            truth.push(MessageTruth {
+                turn,
+                afterthought: j > 0 && !fragmenter,
+                long_pause,
+                started_at: Millis(ms(t)),
+                start_received: None,
+            });
+            first_composing.push(sent.len());
             let median_len = if fragmenter || j > 0 { 15.0 } else { 55.0 };
             let len = lognormal(&mut rng, median_len, 0.65).clamp(2.0, 600.0);
             let typing = len / chars_per_s * (0.8 + 0.4 * rng.f64());
@@ -157,7 +187,15 @@ pub fn conversation(m: &Model, seed: u64) -> Conversation {
     // are independent requests, sometimes lost, sometimes late.
     let mut events = Vec::with_capacity(sent.len());
     let mut last_message_at = 0u64;
-    for (at, ev) in sent {
+    let mut next_start = 0;
+    for (i, (at, ev)) in sent.into_iter().enumerate() {
+        let starts = first_composing
+            .get(next_start)
+            .filter(|&&f| f == i)
+            .map(|_| {
+                next_start += 1;
+                next_start - 1
+            });
         let delay = lognormal(&mut rng, 0.3, 0.5).min(5.0);
         match ev {
             Event::Message { .. } => {
@@ -177,8 +215,12 @@ pub fn conversation(m: &Model, seed: u64) -> Conversation {
                 } else {
                     0.0
                 };
+                let received = Millis(ms(at + delay + late));
+                if let Some(m) = starts.and_then(|m| truth.get_mut(m)) {
+                    m.start_received = Some(received);
+                }
                 events.push(Received {
-                    at: Millis(ms(at + delay + late)),
+                    at: received,
                     event: ev,
                 });
             }
@@ -191,6 +233,7 @@ pub fn conversation(m: &Model, seed: u64) -> Conversation {
         fragmenter,
         events,
         turns: m.turns,
+        truth,
     }
 }
 

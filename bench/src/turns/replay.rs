@@ -2,7 +2,7 @@
 //! rule ([`lull_core::turn::due`]), as the window record would: the same inputs, the same
 //! observations into the gap summary, presence ignored while no window is open.
 
-use lull_core::turn::{self, GapSummary, Presence, TurnInputs, TurnPolicy};
+use lull_core::turn::{self, GapSummary, Presence, PresenceKind, TurnInputs, TurnPolicy};
 use lull_core::Millis;
 
 use super::model::{Conversation, Event};
@@ -12,6 +12,10 @@ pub struct Handoff {
     pub at: Millis,
     pub reason: lull_core::turn::TurnReason,
     pub turns: Vec<u32>,
+    /// Index (in receive order) of the batch's last message.
+    pub last_msg: usize,
+    /// The latest presence, when it came after that message (what the rule saw last).
+    pub presence_after: Option<PresenceKind>,
 }
 
 /// What one replay produced.
@@ -26,6 +30,7 @@ struct Open {
     opened_at: Millis,
     last_at: Millis,
     turns: Vec<u32>,
+    last_msg: usize,
 }
 
 /// The conversation record's end-of-turn state.
@@ -56,10 +61,13 @@ impl Record {
             let d = turn::due(policy, &self.inputs(w));
             if d.at <= now {
                 if let Some(w) = self.window.take() {
+                    let presence_after = self.presence.filter(|p| p.at > w.last_at).map(|p| p.kind);
                     out.push(Handoff {
                         at: d.at,
                         reason: d.reason,
                         turns: w.turns,
+                        last_msg: w.last_msg,
+                        presence_after,
                     });
                 }
                 if self.awaiting.is_some() {
@@ -86,6 +94,7 @@ pub fn replay(policy: &TurnPolicy, c: &Conversation) -> Replay {
         r.close_if_due(policy, e.at, &mut handoffs);
         match e.event {
             Event::Message { turn } => {
+                let index = messages as usize;
                 messages += 1;
                 if let Some(slot) = turn_last.get_mut(turn as usize) {
                     *slot = e.at;
@@ -95,12 +104,14 @@ pub fn replay(policy: &TurnPolicy, c: &Conversation) -> Replay {
                     Some(w) => {
                         w.last_at = e.at;
                         w.turns.push(turn);
+                        w.last_msg = index;
                     }
                     None => {
                         r.window = Some(Open {
                             opened_at: e.at,
                             last_at: e.at,
                             turns: vec![turn],
+                            last_msg: index,
                         })
                     }
                 }
@@ -138,7 +149,7 @@ pub fn replay(policy: &TurnPolicy, c: &Conversation) -> Replay {
 mod tests {
     use super::*;
     use crate::turns::model::Received;
-    use lull_core::turn::{PresenceKind, QuietRule, TypingRule};
+    use lull_core::turn::{QuietRule, TypingRule};
 
     fn msg(at: u64, turn: u32) -> Received {
         Received {
@@ -170,6 +181,7 @@ mod tests {
                 msg(10_000, 0),
                 msg(60_000, 1),
             ],
+            truth: Vec::new(),
         };
         let fixed = TurnPolicy::DEFAULT;
         let r = replay(&fixed, &c);
@@ -181,6 +193,7 @@ mod tests {
             typing: Some(TypingRule {
                 grace_ms: 1_500,
                 hold_ms: 10_000,
+                stop_grace_ms: None,
             }),
         };
         let r = replay(&typing, &c);

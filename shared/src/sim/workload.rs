@@ -119,6 +119,12 @@ fn policy_for(i: usize) -> Policy {
             typing: Some(Typing {
                 grace: Duration::from_millis(1_500),
                 hold: Duration::from_secs(12),
+                // Two stop graces, so the checker verifies the one each window recorded.
+                stop_grace: if i % 10 == 4 {
+                    crate::policy::DEFAULT_STOP_GRACE
+                } else {
+                    Duration::from_secs(3)
+                },
             }),
             adaptive: (i % 10 == 4).then_some(AdaptiveQuiet {
                 min: Duration::from_secs(1),

@@ -60,8 +60,21 @@ pub struct TypingRule {
     pub grace_ms: u32,
     /// The longest a `composing`/`recording` holds the window without a newer event: a lost
     /// `paused` or a late `composing` costs at most this. A `paused`/`available` after the last
-    /// message holds it for `grace_ms` from its arrival.
+    /// message holds it for the stop grace from its arrival.
     pub hold_ms: u32,
+    /// The grace after a `paused`/`available` that followed the last message (the user stopped
+    /// typing mid-message); `None`: `grace_ms`. A user who pauses mid-message usually goes on
+    /// typing within a few seconds, so this can be longer than the grace after a message; it
+    /// costs silence only when a draft is abandoned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_ms: Option<u32>,
+}
+
+impl TypingRule {
+    /// The grace after a `paused`/`available` that followed the last message.
+    pub fn stop_grace(&self) -> u32 {
+        self.stop_grace_ms.unwrap_or(self.grace_ms)
+    }
 }
 
 /// The end-of-turn policy of a tenant.
@@ -150,6 +163,10 @@ impl TurnPolicy {
                 });
             }
             below_max_wait("typing hold", t.hold_ms)?;
+            if t.stop_grace_ms == Some(0) {
+                return Err(TurnPolicyError::Zero("typing stop grace"));
+            }
+            below_max_wait("typing stop grace", t.stop_grace())?;
         }
         Ok(())
     }
@@ -273,8 +290,8 @@ pub fn due(policy: &TurnPolicy, w: &TurnInputs) -> TurnDue {
 /// How long a presence received after the window's last message holds it, from the presence's
 /// receive time: `composing`/`recording` (a next message is being produced) for the typing hold;
 /// `paused`/`available` (the user stopped typing: WhatsApp's `paused` chat state, which Baileys,
-/// and so Evolution, reports as `available`) for the typing grace only, so a draft the user
-/// abandons costs a grace, not the hold; `unavailable` (the app went to the background) not at
+/// and so Evolution, reports as `available`) for the stop grace only, so a draft the user
+/// abandons costs that grace, not the hold; `unavailable` (the app went to the background) not at
 /// all. The latest presence is all the record keeps, so a `paused` after a `composing` replaces
 /// it and the hold ends there.
 fn after_last_message(t: TypingRule, p: Presence) -> Option<(u64, TurnReason)> {
@@ -284,7 +301,7 @@ fn after_last_message(t: TypingRule, p: Presence) -> Option<(u64, TurnReason)> {
             Some((from(t.hold_ms), TurnReason::TypingHold))
         }
         PresenceKind::Paused | PresenceKind::Available => {
-            Some((from(t.grace_ms), TurnReason::TypingGrace))
+            Some((from(t.stop_grace()), TurnReason::TypingGrace))
         }
         PresenceKind::Unavailable => None,
     }

@@ -25,6 +25,7 @@ pub struct TurnSettings<'a> {
     pub typing: Option<bool>,
     pub typing_grace: Option<&'a str>,
     pub typing_hold: Option<&'a str>,
+    pub typing_stop_grace: Option<&'a str>,
     pub pause: Option<&'a str>,
 }
 
@@ -60,16 +61,20 @@ impl TurnSettings<'_> {
         }
         let grace = duration("typing_grace", self.typing_grace)?;
         let hold = duration("typing_hold", self.typing_hold)?;
+        let stop_grace = duration("typing_stop_grace", self.typing_stop_grace)?;
         match self.typing {
             Some(true) => {
                 let d = Typing::default();
                 policy.typing = Some(Typing {
                     grace: grace.unwrap_or(d.grace),
                     hold: hold.unwrap_or(d.hold),
+                    stop_grace: stop_grace.unwrap_or(d.stop_grace),
                 });
             }
-            _ if grace.is_some() || hold.is_some() => {
-                return Err("typing_grace and typing_hold need typing = true".into())
+            _ if grace.is_some() || hold.is_some() || stop_grace.is_some() => {
+                return Err(
+                    "typing_grace, typing_hold and typing_stop_grace need typing = true".into(),
+                )
             }
             _ => policy.typing = None,
         }

@@ -5,6 +5,13 @@ const FIXED8: TurnPolicy = TurnPolicy::DEFAULT;
 const TYPING: TypingRule = TypingRule {
     grace_ms: 1_500,
     hold_ms: 10_000,
+    stop_grace_ms: None,
+};
+
+/// The typing rule with a stop grace longer than the grace after a message.
+const LONG_STOP: TypingRule = TypingRule {
+    stop_grace_ms: Some(6_000),
+    ..TYPING
 };
 
 fn typing_fixed() -> TurnPolicy {
@@ -309,11 +316,12 @@ fn never_early_and_presence_only_delays_on_random_inputs() {
         PresenceKind::Unavailable,
     ];
     for _ in 0..20_000 {
-        let policy = match rng.u8(0..4) {
+        let policy = match rng.u8(0..5) {
             0 => FIXED8,
             1 => typing_fixed(),
             2 => adaptive(None),
-            _ => adaptive(Some(TYPING)),
+            3 => adaptive(Some(TYPING)),
+            _ => adaptive(Some(LONG_STOP)),
         };
         let opened = rng.u64(0..1_000_000);
         let last = opened + rng.u64(0..40_000);
@@ -354,11 +362,32 @@ fn never_early_and_presence_only_delays_on_random_inputs() {
         // A stop (`paused`/`available`) after the last message holds at most a grace past it.
         if let (Some(t), Some(p), None) = (policy.typing, w.presence, w.paused_until) {
             if matches!(p.kind, PresenceKind::Paused | PresenceKind::Available) {
-                let released = floor.max(p.at.0 + u64::from(t.grace_ms)).min(max);
+                let released = floor.max(p.at.0 + u64::from(t.stop_grace())).min(max);
                 assert!(d.at.0 <= released, "held past the grace: {d:?} {w:?}");
             }
         }
     }
+}
+
+#[test]
+fn a_stop_after_the_last_message_holds_for_the_stop_grace_not_the_message_grace() {
+    let policy = TurnPolicy {
+        typing: Some(LONG_STOP),
+        ..FIXED8
+    };
+    let mut w = window(0, 1_000);
+    // Typing after the message, then a stop at 3 s: held until 3 s + 6 s.
+    w.presence = presence(PresenceKind::Paused, 3_000);
+    let d = due(&policy, &w);
+    assert_eq!((d.at, d.reason), (Millis(9_000), TurnReason::TypingGrace));
+    // Without a stop grace the stop releases after the message grace (1.5 s).
+    assert_eq!(due(&typing_fixed(), &w).at, Millis(4_500));
+    // A message with no presence after it still closes after the message grace.
+    w.presence = presence(PresenceKind::Composing, 500);
+    assert_eq!(due(&policy, &w).at, Millis(2_500));
+    // Max wait still caps the stop grace.
+    w.presence = presence(PresenceKind::Available, 28_000);
+    assert_eq!(due(&policy, &w).reason, TurnReason::MaxWait);
 }
 
 #[test]
@@ -384,12 +413,25 @@ fn validate_names_the_bad_value() {
         typing: Some(TypingRule {
             grace_ms: 2_000,
             hold_ms: 1_000,
+            stop_grace_ms: None,
         }),
         ..FIXED8
     }
     .validate()
     .unwrap_err();
     assert!(e.to_string().contains("typing hold"), "{e}");
+    for (stop, names) in [(0, "typing stop grace"), (40_000, "40000")] {
+        let e = TurnPolicy {
+            typing: Some(TypingRule {
+                stop_grace_ms: Some(stop),
+                ..TYPING
+            }),
+            ..FIXED8
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains(names), "{e}");
+    }
     let e = TurnPolicy {
         quiet: QuietRule::Fixed { ms: 40_000 },
         ..FIXED8

@@ -97,6 +97,7 @@ fn typing() -> Policy {
         typing: Some(Typing {
             grace: Duration::from_millis(1_500),
             hold: Duration::from_secs(20),
+            stop_grace: Duration::from_millis(1_500),
         }),
         ..Policy::default()
     }
