@@ -378,14 +378,6 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
         .map(|_| ())
 }
 
-/// The current version of `key`, without copying its record out (conditional writes need only
-/// the version; the record is read back only to report a conflict).
-fn current_ver(conn: &Connection, key: &str) -> Result<Option<u64>, StoreError> {
-    conn.prepare_cached("SELECT ver FROM conversations WHERE key = ?1")
-        .and_then(|mut s| s.query_row([key], |r| Ok(to_u64(r.get(0)?))).optional())
-        .map_err(unavailable)
-}
-
 fn decode(json: &str) -> Result<Conversation, StoreError> {
     serde_json::from_str(json).map_err(corrupt)
 }
@@ -400,15 +392,34 @@ fn current(conn: &Connection, key: &str) -> Result<Option<(u64, String)>, StoreE
         .map_err(unavailable)
 }
 
-fn put(conn: &Connection, row: &Row) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO conversations (key, ver, due_at, record) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (key) DO UPDATE SET ver = excluded.ver, due_at = excluded.due_at, \
-         record = excluded.record",
-    )
-    .and_then(|mut s| s.execute(params![row.key, to_i64(row.ver), row.due_at, row.json]))
-    .map(|_| ())
-    .map_err(unavailable)
+/// Writes `row` if the stored version is `expected` (`None`: no record), in one statement, so
+/// SQLite decides the condition where it finds the row; `false`: the condition failed and
+/// nothing was written.
+fn put_if(conn: &Connection, expected: Option<u64>, row: &Row) -> Result<bool, StoreError> {
+    let changed = match expected {
+        None => conn
+            .prepare_cached(
+                "INSERT INTO conversations (key, ver, due_at, record) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![row.key, to_i64(row.ver), row.due_at, row.json])),
+        Some(ver) => conn
+            .prepare_cached(
+                "UPDATE conversations SET ver = ?2, due_at = ?3, record = ?4 \
+                 WHERE key = ?1 AND ver = ?5",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    row.key,
+                    to_i64(row.ver),
+                    row.due_at,
+                    row.json,
+                    to_i64(ver)
+                ])
+            }),
+    }
+    .map_err(unavailable)?;
+    Ok(changed == 1)
 }
 
 /// A conversation record encoded on the caller's side, so the store thread does no JSON work.
@@ -446,12 +457,12 @@ impl SqliteStore {
         let cached = Cached::Record(Arc::new(next.clone()), row.json.len());
         let raw = self
             .call_on(&next.key, move |conn| {
-                if current_ver(conn, &row.key)? != expected {
-                    let found = current(conn, &row.key)?.map(|(_, j)| j);
-                    return Ok((Some(found), Fill::Forget));
+                if put_if(conn, expected, &row)? {
+                    return Ok((None, Fill::Put(cached)));
                 }
-                put(conn, &row)?;
-                Ok((None, Fill::Put(cached)))
+                // Refused: the record is read back only to report the conflict.
+                let found = current(conn, &row.key)?.map(|(_, j)| j);
+                Ok((Some(found), Fill::Forget))
             })
             .await?;
         match raw {
