@@ -89,6 +89,13 @@ impl Generation {
     }
 }
 
+/// What a [`RecordCache::put`] displaced: dropping it frees it.
+#[derive(Debug, Default)]
+pub(crate) struct Leftovers {
+    _replaced: Option<Cached>,
+    _retired: Option<Generation>,
+}
+
 #[derive(Debug, Default)]
 struct Generations {
     hot: Generation,
@@ -142,16 +149,18 @@ impl RecordCache {
         })
     }
 
-    /// Records what the database now holds for `key` (call only after the commit).
-    pub(crate) fn put(&self, key: ConversationKey, value: Cached) {
-        let dropped = {
-            let mut g = self.lock();
-            g.cold.remove(&key);
-            g.hot.remove(&key);
-            self.insert_hot(&mut g, key, value)
-        };
-        // The retired generation is freed outside the lock.
-        drop(dropped);
+    /// Records what the database now holds for `key` (call only after the commit). Returns
+    /// what it displaced, for the caller to drop where it pleases: outside the lock, and not on
+    /// the store thread (records are allocated on the request's thread; freeing them there
+    /// spares the one serial thread the allocator's cross-thread work).
+    pub(crate) fn put(&self, key: ConversationKey, value: Cached) -> Leftovers {
+        let mut g = self.lock();
+        let replaced = g.cold.remove(&key).or_else(|| g.hot.remove(&key));
+        let retired = self.insert_hot(&mut g, key, value);
+        Leftovers {
+            _replaced: replaced,
+            _retired: retired,
+        }
     }
 
     /// Forgets `key`: the next `load` reads the database.

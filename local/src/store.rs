@@ -29,7 +29,7 @@ use lull_core::{Conversation, ConversationKey, Millis};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use crate::record_cache::{CacheLimits, Cached, RecordCache};
+use crate::record_cache::{CacheLimits, Cached, Leftovers, RecordCache};
 
 /// How hard a commit tries to reach the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -111,7 +111,8 @@ impl std::fmt::Debug for dyn Job {
 
 struct Call<F, R> {
     f: F,
-    reply: oneshot::Sender<Result<R, StoreError>>,
+    /// The answer, with what the cache displaced (freed by the caller, off the store thread).
+    reply: oneshot::Sender<(Result<R, StoreError>, Leftovers)>,
     /// The conversation whose record the request reads or writes, and the cache mirroring it:
     /// updated once the transaction's fate is known (see `record_cache`).
     record: Option<(ConversationKey, Arc<RecordCache>)>,
@@ -162,14 +163,15 @@ where
                 Ok((r, fill)) => (Ok(r), fill),
                 Err(e) => (Err(e), Fill::Forget),
             };
+            let mut leftovers = Leftovers::default();
             if let Some((key, cache)) = record {
                 match fill {
                     Fill::Keep => {}
-                    Fill::Put(value) => cache.put(key, value),
+                    Fill::Put(value) => leftovers = cache.put(key, value),
                     Fill::Forget => cache.forget(&key),
                 }
             }
-            let _ = reply.send(out);
+            let _ = reply.send((out, leftovers));
         })
     }
 
@@ -177,7 +179,7 @@ where
         if let Some((key, cache)) = self.record {
             cache.forget(&key);
         }
-        let _ = self.reply.send(Err(err));
+        let _ = self.reply.send((Err(err), Leftovers::default()));
     }
 }
 
@@ -288,9 +290,11 @@ impl SqliteStore {
         self.jobs
             .send(Box::new(Call { f, reply, record }))
             .map_err(|_| StoreError::Unavailable("store closed".into()))?;
-        answer
+        let (out, leftovers) = answer
             .await
-            .map_err(|_| StoreError::Unavailable("store thread stopped".into()))?
+            .map_err(|_| StoreError::Unavailable("store thread stopped".into()))?;
+        drop(leftovers);
+        out
     }
 
     /// Every conversation with something to do (open window or pending batch), oldest due first:
@@ -457,14 +461,16 @@ impl SqliteStore {
         let cached = Cached::Record(Arc::new(next.clone()), row.json.len());
         let raw = self
             .call_on(&next.key, move |conn| {
+                // The row goes back with the answer, to be freed where it was made.
                 if put_if(conn, expected, &row)? {
-                    return Ok((None, Fill::Put(cached)));
+                    return Ok(((None, row), Fill::Put(cached)));
                 }
                 // Refused: the record is read back only to report the conflict.
                 let found = current(conn, &row.key)?.map(|(_, j)| j);
-                Ok((Some(found), Fill::Forget))
+                Ok(((Some(found), row), Fill::Forget))
             })
-            .await?;
+            .await?
+            .0;
         match raw {
             None => Ok(Written::Ok),
             Some(json) => Ok(Written::Conflict(conflict(json)?)),
