@@ -207,6 +207,24 @@ impl Server {
         }
     }
 
+    /// POSTs raw JSON `body` to the webhook `path` with `headers`; returns the status (0 when
+    /// the request failed).
+    pub async fn post_json(&self, path: &str, body: &[u8], headers: &[(&str, String)]) -> u16 {
+        let mut req = self
+            .client
+            .post(format!("http://{}{path}", self.addr))
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .timeout(Duration::from_secs(10));
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        match req.send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
     /// `kill -9`.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -493,3 +493,49 @@ fn bad_configuration_is_refused_naming_the_setting() {
         assert!(help.contains(var), "{var} missing from lull serve --help");
     }
 }
+
+/// WAHA through the real server: `--waha-hmac-key`, a message signed as WAHA signs it
+/// (`X-Webhook-Hmac`, HMAC-SHA512) becomes a batch of the `waha` conversation; an unsigned or
+/// wrongly signed one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_waha_message_is_handed_off_and_unsigned_ones_are_refused() {
+    const KEY: &str = "waha-hmac-key";
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sink = Capture::start().await;
+    let flags = fast(&sink.url).set("--waha-hmac-key", KEY);
+    let server = Server::start_with(&tmp.path().join("data"), &flags).await;
+    let body =
+        std::fs::read(lull_tests::repo().join("ingest/tests/fixtures/waha_message_text.json"))
+            .expect("fixture");
+    let sig = |k: &str| {
+        vec![
+            (
+                "x-webhook-hmac",
+                lull_ingest::auth::sign_sha512_hex(k, &body),
+            ),
+            ("x-webhook-hmac-algorithm", "sha512".to_string()),
+        ]
+    };
+    assert_eq!(server.post_json("/webhook/waha", &body, &[]).await, 401);
+    assert_eq!(
+        server
+            .post_json("/webhook/waha", &body, &sig("wrong"))
+            .await,
+        401
+    );
+    assert_eq!(
+        server.post_json("/webhook/waha", &body, &sig(KEY)).await,
+        200
+    );
+    wait_for("the WAHA batch", PATIENCE, async || {
+        !sink.acked().is_empty()
+    })
+    .await;
+    let acked = sink.acked();
+    assert_eq!(acked.len(), 1, "{acked:?}");
+    let b = &acked[0];
+    assert_eq!(b["conversation"]["provider"], "waha");
+    assert_eq!(b["conversation"]["account"], "default");
+    assert_eq!(b["conversation"]["user"], "5219991234567@c.us");
+    assert_eq!(b["text"], "Hola, quiero dos pizzas");
+}

@@ -181,3 +181,19 @@ fn the_checker_catches_hand_offs_during_an_operator_pause() {
     assert!(report.broke(Invariant::NeverEarly), "{report}");
     assert!(!report.broke(Invariant::NoLoss), "{report}");
 }
+
+/// An operator hands the conversation back before the pause ends (`resume`): the batches it
+/// releases are handed off before the pause would have ended, and each is checked against its
+/// window's rule; a system that ignores the pause is still caught.
+#[test]
+fn resumed_conversations_are_handed_off_by_their_rule() {
+    let report = run(3, 20_000, 600, Protocol::Lull);
+    assert!(report.violations.is_empty(), "{report}");
+    assert_eq!(report.wedged, 0, "{report}");
+    assert!(
+        report.released_by_resume > 0,
+        "no batch was released by a resume: {report}"
+    );
+    let report = run(3, 20_000, 600, Protocol::IgnoresPause);
+    assert!(report.broke(Invariant::NeverEarly), "{report}");
+}

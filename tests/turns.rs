@@ -1,7 +1,8 @@
 //! End of turn through a real `lull serve` and its real routes: Evolution `presence.update`
 //! holding and releasing a window, a human operator's `fromMe` message pausing a conversation
-//! (the bot's own API replies do not), `lull conversations pause|resume` and the ops listener's
-//! admin routes. Batches say why they waited (`waited`).
+//! (the bot's own API replies do not), `lull conversations pause|resume`, the ops listener's
+//! routes and the webhook listener's authenticated admin routes. Batches say why they waited
+//! (`waited`).
 
 use std::path::Path;
 use std::process::Command;
@@ -12,6 +13,7 @@ use lull_tests::{ids, lull_bin, Capture, Flags, Server};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "evo-token-for-tests";
+const ADMIN_TOKEN: &str = "admin-token-for-tests";
 
 fn user(n: u32) -> String {
     format!("55119876500{n:02}@s.whatsapp.net")
@@ -37,6 +39,7 @@ typing = true
 typing_grace = "1s"
 typing_hold = "40s"
 pause = "30m"
+admin_token = "{ADMIN_TOKEN}"
 
 [tenants.evolution]
 instances = ["shop"]
@@ -226,4 +229,38 @@ async fn a_human_operator_pauses_a_conversation_the_bot_does_not_and_resume_hand
     })
     .await;
     assert_eq!(ids(&batches_of(&capture, 4)[0]), ["u4-1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_listeners_admin_routes_take_the_tenants_token() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let capture = Capture::start().await;
+    let server = start(tmp.path(), &capture).await;
+    post(&server, &message(5, "u5-1", false, "android")).await;
+    let admin = |action: &str, token: &str| {
+        reqwest::Client::new()
+            .post(format!(
+                "http://{}/admin/conversations/{action}",
+                server.addr
+            ))
+            .bearer_auth(token)
+            .json(&json!({"key": key(5)}))
+            .timeout(Duration::from_secs(10))
+            .send()
+    };
+    let resp = admin("pause", "not-the-token").await.expect("admin pause");
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = admin("pause", ADMIN_TOKEN).await.expect("admin pause");
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.text().await.expect("answer");
+    assert!(text.starts_with("paused until"), "{text}");
+    let c = conversation(&server, 5).expect("conversation 5");
+    assert_eq!(c["window"]["waiting_for"], "paused", "{c}");
+    let resp = admin("resume", ADMIN_TOKEN).await.expect("admin resume");
+    assert_eq!(resp.status().as_u16(), 200);
+    wait_for("conversation 5's batch", PATIENCE, async || {
+        !batches_of(&capture, 5).is_empty()
+    })
+    .await;
+    assert_eq!(ids(&batches_of(&capture, 5)[0]), ["u5-1"]);
 }

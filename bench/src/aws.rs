@@ -1,6 +1,8 @@
 //! Benchmark 3, AWS requests and cost: the standard workload (1,000 conversations, bursts of 1-6
 //! messages) end to end on moto through lull-aws's own request accounting (the moto harness of
 //! `functions/aws/tests/common`, reused as is), then cost per million messages at list prices.
+//! How the cost grows: `--burst N` (messages per batch) and `--present N` (conversations already
+//! in the table, see `aws_table`); the record writes' size distribution is in the summary line.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -38,6 +40,16 @@ pub struct AwsArgs {
     /// append (moto serialises DynamoDB, so 1,000 conversations need minutes, not seconds).
     #[arg(long, default_value_t = 900)]
     pub drain_secs: u64,
+    /// Every conversation sends a burst of exactly this many messages (gaps 0-400 ms, so a
+    /// burst of up to 7 fits the 3 s max wait: one batch each). Unset: the standard workload,
+    /// bursts of 1-6 (mean 3.5).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=7))]
+    pub burst: Option<u16>,
+    /// Conversations already in the table before the measured run: idle, with acknowledged
+    /// history (a record and its dedupe items each), written in `BatchWriteItem`s outside the
+    /// measured accounting. Per-message units must not depend on it.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub present: u32,
     /// Price both Lambdas' durations at this many ms per invocation instead of the handler
     /// times measured against moto (which measure moto, and the machine's load, more than
     /// lull). Unset: the measured p50s.
@@ -70,6 +82,19 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
     // As deployed (infra/template.yaml): trigger visibility 180 s, 5 receives before the DLQ,
     // the default hand-off timing (60 s sink timeout, 75 s lease), the sweep on a schedule.
     let h = common::Harness::with_config(180, 5, lull_core::BufferConfig::default()).await;
+    let present = crate::aws_table::fill(
+        &h.store,
+        &h.clients.dynamodb,
+        &h.table,
+        &h.policy,
+        a.present as usize,
+        a.seed,
+    )
+    .await?;
+    eprintln!(
+        "-- {} conversations present: {} items, {} bytes, written in {:.1} s",
+        present.conversations, present.items, present.bytes, present.secs
+    );
     // The event source mapping stand-in: `--pollers` concurrent receive loops, timing each
     // flush handler call and counting the records it handled.
     let flush_times: common::FlushTimings = Arc::default();
@@ -102,13 +127,17 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
         });
     }
 
-    // The standard workload: bursts of 1-6 messages, gaps under the 1 s quiet period.
+    // The standard workload: bursts of 1-6 messages (or `--burst`), gaps under the 1 s quiet
+    // period.
     let mut rng = fastrand::Rng::with_seed(a.seed);
     let mut tasks = tokio::task::JoinSet::new();
     let mut total = 0usize;
     let append_times: Arc<Mutex<Vec<f64>>> = Arc::default();
     for c in 0..a.conversations {
-        let burst = rng.usize(1..=6);
+        let burst = match a.burst {
+            Some(n) => usize::from(n),
+            None => rng.usize(1..=6),
+        };
         let gaps: Vec<u64> = (0..burst).map(|_| rng.u64(0..400)).collect();
         let start = rng.u64(0..a.spread_secs * 1000);
         total += burst;
@@ -179,6 +208,10 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
     let (wd, ws) = (web.dynamodb(), web.sqs());
     let (fd, fs) = (fl.dynamodb(), fl.sqs());
     let (sd, ss) = (sw.dynamodb(), sw.sqs());
+    // Every record write the measured run sent, on all three paths.
+    let mut sizes = h.webhook_acct.record_sizes();
+    sizes.merge(&h.flush_acct.record_sizes());
+    sizes.merge(&h.sweep_acct.record_sizes());
     let mut appends = append_times.lock().map_err(|_| "poisoned")?.clone();
     util::sort(&mut appends);
     let flushes = flush_times.lock().map_err(|_| "poisoned")?.clone();
@@ -216,16 +249,19 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
     // All-in: every term above, the due index included.
     let total_usd = apigw + lambda_web + lambda_flush + ddb + ddb_index + sqs;
     println!(
-        "bench=aws store=moto conversations={} messages={total} batches={} mean_burst={:.2} \
+        "bench=aws store=moto conversations={} messages={total} batches={} mean_burst={:.2} burst={} present={} \
          webhook_ddb_req_per_msg={:.2} webhook_items_written_per_msg={:.2} webhook_wcu_per_msg={:.2} webhook_rcu_per_msg={:.2} webhook_sqs_per_msg={:.2} \
          flush_ddb_req_per_batch={:.2} flush_reads_per_batch={:.2} flush_items_written_per_batch={:.2} flush_wcu_per_batch={:.2} flush_rcu_per_batch={:.2} flush_sqs_per_batch={:.2} \
          wcu_per_msg={:.2} index_wcu_per_msg={:.2} rcu_per_msg={:.2} lull_sqs_per_msg={:.3} esm_sqs_per_msg={:.3} flush_invocations={} flush_records={} \
          webhook_append_ms_p50={:.1} webhook_append_ms_p99={:.1} flush_handler_ms_p50={:.1} flush_handler_ms_p99={:.1} \
          lambda_priced_ms={} usd_per_million_messages={:.3} apigw={:.3} lambda_webhook={:.3} lambda_flush={:.3} dynamodb={:.3} dynamodb_index={:.3} sqs={:.3} \
-         pollers={} sweep_runs={} swept_batches={} sweep_ddb_req={} dead_lettered={} drain_secs={:.1}",
+         pollers={} sweep_runs={} swept_batches={} sweep_ddb_req={} dead_lettered={} drain_secs={:.1} \
+         {sizes} present_items={} present_bytes={} present_record_bytes={} present_write_secs={:.1}",
         a.conversations,
         batches.len(),
         msgs / a.conversations as f64,
+        a.burst.map_or("1-6".to_string(), |n| n.to_string()),
+        present.conversations,
         wd.requests as f64 / msgs,
         wd.items_written as f64 / msgs,
         wd.est_wcu / msgs,
@@ -262,6 +298,10 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
         sd.requests,
         dead_lettered,
         drain_secs,
+        present.items,
+        present.bytes,
+        present.record_bytes,
+        present.secs,
     );
     eprintln!(
         "-- webhook path\n{web}\n-- flush path\n{fl}\n-- sweep\n{sw}\n-- event source mapping stand-in\n{esm}"

@@ -4,6 +4,7 @@
 //! `cargo run --release -p lull-bench -- <subcommand>`.
 
 mod aws;
+mod aws_table;
 mod coldstart;
 mod handoff;
 mod ingest;

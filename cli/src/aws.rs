@@ -122,3 +122,44 @@ pub fn tenants(args: &crate::tenants::TenantsArgs) -> Result<String, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))?
         .block_on(run)
 }
+
+/// Without the `aws` feature: say how to get it.
+#[cfg(not(feature = "aws"))]
+pub fn pause(
+    _: &lull_core::ConversationKey,
+    _: Option<std::time::Duration>,
+) -> Result<lull_core::protocol::PauseOutcome, String> {
+    Err(
+        "this lull was built without AWS support; run `cargo run --release -p lull --features \
+         aws -- conversations --aws ...`"
+            .into(),
+    )
+}
+
+/// `lull conversations --aws pause|resume KEY`: the core's `Intake::pause` over the
+/// deployment's DynamoDB table and SQS trigger queue (the webhook Lambda's variables:
+/// `LULL_TABLE`, `LULL_TRIGGER_QUEUE_URL`), as an admin pause (`pause_for`: `None` resumes).
+#[cfg(feature = "aws")]
+pub fn pause(
+    key: &lull_core::ConversationKey,
+    pause_for: Option<std::time::Duration>,
+) -> Result<lull_core::protocol::PauseOutcome, String> {
+    use lull_aws::{Accounting, AwsClients, Role, Settings};
+
+    let settings = Settings::from_env(Role::Webhook).map_err(|e| e.to_string())?;
+    let run = async {
+        let clients = AwsClients::from_env().await;
+        let intake = settings
+            .intake(&clients, &Accounting::new())
+            .map_err(|e| e.to_string())?;
+        intake
+            .pause(key, pause_for, lull_core::turn::PauseReason::Admin)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(run)
+}

@@ -253,12 +253,13 @@ mod aws {
         match Tenant::from_env(|k| std::env::var(k).ok()) {
             Ok(t) if !t.has_any_secret() => report.problem(format!(
                 "webhook: no gateway secret is set, so it would refuse to start: set at least one \
-                 of {}, {}, {}, {}, {}",
+                 of {}, {}, {}, {}, {}, {}",
                 gateway::META_APP_SECRET,
                 gateway::EVOLUTION_TOKEN,
                 gateway::EVOLUTION_JWT_KEY,
                 gateway::TWILIO_AUTH_TOKEN,
-                gateway::GENERIC_SECRET
+                gateway::GENERIC_SECRET,
+                gateway::WAHA_HMAC_KEY
             )),
             Ok(_) => {}
             Err(e) => report.problem(format!("webhook: {e}")),

@@ -46,7 +46,8 @@ enum Command {
     Inspect(serve::InspectArgs),
     /// Re-deliver pending batches now (through the running server, or directly when none runs).
     Redrive(serve::RedriveArgs),
-    /// Pause a conversation's hand-offs while a human takes over, or resume them.
+    /// Pause a conversation's hand-offs while a human takes over, or resume them (locally or,
+    /// with --aws, in the AWS deployment).
     Conversations(serve::conversations::ConversationsArgs),
     /// Resolve the configuration as `serve` (or, with --aws, each Lambda) would, start nothing,
     /// and name every problem; --send-test-batch also hands the sink one signed test batch.

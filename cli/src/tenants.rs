@@ -165,12 +165,7 @@ pub fn line(r: &TenantRecord) -> String {
             "active"
         }
     );
-    for p in [
-        Provider::Meta,
-        Provider::Evolution,
-        Provider::Twilio,
-        Provider::Generic,
-    ] {
+    for p in Provider::ALL {
         let accounts = s.accounts(p);
         if !accounts.is_empty() {
             out += &format!(" {p}:{}", accounts.join(","));

@@ -6,6 +6,8 @@
 //!   `X-Twilio-Webhooks-Signature-Settings: key=<id>,algorithm=HMAC_SHA256` comes with it, the
 //!   same string under a webhook shared key with the named algorithm.
 //! - Generic: `X-Lull-Signature: sha256=<hex>`, like Meta's.
+//! - WAHA: `X-Webhook-Hmac: <hex>`, HMAC-SHA512 of the raw body with the webhook's HMAC key
+//!   (`X-Webhook-Hmac-Algorithm: sha512`).
 //! - Evolution (which signs nothing): a shared token compared in constant time, or an HS256 JWT
 //!   made by Evolution from its `jwt_key`, verified by hand (a JWT crate would be the biggest
 //!   dependency of the webhook Lambda for 30 lines of HMAC).
@@ -17,7 +19,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
-use sha2::Sha256;
+use sha2::{Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
 use crate::tenant::Secrets;
@@ -27,11 +29,20 @@ pub fn verify_sha256_header(secrets: &Secrets, header: &str, body: &[u8]) -> boo
     let Some(hex_sig) = header.trim().strip_prefix("sha256=") else {
         return false;
     };
-    let Ok(sig) = hex::decode(hex_sig) else {
+    hex_mac_matches::<Hmac<Sha256>>(secrets, hex_sig, body)
+}
+
+/// True when `hex_sig` decodes to the MAC `M` of `body` under any of `secrets`.
+fn hex_mac_matches<M: Mac + hmac::digest::KeyInit>(
+    secrets: &Secrets,
+    hex_sig: &str,
+    body: &[u8],
+) -> bool {
+    let Ok(sig) = hex::decode(hex_sig.trim()) else {
         return false;
     };
     secrets.iter().any(|secret| {
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        <M as Mac>::new_from_slice(secret.as_bytes())
             .map(|mut mac| {
                 mac.update(body);
                 mac.verify_slice(&sig).is_ok()
@@ -48,6 +59,22 @@ pub fn sign_sha256(secret: &str, body: &[u8]) -> String {
     };
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// True when `hex_sig` is the hex HMAC-SHA512 of `body` under any of `secrets` (WAHA).
+pub fn verify_sha512_hex(secrets: &Secrets, hex_sig: &str, body: &[u8]) -> bool {
+    hex_mac_matches::<Hmac<Sha512>>(secrets, hex_sig, body)
+}
+
+/// The hex HMAC-SHA512 of `body` under `secret`, as WAHA sends it in `X-Webhook-Hmac`.
+pub fn sign_sha512_hex(secret: &str, body: &[u8]) -> String {
+    match Hmac::<Sha512>::new_from_slice(secret.as_bytes()) {
+        Ok(mut mac) => {
+            mac.update(body);
+            hex::encode(mac.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
+    }
 }
 
 /// The hash of a Twilio signature: HMAC-SHA1 with the auth token (the default), or the
@@ -272,6 +299,21 @@ mod tests {
 
     fn secrets(v: &[&str]) -> Secrets {
         Secrets::new(v.iter().copied())
+    }
+
+    #[test]
+    fn sha512_matches_wahas_documented_example() {
+        // The example of WAHA's webhook docs (devlikeapro/waha-docs, content/docs/how-to/events).
+        let body = br#"{"event":"message","session":"default","engine":"WEBJS"}"#;
+        let expected = "208f8a55dde9e05519e898b10b89bf0d0b3b0fdf11fdbf09b6b90476301b98d8\
+                        097c462b2b17a6ce93b6b47a136cf2e78a33a63f6752c2c1631777076153fa89";
+        assert_eq!(sign_sha512_hex("my-secret-key", body), expected);
+        let keys = secrets(&["old", "my-secret-key"]);
+        assert!(verify_sha512_hex(&keys, expected, body));
+        assert!(verify_sha512_hex(&keys, &expected.to_uppercase(), body));
+        assert!(!verify_sha512_hex(&secrets(&["old"]), expected, body));
+        assert!(!verify_sha512_hex(&keys, expected, b"{}"));
+        assert!(!verify_sha512_hex(&keys, "zz", body));
     }
 
     #[test]

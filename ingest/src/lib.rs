@@ -21,6 +21,7 @@
 pub mod appender;
 pub mod auth;
 pub mod error;
+pub mod lids;
 pub mod parse;
 pub mod routes;
 pub mod standard_webhooks;
@@ -36,7 +37,7 @@ pub use routes::{router, WEBHOOK_ROUTES};
 pub use state::{IngestConfig, IngestState};
 pub use tenant::{
     EvolutionSettings, GenericSettings, MemoryDirectory, MetaSettings, Secrets, SinkSettings,
-    Tenant, TenantDirectory, TwilioSettings,
+    Tenant, TenantDirectory, TwilioSettings, WahaSettings,
 };
 pub use tenant_cache::{CachedDirectory, TenantSource, DEFAULT_TENANT_TTL};
 pub use tenant_spec::{TenantRecord, TenantSpec};

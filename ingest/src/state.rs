@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::appender::Appender;
+use crate::lids::LidMap;
 use crate::tenant::TenantDirectory;
 
 /// Limits and switches of the webhook routes.
@@ -39,6 +40,8 @@ pub struct IngestState {
     pub appender: Arc<dyn Appender>,
     pub tenants: Arc<dyn TenantDirectory>,
     pub config: Arc<IngestConfig>,
+    /// LIDs learned from messages, for presence events that name only the LID.
+    pub lids: Arc<LidMap>,
 }
 
 impl IngestState {
@@ -51,6 +54,7 @@ impl IngestState {
             appender,
             tenants,
             config: Arc::new(config),
+            lids: Arc::new(LidMap::default()),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Tenants: who owns which business number, with which secrets, policy and sink.
 //!
 //! A tenant is found by the account a request names (Meta `phone_number_id`, Evolution instance,
-//! Twilio `To` number, generic `account`), then the request is authenticated with that tenant's
+//! Twilio `To` number, generic `account`, WAHA session), then the request is authenticated with that tenant's
 //! secrets, and the conversation key's account is that same authenticated account: a request
 //! authenticated for one tenant can never write into another tenant's conversations.
 //!
@@ -115,6 +115,16 @@ pub struct GenericSettings {
     pub secrets: Secrets,
 }
 
+/// WAHA settings of a tenant.
+#[derive(Clone, Debug, Default)]
+pub struct WahaSettings {
+    /// The session names this tenant owns; empty: all (single tenant only).
+    pub sessions: Vec<String>,
+    /// HMAC keys of the webhook (`hmac.key` / `WHATSAPP_HOOK_HMAC_KEY` on WAHA): WAHA sends
+    /// `X-Webhook-Hmac`, the hex HMAC-SHA512 of the raw body.
+    pub hmac_keys: Secrets,
+}
+
 /// Where this tenant's batches go (carried for the sink; the router does not use it).
 #[derive(Clone, Debug, Default)]
 pub struct SinkSettings {
@@ -130,10 +140,14 @@ pub struct Tenant {
     pub id: String,
     pub policy: Policy,
     pub sink: Option<SinkSettings>,
+    /// Bearer tokens of the admin routes (`POST /admin/conversations/pause|resume`): any one
+    /// opens this tenant's own conversations, none another's. Empty: the routes refuse it.
+    pub admin_tokens: Secrets,
     pub meta: MetaSettings,
     pub evolution: EvolutionSettings,
     pub twilio: TwilioSettings,
     pub generic: GenericSettings,
+    pub waha: WahaSettings,
 }
 
 /// A gateway setting of the single tenant ([`Tenant::from_env`]: environment variables, or
@@ -154,6 +168,7 @@ pub mod env {
     pub const TWILIO_PUBLIC_URL: &str = "LULL_TWILIO_PUBLIC_URL";
     pub const TWILIO_SHARED_KEY: &str = "LULL_TWILIO_SHARED_KEY";
     pub const GENERIC_SECRET: &str = "LULL_GENERIC_SECRET";
+    pub const WAHA_HMAC_KEY: &str = "LULL_WAHA_HMAC_KEY";
 
     /// Every variable [`Tenant::from_env`](super::Tenant::from_env) reads.
     pub const ALL: &[&str] = &[
@@ -165,6 +180,7 @@ pub mod env {
         TWILIO_PUBLIC_URL,
         TWILIO_SHARED_KEY,
         GENERIC_SECRET,
+        WAHA_HMAC_KEY,
     ];
 }
 
@@ -215,6 +231,10 @@ impl Tenant {
                 secrets: secrets(env::GENERIC_SECRET)?,
                 ..Default::default()
             },
+            waha: WahaSettings {
+                hmac_keys: secrets(env::WAHA_HMAC_KEY)?,
+                ..Default::default()
+            },
             ..Default::default()
         })
     }
@@ -228,7 +248,8 @@ impl Tenant {
             && self.evolution.jwt_keys.is_empty()
             && self.twilio.auth_tokens.is_empty()
             && self.twilio.shared_keys.is_empty()
-            && self.generic.secrets.is_empty())
+            && self.generic.secrets.is_empty()
+            && self.waha.hmac_keys.is_empty())
     }
 
     /// The accounts this tenant owns on `provider` (empty: all).
@@ -238,6 +259,7 @@ impl Tenant {
             Provider::Evolution => &self.evolution.instances,
             Provider::Twilio => &self.twilio.numbers,
             Provider::Generic => &self.generic.accounts,
+            Provider::Waha => &self.waha.sessions,
         }
     }
 }
@@ -351,12 +373,7 @@ impl MemoryDirectory {
             }
             let t = Arc::new(t);
             tokens.extend(t.meta.verify_tokens.iter().map(str::to_string));
-            for p in [
-                Provider::Meta,
-                Provider::Evolution,
-                Provider::Twilio,
-                Provider::Generic,
-            ] {
+            for p in Provider::ALL {
                 let accounts = t.accounts(p);
                 if many && accounts.is_empty() && gateway_used(&t, p) {
                     return Err(DirectoryConfigError::WildcardAmongMany(t.id.clone()));
@@ -410,6 +427,7 @@ fn gateway_used(t: &Tenant, p: Provider) -> bool {
         Provider::Evolution => !(t.evolution.tokens.is_empty() && t.evolution.jwt_keys.is_empty()),
         Provider::Twilio => !(t.twilio.auth_tokens.is_empty() && t.twilio.shared_keys.is_empty()),
         Provider::Generic => !t.generic.secrets.is_empty(),
+        Provider::Waha => !t.waha.hmac_keys.is_empty(),
     }
 }
 

@@ -192,12 +192,7 @@ impl CachedDirectory {
 /// Adds `t`'s sink for each of its accounts (`replace`: over what is there).
 fn routes(t: &Tenant, sinks: &mut HashMap<(Provider, String), SinkSettings>, replace: bool) {
     let Some(sink) = &t.sink else { return };
-    for p in [
-        Provider::Meta,
-        Provider::Evolution,
-        Provider::Twilio,
-        Provider::Generic,
-    ] {
+    for p in Provider::ALL {
         for a in t.accounts(p) {
             let key = (p, normalise_account(p, a).to_string());
             if replace || !sinks.contains_key(&key) {

@@ -40,6 +40,7 @@ fn bravo(tokens: &[&str], quiet: &str) -> TenantSpec {
         "quiet": quiet,
         "sink": "https://bravo.example/lull",
         "sink_secret": "whsec_YnJhdm8tc2luay1zZWNyZXQ=",
+        "admin_token": ["bravo-admin"],
         "twilio": {
             "numbers": ["+15550001111"],
             "auth_token": tokens,
@@ -73,7 +74,8 @@ pub async fn check_tenant_store(store: &impl TenantStoreUnderTest) {
     let t = |s: u64| Millis(1_767_225_600_000 + s * 1000);
     assert!(load(store).await.is_empty(), "the store starts empty");
 
-    // Created, and read back whole: every secret field (Twilio's shared key too) resolved.
+    // Created, and read back whole: every secret field (Twilio's shared key and the admin
+    // token too) resolved.
     let applied = store
         .apply(vec![alpha(), bravo(&["b1"], "5s")], t(1))
         .await
@@ -84,7 +86,12 @@ pub async fn check_tenant_store(store: &impl TenantStoreUnderTest) {
     assert_eq!(records[1].spec, bravo(&["b1"], "5s"));
     assert_eq!(records[1].created_at, t(1));
     let counts = records[1].spec.secret_counts();
-    for field in ["sink_secret", "twilio.auth_token", "twilio.shared_key"] {
+    for field in [
+        "sink_secret",
+        "admin_token",
+        "twilio.auth_token",
+        "twilio.shared_key",
+    ] {
         assert_eq!(counts.get(field), Some(&1), "{field}: {counts:?}");
     }
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::tenant::{
     normalise_account, EvolutionSettings, GenericSettings, MetaSettings, Secrets, SinkSettings,
-    Tenant, TwilioSettings,
+    Tenant, TwilioSettings, WahaSettings,
 };
 
 /// The values of one secret setting, given in a file as one string (comma-separated) or a list;
@@ -105,6 +105,17 @@ pub struct GenericSpec {
     pub secret: Option<SecretList>,
 }
 
+/// WAHA part of a tenant spec.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WahaSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<String>,
+    /// The webhook's `hmac.key` (WAHA signs with HMAC-SHA512).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_key: Option<SecretList>,
+}
+
 /// One `[[tenants]]` entry. Policy fields left out take the deployment's defaults (`--quiet`,
 /// `--max-wait`, `LULL_QUIET`, ...) when the tenant is loaded.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -144,6 +155,10 @@ pub struct TenantSpec {
     /// Secret(s) signing this tenant's batches (Standard Webhooks; each one signs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink_secret: Option<SecretList>,
+    /// Bearer token(s) of the admin routes (`POST /admin/conversations/pause|resume`), for this
+    /// tenant's conversations only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<SecretList>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<MetaSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,6 +167,8 @@ pub struct TenantSpec {
     pub twilio: Option<TwilioSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generic: Option<GenericSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waha: Option<WahaSpec>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -162,6 +179,7 @@ fn is_false(b: &bool) -> bool {
 /// A new secret field must be added here: the AWS store moves exactly these to Secrets Manager.
 pub const SECRET_FIELDS: &[&str] = &[
     "sink_secret",
+    "admin_token",
     "meta.app_secret",
     "meta.verify_token",
     "evolution.token",
@@ -169,6 +187,7 @@ pub const SECRET_FIELDS: &[&str] = &[
     "twilio.auth_token",
     "twilio.shared_key",
     "generic.secret",
+    "waha.hmac_key",
 ];
 
 /// A tenant spec that cannot be used; the message names the tenant, the field and the value.
@@ -241,8 +260,8 @@ impl TenantSpec {
                 if PROVIDERS.iter().all(|p| self.accounts(*p).is_empty()) {
                     return Err(self.err(
                         "sink",
-                        "is set but the tenant lists no phone_number_ids, instances, numbers or \
-                         accounts whose batches could be routed to it",
+                        "is set but the tenant lists no phone_number_ids, instances, numbers, \
+                         accounts or sessions whose batches could be routed to it",
                     ));
                 }
                 Some(SinkSettings {
@@ -255,6 +274,7 @@ impl TenantSpec {
         let evo = self.evolution.clone().unwrap_or_default();
         let tw = self.twilio.clone().unwrap_or_default();
         let gen = self.generic.clone().unwrap_or_default();
+        let waha = self.waha.clone().unwrap_or_default();
         if let Some(url) = &tw.public_url {
             check_sink_url(url)
                 .map_err(|r| self.err("twilio.public_url", format!("{url:?}: {r}")))?;
@@ -263,6 +283,7 @@ impl TenantSpec {
             id: self.id.clone(),
             policy,
             sink,
+            admin_tokens: secrets("admin_token"),
             meta: MetaSettings {
                 phone_number_ids: meta.phone_number_ids,
                 app_secrets: secrets("meta.app_secret"),
@@ -284,6 +305,10 @@ impl TenantSpec {
             generic: GenericSettings {
                 accounts: gen.accounts,
                 secrets: secrets("generic.secret"),
+            },
+            waha: WahaSettings {
+                sessions: waha.sessions,
+                hmac_keys: secrets("waha.hmac_key"),
             },
         })
     }
@@ -350,6 +375,7 @@ impl TenantSpec {
             Provider::Evolution => self.evolution.as_ref().map_or(&[], |e| &e.instances),
             Provider::Twilio => self.twilio.as_ref().map_or(&[], |t| &t.numbers),
             Provider::Generic => self.generic.as_ref().map_or(&[], |g| &g.accounts),
+            Provider::Waha => self.waha.as_ref().map_or(&[], |w| &w.sessions),
         }
     }
 
@@ -357,6 +383,7 @@ impl TenantSpec {
     pub fn secret(&self, field: &str) -> Option<&SecretList> {
         match field {
             "sink_secret" => self.sink_secret.as_ref(),
+            "admin_token" => self.admin_token.as_ref(),
             "meta.app_secret" => self.meta.as_ref()?.app_secret.as_ref(),
             "meta.verify_token" => self.meta.as_ref()?.verify_token.as_ref(),
             "evolution.token" => self.evolution.as_ref()?.token.as_ref(),
@@ -364,6 +391,7 @@ impl TenantSpec {
             "twilio.auth_token" => self.twilio.as_ref()?.auth_token.as_ref(),
             "twilio.shared_key" => self.twilio.as_ref()?.shared_key.as_ref(),
             "generic.secret" => self.generic.as_ref()?.secret.as_ref(),
+            "waha.hmac_key" => self.waha.as_ref()?.hmac_key.as_ref(),
             _ => None,
         }
     }
@@ -378,6 +406,7 @@ impl TenantSpec {
             }
         };
         take("sink_secret", &mut self.sink_secret);
+        take("admin_token", &mut self.admin_token);
         if let Some(m) = &mut self.meta {
             take("meta.app_secret", &mut m.app_secret);
             take("meta.verify_token", &mut m.verify_token);
@@ -393,6 +422,9 @@ impl TenantSpec {
         if let Some(g) = &mut self.generic {
             take("generic.secret", &mut g.secret);
         }
+        if let Some(w) = &mut self.waha {
+            take("waha.hmac_key", &mut w.hmac_key);
+        }
         out
     }
 
@@ -402,6 +434,7 @@ impl TenantSpec {
             let v = Some(SecretList(values));
             match name.as_str() {
                 "sink_secret" => self.sink_secret = v,
+                "admin_token" => self.admin_token = v,
                 "meta.app_secret" => self.meta.get_or_insert_with(Default::default).app_secret = v,
                 "meta.verify_token" => {
                     self.meta.get_or_insert_with(Default::default).verify_token = v
@@ -417,6 +450,7 @@ impl TenantSpec {
                     self.twilio.get_or_insert_with(Default::default).shared_key = v
                 }
                 "generic.secret" => self.generic.get_or_insert_with(Default::default).secret = v,
+                "waha.hmac_key" => self.waha.get_or_insert_with(Default::default).hmac_key = v,
                 _ => {}
             }
         }
@@ -431,12 +465,7 @@ impl TenantSpec {
     }
 }
 
-const PROVIDERS: [Provider; 4] = [
-    Provider::Meta,
-    Provider::Evolution,
-    Provider::Twilio,
-    Provider::Generic,
-];
+const PROVIDERS: [Provider; 5] = Provider::ALL;
 
 fn account_field(p: Provider) -> &'static str {
     match p {
@@ -444,6 +473,7 @@ fn account_field(p: Provider) -> &'static str {
         Provider::Evolution => "evolution.instances",
         Provider::Twilio => "twilio.numbers",
         Provider::Generic => "generic.accounts",
+        Provider::Waha => "waha.sessions",
     }
 }
 
@@ -679,19 +709,30 @@ mod tests {
     #[test]
     fn secrets_move_out_and_back() {
         let mut s = spec(serde_json::json!({
-            "id": "a", "sink": "http://x.example", "sink_secret": "k",
+            "id": "a", "sink": "http://x.example", "sink_secret": "k", "admin_token": "adm",
             "meta": {"phone_number_ids": ["1"], "app_secret": ["a", "b"]},
         }));
         let orig = s.clone();
         let secrets = s.take_secrets();
-        assert_eq!(secrets.len(), 2);
+        assert_eq!(secrets.len(), 3);
         let text = serde_json::to_string(&s).unwrap();
-        assert!(!text.contains("\"b\"") && !text.contains("\"k\""), "{text}");
+        assert!(
+            !text.contains("\"b\"") && !text.contains("\"k\"") && !text.contains("adm"),
+            "{text}"
+        );
         s.put_secrets(secrets);
         assert_eq!(s, orig);
         assert_eq!(
             orig.secret_counts().into_iter().collect::<Vec<_>>(),
-            [("meta.app_secret", 2), ("sink_secret", 1)]
+            [
+                ("admin_token", 1),
+                ("meta.app_secret", 2),
+                ("sink_secret", 1)
+            ]
+        );
+        assert_eq!(
+            orig.to_tenant(&Policy::default()).unwrap().admin_tokens,
+            Secrets::new(["adm"])
         );
     }
 

@@ -496,3 +496,63 @@ async fn presence_is_applied_only_to_open_windows_of_typing_tenants() {
     assert_eq!(resp, r#"{"presence":0,"ignored":0}"#);
     assert_eq!(h.store.conversations()[0].ver, ver + 1);
 }
+
+/// A presence that names the chat by its LID (`@lid`, no phone JID in the event) reaches the
+/// conversation its messages go to, keyed on the phone JID of `remoteJidAlt`: the LID-addressed
+/// message taught the pair. Before any message of that user, it is not mapped and finds no
+/// window (nothing written).
+#[tokio::test]
+async fn a_presence_by_lid_reaches_the_phone_keyed_conversation() {
+    let mut t = solo_tenant();
+    t.policy.typing = Some(lull_core::policy::Typing::default());
+    let h = Harness::with(lull_ingest::MemoryDirectory::single(t), Default::default());
+    let presence = fixture("evolution_v2_presence_update_lid_paused.json");
+    let send_presence = || {
+        h.send(evolution_post(
+            "/webhook/evolution",
+            &presence,
+            Some(EVO_TOKEN),
+        ))
+    };
+    // A message keyed on the phone JID without its LID: nothing learned, nothing applied.
+    post_ok(&h, &upsert("p.1", json!({"conversation": "hola"}))).await;
+    let (_, resp) = send_presence().await;
+    assert_eq!(resp, r#"{"presence":0,"ignored":0}"#, "LID not mapped yet");
+    assert_eq!(h.store.conversations().len(), 1, "no LID conversation");
+    // The LID-addressed message of the same user: same conversation, and the pair is learned.
+    let (code, resp) = h
+        .send(evolution_post(
+            "/webhook/evolution",
+            &fixture("evolution_v2_messages_upsert_lid.json"),
+            Some(EVO_TOKEN),
+        ))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{resp}");
+    let (k, m) = h.message("3A5F0C1D2E3F40516273");
+    assert_eq!(k, key(Provider::Evolution, INSTANCE, USER));
+    assert_eq!(m.sender.alt_id.as_deref(), Some("140913951141911@lid"));
+    let (code, resp) = send_presence().await;
+    assert_eq!(
+        (code, resp.as_str()),
+        (StatusCode::OK, r#"{"presence":1,"ignored":0}"#)
+    );
+    let convs = h.store.conversations();
+    assert_eq!(convs.len(), 1);
+    assert_eq!(convs[0].key, key(Provider::Evolution, INSTANCE, USER));
+    assert_eq!(
+        convs[0].turn.presence.map(|p| p.kind),
+        Some(lull_core::turn::PresenceKind::Paused)
+    );
+    // Another instance's LID is not mapped by this one's messages.
+    let other = String::from_utf8(presence.clone())
+        .unwrap()
+        .replace("\"ElinaIA\"", "\"OtraInstancia\"");
+    let (_, resp) = h
+        .send(evolution_post(
+            "/webhook/evolution",
+            other.as_bytes(),
+            Some(EVO_TOKEN),
+        ))
+        .await;
+    assert_eq!(resp, r#"{"presence":0,"ignored":0}"#);
+}

@@ -1,7 +1,8 @@
 //! Operations routes: `GET /healthz`, `GET /metrics` (Prometheus text), `POST /redrive` and the
 //! operator pause: `POST /conversations/pause` (`{"key": KEY, "for": "30m"}`) and
 //! `POST /conversations/resume` (`{"key": KEY}`), KEY being a conversation's storage key as
-//! `lull inspect --show-keys` prints it.
+//! `lull inspect --show-keys` prints it (the webhook listener serves the same two, for a
+//! tenant's own conversations with its `admin_token`, at `/admin/conversations/...`).
 //!
 //! They have their own listener (`--ops-listen`, default `127.0.0.1:9090`), never the webhook
 //! one: on a VPS the webhook port faces the internet (often through a proxy or a tunnel, which
@@ -11,17 +12,16 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use lull_core::policy::MAX_PAUSE;
-use lull_core::protocol::PauseOutcome;
-use lull_core::turn::PauseReason;
-use lull_core::{ConversationKey, Millis};
+use axum::Router;
+use lull_core::Millis;
+use lull_ingest::routes::admin;
+use lull_ingest::IngestError;
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Deserialize;
 
 use crate::server::LocalIntake;
 use crate::store::SqliteStore;
@@ -56,56 +56,27 @@ pub fn router(
         .with_state(state)
 }
 
-/// The body of a pause or resume.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PauseBody {
-    /// The conversation's storage key (`lull inspect --show-keys`).
-    key: String,
-    /// How long (`30m`, `2h`); default 30 min. Ignored by resume.
-    #[serde(default, rename = "for")]
-    pause_for: Option<String>,
+/// `POST /conversations/pause` and `/conversations/resume`: the body and the answers of the
+/// webhook listener's authenticated admin routes (`lull_ingest::routes::admin`), without their
+/// bearer token: whoever reaches this listener is the operator.
+async fn pause(State(ops): State<Arc<Ops>>, body: Bytes) -> Response {
+    set_pause(&ops, &body, false).await
 }
 
-async fn pause(State(ops): State<Arc<Ops>>, body: Json<PauseBody>) -> Response {
-    let pause_for = match body.pause_for.as_deref().map(humantime::parse_duration) {
-        None => lull_core::policy::DEFAULT_PAUSE,
-        Some(Ok(d)) if !d.is_zero() && d <= MAX_PAUSE => d,
-        Some(_) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                "\"for\" must be a duration between 1ms and 7 days, such as 30m\n",
-            )
-                .into_response()
+async fn resume(State(ops): State<Arc<Ops>>, body: Bytes) -> Response {
+    set_pause(&ops, &body, true).await
+}
+
+async fn set_pause(ops: &Ops, body: &[u8], resume: bool) -> Response {
+    if body.len() > admin::ADMIN_BODY_LIMIT {
+        return IngestError::BodyTooLarge {
+            limit: admin::ADMIN_BODY_LIMIT,
         }
-    };
-    set_pause(&ops, &body.key, Some(pause_for)).await
-}
-
-async fn resume(State(ops): State<Arc<Ops>>, body: Json<PauseBody>) -> Response {
-    set_pause(&ops, &body.key, None).await
-}
-
-async fn set_pause(ops: &Ops, key: &str, pause_for: Option<std::time::Duration>) -> Response {
-    let Ok(key) = ConversationKey::from_storage_key(key) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "\"key\" is not a conversation key (as `lull inspect --show-keys` prints them)\n",
-        )
-            .into_response();
-    };
-    match ops.intake.pause(&key, pause_for, PauseReason::Admin).await {
-        Ok(PauseOutcome::NoConversation) => {
-            (StatusCode::NOT_FOUND, "no such conversation\n").into_response()
-        }
-        Ok(PauseOutcome::Set(Some(until))) => (
-            StatusCode::OK,
-            format!("paused until {}\n", until.rfc3339()),
-        )
-            .into_response(),
-        Ok(PauseOutcome::Set(None)) => (StatusCode::OK, "resumed\n").into_response(),
-        Ok(PauseOutcome::Unchanged) => (StatusCode::OK, "unchanged\n").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
+        .into_response();
+    }
+    match admin::PauseRequest::parse(body, resume) {
+        Ok((key, pause_for)) => admin::apply(ops.intake.as_ref(), key, pause_for).await,
+        Err(e) => e.into_response(),
     }
 }
 

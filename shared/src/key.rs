@@ -23,9 +23,20 @@ pub enum Provider {
     Twilio,
     /// lull's own JSON format, for other channels.
     Generic,
+    /// WAHA (devlikeapro/waha), WhatsApp Web through an HTTP API.
+    Waha,
 }
 
 impl Provider {
+    /// Every gateway, in a fixed order (tenant indexes, listings).
+    pub const ALL: [Provider; 5] = [
+        Provider::Meta,
+        Provider::Evolution,
+        Provider::Twilio,
+        Provider::Generic,
+        Provider::Waha,
+    ];
+
     /// The lowercase name used in JSON, store keys and metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -33,6 +44,7 @@ impl Provider {
             Provider::Evolution => "evolution",
             Provider::Twilio => "twilio",
             Provider::Generic => "generic",
+            Provider::Waha => "waha",
         }
     }
 
@@ -43,6 +55,7 @@ impl Provider {
             "evolution" => Provider::Evolution,
             "twilio" => Provider::Twilio,
             "generic" => Provider::Generic,
+            "waha" => Provider::Waha,
             _ => return None,
         })
     }

@@ -148,6 +148,14 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub generic_secret: Option<SecretValues>,
+    /// WAHA webhook HMAC key(s) verifying X-Webhook-Hmac (HMAC-SHA512), comma-separated.
+    #[arg(
+        long,
+        env = "LULL_WAHA_HMAC_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub waha_hmac_key: Option<SecretValues>,
     /// Twilio auth token(s) verifying X-Twilio-Signature, comma-separated.
     #[arg(
         long,

@@ -3,7 +3,9 @@
 //! it back (what was collected is handed off as usual, at once when already due).
 //!
 //! With a server holding the data directory, the command goes through its ops listener
-//! (`POST /conversations/pause|resume`); with none, it writes the store directly.
+//! (`POST /conversations/pause|resume`); with none, it writes the store directly. With `--aws`
+//! it writes the AWS deployment's table through the same core (`Intake::pause`), re-arming the
+//! trigger chain on SQS when a resume makes the conversation due sooner.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,6 +25,11 @@ use super::{fail, runtime, settings, sink, tenants};
 pub struct ConversationsArgs {
     #[command(subcommand)]
     pub action: Action,
+    /// The AWS deployment's conversations (DynamoDB table, SQS trigger queue), found from the
+    /// webhook Lambda's variables (`LULL_TABLE`, `LULL_TRIGGER_QUEUE_URL`) and the usual AWS
+    /// credentials. Needs a build with `--features aws`.
+    #[arg(long, global = true)]
+    pub aws: bool,
     #[command(flatten)]
     pub serve: ServeArgs,
 }
@@ -60,26 +67,11 @@ pub fn run(args: &ConversationsArgs) -> ExitCode {
         Action::Pause { key, pause_for } => (key, Some(*pause_for)),
         Action::Resume { key } => (key, None),
     };
-    let parsed = match ConversationKey::from_storage_key(key) {
-        Ok(k) => k,
-        Err(_) => {
-            return fail(format!(
-                "{key:?} is not a conversation key (`lull inspect --show-keys` prints them)"
-            ))
-        }
-    };
-    let cfg = match args.serve.resolve() {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return fail(e),
-    };
-    let result = if lull_local::server::dir_in_use(&cfg.data_dir) {
-        rt.block_on(remote(&cfg, key, pause_for))
-    } else {
-        rt.block_on(here(&cfg, &parsed, pause_for))
+    // Checked as the admin route checks it: every part present, within the store's limits.
+    let result = match lull_ingest::routes::admin::conversation_key(key) {
+        Err(e) => Err(format!("{key:?}: {e}")),
+        Ok(parsed) if args.aws => crate::aws::pause(&parsed, pause_for).and_then(said),
+        Ok(parsed) => local(args, &parsed, pause_for),
     };
     match result {
         Ok(msg) => {
@@ -87,6 +79,21 @@ pub fn run(args: &ConversationsArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
+    }
+}
+
+/// Through the running server's ops listener, or the data directory's store when none runs.
+fn local(
+    args: &ConversationsArgs,
+    key: &ConversationKey,
+    pause_for: Option<Duration>,
+) -> Result<String, String> {
+    let cfg = args.serve.resolve().map_err(|e| e.to_string())?;
+    let rt = runtime()?;
+    if lull_local::server::dir_in_use(&cfg.data_dir) {
+        rt.block_on(remote(&cfg, &key.storage_key(), pause_for))
+    } else {
+        rt.block_on(here(&cfg, key, pause_for))
     }
 }
 
@@ -110,15 +117,20 @@ async fn here(
     let local = Local::open(settings(cfg), sink(cfg, directory)?)
         .await
         .map_err(|e| e.to_string())?;
-    match local
+    let outcome = local
         .intake
         .pause(key, pause_for, PauseReason::Admin)
         .await
-        .map_err(|e| e.to_string())?
-    {
+        .map_err(|e| e.to_string())?;
+    said(outcome)
+}
+
+/// What a pause or resume did, as the command prints it.
+fn said(outcome: PauseOutcome) -> Result<String, String> {
+    match outcome {
         PauseOutcome::NoConversation => Err("no such conversation".into()),
         PauseOutcome::Set(Some(until)) => Ok(format!(
-            "paused until {} (the server hands off when it ends or on resume)",
+            "paused until {} (hand-offs resume when it ends or on resume)",
             until.rfc3339()
         )),
         PauseOutcome::Set(None) => Ok("resumed".into()),

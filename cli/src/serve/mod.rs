@@ -215,8 +215,8 @@ async fn run_server(cfg: Config) -> Result<(), String> {
             "UNSIGNED MODE (--allow-unsigned): webhooks for gateways without a secret are accepted \
              without any signature. Anyone who reaches {} (a tunnel such as ngrok or cloudflared, \
              or a proxy on this machine) can write into your buffer. For local trials only: set \
-             LULL_META_APP_SECRET, LULL_EVOLUTION_TOKEN, LULL_TWILIO_AUTH_TOKEN or \
-             LULL_GENERIC_SECRET and drop --allow-unsigned before exposing lull",
+             LULL_META_APP_SECRET, LULL_EVOLUTION_TOKEN, LULL_TWILIO_AUTH_TOKEN, \
+             LULL_GENERIC_SECRET or LULL_WAHA_HMAC_KEY and drop --allow-unsigned before exposing lull",
             cfg.listen
         );
     } else if cfg.no_secrets {
@@ -254,7 +254,7 @@ async fn run_server(cfg: Config) -> Result<(), String> {
         sink = sink_label(&cfg.sink),
         quiet_ms = cfg.policy.quiet.as_millis() as u64,
         max_wait_ms = cfg.policy.max_wait.as_millis() as u64,
-        "lull listening: POST webhooks to /webhook/meta, /webhook/evolution, /webhook/twilio, /webhook/generic"
+        "lull listening: POST webhooks to /webhook/meta, /webhook/evolution, /webhook/twilio, /webhook/generic, /webhook/waha"
     );
     local
         .serve(

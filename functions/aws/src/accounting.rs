@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use crate::record_sizes::RecordSizes;
+
 /// Counts of one operation.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct OpUsage {
@@ -112,6 +114,8 @@ impl fmt::Display for Usage {
 #[derive(Clone, Debug, Default)]
 pub struct Accounting {
     ops: Arc<Mutex<BTreeMap<&'static str, OpUsage>>>,
+    /// Sizes of the conversation record writes sent (a bounded histogram).
+    sizes: Arc<Mutex<RecordSizes>>,
 }
 
 impl Accounting {
@@ -150,6 +154,19 @@ impl Accounting {
             let mut ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
             ops.entry(op).or_default().est_index_wcu += units;
         }
+    }
+
+    /// Counts one conversation record write of `bytes` (as billed) in the size distribution.
+    pub fn record_write_size(&self, bytes: usize) {
+        self.sizes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(bytes);
+    }
+
+    /// The size distribution of the record writes so far.
+    pub fn record_sizes(&self) -> RecordSizes {
+        self.sizes.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The counts so far.
@@ -267,5 +284,14 @@ mod tests {
         a.record("dynamodb.PutItem", 1, 0.0, 0.0);
         a.record_index_units("dynamodb.PutItem", 2.0);
         assert_eq!(a.snapshot().dynamodb().est_index_wcu, 2.0);
+    }
+
+    #[test]
+    fn record_write_sizes_are_shared_by_clones() {
+        let a = Accounting::new();
+        a.clone().record_write_size(900);
+        a.record_write_size(1500);
+        let s = a.record_sizes();
+        assert_eq!((s.writes, s.over_1kb, s.max), (2, 1, 1500));
     }
 }

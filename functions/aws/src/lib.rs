@@ -7,7 +7,8 @@
 //! - [`SqsSink`] and [`BatchSink`]: where batches go (an SQS FIFO queue, or HTTP via `lull-sink`).
 //! - [`flush::handle_sqs_event`]: the flush Lambda's handler (per-record failures).
 //! - [`redrive::redrive`]: replays the triggers in the dead-letter queue (`lull redrive`).
-//! - [`Accounting`]: counts requests and consumed capacity units per operation.
+//! - [`Accounting`]: counts requests and consumed capacity units per operation, and the sizes of
+//!   record writes ([`record_sizes::RecordSizes`]).
 //! - [`config::Settings`]: configuration from environment variables, validated once;
 //!   [`wiring`] builds the adapters from it.
 //! - [`tenants::DynamoTenants`]: tenants in the table, their secrets in Secrets Manager.
@@ -16,6 +17,7 @@ pub mod accounting;
 pub mod clients;
 pub mod config;
 pub mod flush;
+pub mod record_sizes;
 pub mod redrive;
 pub mod sink;
 pub mod store;

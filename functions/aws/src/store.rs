@@ -152,8 +152,9 @@ impl DynamoDbStore {
         &self.settings
     }
 
-    /// The conversation item for `c`.
-    fn conversation_item(&self, c: &Conversation) -> Result<Item, StoreError> {
+    /// The conversation item for `c`, as every record write sends it (public so a benchmark can
+    /// fill a table with real-shaped records of idle conversations).
+    pub fn conversation_item(&self, c: &Conversation) -> Result<Item, StoreError> {
         let pk = conv_pk(&c.key);
         let rec = serde_json::to_string(c)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode record: {e}")))?;
@@ -181,7 +182,8 @@ impl DynamoDbStore {
         Ok(item)
     }
 
-    fn dedupe_item(d: &DedupeRecord) -> Item {
+    /// The dedupe item for `d`, as `remember` writes it.
+    pub fn dedupe_item(d: &DedupeRecord) -> Item {
         HashMap::from([
             ("pk".to_string(), s(dedupe_pk(&d.key, &d.message_id))),
             ("gen".to_string(), n(d.gen)),
@@ -229,7 +231,9 @@ impl DynamoDbStore {
     ) -> Result<Written, StoreError> {
         let item = self.conversation_item(next)?;
         let written = (conv_pk(&next.key), next.index_due().map(|d| d.0));
-        let est = write_units([item_size(&item)]);
+        let size = item_size(&item);
+        self.acct.record_write_size(size);
+        let est = write_units([size]);
         let put = self
             .client
             .put_item()

@@ -8,16 +8,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine;
+use common::apigw::{event, send, DOMAIN};
 use hmac::{Hmac, Mac};
 use lull_core::ports::WindowStore;
 use lull_core::{ConversationKey, Provider};
 use lull_ingest::{IngestConfig, IngestState, MemoryDirectory, Tenant};
-use tower::ServiceExt;
 
 use common::{check_batches, roomy_policy, Harness};
 use lull_testkit::{wait_for, PATIENCE};
 
-const DOMAIN: &str = "abc123.execute-api.us-east-1.amazonaws.com";
 const APP_SECRET: &str = "meta-app-secret";
 const TWILIO_TOKEN: &str = "twilio-auth-token";
 
@@ -36,50 +35,6 @@ fn router(h: &Harness) -> axum::Router {
         IngestConfig::default(),
     );
     lull_ingest::router(state)
-}
-
-/// An API Gateway HTTP API v2 event, the way API Gateway sends it to the function.
-fn event(path: &str, headers: &[(&str, String)], body: &[u8], base64: bool) -> String {
-    let mut h = serde_json::Map::new();
-    h.insert("host".into(), DOMAIN.into());
-    h.insert("x-forwarded-proto".into(), "https".into());
-    h.insert("x-forwarded-port".into(), "443".into());
-    for (k, v) in headers {
-        h.insert((*k).into(), v.clone().into());
-    }
-    let body = if base64 {
-        base64::engine::general_purpose::STANDARD.encode(body)
-    } else {
-        String::from_utf8(body.to_vec()).expect("utf-8 body")
-    };
-    serde_json::json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": h,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc123",
-            "domainName": DOMAIN,
-            "domainPrefix": "abc123",
-            "http": {
-                "method": "POST",
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.7",
-                "userAgent": "facebookexternalua"
-            },
-            "requestId": "JKJaXmPLvHcESHA=",
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "28/Nov/2026:12:00:00 +0000",
-            "timeEpoch": 1_795_867_200_000u64
-        },
-        "body": body,
-        "isBase64Encoded": base64
-    })
-    .to_string()
 }
 
 fn meta_body(user: &str, ids: &[&str]) -> Vec<u8> {
@@ -112,14 +67,7 @@ fn meta_signature(body: &[u8]) -> String {
 }
 
 async fn post(h: &Harness, event_json: &str) -> (u16, String) {
-    let req = lambda_http::request::from_str(event_json).expect("API Gateway v2 event");
-    let resp = router(h).oneshot(req).await.expect("router");
-    let status = resp.status().as_u16();
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
+    send(&router(h), event_json).await
 }
 
 /// POSTs a signed Meta text payload for `user` carrying `ids`, as API Gateway delivers it.

@@ -26,7 +26,8 @@ use lull_ingest::{CachedDirectory, IngestConfig, IngestState};
 use tower::ServiceExt;
 
 use common::{
-    delete_succeeded, moto_endpoint, receive, test_config, to_event, unique, CaptureSink, Harness,
+    delete_succeeded, lull_aws_bin, moto_endpoint, receive, test_config, to_event, unique,
+    CaptureSink, Harness,
 };
 use lull_testkit::{holds_within, wait_for};
 
@@ -34,36 +35,6 @@ const PN_A: &str = "100000000000001";
 const PN_B: &str = "200000000000002";
 const REFRESH: Duration = Duration::from_millis(300);
 const BOUND: Duration = Duration::from_secs(60);
-
-/// The `lull` binary built with `--features aws` (a no-op when up to date).
-fn lull_aws_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("profile dir")
-        .to_path_buf();
-    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "lull",
-            "--features",
-            "aws",
-            "--bin",
-            "lull",
-            "--target-dir",
-        ])
-        .arg(&target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build -p lull --features aws");
-    assert!(status.success(), "building lull --features aws failed");
-    profile_dir.join("lull")
-}
 
 struct Deployment {
     /// moto's endpoint, which the CLI is pointed at.

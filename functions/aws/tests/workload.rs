@@ -90,6 +90,15 @@ async fn burst_workload_request_and_unit_counts() {
         (wd.est_rcu + fd.est_rcu) / msgs,
         (ws.requests + fs.requests) as f64 / msgs
     );
+    // The store counts every record write it sends in the size distribution (what the AWS
+    // benchmark reports): one per PutItem, dedupe items (BatchWriteItem) apart.
+    for (acct, usage) in [(&h.webhook_acct, &web), (&h.flush_acct, &fl)] {
+        let sizes = acct.record_sizes();
+        println!("record sizes: {sizes}");
+        assert_eq!(sizes.writes, usage.op("dynamodb.PutItem").requests);
+        assert!(sizes.percentile(50.0) <= sizes.percentile(99.0));
+        assert!(sizes.percentile(99.0) <= sizes.max && sizes.max > 100);
+    }
     // Budgets (docs/architecture.md), with slack for lost races under concurrency.
     assert!(
         ws.requests as f64 <= msgs,

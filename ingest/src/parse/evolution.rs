@@ -283,7 +283,7 @@ fn f64_at(v: &Value, key: &str) -> Option<f64> {
 }
 
 /// Contacts from a vCard: the formatted name and every `TEL` value.
-fn vcard_contact(display_name: Option<String>, vcard: Option<&str>) -> Contact {
+pub(crate) fn vcard_contact(display_name: Option<String>, vcard: Option<&str>) -> Contact {
     let mut c = Contact {
         name: display_name,
         phones: Vec::new(),

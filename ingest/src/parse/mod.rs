@@ -9,6 +9,7 @@ pub mod generic;
 pub mod meta;
 pub mod presence;
 pub mod twilio;
+pub mod waha;
 
 use lull_core::Message;
 

@@ -16,7 +16,8 @@
 //! A chat id ending in `@g.us` is a group: the conversation is the group, each entry one
 //! participant. A one-to-one chat addressed by LID (`@lid`) carries no phone alternative in a
 //! presence event (messages do, in `remoteJidAlt`), so [`PresenceItem::lid`] tells the caller it
-//! may not match the conversation key the messages use. Unknown presence values are skipped and
+//! may not match the conversation key the messages use (the router maps it with what
+//! `crate::lids` learned from messages). Unknown presence values are skipped and
 //! counted, never an error; a body that is not a presence event is not this parser's business.
 
 use serde::Deserialize;

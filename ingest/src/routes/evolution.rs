@@ -12,17 +12,14 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use lull_core::Provider;
 
-use lull_core::protocol::PauseOutcome;
-use lull_core::turn::PauseReason;
-use lull_core::ConversationKey;
-
+use super::operator::{apply_opt_ins, operator_keys, pause_for_operators, OptIns};
 use super::{
-    already_verified, append_all, check_accounts, header_str, key_of, presence_all, read_body,
+    already_verified, append_all, check_accounts, header_str, presence_all, read_body,
     require_content_type, require_credential, respond, sole_tenant, tenant_of, unsigned_allowed,
 };
 use crate::auth;
 use crate::error::IngestError;
-use crate::parse::{self, OptIn, Parsed};
+use crate::parse;
 use crate::state::IngestState;
 use crate::tenant::Tenant;
 
@@ -90,74 +87,22 @@ async fn inner(
             .map_err(|e| IngestError::BadRequest(e.0))?;
         return presence_all(st, Provider::Evolution, &tenant, body).await;
     }
-    let operators = operator_keys(&parsed)?;
-    let parsed = apply_opt_ins(&tenant, parsed);
+    let operators = operator_keys(Provider::Evolution, &parsed)?;
+    let wanted = OptIns {
+        from_me: tenant.evolution.accept_from_me,
+        status_broadcast: tenant.evolution.accept_status_broadcast,
+    };
+    let parsed = apply_opt_ins(wanted, parsed);
+    let lids = crate::lids::learned(Provider::Evolution, &parsed);
     let answer = append_all(st, Provider::Evolution, &tenant, parsed).await?;
-    pause_for_operators(st, &tenant, operators).await?;
+    st.lids.learn(lids);
+    pause_for_operators(st, Provider::Evolution, &tenant, operators).await?;
     Ok(answer)
-}
-
-/// The conversations a person on the business side wrote in (deduplicated, in body order).
-fn operator_keys(parsed: &Parsed) -> Result<Vec<ConversationKey>, IngestError> {
-    let mut keys: Vec<ConversationKey> = Vec::new();
-    for item in parsed
-        .items
-        .iter()
-        .filter(|i| i.opt_in == Some(OptIn::Operator))
-    {
-        let key = key_of(Provider::Evolution, item)?;
-        if !keys.contains(&key) {
-            keys.push(key);
-        }
-    }
-    Ok(keys)
-}
-
-/// A human took over these conversations: their hand-offs pause for the tenant's pause time.
-/// A conversation lull has never seen has nothing to pause (counted as ignored).
-async fn pause_for_operators(
-    st: &IngestState,
-    tenant: &Tenant,
-    keys: Vec<ConversationKey>,
-) -> Result<(), IngestError> {
-    for key in keys {
-        let out = st
-            .appender
-            .pause(key, Some(tenant.policy.pause), PauseReason::Operator)
-            .await
-            .map_err(IngestError::from_append)?;
-        if out == PauseOutcome::NoConversation {
-            metrics::counter!(lull_core::metrics::IGNORED_EVENTS, "reason" => "operator_no_conversation", "provider" => "evolution")
-                .increment(1);
-        }
-    }
-    Ok(())
 }
 
 /// The 401 reason when a request carries no Evolution credential at all.
 const MISSING: &str =
     "missing Evolution credential (apikey header, Authorization bearer, or path secret)";
-
-/// Drops the messages the tenant has not opted into (its own `fromMe` messages and
-/// `status@broadcast` updates), counting each as ignored: an Evolution rule, so it lives here
-/// and not in the pipeline every gateway shares.
-fn apply_opt_ins(tenant: &Tenant, mut parsed: Parsed) -> Parsed {
-    let ev = &tenant.evolution;
-    let mut ignored = Vec::new();
-    parsed.items.retain(|item| {
-        let wanted = match item.opt_in {
-            None => true,
-            Some(OptIn::FromMe | OptIn::Operator) => ev.accept_from_me,
-            Some(OptIn::StatusBroadcast) => ev.accept_status_broadcast,
-        };
-        if let (false, Some(opt)) = (wanted, item.opt_in) {
-            ignored.push(opt.label());
-        }
-        wanted
-    });
-    parsed.ignored.extend(ignored);
-    parsed
-}
 
 fn authenticate(
     st: &IngestState,

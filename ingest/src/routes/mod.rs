@@ -12,10 +12,13 @@
 //! stores nothing. Appends stop at the first failure (keeping receive order); the gateway's
 //! retry then finds the earlier messages as duplicates.
 
+pub mod admin;
 pub mod evolution;
 pub mod generic;
 pub mod meta;
+mod operator;
 pub mod twilio;
+pub mod waha;
 
 use std::sync::Arc;
 
@@ -51,6 +54,9 @@ pub const WEBHOOK_ROUTES: &[(&str, &str)] = &[
     ("POST", "/webhook/evolution/k/{secret}/{event}"),
     ("POST", "/webhook/twilio"),
     ("POST", "/webhook/generic"),
+    ("POST", "/webhook/waha"),
+    ("POST", "/admin/conversations/pause"),
+    ("POST", "/admin/conversations/resume"),
 ];
 
 /// The webhook `Router`: serve it locally or through `lambda_http`.
@@ -60,6 +66,8 @@ pub const WEBHOOK_ROUTES: &[(&str, &str)] = &[
 ///   `/webhook/evolution/k/{secret}/{event}`
 /// - `POST /webhook/twilio`
 /// - `POST /webhook/generic`
+/// - `POST /webhook/waha`
+/// - `POST /admin/conversations/pause`, `/admin/conversations/resume` (bearer `admin_token`)
 pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/webhook/meta", get(meta::verify).post(meta::receive))
@@ -75,6 +83,9 @@ pub fn router(state: IngestState) -> Router {
         )
         .route("/webhook/twilio", post(twilio::receive))
         .route("/webhook/generic", post(generic::receive))
+        .route("/webhook/waha", post(waha::receive))
+        .route("/admin/conversations/pause", post(admin::pause))
+        .route("/admin/conversations/resume", post(admin::resume))
         .with_state(state)
 }
 
@@ -284,10 +295,19 @@ pub(crate) async fn presence_all(
     }
     let mut applied = 0usize;
     for item in body.items {
+        // A chat named by its LID: the conversation its messages go to (`crate::lids`).
+        let mapped = item
+            .lid
+            .then(|| st.lids.user_for(provider, &item.account, &item.user))
+            .flatten();
+        if item.lid && mapped.is_none() {
+            metrics::counter!(m::IGNORED_EVENTS, "reason" => "lid_unmapped", "provider" => provider.as_str())
+                .increment(1);
+        }
         let key = ConversationKey {
             provider,
             account: normalise_account(provider, &item.account).to_string(),
-            user: item.user,
+            user: mapped.unwrap_or(item.user),
             group: item.group,
         };
         key.check_lengths("")

@@ -14,7 +14,7 @@ use lull_core::{Buffer, BufferConfig, ConversationKey, Message, Millis, Provider
 use lull_ingest::auth;
 use lull_ingest::{
     router, EvolutionSettings, GenericSettings, IngestConfig, IngestState, MemoryDirectory,
-    MetaSettings, Secrets, Tenant, TwilioSettings,
+    MetaSettings, Secrets, Tenant, TwilioSettings, WahaSettings,
 };
 
 pub const META_SECRET: &str = "meta-app-secret";
@@ -23,6 +23,7 @@ pub const EVO_TOKEN: &str = "evo-token";
 pub const EVO_JWT_KEY: &str = "evo-jwt-key";
 pub const TWILIO_TOKEN: &str = "twilio-auth-token";
 pub const GENERIC_SECRET: &str = "generic-secret";
+pub const WAHA_KEY: &str = "waha-hmac-key";
 pub const NOW: Millis = Millis(1_780_000_000_000);
 
 pub fn fixture(name: &str) -> Vec<u8> {
@@ -50,6 +51,10 @@ pub fn solo_tenant() -> Tenant {
         },
         generic: GenericSettings {
             secrets: Secrets::new([GENERIC_SECRET]),
+            ..Default::default()
+        },
+        waha: WahaSettings {
+            hmac_keys: Secrets::new([WAHA_KEY]),
             ..Default::default()
         },
         ..Default::default()
@@ -189,6 +194,20 @@ pub fn generic_post(body: &[u8], secret: Option<&str>) -> Request<Body> {
     let mut b = Request::post("/webhook/generic").header("content-type", "application/json");
     if let Some(s) = secret {
         b = b.header("x-lull-signature", auth::sign_sha256(s, body));
+    }
+    b.body(Body::from(body.to_vec())).unwrap()
+}
+
+/// A WAHA webhook request, signed as WAHA signs it when `key` is given.
+pub fn waha_post(body: &[u8], key: Option<&str>) -> Request<Body> {
+    let mut b = Request::post("/webhook/waha")
+        .header("content-type", "application/json")
+        .header("x-webhook-request-id", "req-1")
+        .header("x-webhook-timestamp", "1764763202100");
+    if let Some(k) = key {
+        b = b
+            .header("x-webhook-hmac", auth::sign_sha512_hex(k, body))
+            .header("x-webhook-hmac-algorithm", "sha512");
     }
     b.body(Body::from(body.to_vec())).unwrap()
 }

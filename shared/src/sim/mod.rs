@@ -169,7 +169,7 @@ enum TaskKind {
 
 enum TaskOutput {
     Append(Answer),
-    /// A presence event or pause was answered; true for a pause lull stored.
+    /// A presence event, pause or resume ended; true for a pause or resume lull answered as stored.
     Signal(bool),
     Flush(Flushed),
     /// The sweep's query: the conversations past due.
@@ -337,6 +337,9 @@ impl Driver {
             }),
             workload::Signal::Pause => {
                 Box::pin(async move { TaskOutput::Signal(sut.pause(key, policy.pause).await) })
+            }
+            workload::Signal::Resume => {
+                Box::pin(async move { TaskOutput::Signal(sut.resume(key).await) })
             }
         };
         let kind = TaskKind::Signal {
@@ -511,7 +514,15 @@ impl Driver {
         if let Some((kind, _)) = self.tasks.remove(&task) {
             match kind {
                 TaskKind::Append { msg } => self.gateway_retry(msg, "crashed".into()),
-                TaskKind::Signal { .. } => {}
+                TaskKind::Signal { signal, started } => {
+                    // A resume's write may have landed before the crash.
+                    let s = self.work.signals[signal];
+                    if let workload::Signal::Resume = s.what {
+                        let mut w = lock(&self.world);
+                        let now = w.now;
+                        w.rec.resumes[s.conv].push((started, now));
+                    }
+                }
                 TaskKind::Flush { sqs } => self.redeliver(sqs),
                 TaskKind::Sweep => self.sweep_running = false,
                 TaskKind::SweepOne { key } => {
@@ -609,12 +620,16 @@ impl Driver {
                     self.redeliver(sqs);
                 }
             }
-            (TaskKind::Signal { signal, started }, TaskOutput::Signal(paused)) => {
-                if paused {
-                    let conv = self.work.signals[signal].conv;
-                    let mut w = lock(&self.world);
-                    let now = w.now;
-                    w.rec.pauses[conv].push((started, now));
+            (TaskKind::Signal { signal, started }, TaskOutput::Signal(stored)) => {
+                let s = self.work.signals[signal];
+                let mut w = lock(&self.world);
+                let now = w.now;
+                match s.what {
+                    // Every resume request may have ended the pause, answered or not: a write
+                    // can land before the crash or failure that hides its answer.
+                    workload::Signal::Resume => w.rec.resumes[s.conv].push((started, now)),
+                    _ if stored => w.rec.pauses[s.conv].push((started, now)),
+                    _ => {}
                 }
             }
             (TaskKind::Sweep, TaskOutput::Sweep(keys)) => self.sweep_found(keys),
@@ -676,13 +691,15 @@ impl Driver {
             stale_triggers: self.counts.get(m::STALE_TRIGGERS),
             waiting_triggers: self.counts.get(m::WAITING_TRIGGERS),
         };
-        let violations = check::check(&check::Input {
+        let input = check::Input {
             rec: &w.rec,
             work: &self.work,
             bounds,
             counted,
             wedged: &wedged,
-        });
+        };
+        let violations = check::check(&input);
+        let released_by_resume = check::released_by_resume(&input);
         let mut batches: Vec<_> = w
             .rec
             .deliveries
@@ -703,6 +720,7 @@ impl Driver {
             dead_letters: w.dlq,
             simulated: w.now.since(start),
             wedged: wedged.len(),
+            released_by_resume,
             item_limit_hits: w.rec.item_limit_hits,
             refused_appends: w.rec.drops.refused_answers,
             longest_sink_call: w

@@ -131,6 +131,9 @@ pub(crate) struct Recorder {
     pub sink_trouble: Vec<Vec<Millis>>,
     /// Per conversation: operator pauses lull said it stored, as (request started, answered).
     pub pauses: Vec<Vec<(Millis, Millis)>>,
+    /// Per conversation: operator resume requests, answered or not (a write may land before a
+    /// failure hides its answer), as (request started, ended).
+    pub resumes: Vec<Vec<(Millis, Millis)>>,
 }
 
 impl Recorder {
@@ -149,6 +152,7 @@ impl Recorder {
             traces: vec![VecDeque::new(); work.conversations.len()],
             sink_trouble: vec![Vec::new(); work.conversations.len()],
             pauses: vec![Vec::new(); work.conversations.len()],
+            resumes: vec![Vec::new(); work.conversations.len()],
             ..Recorder::default()
         }
     }

@@ -23,6 +23,9 @@ pub struct SimReport {
     pub simulated: Duration,
     /// Conversations left with pending work that no longer progressed after the drain.
     pub wedged: usize,
+    /// Batches an operator resume released before their pause would have ended (each checked
+    /// against its window's rule after the resume).
+    pub released_by_resume: usize,
     /// Writes the store refused because the item would exceed its size limit (400 KB).
     pub item_limit_hits: u64,
     /// Webhook requests the protocol refused (no room, too large, too busy).

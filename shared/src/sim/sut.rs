@@ -103,6 +103,18 @@ pub(crate) trait SystemUnderTest: Send + Sync {
         })
     }
 
+    /// An operator resume (the pause ends now); true when lull answered it (stored, or no pause
+    /// was in force).
+    fn resume(&self, key: ConversationKey) -> Boxed<bool> {
+        let b = self.lull().buffer;
+        Box::pin(async move {
+            matches!(
+                b.intake().pause(&key, None, PauseReason::Admin).await,
+                Ok(PauseOutcome::Set(_) | PauseOutcome::Unchanged)
+            )
+        })
+    }
+
     /// False for a design with no sweep and no redelivery of failed triggers.
     fn retries(&self) -> bool {
         true

@@ -44,6 +44,9 @@ pub(crate) enum Signal {
     Presence { kind: PresenceKind, sent_at: Millis },
     /// A human operator writes from the business phone: the conversation pauses.
     Pause,
+    /// The operator hands the conversation back (`lull conversations resume`, the admin route):
+    /// the pause ends before its time.
+    Resume,
 }
 
 /// One presence or operator event: what the gateway sends, and when it arrives (presence events
@@ -241,7 +244,8 @@ pub(crate) fn generate(
 /// Presence as a phone sends it around `messages` (one conversation's): after half the
 /// messages the user types again (`composing`, then `paused` or `available`), each event
 /// delivered up to 4 s late, so some arrive after the next message or out of order; and, once
-/// in a while, a human operator writes (a pause).
+/// in a while, a human operator writes (a pause), and half the time hands the conversation back
+/// (a resume) before the pause would end.
 fn signals_for(
     rng: &mut fastrand::Rng,
     conv: usize,
@@ -262,11 +266,19 @@ fn signals_for(
             }
         }
         if rng.f64() < 0.04 {
+            let at = m.at.plus(Duration::from_millis(rng.u64(0..=5_000)));
             out.push(WorkSignal {
                 conv,
-                at: m.at.plus(Duration::from_millis(rng.u64(0..=5_000))),
+                at,
                 what: Signal::Pause,
             });
+            if rng.bool() {
+                out.push(WorkSignal {
+                    conv,
+                    at: at.plus(Duration::from_millis(rng.u64(1_000..=30_000))),
+                    what: Signal::Resume,
+                });
+            }
         }
     }
 }

@@ -9,8 +9,9 @@
 //!   [`GapSummary`] (this user's own within-turn gaps) and bounded by a min and a max;
 //! - the [`TypingRule`] and the conversation's latest [`Presence`] (Evolution/WAHA `composing`,
 //!   `paused`...): once the gateway sends presence for a conversation, a message not followed by
-//!   typing is due after a short grace, and a `composing`, `recording` or `paused` (the user
-//!   stopped typing but has a draft) holds the window, for at most the typing hold;
+//!   typing is due after a short grace; a `composing` or `recording` holds the window for at most
+//!   the typing hold, and a `paused`/`available` after it (the user stopped typing) lets it close
+//!   a grace after that;
 //! - max wait, which caps everything the user does (a `composing` included);
 //! - an operator pause (a human took over the conversation), which holds the hand-off past all
 //!   of the above until it ends.
@@ -57,8 +58,9 @@ pub struct TypingRule {
     /// With a fixed quiet period, the quiet period of a conversation whose gateway sends presence
     /// (a message not followed by `composing` within it ends the turn).
     pub grace_ms: u32,
-    /// The longest a `composing`/`recording`/`paused` holds the window without a newer event: an
-    /// abandoned draft or a late `composing` costs at most this.
+    /// The longest a `composing`/`recording` holds the window without a newer event: a lost
+    /// `paused` or a late `composing` costs at most this. A `paused`/`available` after the last
+    /// message holds it for `grace_ms` from its arrival.
     pub hold_ms: u32,
 }
 
@@ -167,9 +169,10 @@ pub enum TurnReason {
     Quiet,
     /// The conversation's adaptive quiet period passed since the last message.
     AdaptiveQuiet,
-    /// Presence flows and the user did not start typing again within the grace.
+    /// Presence flows and the user did not start typing again within the grace (after the last
+    /// message, or after a `paused`/`available` that followed it).
     TypingGrace,
-    /// A `composing`/`recording`/`paused` went without a newer event for the typing hold.
+    /// A `composing`/`recording` went without a newer event for the typing hold.
     TypingHold,
     /// Max wait passed since the first message (caps typing too).
     MaxWait,
@@ -242,10 +245,11 @@ pub fn due(policy: &TurnPolicy, w: &TurnInputs) -> TurnDue {
     let mut at = w.last_at.0.saturating_add(u64::from(quiet_ms));
     // Presence received after the last message speaks about the next one.
     if let (Some(t), Some(p)) = (policy.typing, w.presence) {
-        let until = p.at.0.saturating_add(u64::from(t.hold_ms));
-        if p.at > w.last_at && p.kind.has_draft() && until > at {
-            at = until;
-            reason = TurnReason::TypingHold;
+        if let Some((until, why)) = after_last_message(t, p).filter(|_| p.at > w.last_at) {
+            if until > at {
+                at = until;
+                reason = why;
+            }
         }
     }
     let max = w.opened_at.0.saturating_add(u64::from(policy.max_wait_ms));
@@ -263,6 +267,26 @@ pub fn due(policy: &TurnPolicy, w: &TurnInputs) -> TurnDue {
         at: Millis(at),
         reason,
         quiet_ms,
+    }
+}
+
+/// How long a presence received after the window's last message holds it, from the presence's
+/// receive time: `composing`/`recording` (a next message is being produced) for the typing hold;
+/// `paused`/`available` (the user stopped typing: WhatsApp's `paused` chat state, which Baileys,
+/// and so Evolution, reports as `available`) for the typing grace only, so a draft the user
+/// abandons costs a grace, not the hold; `unavailable` (the app went to the background) not at
+/// all. The latest presence is all the record keeps, so a `paused` after a `composing` replaces
+/// it and the hold ends there.
+fn after_last_message(t: TypingRule, p: Presence) -> Option<(u64, TurnReason)> {
+    let from = |ms: u32| p.at.0.saturating_add(u64::from(ms));
+    match p.kind {
+        PresenceKind::Composing | PresenceKind::Recording => {
+            Some((from(t.hold_ms), TurnReason::TypingHold))
+        }
+        PresenceKind::Paused | PresenceKind::Available => {
+            Some((from(t.grace_ms), TurnReason::TypingGrace))
+        }
+        PresenceKind::Unavailable => None,
     }
 }
 

@@ -6,9 +6,10 @@
 //! conversation, with the time lull received it.
 //!
 //! Presence is advisory and unreliable: events get lost, arrive late and arrive out of order. So
-//! the state only ever *delays* a hand-off within bounds (a `composing` or `paused` holds the
-//! window for at most the typing hold, and never past max wait), and an event older than the stored one, by
-//! the gateway's own timestamp when it sends one, is dropped instead of replacing it.
+//! the state only ever *delays* a hand-off within bounds (a `composing` holds the window for at
+//! most the typing hold, a `paused` for the typing grace, and never past max wait), and an event
+//! older than the stored one, by the gateway's own timestamp when it sends one, is dropped
+//! instead of replacing it.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,13 +31,6 @@ impl PresenceKind {
     /// True while the user is producing a message (typing or recording a voice note).
     pub fn is_producing(self) -> bool {
         matches!(self, PresenceKind::Composing | PresenceKind::Recording)
-    }
-
-    /// True when the user has a message in progress: producing it, or `paused` with a draft
-    /// (WhatsApp sends `paused` when typing stops without sending). `available`/`unavailable`
-    /// say nothing about a next message.
-    pub fn has_draft(self) -> bool {
-        self.is_producing() || self == PresenceKind::Paused
     }
 
     /// Reads a gateway's presence name; `None` for a name lull does not know.

@@ -120,22 +120,51 @@ fn composing_after_the_last_message_holds_until_the_typing_hold() {
 }
 
 #[test]
-fn paused_holds_a_draft_and_online_says_nothing() {
-    // `paused` after the message: the user stopped typing with a draft in the box.
+fn paused_or_available_after_composing_releases_after_the_grace() {
+    // The user typed after the message, then stopped: `paused` (Baileys, and so Evolution, reports
+    // WhatsApp's `paused` as `available`) at 4 s lets the window close a grace later, not at the
+    // typing hold.
     let mut w = window(0, 1_000);
-    w.presence = presence(PresenceKind::Paused, 4_000);
+    w.presence = presence(PresenceKind::Composing, 2_000);
     assert_eq!(
         due_at(&typing_fixed(), &w),
-        (14_000, TurnReason::TypingHold)
+        (12_000, TurnReason::TypingHold)
     );
-    // `available`/`unavailable` after the message say nothing about a next message.
-    for kind in [PresenceKind::Available, PresenceKind::Unavailable] {
-        w.presence = presence(kind, 1_200);
+    for kind in [PresenceKind::Paused, PresenceKind::Available] {
+        w.presence = presence(kind, 4_000);
         assert_eq!(
-            due_at(&typing_fixed(), &w),
-            (2_500, TurnReason::TypingGrace)
+            due(&typing_fixed(), &w),
+            TurnDue {
+                at: Millis(5_500),
+                reason: TurnReason::TypingGrace,
+                quiet_ms: 1_500
+            }
         );
     }
+    // Stopped within the grace after the message: the grace after the message rules.
+    w.presence = presence(PresenceKind::Paused, 1_200);
+    assert_eq!(
+        due_at(&typing_fixed(), &w),
+        (2_700, TurnReason::TypingGrace)
+    );
+    // Going offline says nothing about a next message: the grace after the message.
+    w.presence = presence(PresenceKind::Unavailable, 1_200);
+    assert_eq!(
+        due_at(&typing_fixed(), &w),
+        (2_500, TurnReason::TypingGrace)
+    );
+    // Under adaptive quiet the learned quiet period still applies from the message.
+    let mut w = window(0, 1_000);
+    w.presence = presence(PresenceKind::Available, 1_500);
+    assert_eq!(
+        due_at(&adaptive(Some(TYPING)), &w),
+        (5_000, TurnReason::AdaptiveQuiet)
+    );
+    w.presence = presence(PresenceKind::Paused, 4_500);
+    assert_eq!(
+        due_at(&adaptive(Some(TYPING)), &w),
+        (6_000, TurnReason::TypingGrace)
+    );
 }
 
 #[test]
@@ -183,8 +212,12 @@ fn an_out_of_order_composing_is_dropped() {
     );
     let mut w = window(0, 1_000);
     w.presence = stored;
-    assert_eq!(due(&typing_fixed(), &w).at, Millis(12_000));
-    // The user goes offline (newer): the draft hold ends, the grace after the message rules.
+    // The stored `paused` (received at 2 s) releases the window a grace after it.
+    assert_eq!(
+        due_at(&typing_fixed(), &w),
+        (3_500, TurnReason::TypingGrace)
+    );
+    // The user goes offline (newer): the grace after the message rules.
     Presence::apply(
         &mut stored,
         Presence {
@@ -317,6 +350,13 @@ fn never_early_and_presence_only_delays_on_random_inputs() {
         }
         if d.reason == TurnReason::Paused {
             assert_eq!(Some(d.at), w.paused_until);
+        }
+        // A stop (`paused`/`available`) after the last message holds at most a grace past it.
+        if let (Some(t), Some(p), None) = (policy.typing, w.presence, w.paused_until) {
+            if matches!(p.kind, PresenceKind::Paused | PresenceKind::Available) {
+                let released = floor.max(p.at.0 + u64::from(t.grace_ms)).min(max);
+                assert!(d.at.0 <= released, "held past the grace: {d:?} {w:?}");
+            }
         }
     }
 }

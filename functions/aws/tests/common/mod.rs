@@ -3,9 +3,12 @@
 //! Lambda event source mapping.
 #![allow(dead_code)]
 
+pub mod apigw;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -551,4 +554,34 @@ pub fn check_batches(batches: &[Batch], policy: &Policy) -> Vec<Batch> {
         }
     }
     distinct
+}
+
+/// The `lull` binary built with `--features aws` (a no-op when up to date).
+pub fn lull_aws_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("profile dir")
+        .to_path_buf();
+    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "lull",
+            "--features",
+            "aws",
+            "--bin",
+            "lull",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo build -p lull --features aws");
+    assert!(status.success(), "building lull --features aws failed");
+    profile_dir.join("lull")
 }

@@ -121,12 +121,20 @@ async fn composing_holds_the_window_and_paused_available_lets_it_close_after_the
     assert!(r.handed_off().is_empty(), "composing holds the window");
     r.message(15_000, "b", &p).await;
     assert_eq!(
-        r.presence(15_100, PresenceKind::Available, &p).await,
+        r.presence(15_100, PresenceKind::Composing, &p).await,
         PresenceOutcome::Applied
     );
-    r.run_to(16_499).await;
+    r.run_to(20_000).await;
+    assert!(r.handed_off().is_empty(), "composing holds the window");
+    // The user stops typing (Evolution reports it as `available`): released a grace later, not
+    // at the 20 s typing hold (35.1 s) nor max wait (31 s).
+    assert_eq!(
+        r.presence(20_000, PresenceKind::Available, &p).await,
+        PresenceOutcome::Applied
+    );
+    r.run_to(21_499).await;
     assert!(r.handed_off().is_empty(), "not before the grace");
-    r.run_to(16_500).await;
+    r.run_to(21_500).await;
     assert_eq!(
         r.handed_off(),
         vec![(vec!["a".into(), "b".into()], Some(TurnReason::TypingGrace))]

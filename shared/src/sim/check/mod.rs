@@ -185,7 +185,45 @@ fn longest_quiet(p: &crate::policy::Policy) -> Duration {
     }
 }
 
+/// The operator pause that holds a batch: when it ended at the earliest, and when it would have
+/// ended without a resume.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PauseHold {
+    pub until: Millis,
+    pub full: Millis,
+}
+
 impl Ctx<'_> {
+    /// The end of pause `started` of conversation `conv` at the earliest, by the world's clock:
+    /// its full length from the request's start, or a resume request that ended after the
+    /// pause's request started (so it may have been applied after the pause, even unanswered),
+    /// which took effect no earlier than either request started.
+    pub fn pause_end(&self, conv: usize, started: Millis, pause: Duration) -> Millis {
+        self.input.rec.resumes[conv]
+            .iter()
+            .filter(|&&(_, answered)| answered > started)
+            .map(|&(resumed, _)| resumed.max(started))
+            .fold(started.plus(pause), Millis::min)
+    }
+
+    /// The operator pause holding batch `pos` of conversation `conv`: the pauses lull stored
+    /// before its last message landed hold it until the last of them ended (by lull's clock: at
+    /// most the skew off). `None` when no pause holds it or its storage was not observed.
+    pub fn pause_hold(&self, conv: usize, pos: usize) -> Option<PauseHold> {
+        let b = self.batches[self.per_conv[conv][pos]].batch;
+        let last = self.stored(b.messages.last()?)?;
+        let pause = last.policy.pause;
+        let held = self.input.rec.pauses[conv]
+            .iter()
+            .filter(|&&(_, answered)| answered <= last.landed);
+        let until = held
+            .clone()
+            .map(|&(s, _)| self.pause_end(conv, s, pause))
+            .max()?;
+        let full = held.map(|&(s, _)| s.plus(pause)).max()?;
+        Some(PauseHold { until, full })
+    }
+
     /// The latest batch `pos` of conversation `conv` may become due by its rule (by the world's
     /// clock): what liveness measures from. Presence may hold a window up to max wait, and an
     /// operator pause that began before then holds it until the pause ends.
@@ -209,6 +247,11 @@ impl Ctx<'_> {
         }
         Some(latest.max(due))
     }
+}
+
+/// How many batches an operator resume released before their pause would have ended.
+pub(crate) fn released_by_resume(input: &Input<'_>) -> usize {
+    never_early::released_by_resume(&Ctx::new(input))
 }
 
 /// Checks every invariant over what was observed.

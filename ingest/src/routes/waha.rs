@@ -1,0 +1,96 @@
+//! `POST /webhook/waha`: WAHA (devlikeapro/waha) webhooks.
+//!
+//! WAHA signs the raw body when the webhook has an HMAC key (`hmac.key` in the session's webhook
+//! config, or `WHATSAPP_HOOK_HMAC_KEY` for the global webhook): `X-Webhook-Hmac` is the hex
+//! HMAC-SHA512 and `X-Webhook-Hmac-Algorithm` names `sha512`. lull checks it with the tenant's
+//! `waha.hmac_key` (`LULL_WAHA_HMAC_KEY` for a single tenant); a request without it is refused
+//! before its body is read. The session (`session` in the body) names the tenant.
+//!
+//! `message` and `message.any` are buffered (the session's own messages are not: a person's,
+//! `source: "app"`, pauses the conversation); `presence.update` shapes the end of a turn; every
+//! other event is acknowledged (`parse::waha`).
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use lull_core::Provider;
+
+use super::operator::{apply_opt_ins, operator_keys, pause_for_operators, OptIns};
+use super::{
+    already_verified, append_all, check_accounts, header_str, presence_all, read_body,
+    require_content_type, require_credential, respond, sole_tenant, tenant_of, unsigned_allowed,
+};
+use crate::auth;
+use crate::error::IngestError;
+use crate::parse;
+use crate::state::IngestState;
+use crate::tenant::Tenant;
+
+/// The setting a WAHA tenant without an HMAC key lacks.
+pub const HMAC_SETTING: &str = "LULL_WAHA_HMAC_KEY";
+
+/// The signature header and the header naming its algorithm.
+const HMAC_HEADER: &str = "x-webhook-hmac";
+const ALGORITHM_HEADER: &str = "x-webhook-hmac-algorithm";
+
+pub async fn receive(State(st): State<IngestState>, req: Request) -> Response {
+    respond(inner(&st, req).await)
+}
+
+async fn inner(st: &IngestState, req: Request) -> Result<Response, IngestError> {
+    let (parts, body) = req.into_parts();
+    require_content_type(&parts.headers, "application/json")?;
+    let signed = parts.headers.contains_key(HMAC_HEADER);
+    require_credential(st, signed, MISSING, HMAC_SETTING, |t| {
+        !t.waha.hmac_keys.is_empty()
+    })?;
+    let bytes = read_body(body, st.config.body_limit).await?;
+    let verified = sole_tenant(st);
+    if let Some(t) = &verified {
+        verify(st, t, &parts.headers, &bytes)?;
+    }
+    // With several tenants, the session in the body names whose key applies.
+    let parsed = parse::waha::parse(&bytes).map_err(|e| IngestError::BadRequest(e.0))?;
+    let tenant = tenant_of(st, Provider::Waha, &parsed).await?;
+    if !already_verified(&verified, &tenant) {
+        verify(st, &tenant, &parts.headers, &bytes)?;
+    }
+    check_accounts(st, Provider::Waha, &tenant, &parsed).await?;
+    if parsed.items.is_empty() && parsed.ignored == ["presence"] {
+        let body = parse::presence::parse_waha(&bytes).map_err(|e| IngestError::BadRequest(e.0))?;
+        return presence_all(st, Provider::Waha, &tenant, body).await;
+    }
+    let operators = operator_keys(Provider::Waha, &parsed)?;
+    let parsed = apply_opt_ins(OptIns::default(), parsed);
+    let answer = append_all(st, Provider::Waha, &tenant, parsed).await?;
+    pause_for_operators(st, Provider::Waha, &tenant, operators).await?;
+    Ok(answer)
+}
+
+/// The 401 reasons.
+const MISSING: &str = "missing X-Webhook-Hmac (set hmac.key on the WAHA webhook)";
+const MISMATCH: &str = "X-Webhook-Hmac does not match the body";
+const ALGORITHM: &str = "X-Webhook-Hmac-Algorithm is not sha512";
+
+fn verify(
+    st: &IngestState,
+    tenant: &Tenant,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), IngestError> {
+    let keys = &tenant.waha.hmac_keys;
+    if keys.is_empty() {
+        return unsigned_allowed(st, HMAC_SETTING);
+    }
+    let sig = header_str(headers, HMAC_HEADER).ok_or(IngestError::Unauthorized(MISSING))?;
+    if let Some(alg) = header_str(headers, ALGORITHM_HEADER) {
+        if !alg.trim().eq_ignore_ascii_case("sha512") {
+            return Err(IngestError::Unauthorized(ALGORITHM));
+        }
+    }
+    if auth::verify_sha512_hex(keys, sig, body) {
+        Ok(())
+    } else {
+        Err(IngestError::Unauthorized(MISMATCH))
+    }
+}
