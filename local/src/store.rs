@@ -360,9 +360,12 @@ fn serve(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
             }
             continue;
         }
-        let done: Vec<Completion> = group.into_iter().map(|job| job.run(&conn)).collect();
-        let committed = run_cached(&conn, "COMMIT").map_err(unavailable);
-        if committed.is_err() {
+        let (done, lost) = run_group(&conn, group);
+        let committed = match lost {
+            Some(e) => Err(e),
+            None => run_cached(&conn, "COMMIT").map_err(unavailable),
+        };
+        if committed.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         for complete in done {
@@ -371,6 +374,30 @@ fn serve(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
     }
     // Every handle is gone: fold the WAL back into the database for a tidy data directory.
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+/// Runs a group's requests inside the open transaction, each under its own savepoint. SQLite
+/// may roll the whole transaction back on its own (SQLITE_FULL, an I/O error, out of memory):
+/// the requests already run are then lost with it, and the rest must not run at all, since a
+/// savepoint outside a transaction starts (and its release commits) one of its own: such a
+/// request would be written yet answered as failed with its group. So the group stops there:
+/// the requests it did not run are answered with the error, and the error is the group's.
+fn run_group(conn: &Connection, group: Vec<Box<dyn Job>>) -> (Vec<Completion>, Option<StoreError>) {
+    let mut done = Vec::with_capacity(group.len());
+    let mut jobs = group.into_iter();
+    for job in jobs.by_ref() {
+        done.push(job.run(conn));
+        if conn.is_autocommit() {
+            let lost = StoreError::Unavailable(
+                "sqlite rolled the transaction back (disk full or I/O error)".into(),
+            );
+            for rest in jobs {
+                rest.abort(lost.clone());
+            }
+            return (done, Some(lost));
+        }
+    }
+    (done, None)
 }
 
 /// Runs a parameterless statement from the connection's statement cache: the store thread runs
@@ -760,6 +787,57 @@ mod tests {
         drop(store);
         let reopened = SqliteStore::open(dir.path(), Durability::Normal).expect("reopen");
         assert_eq!(reopened.load(&k).await.expect("load").as_ref(), Some(&big));
+    }
+
+    /// When SQLite rolls a group's transaction back by itself, the requests after that point are
+    /// not run outside it (a savepoint there would start and commit a transaction of its own):
+    /// every request of the group is answered with the error and none of its writes is left.
+    #[test]
+    fn a_group_whose_transaction_sqlite_rolled_back_writes_nothing_and_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = Connection::open(dir.path().join("g.db")).expect("open");
+        conn.execute_batch("CREATE TABLE t (x INTEGER)")
+            .expect("table");
+        let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
+        let mut answers = Vec::new();
+        let mut queue = |f: fn(&Connection) -> Result<((), Fill), StoreError>| {
+            let (reply, answer) = oneshot::channel();
+            jobs.send(Box::new(Call {
+                f,
+                reply,
+                record: None,
+            }))
+            .expect("queue");
+            answers.push(answer);
+        };
+        let insert = |conn: &Connection| {
+            conn.execute("INSERT INTO t VALUES (1)", [])
+                .map(|_| ((), Fill::Keep))
+                .map_err(unavailable)
+        };
+        queue(insert);
+        // What SQLite does on SQLITE_FULL or an I/O error in the middle of a statement.
+        queue(|conn: &Connection| {
+            conn.execute_batch("ROLLBACK").map_err(unavailable)?;
+            Ok(((), Fill::Keep))
+        });
+        queue(insert);
+        drop(queue);
+        drop(jobs);
+        // Every job is queued before the store thread starts: they form one group.
+        serve(conn, rx);
+        for (i, answer) in answers.into_iter().enumerate() {
+            let (out, _) = answer.blocking_recv().expect("answered");
+            assert!(
+                out.is_err(),
+                "request {i} of the rolled-back group: {out:?}"
+            );
+        }
+        let check = Connection::open(dir.path().join("g.db")).expect("reopen");
+        let rows: i64 = check
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 0, "a request of the failed group was written");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

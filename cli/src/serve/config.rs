@@ -377,7 +377,7 @@ fn stored_secrets(data_dir: &Path) -> Result<bool, ServeConfigError> {
         .map_err(|e| ServeConfigError::Tenants(e.to_string()))?;
     Ok(records
         .iter()
-        .any(|r| r.removed_at.is_none() && !r.spec.secret_counts().is_empty()))
+        .any(|r| r.removed_at.is_none() && r.spec.has_gateway_secret()))
 }
 
 /// Reads `lull.toml` (the given path, or ./lull.toml when it exists).
@@ -491,7 +491,7 @@ impl ServeArgs {
 
         let (seed, fallback) = tenants(&layers, &file, policy)?;
         let any_secret = fallback.as_ref().is_some_and(Tenant::has_any_secret)
-            || seed.iter().any(|s| !s.secret_counts().is_empty())
+            || seed.iter().any(TenantSpec::has_gateway_secret)
             || stored_secrets(&data_dir)?;
         let loopback = listen.ip().is_loopback();
         if !loopback && allow_unsigned {
@@ -791,6 +791,14 @@ mod tests {
         .unwrap();
         let e = args().resolve_with(file).unwrap_err().to_string();
         assert!(e.contains("LULL_ADMIN_TOKEN"), "{e}");
+        // A tenant of the file holding only an admin token and a sink secret opens no webhook
+        // either: still loopback only.
+        let file: FileConfig = toml::from_str(
+            "listen = \"0.0.0.0:8080\"\n[[tenants]]\nid = \"a\"\nadmin_token = \"adm\"\nsink = \"https://ai.example.com/batch\"\nsink_secret = \"whsec_x\"\n[tenants.meta]\nphone_number_ids = [\"123\"]",
+        )
+        .unwrap();
+        let e = args().resolve_with(file).unwrap_err();
+        assert!(matches!(e, ServeConfigError::OpenWithoutSecrets(_)), "{e}");
     }
 
     #[test]
