@@ -822,7 +822,6 @@ mod tests {
             Ok(((), Fill::Keep))
         });
         queue(insert);
-        drop(queue);
         drop(jobs);
         // Every job is queued before the store thread starts: they form one group.
         serve(conn, rx);
