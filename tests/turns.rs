@@ -1,7 +1,8 @@
 //! End of turn through a real `lull serve` and its real routes: Evolution `presence.update`
 //! holding and releasing a window, a human operator's `fromMe` message pausing a conversation
 //! (the bot's own API replies do not), `lull conversations pause|resume`, the ops listener's
-//! routes and the webhook listener's authenticated admin routes. Batches say why they waited
+//! routes and the webhook listener's authenticated admin routes (a tenant's `admin_token` in
+//! `lull.toml`, and `--admin-token` for the single tenant of flags). Batches say why they waited
 //! (`waited`).
 
 use std::path::Path;
@@ -236,12 +237,15 @@ async fn a_human_operator_pauses_a_conversation_the_bot_does_not_and_resume_hand
     assert_eq!(ids(&batches_of(&capture, 4)[0]), ["u4-1"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_webhook_listeners_admin_routes_take_the_tenants_token() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let capture = Capture::start().await;
-    let server = start(tmp.path(), &capture).await;
-    post(&server, &message(5, "u5-1", false, "android")).await;
+/// Pauses conversation `n` through the webhook listener's admin route with `token` (a wrong
+/// token first: 401), then resumes it: its one message `u<n>-1` is handed off.
+async fn pause_and_resume_through_the_admin_routes(
+    server: &Server,
+    capture: &Capture,
+    n: u32,
+    token: &str,
+) {
+    post(server, &message(n, &format!("u{n}-1"), false, "android")).await;
     let admin = |action: &str, token: &str| {
         reqwest::Client::new()
             .post(format!(
@@ -249,23 +253,50 @@ async fn the_webhook_listeners_admin_routes_take_the_tenants_token() {
                 server.addr
             ))
             .bearer_auth(token)
-            .json(&json!({"key": key(5)}))
+            .json(&json!({"key": key(n)}))
             .timeout(Duration::from_secs(10))
             .send()
     };
     let resp = admin("pause", "not-the-token").await.expect("admin pause");
     assert_eq!(resp.status().as_u16(), 401);
-    let resp = admin("pause", ADMIN_TOKEN).await.expect("admin pause");
-    assert_eq!(resp.status().as_u16(), 200);
+    let resp = admin("pause", token).await.expect("admin pause");
+    assert_eq!(resp.status().as_u16(), 200, "{}", server.logs());
     let text = resp.text().await.expect("answer");
     assert!(text.starts_with("paused until"), "{text}");
-    let c = conversation(&server, 5).expect("conversation 5");
+    let c = conversation(server, n).expect("the conversation");
     assert_eq!(c["window"]["waiting_for"], "paused", "{c}");
-    let resp = admin("resume", ADMIN_TOKEN).await.expect("admin resume");
+    let resp = admin("resume", token).await.expect("admin resume");
     assert_eq!(resp.status().as_u16(), 200);
-    wait_for("conversation 5's batch", PATIENCE, async || {
-        !batches_of(&capture, 5).is_empty()
+    wait_for("the batch after resume", PATIENCE, async || {
+        !batches_of(capture, n).is_empty()
     })
     .await;
-    assert_eq!(ids(&batches_of(&capture, 5)[0]), ["u5-1"]);
+    assert_eq!(ids(&batches_of(capture, n)[0]), [format!("u{n}-1")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_listeners_admin_routes_take_the_tenants_token() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let capture = Capture::start().await;
+    let server = start(tmp.path(), &capture).await;
+    pause_and_resume_through_the_admin_routes(&server, &capture, 5, ADMIN_TOKEN).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_tenant_of_flags_takes_admin_token_from_the_flag() {
+    // No lull.toml: the one tenant of flags and environment (as the webhook Lambda's bootstrap
+    // tenant), its admin tokens from --admin-token (LULL_ADMIN_TOKEN), two while rotating.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let capture = Capture::start().await;
+    let server = Server::start_with(
+        &tmp.path().join("data"),
+        &Flags::new()
+            .set("--sink", capture.url.clone())
+            .set("--quiet", "2s")
+            .set("--evolution-token", TOKEN)
+            .set("--admin-token", format!("adm-old,{ADMIN_TOKEN}")),
+    )
+    .await;
+    pause_and_resume_through_the_admin_routes(&server, &capture, 6, ADMIN_TOKEN).await;
+    pause_and_resume_through_the_admin_routes(&server, &capture, 7, "adm-old").await;
 }

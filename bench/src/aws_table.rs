@@ -5,8 +5,9 @@
 //! runs through lull's own protocol (`lull_core::protocol::Buffer`) over the reference memory
 //! store with a manual clock, up to the acknowledgement of its batch. Then the table gets what
 //! DynamoDB would hold after that history: each final record encoded by `DynamoDbStore`'s own
-//! item encoder, and each message's long-horizon dedupe item written by the store's own
-//! `remember`. Both go in `BatchWriteItem`s of 25, a few at a time.
+//! item encoder (its acknowledged ids in the record's list), and the long-horizon dedupe items
+//! of any ids that history pushed out of that list, written by the store's own `remember` (a
+//! single burst pushes none out). Both go in `BatchWriteItem`s of 25, a few at a time.
 
 use std::time::{Duration, Instant};
 

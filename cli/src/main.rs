@@ -9,6 +9,12 @@ mod tenants;
 
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: a request allocates and frees many small buffers on
+/// several threads, and glibc's arena locks and chunk consolidation were a sixth of `lull
+/// serve`'s CPU under load (BENCHMARKS.md, section 1).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// lull holds each WhatsApp conversation's messages until the user goes quiet, then hands the AI

@@ -169,6 +169,9 @@ pub mod env {
     pub const TWILIO_SHARED_KEY: &str = "LULL_TWILIO_SHARED_KEY";
     pub const GENERIC_SECRET: &str = "LULL_GENERIC_SECRET";
     pub const WAHA_HMAC_KEY: &str = "LULL_WAHA_HMAC_KEY";
+    /// Bearer token(s) of the admin routes (`POST /admin/conversations/pause|resume`): the
+    /// single tenant's `admin_token`. Not a gateway secret: it authenticates no webhook.
+    pub const ADMIN_TOKEN: &str = "LULL_ADMIN_TOKEN";
 
     /// Every variable [`Tenant::from_env`](super::Tenant::from_env) reads.
     pub const ALL: &[&str] = &[
@@ -181,6 +184,7 @@ pub mod env {
         TWILIO_SHARED_KEY,
         GENERIC_SECRET,
         WAHA_HMAC_KEY,
+        ADMIN_TOKEN,
     ];
 }
 
@@ -235,12 +239,14 @@ impl Tenant {
                 hmac_keys: secrets(env::WAHA_HMAC_KEY)?,
                 ..Default::default()
             },
+            admin_tokens: secrets(env::ADMIN_TOKEN)?,
             ..Default::default()
         })
     }
 
     /// True when any gateway has a secret: the local server may only accept unsigned requests
-    /// on loopback when this is false for every tenant.
+    /// on loopback when this is false for every tenant. Admin tokens do not count: they
+    /// authenticate no webhook.
     pub fn has_any_secret(&self) -> bool {
         !(self.meta.app_secrets.is_empty()
             && self.meta.verify_tokens.is_empty()
@@ -502,6 +508,23 @@ mod tests {
         let err = Tenant::from_env(|k| (k == env::EVOLUTION_TOKEN).then(|| " , ".into()));
         assert!(err.unwrap_err().to_string().contains(env::EVOLUTION_TOKEN));
         assert!(!Tenant::from_env(|_| None).unwrap().has_any_secret());
+    }
+
+    #[test]
+    fn from_env_reads_the_admin_tokens_which_sign_no_webhook() {
+        let t = Tenant::from_env(|k| (k == env::ADMIN_TOKEN).then(|| "adm-old, adm-new".into()))
+            .unwrap();
+        assert_eq!(
+            t.admin_tokens.iter().collect::<Vec<_>>(),
+            ["adm-old", "adm-new"]
+        );
+        assert!(
+            !t.has_any_secret(),
+            "an admin token alone leaves every webhook unauthenticated"
+        );
+        assert!(Tenant::from_env(|_| None).unwrap().admin_tokens.is_empty());
+        let err = Tenant::from_env(|k| (k == env::ADMIN_TOKEN).then(|| ",".into()));
+        assert!(err.unwrap_err().to_string().contains(env::ADMIN_TOKEN));
     }
 
     #[test]

@@ -467,6 +467,15 @@ impl TenantSpec {
             .filter_map(|f| self.secret(f).map(|l| (*f, l.0.len())))
             .collect()
     }
+
+    /// True when a gateway secret is set (what [`Tenant::has_any_secret`] asks of a built
+    /// tenant): the sink's signing secret and the admin token authenticate no webhook, so a
+    /// tenant holding only those must not let the local server listen beyond loopback.
+    pub fn has_gateway_secret(&self) -> bool {
+        self.secret_counts()
+            .keys()
+            .any(|f| !matches!(*f, "sink_secret" | "admin_token"))
+    }
 }
 
 const PROVIDERS: [Provider; 5] = Provider::ALL;

@@ -12,12 +12,14 @@
 
 pub mod limit;
 pub mod ops;
+pub mod record_cache;
 pub mod server;
 pub mod store;
 pub mod sweep;
 pub mod tenants;
 pub mod timers;
 
+pub use record_cache::CacheLimits;
 pub use server::{Local, LocalHandoff, LocalIntake, ServerError, Settings};
 pub use store::{Durability, SqliteStore};
 pub use sweep::SweepSettings;

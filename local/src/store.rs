@@ -13,15 +13,23 @@
 //! one fsync for the whole group instead of one per message; with `normal` (WAL,
 //! `synchronous=NORMAL`) a committed write survives `kill -9` of the process at once, which is
 //! what "2xx means stored" requires.
+//!
+//! In front of it, a bounded write-through cache of the records this process committed
+//! ([`crate::record_cache`]): a `load` of a recently written conversation is a map lookup on the
+//! caller's thread. Conditional writes are still decided by SQLite; the cache is updated by the
+//! store thread after the commit and before the answer, and forgets a conversation whose write
+//! failed or was refused.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 
 use lull_core::ports::{DedupeRecord, StoreError, WindowStore, Written};
 use lull_core::{Conversation, ConversationKey, Millis};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
+
+use crate::record_cache::{CacheLimits, Cached, Leftovers, RecordCache};
 
 /// How hard a commit tries to reach the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -81,6 +89,7 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    records: Arc<RecordCache>,
 }
 
 /// Called once the group's transaction committed (`Ok`) or failed (`Err`).
@@ -102,16 +111,30 @@ impl std::fmt::Debug for dyn Job {
 
 struct Call<F, R> {
     f: F,
-    reply: oneshot::Sender<Result<R, StoreError>>,
+    /// The answer, with what the cache displaced (freed by the caller, off the store thread).
+    reply: oneshot::Sender<(Result<R, StoreError>, Leftovers)>,
+    /// The conversation whose record the request reads or writes, and the cache mirroring it:
+    /// updated once the transaction's fate is known (see `record_cache`).
+    record: Option<(ConversationKey, Arc<RecordCache>)>,
+}
+
+/// What a request learnt about its conversation's committed record, for the cache.
+enum Fill {
+    /// Nothing to record (a read that is decoded on the caller's side).
+    Keep,
+    /// Once committed, the database holds this for the conversation.
+    Put(Cached),
+    /// The cache may be behind (a conditional write was refused): forget the conversation.
+    Forget,
 }
 
 impl<F, R> Job for Call<F, R>
 where
-    F: FnOnce(&Connection) -> Result<R, StoreError> + Send,
+    F: FnOnce(&Connection) -> Result<(R, Fill), StoreError> + Send,
     R: Send + 'static,
 {
     fn run(self: Box<Self>, conn: &Connection) -> Completion {
-        let Call { f, reply } = *self;
+        let Call { f, reply, record } = *self;
         // A savepoint per request: a request that fails half-way leaves nothing behind, and the
         // others in the group still commit.
         let result = match run_cached(conn, "SAVEPOINT op") {
@@ -134,12 +157,29 @@ where
                 Ok(()) => result,
                 Err(e) => Err(e),
             };
-            let _ = reply.send(out);
+            // The cache follows the commit, before the caller hears of it; on any failure the
+            // database is the only truth left.
+            let (out, fill) = match out {
+                Ok((r, fill)) => (Ok(r), fill),
+                Err(e) => (Err(e), Fill::Forget),
+            };
+            let mut leftovers = Leftovers::default();
+            if let Some((key, cache)) = record {
+                match fill {
+                    Fill::Keep => {}
+                    Fill::Put(value) => leftovers = cache.put(key, value),
+                    Fill::Forget => cache.forget(&key),
+                }
+            }
+            let _ = reply.send((out, leftovers));
         })
     }
 
     fn abort(self: Box<Self>, err: StoreError) {
-        let _ = self.reply.send(Err(err));
+        if let Some((key, cache)) = self.record {
+            cache.forget(&key);
+        }
+        let _ = self.reply.send((Err(err), Leftovers::default()));
     }
 }
 
@@ -180,8 +220,17 @@ CREATE INDEX IF NOT EXISTS dedupe_expiry ON dedupe (expires_at);
 ";
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store under `data_dir`.
+    /// Opens (creating if needed) the store under `data_dir`, with the default record cache.
     pub fn open(data_dir: &Path, durability: Durability) -> Result<SqliteStore, OpenError> {
+        SqliteStore::open_with(data_dir, durability, CacheLimits::default())
+    }
+
+    /// Opens the store with a record cache of at most `cache` (`CacheLimits::OFF`: none).
+    pub fn open_with(
+        data_dir: &Path,
+        durability: Durability,
+        cache: CacheLimits,
+    ) -> Result<SqliteStore, OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|source| OpenError::CreateDir {
             path: data_dir.to_path_buf(),
             source,
@@ -207,7 +256,10 @@ impl SqliteStore {
             .name("lull-sqlite".into())
             .spawn(move || serve(conn, rx))
             .map_err(OpenError::Thread)?;
-        Ok(SqliteStore { jobs: tx })
+        Ok(SqliteStore {
+            jobs: tx,
+            records: Arc::new(RecordCache::new(cache)),
+        })
     }
 
     /// Runs `f` on the store thread inside a transaction; answers after the commit.
@@ -215,13 +267,34 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
+        self.send(move |conn| f(conn).map(|r| (r, Fill::Keep)), None)
+            .await
+    }
+
+    /// [`Self::call`] for a request on `key`'s record: `f` says what the cache learns from it.
+    async fn call_on<R: Send + 'static>(
+        &self,
+        key: &ConversationKey,
+        f: impl FnOnce(&Connection) -> Result<(R, Fill), StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.send(f, Some((key.clone(), self.records.clone())))
+            .await
+    }
+
+    async fn send<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<(R, Fill), StoreError> + Send + 'static,
+        record: Option<(ConversationKey, Arc<RecordCache>)>,
+    ) -> Result<R, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Box::new(Call { f, reply }))
+            .send(Box::new(Call { f, reply, record }))
             .map_err(|_| StoreError::Unavailable("store closed".into()))?;
-        answer
+        let (out, leftovers) = answer
             .await
-            .map_err(|_| StoreError::Unavailable("store thread stopped".into()))?
+            .map_err(|_| StoreError::Unavailable("store thread stopped".into()))?;
+        drop(leftovers);
+        out
     }
 
     /// Every conversation with something to do (open window or pending batch), oldest due first:
@@ -287,9 +360,12 @@ fn serve(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
             }
             continue;
         }
-        let done: Vec<Completion> = group.into_iter().map(|job| job.run(&conn)).collect();
-        let committed = run_cached(&conn, "COMMIT").map_err(unavailable);
-        if committed.is_err() {
+        let (done, lost) = run_group(&conn, group);
+        let committed = match lost {
+            Some(e) => Err(e),
+            None => run_cached(&conn, "COMMIT").map_err(unavailable),
+        };
+        if committed.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         for complete in done {
@@ -300,6 +376,30 @@ fn serve(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
 }
 
+/// Runs a group's requests inside the open transaction, each under its own savepoint. SQLite
+/// may roll the whole transaction back on its own (SQLITE_FULL, an I/O error, out of memory):
+/// the requests already run are then lost with it, and the rest must not run at all, since a
+/// savepoint outside a transaction starts (and its release commits) one of its own: such a
+/// request would be written yet answered as failed with its group. So the group stops there:
+/// the requests it did not run are answered with the error, and the error is the group's.
+fn run_group(conn: &Connection, group: Vec<Box<dyn Job>>) -> (Vec<Completion>, Option<StoreError>) {
+    let mut done = Vec::with_capacity(group.len());
+    let mut jobs = group.into_iter();
+    for job in jobs.by_ref() {
+        done.push(job.run(conn));
+        if conn.is_autocommit() {
+            let lost = StoreError::Unavailable(
+                "sqlite rolled the transaction back (disk full or I/O error)".into(),
+            );
+            for rest in jobs {
+                rest.abort(lost.clone());
+            }
+            return (done, Some(lost));
+        }
+    }
+    (done, None)
+}
+
 /// Runs a parameterless statement from the connection's statement cache: the store thread runs
 /// four of these per request (transaction and savepoint), and `execute_batch` would parse each
 /// one every time.
@@ -307,14 +407,6 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)
         .and_then(|mut s| s.execute([]))
         .map(|_| ())
-}
-
-/// The current version of `key`, without copying its record out (conditional writes need only
-/// the version; the record is read back only to report a conflict).
-fn current_ver(conn: &Connection, key: &str) -> Result<Option<u64>, StoreError> {
-    conn.prepare_cached("SELECT ver FROM conversations WHERE key = ?1")
-        .and_then(|mut s| s.query_row([key], |r| Ok(to_u64(r.get(0)?))).optional())
-        .map_err(unavailable)
 }
 
 fn decode(json: &str) -> Result<Conversation, StoreError> {
@@ -331,15 +423,34 @@ fn current(conn: &Connection, key: &str) -> Result<Option<(u64, String)>, StoreE
         .map_err(unavailable)
 }
 
-fn put(conn: &Connection, row: &Row) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO conversations (key, ver, due_at, record) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (key) DO UPDATE SET ver = excluded.ver, due_at = excluded.due_at, \
-         record = excluded.record",
-    )
-    .and_then(|mut s| s.execute(params![row.key, to_i64(row.ver), row.due_at, row.json]))
-    .map(|_| ())
-    .map_err(unavailable)
+/// Writes `row` if the stored version is `expected` (`None`: no record), in one statement, so
+/// SQLite decides the condition where it finds the row; `false`: the condition failed and
+/// nothing was written.
+fn put_if(conn: &Connection, expected: Option<u64>, row: &Row) -> Result<bool, StoreError> {
+    let changed = match expected {
+        None => conn
+            .prepare_cached(
+                "INSERT INTO conversations (key, ver, due_at, record) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![row.key, to_i64(row.ver), row.due_at, row.json])),
+        Some(ver) => conn
+            .prepare_cached(
+                "UPDATE conversations SET ver = ?2, due_at = ?3, record = ?4 \
+                 WHERE key = ?1 AND ver = ?5",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    row.key,
+                    to_i64(row.ver),
+                    row.due_at,
+                    row.json,
+                    to_i64(ver)
+                ])
+            }),
+    }
+    .map_err(unavailable)?;
+    Ok(changed == 1)
 }
 
 /// A conversation record encoded on the caller's side, so the store thread does no JSON work.
@@ -374,15 +485,19 @@ impl SqliteStore {
         next: &Conversation,
     ) -> Result<Written, StoreError> {
         let row = Row::of(next)?;
+        let cached = Cached::Record(Arc::new(next.clone()), row.json.len());
         let raw = self
-            .call(move |conn| {
-                if current_ver(conn, &row.key)? != expected {
-                    return Ok(Some(current(conn, &row.key)?.map(|(_, j)| j)));
+            .call_on(&next.key, move |conn| {
+                // The row goes back with the answer, to be freed where it was made.
+                if put_if(conn, expected, &row)? {
+                    return Ok(((None, row), Fill::Put(cached)));
                 }
-                put(conn, &row)?;
-                Ok(None)
+                // Refused: the record is read back only to report the conflict.
+                let found = current(conn, &row.key)?.map(|(_, j)| j);
+                Ok(((Some(found), row), Fill::Forget))
             })
-            .await?;
+            .await?
+            .0;
         match raw {
             None => Ok(Written::Ok),
             Some(json) => Ok(Written::Conflict(conflict(json)?)),
@@ -392,9 +507,19 @@ impl SqliteStore {
 
 impl WindowStore for SqliteStore {
     async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>, StoreError> {
+        if let Some(hit) = self.records.get(key) {
+            return Ok(hit);
+        }
         let k = key.storage_key();
         let json = self
-            .call(move |conn| Ok(current(conn, &k)?.map(|(_, json)| json)))
+            .call_on(key, move |conn| {
+                // A record read here is decoded on the caller's side and not cached (its next
+                // write caches it); an absence is, until a write creates the record.
+                Ok(match current(conn, &k)? {
+                    Some((_, json)) => (Some(json), Fill::Keep),
+                    None => (None, Fill::Put(Cached::Absent)),
+                })
+            })
             .await?;
         json.map(|j| decode(&j)).transpose()
     }
@@ -501,12 +626,217 @@ impl WindowStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lull_core::{Message, Policy, Provider};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_store_meets_the_contract() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
         lull_core::contract::check_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_contract_holds_with_a_tiny_cache_and_without_one() {
+        for limits in [
+            CacheLimits {
+                entries: 4,
+                bytes: 1 << 20,
+            },
+            CacheLimits::OFF,
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store =
+                SqliteStore::open_with(dir.path(), Durability::Normal, limits).expect("open");
+            lull_core::contract::check_all(&store).await;
+        }
+    }
+
+    fn key(i: usize) -> ConversationKey {
+        ConversationKey::new(Provider::Meta, "acct", format!("55119999{i:05}"))
+    }
+
+    fn with_message(conv: Conversation, id: &str, now: Millis) -> Conversation {
+        conv.plan_append(
+            Message::text(id, "u", "hello"),
+            &Policy::default(),
+            now,
+            &mut || 7,
+        )
+        .expect("plan_append")
+        .next
+    }
+
+    /// What SQLite itself holds for `key`, read on a connection of its own.
+    fn in_database(db: &Connection, key: &ConversationKey) -> Option<Conversation> {
+        current(db, &key.storage_key())
+            .expect("read")
+            .map(|(_, json)| decode(&json).expect("decode"))
+    }
+
+    /// Creates, appends, refused writes and re-reads over more conversations than a tiny cache
+    /// holds (entries are evicted and promoted all along): after every step, `load` gives
+    /// exactly what the database holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn load_agrees_with_the_database_through_evictions_and_conflicts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limits = CacheLimits {
+            entries: 6,
+            bytes: 1 << 20,
+        };
+        let store = SqliteStore::open_with(dir.path(), Durability::Normal, limits).expect("open");
+        let db = Connection::open(db_path(dir.path())).expect("reader");
+        let mut rng = fastrand::Rng::with_seed(15);
+        for step in 0..600u64 {
+            let k = key(rng.usize(..16));
+            let now = Millis(1_000_000 + step);
+            let loaded = store.load(&k).await.expect("load");
+            assert_eq!(
+                loaded,
+                in_database(&db, &k),
+                "step {step}: before the write"
+            );
+            let id = format!("m{step}");
+            match (loaded, rng.u8(..4)) {
+                (None, _) => {
+                    let next = with_message(Conversation::fresh(k.clone(), now), &id, now);
+                    let r = store.append(None, &next).await.expect("create");
+                    assert_eq!(r, Written::Ok, "step {step}");
+                }
+                // A stale expected version: refused, nothing written.
+                (Some(c), 0) => {
+                    let next = with_message(c.clone(), &id, now);
+                    let r = store.replace(c.ver - 1, &next).await.expect("stale write");
+                    assert!(
+                        matches!(r, Written::Conflict(Some(_))),
+                        "step {step}: {r:?}"
+                    );
+                }
+                // A create over an existing record: refused too.
+                (Some(_), 1) => {
+                    let next = with_message(Conversation::fresh(k.clone(), now), &id, now);
+                    let r = store.append(None, &next).await.expect("create again");
+                    assert!(
+                        matches!(r, Written::Conflict(Some(_))),
+                        "step {step}: {r:?}"
+                    );
+                }
+                (Some(c), _) => {
+                    let ver = c.ver;
+                    let r = store
+                        .append(Some(ver), &with_message(c, &id, now))
+                        .await
+                        .expect("append");
+                    assert_eq!(r, Written::Ok, "step {step}");
+                }
+            }
+            assert_eq!(
+                store.load(&k).await.expect("load"),
+                in_database(&db, &k),
+                "step {step}: after the write"
+            );
+        }
+        let (entries, _) = store.records.size();
+        assert!(entries <= limits.entries, "{entries} cached");
+    }
+
+    /// A write whose statement fails (SQLite may not grow the file) is answered with an error
+    /// and leaves no trace in the cache: `load` gives what the database still holds, the retry is
+    /// decided against it, and a reopened store reads the same.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_never_reaches_the_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
+        let k = key(1);
+        let now = Millis(1_000_000);
+        let first = with_message(Conversation::fresh(k.clone(), now), "m1", now);
+        assert_eq!(
+            store.append(None, &first).await.expect("create"),
+            Written::Ok
+        );
+        assert_eq!(store.load(&k).await.expect("load").as_ref(), Some(&first));
+
+        let pages = store
+            .call(|conn| {
+                conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))
+                    .map_err(unavailable)
+            })
+            .await
+            .expect("page_count");
+        let cap = move |n: i64| {
+            move |conn: &Connection| {
+                conn.query_row(&format!("PRAGMA max_page_count = {n}"), [], |_| Ok(()))
+                    .map_err(unavailable)
+            }
+        };
+        store.call(cap(pages)).await.expect("cap the file");
+        let mut big = first.clone();
+        for i in 0..40 {
+            big = with_message(big, &format!("big{i}"), now);
+        }
+        for m in big.window.iter_mut().flat_map(|w| w.messages.iter_mut()) {
+            m.text = Some("x".repeat(4_000));
+        }
+        let refused = store.append(Some(first.ver), &big).await;
+        assert!(refused.is_err(), "a write past max_page_count: {refused:?}");
+        assert_eq!(store.load(&k).await.expect("load").as_ref(), Some(&first));
+
+        store.call(cap(1 << 30)).await.expect("uncap");
+        let retried = store.append(Some(first.ver), &big).await.expect("retry");
+        assert_eq!(retried, Written::Ok);
+        assert_eq!(store.load(&k).await.expect("load").as_ref(), Some(&big));
+        drop(store);
+        let reopened = SqliteStore::open(dir.path(), Durability::Normal).expect("reopen");
+        assert_eq!(reopened.load(&k).await.expect("load").as_ref(), Some(&big));
+    }
+
+    /// When SQLite rolls a group's transaction back by itself, the requests after that point are
+    /// not run outside it (a savepoint there would start and commit a transaction of its own):
+    /// every request of the group is answered with the error and none of its writes is left.
+    #[test]
+    fn a_group_whose_transaction_sqlite_rolled_back_writes_nothing_and_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = Connection::open(dir.path().join("g.db")).expect("open");
+        conn.execute_batch("CREATE TABLE t (x INTEGER)")
+            .expect("table");
+        let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
+        let mut answers = Vec::new();
+        let mut queue = |f: fn(&Connection) -> Result<((), Fill), StoreError>| {
+            let (reply, answer) = oneshot::channel();
+            jobs.send(Box::new(Call {
+                f,
+                reply,
+                record: None,
+            }))
+            .expect("queue");
+            answers.push(answer);
+        };
+        let insert = |conn: &Connection| {
+            conn.execute("INSERT INTO t VALUES (1)", [])
+                .map(|_| ((), Fill::Keep))
+                .map_err(unavailable)
+        };
+        queue(insert);
+        // What SQLite does on SQLITE_FULL or an I/O error in the middle of a statement.
+        queue(|conn: &Connection| {
+            conn.execute_batch("ROLLBACK").map_err(unavailable)?;
+            Ok(((), Fill::Keep))
+        });
+        queue(insert);
+        drop(jobs);
+        // Every job is queued before the store thread starts: they form one group.
+        serve(conn, rx);
+        for (i, answer) in answers.into_iter().enumerate() {
+            let (out, _) = answer.blocking_recv().expect("answered");
+            assert!(
+                out.is_err(),
+                "request {i} of the rolled-back group: {out:?}"
+            );
+        }
+        let check = Connection::open(dir.path().join("g.db")).expect("reopen");
+        let rows: i64 = check
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 0, "a request of the failed group was written");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -176,6 +176,15 @@ pub struct ServeArgs {
     /// The exact webhook URL configured in Twilio, when it differs from what lull sees.
     #[arg(long, env = "LULL_TWILIO_PUBLIC_URL", value_name = "URL")]
     pub twilio_public_url: Option<String>,
+    /// Bearer token(s) of the webhook listener's admin routes (POST
+    /// /admin/conversations/pause|resume), comma-separated to rotate. Unset: they answer 401.
+    #[arg(
+        long,
+        env = "LULL_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<SecretValues>,
     /// normal: a 2xx survives kill -9 (WAL, synchronous=NORMAL); full: also survives power loss
     /// (fsync per commit) [default: normal].
     #[arg(long, env = "LULL_DURABILITY", value_name = "normal|full")]
@@ -368,7 +377,7 @@ fn stored_secrets(data_dir: &Path) -> Result<bool, ServeConfigError> {
         .map_err(|e| ServeConfigError::Tenants(e.to_string()))?;
     Ok(records
         .iter()
-        .any(|r| r.removed_at.is_none() && !r.spec.secret_counts().is_empty()))
+        .any(|r| r.removed_at.is_none() && r.spec.has_gateway_secret()))
 }
 
 /// Reads `lull.toml` (the given path, or ./lull.toml when it exists).
@@ -482,7 +491,7 @@ impl ServeArgs {
 
         let (seed, fallback) = tenants(&layers, &file, policy)?;
         let any_secret = fallback.as_ref().is_some_and(Tenant::has_any_secret)
-            || seed.iter().any(|s| !s.secret_counts().is_empty())
+            || seed.iter().any(TenantSpec::has_gateway_secret)
             || stored_secrets(&data_dir)?;
         let loopback = listen.ip().is_loopback();
         if !loopback && allow_unsigned {
@@ -752,6 +761,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("max wait"), "{e}");
+    }
+
+    #[test]
+    fn the_single_tenants_admin_token_comes_from_flag_or_file_and_opens_no_webhook() {
+        let file: FileConfig = toml::from_str("admin_token = [\"adm-old\", \"adm-new\"]").unwrap();
+        assert!(!format!("{file:?}").contains("adm-old"), "redacted");
+        let c = args().resolve_with(file.clone()).unwrap();
+        let tokens = |c: &Config| {
+            let t = c.fallback.as_ref().expect("the flags' tenant");
+            t.admin_tokens
+                .iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(tokens(&c), ["adm-old", "adm-new"]);
+        assert!(c.no_secrets, "an admin token authenticates no webhook");
+        let mut a = args();
+        a.admin_token = Some("adm-flag".parse().unwrap());
+        assert_eq!(tokens(&a.resolve_with(file).unwrap()), ["adm-flag"]);
+        // Not enough to listen beyond loopback: the webhooks would still be open.
+        a.listen = Some("0.0.0.0:8080".into());
+        let e = a.resolve_with(FileConfig::default()).unwrap_err();
+        assert!(matches!(e, ServeConfigError::OpenWithoutSecrets(_)), "{e}");
+        // With [[tenants]], each tenant has its own.
+        let file: FileConfig = toml::from_str(
+            "admin_token = \"adm\"\n[[tenants]]\nid = \"a\"\n[tenants.meta]\napp_secret = \"s\"",
+        )
+        .unwrap();
+        let e = args().resolve_with(file).unwrap_err().to_string();
+        assert!(e.contains("LULL_ADMIN_TOKEN"), "{e}");
+        // A tenant of the file holding only an admin token and a sink secret opens no webhook
+        // either: still loopback only.
+        let file: FileConfig = toml::from_str(
+            "listen = \"0.0.0.0:8080\"\n[[tenants]]\nid = \"a\"\nadmin_token = \"adm\"\nsink = \"https://ai.example.com/batch\"\nsink_secret = \"whsec_x\"\n[tenants.meta]\nphone_number_ids = [\"123\"]",
+        )
+        .unwrap();
+        let e = args().resolve_with(file).unwrap_err();
+        assert!(matches!(e, ServeConfigError::OpenWithoutSecrets(_)), "{e}");
     }
 
     #[test]

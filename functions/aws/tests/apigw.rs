@@ -1,6 +1,8 @@
 //! The webhook Lambda's path end to end: API Gateway HTTP API (payload v2) events, as
 //! lambda_http decodes them, through the ingestion Router onto DynamoDB + SQS (moto), then the
-//! flush handler fed by an SQS poller, to an HTTP capture sink on loopback.
+//! flush handler fed by an SQS poller, to an HTTP capture sink on loopback. The router's one
+//! tenant is the webhook Lambda's bootstrap tenant, built by `Tenant::from_env` from the
+//! variables the template sets (`LULL_ADMIN_TOKEN` among them).
 
 mod common;
 
@@ -19,12 +21,15 @@ use lull_testkit::{wait_for, PATIENCE};
 
 const APP_SECRET: &str = "meta-app-secret";
 const TWILIO_TOKEN: &str = "twilio-auth-token";
+/// `LULL_ADMIN_TOKEN` (the `AdminToken` parameter): two values while rotating.
+const ADMIN_TOKENS: &str = "admin-old,admin-new";
 
 fn router(h: &Harness) -> axum::Router {
     let env = |k: &str| match k {
         "LULL_META_APP_SECRET" => Some(APP_SECRET.to_string()),
         "LULL_META_VERIFY_TOKEN" => Some("verify".to_string()),
         "LULL_TWILIO_AUTH_TOKEN" => Some(TWILIO_TOKEN.to_string()),
+        "LULL_ADMIN_TOKEN" => Some(ADMIN_TOKENS.to_string()),
         _ => None,
     };
     let mut tenant = Tenant::from_env(env).expect("tenant");
@@ -128,6 +133,41 @@ async fn a_bad_signature_through_api_gateway_is_refused_and_stores_nothing() {
     assert_eq!(status, 401, "{text}");
     let key = ConversationKey::new(Provider::Meta, "106540352242922", user);
     assert_eq!(h.store.load(&key).await.expect("load"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bootstrap_tenants_admin_token_opens_the_admin_routes() {
+    let h = Harness::new(5, 5).await;
+    let user = "16505550004";
+    let (status, text) = post_meta(&h, user, &["wamid.adm.1"]).await;
+    assert_eq!(status, 200, "{text}");
+    let key = ConversationKey::new(Provider::Meta, "106540352242922", user);
+    let admin = |action: &str, token: &str| {
+        let headers = [
+            ("content-type", "application/json".to_string()),
+            ("authorization", format!("Bearer {token}")),
+        ];
+        let body = serde_json::json!({"key": key.storage_key()}).to_string();
+        event(
+            &format!("/admin/conversations/{action}"),
+            &headers,
+            body.as_bytes(),
+            false,
+        )
+    };
+    let paused = async || {
+        let c = h.store.load(&key).await.expect("load").expect("stored");
+        c.turn.pause.is_some()
+    };
+    let (status, text) = post(&h, &admin("pause", "not-the-token")).await;
+    assert_eq!(status, 401, "{text}");
+    assert!(!paused().await, "a refused pause changes nothing");
+    let (status, text) = post(&h, &admin("pause", "admin-new")).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.starts_with("paused until"), "{text}");
+    assert!(paused().await);
+    let (status, text) = post(&h, &admin("resume", "admin-old")).await;
+    assert_eq!(status, 200, "either value while rotating: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -40,7 +40,8 @@ use crate::tenant::normalise_account;
 pub const ADMIN_BODY_LIMIT: usize = 4 * 1024;
 
 /// The setting a tenant without an admin token lacks.
-pub const ADMIN_SETTING: &str = "the tenant's admin_token";
+pub const ADMIN_SETTING: &str =
+    "the tenant's admin_token (LULL_ADMIN_TOKEN / --admin-token for a single tenant)";
 
 const MISSING: &str = "missing Authorization: Bearer <admin_token>";
 const WRONG: &str = "wrong admin token for this conversation's tenant";
