@@ -39,6 +39,7 @@ max_wait = "60s"
 typing = true
 typing_grace = "1s"
 typing_hold = "40s"
+typing_stop_grace = "2s"
 pause = "30m"
 admin_token = "{ADMIN_TOKEN}"
 
