@@ -247,14 +247,14 @@ async fn run_server(cfg: Config) -> Result<(), String> {
     let ops_addr = ops_listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(
         ops_listen = %ops_addr,
-        "ops routes: GET /healthz, GET /metrics, POST /redrive"
+        "ops routes: GET /healthz, GET /metrics, POST /redrive, POST /conversations/pause|resume"
     );
     tracing::info!(
         listen = %addr,
         sink = sink_label(&cfg.sink),
         quiet_ms = cfg.policy.quiet.as_millis() as u64,
         max_wait_ms = cfg.policy.max_wait.as_millis() as u64,
-        "lull listening: POST webhooks to /webhook/meta, /webhook/evolution, /webhook/twilio, /webhook/generic, /webhook/waha"
+        "lull listening: POST webhooks to /webhook/meta, /webhook/evolution, /webhook/twilio, /webhook/generic, /webhook/waha; admin routes POST /admin/conversations/pause|resume (bearer admin_token)"
     );
     local
         .serve(
