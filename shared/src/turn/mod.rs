@@ -103,6 +103,8 @@ pub enum TurnPolicyError {
     },
     #[error("typing hold ({hold_ms} ms) must not be shorter than typing grace ({grace_ms} ms)")]
     HoldBelowGrace { grace_ms: u32, hold_ms: u32 },
+    #[error("typing stop grace ({stop_grace_ms} ms) must not be longer than typing hold ({hold_ms} ms): a user who stopped typing would hold the window longer than one still typing")]
+    StopGraceAboveHold { stop_grace_ms: u32, hold_ms: u32 },
 }
 
 impl TurnPolicy {
@@ -167,6 +169,12 @@ impl TurnPolicy {
                 return Err(TurnPolicyError::Zero("typing stop grace"));
             }
             below_max_wait("typing stop grace", t.stop_grace())?;
+            if t.stop_grace() > t.hold_ms {
+                return Err(TurnPolicyError::StopGraceAboveHold {
+                    stop_grace_ms: t.stop_grace(),
+                    hold_ms: t.hold_ms,
+                });
+            }
         }
         Ok(())
     }

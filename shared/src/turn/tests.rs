@@ -420,7 +420,11 @@ fn validate_names_the_bad_value() {
     .validate()
     .unwrap_err();
     assert!(e.to_string().contains("typing hold"), "{e}");
-    for (stop, names) in [(0, "typing stop grace"), (40_000, "40000")] {
+    for (stop, names) in [
+        (0, "typing stop grace"),
+        (40_000, "40000"),
+        (15_000, "longer than typing hold"),
+    ] {
         let e = TurnPolicy {
             typing: Some(TypingRule {
                 stop_grace_ms: Some(stop),
