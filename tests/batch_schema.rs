@@ -50,7 +50,7 @@ async fn real_batches_match_the_published_schema() {
         "account": "schema-bot",
         "messages": [
             {"id": "g1", "user": "u1", "text": "hi", "sender_name": "Ann", "sender_phone": "+15550001",
-             "sent_at": "2026-01-01T12:00:00Z"},
+             "sent_at": lull_core::Millis::now_wall().rfc3339()},
             {"id": "g2", "user": "u1", "kind": "image", "caption": "this one",
              "media": {"url": "https://cdn.example/x.jpg", "mime_type": "image/jpeg", "id": "m1"},
              "reply_to": "g1"},

@@ -72,6 +72,8 @@ pub fn meta_text(phone_number_id: &str, from: &str, id: &str, text: &str) -> Val
     msg["from"] = from.into();
     msg["id"] = id.into();
     msg["text"]["body"] = text.into();
+    // Sent now: a message older than the dedupe horizon would be refused as a possible replay.
+    msg["timestamp"] = (lull_core::Millis::now_wall().0 / 1000).to_string().into();
     v
 }
 

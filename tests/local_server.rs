@@ -504,9 +504,13 @@ async fn a_signed_waha_message_is_handed_off_and_unsigned_ones_are_refused() {
     let sink = Capture::start().await;
     let flags = fast(&sink.url).set("--waha-hmac-key", KEY);
     let server = Server::start_with(&tmp.path().join("data"), &flags).await;
-    let body =
+    let fixture =
         std::fs::read(lull_tests::repo().join("ingest/tests/fixtures/waha_message_text.json"))
             .expect("fixture");
+    // The captured message, sent now (one older than the dedupe horizon would be refused).
+    let mut fixture: serde_json::Value = serde_json::from_slice(&fixture).expect("json");
+    fixture["payload"]["timestamp"] = (lull_core::Millis::now_wall().0 / 1000).into();
+    let body = serde_json::to_vec(&fixture).expect("json");
     let sig = |k: &str| {
         vec![
             (

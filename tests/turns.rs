@@ -25,11 +25,17 @@ fn key(n: u32) -> String {
 }
 
 async fn start(tmp: &Path, capture: &Capture) -> Server {
+    start_with_settings(tmp, capture, "").await
+}
+
+/// [`start`], with `settings` (top-level `lull.toml` lines) added.
+async fn start_with_settings(tmp: &Path, capture: &Capture, settings: &str) -> Server {
     let config = tmp.join("lull.toml");
     std::fs::write(
         &config,
         format!(
             r#"
+{settings}
 sink = "{}"
 
 [[tenants]]
@@ -80,7 +86,7 @@ fn message(n: u32, id: &str, from_me: bool, source: &str) -> Value {
             "pushName": "Cliente",
             "message": {"conversation": format!("text of {id}")},
             "messageType": "conversation",
-            "messageTimestamp": 1764763300,
+            "messageTimestamp": lull_core::Millis::now_wall().0 / 1000,
             "source": source
         }
     })
@@ -300,4 +306,97 @@ async fn a_single_tenant_of_flags_takes_admin_token_from_the_flag() {
     .await;
     pause_and_resume_through_the_admin_routes(&server, &capture, 6, ADMIN_TOKEN).await;
     pause_and_resume_through_the_admin_routes(&server, &capture, 7, "adm-old").await;
+}
+
+/// The ops listener's pause (and redrive) as a web page in the operator's browser would call
+/// them (issue 23: a `text/plain` POST with a foreign `Origin` paused a conversation for a
+/// week): refused, nothing paused. With an ops token set, only requests carrying it pass, and
+/// `lull conversations` sends it (read from the same `lull.toml`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ops_routes_refuse_cross_site_and_non_json_requests_and_want_the_token() {
+    const OPS_TOKEN: &str = "ops-secret";
+    let tmp = tempfile::tempdir().expect("tmp");
+    let capture = Capture::start().await;
+    let server = start_with_settings(
+        tmp.path(),
+        &capture,
+        &format!("ops_token = \"{OPS_TOKEN}\""),
+    )
+    .await;
+    post(&server, &message(5, "u5-1", false, "android")).await;
+
+    let http = reqwest::Client::new();
+    let ops = |path: &str| format!("http://{}{path}", server.ops_addr);
+    let pause = json!({"key": key(5), "for": "7days"}).to_string();
+    let send = async |path: &str, headers: &[(&str, &str)]| {
+        let mut req = http.post(ops(path)).body(pause.clone());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("ops request").status().as_u16()
+    };
+    let bearer = format!("Bearer {OPS_TOKEN}");
+    // What any web page can send without a CORS preflight.
+    let page = [
+        ("content-type", "text/plain"),
+        ("origin", "https://evil.example"),
+    ];
+    assert_eq!(send("/conversations/pause", &page).await, 403);
+    assert_eq!(send("/redrive", &page).await, 403);
+    let fetch = [
+        ("content-type", "application/json"),
+        ("authorization", bearer.as_str()),
+        ("sec-fetch-site", "cross-site"),
+    ];
+    assert_eq!(send("/conversations/pause", &fetch).await, 403);
+    // Not a browser, but no token, or not JSON.
+    let json_only = [("content-type", "application/json")];
+    assert_eq!(send("/conversations/pause", &json_only).await, 401);
+    let wrong = [
+        ("content-type", "application/json"),
+        ("authorization", "Bearer nope"),
+    ];
+    assert_eq!(send("/conversations/pause", &wrong).await, 401);
+    let text = [
+        ("content-type", "text/plain"),
+        ("authorization", bearer.as_str()),
+    ];
+    assert_eq!(send("/conversations/pause", &text).await, 415);
+    assert_eq!(send("/redrive", &text).await, 415);
+
+    // Nothing was paused: the message is handed off after its quiet period.
+    wait_for("conversation 5's batch", PATIENCE, async || {
+        !batches_of(&capture, 5).is_empty()
+    })
+    .await;
+    assert_eq!(ids(&batches_of(&capture, 5)[0]), ["u5-1"]);
+
+    // The operator's own tools pass: the CLI with the token of lull.toml, and redrive.
+    post(&server, &message(5, "u5-2", false, "android")).await;
+    let (ok, out) = lull(&["pause", &key(5), "--for", "2h"], tmp.path(), &server);
+    assert!(ok && out.contains("paused until"), "{out}");
+    let c = conversation(&server, 5).expect("conversation 5");
+    assert_eq!(c["window"]["waiting_for"], "paused", "{c}");
+    let ok = [
+        ("content-type", "application/json"),
+        ("authorization", bearer.as_str()),
+    ];
+    assert_eq!(send("/redrive", &ok).await, 200);
+    let redrive = Command::new(lull_bin())
+        .args([
+            "redrive",
+            "--ops-listen",
+            &server.ops_addr.to_string(),
+            "--config",
+        ])
+        .arg(tmp.path().join("lull.toml"))
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .output()
+        .expect("lull redrive");
+    assert!(
+        redrive.status.success(),
+        "{}",
+        String::from_utf8_lossy(&redrive.stderr)
+    );
 }

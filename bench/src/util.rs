@@ -141,13 +141,15 @@ pub fn meta_body(phone_number_id: &str, from: &str, wamid: &str, text: &str) -> 
             r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{"#,
             r#""messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"{pnid}"}},"#,
             r#""contacts":[{{"profile":{{"name":"Sheena Nelson"}},"wa_id":"{from}"}}],"#,
-            r#""messages":[{{"from":"{from}","id":"{wamid}","timestamp":"1749416383","type":"text","text":{{"body":"{text}"}}}}]"#,
+            r#""messages":[{{"from":"{from}","id":"{wamid}","timestamp":"{now}","type":"text","text":{{"body":"{text}"}}}}]"#,
             r#"}},"field":"messages"}}]}}]}}"#
         ),
         pnid = phone_number_id,
         from = from,
         wamid = wamid,
-        text = text
+        text = text,
+        // Sent now: a message older than the dedupe horizon is refused as a possible replay.
+        now = lull_core::Millis::now_wall().0 / 1000,
     )
 }
 

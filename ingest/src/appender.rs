@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use lull_core::ports::{Clock, Sink, Trigger, WindowStore};
 use lull_core::protocol::Intake;
-use lull_core::protocol::{AppendError, AppendOutcome, PauseOutcome, PresenceOutcome};
+use lull_core::protocol::{
+    AppendError, AppendOutcome, OperatorOutcome, PauseOutcome, PresenceOutcome,
+};
 use lull_core::turn::{PauseReason, PresenceKind};
 use lull_core::{Buffer, ConversationKey, Message, Millis, Policy};
 
@@ -21,6 +23,10 @@ pub type AppendFuture<'a> =
 /// The future of a presence event.
 pub type PresenceFuture<'a> =
     Pin<Box<dyn Future<Output = Result<PresenceOutcome, AppendError>> + Send + 'a>>;
+
+/// The future of an operator's message.
+pub type OperatorFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<OperatorOutcome, AppendError>> + Send + 'a>>;
 
 /// The future of a pause or resume.
 pub type PauseFuture<'a> =
@@ -46,6 +52,16 @@ pub trait Appender: Send + Sync {
         pause_for: Option<Duration>,
         reason: PauseReason,
     ) -> PauseFuture<'_>;
+
+    /// An operator's message: pauses `key` for `policy.pause` unless its id was seen before;
+    /// appends it too when `buffer` (`Intake::operator_message`).
+    fn operator_message(
+        &self,
+        key: ConversationKey,
+        policy: Policy,
+        msg: Message,
+        buffer: bool,
+    ) -> OperatorFuture<'_>;
 }
 
 impl<S, T, K, C> Appender for Buffer<S, T, K, C>
@@ -77,6 +93,16 @@ where
     ) -> PauseFuture<'_> {
         self.intake().pause_boxed(key, pause_for, reason)
     }
+
+    fn operator_message(
+        &self,
+        key: ConversationKey,
+        policy: Policy,
+        msg: Message,
+        buffer: bool,
+    ) -> OperatorFuture<'_> {
+        self.intake().operator_boxed(key, policy, msg, buffer)
+    }
 }
 
 impl<S, T, C> Appender for Intake<S, T, C>
@@ -107,6 +133,16 @@ where
     ) -> PauseFuture<'_> {
         self.pause_boxed(key, pause_for, reason)
     }
+
+    fn operator_message(
+        &self,
+        key: ConversationKey,
+        policy: Policy,
+        msg: Message,
+        buffer: bool,
+    ) -> OperatorFuture<'_> {
+        self.operator_boxed(key, policy, msg, buffer)
+    }
 }
 
 /// The boxed futures both implementations hand out.
@@ -124,6 +160,13 @@ trait Boxed {
         pause_for: Option<Duration>,
         reason: PauseReason,
     ) -> PauseFuture<'_>;
+    fn operator_boxed(
+        &self,
+        key: ConversationKey,
+        policy: Policy,
+        msg: Message,
+        buffer: bool,
+    ) -> OperatorFuture<'_>;
 }
 
 impl<S, T, C> Boxed for Intake<S, T, C>
@@ -149,5 +192,18 @@ where
         reason: PauseReason,
     ) -> PauseFuture<'_> {
         Box::pin(async move { Intake::pause(self, &key, pause_for, reason).await })
+    }
+
+    fn operator_boxed(
+        &self,
+        key: ConversationKey,
+        policy: Policy,
+        msg: Message,
+        buffer: bool,
+    ) -> OperatorFuture<'_> {
+        Box::pin(async move {
+            let pause_for = policy.pause;
+            Intake::operator_message(self, &key, &policy, msg, pause_for, buffer).await
+        })
     }
 }

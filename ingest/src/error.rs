@@ -3,13 +3,18 @@
 //! Every refusal is a typed variant with a short, fixed reason in the body (never the message
 //! text or a phone number), a status code the gateway understands, and a metric label: bad input
 //! gets a clear 4xx and stores nothing; a store or trigger failure gets a 503 so the gateway
-//! retries (the retry is a duplicate that re-arms the trigger).
+//! retries (the retry is a duplicate that re-arms the trigger). A 503's body is a fixed reason:
+//! its cause (a store or SDK error chain, which names tables, queues and endpoints) goes to the
+//! log, never to a caller who may not even be authenticated yet.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lull_core::metrics as m;
 use lull_core::protocol::AppendError;
 use lull_core::window::AppendRefused;
+
+/// The whole body of every 503: the cause stays in the log.
+pub const UNAVAILABLE: &str = "unavailable, retry later";
 
 /// A refused webhook request.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +43,8 @@ pub enum IngestError {
     /// Unknown tenant, or a request naming another tenant's account (403).
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
-    /// The tenant directory, store or trigger failed (503): the gateway should retry.
+    /// The tenant directory, store or trigger failed (503): the gateway should retry. The
+    /// string is the cause, for the log only: the answer says [`UNAVAILABLE`].
     #[error("unavailable, retry later: {0}")]
     Unavailable(String),
 }
@@ -103,11 +109,20 @@ impl IntoResponse for IngestError {
             reason = self.label(),
             "webhook request refused"
         );
-        tracing::debug!(detail = %self, "webhook refusal detail");
+        let body = match &self {
+            IngestError::Unavailable(cause) => {
+                tracing::warn!(%cause, "webhook request unavailable");
+                UNAVAILABLE.to_string()
+            }
+            other => {
+                tracing::debug!(detail = %other, "webhook refusal detail");
+                other.to_string()
+            }
+        };
         let mut resp = (
             status,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            self.to_string(),
+            body,
         )
             .into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {

@@ -279,3 +279,31 @@ async fn generic_requires_its_signature() {
         .unwrap();
     assert_eq!(h.send(req).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
+
+/// The body-only `X-Lull-Signature: sha256=<hex>` signed no timestamp, so a captured request
+/// replayed forever: it is retired, refused with a reason naming its replacement (Standard
+/// Webhooks, same secret), and nothing is stored, even when its HMAC is right.
+#[tokio::test]
+async fn the_retired_body_only_signature_is_refused_with_its_replacement() {
+    let h = Harness::solo();
+    let body = br#"{"account":"a","messages":[{"id":"legacy-1","user":"u","text":"x"}]}"#;
+    let req = Request::post("/webhook/generic")
+        .header("content-type", "application/json")
+        .header(
+            "x-lull-signature",
+            lull_ingest::auth::sign_sha256(GENERIC_SECRET, body),
+        )
+        .body(Body::from(&body[..]))
+        .unwrap();
+    let (status, reason) = h.send(req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{reason}");
+    assert!(
+        reason.contains("retired") && reason.contains("Standard Webhooks"),
+        "{reason}"
+    );
+    h.assert_empty();
+    // The same body signed the Standard Webhooks way with the same secret: stored.
+    let (status, reason) = h.send(generic_post(body, Some(GENERIC_SECRET))).await;
+    assert_eq!(status, StatusCode::OK, "{reason}");
+    h.message("legacy-1");
+}

@@ -112,6 +112,47 @@ async fn an_operator_message_pauses_the_conversation_and_the_bots_reply_does_not
     assert_eq!(h.messages().len(), 1, "only the user's message is buffered");
 }
 
+/// WAHA's HMAC signs no timestamp: one captured operator message, sent again every pause
+/// period, would hold the conversation forever. Its id is deduped like a message's: a replay
+/// neither pauses again nor extends the pause, within the dedupe horizon.
+#[tokio::test]
+async fn a_replayed_operator_message_neither_pauses_again_nor_extends() {
+    let h = Harness::solo();
+    post(&h, &fixture("waha_message_text.json")).await;
+    let operator = fixture("waha_message_any_from_me_app.json");
+    let (code, _) = post(&h, &operator).await;
+    assert_eq!(code, StatusCode::OK);
+    let conv = || h.store.conversations().into_iter().next().expect("conv");
+    let first = conv().turn.pause.expect("paused");
+    assert_eq!(first.until, Millis(NOW.0 + 30 * 60 * 1000));
+    // The same signed request, 29 minutes later: answered 200 (a valid request), no effect.
+    h.clock.set(Millis(NOW.0 + 29 * 60 * 1000));
+    let (code, resp) = post(&h, &operator).await;
+    assert_eq!(code, StatusCode::OK, "{resp}");
+    assert_eq!(
+        conv().turn.pause,
+        Some(first),
+        "the replay extended the pause"
+    );
+    // After the pause ran out, and a day later: it does not pause again.
+    for later in [31 * 60 * 1000, 24 * 3600 * 1000] {
+        h.clock.set(Millis(NOW.0 + later));
+        post(&h, &operator).await;
+        assert_eq!(conv().turn.pause, Some(first), "the replay paused again");
+    }
+    // A new operator message still pauses.
+    let other = String::from_utf8(operator.clone()).expect("utf-8").replace(
+        "true_5219991234567@c.us_3EB0",
+        "true_5219991234567@c.us_4FC1",
+    );
+    assert_ne!(other.as_bytes(), &operator[..], "a new id");
+    post(&h, other.as_bytes()).await;
+    assert_eq!(
+        conv().turn.pause.expect("paused").until,
+        Millis(NOW.0 + 24 * 3600 * 1000 + 30 * 60 * 1000)
+    );
+}
+
 /// `presence.update` (WAHA's `typing`) reaches the conversation its messages go to, for a
 /// typing tenant with an open window; it is never a message.
 #[tokio::test]

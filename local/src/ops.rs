@@ -7,14 +7,16 @@
 //! They have their own listener (`--ops-listen`, default `127.0.0.1:9090`), never the webhook
 //! one: on a VPS the webhook port faces the internet (often through a proxy or a tunnel, which
 //! makes every caller look like loopback), and metrics or a redrive are nobody else's business.
-//! Who may reach them is decided by the address they are bound to: loopback by default, a
-//! private interface for container probes.
+//! Reaching the listener is not enough for the routes that change something (`/redrive`, the
+//! pause and resume): they refuse cross-site requests, want JSON, and want the ops token when
+//! one is set (and on a non-loopback address): [`crate::ops_guard`]. A 503 says only that the
+//! store is unavailable; the cause goes to the log.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -23,11 +25,13 @@ use lull_ingest::routes::admin;
 use lull_ingest::IngestError;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::ops_guard::OpsGuard;
 use crate::server::LocalIntake;
 use crate::store::SqliteStore;
 use crate::timers::TimerQueue;
 
 struct Ops {
+    guard: OpsGuard,
     store: SqliteStore,
     timers: Arc<TimerQueue>,
     intake: Arc<LocalIntake>,
@@ -36,12 +40,14 @@ struct Ops {
 
 /// The ops routes (serve them on their own listener).
 pub fn router(
+    guard: OpsGuard,
     store: SqliteStore,
     timers: Arc<TimerQueue>,
     intake: Arc<LocalIntake>,
     metrics: Option<PrometheusHandle>,
 ) -> Router {
     let state = Arc::new(Ops {
+        guard,
         store,
         timers,
         intake,
@@ -58,13 +64,25 @@ pub fn router(
 
 /// `POST /conversations/pause` and `/conversations/resume`: the body and the answers of the
 /// webhook listener's authenticated admin routes (`lull_ingest::routes::admin`), without their
-/// bearer token: whoever reaches this listener is the operator.
-async fn pause(State(ops): State<Arc<Ops>>, body: Bytes) -> Response {
-    set_pause(&ops, &body, false).await
+/// tenant's bearer token: the operator is whoever passes [`OpsGuard`].
+async fn pause(State(ops): State<Arc<Ops>>, headers: HeaderMap, body: Bytes) -> Response {
+    match ops.guard.check(&headers) {
+        Ok(()) => set_pause(&ops, &body, false).await,
+        Err(refused) => refused.into_response(),
+    }
 }
 
-async fn resume(State(ops): State<Arc<Ops>>, body: Bytes) -> Response {
-    set_pause(&ops, &body, true).await
+async fn resume(State(ops): State<Arc<Ops>>, headers: HeaderMap, body: Bytes) -> Response {
+    match ops.guard.check(&headers) {
+        Ok(()) => set_pause(&ops, &body, true).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// The store failed: the cause to the log, a fixed reason to the caller.
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "ops route: store unavailable");
+    (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
 }
 
 async fn set_pause(ops: &Ops, body: &[u8], resume: bool) -> Response {
@@ -84,7 +102,7 @@ async fn set_pause(ops: &Ops, body: &[u8], resume: bool) -> Response {
 async fn healthz(State(ops): State<Arc<Ops>>) -> Response {
     match ops.store.dedupe_len().await {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -97,7 +115,10 @@ async fn render(State(ops): State<Arc<Ops>>) -> Response {
 
 /// Re-delivers every pending batch now (and closes windows past due), lifting backoff holds and
 /// parked batches.
-async fn redrive(State(ops): State<Arc<Ops>>) -> Response {
+async fn redrive(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
+    if let Err(refused) = ops.guard.check(&headers) {
+        return refused.into_response();
+    }
     match ops.store.scheduled().await {
         Ok(convs) => {
             let now = Millis::now_wall();
@@ -109,6 +130,6 @@ async fn redrive(State(ops): State<Arc<Ops>>) -> Response {
             tracing::info!(conversations = pending.len(), "redrive requested");
             (StatusCode::OK, format!("{}\n", pending.len())).into_response()
         }
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
+        Err(e) => unavailable(e),
     }
 }

@@ -51,6 +51,9 @@ pub struct Settings {
     pub max_concurrent_flushes: usize,
     /// Webhook requests handled at once; more are shed with 503 + `Retry-After`.
     pub max_concurrent_requests: usize,
+    /// The ops token(s) of the ops listener's state-changing routes (empty: none; then those
+    /// routes serve only on a loopback ops address: `crate::ops_guard`).
+    pub ops_tokens: lull_ingest::Secrets,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -274,7 +277,12 @@ impl<K: Sink + 'static> Local<K> {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let app = limit::shed_over(self.settings.max_concurrent_requests, webhooks);
+        let ops_loopback = ops_listener
+            .local_addr()
+            .map(|a| a.ip().is_loopback())
+            .unwrap_or(false);
         let ops_app = ops::router(
+            crate::ops_guard::OpsGuard::new(self.settings.ops_tokens.clone(), ops_loopback),
             self.store.clone(),
             self.timers.clone(),
             self.intake.clone(),

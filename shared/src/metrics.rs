@@ -8,6 +8,9 @@ pub const MESSAGES_RECEIVED: &str = "lull_messages_received_total";
 pub const MESSAGES_HANDED_OFF: &str = "lull_messages_handed_off_total";
 /// Messages dropped as duplicates of an accepted one.
 pub const DUPLICATES: &str = "lull_duplicates_total";
+/// Messages skipped because their provider timestamp is older than the dedupe horizon minus
+/// its clock-skew slack (label `what`: `message`, `operator`): possible replays.
+pub const STALE_MESSAGES: &str = "lull_stale_messages_total";
 /// Webhook events acknowledged without buffering (statuses, own messages...; label `reason`).
 pub const IGNORED_EVENTS: &str = "lull_ignored_events_total";
 /// Requests refused as bad input (label `reason`).
@@ -46,6 +49,7 @@ pub const ALL: &[&str] = &[
     MESSAGES_RECEIVED,
     MESSAGES_HANDED_OFF,
     DUPLICATES,
+    STALE_MESSAGES,
     IGNORED_EVENTS,
     REJECTED_REQUESTS,
     APPENDS_REFUSED,

@@ -212,6 +212,7 @@ impl Stage {
                 format!("  {id} stored; the armed trigger already covers it")
             }
             Ok(AppendOutcome::Duplicate { .. }) => format!("  {id} is a duplicate"),
+            Ok(AppendOutcome::Stale) => format!("  {id} is older than the dedupe horizon: skipped"),
             Err(e) => format!("  {id} refused: {e}"),
         };
         self.say(what);

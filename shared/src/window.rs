@@ -460,6 +460,37 @@ impl Conversation {
             until: now.plus(horizon).0,
             ids: head.messages.iter().map(|m| m.id.clone()).collect(),
         };
+        self.remember_ids(group, now, horizon, budget)
+    }
+
+    /// Adds the id of an operator's message (one that paused the conversation and was not
+    /// buffered) to the list of acknowledged ids until `now + horizon`, as
+    /// [`Self::retire_head_ids`] does for a batch's: a replay of it is then a duplicate. Returns
+    /// the dedupe records of ids pushed out, to be written before the write that drops them.
+    pub fn remember_operator_id(
+        &mut self,
+        id: &str,
+        now: Millis,
+        horizon: Duration,
+        budget: u64,
+    ) -> Vec<crate::ports::DedupeRecord> {
+        let group = AckedIds {
+            gen: self.gen,
+            until: now.plus(horizon).0,
+            ids: vec![id.to_string()],
+        };
+        self.remember_ids(group, now, horizon, budget)
+    }
+
+    /// Appends `group` to the acknowledged ids, dropping expired ones and pushing the oldest out
+    /// (into returned dedupe records) while the list is over `budget`.
+    fn remember_ids(
+        &mut self,
+        group: AckedIds,
+        now: Millis,
+        horizon: Duration,
+        budget: u64,
+    ) -> Vec<crate::ports::DedupeRecord> {
         self.acked.retain(|g| g.until >= now.0);
         self.acked.push(group);
         let mut bytes = self.acked_bytes();

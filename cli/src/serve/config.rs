@@ -185,6 +185,15 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<SecretValues>,
+    /// Bearer token(s) of the ops listener's POST /redrive and /conversations/pause|resume,
+    /// comma-separated to rotate. Unset: those routes serve only on a loopback --ops-listen.
+    #[arg(
+        long,
+        env = "LULL_OPS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub ops_token: Option<SecretValues>,
     /// normal: a 2xx survives kill -9 (WAL, synchronous=NORMAL); full: also survives power loss
     /// (fsync per commit) [default: normal].
     #[arg(long, env = "LULL_DURABILITY", value_name = "normal|full")]
@@ -340,6 +349,9 @@ pub enum LogFormat {
 pub struct Config {
     pub listen: SocketAddr,
     pub ops_listen: SocketAddr,
+    /// The ops token(s) (`crate::serve` sends the first one from `lull redrive` and
+    /// `lull conversations`).
+    pub ops_tokens: lull_ingest::Secrets,
     pub trust_forwarded: bool,
     pub max_concurrent_requests: usize,
     pub data_dir: PathBuf,
@@ -500,9 +512,12 @@ impl ServeArgs {
         if !loopback && !any_secret {
             return Err(ServeConfigError::OpenWithoutSecrets(listen));
         }
+        let ops_tokens =
+            lull_ingest::Secrets::from_list(&r.get("LULL_OPS_TOKEN").unwrap_or_default());
         Ok(Config {
             listen,
             ops_listen,
+            ops_tokens,
             trust_forwarded,
             max_concurrent_requests,
             data_dir,

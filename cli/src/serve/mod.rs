@@ -102,6 +102,7 @@ fn settings(cfg: &Config) -> Settings {
         sweep: cfg.sweep,
         max_concurrent_flushes: 256,
         max_concurrent_requests: cfg.max_concurrent_requests,
+        ops_tokens: cfg.ops_tokens.clone(),
     }
 }
 
@@ -436,13 +437,15 @@ pub(crate) async fn ops_post(
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let url = format!("http://{addr}/{path}");
+    // JSON, and the ops token when one is set: the ops listener's rules (`lull_local::ops_guard`).
+    let body = body.unwrap_or_else(|| serde_json::json!({}));
     let mut req = reqwest::Client::new()
         .post(&url)
-        .timeout(Duration::from_secs(10));
-    if let Some(body) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(body.to_string());
+        .timeout(Duration::from_secs(10))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(token) = cfg.ops_tokens.iter().next() {
+        req = req.bearer_auth(token);
     }
     let resp = req.send().await.map_err(|e| {
         format!(

@@ -42,12 +42,18 @@ fn router(h: &Harness) -> axum::Router {
     lull_ingest::router(state)
 }
 
+/// Now, in unix seconds: a provider timestamp lull does not refuse as older than its dedupe
+/// horizon (`lull_core::protocol::stale`).
+fn now_secs() -> String {
+    (lull_core::Millis::now_wall().0 / 1000).to_string()
+}
+
 fn meta_body(user: &str, ids: &[&str]) -> Vec<u8> {
     let messages: Vec<_> = ids
         .iter()
         .map(|id| {
             serde_json::json!({
-                "from": user, "id": id, "timestamp": "1764331200", "type": "text",
+                "from": user, "id": id, "timestamp": now_secs(), "type": "text",
                 "text": {"body": format!("text of {id}")}
             })
         })

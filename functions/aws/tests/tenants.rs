@@ -88,6 +88,12 @@ fn tenants_file(a_sink: &str, b_sink: &str, b_secret: &str, b_extra: &str) -> St
     )
 }
 
+/// Now, in unix seconds: a provider timestamp lull does not refuse as older than its dedupe
+/// horizon (`lull_core::protocol::stale`).
+fn now_secs() -> String {
+    (lull_core::Millis::now_wall().0 / 1000).to_string()
+}
+
 fn meta_body(account: &str, user: &str, id: &str) -> Vec<u8> {
     serde_json::json!({
         "object": "whatsapp_business_account",
@@ -95,7 +101,7 @@ fn meta_body(account: &str, user: &str, id: &str) -> Vec<u8> {
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": "15550000000", "phone_number_id": account},
             "contacts": [{"profile": {"name": "U"}, "wa_id": user}],
-            "messages": [{"from": user, "id": id, "timestamp": "1700000000", "type": "text",
+            "messages": [{"from": user, "id": id, "timestamp": now_secs(), "type": "text",
                           "text": {"body": format!("text of {id}")}}]
         }}]}]
     })

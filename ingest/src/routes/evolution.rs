@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use lull_core::Provider;
 
-use super::operator::{apply_opt_ins, operator_keys, pause_for_operators, OptIns};
+use super::operator::{apply_opt_ins, pause_for_operators, OptIns};
 use super::{
     already_verified, append_all, check_accounts, header_str, presence_all, read_body,
     require_content_type, require_credential, respond, sole_tenant, tenant_of, unsigned_allowed,
@@ -87,12 +87,11 @@ async fn inner(
             .map_err(|e| IngestError::BadRequest(e.0))?;
         return presence_all(st, Provider::Evolution, &tenant, body).await;
     }
-    let operators = operator_keys(Provider::Evolution, &parsed)?;
     let wanted = OptIns {
         from_me: tenant.evolution.accept_from_me,
         status_broadcast: tenant.evolution.accept_status_broadcast,
     };
-    let parsed = apply_opt_ins(wanted, parsed);
+    let (parsed, operators) = apply_opt_ins(wanted, parsed);
     let lids = crate::lids::learned(Provider::Evolution, &parsed);
     let answer = append_all(st, Provider::Evolution, &tenant, parsed).await?;
     st.lids.learn(lids);

@@ -65,7 +65,7 @@ pub async fn receive(State(st): State<IngestState>, req: Request) -> Response {
 /// (`metadata.phone_number_id`).
 const GATEWAY: BodySigned = BodySigned {
     provider: Provider::Meta,
-    header: "x-hub-signature-256",
+    header: Some("x-hub-signature-256"),
     missing: "missing X-Hub-Signature-256",
     mismatch: "X-Hub-Signature-256 does not match the body",
     setting: APP_SECRET_SETTING,

@@ -31,7 +31,7 @@ use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use lull_core::metrics as m;
-use lull_core::protocol::AppendOutcome;
+use lull_core::protocol::{AppendOutcome, OperatorOutcome};
 use lull_core::window::MAX_MESSAGE_BYTES;
 use lull_core::Message;
 use lull_core::{ConversationKey, Provider};
@@ -244,7 +244,7 @@ pub(crate) async fn append_all(
         });
     }
     let cap = MAX_MESSAGE_BYTES;
-    let mut keyed: Vec<(ConversationKey, Message)> = Vec::with_capacity(parsed.items.len());
+    let mut keyed: Vec<(ConversationKey, Message, bool)> = Vec::with_capacity(parsed.items.len());
     for (index, item) in parsed.items.into_iter().enumerate() {
         let size = item.message.stored_size();
         if size > cap {
@@ -254,22 +254,46 @@ pub(crate) async fn append_all(
                 max: cap,
             });
         }
-        keyed.push((key_of(provider, &item)?, item.message));
+        let operator = item.opt_in == Some(crate::parse::OptIn::Operator);
+        keyed.push((key_of(provider, &item)?, item.message, operator));
     }
     let ignored = parsed.ignored.len();
     for reason in parsed.ignored {
         metrics::counter!(m::IGNORED_EVENTS, "reason" => reason, "provider" => provider.as_str())
             .increment(1);
     }
-    let (mut accepted, mut duplicates) = (0usize, 0usize);
-    for (key, message) in keyed {
-        match st.appender.append(key, tenant.policy, message).await {
-            Ok(AppendOutcome::Accepted { .. }) => accepted += 1,
-            Ok(AppendOutcome::Duplicate { .. }) => duplicates += 1,
-            Err(e) => return Err(IngestError::from_append(e)),
+    let (mut accepted, mut duplicates, mut stale) = (0usize, 0usize, 0usize);
+    for (key, message, operator) in keyed {
+        // An operator's message the tenant buffers is appended and pauses, once per id.
+        if operator {
+            let out = st
+                .appender
+                .operator_message(key, tenant.policy, message, true)
+                .await
+                .map_err(IngestError::from_append)?;
+            match out {
+                OperatorOutcome::Paused { .. } => accepted += 1,
+                // (No conversation cannot come back when the message is buffered.)
+                OperatorOutcome::Duplicate | OperatorOutcome::NoConversation => duplicates += 1,
+                OperatorOutcome::Stale => stale += 1,
+            }
+            continue;
+        }
+        let out = st
+            .appender
+            .append(key, tenant.policy, message)
+            .await
+            .map_err(IngestError::from_append)?;
+        match out {
+            AppendOutcome::Accepted { .. } => accepted += 1,
+            AppendOutcome::Duplicate { .. } => duplicates += 1,
+            AppendOutcome::Stale => stale += 1,
         }
     }
-    tracing::debug!(tenant = %tenant.id, %provider, accepted, duplicates, ignored, "webhook accepted");
+    // A message older than the dedupe horizon is skipped (`lull_core::protocol::stale`): the
+    // answer counts it as ignored, the metric `lull_stale_messages_total` by itself.
+    let ignored = ignored + stale;
+    tracing::debug!(tenant = %tenant.id, %provider, accepted, duplicates, ignored, stale, "webhook accepted");
     let body =
         format!(r#"{{"accepted":{accepted},"duplicates":{duplicates},"ignored":{ignored}}}"#);
     Ok((
@@ -336,8 +360,8 @@ pub(crate) async fn presence_all(
 /// A gateway that signs the raw body with HMAC-SHA256 in one header (`sha256=<hex>`).
 pub(crate) struct BodySigned {
     pub provider: Provider,
-    /// The signature header (lowercase).
-    pub header: &'static str,
+    /// The body-only signature header (lowercase), if the gateway has one.
+    pub header: Option<&'static str>,
     /// The 401 reasons when the header is absent, and when it does not match.
     pub missing: &'static str,
     pub mismatch: &'static str,
@@ -354,7 +378,8 @@ pub(crate) struct BodySigned {
 impl BodySigned {
     /// True when the request carries a credential this gateway reads.
     fn signed(&self, headers: &HeaderMap) -> bool {
-        header_str(headers, self.header).is_some()
+        self.header
+            .is_some_and(|h| header_str(headers, h).is_some())
             || (self.standard_webhooks && crate::standard_webhooks::is_signed(headers))
     }
 
@@ -374,8 +399,10 @@ impl BodySigned {
             return crate::standard_webhooks::verify(secrets, headers, body)
                 .map_err(IngestError::Unauthorized);
         }
-        let sig =
-            header_str(headers, self.header).ok_or(IngestError::Unauthorized(self.missing))?;
+        let sig = self
+            .header
+            .and_then(|h| header_str(headers, h))
+            .ok_or(IngestError::Unauthorized(self.missing))?;
         if auth::verify_sha256_header(secrets, sig, body) {
             Ok(())
         } else {

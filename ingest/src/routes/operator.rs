@@ -1,14 +1,14 @@
 //! The business side's own messages, for the gateways that forward them (Evolution `fromMe`,
 //! WAHA `message.any`): dropped unless the tenant opts in, and a person's (not the bot's) pauses
-//! the conversation's hand-offs for the tenant's pause time.
+//! the conversation's hand-offs for the tenant's pause time, once per message id: a retried or
+//! replayed operator message neither pauses again nor extends the pause.
 
-use lull_core::protocol::PauseOutcome;
-use lull_core::turn::PauseReason;
-use lull_core::{ConversationKey, Provider};
+use lull_core::protocol::OperatorOutcome;
+use lull_core::Provider;
 
 use super::key_of;
 use crate::error::IngestError;
-use crate::parse::{OptIn, Parsed};
+use crate::parse::{Item, OptIn, Parsed};
 use crate::state::IngestState;
 use crate::tenant::Tenant;
 
@@ -19,58 +19,54 @@ pub(crate) struct OptIns {
     pub status_broadcast: bool,
 }
 
-/// Drops the messages the tenant has not opted into, counting each as ignored.
-pub(crate) fn apply_opt_ins(wanted: OptIns, mut parsed: Parsed) -> Parsed {
+/// Drops the messages the tenant has not opted into, counting each as ignored. An operator's
+/// message the tenant does not buffer still pauses its conversation: those come back apart
+/// (in body order) for [`pause_for_operators`]; buffered ones stay in `parsed`, where
+/// [`append_all`](super::append_all) appends and pauses in one step.
+pub(crate) fn apply_opt_ins(wanted: OptIns, mut parsed: Parsed) -> (Parsed, Vec<Item>) {
     let mut ignored = Vec::new();
-    parsed.items.retain(|item| {
+    let mut pause_only = Vec::new();
+    let mut kept = Vec::with_capacity(parsed.items.len());
+    for item in parsed.items {
         let keep = match item.opt_in {
             None => true,
             Some(OptIn::FromMe | OptIn::Operator) => wanted.from_me,
             Some(OptIn::StatusBroadcast) => wanted.status_broadcast,
         };
-        if let (false, Some(opt)) = (keep, item.opt_in) {
-            ignored.push(opt.label());
-        }
-        keep
-    });
-    parsed.ignored.extend(ignored);
-    parsed
-}
-
-/// The conversations a person on the business side wrote in (deduplicated, in body order).
-pub(crate) fn operator_keys(
-    provider: Provider,
-    parsed: &Parsed,
-) -> Result<Vec<ConversationKey>, IngestError> {
-    let mut keys: Vec<ConversationKey> = Vec::new();
-    for item in parsed
-        .items
-        .iter()
-        .filter(|i| i.opt_in == Some(OptIn::Operator))
-    {
-        let key = key_of(provider, item)?;
-        if !keys.contains(&key) {
-            keys.push(key);
+        match (keep, item.opt_in) {
+            (true, _) => kept.push(item),
+            (false, Some(opt)) => {
+                ignored.push(opt.label());
+                if opt == OptIn::Operator {
+                    pause_only.push(item);
+                }
+            }
+            (false, None) => {}
         }
     }
-    Ok(keys)
+    parsed.items = kept;
+    parsed.ignored.extend(ignored);
+    (parsed, pause_only)
 }
 
-/// A human took over these conversations: their hand-offs pause for the tenant's pause time.
+/// A person on the business side wrote these (not buffered) messages: each pauses its
+/// conversation for the tenant's pause time, unless the core has seen its id before (a retry or
+/// a replay) or it is older than the dedupe horizon (`lull_core::protocol::OperatorOutcome`).
 /// A conversation lull has never seen has nothing to pause (counted as ignored).
 pub(crate) async fn pause_for_operators(
     st: &IngestState,
     provider: Provider,
     tenant: &Tenant,
-    keys: Vec<ConversationKey>,
+    items: Vec<Item>,
 ) -> Result<(), IngestError> {
-    for key in keys {
+    for item in items {
+        let key = key_of(provider, &item)?;
         let out = st
             .appender
-            .pause(key, Some(tenant.policy.pause), PauseReason::Operator)
+            .operator_message(key, tenant.policy, item.message, false)
             .await
             .map_err(IngestError::from_append)?;
-        if out == PauseOutcome::NoConversation {
+        if out == OperatorOutcome::NoConversation {
             metrics::counter!(lull_core::metrics::IGNORED_EVENTS, "reason" => "operator_no_conversation", "provider" => provider.as_str())
                 .increment(1);
         }

@@ -5,6 +5,7 @@
 
 use metrics::counter;
 
+use super::stale::is_stale;
 use super::{trigger_for, Intake};
 use crate::key::ConversationKey;
 use crate::message::Message;
@@ -20,6 +21,9 @@ pub enum AppendOutcome {
     Accepted { gen: u64, armed: bool },
     /// Accepted before (dropped and counted); `rearmed` when its window's trigger was re-armed.
     Duplicate { gen: u64, rearmed: bool },
+    /// Its provider timestamp is older than the dedupe horizon can vouch for (`super::stale`):
+    /// skipped and counted, nothing stored.
+    Stale,
 }
 
 /// Why an append did not succeed. Answer 5xx (or 413 for `TooLarge`) so the gateway retries.
@@ -63,6 +67,13 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                 };
                 let rearmed = self.rearm_for_duplicate(&record).await?;
                 return Ok(AppendOutcome::Duplicate { gen, rearmed });
+            }
+            // A message the horizon no longer covers could be a replay of one handed off long
+            // ago: skipped (after the check above, so a gateway's retry of a message still held
+            // re-arms its trigger as any duplicate does).
+            if is_stale(msg.sent_at, now, self.config.dedupe_horizon) {
+                counter!(m::STALE_MESSAGES, "what" => "message").increment(1);
+                return Ok(AppendOutcome::Stale);
             }
             // An id acknowledged within the horizon and still listed in the record: no read.
             if let Some(gen) = conv.acked_message(&msg.id, now) {

@@ -8,8 +8,10 @@
 
 mod append;
 mod flush;
+mod operator;
 mod outcome;
 mod plan;
+pub mod stale;
 mod sweep;
 #[cfg(test)]
 mod tests;
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 pub use append::{AppendError, AppendOutcome};
 pub use flush::{FlushError, MAX_RETRY_AFTER};
+pub use operator::OperatorOutcome;
 pub use outcome::{Claim, Disposition, FlushEnd, FlushReport, HandedOff};
 pub use sweep::{SweepReport, SWEEP_CONCURRENCY};
 pub use turn::{PauseOutcome, PresenceOutcome};

@@ -175,7 +175,11 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
 
     /// One conditional write of a turn change, then its trigger if it needs one. False when the
     /// record changed under the write (nothing written).
-    async fn write_turn(&self, expected: u64, plan: &AppendPlan) -> Result<bool, AppendError> {
+    pub(super) async fn write_turn(
+        &self,
+        expected: u64,
+        plan: &AppendPlan,
+    ) -> Result<bool, AppendError> {
         match self.store.replace(expected, &plan.next).await {
             Ok(Written::Ok) => {}
             Ok(Written::Conflict(_)) => return Ok(false),

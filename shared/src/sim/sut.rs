@@ -157,6 +157,8 @@ pub(crate) fn answer(r: Result<AppendOutcome, AppendError>) -> Answer {
     match r {
         Ok(AppendOutcome::Accepted { .. }) => Answer::Accepted,
         Ok(AppendOutcome::Duplicate { .. }) => Answer::Duplicate,
+        // The simulator's messages carry no provider timestamp: never stale.
+        Ok(AppendOutcome::Stale) => Answer::Refused("stale".into()),
         Err(e @ (AppendError::Refused(_) | AppendError::Contended(_))) => {
             Answer::Refused(e.to_string())
         }
