@@ -3,9 +3,11 @@
 mod aws;
 mod check;
 mod demo;
+mod redact;
 mod serve;
 mod simulate;
 mod tenants;
+mod toml_error;
 
 use std::process::ExitCode;
 

@@ -96,7 +96,8 @@ pub fn parse_file(path: &Path) -> Result<Vec<TenantSpec>, String> {
         };
         return specs.map_err(|e| format!("{name}: {e}"));
     }
-    let file: FileConfig = toml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+    let file: FileConfig = toml::from_str(&text)
+        .map_err(|e| format!("{name}: {}", crate::toml_error::describe(&text, &e)))?;
     if file.tenants.is_empty() {
         return Err(format!("{name} lists no [[tenants]]"));
     }
@@ -109,7 +110,7 @@ pub fn view(r: &TenantRecord) -> Value {
     let mut spec = r.spec.clone();
     let secrets = spec.take_secrets();
     if let Some(url) = &spec.sink {
-        spec.sink = Some(without_credentials(url));
+        spec.sink = Some(crate::redact::url(url));
     }
     let mut v = serde_json::to_value(&spec).unwrap_or_else(|_| json!({"id": r.spec.id}));
     let set: BTreeMap<_, _> = secrets
@@ -141,18 +142,6 @@ pub fn view(r: &TenantRecord) -> Value {
     v
 }
 
-/// A URL without `user:password@`.
-fn without_credentials(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let end = rest.find('/').unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-        None => url.to_string(),
-    }
-}
-
 /// One line per tenant for `lull tenants list`.
 pub fn line(r: &TenantRecord) -> String {
     let s = &r.spec;
@@ -182,7 +171,7 @@ pub fn line(r: &TenantRecord) -> String {
     };
     out += &policy;
     if let Some(url) = &s.sink {
-        out += &format!(" sink={}", without_credentials(url));
+        out += &format!(" sink={}", crate::redact::url(url));
     }
     let secrets: Vec<String> = s
         .secret_counts()
@@ -366,13 +355,13 @@ mod tests {
     #[test]
     fn views_never_hold_secret_values() {
         let spec: TenantSpec = serde_json::from_value(json!({
-            "id": "acme", "sink": "https://user:pw@ai.acme.example/x", "sink_secret": "sig-v1",
+            "id": "acme", "sink": "https://user:pw@ai.acme.example/x?token=tok-v1&code=c0de", "sink_secret": "sig-v1",
             "meta": {"phone_number_ids": ["1"], "app_secret": ["app-v1", "app-v2"]}
         }))
         .unwrap();
         let r = TenantRecord::applied(None, spec, Millis(1_700_000_000_000));
         let shown = format!("{}\n{}", view(&r), line(&r));
-        for secret in ["sig-v1", "app-v1", "app-v2", "pw@"] {
+        for secret in ["sig-v1", "app-v1", "app-v2", "pw@", "tok-v1", "c0de"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(

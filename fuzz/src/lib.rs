@@ -277,10 +277,16 @@ impl<'a> Case<'a> {
                 "x-hub-signature-256",
                 auth::sign_sha256(if right { META_SECRET } else { "nope" }, body),
             )],
-            (_, Gateway::Generic) => vec![(
-                "x-lull-signature",
-                auth::sign_sha256(if right { GENERIC_SECRET } else { "nope" }, body),
-            )],
+            // Standard Webhooks, timestamped now (the body-only X-Lull-Signature is retired).
+            (_, Gateway::Generic) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let secret = if right { GENERIC_SECRET } else { "nope" };
+                lull_ingest::standard_webhooks::sign(secret, "msg_fuzz", now, body)
+                    .map(Vec::from)
+                    .unwrap_or_default()
+            }
             (_, Gateway::Evolution) => match (right, self.variant % 3) {
                 (false, _) => vec![("apikey", "wrong".to_string())],
                 (true, 0) => vec![("apikey", EVO_TOKEN.to_string())],

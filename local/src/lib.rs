@@ -13,6 +13,7 @@
 pub mod limit;
 pub mod ops;
 pub mod ops_guard;
+pub mod private;
 pub mod record_cache;
 pub mod server;
 pub mod store;

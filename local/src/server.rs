@@ -96,7 +96,7 @@ fn lock_dir(dir: &Path) -> Result<File, ServerError> {
         path: dir.to_path_buf(),
         source,
     };
-    create_private_dir(dir).map_err(io)?;
+    crate::private::create_dir(dir).map_err(io)?;
     let f = File::options()
         .create(true)
         .truncate(false)
@@ -108,45 +108,6 @@ fn lock_dir(dir: &Path) -> Result<File, ServerError> {
         Ok(false) => Err(ServerError::Locked(dir.to_path_buf())),
         Err(e) => Err(io(e)),
     }
-}
-
-/// Creates `dir` (owner-only, 0700, on Unix) or narrows an existing one to its owner: it holds
-/// every buffered message and the log-hash key.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                data_dir = %dir.display(),
-                mode = format!("{mode:o}"),
-                "data directory was readable by others; narrowing it to 0700"
-            );
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        }
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir)
-    }
-}
-
-/// Creates a new file readable by its owner only (0600 on Unix); fails if it exists.
-fn create_private_file(path: &Path) -> std::io::Result<File> {
-    let mut options = File::options();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
 }
 
 /// True when a server holds the data directory's lock (for `lull redrive`).
@@ -173,7 +134,7 @@ pub fn log_secret(dir: &Path) -> Result<Arc<[u8]>, ServerError> {
             getrandom::fill(&mut bytes)
                 .map_err(|e| io(std::io::Error::other(format!("no random source: {e}"))))?;
             hexed = hex::encode(bytes);
-            let mut f = create_private_file(&path).map_err(io)?;
+            let mut f = crate::private::create_file(&path).map_err(io)?;
             f.write_all(hexed.as_bytes()).map_err(io)?;
         }
         Err(e) => return Err(io(e)),
@@ -360,7 +321,7 @@ mod tests {
         // Stable across restarts, different per data directory.
         assert_eq!(log_secret(&dir).unwrap(), key);
         let other = tmp.path().join("other");
-        create_private_dir(&other).unwrap();
+        crate::private::create_dir(&other).unwrap();
         assert_ne!(log_secret(&other).unwrap(), key);
         drop(lock);
         // An existing directory open to others is narrowed.

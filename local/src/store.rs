@@ -231,11 +231,15 @@ impl SqliteStore {
         durability: Durability,
         cache: CacheLimits,
     ) -> Result<SqliteStore, OpenError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| OpenError::CreateDir {
+        crate::private::create_dir(data_dir).map_err(|source| OpenError::CreateDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
         let path = db_path(data_dir);
+        crate::private::create_database(&path).map_err(|source| OpenError::CreateDir {
+            path: path.clone(),
+            source,
+        })?;
         let sqlite = |source| OpenError::Sqlite {
             path: path.clone(),
             source,

@@ -63,9 +63,17 @@ pub struct SqliteTenants {
 impl SqliteTenants {
     /// Opens (creating if needed) the table in `data_dir`'s database.
     pub fn open(data_dir: &Path) -> Result<SqliteTenants, TenantStoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| TenantStoreError::CreateDir {
+        // `lull tenants apply` may be the first to create the data directory: owner-only, as
+        // `lull serve` makes it (`crate::private`).
+        crate::private::create_dir(data_dir).map_err(|source| TenantStoreError::CreateDir {
             path: data_dir.to_path_buf(),
             source,
+        })?;
+        crate::private::create_database(&db_path(data_dir)).map_err(|source| {
+            TenantStoreError::CreateDir {
+                path: db_path(data_dir),
+                source,
+            }
         })?;
         let t = SqliteTenants {
             path: db_path(data_dir),
@@ -264,6 +272,31 @@ mod tests {
 
     fn spec(j: serde_json::Value) -> TenantSpec {
         serde_json::from_value(j).unwrap()
+    }
+
+    /// `lull tenants apply` before the first `lull serve` creates the data directory: owner-only
+    /// like serve makes it, and the database (which holds the tenants' secrets) 0600, WAL
+    /// files included.
+    #[cfg(unix)]
+    #[test]
+    fn the_first_apply_creates_an_owner_only_data_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("fresh");
+        let store = SqliteTenants::open(&dir).unwrap();
+        let secret = spec(serde_json::json!({"id": "a", "meta": {"app_secret": "s3cret"}}));
+        store
+            .apply(vec![secret], &Policy::default(), Millis(1))
+            .unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+            files += 1;
+        }
+        assert!(files >= 1, "the database exists");
     }
 
     use lull_ingest::tenant_contract::{check_tenant_store, ContractFuture, TenantStoreUnderTest};

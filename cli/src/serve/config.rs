@@ -140,7 +140,7 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub evolution_jwt_key: Option<SecretValues>,
-    /// Secret(s) verifying /webhook/generic (Standard Webhooks or X-Lull-Signature), comma-separated.
+    /// Secret(s) verifying /webhook/generic (Standard Webhooks headers), comma-separated.
     #[arg(
         long,
         env = "LULL_GENERIC_SECRET",
@@ -309,11 +309,9 @@ pub enum ServeConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
-    },
+    /// Position and key name only: the offending line may hold a secret (`crate::toml_error`).
+    #[error("config file {path}: {detail}")]
+    Parse { path: PathBuf, detail: String },
     #[error(transparent)]
     Invalid(#[from] SettingError),
     #[error(
@@ -405,9 +403,9 @@ pub fn read_file(path: Option<&Path>) -> Result<FileConfig, ServeConfigError> {
         }
         Err(source) => return Err(ServeConfigError::Read { path, source }),
     };
-    toml::from_str(&text).map_err(|source| ServeConfigError::Parse {
+    toml::from_str(&text).map_err(|e| ServeConfigError::Parse {
         path,
-        source: Box::new(source),
+        detail: crate::toml_error::describe(&text, &e),
     })
 }
 
@@ -776,6 +774,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("max wait"), "{e}");
+    }
+
+    /// A `lull.toml` that does not parse is reported by line, column and key, never by quoting
+    /// the line, which may be a secret's.
+    #[test]
+    fn a_broken_config_file_never_quotes_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lull.toml");
+        std::fs::write(
+            &path,
+            "quiet = \"8s\"\nmeta_app_secret = \"hunter2-app-secret\nsink = \"stdout\"\n",
+        )
+        .unwrap();
+        let e = read_file(Some(&path)).unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("key meta_app_secret"),
+            "{e}"
+        );
+        std::fs::write(&path, "sink_secret = 424242424242\n").unwrap();
+        let e = read_file(Some(&path)).unwrap_err().to_string();
+        assert!(!e.contains("424242424242"), "{e}");
+        assert!(e.contains("key sink_secret"), "{e}");
     }
 
     #[test]

@@ -44,7 +44,11 @@ pub const ADMIN_SETTING: &str =
     "the tenant's admin_token (LULL_ADMIN_TOKEN / --admin-token for a single tenant)";
 
 const MISSING: &str = "missing Authorization: Bearer <admin_token>";
-const WRONG: &str = "wrong admin token for this conversation's tenant";
+/// The one refusal of a request with a token: a wrong token, an account no tenant owns, and a
+/// tenant without an admin token all answer this (401), so a caller without the token cannot
+/// learn which accounts exist or which tenants have an admin token. The log says which.
+const WRONG: &str = "wrong admin token for this conversation's tenant (or no admin_token is \
+                     set for it)";
 
 /// What a pause or resume asks for: the body of both routes, here and on the ops listener.
 #[derive(Debug, Deserialize)]
@@ -158,10 +162,14 @@ async fn admin(st: &IngestState, req: Request, resume: bool) -> Result<Response,
         .tenants
         .find(key.provider, &key.account)
         .await
-        .map_err(|e| IngestError::Unavailable(e.to_string()))?
-        .ok_or(IngestError::Forbidden("unknown account"))?;
+        .map_err(|e| IngestError::Unavailable(e.to_string()))?;
+    let Some(tenant) = tenant else {
+        tracing::info!(provider = %key.provider, "admin request for an account no tenant owns");
+        return Err(IngestError::Unauthorized(WRONG));
+    };
     if tenant.admin_tokens.is_empty() {
-        return Err(IngestError::NotConfigured(ADMIN_SETTING));
+        tracing::warn!(tenant = %tenant.id, setting = ADMIN_SETTING, "admin request for a tenant without an admin token");
+        return Err(IngestError::Unauthorized(WRONG));
     }
     if !auth::matches_any(&tenant.admin_tokens, token) {
         return Err(IngestError::Unauthorized(WRONG));
