@@ -370,8 +370,10 @@ async fn overlong_ids_and_key_parts_are_skipped_or_refused_with_a_reason() {
             assert_eq!(status, StatusCode::OK, "{part}: {reason}");
             assert!(reason.ends_with(r#""ignored":1}"#), "{part}: {reason}");
             assert!(
-                h.messages().iter().all(|(k, m)| m.id.len() <= MAX_MESSAGE_ID_BYTES
-                    && k.check_lengths(&m.id).is_ok()),
+                h.messages()
+                    .iter()
+                    .all(|(k, m)| m.id.len() <= MAX_MESSAGE_ID_BYTES
+                        && k.check_lengths(&m.id).is_ok()),
                 "{part}: nothing over the limits is stored"
             );
         }

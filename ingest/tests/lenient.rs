@@ -136,7 +136,11 @@ async fn odd_items_are_kept_or_skipped_on_every_route_and_the_rest_stored() {
     for (name, req, expected, stored) in cases {
         let h = Harness::solo();
         let (status, resp) = h.send(req).await;
-        assert_eq!((status, resp.as_str()), (StatusCode::OK, expected), "{name}");
+        assert_eq!(
+            (status, resp.as_str()),
+            (StatusCode::OK, expected),
+            "{name}"
+        );
         assert_eq!(h.messages().len(), stored, "{name}");
     }
 }
@@ -168,7 +172,9 @@ async fn a_message_too_large_for_a_window_is_kept_without_its_content() {
 #[test]
 fn parsers_stop_at_their_caps_while_reading() {
     let msgs: Vec<_> = (0..MAX_ITEMS + 500)
-        .map(|i| json!({"from": "1", "id": format!("w.{i}"), "type": "text", "text": {"body": "x"}}))
+        .map(
+            |i| json!({"from": "1", "id": format!("w.{i}"), "type": "text", "text": {"body": "x"}}),
+        )
         .collect();
     let body = json!({"object": "whatsapp_business_account", "entry": [{"changes": [
         {"field": "messages", "value": {"metadata": {"phone_number_id": "1"}, "messages": msgs}}]}]});
@@ -232,16 +238,27 @@ async fn meta_edits_and_revokes_name_their_original() {
     let m = &p.items[0].message;
     assert_eq!(
         (m.id.as_str(), m.kind, m.text.as_deref()),
-        ("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQREVOKE", MessageKind::Revoke, None)
+        (
+            "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQREVOKE",
+            MessageKind::Revoke,
+            None
+        )
     );
     assert_eq!(m.target, target(TEXT_ID));
 
     let h = Harness::solo();
-    for name in ["meta_cloud_text.json", "meta_cloud_edit.json", "meta_cloud_revoke.json"] {
+    for name in [
+        "meta_cloud_text.json",
+        "meta_cloud_edit.json",
+        "meta_cloud_revoke.json",
+    ] {
         let (status, resp) = h.send(meta_post(&fixture(name), Some(META_SECRET))).await;
         assert_eq!(
             (status, resp.as_str()),
-            (StatusCode::OK, r#"{"accepted":1,"duplicates":0,"ignored":0}"#),
+            (
+                StatusCode::OK,
+                r#"{"accepted":1,"duplicates":0,"ignored":0}"#
+            ),
             "{name}"
         );
     }
@@ -269,11 +286,17 @@ async fn a_business_app_echo_pauses_the_conversation() {
         (item.user.as_str(), item.opt_in),
         ("16505551234", Some(OptIn::Operator))
     );
-    assert_eq!(item.message.sender.id, "15550783881", "the business wrote it");
+    assert_eq!(
+        item.message.sender.id, "15550783881",
+        "the business wrote it"
+    );
 
     let h = Harness::solo();
     let (status, _) = h
-        .send(meta_post(&fixture("meta_cloud_text.json"), Some(META_SECRET)))
+        .send(meta_post(
+            &fixture("meta_cloud_text.json"),
+            Some(META_SECRET),
+        ))
         .await;
     assert_eq!(status, StatusCode::OK);
     let conv = || h.store.conversations().into_iter().next().expect("conv");
@@ -286,7 +309,10 @@ async fn a_business_app_echo_pauses_the_conversation() {
         .await;
     assert_eq!(
         (status, resp.as_str()),
-        (StatusCode::OK, r#"{"accepted":0,"duplicates":0,"ignored":1}"#)
+        (
+            StatusCode::OK,
+            r#"{"accepted":0,"duplicates":0,"ignored":1}"#
+        )
     );
     let pause = conv().turn.pause.expect("the echo paused the conversation");
     assert_eq!(pause.reason, PauseReason::Operator);
@@ -327,7 +353,10 @@ async fn a_call_permission_reply_carries_the_answer_and_its_expiry() {
             title: "accept (until 2025-05-26T12:57:23.000Z)".into()
         })
     );
-    assert_eq!(m.reply_to.as_deref(), Some("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQCPR"));
+    assert_eq!(
+        m.reply_to.as_deref(),
+        Some("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQCPR")
+    );
     // A Flow's answer keeps its JSON as text and its name as the reply.
     let flow = json!({"object": "whatsapp_business_account", "entry": [{"changes": [
         {"field": "messages", "value": {"metadata": {"phone_number_id": "1"}, "messages": [
@@ -355,8 +384,8 @@ async fn evolution_edits_and_deletes_name_their_original() {
     );
     assert_eq!(m.target, target("TEST_CRITICAL_001"));
 
-    let p = parse::evolution::parse(&fixture("evolution_v2_messages_update_edit.json"), None)
-        .unwrap();
+    let p =
+        parse::evolution::parse(&fixture("evolution_v2_messages_update_edit.json"), None).unwrap();
     let item = &p.items[0];
     assert_eq!(item.user, "5219991234567@s.whatsapp.net");
     let m = &item.message;
@@ -385,15 +414,35 @@ async fn evolution_edits_and_deletes_name_their_original() {
 
     let h = Harness::solo();
     for (name, expected) in [
-        ("evolution_v2_3_messages_upsert_text_n8n_fixture.json", r#"{"accepted":1,"duplicates":0,"ignored":0}"#),
-        ("evolution_v2_messages_update_edit.json", r#"{"accepted":1,"duplicates":0,"ignored":0}"#),
-        ("evolution_v2_messages_edited_contact.json", r#"{"accepted":0,"duplicates":0,"ignored":1}"#),
-        ("evolution_v2_messages_delete.json", r#"{"accepted":1,"duplicates":0,"ignored":0}"#),
+        (
+            "evolution_v2_3_messages_upsert_text_n8n_fixture.json",
+            r#"{"accepted":1,"duplicates":0,"ignored":0}"#,
+        ),
+        (
+            "evolution_v2_messages_update_edit.json",
+            r#"{"accepted":1,"duplicates":0,"ignored":0}"#,
+        ),
+        (
+            "evolution_v2_messages_edited_contact.json",
+            r#"{"accepted":0,"duplicates":0,"ignored":1}"#,
+        ),
+        (
+            "evolution_v2_messages_delete.json",
+            r#"{"accepted":1,"duplicates":0,"ignored":0}"#,
+        ),
     ] {
         let (status, resp) = h
-            .send(evolution_post("/webhook/evolution", &fixture(name), Some(EVO_TOKEN)))
+            .send(evolution_post(
+                "/webhook/evolution",
+                &fixture(name),
+                Some(EVO_TOKEN),
+            ))
             .await;
-        assert_eq!((status, resp.as_str()), (StatusCode::OK, expected), "{name}");
+        assert_eq!(
+            (status, resp.as_str()),
+            (StatusCode::OK, expected),
+            "{name}"
+        );
     }
 }
 
@@ -413,16 +462,27 @@ async fn waha_edits_and_revokes_name_their_original() {
     let m = &p.items[0].message;
     assert_eq!(
         (m.id.as_str(), m.kind, m.text.as_deref()),
-        ("false_5219991234567@c.us_3EB0F9E8D7C6B5A4B3C2", MessageKind::Revoke, None)
+        (
+            "false_5219991234567@c.us_3EB0F9E8D7C6B5A4B3C2",
+            MessageKind::Revoke,
+            None
+        )
     );
     assert_eq!(m.target, target(original));
 
     let h = Harness::solo();
-    for name in ["waha_message_text.json", "waha_message_edited.json", "waha_message_revoked.json"] {
+    for name in [
+        "waha_message_text.json",
+        "waha_message_edited.json",
+        "waha_message_revoked.json",
+    ] {
         let (status, resp) = h.send(waha_post(&fixture(name), Some(WAHA_KEY))).await;
         assert_eq!(
             (status, resp.as_str()),
-            (StatusCode::OK, r#"{"accepted":1,"duplicates":0,"ignored":0}"#),
+            (
+                StatusCode::OK,
+                r#"{"accepted":1,"duplicates":0,"ignored":0}"#
+            ),
             "{name}"
         );
     }
@@ -431,7 +491,10 @@ async fn waha_edits_and_revokes_name_their_original() {
         "id": "false_120@g.us_EDIT1_5@c.us", "from": "120@g.us", "participant": "5@c.us",
         "body": "new", "editedMessageId": "ORIG1"}});
     let p = parse::waha::parse(group.to_string().as_bytes()).unwrap();
-    assert_eq!(p.items[0].message.target, target("false_120@g.us_ORIG1_5@c.us"));
+    assert_eq!(
+        p.items[0].message.target,
+        target("false_120@g.us_ORIG1_5@c.us")
+    );
 }
 
 /// lull's own format carries edits and unsends as kinds with a `target`.

@@ -274,7 +274,10 @@ async fn generic_requires_its_signature() {
         .await;
     assert_eq!(
         (status, resp.as_str()),
-        (StatusCode::OK, r#"{"accepted":0,"duplicates":0,"ignored":1}"#)
+        (
+            StatusCode::OK,
+            r#"{"accepted":0,"duplicates":0,"ignored":1}"#
+        )
     );
     let missing_account = br#"{"messages":[{"id":"1","user":"u","text":"x"}]}"#;
     let (status, reason) = h

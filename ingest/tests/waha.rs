@@ -231,7 +231,10 @@ async fn bad_requests_get_a_reason() {
         let (code, resp) = post(&h, &body).await;
         assert_eq!(
             (code, resp.as_str()),
-            (StatusCode::OK, r#"{"accepted":0,"duplicates":0,"ignored":1}"#)
+            (
+                StatusCode::OK,
+                r#"{"accepted":0,"duplicates":0,"ignored":1}"#
+            )
         );
     }
     let wrong_type = Request::post("/webhook/waha")

@@ -218,7 +218,10 @@ pub fn parse(body: &[u8], path_event: Option<&str>) -> Result<Parsed, ParseError
             }
         }
         "messages.update" => {
-            let data = body.data.filter(|d| first_byte(d) == b'{').ok_or_else(not_object)?;
+            let data = body
+                .data
+                .filter(|d| first_byte(d) == b'{')
+                .ok_or_else(not_object)?;
             match update(&instance, data, &mut out.partial) {
                 Some(r) => one(&mut out, r),
                 // A receipt (delivered, read...): no message.
@@ -226,14 +229,20 @@ pub fn parse(body: &[u8], path_event: Option<&str>) -> Result<Parsed, ParseError
             }
         }
         "messages.delete" => {
-            let data = body.data.filter(|d| first_byte(d) == b'{').ok_or_else(not_object)?;
+            let data = body
+                .data
+                .filter(|d| first_byte(d) == b'{')
+                .ok_or_else(not_object)?;
             let r = raw_as::<Key>(Some(data))
                 .ok_or("no_key")
                 .and_then(|k| revoke_of(&instance, k));
             one(&mut out, r);
         }
         "messages.edited" => {
-            let data = body.data.filter(|d| first_byte(d) == b'{').ok_or_else(not_object)?;
+            let data = body
+                .data
+                .filter(|d| first_byte(d) == b'{')
+                .ok_or_else(not_object)?;
             let own = raw_str(body.sender);
             match edited(&instance, data, own.as_deref(), &mut out.partial) {
                 Some(r) => one(&mut out, r),
@@ -477,7 +486,13 @@ fn update(
         };
         let (user, group, sender, opt_in) = place(&k, None, None)?;
         let mut msg = Message::of_kind(String::new(), MessageKind::Other, sender);
-        edit(&mut msg, original, Some(new_content), "messages.update", partial);
+        edit(
+            &mut msg,
+            original,
+            Some(new_content),
+            "messages.update",
+            partial,
+        );
         Ok(Item {
             account: instance.to_string(),
             user,

@@ -137,12 +137,13 @@ fn message(
             msg.reply_to = m.reply_to;
             msg.provider_type = m.provider_type;
             msg.sent_at = m.sent_at;
-            msg.target = m.target.and_then(|t| non_empty(Some(&t.message_id))).map(|message_id| {
-                Target {
+            msg.target = m
+                .target
+                .and_then(|t| non_empty(Some(&t.message_id)))
+                .map(|message_id| Target {
                     message_id,
                     batch_id: None,
-                }
-            });
+                });
             if matches!(msg.kind, MessageKind::Edit | MessageKind::Revoke) && msg.target.is_none() {
                 partial.push("no_target");
                 msg.provider_type = Some(kind_name(msg.kind).into());
@@ -153,12 +154,17 @@ fn message(
         None => {
             // Kept with what reads: id, user, text, and the kind's name as `provider_type`.
             partial.push("unreadable_content");
-            let mut msg = Message::of_kind(id, MessageKind::Other, Sender {
-                id: user.clone(),
-                ..Sender::default()
-            });
-            msg.provider_type =
-                Some(non_empty(raw_str(head.kind).as_deref()).unwrap_or_else(|| "unreadable".into()));
+            let mut msg = Message::of_kind(
+                id,
+                MessageKind::Other,
+                Sender {
+                    id: user.clone(),
+                    ..Sender::default()
+                },
+            );
+            msg.provider_type = Some(
+                non_empty(raw_str(head.kind).as_deref()).unwrap_or_else(|| "unreadable".into()),
+            );
             msg.text = raw_str(head.text);
             msg
         }

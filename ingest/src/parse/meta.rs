@@ -302,7 +302,8 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
         out.ignored.push("object");
         return Ok(out);
     }
-    let entries = raw_array(body.entry, MAX_ITEMS).map_err(|e| ParseError::json("meta entry", &e))?;
+    let entries =
+        raw_array(body.entry, MAX_ITEMS).map_err(|e| ParseError::json("meta entry", &e))?;
     out.beyond_cap += entries.beyond;
     for (ei, raw_entry) in entries.items.into_iter().enumerate() {
         let entry: Entry<'_> = serde_json::from_str(raw_entry.get())
@@ -315,8 +316,8 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
         out.beyond_cap += changes.beyond;
         for (ci, raw_change) in changes.items.into_iter().enumerate() {
             let context = format!("meta entry[{ei}].changes[{ci}]");
-            let change: Change<'_> =
-                serde_json::from_str(raw_change.get()).map_err(|e| ParseError::json(&context, &e))?;
+            let change: Change<'_> = serde_json::from_str(raw_change.get())
+                .map_err(|e| ParseError::json(&context, &e))?;
             change_items(&mut out, change, &context)?;
         }
     }
@@ -354,7 +355,12 @@ fn change_items(out: &mut Parsed, change: Change<'_>, context: &str) -> Result<(
     }
     let contacts: Vec<ContactEntry> = match value.contacts {
         Some(c) => raw_array(c, MAX_ITEMS)
-            .map(|a| a.items.into_iter().filter_map(|c| raw_as(Some(c))).collect())
+            .map(|a| {
+                a.items
+                    .into_iter()
+                    .filter_map(|c| raw_as(Some(c)))
+                    .collect()
+            })
             .unwrap_or_default(),
         None => Vec::new(),
     };

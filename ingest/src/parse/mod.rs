@@ -113,7 +113,10 @@ pub(crate) fn raw_array(raw: &RawValue, cap: usize) -> Result<RawArray<'_>, serd
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("an array")
         }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
             let mut out = RawArray {
                 items: Vec::new(),
                 beyond: 0,

@@ -265,7 +265,11 @@ fn revoked(session: &str, raw: &RawValue) -> Result<Item, &'static str> {
             message_id: original,
             batch_id: None,
         }),
-        ..Message::of_kind(std::mem::take(&mut m.id), MessageKind::Revoke, m.sender.clone())
+        ..Message::of_kind(
+            std::mem::take(&mut m.id),
+            MessageKind::Revoke,
+            m.sender.clone(),
+        )
     };
     Ok(item)
 }
@@ -294,7 +298,11 @@ fn message(
     } else {
         ("from", non_empty(p.from.as_deref()))
     };
-    let chat = chat.ok_or(if chat_field == "to" { "no_chat" } else { "no_sender" })?;
+    let chat = chat.ok_or(if chat_field == "to" {
+        "no_chat"
+    } else {
+        "no_sender"
+    })?;
     let group = chat.ends_with("@g.us").then(|| chat.clone());
     let sender_id = match &group {
         Some(g) => non_empty(p.participant.as_deref())

@@ -274,9 +274,8 @@ pub(crate) async fn append_all(
         }
     }
     tracing::debug!(tenant = %tenant.id, %provider, accepted, duplicates, ignored = skipped, "webhook accepted");
-    let body = format!(
-        r#"{{"accepted":{accepted},"duplicates":{duplicates},"ignored":{skipped}}}"#
-    );
+    let body =
+        format!(r#"{{"accepted":{accepted},"duplicates":{duplicates},"ignored":{skipped}}}"#);
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -313,7 +312,9 @@ fn keep_key(
                 user: String::new(),
                 group: None,
             };
-            account.check_lengths("").map_err(|e| IngestError::BadRequest(format!("{provider}: {e}")))?;
+            account
+                .check_lengths("")
+                .map_err(|e| IngestError::BadRequest(format!("{provider}: {e}")))?;
             ignored.push(match e {
                 IngestError::BadRequest(ref r) if r.contains("message id") => "id_too_long",
                 _ => "key_too_long",

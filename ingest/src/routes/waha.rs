@@ -17,8 +17,8 @@ use lull_core::Provider;
 
 use super::operator::{append_and_pause, OptIns};
 use super::{
-    already_verified, check_accounts, header_str, presence_all, read_body,
-    require_content_type, require_credential, respond, sole_tenant, tenant_of, unsigned_allowed,
+    already_verified, check_accounts, header_str, presence_all, read_body, require_content_type,
+    require_credential, respond, sole_tenant, tenant_of, unsigned_allowed,
 };
 use crate::auth;
 use crate::error::IngestError;
