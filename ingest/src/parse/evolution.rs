@@ -273,13 +273,32 @@ fn prefer_phone(jid: String, alt: Option<String>, mode: Option<&str>) -> (String
     }
 }
 
-/// Where a message with this key belongs: (user key, group, sender, opt-in), or the reason it
-/// is skipped. `source` tells a person's `fromMe` message from the bot's.
-fn place(
-    k: &Key,
-    push_name: Option<String>,
-    source: Option<&str>,
-) -> Result<(String, Option<String>, Sender, Option<OptIn>), &'static str> {
+/// Where a message belongs: its conversation, its sender and whether it is an opt-in.
+struct Placed {
+    user: String,
+    group: Option<String>,
+    sender: Sender,
+    opt_in: Option<OptIn>,
+}
+
+impl Placed {
+    /// The item of a message `id` placed here, its content filled by `fill`.
+    fn item(self, instance: &str, id: String, fill: impl FnOnce(&mut Message)) -> Item {
+        let mut message = Message::of_kind(id, MessageKind::Other, self.sender);
+        fill(&mut message);
+        Item {
+            account: instance.to_string(),
+            user: self.user,
+            group: self.group,
+            message,
+            opt_in: self.opt_in,
+        }
+    }
+}
+
+/// Where a message with this key belongs, or the reason it is skipped. `source` tells a
+/// person's `fromMe` message from the bot's.
+fn place(k: &Key, push_name: Option<String>, source: Option<&str>) -> Result<Placed, &'static str> {
     let remote = k.remote_jid.trim().to_string();
     if remote.is_empty() {
         return Err("no_chat");
@@ -314,7 +333,12 @@ fn place(
     } else {
         None
     };
-    Ok((user, group, sender, opt_in))
+    Ok(Placed {
+        user,
+        group,
+        sender,
+        opt_in,
+    })
 }
 
 /// A `messages.upsert` record; `Err` is the reason it is skipped.
@@ -329,7 +353,7 @@ fn upsert(
         return Err("no_id");
     }
     let source = raw_str(up.source);
-    let (user, group, sender, opt_in) = place(
+    let placed = place(
         &k,
         non_empty(raw_str(up.push_name).as_deref()),
         source.as_deref(),
@@ -343,36 +367,24 @@ fn upsert(
     if let Some(p) = protocol {
         let original = raw_as::<Key>(p.key).map(|k| k.id);
         if let (Some(original), true) = (original, p.what() != ProtocolKind::Other) {
-            let mut msg = Message::of_kind(String::new(), MessageKind::Other, sender);
-            msg.sent_at = up.message_timestamp.and_then(unix_secs_raw);
-            protocol_message(&mut msg, &p, original, partial);
-            return Ok(Item {
-                account: instance.to_string(),
-                user,
-                group,
-                message: msg,
-                opt_in,
-            });
+            return Ok(placed.item(instance, String::new(), |msg| {
+                msg.sent_at = up.message_timestamp.and_then(unix_secs_raw);
+                protocol_message(msg, &p, original, partial);
+            }));
         }
     }
-    let mut msg = Message::of_kind(k.id, MessageKind::Other, sender);
-    msg.sent_at = up.message_timestamp.and_then(unix_secs_raw);
-    if let Some(reason) = content(&mut msg, up.message, raw_str(up.message_type)) {
-        partial.push(reason);
-    }
-    if msg.reply_to.is_none() {
-        msg.reply_to = up
-            .context_info
-            .and_then(|c| serde_json::from_str::<ContextInfo>(c.get()).ok())
-            .and_then(|c| non_empty(c.stanza_id.as_deref()));
-    }
-    Ok(Item {
-        account: instance.to_string(),
-        user,
-        group,
-        message: msg,
-        opt_in,
-    })
+    Ok(placed.item(instance, k.id, |msg| {
+        msg.sent_at = up.message_timestamp.and_then(unix_secs_raw);
+        if let Some(reason) = content(msg, up.message, raw_str(up.message_type)) {
+            partial.push(reason);
+        }
+        if msg.reply_to.is_none() {
+            msg.reply_to = up
+                .context_info
+                .and_then(|c| serde_json::from_str::<ContextInfo>(c.get()).ok())
+                .and_then(|c| non_empty(c.stanza_id.as_deref()));
+        }
+    }))
 }
 
 /// A message content that wraps a protocol message: `protocolMessage` itself, or
@@ -484,39 +496,19 @@ fn update(
             participant_alt: None,
             addressing_mode: None,
         };
-        let (user, group, sender, opt_in) = place(&k, None, None)?;
-        let mut msg = Message::of_kind(String::new(), MessageKind::Other, sender);
-        edit(
-            &mut msg,
-            original,
-            Some(new_content),
-            "messages.update",
-            partial,
-        );
-        Ok(Item {
-            account: instance.to_string(),
-            user,
-            group,
-            message: msg,
-            opt_in,
-        })
+        Ok(place(&k, None, None)?.item(instance, String::new(), |msg| {
+            edit(msg, original, Some(new_content), "messages.update", partial)
+        }))
     })())
 }
 
 /// `messages.delete`: the original message's key, from lull's side.
 fn revoke_of(instance: &str, k: Key) -> Result<Item, &'static str> {
     let original = non_empty(Some(&k.id)).ok_or("no_target")?;
-    let (user, group, sender, opt_in) = place(&k, None, None)?;
-    let mut msg = Message::of_kind(String::new(), MessageKind::Other, sender);
-    revoke(&mut msg, original);
-    msg.provider_type = Some("messages.delete".into());
-    Ok(Item {
-        account: instance.to_string(),
-        user,
-        group,
-        message: msg,
-        opt_in,
-    })
+    Ok(place(&k, None, None)?.item(instance, String::new(), |msg| {
+        revoke(msg, original);
+        msg.provider_type = Some("messages.delete".into());
+    }))
 }
 
 /// `messages.edited`: Baileys' protocol message as the sender wrote it, so its key is from the
@@ -549,16 +541,11 @@ fn edited(
             from_me: Some(!group),
             ..k
         };
-        let (user, group, sender, opt_in) = place(&placed, None, None)?;
-        let mut msg = Message::of_kind(String::new(), MessageKind::Other, sender);
-        protocol_message(&mut msg, &p, original, partial);
-        Ok(Item {
-            account: instance.to_string(),
-            user,
-            group,
-            message: msg,
-            opt_in,
-        })
+        Ok(
+            place(&placed, None, None)?.item(instance, String::new(), |msg| {
+                protocol_message(msg, &p, original, partial)
+            }),
+        )
     })())
 }
 
