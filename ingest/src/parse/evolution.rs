@@ -619,9 +619,7 @@ fn contacts_array(msg: &mut Message, raw: Option<&RawValue>) -> Option<&'static 
     let cards = raw_as::<Cards<'_>>(raw)
         .and_then(|c| c.contacts)
         .and_then(|c| raw_array(c, MAX_CONTACTS).ok());
-    let Some(cards) = cards else {
-        return None;
-    };
+    let cards = cards?;
     msg.contacts = cards
         .items
         .into_iter()
