@@ -365,7 +365,7 @@ fn upsert(
         .and_then(|m| raw_as::<Wrapped<'_>>(Some(m)))
         .and_then(|w| w.protocol());
     if let Some(p) = protocol {
-        let original = raw_as::<Key>(p.key).map(|k| k.id);
+        let original = raw_as::<Key>(p.key).and_then(|k| non_empty(Some(&k.id)));
         if let (Some(original), true) = (original, p.what() != ProtocolKind::Other) {
             return Ok(placed.item(instance, String::new(), |msg| {
                 msg.sent_at = up.message_timestamp.and_then(unix_secs_raw);

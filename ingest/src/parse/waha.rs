@@ -248,7 +248,7 @@ fn edited(
 fn revoked(session: &str, raw: &RawValue) -> Result<Item, &'static str> {
     let r: Revoked<'_> = raw_as(Some(raw)).ok_or("unreadable")?;
     let action: Payload<'_> = raw_as(r.after.or(r.before)).ok_or("no_target")?;
-    let before_id = raw_as::<Payload<'_>>(r.before).map(|b| b.id);
+    let before_id = raw_as::<Payload<'_>>(r.before).and_then(|b| non_empty(Some(&b.id)));
     let mut item = message(session, action, &mut Vec::new())?;
     let original = match non_empty(r.revoked_message_id.as_deref()) {
         Some(bare) => full_id(&item.message.id, &bare),
