@@ -389,7 +389,8 @@ impl World {
     ) -> Option<StoreError> {
         if self.now < self.throttled_until && !self.draining && self.rng.bool() {
             let now = self.now;
-            self.rec.fault(key, now, TraceEvent::Fault("store throttled"));
+            self.rec
+                .fault(key, now, TraceEvent::Fault("store throttled"));
             return Some(StoreError::Throttled(
                 "injected ProvisionedThroughputExceeded".into(),
             ));
@@ -443,7 +444,8 @@ impl World {
                     return OpResult::Load(Err(e));
                 }
                 if self.fault(store_fault) {
-                    self.rec.fault(Some(&key), now, TraceEvent::Fault("store error"));
+                    self.rec
+                        .fault(Some(&key), now, TraceEvent::Fault("store error"));
                     return OpResult::Load(Err(StoreError::Unavailable("injected".into())));
                 }
                 OpResult::Load(Ok(self.store.load_now(&key).map(Box::new)))
@@ -455,7 +457,8 @@ impl World {
                 let failed = self.fault(store_fault);
                 // Half the failures land anyway (a timeout after the write).
                 if failed {
-                    self.rec.fault(Some(&next.key), now, TraceEvent::Fault("store error"));
+                    self.rec
+                        .fault(Some(&next.key), now, TraceEvent::Fault("store error"));
                     if !self.rng.bool() {
                         return OpResult::Written(Err(StoreError::Unavailable("injected".into())));
                     }
@@ -478,7 +481,8 @@ impl World {
                     return OpResult::Seen(Err(e));
                 }
                 if self.fault(store_fault) {
-                    self.rec.fault(Some(&key), now, TraceEvent::Fault("store error"));
+                    self.rec
+                        .fault(Some(&key), now, TraceEvent::Fault("store error"));
                     return OpResult::Seen(Err(StoreError::Unavailable("injected".into())));
                 }
                 OpResult::Seen(Ok(self.store.seen_now(&key, &message_id, at)))
@@ -491,7 +495,8 @@ impl World {
                 let failed = self.fault(store_fault);
                 // Half the failures land anyway (a timeout after the write).
                 if failed {
-                    self.rec.fault(key.as_ref(), now, TraceEvent::Fault("store error"));
+                    self.rec
+                        .fault(key.as_ref(), now, TraceEvent::Fault("store error"));
                     if !self.rng.bool() {
                         return OpResult::Remembered(Err(StoreError::Unavailable(
                             "injected".into(),
@@ -510,7 +515,8 @@ impl World {
                 }
                 let failed = self.fault(store_fault);
                 if failed {
-                    self.rec.fault(Some(&next.key), now, TraceEvent::Fault("store error"));
+                    self.rec
+                        .fault(Some(&next.key), now, TraceEvent::Fault("store error"));
                     if !self.rng.bool() {
                         return OpResult::Written(Err(StoreError::Unavailable("injected".into())));
                     }
@@ -594,11 +600,16 @@ impl World {
         let f = self.faults;
         let now = self.now;
         if self.fault(f.trigger_error) {
-            self.rec.fault(Some(&msg.key), now, TraceEvent::Fault("trigger send failed"));
+            self.rec.fault(
+                Some(&msg.key),
+                now,
+                TraceEvent::Fault("trigger send failed"),
+            );
             return Err(TriggerError("injected send failure".into()));
         }
         if self.fault(f.trigger_lost) {
-            self.rec.fault(Some(&msg.key), now, TraceEvent::Fault("trigger lost"));
+            self.rec
+                .fault(Some(&msg.key), now, TraceEvent::Fault("trigger lost"));
             return Ok(());
         }
         let delay_s = at.0.saturating_sub(sent_at.0).div_ceil(1000).min(900);
@@ -606,14 +617,17 @@ impl World {
             .now
             .plus(Duration::from_secs(delay_s) + self.between(0, 200));
         if self.fault(f.trigger_late) {
-            self.rec.fault(Some(&msg.key), now, TraceEvent::Fault("trigger late"));
+            self.rec
+                .fault(Some(&msg.key), now, TraceEvent::Fault("trigger late"));
             fire = fire.plus(self.between(1_000, 60_000));
         } else if self.fault(f.trigger_early) {
-            self.rec.fault(Some(&msg.key), now, TraceEvent::Fault("trigger early"));
+            self.rec
+                .fault(Some(&msg.key), now, TraceEvent::Fault("trigger early"));
             fire = Millis(fire.0.saturating_sub(self.rng.u64(100..=3_000)));
         }
         let copies = if self.fault(f.trigger_duplicated) {
-            self.rec.fault(Some(&msg.key), now, TraceEvent::Fault("trigger duplicated"));
+            self.rec
+                .fault(Some(&msg.key), now, TraceEvent::Fault("trigger duplicated"));
             2
         } else {
             1
