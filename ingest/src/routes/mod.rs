@@ -341,20 +341,29 @@ fn without_content(m: Message) -> Message {
     out
 }
 
-/// Applies every presence entry of an authenticated body to its conversation (at most
+/// Applies the presence entries of an authenticated body (at most
 /// [`MAX_PRESENCES`](crate::parse::presence::MAX_PRESENCES) of them; none is stored as a
-/// message). 200 with what they did; a store failure is a 5xx so the gateway retries.
+/// message): per conversation only its last entry. The entries of one body share the gateway's
+/// time, and applied in order each replaces the one before it, so the last one's state is what
+/// remains: applying only it costs one read and at most one write per conversation instead of
+/// one per entry (a group's body names each participant). The entries it supersedes are counted
+/// as ignored (`presence_superseded`). 200 with what they did; a store failure is a 5xx so the
+/// gateway retries. A key over the store's limits refuses the body before anything is applied.
 pub(crate) async fn presence_all(
     st: &IngestState,
     provider: Provider,
     tenant: &Tenant,
     body: crate::parse::presence::PresenceBody,
 ) -> Result<Response, IngestError> {
-    for reason in &body.skipped {
-        metrics::counter!(m::IGNORED_EVENTS, "reason" => *reason, "provider" => provider.as_str())
+    let count_ignored = |reason: &'static str| {
+        metrics::counter!(m::IGNORED_EVENTS, "reason" => reason, "provider" => provider.as_str())
             .increment(1);
+    };
+    for reason in &body.skipped {
+        count_ignored(reason);
     }
-    let mut applied = 0usize;
+    let mut ignored = body.skipped.len();
+    let mut entries: Vec<(ConversationKey, crate::parse::presence::PresenceItem)> = Vec::new();
     for item in body.items {
         // A chat named by its LID: the conversation its messages go to (`crate::lids`).
         let mapped = item
@@ -362,17 +371,26 @@ pub(crate) async fn presence_all(
             .then(|| st.lids.user_for(provider, &item.account, &item.user))
             .flatten();
         if item.lid && mapped.is_none() {
-            metrics::counter!(m::IGNORED_EVENTS, "reason" => "lid_unmapped", "provider" => provider.as_str())
-                .increment(1);
+            count_ignored("lid_unmapped");
         }
         let key = ConversationKey {
             provider,
             account: normalise_account(provider, &item.account).to_string(),
-            user: mapped.unwrap_or(item.user),
-            group: item.group,
+            user: mapped.unwrap_or_else(|| item.user.clone()),
+            group: item.group.clone(),
         };
         key.check_lengths("")
             .map_err(|e| IngestError::BadRequest(format!("{provider}: {e}")))?;
+        // A later entry for the same conversation supersedes this one.
+        if let Some(i) = entries.iter().position(|(k, _)| *k == key) {
+            entries.remove(i);
+            count_ignored("presence_superseded");
+            ignored += 1;
+        }
+        entries.push((key, item));
+    }
+    let mut applied = 0usize;
+    for (key, item) in entries {
         let out = st
             .appender
             .presence(key, tenant.policy, item.kind, item.sent_at)
@@ -382,10 +400,7 @@ pub(crate) async fn presence_all(
             applied += 1;
         }
     }
-    let body = format!(
-        r#"{{"presence":{applied},"ignored":{}}}"#,
-        body.skipped.len()
-    );
+    let body = format!(r#"{{"presence":{applied},"ignored":{ignored}}}"#);
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
