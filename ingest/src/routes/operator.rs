@@ -1,12 +1,15 @@
 //! The business side's own messages, for the gateways that forward them (Evolution `fromMe`,
-//! WAHA `message.any`): dropped unless the tenant opts in, and a person's (not the bot's) pauses
-//! the conversation's hand-offs for the tenant's pause time, once per message id: a retried or
-//! replayed operator message neither pauses again nor extends the pause.
+//! WAHA `message.any`, Meta `smb_message_echoes`): dropped unless the tenant opts in, and a
+//! person's (not the bot's) pauses the conversation's hand-offs for the tenant's pause time, once
+//! per message id: a retried or replayed operator message neither pauses again nor extends the
+//! pause.
 
 use lull_core::protocol::OperatorOutcome;
 use lull_core::Provider;
 
-use super::key_of;
+use axum::response::Response;
+
+use super::{append_all, key_of};
 use crate::error::IngestError;
 use crate::parse::{Item, OptIn, Parsed};
 use crate::state::IngestState;
@@ -60,7 +63,10 @@ pub(crate) async fn pause_for_operators(
     items: Vec<Item>,
 ) -> Result<(), IngestError> {
     for item in items {
-        let key = key_of(provider, &item)?;
+        // An item whose key is over the store's limits names no conversation lull can hold.
+        let Ok(key) = key_of(provider, &item) else {
+            continue;
+        };
         let out = st
             .appender
             .operator_message(key, tenant.policy, item.message, false)
@@ -72,4 +78,21 @@ pub(crate) async fn pause_for_operators(
         }
     }
     Ok(())
+}
+
+/// The tail every message route shares: drops the opt-ins the tenant did not ask for (keeping
+/// aside the operator messages it does not buffer), appends the rest (a buffered operator
+/// message appends and pauses), then applies the unbuffered operator messages' pauses (after
+/// the append, so a conversation the same body opened is paused too).
+pub(crate) async fn append_and_pause(
+    st: &IngestState,
+    provider: Provider,
+    tenant: &Tenant,
+    parsed: Parsed,
+    wanted: OptIns,
+) -> Result<Response, IngestError> {
+    let (parsed, operators) = apply_opt_ins(wanted, parsed);
+    let answer = append_all(st, provider, tenant, parsed).await?;
+    pause_for_operators(st, provider, tenant, operators).await?;
+    Ok(answer)
 }
