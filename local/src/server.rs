@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 use crate::store::{Durability, OpenError, SqliteStore};
 use crate::sweep::SweepSettings;
 use crate::timers::{LocalTrigger, TimerQueue, TimerSettings};
-use crate::{limit, ops, sweep, timers};
+use crate::{console, limit, ops, sweep, timers};
 
 /// The append capability bound to the local adapters (what the webhook routes use).
 pub type LocalIntake = Intake<SqliteStore, LocalTrigger, SystemClock>;
@@ -241,6 +241,7 @@ impl<K: Sink + 'static> Local<K> {
         ops_listener: TcpListener,
         webhooks: Router,
         metrics: Option<PrometheusHandle>,
+        tenants: Option<Arc<crate::tenants::SqliteTenants>>,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         // One token for every background task: cancelled once, seen at each task's next await
@@ -274,12 +275,38 @@ impl<K: Sink + 'static> Local<K> {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let app = limit::shed_over(self.settings.max_concurrent_requests, webhooks);
+        // The operators' console on the ops listener: it reads the store and the metrics, and
+        // acts through the same timers and intake as the ops routes; nothing on the webhook or
+        // flush paths changes for it.
+        let console = Arc::new(console::local::LocalConsole {
+            store: self.store.clone(),
+            timers: self.timers.clone(),
+            intake: self.intake.clone(),
+            tenants,
+            metrics: metrics.clone(),
+            samples: Arc::default(),
+            horizon: self.settings.buffer.dedupe_horizon,
+            data_dir: self.settings.data_dir.clone(),
+        });
+        let sampler = {
+            let (console, shutdown) = (console.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                loop {
+                    console.sample();
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(console::chart::SAMPLE_EVERY) => {}
+                    }
+                }
+            })
+        };
         let ops_app = ops::router(
             self.store.clone(),
             self.timers.clone(),
             self.intake.clone(),
             metrics,
-        );
+        )
+        .merge(console::router(console, self.log_secret.clone()));
         let (served, ops_served) = tokio::join!(
             axum::serve(
                 listener,
@@ -296,6 +323,7 @@ impl<K: Sink + 'static> Local<K> {
         shutdown.cancel();
         let _ = timer_task.await;
         let _ = sweep_task.await;
+        let _ = sampler.await;
         flushes.close();
         flushes.wait().await;
         tracing::info!(

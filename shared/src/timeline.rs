@@ -275,12 +275,22 @@ mod tests {
         };
         let c = Conversation::fresh(key, Millis(1_000));
         let c = c
-            .plan_append(Message::text("m1", "u", "hi"), &Policy::default(), Millis(1_000), &mut rnd)
+            .plan_append(
+                Message::text("m1", "u", "hi"),
+                &Policy::default(),
+                Millis(1_000),
+                &mut rnd,
+            )
             .unwrap()
             .next;
-        c.plan_append(Message::text("m2", "u", "2 pizzas"), &Policy::default(), Millis(3_000), &mut rnd)
-            .unwrap()
-            .next
+        c.plan_append(
+            Message::text("m2", "u", "2 pizzas"),
+            &Policy::default(),
+            Millis(3_000),
+            &mut rnd,
+        )
+        .unwrap()
+        .next
     }
 
     #[test]
@@ -295,12 +305,26 @@ mod tests {
         );
         let t = timeline(&c, Millis(4_000), HORIZON);
         let whats: Vec<_> = t.iter().map(|e| (e.at.0, &e.what)).collect();
-        assert!(matches!(whats[0], (1_000, What::Opened { quiet_ms: 8_000, .. })));
+        assert!(matches!(
+            whats[0],
+            (
+                1_000,
+                What::Opened {
+                    quiet_ms: 8_000,
+                    ..
+                }
+            )
+        ));
         assert!(matches!(whats[1], (1_000, What::Accepted { index: 0, .. })));
         assert!(matches!(whats[2], (3_000, What::Accepted { index: 1, .. })));
         assert!(matches!(
             whats[3],
-            (11_000, What::WillBeDue { rule: TurnReason::Quiet })
+            (
+                11_000,
+                What::WillBeDue {
+                    rule: TurnReason::Quiet
+                }
+            )
         ));
     }
 
@@ -311,7 +335,15 @@ mod tests {
         let gen = c.pending[0].gen;
         assert!(c.lease_head(Millis(11_000), Duration::from_secs(75), 5));
         assert!(c.park(gen, 5, Millis(11_040), "bot.example answered 404 Not Found"));
-        c.note_attempt(gen, Attempt { at: 11_000, ms: 40, status: Some(404), refused: true });
+        c.note_attempt(
+            gen,
+            Attempt {
+                at: 11_000,
+                ms: 40,
+                status: Some(404),
+                refused: true,
+            },
+        );
         match standing(&c, Millis(12_000)) {
             Standing::Parked { status, since, .. } => {
                 assert_eq!((status, since), (Some(404), Millis(11_040)))
@@ -321,15 +353,24 @@ mod tests {
         let t = timeline(&c, Millis(12_000), HORIZON);
         assert!(t.iter().any(|e| matches!(
             e.what,
-            What::Failed { ms: 40, status: Some(404), refused: true }
+            What::Failed {
+                ms: 40,
+                status: Some(404),
+                refused: true
+            }
         ) && e.at == Millis(11_000)));
-        assert!(t.iter().any(|e| matches!(&e.what, What::Held { why, .. } if why.contains("404"))));
+        assert!(t
+            .iter()
+            .any(|e| matches!(&e.what, What::Held { why, .. } if why.contains("404"))));
         // A pause outranks the park in what holds the conversation.
         c.turn.pause = Some(crate::turn::Pause {
             until: Millis(99_000),
             reason: crate::turn::PauseReason::Admin,
         });
-        assert!(matches!(standing(&c, Millis(12_000)), Standing::Paused { .. }));
+        assert!(matches!(
+            standing(&c, Millis(12_000)),
+            Standing::Paused { .. }
+        ));
     }
 
     #[test]
@@ -338,13 +379,32 @@ mod tests {
         c.close_if_due(Millis(11_000));
         let gen = c.pending[0].gen;
         for i in 0..10u64 {
-            c.note_attempt(gen, Attempt { at: i, ms: 1, status: Some(503), refused: false });
+            c.note_attempt(
+                gen,
+                Attempt {
+                    at: i,
+                    ms: 1,
+                    status: Some(503),
+                    refused: false,
+                },
+            );
         }
         let kept: Vec<u64> = c.pending[0].attempts.iter().map(|a| a.at).collect();
         assert_eq!(kept, [6, 7, 8, 9]);
         // Another generation's attempt is not this batch's.
-        c.note_attempt(gen + 1, Attempt { at: 99, ms: 1, status: None, refused: false });
-        assert_eq!(c.pending[0].attempts.len(), crate::window::MAX_ATTEMPTS_KEPT);
+        c.note_attempt(
+            gen + 1,
+            Attempt {
+                at: 99,
+                ms: 1,
+                status: None,
+                refused: false,
+            },
+        );
+        assert_eq!(
+            c.pending[0].attempts.len(),
+            crate::window::MAX_ATTEMPTS_KEPT
+        );
     }
 
     #[test]
