@@ -25,14 +25,30 @@ use sha2::Sha256;
 /// The session cookie's name.
 pub const COOKIE: &str = "lull_console";
 
-/// A refusal: plain text naming the rule.
-pub fn refuse(status: StatusCode, reason: &str) -> Response {
-    (
+/// A request the console refuses: answered with its status and plain text naming the rule.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub reason: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("console: {}\n", self.reason),
+        )
+            .into_response()
+    }
+}
+
+/// A refusal with `status`, naming the rule.
+pub fn refuse(status: StatusCode, reason: &str) -> Refusal {
+    Refusal {
         status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("console: {reason}\n"),
-    )
-        .into_response()
+        reason: reason.to_string(),
+    }
 }
 
 /// The browser's session as a page sees it.
@@ -69,7 +85,7 @@ impl Guard {
     }
 
     /// A page load: the `Host` rule, and the browser's session (a new one when it has none).
-    pub fn page(&self, headers: &HeaderMap) -> Result<Session, Response> {
+    pub fn page(&self, headers: &HeaderMap) -> Result<Session, Refusal> {
         host_allowed(headers)?;
         let (session, set_cookie) = match session_cookie(headers) {
             Some(s) => (s, None),
@@ -88,7 +104,7 @@ impl Guard {
 
     /// An action (a POST): the `Host` rule, `Sec-Fetch-Site` and `Origin` when the browser sent
     /// them, a form body, and the CSRF token of the session cookie.
-    pub fn action(&self, headers: &HeaderMap, csrf: &str) -> Result<(), Response> {
+    pub fn action(&self, headers: &HeaderMap, csrf: &str) -> Result<(), Refusal> {
         let host = host_allowed(headers)?;
         let forbidden = |why: &str| Err(refuse(StatusCode::FORBIDDEN, why));
         if let Some(site) = headers.get("sec-fetch-site") {
@@ -137,7 +153,7 @@ impl Guard {
 }
 
 /// The `Host` header, when it names an IP address or `localhost` (any port); else a 403.
-fn host_allowed(headers: &HeaderMap) -> Result<&str, Response> {
+fn host_allowed(headers: &HeaderMap) -> Result<&str, Refusal> {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -208,7 +224,7 @@ mod tests {
         let other = Guard::new()
             .page(&headers(&[("host", "localhost")]))
             .unwrap();
-        let status = |r: Result<(), Response>| r.unwrap_err().status();
+        let status = |r: Result<(), Refusal>| r.unwrap_err().status;
         assert_eq!(status(g.action(&ok, &other.token)), StatusCode::FORBIDDEN);
         assert_eq!(status(g.action(&ok, "")), StatusCode::FORBIDDEN);
         let mut cross = ok.clone();

@@ -486,7 +486,7 @@ struct ActionForm {
 /// The largest form an action takes: a key (at most ~2 KB) and a duration.
 const FORM_LIMIT: usize = 4 * 1024;
 
-fn form(headers: &HeaderMap, body: &[u8], guard: &Guard) -> Result<ActionForm, Response> {
+fn form(headers: &HeaderMap, body: &[u8], guard: &Guard) -> Result<ActionForm, guard::Refusal> {
     if body.len() > FORM_LIMIT {
         return Err(guard::refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -508,7 +508,7 @@ async fn reveal<B: Backend>(
 ) -> Response {
     let f = match form(&headers, &body, &c.guard) {
         Ok(f) => f,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let session = match c.guard.page(&headers) {
         Ok(s) => s,
@@ -533,11 +533,14 @@ async fn action<B: Backend>(
 ) -> Response {
     let f = match form(&headers, &body, &c.guard) {
         Ok(f) => f,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let key = match lull_ingest::routes::admin::conversation_key(&f.key) {
         Ok(k) => k,
-        Err(e) => return guard::refuse(StatusCode::BAD_REQUEST, &format!("{:?}: {e}", f.key)),
+        Err(e) => {
+            return guard::refuse(StatusCode::BAD_REQUEST, &format!("{:?}: {e}", f.key))
+                .into_response()
+        }
     };
     let outcome = match action.as_str() {
         "redrive" => c.backend.redrive(&key).await,
@@ -545,7 +548,7 @@ async fn action<B: Backend>(
         "pause" => {
             let d = match pause_duration(f.pause_for.as_deref().unwrap_or("30m")) {
                 Ok(d) => d,
-                Err(e) => return guard::refuse(StatusCode::BAD_REQUEST, &e),
+                Err(e) => return guard::refuse(StatusCode::BAD_REQUEST, &e).into_response(),
             };
             c.backend.pause(&key, Some(d)).await.map(said)
         }
@@ -554,6 +557,7 @@ async fn action<B: Backend>(
                 StatusCode::NOT_FOUND,
                 &format!("no console action {other:?} (redrive, pause, resume)"),
             )
+            .into_response()
         }
     };
     let done = match outcome {
