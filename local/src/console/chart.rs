@@ -117,8 +117,11 @@ impl Samples {
                     start: Millis(start),
                     batches: (b.batches - a.batches).max(0.0) as u64,
                     messages: (b.messages - a.messages).max(0.0) as u64,
-                    mean_lag_ms: (lag_n >= 1.0)
-                        .then(|| ((b.lag_sum_s - a.lag_sum_s) / lag_n * 1000.0).max(0.0) as u64),
+                    mean_lag_ms: (lag_n >= 1.0).then(|| {
+                        ((b.lag_sum_s - a.lag_sum_s) / lag_n * 1000.0)
+                            .max(0.0)
+                            .round() as u64
+                    }),
                 }
             })
             .collect()
