@@ -194,11 +194,16 @@ impl Server {
             .await
     }
 
-    /// POSTs a Meta-shaped body; returns the status (0 when the request failed).
-    pub async fn post_meta(&self, body: &Value) -> u16 {
+    /// POSTs JSON `body` to the ops listener's `path`; returns the status (0 when the request
+    /// failed).
+    pub async fn client_post_ops(&self, path: &str, body: &Value) -> u16 {
+        self.post_value(self.ops_addr, path, body).await
+    }
+
+    async fn post_value(&self, addr: SocketAddr, path: &str, body: &Value) -> u16 {
         match self
             .client
-            .post(format!("http://{}/webhook/meta", self.addr))
+            .post(format!("http://{addr}{path}"))
             .json(body)
             .timeout(Duration::from_secs(10))
             .send()
@@ -207,6 +212,11 @@ impl Server {
             Ok(r) => r.status().as_u16(),
             Err(_) => 0,
         }
+    }
+
+    /// POSTs a Meta-shaped body; returns the status (0 when the request failed).
+    pub async fn post_meta(&self, body: &Value) -> u16 {
+        self.post_value(self.addr, "/webhook/meta", body).await
     }
 
     /// POSTs raw JSON `body` to the webhook `path` with `headers`; returns the status (0 when
@@ -282,6 +292,11 @@ pub struct CaptureState {
     pub failing: AtomicBool,
     /// Answer 503 to batches of this user only.
     pub failing_user: Mutex<Option<String>>,
+    /// Refuse (422) the first delivery of each batch of this user, accept the later ones: a
+    /// batch parks, and a redrive then gets it through.
+    pub refuse_once_user: Mutex<Option<String>>,
+    /// The batch ids refused so far under `refuse_once_user`.
+    pub refused: Mutex<std::collections::HashSet<String>>,
     /// While true, requests wait until it turns false (a hand-off in flight): see
     /// [`Capture::hold`] and [`Capture::release`].
     hold: tokio::sync::watch::Sender<bool>,
@@ -354,6 +369,12 @@ async fn receive(State(st): State<Arc<CaptureState>>, body: axum::body::Bytes) -
     let user_fails = st.failing_user.lock().expect("lock").as_deref() == Some(user);
     if st.failing.load(Ordering::SeqCst) || user_fails {
         return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    if st.refuse_once_user.lock().expect("lock").as_deref() == Some(user) {
+        let id = batch["batch_id"].as_str().unwrap_or("").to_string();
+        if st.refused.lock().expect("lock").insert(id) {
+            return StatusCode::UNPROCESSABLE_ENTITY;
+        }
     }
     st.acked.lock().expect("lock").push(batch);
     StatusCode::OK

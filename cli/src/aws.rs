@@ -116,11 +116,7 @@ pub fn tenants(args: &crate::tenants::TenantsArgs) -> Result<String, String> {
             }
         }
     };
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?
-        .block_on(run)
+    block_on(run)
 }
 
 /// Without the `aws` feature: say how to get it.
@@ -157,6 +153,72 @@ pub fn pause(
             .await
             .map_err(|e| e.to_string())
     };
+    block_on(run)
+}
+
+/// Without the `aws` feature: say how to get it.
+#[cfg(not(feature = "aws"))]
+pub fn console(_: std::net::SocketAddr) -> Result<(), String> {
+    Err(
+        "this lull was built without AWS support; run `cargo run --release -p lull --features \
+         aws -- console --aws`"
+            .into(),
+    )
+}
+
+/// `lull console --aws`: the console over the deployment's table and queues (the webhook
+/// Lambda's variables), redriving through the flush Lambda's sink when `LULL_SINK` is set.
+#[cfg(feature = "aws")]
+pub fn console(listen: std::net::SocketAddr) -> Result<(), String> {
+    use std::sync::Arc;
+
+    use lull_aws::console::AwsConsole;
+    use lull_aws::{Accounting, AwsClients, Role, Settings};
+
+    let settings = Settings::from_env(Role::Webhook).map_err(|e| e.to_string())?;
+    let run = async {
+        let clients = AwsClients::from_env().await;
+        let acct = Accounting::new();
+        let (store, _, _) = settings.build(&clients, &acct).map_err(|e| e.to_string())?;
+        let intake = settings
+            .intake(&clients, &acct)
+            .map_err(|e| e.to_string())?;
+        let handoff = match Settings::from_env(Role::Flush) {
+            Ok(s) => Some(s.handoff(&clients, &acct).map_err(|e| e.to_string())?),
+            Err(e) => {
+                eprintln!("lull console --aws: redrive is off ({e})");
+                None
+            }
+        };
+        let console = AwsConsole {
+            store,
+            intake,
+            handoff,
+            tenants: settings.tenant_store(&clients, &acct),
+            horizon: settings.buffer.dedupe_horizon,
+            table: settings.table.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        eprintln!(
+            "lull console: http://{addr}/console (table {})",
+            settings.table
+        );
+        let secret: Arc<[u8]> = settings.log_secret.as_bytes().into();
+        lull_local::console::serve(listener, console, secret, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+    };
+    block_on(run)
+}
+
+/// Runs `run` on a fresh multi-thread runtime (each `--aws` command is one such run).
+#[cfg(feature = "aws")]
+fn block_on<T>(run: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -2,6 +2,7 @@
 
 mod aws;
 mod check;
+mod console;
 mod demo;
 mod redact;
 mod serve;
@@ -51,6 +52,9 @@ enum Command {
     /// Pause a conversation's hand-offs while a human takes over, or resume them (locally or,
     /// with --aws, in the AWS deployment).
     Conversations(serve::conversations::ConversationsArgs),
+    /// Serve the operators' console of an AWS deployment (--aws) on loopback; `lull serve`
+    /// serves the local one on its ops listener at /console.
+    Console(console::ConsoleArgs),
     /// Resolve the configuration as `serve` (or, with --aws, each Lambda) would, start nothing,
     /// and name every problem; --send-test-batch also hands the sink one signed test batch.
     Check(check::CheckArgs),
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Some(Command::Inspect(args)) => serve::inspect(&args),
         Some(Command::Redrive(args)) => serve::redrive(&args),
         Some(Command::Conversations(args)) => serve::conversations::run(&args),
+        Some(Command::Console(args)) => console::run(&args),
         Some(Command::Check(args)) => check::run(&args),
         Some(Command::Tenants(args)) => tenants::run(&args),
         Some(Command::Simulate(args)) => ExitCode::from(simulate::run(&args)),

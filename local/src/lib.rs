@@ -7,9 +7,11 @@
 //! - [`sweep`]: the core's periodic sweep;
 //! - [`tenants`]: the tenant store, a table beside the windows;
 //! - [`ops`]: `/healthz`, `/metrics` and `/redrive`, on their own listener (loopback by default);
+//! - [`console`]: the operators' console (HTML pages and actions on the ops listener);
 //! - [`limit`]: the bound on webhook requests in flight (503 + `Retry-After` beyond it);
 //! - [`server`]: wiring and clean shutdown (one `CancellationToken` the tasks share).
 
+pub mod console;
 pub mod limit;
 pub mod ops;
 pub mod ops_guard;

@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 use crate::store::{Durability, OpenError, SqliteStore};
 use crate::sweep::SweepSettings;
 use crate::timers::{LocalTrigger, TimerQueue, TimerSettings};
-use crate::{limit, ops, sweep, timers};
+use crate::{console, limit, ops, sweep, timers};
 
 /// The append capability bound to the local adapters (what the webhook routes use).
 pub type LocalIntake = Intake<SqliteStore, LocalTrigger, SystemClock>;
@@ -205,6 +205,7 @@ impl<K: Sink + 'static> Local<K> {
         ops_listener: TcpListener,
         webhooks: Router,
         metrics: Option<PrometheusHandle>,
+        tenants: Option<Arc<crate::tenants::SqliteTenants>>,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         // One token for every background task: cancelled once, seen at each task's next await
@@ -242,6 +243,31 @@ impl<K: Sink + 'static> Local<K> {
             .local_addr()
             .map(|a| a.ip().is_loopback())
             .unwrap_or(false);
+        // The operators' console on the ops listener: it reads the store and the metrics, and
+        // acts through the same timers and intake as the ops routes; nothing on the webhook or
+        // flush paths changes for it.
+        let console = Arc::new(console::local::LocalConsole {
+            store: self.store.clone(),
+            timers: self.timers.clone(),
+            intake: self.intake.clone(),
+            tenants,
+            metrics: metrics.clone(),
+            samples: Arc::default(),
+            horizon: self.settings.buffer.dedupe_horizon,
+            data_dir: self.settings.data_dir.clone(),
+        });
+        let sampler = {
+            let (console, shutdown) = (console.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                loop {
+                    console.sample();
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(console::chart::SAMPLE_EVERY) => {}
+                    }
+                }
+            })
+        };
         let ops_app = ops::router(
             crate::ops_guard::OpsGuard::new(self.settings.ops_tokens.clone(), ops_loopback),
             self.store.clone(),
@@ -249,6 +275,15 @@ impl<K: Sink + 'static> Local<K> {
             self.intake.clone(),
             metrics,
         );
+        // The console has no login of its own: its pages show conversations and its forms act on
+        // them, so it is served only on a loopback ops listener (reach it remotely through an SSH
+        // tunnel). On any other address it is not mounted at all, whatever the ops token.
+        let ops_app = if ops_loopback {
+            ops_app.merge(console::router(console, self.log_secret.clone()))
+        } else {
+            tracing::warn!("the operators' console is off: the ops listener is not on loopback");
+            ops_app
+        };
         let (served, ops_served) = tokio::join!(
             axum::serve(
                 listener,
@@ -265,6 +300,7 @@ impl<K: Sink + 'static> Local<K> {
         shutdown.cancel();
         let _ = timer_task.await;
         let _ = sweep_task.await;
+        let _ = sampler.await;
         flushes.close();
         flushes.wait().await;
         tracing::info!(

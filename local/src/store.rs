@@ -25,6 +25,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 
 use lull_core::ports::{DedupeRecord, StoreError, WindowStore, Written};
+use lull_core::window::PARKED;
 use lull_core::{Conversation, ConversationKey, Millis};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
@@ -219,6 +220,18 @@ CREATE TABLE IF NOT EXISTS dedupe (
 CREATE INDEX IF NOT EXISTS dedupe_expiry ON dedupe (expires_at);
 ";
 
+/// The console's list query (`?1`: the parked position, `?2, ?3`: the page cursor, `?4`: the
+/// page size): a range of the partial index `conversations_due`, which holds only
+/// conversations with an open window or a pending batch.
+pub const CONSOLE_DUE_PAGE: &str = "SELECT due_at, key FROM conversations \
+    WHERE due_at IS NOT NULL AND due_at < ?1 AND (due_at, key) > (?2, ?3) \
+    ORDER BY due_at, key LIMIT ?4";
+
+/// The console's parked list (`?1`: the parked position, `?2`: the key cursor, `?3`: the page
+/// size): one `due_at` value of the partial index, in key order.
+pub const CONSOLE_PARKED_PAGE: &str = "SELECT due_at, key FROM conversations \
+    WHERE due_at = ?1 AND key > ?2 ORDER BY key LIMIT ?3";
+
 impl SqliteStore {
     /// Opens (creating if needed) the store under `data_dir`, with the default record cache.
     pub fn open(data_dir: &Path, durability: Durability) -> Result<SqliteStore, OpenError> {
@@ -319,6 +332,51 @@ impl SqliteStore {
                 out.push(decode(&json.map_err(unavailable)?)?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    /// One console page of the due index: up to `limit` conversations after `after` in
+    /// (due_at, key) order, parked ones left out ([`CONSOLE_DUE_PAGE`]: a range of the partial
+    /// index, never a scan of the table).
+    pub async fn console_due_page(
+        &self,
+        after: Option<(u64, String)>,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let (due, key) = after.map_or((i64::MIN, String::new()), |(d, k)| (to_i64(d), k));
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(CONSOLE_DUE_PAGE).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(
+                    params![to_i64(PARKED.0), due, key, to_i64(limit as u64)],
+                    |r| Ok((to_u64(r.get(0)?), r.get::<_, String>(1)?)),
+                )
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+
+    /// One console page of parked conversations: up to `limit` after key `after`, in key order
+    /// ([`CONSOLE_PARKED_PAGE`]: one equality range of the partial index).
+    pub async fn console_parked_page(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let after = after.unwrap_or_default();
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(CONSOLE_PARKED_PAGE)
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(
+                    params![to_i64(PARKED.0), after, to_i64(limit as u64)],
+                    |r| Ok((to_u64(r.get(0)?), r.get::<_, String>(1)?)),
+                )
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
         })
         .await
     }

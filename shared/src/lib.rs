@@ -29,6 +29,7 @@ pub mod scenarios;
 pub mod settings;
 pub mod sim;
 pub mod time;
+pub mod timeline;
 pub mod timing;
 pub mod turn;
 pub mod window;

@@ -159,11 +159,17 @@ pub enum SinkError {
     Retryable {
         reason: String,
         retry_after: Option<Duration>,
+        /// The HTTP status the sink answered, when it answered one (for the console's attempts).
+        status: Option<u16>,
     },
     /// The sink refused the batch (400, 401, 403, 404, 410, 413, 422, ...): the same content would
     /// be refused again. The batch stays pending, parked until an operator redrives it.
     #[error("sink refused the batch: {reason}")]
-    Permanent { reason: String },
+    Permanent {
+        reason: String,
+        /// The HTTP status of the refusal, when the sink is an HTTP endpoint.
+        status: Option<u16>,
+    },
 }
 
 impl SinkError {
@@ -172,6 +178,7 @@ impl SinkError {
         SinkError::Retryable {
             reason: reason.into(),
             retry_after: None,
+            status: None,
         }
     }
 
@@ -179,13 +186,31 @@ impl SinkError {
     pub fn permanent(reason: impl Into<String>) -> SinkError {
         SinkError::Permanent {
             reason: reason.into(),
+            status: None,
+        }
+    }
+
+    /// The same failure, naming the HTTP status the sink answered.
+    pub fn with_status(mut self, code: u16) -> SinkError {
+        match &mut self {
+            SinkError::Retryable { status, .. } | SinkError::Permanent { status, .. } => {
+                *status = Some(code)
+            }
+        }
+        self
+    }
+
+    /// The HTTP status the sink answered, if it answered one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            SinkError::Retryable { status, .. } | SinkError::Permanent { status, .. } => *status,
         }
     }
 
     /// The human-readable reason, without the class.
     pub fn reason(&self) -> &str {
         match self {
-            SinkError::Retryable { reason, .. } | SinkError::Permanent { reason } => reason,
+            SinkError::Retryable { reason, .. } | SinkError::Permanent { reason, .. } => reason,
         }
     }
 

@@ -32,6 +32,7 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, url: &Url, now: SystemT
         return SinkError::Retryable {
             reason: format!("{host} answered {status}, redirecting to {to}; {REDIRECT_HINT}"),
             retry_after: retry_after(headers, now),
+            status: Some(code),
         };
     }
     let reason = format!("{host} answered {status}");
@@ -39,11 +40,12 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, url: &Url, now: SystemT
         SinkError::Retryable {
             reason,
             retry_after: retry_after(headers, now),
+            status: Some(code),
         }
     } else {
         // 400, 401, 403, 404, 410, 413, 422 and every other status: a refusal. (1xx never reach
         // here: the HTTP client handles them itself.)
-        SinkError::permanent(reason)
+        SinkError::permanent(reason).with_status(code)
     }
 }
 

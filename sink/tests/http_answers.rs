@@ -186,6 +186,7 @@ fn retryable(r: Result<(), SinkError>) -> (String, Option<Duration>) {
         Err(SinkError::Retryable {
             reason,
             retry_after,
+            ..
         }) => (reason, retry_after),
         other => panic!("expected a retryable failure, got {other:?}"),
     }
@@ -287,7 +288,7 @@ async fn refusals_are_permanent() {
     ] {
         let (url, _) = serve(answer(status, &["retry-after: 5"])).await;
         match deliver(&url, Duration::from_secs(30)).await {
-            Err(SinkError::Permanent { reason }) => {
+            Err(SinkError::Permanent { reason, .. }) => {
                 assert!(reason.contains(&status[..3]), "{reason}")
             }
             other => panic!("{status}: expected permanent, got {other:?}"),
@@ -428,7 +429,7 @@ async fn a_receipt_reads_the_status_and_the_verification_echo() {
     let r = receipt(&url, t).await;
     assert_eq!((r.status, r.verified), (Some(401), Verified::No));
     assert!(
-        matches!(&r.outcome, Err(SinkError::Permanent { reason }) if reason.contains("401")),
+        matches!(&r.outcome, Err(SinkError::Permanent { reason, .. }) if reason.contains("401")),
         "{r:?}"
     );
 

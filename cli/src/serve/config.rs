@@ -46,7 +46,8 @@ pub struct ServeArgs {
     /// secrets.
     #[arg(long, env = "LULL_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
-    /// Address of the ops routes (/healthz, /metrics, /redrive), never the webhook address
+    /// Address of the ops routes (/healthz, /metrics, /redrive, the operators' console at
+    /// /console), never the webhook address
     /// [default: 127.0.0.1:9090].
     #[arg(long, env = "LULL_OPS_LISTEN", value_name = "ADDR")]
     pub ops_listen: Option<String>,

@@ -248,7 +248,7 @@ async fn run_server(cfg: Config) -> Result<(), String> {
     let ops_addr = ops_listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(
         ops_listen = %ops_addr,
-        "ops routes: GET /healthz, GET /metrics, POST /redrive, POST /conversations/pause|resume"
+        "ops routes: GET /healthz, GET /metrics, POST /redrive, POST /conversations/pause|resume; operators' console: GET /console"
     );
     tracing::info!(
         listen = %addr,
@@ -263,6 +263,7 @@ async fn run_server(cfg: Config) -> Result<(), String> {
             ops_listener,
             lull_ingest::router(state),
             metrics,
+            Some(lull_local::tenants::source(&cfg.data_dir).map_err(|e| e.to_string())?),
             signalled(),
         )
         .await
@@ -331,6 +332,7 @@ pub fn inspect(args: &InspectArgs) -> ExitCode {
                     "parked": b.is_parked(),
                     "failures": b.failures,
                     "last_error": b.last_error,
+                    "attempts": b.attempts,
                 })).collect::<Vec<_>>(),
             });
             println!("{v}");

@@ -16,6 +16,8 @@
 pub mod accounting;
 pub mod clients;
 pub mod config;
+#[cfg(feature = "console")]
+pub mod console;
 pub mod flush;
 pub mod record_sizes;
 pub mod redrive;

@@ -488,60 +488,141 @@ impl WindowStore for DynamoDbStore {
 
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<ConversationKey>, StoreError> {
         let mut found: Vec<(u64, ConversationKey)> = Vec::new();
-        let page = i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
         for shard in 0..self.settings.due_shards.max(1) {
-            let mut start: Option<Item> = None;
-            let mut taken = 0usize;
-            loop {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.settings.table)
-                    .index_name(DUE_INDEX)
-                    .key_condition_expression("due_shard = :s AND due_at <= :now")
-                    .expression_attribute_values(":s", n(u64::from(shard)))
-                    .expression_attribute_values(":now", n(now.0))
-                    .scan_index_forward(true)
-                    .limit(page)
-                    .set_exclusive_start_key(start.take())
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                    .send()
-                    .await
-                    .map_err(|e| Self::unavailable("Query", &e))?;
-                let bytes: usize = out.items().iter().map(item_size).sum();
-                self.acct.record_with_estimate(
-                    "dynamodb.Query",
-                    0,
-                    0.0,
-                    units(out.consumed_capacity()),
-                    0.0,
-                    0.5 * bytes.div_ceil(4096).max(1) as f64,
-                );
-                for item in out.items() {
-                    let due_at = get_n(item, "due_at")?;
-                    let pk = match item.get("pk") {
-                        Some(AttributeValue::S(pk)) => pk,
-                        _ => return Err(StoreError::Corrupt("index item without pk".into())),
-                    };
-                    let sk = pk.strip_prefix("c#").ok_or_else(|| {
-                        StoreError::Corrupt("index item is not a conversation".into())
-                    })?;
-                    let key = ConversationKey::from_storage_key(sk)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    found.push((due_at, key));
-                    taken += 1;
-                }
-                match out.last_evaluated_key() {
-                    Some(k) if taken < limit && !k.is_empty() => start = Some(k.clone()),
-                    _ => break,
-                }
-            }
+            found.extend(
+                self.index_range(shard, "due_at <= :a", &[n(now.0)], limit)
+                    .await?,
+            );
         }
         found.sort();
         found.truncate(limit);
         Ok(found.into_iter().map(|(_, k)| k).collect())
     }
 }
+
+impl DynamoDbStore {
+    /// Reads up to `cap` entries of due-index shard `shard` whose `due_at` meets `condition`
+    /// (over `:a`, `:b`: `values` in order), ascending, following `LastEvaluatedKey`: what the
+    /// sweep and the console read. Every `Query` is counted (0.5 RCU per started 4 KB read,
+    /// eventually consistent, as a GSI is).
+    async fn index_range(
+        &self,
+        shard: u32,
+        condition: &str,
+        values: &[AttributeValue],
+        cap: usize,
+    ) -> Result<Vec<(u64, ConversationKey)>, StoreError> {
+        let mut found = Vec::new();
+        let page = i32::try_from(cap.clamp(1, 1000)).unwrap_or(1000);
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.settings.table)
+                .index_name(DUE_INDEX)
+                .key_condition_expression(format!("due_shard = :s AND {condition}"))
+                .expression_attribute_values(":s", n(u64::from(shard)));
+            for (name, v) in [":a", ":b"].iter().zip(values) {
+                q = q.expression_attribute_values(*name, v.clone());
+            }
+            let out = q
+                .scan_index_forward(true)
+                .limit(page)
+                .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| Self::unavailable("Query", &e))?;
+            let bytes: usize = out.items().iter().map(item_size).sum();
+            self.acct.record_with_estimate(
+                "dynamodb.Query",
+                0,
+                0.0,
+                units(out.consumed_capacity()),
+                0.0,
+                0.5 * bytes.div_ceil(4096).max(1) as f64,
+            );
+            for item in out.items() {
+                let due_at = get_n(item, "due_at")?;
+                let pk = match item.get("pk") {
+                    Some(AttributeValue::S(pk)) => pk,
+                    _ => return Err(StoreError::Corrupt("index item without pk".into())),
+                };
+                let sk = pk.strip_prefix("c#").ok_or_else(|| {
+                    StoreError::Corrupt("index item is not a conversation".into())
+                })?;
+                let key = ConversationKey::from_storage_key(sk)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                found.push((due_at, key));
+            }
+            match out.last_evaluated_key() {
+                Some(k) if found.len() < cap && !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// One console page of the due index: up to `limit` conversations after `after` in
+    /// (due_at, key) order, parked ones left out. One `Query` per shard from the cursor's
+    /// `due_at` (entries of that same millisecond at or before the cursor's key are read again
+    /// and dropped), merged: `limit` index entries per shard at most, never a scan.
+    pub async fn console_due_page(
+        &self,
+        after: Option<(u64, String)>,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let from = after.as_ref().map_or(0, |(d, _)| *d);
+        let below = lull_core::window::PARKED.0 - 1;
+        let mut found = Vec::new();
+        for shard in 0..self.settings.due_shards.max(1) {
+            let range = self
+                .index_range(
+                    shard,
+                    "due_at BETWEEN :a AND :b",
+                    &[n(from), n(below)],
+                    limit,
+                )
+                .await?;
+            found.extend(range.into_iter().map(|(d, k)| (d, k.storage_key())));
+        }
+        found.retain(|e| after.as_ref().is_none_or(|a| e > a));
+        found.sort();
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    /// One console page of parked conversations: up to `limit` after key `after`, in key order.
+    /// Parked entries share one `due_at` (`window::PARKED`), so each shard's are read whole (at
+    /// most [`CONSOLE_PARKED_CAP`] per shard) and paged here.
+    pub async fn console_parked_page(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut found = Vec::new();
+        for shard in 0..self.settings.due_shards.max(1) {
+            let range = self
+                .index_range(
+                    shard,
+                    "due_at = :a",
+                    &[n(lull_core::window::PARKED.0)],
+                    CONSOLE_PARKED_CAP,
+                )
+                .await?;
+            found.extend(range.into_iter().map(|(d, k)| (d, k.storage_key())));
+        }
+        found.retain(|(_, k)| after.as_ref().is_none_or(|a| k > a));
+        found.sort_by(|a, b| a.1.cmp(&b.1));
+        found.truncate(limit);
+        Ok(found)
+    }
+}
+
+/// The most parked entries the console reads per due-index shard (a parked batch is an
+/// incident an operator clears; thousands of them are an outage the alarms already report).
+pub const CONSOLE_PARKED_CAP: usize = 1_000;
 
 /// Creates the table (pay per request), its due index, and turns on TTL. For tests and
 /// `lull` set-up scripts; production tables come from infrastructure code with the same shape.

@@ -16,7 +16,7 @@ use crate::ports::{
     Clock, Sink, SinkError, StoreError, Trigger, TriggerError, WindowStore, Written,
 };
 use crate::time::Millis;
-use crate::window::Conversation;
+use crate::window::{Attempt, Conversation};
 
 /// The longest hold a sink's `Retry-After` can ask for (SQS's longest delay).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(900);
@@ -167,6 +167,7 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
             _ => self.clock.now(),
         };
         let batch = head.to_batch(&conv.key);
+        let started = self.clock.now();
         let answer = match self
             .config
             .timing
@@ -200,7 +201,7 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
             Err(error) => {
                 counter!(m::SINK_FAILURES, "kind" => error.kind()).increment(1);
                 Ok(Err(self
-                    .record_failure(&conv, head.gen, token, error)
+                    .record_failure(&conv, head.gen, token, error, started)
                     .await))
             }
         }
@@ -257,9 +258,16 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
         gen: u64,
         token: u64,
         error: SinkError,
+        started: Millis,
     ) -> FlushEnd {
         let now = self.clock.now();
         let mut next = conv.clone();
+        let attempt = Attempt {
+            at: started.0,
+            ms: now.since(started).as_millis() as u64,
+            status: error.status(),
+            refused: matches!(error, SinkError::Permanent { .. }),
+        };
         let (written, end) = match &error {
             SinkError::Retryable { retry_after, .. } => {
                 let hold = self.retry_hold(conv.head_failures(), *retry_after);
@@ -267,7 +275,7 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
                 let retry_at = now.plus(hold);
                 (written, FlushEnd::SinkFailed { error, retry_at })
             }
-            SinkError::Permanent { reason } => {
+            SinkError::Permanent { reason, .. } => {
                 let written = next.park(gen, token, now, reason);
                 counter!(m::BATCHES_PARKED).increment(1);
                 let reason = reason.clone();
@@ -280,6 +288,7 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
             }
         };
         if written {
+            next.note_attempt(gen, attempt);
             if let Err(e) = self.store.replace(conv.ver, &next).await {
                 tracing::debug!(error = %e, "failure hold not written; the lease runs out instead");
             }

@@ -371,6 +371,7 @@ fn a_failed_hand_off_holds_the_batch_at_least_for_the_sinks_retry_after() {
     w.sink.set_failing(Some(SinkError::Retryable {
         reason: "429".into(),
         retry_after: Some(Duration::from_secs(30)),
+        status: Some(429),
     }));
     let r = w.fire().pop().unwrap();
     match r.end {

@@ -44,6 +44,29 @@ pub const PARKED: Millis = Millis(i64::MAX as u64);
 /// The longest reason kept with a failed batch (for `lull inspect` and the logs).
 pub const MAX_ERROR_BYTES: usize = 200;
 
+/// How many failed hand-offs a pending batch remembers (the newest): what the console shows of
+/// its attempts. Bounded so a batch failing for days does not grow its record (4 attempts are
+/// at most ~200 bytes of JSON, inside [`super::FLUSH_HEADROOM`]); `failures` keeps the full
+/// count.
+pub const MAX_ATTEMPTS_KEPT: usize = 4;
+
+/// One failed hand-off of a batch, as the console shows it: when the sink call started, how
+/// long the sink took to answer, and what it answered. An acknowledged attempt is not kept: the
+/// acknowledgement removes the batch (its ids stay in [`Conversation::acked`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When the sink call started, in ms (integers: compact in every record).
+    pub at: u64,
+    /// How long the sink took to answer (or to fail), in ms.
+    pub ms: u64,
+    /// The HTTP status the sink answered, when it answered one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// True when the sink refused the batch (it was parked), false for a retryable failure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
+}
+
 /// A closed window waiting to be acknowledged by the sink. Immutable but for its lease.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClosedBatch {
@@ -70,6 +93,10 @@ pub struct ClosedBatch {
     /// The end-of-turn rule that made the window due (quiet and max-wait closes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waited: Option<TurnReason>,
+    /// The newest failed hand-offs (at most [`MAX_ATTEMPTS_KEPT`], oldest first). Absent in
+    /// records written before it existed, and while nothing failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
     pub messages: Vec<Message>,
 }
 
@@ -203,6 +230,17 @@ impl Conversation {
         }
         self.touch(now);
         true
+    }
+
+    /// Notes a failed hand-off of batch `gen` (the oldest pending one) in the same write that
+    /// holds or parks it: the newest [`MAX_ATTEMPTS_KEPT`] are kept. Changes nothing (and the
+    /// version is not bumped: the hold's write carries it) when `gen` is not the head.
+    pub fn note_attempt(&mut self, gen: u64, attempt: Attempt) {
+        if let Some(head) = self.pending.first_mut().filter(|b| b.gen == gen) {
+            head.attempts.push(attempt);
+            let over = head.attempts.len().saturating_sub(MAX_ATTEMPTS_KEPT);
+            head.attempts.drain(..over);
+        }
     }
 
     /// Clears the lease (token `token`) on batch `gen`: the local server does this at start-up

@@ -17,7 +17,7 @@ pub(crate) mod test_support;
 
 pub use acked::{AckedIds, ACKED_IDS_BYTES, LEGACY_DEDUPE};
 pub use append::{AppendPlan, AppendRefused};
-pub use batch::{ClosedBatch, Hold, MAX_ERROR_BYTES, PARKED};
+pub use batch::{Attempt, ClosedBatch, Hold, MAX_ATTEMPTS_KEPT, MAX_ERROR_BYTES, PARKED};
 pub use chain::{Chain, OVERDUE_SLACK};
 pub use limits::{
     FLUSH_HEADROOM, MAX_CONVERSATION_BYTES, MAX_MESSAGE_BYTES, MAX_RECORD_BYTES, STORE_ITEM_LIMIT,

@@ -131,6 +131,7 @@ impl Conversation {
                 failures: 0,
                 last_error: None,
                 waited,
+                attempts: Vec::new(),
                 messages: w.messages,
             });
             self.gen += 1;

@@ -1,0 +1,135 @@
+//! The console over `lull serve`'s own store: lists from the SQLite due index (a partial index
+//! on `(due_at, key)`, read with keyset pages: `store::CONSOLE_DUE_PAGE`,
+//! `store::CONSOLE_PARKED_PAGE`), records through the store (its cache, then SQLite), actions
+//! through the server's own timers (a redrive claim, as `POST /redrive` and `lull redrive` do)
+//! and intake (`Intake::pause`, as `lull conversations` does), tenants from the data directory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lull_core::ports::WindowStore as _;
+use lull_core::protocol::PauseOutcome;
+use lull_core::turn::PauseReason;
+use lull_core::{Conversation, ConversationKey, Millis};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use super::chart::{Minute, Samples, Totals};
+use super::{entries, Backend, BackendError, Cursor, IndexEntry, TenantScope};
+use crate::server::LocalIntake;
+use crate::store::SqliteStore;
+use crate::tenants::SqliteTenants;
+use crate::timers::TimerQueue;
+
+/// The console's view of a running `lull serve`.
+pub struct LocalConsole {
+    pub store: SqliteStore,
+    pub timers: Arc<TimerQueue>,
+    pub intake: Arc<LocalIntake>,
+    /// The data directory's tenant store; with no tenant in it, the single tenant of flags.
+    pub tenants: Option<Arc<SqliteTenants>>,
+    pub metrics: Option<PrometheusHandle>,
+    pub samples: Arc<Samples>,
+    pub horizon: Duration,
+    pub data_dir: PathBuf,
+}
+
+impl LocalConsole {
+    /// Samples the hand-off counters (a background task calls this every
+    /// [`super::chart::SAMPLE_EVERY`]; page loads too).
+    pub fn sample(&self) {
+        if let Some(h) = &self.metrics {
+            self.samples
+                .record(Millis::now_wall(), Totals::parse(&h.render()));
+        }
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> BackendError {
+    BackendError(e.to_string())
+}
+
+impl Backend for Arc<LocalConsole> {
+    async fn tenants(&self) -> Result<Vec<TenantScope>, BackendError> {
+        let Some(source) = self.tenants.clone() else {
+            return Ok(vec![TenantScope::everything("default")]);
+        };
+        let records = tokio::task::spawn_blocking(move || source.load_now())
+            .await
+            .map_err(err)?
+            .map_err(err)?;
+        Ok(TenantScope::from_records(&records))
+    }
+
+    async fn due_page(
+        &self,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, BackendError> {
+        let after = after.map(|c| (c.due_at, c.key));
+        entries(
+            self.store
+                .console_due_page(after, limit)
+                .await
+                .map_err(err)?,
+        )
+    }
+
+    async fn parked_page(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, BackendError> {
+        entries(
+            self.store
+                .console_parked_page(after, limit)
+                .await
+                .map_err(err)?,
+        )
+    }
+
+    async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>, BackendError> {
+        self.store.load(key).await.map_err(err)
+    }
+
+    async fn pause(
+        &self,
+        key: &ConversationKey,
+        pause_for: Option<Duration>,
+    ) -> Result<PauseOutcome, BackendError> {
+        self.intake
+            .pause(key, pause_for, PauseReason::Admin)
+            .await
+            .map_err(err)
+    }
+
+    async fn redrive(&self, key: &ConversationKey) -> Result<String, BackendError> {
+        let now = Millis::now_wall();
+        match self.store.load(key).await.map_err(err)? {
+            None => Ok("no such conversation".into()),
+            Some(c) if c.pending.is_empty() && !c.is_past_due(now) => {
+                Ok("nothing pending to redrive".into())
+            }
+            Some(c) => {
+                let n = c.pending.len();
+                self.timers.redrive(std::slice::from_ref(&c), now);
+                tracing::info!(conversations = 1, "redrive requested (console)");
+                Ok(format!("redrive started for {n} pending batch(es)"))
+            }
+        }
+    }
+
+    fn activity(&self, now: Millis) -> Option<Vec<Minute>> {
+        self.metrics.as_ref()?;
+        self.sample();
+        Some(self.samples.minutes(now))
+    }
+
+    fn horizon(&self) -> Duration {
+        self.horizon
+    }
+
+    fn describe(&self) -> String {
+        format!("lull serve, data directory {}", self.data_dir.display())
+    }
+}
