@@ -58,7 +58,10 @@ async fn inner(st: &IngestState, req: Request) -> Result<Response, IngestError> 
     }
     let operators = operator_keys(Provider::Waha, &parsed)?;
     let parsed = apply_opt_ins(OptIns::default(), parsed);
+    // NOWEB's raw message names the chat's LID beside its phone JID (`crate::lids`).
+    let lids = crate::lids::learned_waha(&bytes, &parsed);
     let answer = append_all(st, Provider::Waha, &tenant, parsed).await?;
+    st.lids.learn(lids);
     pause_for_operators(st, Provider::Waha, &tenant, operators).await?;
     Ok(answer)
 }
