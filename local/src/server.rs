@@ -273,7 +273,12 @@ impl<K: Sink + 'static> Local<K> {
         let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let app = limit::shed_over(self.settings.max_concurrent_requests, webhooks);
+        let large = limit::LargeBodies {
+            body_limit: lull_ingest::IngestConfig::default().body_limit,
+            budget: limit::LARGE_BODY_BUDGET,
+            wait: limit::LARGE_BODY_WAIT,
+        };
+        let app = limit::shed_over(self.settings.max_concurrent_requests, large, webhooks);
         let ops_app = ops::router(
             self.store.clone(),
             self.timers.clone(),
