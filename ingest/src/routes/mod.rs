@@ -252,9 +252,11 @@ pub(crate) fn key_of(
     Ok(key)
 }
 
-/// Checks counts, sizes and key lengths of every message, counts ignored events, then appends
-/// every message in body order; 200 only when all were accepted. (Appending is the core's
-/// [`Appender`](crate::Appender); handing batches off is the sink's, later.)
+/// Checks the message count (413 beyond the limit: the envelope is too large), keeps or skips
+/// each item by the rules of `docs/gateways.md` ("What is kept"), counts ignored, skipped and
+/// partial items, then appends every message in body order; 200 only when all were accepted.
+/// (Appending is the core's [`Appender`](crate::Appender); handing batches off is the sink's,
+/// later.)
 pub(crate) async fn append_all(
     st: &IngestState,
     provider: Provider,
@@ -262,28 +264,30 @@ pub(crate) async fn append_all(
     parsed: Parsed,
 ) -> Result<Response, IngestError> {
     let max = st.config.max_messages_per_request;
-    if parsed.items.len() > max {
-        return Err(IngestError::TooManyMessages {
-            got: parsed.items.len(),
-            max,
-        });
+    let got = parsed.items.len() + parsed.beyond_cap;
+    if got > max || parsed.beyond_cap > 0 {
+        return Err(IngestError::TooManyMessages { got, max });
     }
-    let cap = MAX_MESSAGE_BYTES;
-    let mut keyed: Vec<(ConversationKey, Message)> = Vec::with_capacity(parsed.items.len());
-    for (index, item) in parsed.items.into_iter().enumerate() {
-        let size = item.message.stored_size();
-        if size > cap {
-            return Err(IngestError::MessageTooLarge {
-                index,
-                size,
-                max: cap,
-            });
+    let (mut ignored, mut partial) = (parsed.ignored, parsed.partial);
+    let mut keyed: Vec<(ConversationKey, Message)> = Vec::new();
+    for item in parsed.items {
+        let Some(key) = keep_key(provider, &item, &mut ignored)? else {
+            continue;
+        };
+        let mut message = item.message;
+        if message.stored_size() > MAX_MESSAGE_BYTES {
+            message = without_content(message);
+            partial.push("too_large");
         }
-        keyed.push((key_of(provider, &item)?, item.message));
+        keyed.push((key, message));
     }
-    let ignored = parsed.ignored.len();
-    for reason in parsed.ignored {
+    let skipped = ignored.len();
+    for reason in ignored {
         metrics::counter!(m::IGNORED_EVENTS, "reason" => reason, "provider" => provider.as_str())
+            .increment(1);
+    }
+    for reason in partial {
+        metrics::counter!(m::PARTIAL_ITEMS, "reason" => reason, "provider" => provider.as_str())
             .increment(1);
     }
     let (mut accepted, mut duplicates) = (0usize, 0usize);
@@ -294,15 +298,72 @@ pub(crate) async fn append_all(
             Err(e) => return Err(IngestError::from_append(e)),
         }
     }
-    tracing::debug!(tenant = %tenant.id, %provider, accepted, duplicates, ignored, "webhook accepted");
+    tracing::debug!(tenant = %tenant.id, %provider, accepted, duplicates, ignored = skipped, "webhook accepted");
     let body =
-        format!(r#"{{"accepted":{accepted},"duplicates":{duplicates},"ignored":{ignored}}}"#);
+        format!(r#"{{"accepted":{accepted},"duplicates":{duplicates},"ignored":{skipped}}}"#);
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
         body,
     )
         .into_response())
+}
+
+/// The key of an item the store can hold; `None` (the item skipped, its reason pushed) when its
+/// message id, user, group or target id is over the store's key limits. An account over them
+/// is the envelope's fault: 400.
+fn keep_key(
+    provider: Provider,
+    item: &crate::parse::Item,
+    ignored: &mut Vec<&'static str>,
+) -> Result<Option<ConversationKey>, IngestError> {
+    match key_of(provider, item) {
+        Ok(key) => {
+            let target_len = item
+                .message
+                .target
+                .as_ref()
+                .map_or(0, |t| t.message_id.len());
+            if target_len > lull_core::key::MAX_MESSAGE_ID_BYTES {
+                ignored.push("id_too_long");
+                return Ok(None);
+            }
+            Ok(Some(key))
+        }
+        Err(e) => {
+            let account = ConversationKey {
+                provider,
+                account: normalise_account(provider, &item.account).to_string(),
+                user: String::new(),
+                group: None,
+            };
+            account
+                .check_lengths("")
+                .map_err(|e| IngestError::BadRequest(format!("{provider}: {e}")))?;
+            ignored.push(match e {
+                IngestError::BadRequest(ref r) if r.contains("message id") => "id_too_long",
+                _ => "key_too_long",
+            });
+            Ok(None)
+        }
+    }
+}
+
+/// A message too large for a window, kept without its content: kind `other`, `provider_type`
+/// `too_large`, with its id, time and sender id (when that is short) only.
+fn without_content(m: Message) -> Message {
+    let sender = lull_core::message::Sender {
+        id: if m.sender.id.len() <= lull_core::key::MAX_KEY_PART_BYTES {
+            m.sender.id
+        } else {
+            String::new()
+        },
+        ..Default::default()
+    };
+    let mut out = Message::of_kind(m.id, lull_core::MessageKind::Other, sender);
+    out.provider_type = Some("too_large".into());
+    out.sent_at = m.sent_at;
+    out
 }
 
 /// Applies every presence entry of an authenticated body to its conversation (at most
@@ -430,7 +491,7 @@ pub(crate) async fn receive_body_signed(
     gw.verify(st, &tenant, &parts.headers, &bytes)?;
     let parsed = (gw.parse)(&bytes).map_err(|e| IngestError::BadRequest(e.0))?;
     check_accounts(st, gw.provider, &tenant, &parsed).await?;
-    append_all(st, gw.provider, &tenant, parsed).await
+    operator::append_and_pause(st, gw.provider, &tenant, parsed, Default::default()).await
 }
 
 /// Turns a handler's result into the response.
