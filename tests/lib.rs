@@ -3,6 +3,8 @@
 //! payloads, and `lull serve` flags by name. Waiting is `lull_testkit`'s (a condition with a
 //! deadline, never a fixed sleep).
 
+pub mod flood;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -8,6 +8,7 @@ mod aws_table;
 mod coldstart;
 mod handoff;
 mod ingest;
+mod memory;
 mod sim;
 mod turns;
 mod util;
@@ -43,6 +44,8 @@ enum Cmd {
     Sim(sim::SimArgs),
     /// 7. End of turn: silence after a turn and split turns, per end-of-turn policy.
     Turns(turns::TurnsArgs),
+    /// 8. Memory: peak RSS of `lull serve` under concurrent wrongly-signed bodies at each route's limit.
+    Memory(memory::MemoryArgs),
     /// The ingest baseline (started by `ingest` as a child process).
     #[command(hide = true)]
     BareServer {
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
                     Cmd::Handoff(a) => handoff::run(a).await,
                     Cmd::Aws(a) => aws::run(a).await,
                     Cmd::Coldstart(a) => coldstart::run(a).await,
+                    Cmd::Memory(a) => memory::run(a).await,
                     _ => Ok(()),
                 }
             }),

@@ -186,7 +186,8 @@ pub fn verify_twilio(
 }
 
 /// True when `header` is Twilio's signature of `url` and `params` under any of `keys` with
-/// `algorithm` (constant-time comparison).
+/// `algorithm` (constant-time comparison). The routes check the raw body instead
+/// ([`crate::twilio_signature::verify_form`]); this encodes `params` as Twilio posts them.
 pub fn verify_twilio_with(
     algorithm: TwilioAlgorithm,
     keys: &Secrets,
@@ -197,13 +198,10 @@ pub fn verify_twilio_with(
     let Ok(sig) = STANDARD.decode(header.trim()) else {
         return false;
     };
-    let signed = twilio_signed_strings(url, params);
-    keys.iter().any(|key| {
-        signed.iter().any(|s| {
-            twilio_mac(algorithm, key, s.as_bytes())
-                .is_some_and(|m| bool::from(m.as_slice().ct_eq(&sig)))
-        })
-    })
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    crate::twilio_signature::verify_form(algorithm, keys, &sig, &[url.to_string()], body.as_bytes())
 }
 
 /// True when `given` equals any of `secrets` (constant time for equal lengths).

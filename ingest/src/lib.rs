@@ -14,13 +14,15 @@
 //! - [`tenant_spec`]: a tenant as data (the `[[tenants]]` shape), checked into a [`Tenant`].
 //! - [`tenant_cache`]: the directory over the tenant store, reloaded after a short TTL.
 //!
-//! Contract (invariants 5 and 6): a request is parsed and authenticated whole before anything is
-//! appended; bad input gets a clear 4xx and stores nothing; a request authenticated for one
+//! Contract (invariants 5 and 6): a request is authenticated over its raw bytes before it is
+//! parsed ([`hint`] finds whose secret applies without parsing), and checked whole before
+//! anything is appended; bad input gets a clear 4xx and stores nothing; a request authenticated for one
 //! tenant cannot write into another's conversations; every ignored event is counted.
 
 pub mod appender;
 pub mod auth;
 pub mod error;
+pub mod hint;
 pub mod lids;
 pub mod parse;
 pub mod routes;
@@ -30,6 +32,7 @@ pub mod tenant;
 pub mod tenant_cache;
 pub mod tenant_contract;
 pub mod tenant_spec;
+pub mod twilio_signature;
 
 pub use appender::{AppendFuture, Appender};
 pub use error::IngestError;

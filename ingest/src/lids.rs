@@ -16,22 +16,44 @@
 //! `lull_ignored_events_total{reason="lid_unmapped"}`). Presence is advisory: a dropped one
 //! only means the turn ends on the quiet period instead of the typing rule.
 //!
-//! Bounded: two generations of at most [`GENERATION`] entries each; when the current one is
-//! full it becomes the old one and the older is dropped (least recently learned first, roughly).
+//! WAHA forwards what its engine saw: with the NOWEB engine (Baileys) the engine's raw message
+//! (`payload._data`) carries Baileys' key, whose `remoteJid`/`remoteJidAlt` name both the LID and
+//! the phone JID of a one-to-one chat, and [`learned_waha`] reads the pair from there (after the
+//! request was authenticated and its message accepted). WAHA's engine-independent fields carry
+//! no such pair (WAHA resolves LIDs through its own API, `GET /api/{session}/lids/{lid}`, which
+//! lull does not call), so with the WEBJS and GOWS engines a LID presence is never mapped; WAHA
+//! then names a LID chat by its LID in messages and presence alike, which keys both on the LID.
+//!
+//! Bounded by bytes, per account, so one tenant's gateway can neither pin memory nor evict
+//! another account's pairs: a LID over [`MAX_LID_BYTES`] or a user over [`MAX_USER_BYTES`] is
+//! never learned (counted as `lull_ignored_events_total{reason="lid_too_long"}`); each (provider,
+//! account) has its own partition of at most [`PARTITION_BYTES`], two generations of half that
+//! each (when the current one is full it becomes the old one and the older is dropped, so the
+//! least recently learned go first); and at most [`MAX_PARTITIONS`] accounts are held, the one
+//! that learned least recently dropped whole to make room for a new one. At most
+//! `MAX_PARTITIONS * PARTITION_BYTES` (64 MiB) in all, whatever the requests say.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use lull_core::metrics as m;
 use lull_core::Provider;
 
+use crate::hint::{self, Step};
 use crate::parse::Parsed;
 use crate::tenant::normalise_account;
 
-/// Entries per generation: the map holds at most twice this many.
-pub const GENERATION: usize = 8_192;
-
-/// (provider, account, LID).
-type Key = (Provider, String, String);
+/// Longest LID learned: a LID is a number and `@lid` (about 20 bytes).
+pub const MAX_LID_BYTES: usize = 64;
+/// Longest user (phone JID) learned: a number and `@s.whatsapp.net` (about 30 bytes).
+pub const MAX_USER_BYTES: usize = 128;
+/// What one pair is counted as besides its two strings: the hash-map slot and two `String`s.
+pub const ENTRY_OVERHEAD: usize = 64;
+/// Bytes of pairs one account holds, both generations together (at least 1,024 pairs of the
+/// longest; about 2,600 of real ones).
+pub const PARTITION_BYTES: usize = 256 * 1024;
+/// Accounts held at once.
+pub const MAX_PARTITIONS: usize = 256;
 
 /// One LID and the conversation user (phone JID) it stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,16 +64,68 @@ pub struct Learned {
     pub user: String,
 }
 
-#[derive(Default)]
-struct Generations {
-    current: HashMap<Key, String>,
-    old: HashMap<Key, String>,
+impl Learned {
+    fn bytes(&self) -> usize {
+        self.lid.len() + self.user.len() + ENTRY_OVERHEAD
+    }
 }
 
-/// LID to phone JID, per provider and account (so one tenant's learning never maps another's).
+/// One generation of one account's pairs.
+#[derive(Default)]
+struct Generation {
+    pairs: HashMap<String, String>,
+    bytes: usize,
+}
+
+/// One account's pairs.
+#[derive(Default)]
+struct Partition {
+    current: Generation,
+    old: Generation,
+    /// When this account last learned a pair (a counter of `learn` calls).
+    touched: u64,
+}
+
+impl Partition {
+    fn insert(&mut self, lid: String, user: String, size: usize) {
+        if self.current.pairs.get(&lid) == Some(&user) {
+            return;
+        }
+        if self.current.bytes + size > PARTITION_BYTES / 2 {
+            self.old = std::mem::take(&mut self.current);
+        }
+        if let Some(prev) = self.old.pairs.remove(&lid) {
+            self.old.bytes -= lid.len() + prev.len() + ENTRY_OVERHEAD;
+        }
+        if let Some(prev) = self.current.pairs.insert(lid.clone(), user) {
+            self.current.bytes -= lid.len() + prev.len() + ENTRY_OVERHEAD;
+        }
+        self.current.bytes += size;
+    }
+
+    fn get(&self, lid: &str) -> Option<&String> {
+        self.current
+            .pairs
+            .get(lid)
+            .or_else(|| self.old.pairs.get(lid))
+    }
+
+    fn bytes(&self) -> usize {
+        self.current.bytes + self.old.bytes
+    }
+}
+
+#[derive(Default)]
+struct Partitions {
+    by_account: HashMap<(Provider, String), Partition>,
+    clock: u64,
+}
+
+/// LID to phone JID, partitioned per provider and account (so one tenant's learning never maps,
+/// fills or evicts another's).
 #[derive(Default)]
 pub struct LidMap {
-    inner: Mutex<Generations>,
+    inner: Mutex<Partitions>,
 }
 
 /// The pairs a parsed body teaches: one-to-one messages whose sender has a phone JID as its key
@@ -73,46 +147,102 @@ pub fn learned(provider: Provider, parsed: &Parsed) -> Vec<Learned> {
         .collect()
 }
 
+/// Where WAHA's NOWEB engine puts Baileys' message key: `payload._data.key`.
+const WAHA_KEY: [Step; 4] = [
+    Step::Key("payload"),
+    Step::Key("_data"),
+    Step::Key("key"),
+    Step::Key("remoteJid"),
+];
+const WAHA_KEY_ALT: [Step; 4] = [
+    Step::Key("payload"),
+    Step::Key("_data"),
+    Step::Key("key"),
+    Step::Key("remoteJidAlt"),
+];
+
+/// The pair a WAHA body teaches (NOWEB engine): its one message is of a one-to-one chat keyed on
+/// a phone JID, and Baileys' key in `payload._data.key` names that chat's LID as `remoteJid` or
+/// `remoteJidAlt`. Read from the raw body (already authenticated and parsed) by one bounded scan.
+pub fn learned_waha(body: &[u8], parsed: &Parsed) -> Vec<Learned> {
+    let Some(item) = parsed.items.first() else {
+        return Vec::new();
+    };
+    if parsed.items.len() != 1 || item.group.is_some() || item.user.ends_with("@lid") {
+        return Vec::new();
+    }
+    [&WAHA_KEY_ALT[..], &WAHA_KEY[..]]
+        .iter()
+        .filter_map(|path| hint::json_account(body, path))
+        .find(|jid| jid.ends_with("@lid"))
+        .map(|lid| Learned {
+            provider: Provider::Waha,
+            account: normalise_account(Provider::Waha, &item.account).to_string(),
+            lid,
+            user: item.user.clone(),
+        })
+        .into_iter()
+        .collect()
+}
+
 impl LidMap {
-    /// Remembers `pairs` (after their messages were accepted).
+    /// Remembers `pairs` (after their messages were accepted); pairs over the length caps are
+    /// skipped and counted.
     pub fn learn(&self, pairs: Vec<Learned>) {
         if pairs.is_empty() {
             return;
         }
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.clock += 1;
+        let now = g.clock;
         for p in pairs {
-            let key = (p.provider, p.account, p.lid);
-            if g.current.get(&key) == Some(&p.user) {
+            if p.lid.len() > MAX_LID_BYTES || p.user.len() > MAX_USER_BYTES {
+                metrics::counter!(m::IGNORED_EVENTS, "reason" => "lid_too_long", "provider" => p.provider.as_str())
+                    .increment(1);
                 continue;
             }
-            if g.current.len() >= GENERATION {
-                let full = std::mem::take(&mut g.current);
-                g.old = full;
+            let size = p.bytes();
+            let account = (p.provider, p.account);
+            if !g.by_account.contains_key(&account) && g.by_account.len() >= MAX_PARTITIONS {
+                let stalest = g
+                    .by_account
+                    .iter()
+                    .min_by_key(|(_, part)| part.touched)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = stalest {
+                    g.by_account.remove(&k);
+                }
             }
-            g.old.remove(&key);
-            g.current.insert(key, p.user);
+            let part = g.by_account.entry(account).or_default();
+            part.touched = now;
+            part.insert(p.lid, p.user, size);
         }
     }
 
     /// The phone JID `lid` stands for on this provider and account, when learned.
     pub fn user_for(&self, provider: Provider, account: &str, lid: &str) -> Option<String> {
-        let key = (
-            provider,
-            normalise_account(provider, account).to_string(),
-            lid.trim().to_string(),
-        );
+        let key = (provider, normalise_account(provider, account).to_string());
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.current.get(&key).or_else(|| g.old.get(&key)).cloned()
+        g.by_account.get(&key)?.get(lid.trim()).cloned()
     }
 
-    /// How many pairs are held (at most twice [`GENERATION`]).
+    /// How many pairs are held.
     pub fn len(&self) -> usize {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.current.len() + g.old.len()
+        g.by_account
+            .values()
+            .map(|p| p.current.pairs.len() + p.old.pairs.len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Bytes of pairs held (as counted against the bounds).
+    pub fn bytes(&self) -> usize {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.by_account.values().map(Partition::bytes).sum()
     }
 }
 
@@ -130,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn maps_per_account_and_stays_bounded() {
+    fn maps_per_account_and_stays_bounded_by_bytes() {
         let m = LidMap::default();
         m.learn(vec![pair("a", 1)]);
         assert_eq!(
@@ -140,13 +270,49 @@ mod tests {
         // Another account (another tenant's instance) learned nothing.
         assert_eq!(m.user_for(Provider::Evolution, "b", "1@lid"), None);
         assert_eq!(m.user_for(Provider::Waha, "a", "1@lid"), None);
-        m.learn((0..3 * GENERATION).map(|i| pair("a", i)).collect());
-        assert!(m.len() <= 2 * GENERATION, "{}", m.len());
-        // The most recently learned are kept.
-        let last = 3 * GENERATION - 1;
-        assert!(m
-            .user_for(Provider::Evolution, "a", &format!("{last}@lid"))
-            .is_some());
+        m.learn((0..20_000).map(|i| pair("a", i)).collect());
+        assert!(m.bytes() <= PARTITION_BYTES, "{}", m.bytes());
+        // The most recently learned are kept, the oldest dropped.
+        assert!(m.user_for(Provider::Evolution, "a", "19999@lid").is_some());
         assert_eq!(m.user_for(Provider::Evolution, "a", "0@lid"), None);
+    }
+
+    #[test]
+    fn long_ids_are_never_learned() {
+        let m = LidMap::default();
+        let mut long_lid = pair("a", 1);
+        long_lid.lid = format!("{}@lid", "9".repeat(MAX_LID_BYTES));
+        let mut long_user = pair("a", 2);
+        long_user.user = format!("{}@s.whatsapp.net", "9".repeat(MAX_USER_BYTES));
+        m.learn(vec![long_lid.clone(), long_user, pair("a", 3)]);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.user_for(Provider::Evolution, "a", &long_lid.lid), None);
+        assert!(m.user_for(Provider::Evolution, "a", "3@lid").is_some());
+    }
+
+    #[test]
+    fn one_account_cannot_evict_another_accounts_pairs() {
+        let m = LidMap::default();
+        m.learn(vec![pair("victim", 7)]);
+        // The noisy account learns far more than its partition holds...
+        for chunk in 0..50 {
+            m.learn(
+                (0..1_000)
+                    .map(|i| pair("noisy", chunk * 1_000 + i))
+                    .collect(),
+            );
+        }
+        // ...and the victim's pair is still there; the total stays bounded.
+        assert!(m.user_for(Provider::Evolution, "victim", "7@lid").is_some());
+        assert!(m.bytes() <= 2 * PARTITION_BYTES, "{}", m.bytes());
+        // New accounts beyond the cap drop the one that learned least recently, not a busy one.
+        m.learn(vec![pair("victim", 8)]);
+        for a in 0..MAX_PARTITIONS {
+            m.learn(vec![pair(&format!("acct-{a}"), 1)]);
+            m.learn(vec![pair("victim", 9)]);
+        }
+        assert!(m.user_for(Provider::Evolution, "victim", "9@lid").is_some());
+        assert_eq!(m.user_for(Provider::Evolution, "noisy", "1@lid"), None);
+        assert!(m.bytes() <= MAX_PARTITIONS * PARTITION_BYTES);
     }
 }

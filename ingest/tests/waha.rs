@@ -247,6 +247,37 @@ async fn signatures_are_checked_and_refusals_store_nothing() {
     h.assert_empty();
 }
 
+/// A chat whose messages come with the phone JID but whose presence names its LID: WAHA's
+/// NOWEB engine forwards Baileys' key in `payload._data.key`, whose `remoteJidAlt` names the
+/// LID, and the accepted message teaches the pair, so the LID presence reaches the phone-keyed
+/// conversation. Before that message (or from an engine without the key) it stays unmapped.
+#[tokio::test]
+async fn a_noweb_message_teaches_the_lid_its_presence_names() {
+    let mut t = solo_tenant();
+    t.policy.typing = Some(lull_core::policy::Typing::default());
+    let h = Harness::with(MemoryDirectory::single(t), Default::default());
+    let lid = "140913951141911@lid";
+    let presence = String::from_utf8(fixture("waha_presence_update_typing.json"))
+        .unwrap()
+        .replace(USER, lid);
+    // A WEBJS message (no key in `_data`) teaches nothing: the LID presence finds no window.
+    post(&h, &fixture("waha_message_text.json")).await;
+    let (_, resp) = post(&h, presence.as_bytes()).await;
+    assert_eq!(resp, r#"{"presence":0,"ignored":0}"#, "LID not mapped yet");
+    // The NOWEB message of the same chat names the LID beside the phone JID.
+    let (code, resp) = post(&h, &fixture("waha_message_noweb_lid_alt.json")).await;
+    assert_eq!(code, StatusCode::OK, "{resp}");
+    let (_, resp) = post(&h, presence.as_bytes()).await;
+    assert_eq!(resp, r#"{"presence":1,"ignored":0}"#);
+    let convs = h.store.conversations();
+    assert_eq!(convs.len(), 1, "no LID conversation");
+    assert_eq!(convs[0].key, key(Provider::Waha, SESSION, USER));
+    assert_eq!(
+        convs[0].turn.presence.map(|p| p.kind),
+        Some(PresenceKind::Composing)
+    );
+}
+
 #[tokio::test]
 async fn bad_requests_get_a_reason() {
     let h = Harness::solo();

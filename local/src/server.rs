@@ -238,7 +238,12 @@ impl<K: Sink + 'static> Local<K> {
         let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let app = limit::shed_over(self.settings.max_concurrent_requests, webhooks);
+        let large = limit::LargeBodies {
+            body_limit: lull_ingest::IngestConfig::default().body_limit,
+            budget: limit::LARGE_BODY_BUDGET,
+            wait: limit::LARGE_BODY_WAIT,
+        };
+        let app = limit::shed_over(self.settings.max_concurrent_requests, large, webhooks);
         let ops_loopback = ops_listener
             .local_addr()
             .map(|a| a.ip().is_loopback())

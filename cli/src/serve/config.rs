@@ -61,7 +61,8 @@ pub struct ServeArgs {
     #[arg(long, env = "LULL_TRUST_FORWARDED")]
     pub trust_forwarded: bool,
     /// Webhook requests handled at once; more are answered 503 with Retry-After (gateways
-    /// retry) [default: 64].
+    /// retry). Requests declaring bodies over 64 KiB also share 96 MiB (waiting up to 5 s, then 503)
+    /// [default: 64].
     #[arg(long, env = "LULL_MAX_CONCURRENT_REQUESTS", value_name = "N")]
     pub max_concurrent_requests: Option<usize>,
     /// Directory of the SQLite store [default: ./lull-data].

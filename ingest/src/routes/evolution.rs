@@ -14,8 +14,8 @@ use lull_core::Provider;
 
 use super::operator::{apply_opt_ins, pause_for_operators, OptIns};
 use super::{
-    already_verified, append_all, check_accounts, header_str, presence_all, read_body,
-    require_content_type, require_credential, respond, sole_tenant, tenant_of, unsigned_allowed,
+    append_all, check_accounts, header_str, presence_all, read_body, require_content_type,
+    require_credential, respond, tenant_named, unsigned_allowed,
 };
 use crate::auth;
 use crate::error::IngestError;
@@ -70,17 +70,13 @@ async fn inner(
         !(t.evolution.tokens.is_empty() && t.evolution.jwt_keys.is_empty())
     })?;
     let bytes = read_body(body, st.config.body_limit).await?;
-    let verified = sole_tenant(st);
-    if let Some(t) = &verified {
-        authenticate(st, t, &parts.headers, path_secret)?;
-    }
-    // With several tenants, the tenant (and so the secret) is named inside the body (`instance`).
+    // The credential is a header, but whose tokens apply depends on the instance the body
+    // names: read from the raw bytes, then checked, before the body is parsed.
+    let instance = crate::hint::json_account(&bytes, crate::hint::EVOLUTION);
+    let tenant = tenant_named(st, Provider::Evolution, instance).await?;
+    authenticate(st, &tenant, &parts.headers, path_secret)?;
     let parsed = parse::evolution::parse(&bytes, path_event.as_deref())
         .map_err(|e| IngestError::BadRequest(e.0))?;
-    let tenant = tenant_of(st, Provider::Evolution, &parsed).await?;
-    if !already_verified(&verified, &tenant) {
-        authenticate(st, &tenant, &parts.headers, path_secret)?;
-    }
     check_accounts(st, Provider::Evolution, &tenant, &parsed).await?;
     if parsed.items.is_empty() && parsed.ignored == ["presence"] {
         let body = parse::presence::parse_evolution(&bytes, path_event.as_deref())

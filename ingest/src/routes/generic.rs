@@ -46,5 +46,6 @@ const GATEWAY: BodySigned = BodySigned {
     setting: SECRET_SETTING,
     secrets: |t| &t.generic.secrets,
     parse: parse::generic::parse,
+    account: crate::hint::GENERIC,
     standard_webhooks: true,
 };

@@ -71,5 +71,6 @@ const GATEWAY: BodySigned = BodySigned {
     setting: APP_SECRET_SETTING,
     secrets: |t| &t.meta.app_secrets,
     parse: parse::meta::parse,
+    account: crate::hint::META,
     standard_webhooks: false,
 };

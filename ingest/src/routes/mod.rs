@@ -1,12 +1,14 @@
 //! The webhook routes, one small file per gateway, and the pipeline they share:
-//! content type -> a credential is present -> body (limited) -> [one tenant: authenticate over
-//! the raw body] -> parse -> tenant -> authenticate -> every account belongs to the tenant ->
-//! size and key-length checks -> append each message in body order -> answer.
+//! content type -> a credential is present -> body (limited) -> the account the raw body names
+//! (`crate::hint`, no parsing) -> its tenant -> authenticate over the raw body -> parse ->
+//! every account belongs to that tenant -> size and key-length checks -> append each message in
+//! body order -> answer.
 //!
-//! Authentication comes as early as each format allows: a request without any credential
-//! header is refused before its body is read (unless unsigned mode is on), and when the
-//! directory holds a single tenant the signature is checked before the body is parsed. With
-//! several tenants the body must be parsed to learn whose secret applies.
+//! Authentication comes before parsing, for every tenant: a request without any credential
+//! header is refused before its body is read (unless unsigned mode is on), and the signature (or
+//! Evolution's header credential) is checked with the secrets of the tenant owning the account
+//! the raw body names, found by one bounded scan of the bytes, before anything is built from the
+//! body. A forged body costs its bytes and one pass of a MAC, never a parse.
 //!
 //! Nothing is appended until the whole request has passed every check, so a refused request
 //! stores nothing. Appends stop at the first failure (keeping receive order); the gateway's
@@ -28,6 +30,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use bytes::BytesMut;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use lull_core::metrics as m;
@@ -107,12 +110,44 @@ pub(crate) fn require_content_type(
 }
 
 /// Reads the whole body, refusing one longer than the limit (413) without buffering past it.
+///
+/// The body is held once: a body in one chunk is kept as is; one in several is copied into a
+/// buffer reserved for its declared length (never more than `limit`, which the sender could make
+/// lull read anyway), rather than collecting every chunk and then copying them all, which held
+/// each body twice at its end.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, IngestError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(IngestError::BodyTooLarge { limit }),
-        Err(_) => Err(IngestError::BadRequest("body could not be read".into())),
+    let declared = axum::body::HttpBody::size_hint(&body)
+        .exact()
+        .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
+        .min(limit);
+    let mut body = Limited::new(body, limit);
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) if e.is::<LengthLimitError>() => {
+                return Err(IngestError::BodyTooLarge { limit })
+            }
+            Err(_) => return Err(IngestError::BadRequest("body could not be read".into())),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            None => buf.extend_from_slice(&data),
+            Some(head) => {
+                buf.reserve(declared.max(head.len() + data.len()));
+                buf.extend_from_slice(&head);
+                buf.extend_from_slice(&data);
+            }
+        }
     }
+    Ok(match first {
+        Some(only) => only,
+        None => buf.freeze(),
+    })
 }
 
 /// A header's value as a string, if present and visible ASCII.
@@ -120,60 +155,50 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The directory's only tenant, when it has exactly one (see [`TenantDirectory::sole`]).
+/// The directory's only tenant, when it has exactly one (see [`TenantDirectory::sole`]): only
+/// used to name the missing setting of a request without credentials.
 ///
 /// [`TenantDirectory::sole`]: crate::tenant::TenantDirectory::sole
 pub(crate) fn sole_tenant(st: &IngestState) -> Option<Arc<Tenant>> {
     st.tenants.sole()
 }
 
-/// True when `verified` (the tenant authenticated before parsing) is `tenant`.
-pub(crate) fn already_verified(verified: &Option<Arc<Tenant>>, tenant: &Arc<Tenant>) -> bool {
-    verified.as_ref().is_some_and(|v| Arc::ptr_eq(v, tenant))
-}
-
-/// The tenant owning the first account the body names; every other account must belong to the
-/// same tenant (403 otherwise, nothing stored).
-pub(crate) async fn tenant_of(
+/// The tenant whose secrets must authenticate a body naming `account` (read from the raw body
+/// by [`crate::hint`], before parsing). A body naming none can only belong to a single tenant
+/// that owns every account (Meta `account_update` and other non-message fields; multi-tenant
+/// setups subscribe to `messages` only, see docs/gateways.md).
+pub(crate) async fn tenant_named(
     st: &IngestState,
     provider: Provider,
-    parsed: &Parsed,
+    account: Option<String>,
 ) -> Result<Arc<Tenant>, IngestError> {
-    // A body naming no account (Meta `account_update` and other non-message fields) can only
-    // belong to a single tenant that owns every account; multi-tenant setups subscribe to the
-    // `messages` field only (see docs/gateways.md).
-    let first = match parsed.accounts.first() {
-        Some(a) => a.as_str(),
-        None if parsed.items.is_empty() => "",
-        None => {
-            return Err(IngestError::BadRequest(format!(
-                "{provider}: the body names no account"
-            )))
-        }
-    };
-    let tenant = st
-        .tenants
-        .find(provider, first)
+    st.tenants
+        .find(provider, account.as_deref().unwrap_or(""))
         .await
         .map_err(|e| IngestError::Unavailable(e.to_string()))?
-        .ok_or(IngestError::Forbidden("unknown account"))?;
-    Ok(tenant)
+        .ok_or(IngestError::Forbidden("unknown account"))
 }
 
-/// After authentication: every account named in the body belongs to `tenant`.
+/// After authentication and parsing: every account named in the body belongs to `tenant`, the
+/// one the request was authenticated for (403 otherwise, nothing stored).
 pub(crate) async fn check_accounts(
     st: &IngestState,
     provider: Provider,
     tenant: &Tenant,
     parsed: &Parsed,
 ) -> Result<(), IngestError> {
-    for account in parsed.accounts.iter().skip(1) {
-        let other = st
+    if parsed.accounts.is_empty() && !parsed.items.is_empty() {
+        return Err(IngestError::BadRequest(format!(
+            "{provider}: the body names no account"
+        )));
+    }
+    for account in &parsed.accounts {
+        let owner = st
             .tenants
             .find(provider, account)
             .await
             .map_err(|e| IngestError::Unavailable(e.to_string()))?;
-        if other.is_none_or(|o| o.id != tenant.id) {
+        if owner.is_none_or(|o| o.id != tenant.id) {
             return Err(IngestError::Forbidden(
                 "the body names an account of another tenant",
             ));
@@ -446,6 +471,8 @@ pub(crate) struct BodySigned {
     /// The tenant's secrets for this gateway (any one matching is enough).
     pub secrets: fn(&Tenant) -> &Secrets,
     pub parse: fn(&[u8]) -> Result<Parsed, ParseError>,
+    /// Where the raw body names its account ([`crate::hint`]).
+    pub account: &'static [crate::hint::Step],
     /// Also accepts Standard Webhooks headers (`webhook-id`, `webhook-timestamp`,
     /// `webhook-signature`), whose timestamp tolerance refuses a replayed request.
     pub standard_webhooks: bool,
@@ -487,8 +514,9 @@ impl BodySigned {
     }
 }
 
-/// The pipeline of a [`BodySigned`] gateway: no signature header, no body read; one tenant,
-/// signature checked before parsing; several, parsed first to learn whose secret applies.
+/// The pipeline of a [`BodySigned`] gateway: no signature header, no body read; the signature
+/// is checked with the secrets of the tenant owning the account the raw body names, then the
+/// body is parsed.
 pub(crate) async fn receive_body_signed(
     st: &IngestState,
     req: Request,
@@ -500,15 +528,10 @@ pub(crate) async fn receive_body_signed(
         !(gw.secrets)(t).is_empty()
     })?;
     let bytes = read_body(body, st.config.body_limit).await?;
-    let verified = sole_tenant(st);
-    if let Some(t) = &verified {
-        gw.verify(st, t, &parts.headers, &bytes)?;
-    }
+    let account = crate::hint::json_account(&bytes, gw.account);
+    let tenant = tenant_named(st, gw.provider, account).await?;
+    gw.verify(st, &tenant, &parts.headers, &bytes)?;
     let parsed = (gw.parse)(&bytes).map_err(|e| IngestError::BadRequest(e.0))?;
-    let tenant = tenant_of(st, gw.provider, &parsed).await?;
-    if !already_verified(&verified, &tenant) {
-        gw.verify(st, &tenant, &parts.headers, &bytes)?;
-    }
     check_accounts(st, gw.provider, &tenant, &parsed).await?;
     operator::append_and_pause(st, gw.provider, &tenant, parsed, Default::default()).await
 }

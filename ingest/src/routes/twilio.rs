@@ -18,14 +18,18 @@ use axum::response::Response;
 use lull_core::Provider;
 
 use super::{
-    already_verified, append_all, check_accounts, header_str, read_body, require_content_type,
-    require_credential, respond, sole_tenant, tenant_of, unsigned_allowed,
+    append_all, check_accounts, header_str, read_body, require_content_type, require_credential,
+    respond, tenant_named, unsigned_allowed,
 };
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
 use crate::auth::{self, TwilioAlgorithm};
 use crate::error::IngestError;
 use crate::parse;
 use crate::state::IngestState;
 use crate::tenant::Tenant;
+use crate::twilio_signature;
 
 /// The setting a Twilio tenant lacks when it has no auth token.
 pub const AUTH_TOKEN_SETTING: &str = "LULL_TWILIO_AUTH_TOKEN (the Twilio auth token)";
@@ -106,7 +110,7 @@ fn authenticate(
     st: &IngestState,
     tenant: &Tenant,
     parts: &Parts,
-    params: &[(String, String)],
+    body: &[u8],
 ) -> Result<(), IngestError> {
     let tw = &tenant.twilio;
     if tw.auth_tokens.is_empty() && tw.shared_keys.is_empty() {
@@ -133,9 +137,10 @@ fn authenticate(
             "signed with a Twilio webhook shared key, but none is configured (LULL_TWILIO_SHARED_KEY)",
         ));
     }
-    let ok = candidate_urls(parts, tw.public_url.as_deref(), st.config.trust_forwarded)
-        .iter()
-        .any(|url| auth::verify_twilio_with(algorithm, keys, sig, url, params));
+    let urls = candidate_urls(parts, tw.public_url.as_deref(), st.config.trust_forwarded);
+    let ok = STANDARD
+        .decode(sig.trim())
+        .is_ok_and(|sig| twilio_signature::verify_form(algorithm, keys, &sig, &urls, body));
     if ok {
         Ok(())
     } else {
@@ -157,18 +162,14 @@ async fn inner(st: &IngestState, req: Request) -> Result<Response, IngestError> 
         |t| !(t.twilio.auth_tokens.is_empty() && t.twilio.shared_keys.is_empty()),
     )?;
     let bytes = read_body(body, st.config.body_limit).await?;
-    // The signature covers the decoded parameters, so they are decoded first (bounded in number).
+    twilio_signature::check_envelope(&bytes).map_err(IngestError::BadRequest)?;
+    // The business number (`To`, or `From` for a status callback) names the tenant; the
+    // signature is checked over the raw form before any parameter is decoded.
+    let number = crate::hint::twilio_account(&bytes);
+    let tenant = tenant_named(st, Provider::Twilio, number).await?;
+    authenticate(st, &tenant, &parts, &bytes)?;
     let params = parse::twilio::params(&bytes).map_err(|e| IngestError::BadRequest(e.0))?;
-    let verified = sole_tenant(st);
-    if let Some(t) = &verified {
-        authenticate(st, t, &parts, &params)?;
-    }
-    // With several tenants, the tenant (and so the token) is named in the parameters (`To`).
     let parsed = parse::twilio::parse(&params).map_err(|e| IngestError::BadRequest(e.0))?;
-    let tenant = tenant_of(st, Provider::Twilio, &parsed).await?;
-    if !already_verified(&verified, &tenant) {
-        authenticate(st, &tenant, &parts, &params)?;
-    }
     check_accounts(st, Provider::Twilio, &tenant, &parsed).await?;
     append_all(st, Provider::Twilio, &tenant, parsed).await
 }

@@ -15,10 +15,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use lull_core::Provider;
 
-use super::operator::{append_and_pause, OptIns};
+use super::operator::{apply_opt_ins, operator_keys, pause_for_operators, OptIns};
 use super::{
-    already_verified, check_accounts, header_str, presence_all, read_body, require_content_type,
-    require_credential, respond, sole_tenant, tenant_of, unsigned_allowed,
+    append_all, check_accounts, header_str, presence_all, read_body, require_content_type,
+    require_credential, respond, tenant_named, unsigned_allowed,
 };
 use crate::auth;
 use crate::error::IngestError;
@@ -45,22 +45,25 @@ async fn inner(st: &IngestState, req: Request) -> Result<Response, IngestError> 
         !t.waha.hmac_keys.is_empty()
     })?;
     let bytes = read_body(body, st.config.body_limit).await?;
-    let verified = sole_tenant(st);
-    if let Some(t) = &verified {
-        verify(st, t, &parts.headers, &bytes)?;
-    }
-    // With several tenants, the session in the body names whose key applies.
+    // The session the raw body names chooses whose key applies; the body is parsed only once
+    // its HMAC matched.
+    let session = crate::hint::json_account(&bytes, crate::hint::WAHA);
+    let tenant = tenant_named(st, Provider::Waha, session).await?;
+    verify(st, &tenant, &parts.headers, &bytes)?;
     let parsed = parse::waha::parse(&bytes).map_err(|e| IngestError::BadRequest(e.0))?;
-    let tenant = tenant_of(st, Provider::Waha, &parsed).await?;
-    if !already_verified(&verified, &tenant) {
-        verify(st, &tenant, &parts.headers, &bytes)?;
-    }
     check_accounts(st, Provider::Waha, &tenant, &parsed).await?;
     if parsed.items.is_empty() && parsed.ignored == ["presence"] {
         let body = parse::presence::parse_waha(&bytes).map_err(|e| IngestError::BadRequest(e.0))?;
         return presence_all(st, Provider::Waha, &tenant, body).await;
     }
-    append_and_pause(st, Provider::Waha, &tenant, parsed, OptIns::default()).await
+    let operators = operator_keys(Provider::Waha, &parsed)?;
+    let parsed = apply_opt_ins(OptIns::default(), parsed);
+    // NOWEB's raw message names the chat's LID beside its phone JID (`crate::lids`).
+    let lids = crate::lids::learned_waha(&bytes, &parsed);
+    let answer = append_all(st, Provider::Waha, &tenant, parsed).await?;
+    st.lids.learn(lids);
+    pause_for_operators(st, Provider::Waha, &tenant, operators).await?;
+    Ok(answer)
 }
 
 /// The 401 reasons.
