@@ -11,8 +11,10 @@
 //! - [`auth`]: signatures and credentials, constant time, rotation-friendly.
 //! - [`standard_webhooks`]: Standard Webhooks signatures on the generic route.
 //! - [`tenant`]: who owns which number, with which secrets, policy and sink.
+//! - [`tenant_apply`]: a stored tenant, and what an apply does to the stored set.
 //! - [`tenant_spec`]: a tenant as data (the `[[tenants]]` shape), checked into a [`Tenant`].
 //! - [`tenant_cache`]: the directory over the tenant store, reloaded after a short TTL.
+//! - [`tenant_snapshot`]: one loaded state of the store, bad tenants quarantined.
 //!
 //! Contract (invariants 5 and 6): a request is parsed and authenticated whole before anything is
 //! appended; bad input gets a clear 4xx and stores nothing; a request authenticated for one
@@ -27,8 +29,10 @@ pub mod routes;
 pub mod standard_webhooks;
 pub mod state;
 pub mod tenant;
+pub mod tenant_apply;
 pub mod tenant_cache;
 pub mod tenant_contract;
+pub mod tenant_snapshot;
 pub mod tenant_spec;
 
 pub use appender::{AppendFuture, Appender};
@@ -39,5 +43,5 @@ pub use tenant::{
     EvolutionSettings, GenericSettings, MemoryDirectory, MetaSettings, Secrets, SinkSettings,
     Tenant, TenantDirectory, TwilioSettings, WahaSettings,
 };
-pub use tenant_cache::{CachedDirectory, TenantSource, DEFAULT_TENANT_TTL};
+pub use tenant_cache::{CachedDirectory, TenantHealth, TenantSource, DEFAULT_TENANT_TTL};
 pub use tenant_spec::{TenantRecord, TenantSpec};
