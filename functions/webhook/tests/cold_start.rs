@@ -141,12 +141,12 @@ async fn a_cold_webhook_polls_without_the_store_and_its_bootstrap_tenant_answers
         .spawn()
         .expect("start the webhook binary");
     let outcome = {
-        let rt = rt.clone();
+        let seen = rt.clone();
         wait_for(
             "the handshake's answer",
             Duration::from_secs(60),
             async move || {
-                let r = rt.lock().unwrap();
+                let r = seen.lock().unwrap();
                 !r.responses.is_empty() || !r.init_errors.is_empty()
             },
         )
