@@ -85,7 +85,9 @@ pub fn tenants(_: &crate::tenants::TenantsArgs) -> Result<String, String> {
 /// credentials.
 #[cfg(feature = "aws")]
 pub fn tenants(args: &crate::tenants::TenantsArgs) -> Result<String, String> {
-    use crate::tenants::{applied_summary, parse_file, render_list, render_show, TenantsCommand};
+    use crate::tenants::{
+        applied_summary, parse_file, removed_summary, render_list, render_show, TenantsCommand,
+    };
     use lull_aws::{Accounting, AwsClients, Role, Settings};
 
     let settings = Settings::from_env(Role::Tenants).map_err(|e| e.to_string())?;
@@ -98,21 +100,25 @@ pub fn tenants(args: &crate::tenants::TenantsArgs) -> Result<String, String> {
             TenantsCommand::Apply { file } => {
                 let specs = parse_file(file)?;
                 let r = store
-                    .apply(specs, &settings.policy, now)
+                    .apply(specs, &settings.policy, now, settings.tenant_refresh)
                     .await
                     .map_err(err)?;
-                Ok(applied_summary(&r.created, &r.updated, &r.unchanged))
+                Ok(format!(
+                    "{}\npolicies resolved with the deployment's defaults (the Lambdas' \
+                     LULL_QUIET, LULL_MAX_WAIT, ... as set here): quiet {}, max wait {}",
+                    applied_summary(&r.created, &r.updated, &r.unchanged, &r.released),
+                    humantime::format_duration(settings.policy.quiet),
+                    humantime::format_duration(settings.policy.max_wait)
+                ))
             }
             TenantsCommand::List { json } => {
                 Ok(render_list(&store.list().await.map_err(err)?, *json))
             }
             TenantsCommand::Show { id } => render_show(&store.list().await.map_err(err)?, id),
             TenantsCommand::Remove { id, purge } => {
+                // A purge is refused while the tenant's conversations still hold work.
                 store.remove(id, *purge, now).await.map_err(err)?;
-                Ok(format!(
-                    "tenant {id:?} {}",
-                    if *purge { "purged" } else { "removed" }
-                ))
+                Ok(removed_summary(id, *purge))
             }
         }
     };

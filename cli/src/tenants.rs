@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use lull_core::{Millis, Policy, Provider};
@@ -40,7 +41,10 @@ pub struct TenantsArgs {
 pub enum TenantsCommand {
     /// Create or update every tenant of FILE (TOML `[[tenants]]` or JSON; `-` reads standard
     /// input). All or nothing: the whole resulting set is checked first, and a bad value stops
-    /// it naming the tenant and the field. Tenants not in FILE are left as they are.
+    /// it naming the tenant and the field. Tenants not in FILE are left as they are. Each
+    /// tenant's policy is resolved now with the deployment's defaults (those `lull serve`
+    /// recorded in the data directory) and stored. An account a tenant drops stays with it
+    /// while its conversations hold work: another tenant can claim it once they are handed off.
     Apply {
         #[arg(value_name = "FILE")]
         file: PathBuf,
@@ -58,8 +62,9 @@ pub enum TenantsCommand {
     /// accepted is still handed off to its sink (the tenant stays as a tombstone until purged).
     Remove {
         id: String,
-        /// Delete the tombstone too (refused while the tenant's conversations still hold open
-        /// windows or pending batches), so its accounts can be given to another tenant.
+        /// Delete the tombstone too (refused while a conversation of its accounts, or of those
+        /// it dropped, still holds an open or paused window or pending batches), so its
+        /// accounts can be given to another tenant.
         #[arg(long)]
         purge: bool,
     },
@@ -195,14 +200,19 @@ pub fn line(r: &TenantRecord) -> String {
     out
 }
 
-/// The default policy tenants' missing fields take: `LULL_QUIET` / `LULL_MAX_WAIT` or
-/// `lull.toml`'s `quiet` / `max_wait`, as `lull serve` reads them.
-fn defaults(args: &TenantsArgs) -> Result<(Policy, PathBuf), String> {
+/// The default policy tenants' missing fields take and the tenant refresh time: those the last
+/// `lull serve` on the data directory recorded, else `LULL_QUIET` / `LULL_MAX_WAIT` /
+/// `LULL_TENANT_REFRESH` or `lull.toml`'s `quiet` / `max_wait` / `tenant_refresh`, as `lull
+/// serve` reads them.
+fn defaults(args: &TenantsArgs) -> Result<(Policy, Duration, PathBuf), String> {
     let file = read_file(args.config.as_deref()).map_err(|e| e.to_string())?;
     let quiet = std::env::var("LULL_QUIET").ok().or(file.quiet.clone());
     let max_wait = std::env::var("LULL_MAX_WAIT")
         .ok()
         .or(file.max_wait.clone());
+    let refresh = std::env::var("LULL_TENANT_REFRESH")
+        .ok()
+        .or(file.tenant_refresh.clone());
     let d = Policy::default();
     let parse = |name: &str, v: Option<String>, default| match v {
         None => Ok(default),
@@ -214,12 +224,13 @@ fn defaults(args: &TenantsArgs) -> Result<(Policy, PathBuf), String> {
         parse("max_wait", max_wait, d.max_wait)?,
     )
     .map_err(|e| e.to_string())?;
+    let refresh = parse("tenant_refresh", refresh, lull_ingest::DEFAULT_TENANT_TTL)?;
     let data_dir = args
         .data_dir
         .clone()
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from("lull-data"));
-    Ok((policy, data_dir))
+    Ok((policy, refresh, data_dir))
 }
 
 /// `lull tenants ...`.
@@ -244,7 +255,12 @@ pub fn run(args: &TenantsArgs) -> ExitCode {
 }
 
 /// Prints the outcome of an apply.
-pub fn applied_summary(created: &[String], updated: &[String], unchanged: &[String]) -> String {
+pub fn applied_summary(
+    created: &[String],
+    updated: &[String],
+    unchanged: &[String],
+    released: &[String],
+) -> String {
     let list = |v: &[String]| {
         if v.is_empty() {
             "-".to_string()
@@ -252,9 +268,17 @@ pub fn applied_summary(created: &[String], updated: &[String], unchanged: &[Stri
             v.join(", ")
         }
     };
+    let released = if released.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\nreleased (gave up accounts they had dropped, now idle): {}",
+            list(released)
+        )
+    };
     format!(
-        "created: {}\nupdated: {}\nunchanged: {}\nrunning servers apply it within their tenant \
-         refresh time (default 10s)",
+        "created: {}\nupdated: {}\nunchanged: {}{released}\nrunning servers apply it within \
+         their tenant refresh time (default 10s)",
         list(created),
         list(updated),
         list(unchanged)
@@ -286,16 +310,35 @@ pub fn render_list(records: &[TenantRecord], as_json: bool) -> String {
 }
 
 fn local(args: &TenantsArgs) -> Result<String, String> {
-    let (policy, data_dir) = defaults(args)?;
+    let (policy, refresh, data_dir) = defaults(args)?;
     let store = lull_local::SqliteTenants::open(&data_dir).map_err(|e| e.to_string())?;
     let now = Millis::now_wall();
     match &args.command {
         TenantsCommand::Apply { file } => {
             let specs = parse_file(file)?;
+            // The deployment's settings, as the server recorded them, win over this shell's.
+            let (policy, refresh, source) = match store.deployment().map_err(|e| e.to_string())? {
+                Some(d) => (
+                    d.defaults,
+                    Duration::from_millis(d.tenant_refresh_ms),
+                    "recorded by lull serve",
+                ),
+                None => (
+                    policy,
+                    refresh,
+                    "of this shell: no lull serve has run here yet",
+                ),
+            };
             let r = store
-                .apply(specs, &policy, now)
+                .apply(specs, &policy, now, refresh)
                 .map_err(|e| e.to_string())?;
-            Ok(applied_summary(&r.created, &r.updated, &r.unchanged))
+            Ok(format!(
+                "{}\npolicies resolved with the deployment's defaults ({source}): quiet {}, max \
+                 wait {}",
+                applied_summary(&r.created, &r.updated, &r.unchanged, &r.released),
+                humantime::format_duration(policy.quiet),
+                humantime::format_duration(policy.max_wait)
+            ))
         }
         TenantsCommand::List { json } => {
             let records = store.load_now().map_err(|e| e.to_string())?;
@@ -305,47 +348,24 @@ fn local(args: &TenantsArgs) -> Result<String, String> {
             render_show(&store.load_now().map_err(|e| e.to_string())?, id)
         }
         TenantsCommand::Remove { id, purge } => {
-            if *purge {
-                let records = store.load_now().map_err(|e| e.to_string())?;
-                if let Some(r) = records.iter().find(|r| &r.spec.id == id) {
-                    let busy = busy_conversations(&data_dir, &r.spec)?;
-                    if busy > 0 {
-                        return Err(format!(
-                            "tenant {id:?} still has {busy} conversation(s) with open windows or \
-                             pending batches (`lull inspect`); purge it once they are handed off"
-                        ));
-                    }
-                }
-            }
+            // A purge is refused (in the store's transaction) while the tenant's conversations
+            // still hold work.
             store.remove(id, *purge, now).map_err(|e| e.to_string())?;
-            Ok(if *purge {
-                format!("tenant {id:?} purged")
-            } else {
-                format!(
-                    "tenant {id:?} removed: its accounts are refused within the refresh time; \
-                     what it accepted is still handed off to its sink"
-                )
-            })
+            Ok(removed_summary(id, *purge))
         }
     }
 }
 
-/// How many conversations of `spec`'s accounts still hold work in the local store.
-fn busy_conversations(data_dir: &Path, spec: &TenantSpec) -> Result<usize, String> {
-    let store = lull_local::SqliteStore::open(data_dir, lull_local::Durability::Normal)
-        .map_err(|e| e.to_string())?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let convs = rt.block_on(store.scheduled()).map_err(|e| e.to_string())?;
-    Ok(convs
-        .iter()
-        .filter(|c| {
-            spec.accounts(c.key.provider)
-                .iter()
-                .any(|a| lull_ingest::tenant::normalise_account(c.key.provider, a) == c.key.account)
-        })
-        .count())
+/// What `remove` prints.
+pub fn removed_summary(id: &str, purge: bool) -> String {
+    if purge {
+        format!("tenant {id:?} purged")
+    } else {
+        format!(
+            "tenant {id:?} removed: its accounts are refused within the refresh time; what it \
+             accepted is still handed off to its sink"
+        )
+    }
 }
 
 #[cfg(test)]

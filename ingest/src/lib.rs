@@ -11,8 +11,10 @@
 //! - [`auth`]: signatures and credentials, constant time, rotation-friendly.
 //! - [`standard_webhooks`]: Standard Webhooks signatures on the generic route.
 //! - [`tenant`]: who owns which number, with which secrets, policy and sink.
+//! - [`tenant_apply`]: a stored tenant, and what an apply does to the stored set.
 //! - [`tenant_spec`]: a tenant as data (the `[[tenants]]` shape), checked into a [`Tenant`].
 //! - [`tenant_cache`]: the directory over the tenant store, reloaded after a short TTL.
+//! - [`tenant_snapshot`]: one loaded state of the store, bad tenants quarantined.
 //!
 //! Contract (invariants 5 and 6): a request is authenticated over its raw bytes before it is
 //! parsed ([`hint`] finds whose secret applies without parsing), and checked whole before
@@ -29,8 +31,10 @@ pub mod routes;
 pub mod standard_webhooks;
 pub mod state;
 pub mod tenant;
+pub mod tenant_apply;
 pub mod tenant_cache;
 pub mod tenant_contract;
+pub mod tenant_snapshot;
 pub mod tenant_spec;
 pub mod twilio_signature;
 
@@ -42,5 +46,5 @@ pub use tenant::{
     EvolutionSettings, GenericSettings, MemoryDirectory, MetaSettings, Secrets, SinkSettings,
     Tenant, TenantDirectory, TwilioSettings, WahaSettings,
 };
-pub use tenant_cache::{CachedDirectory, TenantSource, DEFAULT_TENANT_TTL};
+pub use tenant_cache::{CachedDirectory, TenantHealth, TenantSource, DEFAULT_TENANT_TTL};
 pub use tenant_spec::{TenantRecord, TenantSpec};

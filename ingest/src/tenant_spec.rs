@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use lull_core::{Millis, Policy, Provider};
+use lull_core::{Policy, Provider};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::tenant::{
@@ -209,7 +209,7 @@ pub const MAX_ACCOUNT_LEN: usize = 256;
 pub const MAX_TENANT_ID: usize = 64;
 
 impl TenantSpec {
-    fn err(&self, field: impl Into<String>, reason: impl Into<String>) -> SpecError {
+    pub(crate) fn err(&self, field: impl Into<String>, reason: impl Into<String>) -> SpecError {
         SpecError {
             tenant: self.id.clone(),
             field: field.into(),
@@ -501,145 +501,14 @@ fn check_sink_url(url: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A stored tenant: the spec (secrets included once resolved) and its bookkeeping.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TenantRecord {
-    pub spec: TenantSpec,
-    pub created_at: Millis,
-    pub updated_at: Millis,
-    /// When each secret field last changed value (`lull tenants list` shows it).
-    #[serde(default)]
-    pub secrets_set_at: BTreeMap<String, Millis>,
-    /// Set by `lull tenants remove`: the tenant's accounts are refused from then on, but its
-    /// sink stays known so that batches accepted before the removal still reach it (a
-    /// tombstone, deleted by `lull tenants remove --purge`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub removed_at: Option<Millis>,
-}
-
-impl TenantRecord {
-    /// The record after applying `spec` at `now` over `old` (if any): creation time kept, a
-    /// tombstone revived, and each secret's "set at" moved only when its values changed.
-    pub fn applied(old: Option<&TenantRecord>, spec: TenantSpec, now: Millis) -> TenantRecord {
-        let mut set_at = BTreeMap::new();
-        for field in SECRET_FIELDS {
-            let Some(new) = spec.secret(field) else {
-                continue;
-            };
-            let kept = old.and_then(|o| {
-                (o.spec.secret(field) == Some(new))
-                    .then(|| o.secrets_set_at.get(*field).copied())
-                    .flatten()
-            });
-            set_at.insert(field.to_string(), kept.unwrap_or(now));
-        }
-        TenantRecord {
-            created_at: old.map_or(now, |o| o.created_at),
-            updated_at: now,
-            secrets_set_at: set_at,
-            removed_at: None,
-            spec,
-        }
-    }
-}
-
-/// What an apply did, per tenant id.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Applied {
-    pub created: Vec<String>,
-    pub updated: Vec<String>,
-    pub unchanged: Vec<String>,
-}
-
-impl Applied {
-    /// The ids whose records changed (created or updated): what a store must write.
-    pub fn changed(&self) -> impl Iterator<Item = &String> {
-        self.created.iter().chain(&self.updated)
-    }
-}
-
-/// Applies `specs` to the stored `records` (removed ones included), all or nothing: a spec equal
-/// to its live record is unchanged, another replaces it (reviving a removed tenant), a new id is
-/// created; then the whole resulting set is checked ([`check_set`]). On an error `records` may
-/// be half changed and must not be written. Every tenant store (SQLite, DynamoDB) applies
-/// through this one function, so they cannot disagree on what an apply means.
-pub fn apply_specs(
-    records: &mut Vec<TenantRecord>,
-    specs: Vec<TenantSpec>,
-    defaults: &Policy,
-    now: Millis,
-) -> Result<Applied, String> {
-    let mut applied = Applied::default();
-    let mut seen = HashSet::new();
-    for spec in specs {
-        if !seen.insert(spec.id.clone()) {
-            return Err(format!("tenant id {:?} appears twice in the file", spec.id));
-        }
-        match records.iter_mut().find(|r| r.spec.id == spec.id) {
-            Some(old) if old.spec == spec && old.removed_at.is_none() => {
-                applied.unchanged.push(spec.id);
-            }
-            Some(old) => {
-                applied.updated.push(spec.id.clone());
-                *old = TenantRecord::applied(Some(old), spec, now);
-            }
-            None => {
-                applied.created.push(spec.id.clone());
-                records.push(TenantRecord::applied(None, spec, now));
-            }
-        }
-    }
-    check_set(records, defaults)?;
-    Ok(applied)
-}
-
-/// Checks a whole set of tenants as it would be after an apply: each spec valid, ids unique,
-/// every account owned by one live tenant and not still held by a removed one (whose pending
-/// batches would otherwise go to the new owner's sink).
-pub fn check_set(records: &[TenantRecord], defaults: &Policy) -> Result<Vec<Tenant>, String> {
-    let mut ids = HashSet::new();
-    let mut live = Vec::new();
-    let mut held: std::collections::HashMap<(Provider, String), &str> = Default::default();
-    let mut held_by = HashSet::new();
-    for r in records {
-        if !ids.insert(r.spec.id.as_str()) {
-            return Err(format!("tenant id {:?} appears twice", r.spec.id));
-        }
-        if r.removed_at.is_some() {
-            held_by.insert(r.spec.id.as_str());
-            for p in PROVIDERS {
-                for a in r.spec.accounts(p) {
-                    held.insert((p, normalise_account(p, a).to_string()), &r.spec.id);
-                }
-            }
-            continue;
-        }
-        live.push(r.spec.to_tenant(defaults).map_err(|e| e.to_string())?);
-    }
-    for t in &live {
-        for p in PROVIDERS {
-            for a in t.accounts(p) {
-                let a = normalise_account(p, a);
-                if let Some(gone) = held.get(&(p, a.to_string())) {
-                    return Err(format!(
-                        "tenant {:?}: {} account {a:?} still belongs to removed tenant {gone:?} \
-                         (its accepted batches go to its sink); purge it first with `lull \
-                         tenants remove {gone} --purge`",
-                        t.id, p
-                    ));
-                }
-            }
-        }
-    }
-    crate::tenant::MemoryDirectory::default()
-        .replace_beside(live.clone(), held_by.len())
-        .map_err(|e| e.to_string())?;
-    Ok(live)
-}
+pub use crate::tenant_apply::{
+    apply_specs, check_set, held_claims, Applied, ApplyContext, HeldAccount, TenantRecord,
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lull_core::Millis;
 
     fn spec(toml_like_json: serde_json::Value) -> TenantSpec {
         serde_json::from_value(toml_like_json).unwrap()
@@ -774,21 +643,26 @@ mod tests {
             serde_json::json!({"id": "b", "twilio": {"numbers": ["whatsapp:+1"], "auth_token": "y"}}),
         );
         assert_eq!(
-            check_set(&[a.clone(), b.clone()], &Policy::default())
+            check_set(&[a.clone(), b.clone()], &Policy::default(), |_| true)
                 .unwrap()
                 .len(),
             2
         );
-        let e = check_set(&[a.clone(), a.clone()], &Policy::default()).unwrap_err();
+        let e = check_set(&[a.clone(), a.clone()], &Policy::default(), |_| true).unwrap_err();
         assert!(e.contains("\"a\" appears twice"), "{e}");
         let b2 =
             rec(serde_json::json!({"id": "b2", "twilio": {"numbers": ["+1"], "auth_token": "y"}}));
-        let e = check_set(&[b.clone(), b2.clone()], &Policy::default()).unwrap_err();
+        let e = check_set(&[b.clone(), b2.clone()], &Policy::default(), |_| true).unwrap_err();
         assert!(e.contains("+1") && e.contains("b2"), "{e}");
         let mut gone = b.clone();
         gone.removed_at = Some(Millis(2));
-        let e = check_set(&[gone.clone(), b2], &Policy::default()).unwrap_err();
+        let e = check_set(&[gone.clone(), b2], &Policy::default(), |_| true).unwrap_err();
         assert!(e.contains("removed tenant \"b\""), "{e}");
-        assert_eq!(check_set(&[a, gone], &Policy::default()).unwrap().len(), 1);
+        assert_eq!(
+            check_set(&[a, gone], &Policy::default(), |_| true)
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

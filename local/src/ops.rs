@@ -98,12 +98,24 @@ async fn set_pause(ops: &Ops, body: &[u8], resume: bool) -> Response {
     }
 }
 
-/// Healthy when the store answers a query.
-async fn healthz(State(ops): State<Arc<Ops>>) -> Response {
-    match ops.store.dedupe_len().await {
-        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
-        Err(e) => unavailable(e),
+/// A check `/healthz` runs besides the store's (the server adds the tenant snapshot's
+/// freshness): an error is the reason it is unhealthy.
+pub type HealthCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Healthy when the store answers a query and every added check passes.
+async fn healthz(
+    State(ops): State<Arc<Ops>>,
+    check: Option<axum::Extension<Option<HealthCheck>>>,
+) -> Response {
+    if let Err(e) = ops.store.dedupe_len().await {
+        return unavailable(e);
     }
+    if let Some(axum::Extension(Some(check))) = check {
+        if let Err(e) = check() {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response();
+        }
+    }
+    (StatusCode::OK, "ok\n").into_response()
 }
 
 async fn render(State(ops): State<Arc<Ops>>) -> Response {

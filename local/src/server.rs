@@ -86,6 +86,8 @@ pub struct Local<K: Sink> {
     pub timers: Arc<TimerQueue>,
     settings: Settings,
     log_secret: Arc<[u8]>,
+    /// What `/healthz` asks besides the store (the tenant snapshot's freshness).
+    health: Option<ops::HealthCheck>,
     /// Held for the life of the server; the OS releases it if the process dies.
     _lock: File,
 }
@@ -188,8 +190,15 @@ impl<K: Sink + 'static> Local<K> {
             timers,
             settings,
             log_secret,
+            health: None,
             _lock: lock,
         })
+    }
+
+    /// Adds `check` to what `GET /healthz` asks: an error answers 503 with its message.
+    pub fn with_health(mut self, check: ops::HealthCheck) -> Self {
+        self.health = Some(check);
+        self
     }
 
     /// The secret keying conversation hashes in logs.
@@ -279,7 +288,8 @@ impl<K: Sink + 'static> Local<K> {
             self.timers.clone(),
             self.intake.clone(),
             metrics,
-        );
+        )
+        .layer(axum::Extension(self.health.clone()));
         // The console has no login of its own: its pages show conversations and its forms act on
         // them, so it is served only on a loopback ops listener (reach it remotely through an SSH
         // tunnel). On any other address it is not mounted at all, whatever the ops token.

@@ -14,11 +14,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lull_core::{Millis, Policy};
+use lull_core::{ConversationKey, Millis, Policy, Provider};
 use lull_ingest::tenant::{DirectoryError, LookupFuture};
+use lull_ingest::tenant_apply::{busy_per_account, check_purge, held_claims, ApplyContext};
 use lull_ingest::tenant_spec::{apply_specs, Applied};
 use lull_ingest::{TenantRecord, TenantSource, TenantSpec};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
 
 use crate::store::db_path;
 
@@ -111,16 +113,28 @@ impl SqliteTenants {
     }
 
     /// Creates or updates every tenant of `specs` at once, after checking the whole resulting
-    /// set; nothing is written when any check fails.
+    /// set; nothing is written when any check fails. `defaults` fill the policy fields specs
+    /// leave out (resolved now and stored); an account another tenant dropped is given to its
+    /// claimant only once its conversations hold no work and the drop is older than `refresh`
+    /// (checked in this transaction, against this data directory's windows).
     pub fn apply(
         &self,
         specs: Vec<TenantSpec>,
         defaults: &Policy,
         now: Millis,
+        refresh: Duration,
     ) -> Result<Applied, TenantStoreError> {
         self.write(|tx, mut records| {
-            let applied = apply_specs(&mut records, specs, defaults, now)
-                .map_err(TenantStoreError::Refused)?;
+            let claims = held_claims(&records, &specs);
+            let busy = busy(tx, &claims)?;
+            let cx = ApplyContext {
+                defaults,
+                now,
+                refresh,
+                busy: &busy,
+            };
+            let applied =
+                apply_specs(&mut records, specs, &cx).map_err(TenantStoreError::Refused)?;
             for r in &records {
                 if applied.changed().any(|id| *id == r.spec.id) {
                     put(tx, r)?;
@@ -131,13 +145,16 @@ impl SqliteTenants {
     }
 
     /// Removes tenant `id`: its accounts are refused from the next reload on, and a tombstone
-    /// keeps its sink for what it had accepted. With `purge`, the tombstone goes too.
+    /// keeps its sink for what it had accepted. With `purge`, the tombstone goes too, refused
+    /// while a conversation of its accounts (or of those it holds) still holds work.
     pub fn remove(&self, id: &str, purge: bool, now: Millis) -> Result<(), TenantStoreError> {
         self.write(|tx, mut records| {
             let Some(r) = records.iter_mut().find(|r| r.spec.id == id) else {
                 return Err(TenantStoreError::NotFound(id.into()));
             };
             if purge {
+                let busy = busy(tx, &r.all_accounts())?;
+                check_purge(r, &busy).map_err(TenantStoreError::Refused)?;
                 tx.execute("DELETE FROM tenants WHERE id = ?1", params![id])
                     .map_err(ReadError::Sql)?;
                 return Ok(());
@@ -178,9 +195,46 @@ impl SqliteTenants {
             Ok(true)
         })?;
         if seeded {
-            self.apply(specs, defaults, now)?;
+            self.apply(specs, defaults, now, Duration::ZERO)?;
         }
         Ok(seeded)
+    }
+
+    /// Records the running server's settings (`lull serve` at start-up), so that `lull tenants
+    /// apply` resolves tenants' policies with the deployment's defaults, not its own shell's.
+    pub fn record_deployment(&self, d: &Deployment) -> Result<(), TenantStoreError> {
+        let json = serde_json::to_string(d).map_err(|e| TenantStoreError::Corrupt {
+            id: "deployment".into(),
+            reason: e.to_string(),
+        })?;
+        self.conn()?
+            .execute(
+                "INSERT INTO tenant_meta (key, value) VALUES ('deployment', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![json],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
+    /// The settings the last `lull serve` on this data directory recorded, if any.
+    pub fn deployment(&self) -> Result<Option<Deployment>, TenantStoreError> {
+        let json: Option<String> = self
+            .conn()?
+            .query_row(
+                "SELECT value FROM tenant_meta WHERE key = 'deployment'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|e| TenantStoreError::Corrupt {
+                id: "deployment".into(),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
     }
 
     /// Runs `f` over every record inside one `IMMEDIATE` transaction; commits when it succeeds.
@@ -197,6 +251,53 @@ impl SqliteTenants {
         tx.commit().map_err(|e| self.sql(e))?;
         Ok(out)
     }
+}
+
+/// What `lull serve` records of its settings for `lull tenants` (only ever gains fields).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The default policy (`--quiet`, `--max-wait`, `--max-messages`, `--max-bytes`).
+    pub defaults: Policy,
+    /// `--tenant-refresh`, in ms.
+    pub tenant_refresh_ms: u64,
+}
+
+/// How many conversations of each of `accounts` hold work (a record in the due index: an open
+/// or paused window, a pending or parked batch), read in `conn`'s transaction. A data directory
+/// no server has opened yet has no windows.
+fn busy(
+    conn: &Connection,
+    accounts: &[(Provider, String)],
+) -> Result<std::collections::HashMap<(Provider, String), usize>, ReadError> {
+    if accounts.is_empty() {
+        return Ok(Default::default());
+    }
+    let exists: Option<String> = conn
+        .query_row(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'conversations'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(ReadError::Sql)?;
+    let mut keys = Vec::new();
+    if exists.is_some() {
+        let mut stmt = conn
+            .prepare("SELECT key FROM conversations WHERE due_at IS NOT NULL")
+            .map_err(ReadError::Sql)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(ReadError::Sql)?;
+        for row in rows {
+            let k = row.map_err(ReadError::Sql)?;
+            let key = ConversationKey::from_storage_key(&k).map_err(|e| ReadError::Corrupt {
+                id: k.clone(),
+                reason: e.to_string(),
+            })?;
+            keys.push(key);
+        }
+    }
+    Ok(busy_per_account(&keys, accounts))
 }
 
 enum ReadError {
@@ -303,7 +404,7 @@ mod tests {
 
     impl TenantStoreUnderTest for SqliteTenants {
         fn apply(&self, specs: Vec<TenantSpec>, now: Millis) -> ContractFuture<'_, Applied> {
-            let r = SqliteTenants::apply(self, specs, &Policy::default(), now);
+            let r = SqliteTenants::apply(self, specs, &Policy::default(), now, Duration::ZERO);
             Box::pin(async move { r.map_err(|e| e.to_string()) })
         }
         fn remove<'a>(&'a self, id: &'a str, purge: bool, now: Millis) -> ContractFuture<'a, ()> {
@@ -330,7 +431,9 @@ mod tests {
         let b = spec(
             serde_json::json!({"id": "b", "meta": {"phone_number_ids": ["2"], "app_secret": "y"}}),
         );
-        let r = t.apply(vec![a.clone(), b.clone()], &d, Millis(1)).unwrap();
+        let r = t
+            .apply(vec![a.clone(), b.clone()], &d, Millis(1), Duration::ZERO)
+            .unwrap();
         assert_eq!(r.created, ["a", "b"]);
         // One bad tenant in a file: nothing of it is written.
         let mut a2 = a.clone();
@@ -338,10 +441,14 @@ mod tests {
         let bad = spec(
             serde_json::json!({"id": "c", "meta": {"phone_number_ids": ["2"], "app_secret": "z"}}),
         );
-        let e = t.apply(vec![a2.clone(), bad], &d, Millis(2)).unwrap_err();
+        let e = t
+            .apply(vec![a2.clone(), bad], &d, Millis(2), Duration::ZERO)
+            .unwrap_err();
         assert!(e.to_string().contains("\"2\""), "{e}");
         assert_eq!(t.load_now().unwrap()[0].spec.quiet, None);
-        let r = t.apply(vec![a2.clone(), b.clone()], &d, Millis(3)).unwrap();
+        let r = t
+            .apply(vec![a2.clone(), b.clone()], &d, Millis(3), Duration::ZERO)
+            .unwrap();
         assert_eq!(
             (r.updated, r.unchanged),
             (vec!["a".into()], vec!["b".into()])
@@ -353,9 +460,11 @@ mod tests {
         let c = spec(
             serde_json::json!({"id": "c", "meta": {"phone_number_ids": ["2"], "app_secret": "z"}}),
         );
-        assert!(t.apply(vec![c.clone()], &d, Millis(5)).is_err());
+        assert!(t
+            .apply(vec![c.clone()], &d, Millis(5), Duration::ZERO)
+            .is_err());
         t.remove("b", true, Millis(6)).unwrap();
-        assert!(t.apply(vec![c], &d, Millis(7)).is_ok());
+        assert!(t.apply(vec![c], &d, Millis(7), Duration::ZERO).is_ok());
         assert!(matches!(
             t.remove("nope", false, Millis(8)),
             Err(TenantStoreError::NotFound(_))

@@ -46,6 +46,18 @@ pub const PRESENCE_EVENTS: &str = "lull_presence_events_total";
 pub const PAUSES: &str = "lull_pauses_total";
 /// Seconds from a batch's due time to its acknowledgement.
 pub const HANDOFF_LAG: &str = "lull_handoff_lag_seconds";
+/// Tenant store reads that failed (the last good tenants stay in force meanwhile).
+pub const TENANT_REFRESH_FAILURES: &str = "lull_tenant_refresh_failures_total";
+/// Age in seconds of the tenant snapshot in force, as of the last refresh attempt (a gauge: near
+/// zero while the store answers, growing while it does not).
+pub const TENANT_SNAPSHOT_AGE: &str = "lull_tenant_snapshot_age_seconds";
+/// Stored tenants skipped because they fail validation (a gauge: how many in the snapshot in
+/// force); their accounts answer 503 until the tenant is applied again.
+pub const TENANTS_QUARANTINED: &str = "lull_tenants_quarantined";
+
+/// The names in [`ALL`] that are gauges (the rest are counters, and the histogram
+/// [`HANDOFF_LAG`]).
+pub const GAUGES: &[&str] = &[TENANT_SNAPSHOT_AGE, TENANTS_QUARANTINED];
 
 /// Every metric name, for exporters and for checks that dashboards use only emitted names.
 pub const ALL: &[&str] = &[
@@ -69,4 +81,7 @@ pub const ALL: &[&str] = &[
     PRESENCE_EVENTS,
     PAUSES,
     HANDOFF_LAG,
+    TENANT_REFRESH_FAILURES,
+    TENANT_SNAPSHOT_AGE,
+    TENANTS_QUARANTINED,
 ];

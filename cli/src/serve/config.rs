@@ -573,7 +573,7 @@ fn tenants(
         .iter()
         .map(|s| lull_ingest::TenantRecord::applied(None, s.clone(), now))
         .collect();
-    lull_ingest::tenant_spec::check_set(&records, &policy)
+    lull_ingest::tenant_spec::check_set(&records, &policy, |_| true)
         .map_err(|e| ServeConfigError::Tenants(format!("[[tenants]] in lull.toml: {e}")))?;
     Ok((file.tenants.clone(), None))
 }

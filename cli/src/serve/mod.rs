@@ -87,7 +87,9 @@ fn install_metrics() -> Option<PrometheusHandle> {
         .ok()?;
     // Pre-register the counters, so /metrics lists every name from the start.
     for name in m::ALL {
-        if *name != m::HANDOFF_LAG {
+        if m::GAUGES.contains(name) {
+            metrics::gauge!(*name).set(0.0);
+        } else if *name != m::HANDOFF_LAG {
             metrics::counter!(*name).increment(0);
         }
     }
@@ -149,12 +151,35 @@ async fn tenants(cfg: &Config) -> Result<Arc<CachedDirectory>, String> {
         cfg.fallback.clone(),
     ));
     let live = dir.refresh().await.map_err(|e| e.to_string())?;
+    let quarantined = dir.health().quarantined.len();
     tracing::info!(
         tenants = live,
+        quarantined,
         refresh_ms = cfg.tenant_refresh.as_millis() as u64,
         "tenants loaded from the data directory"
     );
     Ok(dir)
+}
+
+/// `/healthz`'s tenant check: unhealthy once the tenant store has failed for longer than
+/// `STALE_AFTER_REFRESHES` refresh times (the last tenants loaded stay in force meanwhile).
+fn tenant_health(dir: Arc<CachedDirectory>) -> lull_local::ops::HealthCheck {
+    Arc::new(move || {
+        let h = dir.health();
+        if !h.stale {
+            return Ok(());
+        }
+        Err(format!(
+            "tenants: the tenant store failed {} time(s) in a row; the tenants in force were \
+             loaded {} ago (last error: {})",
+            h.failures,
+            h.age.map_or_else(
+                || "never".to_string(),
+                |a| humantime::format_duration(Duration::from_secs(a.as_secs())).to_string()
+            ),
+            h.last_error.as_deref().unwrap_or("none")
+        ))
+    })
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -208,9 +233,22 @@ async fn run_server(cfg: Config) -> Result<(), String> {
         });
     }
     let directory = tenants(&cfg).await?;
+    // `lull tenants apply` resolves tenants' policies with these, not its own shell's.
+    lull_local::SqliteTenants::open(&cfg.data_dir)
+        .and_then(|t| {
+            t.record_deployment(&lull_local::tenants::Deployment {
+                defaults: cfg.policy,
+                tenant_refresh_ms: cfg.tenant_refresh.as_millis() as u64,
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    // Kept fresh in the background: lookups never wait for the store, and /healthz and the
+    // snapshot age metric stay current on an idle server.
+    directory.spawn_refresher();
     let local = Local::open(settings(&cfg), sink(&cfg, directory.clone())?)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_health(tenant_health(directory.clone()));
     if cfg.allow_unsigned {
         tracing::warn!(
             "UNSIGNED MODE (--allow-unsigned): webhooks for gateways without a secret are accepted \

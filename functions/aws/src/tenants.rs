@@ -18,14 +18,17 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
-use lull_core::{Millis, Policy};
+use lull_core::ports::WindowStore;
+use lull_core::{Millis, Policy, Provider};
 use lull_ingest::tenant::{DirectoryError, LookupFuture};
+use lull_ingest::tenant_apply::{busy_per_account, check_purge, held_claims, ApplyContext};
 use lull_ingest::tenant_spec::{apply_specs, Applied};
 use lull_ingest::{TenantRecord, TenantSource, TenantSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::accounting::Accounting;
 use crate::sdk_error;
+use crate::store::{DynamoDbStore, StoreSettings};
 
 /// The partition key of the directory item.
 pub const DIRECTORY_PK: &str = "tenants";
@@ -70,6 +73,9 @@ pub struct DynamoTenants {
     table: String,
     prefix: String,
     acct: Accounting,
+    /// The windows in the same table: an account another tenant dropped, or a tenant to purge,
+    /// is checked for conversations that still hold work.
+    windows: DynamoDbStore,
     /// Secret values by (name, version): a version never changes, so entries never go stale.
     cache: Arc<Mutex<HashMap<SecretRef, SecretValues>>>,
 }
@@ -88,14 +94,41 @@ impl DynamoTenants {
         secret_prefix: impl Into<String>,
         acct: Accounting,
     ) -> DynamoTenants {
+        let table = table.into();
+        let windows = DynamoDbStore::new(ddb.clone(), StoreSettings::new(&table), acct.clone());
         DynamoTenants {
             ddb,
             secrets,
-            table: table.into(),
+            table,
             prefix: secret_prefix.into(),
             acct,
+            windows,
             cache: Arc::default(),
         }
+    }
+
+    /// The same store, reading the windows of `settings` (the deployment's due shards).
+    pub fn with_windows(mut self, settings: StoreSettings) -> DynamoTenants {
+        self.windows = DynamoDbStore::new(self.ddb.clone(), settings, self.acct.clone());
+        self
+    }
+
+    /// How many conversations of each of `accounts` hold work: an entry in the due index (an
+    /// open or paused window, a pending or parked batch). Reads the whole index: an operator's
+    /// command, not a request path.
+    async fn busy(
+        &self,
+        accounts: &[(Provider, String)],
+    ) -> Result<HashMap<(Provider, String), usize>, TenantStoreError> {
+        if accounts.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let keys = self
+            .windows
+            .due(Millis(u64::MAX), usize::MAX)
+            .await
+            .map_err(|e| TenantStoreError::Dynamo(e.to_string()))?;
+        Ok(busy_per_account(&keys, accounts))
     }
 
     /// The directory item's tenants and version (0: no item yet).
@@ -267,12 +300,15 @@ impl DynamoTenants {
 
     /// Creates or updates every tenant of `specs` at once, after checking the whole resulting
     /// set. Secrets that changed get a new version in Secrets Manager first; the directory item
-    /// then points at it (one conditional write).
+    /// then points at it (one conditional write). `defaults` fill the policy fields specs leave
+    /// out (resolved now and stored); an account another tenant dropped is given to its claimant
+    /// only once its conversations hold no work and the drop is older than `refresh`.
     pub async fn apply(
         &self,
         specs: Vec<TenantSpec>,
         defaults: &Policy,
         now: Millis,
+        refresh: std::time::Duration,
     ) -> Result<Applied, TenantStoreError> {
         let (mut stored, ver) = self.read().await?;
         let mut records = Vec::with_capacity(stored.len());
@@ -283,8 +319,15 @@ impl DynamoTenants {
             }
             records.push(r);
         }
-        let applied =
-            apply_specs(&mut records, specs, defaults, now).map_err(TenantStoreError::Refused)?;
+        let claims = held_claims(&records, &specs);
+        let busy = self.busy(&claims).await?;
+        let cx = ApplyContext {
+            defaults,
+            now,
+            refresh,
+            busy: &busy,
+        };
+        let applied = apply_specs(&mut records, specs, &cx).map_err(TenantStoreError::Refused)?;
         let changed: Vec<String> = applied.changed().cloned().collect();
         for id in &changed {
             let Some(r) = records.iter().find(|r| &r.spec.id == id) else {
@@ -315,13 +358,17 @@ impl DynamoTenants {
     }
 
     /// Removes tenant `id` (a tombstone keeps its sink for what it accepted); with `purge`, the
-    /// tombstone and its secret go too.
+    /// tombstone and its secret go too, refused while a conversation of its accounts (or of
+    /// those it holds) still holds work.
     pub async fn remove(&self, id: &str, purge: bool, now: Millis) -> Result<(), TenantStoreError> {
         let (mut stored, ver) = self.read().await?;
         let Some(i) = stored.iter().position(|s| s.record.spec.id == id) else {
             return Err(TenantStoreError::NotFound(id.into()));
         };
         if purge {
+            let r = &stored[i].record;
+            let busy = self.busy(&r.all_accounts()).await?;
+            check_purge(r, &busy).map_err(TenantStoreError::Refused)?;
             let gone = stored.remove(i);
             self.write(&stored, ver).await?;
             if let Some(r) = gone.secret {

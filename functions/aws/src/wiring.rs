@@ -105,6 +105,7 @@ impl Settings {
             &self.secret_prefix,
             acct.clone(),
         )
+        .with_windows(self.store_settings())
     }
 
     /// The tenant directory every Lambda reads, re-read after `LULL_TENANT_REFRESH`. `fallback`

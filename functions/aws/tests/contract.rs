@@ -49,7 +49,7 @@ async fn dynamodb_tenants_meet_the_tenant_store_contract() {
             Box::pin(async move {
                 let defaults = Policy::default();
                 self.0
-                    .apply(specs, &defaults, now)
+                    .apply(specs, &defaults, now, std::time::Duration::ZERO)
                     .await
                     .map_err(|e| e.to_string())
             })

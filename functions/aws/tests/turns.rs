@@ -115,7 +115,7 @@ impl Rig {
             Accounting::new(),
         );
         store
-            .apply(vec![spec()], &h.policy, Millis::now_wall())
+            .apply(vec![spec()], &h.policy, Millis::now_wall(), Duration::ZERO)
             .await
             .expect("apply the tenant");
         let directory = Arc::new(CachedDirectory::new(

@@ -13,9 +13,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     let settings = Settings::from_env(Role::Webhook).inspect_err(|e| tracing::error!("{e}"))?;
     let clients = AwsClients::from_env().await;
     let acct = Accounting::new();
-    // Tenants come from the store (`lull tenants apply --aws`), re-read every
-    // LULL_TENANT_REFRESH. The LULL_META_APP_SECRET & co. of the template bootstrap a new stack:
-    // that one tenant serves only while the store holds none.
+    // Tenants come from the store (`lull tenants apply --aws`), read at the first request (never
+    // before the first poll: a cold start pays no store read, and a store that cannot be read
+    // fails requests, not the init) and re-read every LULL_TENANT_REFRESH. The
+    // LULL_META_APP_SECRET & co. of the template bootstrap a new stack: that one tenant serves
+    // while the store holds none, and until the store could be read once.
     let bootstrap =
         Tenant::from_env(|k| std::env::var(k).ok()).inspect_err(|e| tracing::error!("{e}"))?;
     let fallback = bootstrap.has_any_secret().then_some(Tenant {
@@ -23,12 +25,6 @@ async fn main() -> Result<(), lambda_http::Error> {
         ..bootstrap
     });
     let tenants = settings.tenants(&clients, &acct, fallback);
-    // Read once now: a store that cannot be read or makes no sense fails the init, loudly.
-    let live = tenants
-        .refresh()
-        .await
-        .inspect_err(|e| tracing::error!("{e}"))?;
-    tracing::info!(tenants = live, "tenants loaded");
     // The webhook path never hands a batch off: appends only touch the store and the trigger.
     let intake = Arc::new(settings.intake(&clients, &acct)?);
     let state = IngestState::new(intake, tenants, IngestConfig::default());
