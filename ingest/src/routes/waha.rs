@@ -15,7 +15,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use lull_core::Provider;
 
-use super::operator::{apply_opt_ins, operator_keys, pause_for_operators, OptIns};
+use super::operator::{apply_opt_ins, pause_for_operators, OptIns};
 use super::{
     append_all, check_accounts, header_str, presence_all, read_body, require_content_type,
     require_credential, respond, tenant_named, unsigned_allowed,
@@ -56,8 +56,7 @@ async fn inner(st: &IngestState, req: Request) -> Result<Response, IngestError> 
         let body = parse::presence::parse_waha(&bytes).map_err(|e| IngestError::BadRequest(e.0))?;
         return presence_all(st, Provider::Waha, &tenant, body).await;
     }
-    let operators = operator_keys(Provider::Waha, &parsed)?;
-    let parsed = apply_opt_ins(OptIns::default(), parsed);
+    let (parsed, operators) = apply_opt_ins(OptIns::default(), parsed);
     // NOWEB's raw message names the chat's LID beside its phone JID (`crate::lids`).
     let lids = crate::lids::learned_waha(&bytes, &parsed);
     let answer = append_all(st, Provider::Waha, &tenant, parsed).await?;
