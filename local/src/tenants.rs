@@ -388,7 +388,7 @@ mod tests {
         let store = SqliteTenants::open(&dir).unwrap();
         let secret = spec(serde_json::json!({"id": "a", "meta": {"app_secret": "s3cret"}}));
         store
-            .apply(vec![secret], &Policy::default(), Millis(1))
+            .apply(vec![secret], &Policy::default(), Millis(1), Duration::ZERO)
             .unwrap();
         assert_eq!(mode(&dir), 0o700);
         let mut files = 0;
