@@ -152,7 +152,10 @@ async fn a_dropped_account_stays_held_while_busy_and_purge_checks_pending_work()
         tenant("alpha", &[PN_2]),
         tenant("bravo", &[PN_1])
     ));
-    assert!(!ok && out.contains("still hold work"), "{out}");
+    assert!(
+        !ok && out.contains("\"alpha\"") && out.contains(PN_1),
+        "{out}"
+    );
     let (ok, out) = d.apply(&tenant("alpha", &[PN_2]));
     assert!(ok, "{out}");
     let (ok, out) = d.apply(&tenant("bravo", &[PN_1]));
