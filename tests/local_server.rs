@@ -564,7 +564,17 @@ async fn one_odd_message_does_not_lose_its_meta_post() {
             lull_ingest::auth::sign_sha256(SECRET, body),
         )]
     };
-    let body = fixture("meta_cloud_interactive_without_object.json");
+    // The fixture's 2025 timestamps are older than the dedupe horizon: sent now, as Meta would.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let body = String::from_utf8(fixture("meta_cloud_interactive_without_object.json"))
+        .expect("utf-8")
+        .replace("\"1749416383\"", &format!("\"{now}\""))
+        .replace("\"1749416384\"", &format!("\"{now}\""))
+        .replace("\"1749416385\"", &format!("\"{now}\""))
+        .into_bytes();
     assert_eq!(
         server
             .post_json("/webhook/meta", &body, &signed(&body))

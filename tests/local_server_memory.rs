@@ -28,8 +28,10 @@ async fn wrongly_signed_bodies_at_every_routes_limit_stay_under_the_memory_budge
         let peak = flood::peak_rss_kib(server.child.id()).expect("VmHWM of lull");
         // Every request is refused: 401 (wrong signature), or 503 + Retry-After when the
         // large-body budget is taken (the gateway retries); never parsed into a 400 or stored.
+        // 0: the server answered and closed before the client finished sending its 4 MiB, so the
+        // client saw a reset instead of the answer (a gateway retries that too).
         assert!(
-            statuses.iter().all(|s| *s == 401 || *s == 503),
+            statuses.iter().all(|s| *s == 401 || *s == 503 || *s == 0),
             "{route}: {statuses:?}\n{}",
             server.logs()
         );

@@ -290,7 +290,7 @@ async fn an_operator_pauses_the_cli_and_the_admin_route_change_the_pause_and_res
         (
             Some(ADMIN_TOKEN),
             json!({"key": ConversationKey::new(Provider::Evolution, "OtherInstance", chat(2)).storage_key()}),
-            403,
+            401,
         ),
     ] {
         let (status, text) = r.admin("resume", token, &body).await;
