@@ -65,9 +65,9 @@ async fn next(State(rt): State<Shared>) -> axum::response::Response {
         r.polls == 1
     };
     if !first {
-        // Hold the long poll; the test kills the process.
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        // Hold the long poll, as the Runtime API does while no event waits; the test kills the
+        // process.
+        return std::future::pending().await;
     }
     let mut headers = HeaderMap::new();
     headers.insert("lambda-runtime-aws-request-id", "req-1".parse().unwrap());
