@@ -11,7 +11,8 @@ use std::time::Duration;
 use lull_core::ports::{Clock, Sink, Trigger, WindowStore};
 use lull_core::protocol::Intake;
 use lull_core::protocol::{
-    AppendError, AppendOutcome, OperatorOutcome, PauseOutcome, PresenceOutcome,
+    AppendError, AppendOutcome, Handover, HandoverOutcome, OperatorOutcome, PauseOutcome,
+    PresenceOutcome,
 };
 use lull_core::turn::{PauseReason, PresenceKind};
 use lull_core::{Buffer, ConversationKey, Message, Millis, Policy};
@@ -31,6 +32,10 @@ pub type OperatorFuture<'a> =
 /// The future of a pause or resume.
 pub type PauseFuture<'a> =
     Pin<Box<dyn Future<Output = Result<PauseOutcome, AppendError>> + Send + 'a>>;
+
+/// The future of a help desk's handover signal.
+pub type HandoverFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<HandoverOutcome, AppendError>> + Send + 'a>>;
 
 /// Appends one normalised message to the window of `key` under `policy`; applies presence
 /// events and operator pauses to it (`lull_core::protocol::Intake`).
@@ -62,6 +67,17 @@ pub trait Appender: Send + Sync {
         msg: Message,
         buffer: bool,
     ) -> OperatorFuture<'_>;
+
+    /// A help desk took `key` over or gave it back: `change` with `reason`, unless one of `ids`
+    /// was seen before; the ids are remembered in the same write (`Intake::handover`).
+    fn handover(
+        &self,
+        key: ConversationKey,
+        ids: Vec<String>,
+        sent_at: Option<Millis>,
+        change: Handover,
+        reason: PauseReason,
+    ) -> HandoverFuture<'_>;
 }
 
 impl<S, T, K, C> Appender for Buffer<S, T, K, C>
@@ -103,6 +119,18 @@ where
     ) -> OperatorFuture<'_> {
         self.intake().operator_boxed(key, policy, msg, buffer)
     }
+
+    fn handover(
+        &self,
+        key: ConversationKey,
+        ids: Vec<String>,
+        sent_at: Option<Millis>,
+        change: Handover,
+        reason: PauseReason,
+    ) -> HandoverFuture<'_> {
+        self.intake()
+            .handover_boxed(key, ids, sent_at, change, reason)
+    }
 }
 
 impl<S, T, C> Appender for Intake<S, T, C>
@@ -143,6 +171,17 @@ where
     ) -> OperatorFuture<'_> {
         self.operator_boxed(key, policy, msg, buffer)
     }
+
+    fn handover(
+        &self,
+        key: ConversationKey,
+        ids: Vec<String>,
+        sent_at: Option<Millis>,
+        change: Handover,
+        reason: PauseReason,
+    ) -> HandoverFuture<'_> {
+        self.handover_boxed(key, ids, sent_at, change, reason)
+    }
 }
 
 /// The boxed futures both implementations hand out.
@@ -167,6 +206,14 @@ trait Boxed {
         msg: Message,
         buffer: bool,
     ) -> OperatorFuture<'_>;
+    fn handover_boxed(
+        &self,
+        key: ConversationKey,
+        ids: Vec<String>,
+        sent_at: Option<Millis>,
+        change: Handover,
+        reason: PauseReason,
+    ) -> HandoverFuture<'_>;
 }
 
 impl<S, T, C> Boxed for Intake<S, T, C>
@@ -205,5 +252,16 @@ where
             let pause_for = policy.pause;
             Intake::operator_message(self, &key, &policy, msg, pause_for, buffer).await
         })
+    }
+
+    fn handover_boxed(
+        &self,
+        key: ConversationKey,
+        ids: Vec<String>,
+        sent_at: Option<Millis>,
+        change: Handover,
+        reason: PauseReason,
+    ) -> HandoverFuture<'_> {
+        Box::pin(async move { Intake::handover(self, &key, &ids, sent_at, change, reason).await })
     }
 }

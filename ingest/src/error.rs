@@ -43,6 +43,10 @@ pub enum IngestError {
     /// Unknown tenant, or a request naming another tenant's account (403).
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// A signed request answered before (a replay, or a retry of a delivery already handled):
+    /// nothing applied again (409).
+    #[error("replay: {0}")]
+    Replay(&'static str),
     /// The tenant directory, store or trigger failed (503): the gateway should retry. The
     /// string is the cause, for the log only: the answer says [`UNAVAILABLE`].
     #[error("unavailable, retry later: {0}")]
@@ -62,6 +66,7 @@ impl IngestError {
                 StatusCode::UNAUTHORIZED
             }
             IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
+            IngestError::Replay(_) => StatusCode::CONFLICT,
             IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -77,6 +82,7 @@ impl IngestError {
             IngestError::NotConfigured(_) => "not_configured",
             IngestError::Unauthorized(_) => "unauthorized",
             IngestError::Forbidden(_) => "forbidden",
+            IngestError::Replay(_) => "replay",
             IngestError::Unavailable(_) => "unavailable",
         }
     }

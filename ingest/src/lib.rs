@@ -9,6 +9,8 @@
 //! - [`parse`]: one pure parser per gateway (fuzzed).
 //! - [`routes`]: one handler per gateway and the shared pipeline.
 //! - [`auth`]: signatures and credentials, constant time, rotation-friendly.
+//! - [`chatwoot_signature`]: Chatwoot's signed timestamp and body; [`recent_deliveries`]:
+//!   the deliveries this process answered, to refuse a replay at once.
 //! - [`standard_webhooks`]: Standard Webhooks signatures on the generic route.
 //! - [`tenant`]: who owns which number, with which secrets, policy and sink.
 //! - [`tenant_apply`]: a stored tenant, and what an apply does to the stored set.
@@ -23,10 +25,12 @@
 
 pub mod appender;
 pub mod auth;
+pub mod chatwoot_signature;
 pub mod error;
 pub mod hint;
 pub mod lids;
 pub mod parse;
+pub mod recent_deliveries;
 pub mod routes;
 pub mod standard_webhooks;
 pub mod state;

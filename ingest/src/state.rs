@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::appender::Appender;
 use crate::lids::LidMap;
+use crate::recent_deliveries::RecentDeliveries;
 use crate::tenant::TenantDirectory;
 
 /// Limits and switches of the webhook routes.
@@ -42,6 +43,8 @@ pub struct IngestState {
     pub config: Arc<IngestConfig>,
     /// LIDs learned from messages, for presence events that name only the LID.
     pub lids: Arc<LidMap>,
+    /// Chatwoot deliveries this process answered, to refuse a replay at once.
+    pub deliveries: Arc<RecentDeliveries>,
 }
 
 impl IngestState {
@@ -55,6 +58,7 @@ impl IngestState {
             tenants,
             config: Arc::new(config),
             lids: Arc::new(LidMap::default()),
+            deliveries: Arc::new(RecentDeliveries::default()),
         }
     }
 }

@@ -125,6 +125,35 @@ pub struct WahaSettings {
     pub hmac_keys: Secrets,
 }
 
+/// Chatwoot settings of a tenant: human handover (`POST /webhook/chatwoot`,
+/// `crate::routes::chatwoot`).
+#[derive(Clone, Debug, Default)]
+pub struct ChatwootSettings {
+    /// The webhook's secret(s): Chatwoot signs `"{timestamp}.{body}"` with HMAC-SHA256.
+    pub secrets: Secrets,
+    /// Which lull account each Chatwoot inbox talks through.
+    pub inboxes: Vec<ChatwootInbox>,
+    /// Chatwoot users whose messages are the bot's own (a bot posting with a user's access
+    /// token): they never pause.
+    pub bot_user_ids: Vec<u64>,
+}
+
+/// One Chatwoot inbox and the lull account (gateway and business account) its conversations
+/// are held under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatwootInbox {
+    pub id: u64,
+    pub provider: Provider,
+    pub account: String,
+}
+
+impl ChatwootSettings {
+    /// The lull account of inbox `id`, if mapped.
+    pub fn inbox(&self, id: u64) -> Option<&ChatwootInbox> {
+        self.inboxes.iter().find(|i| i.id == id)
+    }
+}
+
 /// Where this tenant's batches go (carried for the sink; the router does not use it).
 #[derive(Clone, Debug, Default)]
 pub struct SinkSettings {
@@ -148,6 +177,7 @@ pub struct Tenant {
     pub twilio: TwilioSettings,
     pub generic: GenericSettings,
     pub waha: WahaSettings,
+    pub chatwoot: ChatwootSettings,
 }
 
 /// A gateway setting of the single tenant ([`Tenant::from_env`]: environment variables, or
@@ -255,7 +285,8 @@ impl Tenant {
             && self.twilio.auth_tokens.is_empty()
             && self.twilio.shared_keys.is_empty()
             && self.generic.secrets.is_empty()
-            && self.waha.hmac_keys.is_empty())
+            && self.waha.hmac_keys.is_empty()
+            && self.chatwoot.secrets.is_empty())
     }
 
     /// The accounts this tenant owns on `provider` (empty: all).
@@ -296,6 +327,9 @@ pub trait TenantDirectory: Send + Sync {
         account: &'a str,
     ) -> LookupFuture<'a, Option<Arc<Tenant>>>;
 
+    /// The tenant with this id, if served (a webhook URL that names its tenant: Chatwoot's).
+    fn find_id<'a>(&'a self, id: &'a str) -> LookupFuture<'a, Option<Arc<Tenant>>>;
+
     /// Every Meta verify token of every tenant (the subscription handshake names no account).
     fn meta_verify_tokens(&self) -> LookupFuture<'_, Secrets>;
 
@@ -326,6 +360,7 @@ pub enum DirectoryConfigError {
 #[derive(Default)]
 struct Index {
     by_account: HashMap<(Provider, String), Arc<Tenant>>,
+    by_id: HashMap<String, Arc<Tenant>>,
     /// The single tenant, when there is exactly one: it owns every account on gateways where it
     /// lists none.
     only: Option<Arc<Tenant>>,
@@ -378,6 +413,7 @@ impl MemoryDirectory {
                 return Err(DirectoryConfigError::DuplicateId(t.id));
             }
             let t = Arc::new(t);
+            index.by_id.insert(t.id.clone(), t.clone());
             tokens.extend(t.meta.verify_tokens.iter().map(str::to_string));
             for p in Provider::ALL {
                 let accounts = t.accounts(p);
@@ -409,6 +445,11 @@ impl MemoryDirectory {
 
     fn snapshot(&self) -> Arc<Index> {
         self.index.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Synchronous [`TenantDirectory::find_id`].
+    pub fn find_id_now(&self, id: &str) -> Option<Arc<Tenant>> {
+        self.snapshot().by_id.get(id).cloned()
     }
 
     /// Synchronous [`TenantDirectory::find`].
@@ -444,6 +485,11 @@ impl TenantDirectory for MemoryDirectory {
         account: &'a str,
     ) -> LookupFuture<'a, Option<Arc<Tenant>>> {
         let found = self.find_now(provider, account);
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn find_id<'a>(&'a self, id: &'a str) -> LookupFuture<'a, Option<Arc<Tenant>>> {
+        let found = self.find_id_now(id);
         Box::pin(async move { Ok(found) })
     }
 

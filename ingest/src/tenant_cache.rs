@@ -395,6 +395,10 @@ impl TenantDirectory for CachedDirectory {
         })
     }
 
+    fn find_id<'a>(&'a self, id: &'a str) -> LookupFuture<'a, Option<Arc<Tenant>>> {
+        Box::pin(async move { Ok(self.snapshot().await?.dir.find_id_now(id)) })
+    }
+
     fn meta_verify_tokens(&self) -> LookupFuture<'_, Secrets> {
         Box::pin(async move {
             let snap = self.snapshot().await?;

@@ -15,8 +15,8 @@ use lull_core::{Policy, Provider};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::tenant::{
-    normalise_account, EvolutionSettings, GenericSettings, MetaSettings, Secrets, SinkSettings,
-    Tenant, TwilioSettings, WahaSettings,
+    normalise_account, ChatwootSettings, EvolutionSettings, GenericSettings, MetaSettings, Secrets,
+    SinkSettings, Tenant, TwilioSettings, WahaSettings,
 };
 
 /// The values of one secret setting, given in a file as one string (comma-separated) or a list;
@@ -116,6 +116,31 @@ pub struct WahaSpec {
     pub hmac_key: Option<SecretList>,
 }
 
+/// Chatwoot part of a tenant spec: human handover from Chatwoot (`docs/chatwoot.md`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatwootSpec {
+    /// The webhook's secret (Chatwoot signs `"{timestamp}.{body}"` with HMAC-SHA256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretList>,
+    /// Which lull account each Chatwoot inbox talks through.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inboxes: Vec<ChatwootInboxSpec>,
+    /// Chatwoot user ids whose messages are the bot's own (it posts with their access token).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bot_user_ids: Vec<u64>,
+}
+
+/// One `[[tenants.chatwoot.inboxes]]` entry: Chatwoot inbox `id` is lull's `provider` account
+/// `account` (an Evolution instance, a Meta phone number id, ...).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatwootInboxSpec {
+    pub id: u64,
+    pub provider: String,
+    pub account: String,
+}
+
 /// One `[[tenants]]` entry. Policy fields left out take the deployment's defaults (`--quiet`,
 /// `--max-wait`, `LULL_QUIET`, ...) when the tenant is loaded.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -172,6 +197,8 @@ pub struct TenantSpec {
     pub generic: Option<GenericSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waha: Option<WahaSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chatwoot: Option<ChatwootSpec>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -191,6 +218,7 @@ pub const SECRET_FIELDS: &[&str] = &[
     "twilio.shared_key",
     "generic.secret",
     "waha.hmac_key",
+    "chatwoot.secret",
 ];
 
 /// A tenant spec that cannot be used; the message names the tenant, the field and the value.
@@ -278,6 +306,7 @@ impl TenantSpec {
         let tw = self.twilio.clone().unwrap_or_default();
         let gen = self.generic.clone().unwrap_or_default();
         let waha = self.waha.clone().unwrap_or_default();
+        let chatwoot = self.chatwoot_settings(secrets("chatwoot.secret"))?;
         if let Some(url) = &tw.public_url {
             check_sink_url(url)
                 .map_err(|r| self.err("twilio.public_url", format!("{url:?}: {r}")))?;
@@ -313,6 +342,77 @@ impl TenantSpec {
                 sessions: waha.sessions,
                 hmac_keys: secrets("waha.hmac_key"),
             },
+            chatwoot,
+        })
+    }
+
+    /// The checked Chatwoot section: a secret, at least one inbox, each inbox once, each mapped
+    /// to a gateway lull knows and to an account this tenant lists for it (when it lists any).
+    fn chatwoot_settings(&self, secrets: Secrets) -> Result<ChatwootSettings, SpecError> {
+        let Some(spec) = &self.chatwoot else {
+            return Ok(ChatwootSettings::default());
+        };
+        if secrets.is_empty() {
+            return Err(self.err(
+                "chatwoot.secret",
+                "is required: Chatwoot signs its webhooks with it",
+            ));
+        }
+        if spec.inboxes.is_empty() {
+            return Err(self.err(
+                "chatwoot.inboxes",
+                "lists no inbox: nothing would be paused",
+            ));
+        }
+        let mut inboxes: Vec<crate::tenant::ChatwootInbox> = Vec::new();
+        for (i, inbox) in spec.inboxes.iter().enumerate() {
+            let field = format!("chatwoot.inboxes[{i}]");
+            let provider = Provider::parse(inbox.provider.trim()).ok_or_else(|| {
+                self.err(
+                    format!("{field}.provider"),
+                    format!(
+                        "{:?} is not a gateway (meta, evolution, twilio, generic, waha)",
+                        inbox.provider
+                    ),
+                )
+            })?;
+            let account = normalise_account(provider, &inbox.account).to_string();
+            if account.is_empty() || account.len() > MAX_ACCOUNT_LEN {
+                return Err(self.err(
+                    format!("{field}.account"),
+                    format!("{:?} is empty or too long", inbox.account),
+                ));
+            }
+            let listed = self.accounts(provider);
+            if !listed.is_empty()
+                && !listed
+                    .iter()
+                    .any(|a| normalise_account(provider, a) == account)
+            {
+                return Err(self.err(
+                    format!("{field}.account"),
+                    format!(
+                        "{account:?} is not among this tenant's {}",
+                        account_field(provider)
+                    ),
+                ));
+            }
+            if inboxes.iter().any(|seen| seen.id == inbox.id) {
+                return Err(self.err(
+                    format!("{field}.id"),
+                    format!("inbox {} is listed twice", inbox.id),
+                ));
+            }
+            inboxes.push(crate::tenant::ChatwootInbox {
+                id: inbox.id,
+                provider,
+                account,
+            });
+        }
+        Ok(ChatwootSettings {
+            secrets,
+            inboxes,
+            bot_user_ids: spec.bot_user_ids.clone(),
         })
     }
 
@@ -396,6 +496,7 @@ impl TenantSpec {
             "twilio.shared_key" => self.twilio.as_ref()?.shared_key.as_ref(),
             "generic.secret" => self.generic.as_ref()?.secret.as_ref(),
             "waha.hmac_key" => self.waha.as_ref()?.hmac_key.as_ref(),
+            "chatwoot.secret" => self.chatwoot.as_ref()?.secret.as_ref(),
             _ => None,
         }
     }
@@ -429,6 +530,9 @@ impl TenantSpec {
         if let Some(w) = &mut self.waha {
             take("waha.hmac_key", &mut w.hmac_key);
         }
+        if let Some(c) = &mut self.chatwoot {
+            take("chatwoot.secret", &mut c.secret);
+        }
         out
     }
 
@@ -455,6 +559,7 @@ impl TenantSpec {
                 }
                 "generic.secret" => self.generic.get_or_insert_with(Default::default).secret = v,
                 "waha.hmac_key" => self.waha.get_or_insert_with(Default::default).hmac_key = v,
+                "chatwoot.secret" => self.chatwoot.get_or_insert_with(Default::default).secret = v,
                 _ => {}
             }
         }
@@ -616,6 +721,57 @@ mod tests {
         assert_eq!(
             orig.to_tenant(&Policy::default()).unwrap().admin_tokens,
             Secrets::new(["adm"])
+        );
+    }
+
+    #[test]
+    fn chatwoot_section_is_checked_and_its_secret_moves_out() {
+        let ok = serde_json::json!({
+            "id": "a", "evolution": {"instances": ["pizzeria"], "token": "t"},
+            "chatwoot": {"secret": "cw", "bot_user_ids": [9],
+                         "inboxes": [{"id": 3, "provider": "evolution", "account": "pizzeria"}]}
+        });
+        let t = spec(ok.clone()).to_tenant(&Policy::default()).unwrap();
+        let inbox = t.chatwoot.inbox(3).unwrap();
+        assert_eq!(
+            (inbox.provider, inbox.account.as_str()),
+            (Provider::Evolution, "pizzeria")
+        );
+        assert_eq!(t.chatwoot.bot_user_ids, [9]);
+        let mut s = spec(ok);
+        let moved = s.take_secrets();
+        assert_eq!(moved["chatwoot.secret"], ["cw"]);
+        assert!(!serde_json::to_string(&s).unwrap().contains("\"cw\""));
+        let bad = |chatwoot: serde_json::Value| {
+            spec(serde_json::json!({
+                "id": "a", "evolution": {"instances": ["pizzeria"], "token": "t"},
+                "chatwoot": chatwoot
+            }))
+            .to_tenant(&Policy::default())
+            .unwrap_err()
+            .field
+        };
+        let inbox = |provider: &str, account: &str| serde_json::json!([{"id": 3, "provider": provider, "account": account}]);
+        assert_eq!(
+            bad(serde_json::json!({"inboxes": inbox("evolution", "pizzeria")})),
+            "chatwoot.secret"
+        );
+        assert_eq!(bad(serde_json::json!({"secret": "x"})), "chatwoot.inboxes");
+        assert_eq!(
+            bad(serde_json::json!({"secret": "x", "inboxes": inbox("sms", "p")})),
+            "chatwoot.inboxes[0].provider"
+        );
+        assert_eq!(
+            bad(serde_json::json!({"secret": "x", "inboxes": inbox("evolution", "other")})),
+            "chatwoot.inboxes[0].account"
+        );
+        let twice = serde_json::json!([
+            {"id": 3, "provider": "evolution", "account": "pizzeria"},
+            {"id": 3, "provider": "evolution", "account": "pizzeria"}
+        ]);
+        assert_eq!(
+            bad(serde_json::json!({"secret": "x", "inboxes": twice})),
+            "chatwoot.inboxes[1].id"
         );
     }
 

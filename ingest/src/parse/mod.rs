@@ -14,6 +14,7 @@
 //! [`MAX_ITEMS`] elements each ([`raw_array`]); the rest are skipped unread and only counted
 //! ([`Parsed::beyond_cap`]), so a body of a million tiny items costs no million allocations.
 
+pub mod chatwoot;
 pub mod evolution;
 pub mod generic;
 pub mod meta;

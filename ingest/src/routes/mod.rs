@@ -15,6 +15,7 @@
 //! retry then finds the earlier messages as duplicates.
 
 pub mod admin;
+pub mod chatwoot;
 pub mod evolution;
 pub mod generic;
 pub mod meta;
@@ -58,6 +59,7 @@ pub const WEBHOOK_ROUTES: &[(&str, &str)] = &[
     ("POST", "/webhook/twilio"),
     ("POST", "/webhook/generic"),
     ("POST", "/webhook/waha"),
+    ("POST", "/webhook/chatwoot"),
     ("POST", "/admin/conversations/pause"),
     ("POST", "/admin/conversations/resume"),
 ];
@@ -70,6 +72,7 @@ pub const WEBHOOK_ROUTES: &[(&str, &str)] = &[
 /// - `POST /webhook/twilio`
 /// - `POST /webhook/generic`
 /// - `POST /webhook/waha`
+/// - `POST /webhook/chatwoot?tenant=<id>` (human handover: pauses and resumes, buffers nothing)
 /// - `POST /admin/conversations/pause`, `/admin/conversations/resume` (bearer `admin_token`)
 pub fn router(state: IngestState) -> Router {
     Router::new()
@@ -87,6 +90,7 @@ pub fn router(state: IngestState) -> Router {
         .route("/webhook/twilio", post(twilio::receive))
         .route("/webhook/generic", post(generic::receive))
         .route("/webhook/waha", post(waha::receive))
+        .route("/webhook/chatwoot", post(chatwoot::receive))
         .route("/admin/conversations/pause", post(admin::pause))
         .route("/admin/conversations/resume", post(admin::resume))
         .with_state(state)

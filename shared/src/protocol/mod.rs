@@ -8,6 +8,7 @@
 
 mod append;
 mod flush;
+mod handover;
 mod operator;
 mod outcome;
 mod plan;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use append::{AppendError, AppendOutcome};
 pub use flush::{FlushError, MAX_RETRY_AFTER};
+pub use handover::{Handover, HandoverOutcome};
 pub use operator::OperatorOutcome;
 pub use outcome::{Claim, Disposition, FlushEnd, FlushReport, HandedOff};
 pub use sweep::{SweepReport, SWEEP_CONCURRENCY};

@@ -14,16 +14,13 @@
 
 use std::time::Duration;
 
-use metrics::counter;
-
-use super::stale::is_stale;
+use super::handover::{Handover, HandoverOutcome};
 use super::{AppendError, AppendOutcome, Intake};
 use crate::key::ConversationKey;
 use crate::message::Message;
-use crate::metrics as m;
 use crate::policy::Policy;
 use crate::ports::{Clock, Trigger, WindowStore};
-use crate::turn::{Pause, PauseReason};
+use crate::turn::PauseReason;
 
 /// What an operator's message did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,70 +63,28 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
     }
 
     /// The unbuffered case: dedupe the id, then record it and set the pause in one conditional
-    /// write (its pushed-out dedupe records first).
+    /// write (`super::handover`).
     async fn pause_remembering(
         &self,
         key: &ConversationKey,
         msg: &Message,
         pause_for: Duration,
     ) -> Result<OperatorOutcome, AppendError> {
-        let horizon = self.config.dedupe_horizon;
-        let mut current = self.store.load(key).await?;
-        // Set once this call wrote dedupe records itself: a retry after a lost race must not
-        // mistake them for an earlier sighting of the id.
-        let mut remembered = false;
-        for attempt in 0..self.config.max_write_attempts {
-            let Some(mut conv) = current.take() else {
-                return Ok(OperatorOutcome::NoConversation);
-            };
-            let now = self.clock.now();
-            let seen_in_record =
-                conv.holds_message(&msg.id).is_some() || conv.acked_message(&msg.id, now).is_some();
-            if seen_in_record {
-                counter!(m::DUPLICATES).increment(1);
-                return Ok(OperatorOutcome::Duplicate);
-            }
-            if is_stale(msg.sent_at, now, horizon) {
-                counter!(m::STALE_MESSAGES, "what" => "operator").increment(1);
-                return Ok(OperatorOutcome::Stale);
-            }
-            if !remembered
-                && conv.needs_dedupe_lookup(now, horizon)
-                && self.store.seen(key, &msg.id, now).await?.is_some()
+        let ids = [msg.id.clone()];
+        let change = Handover::Pause(pause_for);
+        Ok(
+            match self
+                .handover(key, &ids, msg.sent_at, change, PauseReason::Operator)
+                .await?
             {
-                counter!(m::DUPLICATES).increment(1);
-                return Ok(OperatorOutcome::Duplicate);
-            }
-            let expected = conv.ver;
-            let pushed_out =
-                conv.remember_operator_id(&msg.id, now, horizon, self.config.acked_ids_bytes);
-            let until = now.plus(pause_for);
-            let plan = conv.plan_turn_change(now, &mut || self.clock.random(), |turn| {
-                turn.pause = Some(Pause {
-                    until,
-                    reason: PauseReason::Operator,
-                });
-                true
-            });
-            let Some(plan) = plan else {
-                // The change above always reports one, so a plan always comes back.
-                return Err(AppendError::Contended(attempt));
-            };
-            if !pushed_out.is_empty() {
-                self.store.remember(&pushed_out).await?;
-                remembered = true;
-            }
-            if self.write_turn(expected, &plan).await? {
-                counter!(m::PAUSES, "what" => PauseReason::Operator.as_str()).increment(1);
-                return Ok(OperatorOutcome::Paused { buffered: false });
-            }
-            counter!(m::WRITE_CONFLICTS, "op" => "pause").increment(1);
-            current = self.store.load(key).await?;
-            if attempt >= 2 {
-                self.backoff(attempt).await;
-            }
-        }
-        Err(AppendError::Contended(self.config.max_write_attempts))
+                HandoverOutcome::Applied(_) | HandoverOutcome::Unchanged => {
+                    OperatorOutcome::Paused { buffered: false }
+                }
+                HandoverOutcome::Duplicate => OperatorOutcome::Duplicate,
+                HandoverOutcome::Stale => OperatorOutcome::Stale,
+                HandoverOutcome::NoConversation => OperatorOutcome::NoConversation,
+            },
+        )
     }
 }
 
