@@ -8,7 +8,9 @@
 //! header is refused before its body is read (unless unsigned mode is on), and the signature (or
 //! Evolution's header credential) is checked with the secrets of the tenant owning the account
 //! the raw body names, found by one bounded scan of the bytes, before anything is built from the
-//! body. A forged body costs its bytes and one pass of a MAC, never a parse.
+//! body. A forged body costs its bytes and one pass of a MAC, never a parse. An account no
+//! tenant serves goes through the same checks with a stand-in tenant and is refused exactly as
+//! a wrong signature is (`named`): the answers do not tell which accounts exist.
 //!
 //! Nothing is appended until the whole request has passed every check, so a refused request
 //! stores nothing. Appends stop at the first failure (keeping receive order); the gateway's
