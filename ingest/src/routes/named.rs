@@ -18,7 +18,8 @@ use lull_core::Provider;
 use crate::error::IngestError;
 use crate::state::IngestState;
 use crate::tenant::{
-    EvolutionSettings, GenericSettings, MetaSettings, Secrets, Tenant, TwilioSettings, WahaSettings,
+    ChatwootSettings, EvolutionSettings, GenericSettings, MetaSettings, Secrets, Tenant,
+    TwilioSettings, WahaSettings,
 };
 
 /// The tenant a request's signature is checked with: the one serving the account its raw body
@@ -79,7 +80,7 @@ pub(crate) async fn tenant_named(
 
 /// A tenant with one secret for every gateway credential, random per process (so no request
 /// can match it), no accounts and no sink.
-fn stand_in() -> Arc<Tenant> {
+pub(crate) fn stand_in() -> Arc<Tenant> {
     static STAND_IN: OnceLock<Arc<Tenant>> = OnceLock::new();
     STAND_IN
         .get_or_init(|| {
@@ -105,7 +106,11 @@ fn stand_in() -> Arc<Tenant> {
                     ..Default::default()
                 },
                 waha: WahaSettings {
-                    hmac_keys: s,
+                    hmac_keys: s.clone(),
+                    ..Default::default()
+                },
+                chatwoot: ChatwootSettings {
+                    secrets: s,
                     ..Default::default()
                 },
                 ..Default::default()
@@ -141,6 +146,7 @@ mod tests {
             &t.twilio.shared_keys,
             &t.generic.secrets,
             &t.waha.hmac_keys,
+            &t.chatwoot.secrets,
         ] {
             assert_eq!(s.len(), 1);
             assert_eq!(s.iter().next().map(str::len), Some(64));
