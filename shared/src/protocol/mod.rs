@@ -11,6 +11,7 @@ mod flush;
 mod operator;
 mod outcome;
 mod plan;
+mod redrive;
 pub mod stale;
 mod sweep;
 #[cfg(test)]
@@ -23,6 +24,7 @@ pub use append::{AppendError, AppendOutcome};
 pub use flush::{FlushError, MAX_RETRY_AFTER};
 pub use operator::OperatorOutcome;
 pub use outcome::{Claim, Disposition, FlushEnd, FlushReport, HandedOff};
+pub use redrive::{RedriveEnd, RedriveNext, RedriveReport, MAX_REDRIVE_FLUSHES};
 pub use sweep::{SweepReport, SWEEP_CONCURRENCY};
 pub use turn::{PauseOutcome, PresenceOutcome};
 
