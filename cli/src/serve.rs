@@ -1,66 +1,20 @@
-//! `lull serve`, `lull inspect` and `lull redrive`: the local server on SQLite with durable timers.
+//! `lull serve`: the local server on SQLite with durable timers: the webhook listener, the ops
+//! listener (health, metrics, redrive, pause, the operators' console), logs and metrics.
 
-pub mod config;
-pub mod conversations;
-
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
 use lull_core::metrics as m;
-use lull_core::protocol::{Claim, Disposition, FlushEnd};
-use lull_ingest::{CachedDirectory, IngestConfig, IngestState};
-use lull_local::{Local, Settings, SqliteStore};
-use lull_sink::{AnySink, RoutedSink};
+use lull_ingest::{IngestConfig, IngestState};
+use lull_local::Local;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
-pub use config::ServeArgs;
-use config::{Config, LogFormat};
+use crate::config::{Config, LogFormat, ServeArgs};
+use crate::{fail, local};
 
-/// `lull inspect`: what the store holds.
-#[derive(Args, Clone, Debug)]
-pub struct InspectArgs {
-    /// Directory of the SQLite store [default: ./lull-data].
-    #[arg(long, env = "LULL_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Print conversation keys (they hold phone numbers) instead of their keyed hashes.
-    #[arg(long)]
-    pub show_keys: bool,
-    /// One JSON object per conversation instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `lull redrive`: re-deliver pending batches now.
-#[derive(Args, Clone, Debug, Default)]
-pub struct RedriveArgs {
-    /// Redrive the AWS deployment instead: replay the triggers parked in the DLQ
-    /// (`LULL_DLQ_URL`) through the DynamoDB store and the sink, oldest batch first, each with its
-    /// original batch id. Reads the Lambdas' environment variables (`LULL_TABLE`,
-    /// `LULL_TRIGGER_QUEUE_URL`, `LULL_SINK`, ...) and the usual AWS credentials. Needs a build
-    /// with `--features aws`.
-    #[arg(long)]
-    pub aws: bool,
-    #[command(flatten)]
-    pub serve: ServeArgs,
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
-}
-
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("lull: {msg}");
-    ExitCode::FAILURE
-}
-
-fn init_logs(cfg: &Config) {
+/// Logs to stderr, with `cfg`'s filter and format (also `lull redrive`'s when it hands off).
+pub fn init_logs(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Logs go to stderr: stdout carries the stdout sink's batches.
@@ -96,92 +50,6 @@ fn install_metrics() -> Option<PrometheusHandle> {
     Some(handle)
 }
 
-fn settings(cfg: &Config) -> Settings {
-    Settings {
-        data_dir: cfg.data_dir.clone(),
-        durability: cfg.durability,
-        buffer: cfg.buffer,
-        sweep: cfg.sweep,
-        max_concurrent_flushes: 256,
-        max_concurrent_requests: cfg.max_concurrent_requests,
-        ops_tokens: cfg.ops_tokens.clone(),
-    }
-}
-
-/// The sink `serve` hands off to: the default sink, with each tenant's batches routed to its own
-/// sink through the directory.
-fn sink(cfg: &Config, tenants: Arc<CachedDirectory>) -> Result<RoutedSink, String> {
-    Ok(RoutedSink::new(default_sink(cfg)?).with_routes(tenants, cfg.sink_timeout))
-}
-
-/// The deployment's own sink (`--sink`), for conversations of tenants without one (and `lull
-/// check --send-test-batch`).
-pub(crate) fn default_sink(cfg: &Config) -> Result<AnySink, String> {
-    AnySink::parse(&cfg.sink, cfg.sink_secrets.clone(), cfg.sink_timeout).map_err(|e| e.to_string())
-}
-
-/// The tenant directory over the data directory's tenant store: seeded from `lull.toml`'s
-/// `[[tenants]]` when fresh, read once now (a store that makes no sense stops start-up), then
-/// re-read every `tenant_refresh`.
-async fn tenants(cfg: &Config) -> Result<Arc<CachedDirectory>, String> {
-    let store = lull_local::tenants::source(&cfg.data_dir).map_err(|e| e.to_string())?;
-    let now = lull_core::Millis::now_wall();
-    let seeded = store
-        .seed(cfg.seed.clone(), &cfg.policy, now)
-        .map_err(|e| format!("seeding tenants from lull.toml: {e}"))?;
-    let stored = store.load_now().map_err(|e| e.to_string())?;
-    if !stored.is_empty() && cfg.fallback.as_ref().is_some_and(|f| f.has_any_secret()) {
-        return Err(format!(
-            "gateway secrets are set by flag, environment or top-level lull.toml keys, but \
-                 {} holds tenants (`lull tenants list`): give each tenant its own secrets with \
-                 `lull tenants apply`",
-            cfg.data_dir.display()
-        ));
-    }
-    if !seeded && !cfg.seed.is_empty() {
-        tracing::warn!(
-            "lull.toml lists [[tenants]] but the data directory already holds tenants: the \
-             stored ones are in force (change them with `lull tenants apply lull.toml`)"
-        );
-    }
-    let dir = Arc::new(CachedDirectory::new(
-        store,
-        cfg.tenant_refresh,
-        cfg.policy,
-        cfg.fallback.clone(),
-    ));
-    let live = dir.refresh().await.map_err(|e| e.to_string())?;
-    let quarantined = dir.health().quarantined.len();
-    tracing::info!(
-        tenants = live,
-        quarantined,
-        refresh_ms = cfg.tenant_refresh.as_millis() as u64,
-        "tenants loaded from the data directory"
-    );
-    Ok(dir)
-}
-
-/// `/healthz`'s tenant check: unhealthy once the tenant store has failed for longer than
-/// `STALE_AFTER_REFRESHES` refresh times (the last tenants loaded stay in force meanwhile).
-fn tenant_health(dir: Arc<CachedDirectory>) -> lull_local::ops::HealthCheck {
-    Arc::new(move || {
-        let h = dir.health();
-        if !h.stale {
-            return Ok(());
-        }
-        Err(format!(
-            "tenants: the tenant store failed {} time(s) in a row; the tenants in force were \
-             loaded {} ago (last error: {})",
-            h.failures,
-            h.age.map_or_else(
-                || "never".to_string(),
-                |a| humantime::format_duration(Duration::from_secs(a.as_secs())).to_string()
-            ),
-            h.last_error.as_deref().unwrap_or("none")
-        ))
-    })
-}
-
 /// Waits for SIGINT or SIGTERM.
 async fn signalled() {
     let ctrl_c = async {
@@ -206,17 +74,13 @@ async fn signalled() {
 }
 
 /// `lull serve`.
-pub fn serve(args: &ServeArgs) -> ExitCode {
+pub async fn run(args: &ServeArgs) -> ExitCode {
     let cfg = match args.resolve() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
     init_logs(&cfg);
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return fail(e),
-    };
-    match rt.block_on(run_server(cfg)) {
+    match run_server(cfg).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
@@ -232,7 +96,7 @@ async fn run_server(cfg: Config) -> Result<(), String> {
             }
         });
     }
-    let directory = tenants(&cfg).await?;
+    let directory = local::tenants(&cfg).await?;
     // `lull tenants apply` resolves tenants' policies with these, not its own shell's.
     lull_local::SqliteTenants::open(&cfg.data_dir)
         .and_then(|t| {
@@ -245,10 +109,10 @@ async fn run_server(cfg: Config) -> Result<(), String> {
     // Kept fresh in the background: lookups never wait for the store, and /healthz and the
     // snapshot age metric stay current on an idle server.
     directory.spawn_refresher();
-    let local = Local::open(settings(&cfg), sink(&cfg, directory.clone())?)
+    let local = Local::open(local::settings(&cfg), local::sink(&cfg, directory.clone())?)
         .await
         .map_err(|e| e.to_string())?
-        .with_health(tenant_health(directory.clone()));
+        .with_health(local::tenant_health(directory.clone()));
     if cfg.allow_unsigned {
         tracing::warn!(
             "UNSIGNED MODE (--allow-unsigned): webhooks for gateways without a secret are accepted \
@@ -317,228 +181,4 @@ fn sink_label(spec: &str) -> &str {
     } else {
         spec
     }
-}
-
-/// `lull inspect`.
-pub fn inspect(args: &InspectArgs) -> ExitCode {
-    let dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("lull-data"));
-    if !lull_local::store::db_path(&dir).exists() {
-        return fail(format!("no lull store in {}", dir.display()));
-    }
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return fail(e),
-    };
-    let result = rt.block_on(async {
-        let store =
-            SqliteStore::open(&dir, lull_local::Durability::Normal).map_err(|e| e.to_string())?;
-        let secret = lull_local::server::log_secret(&dir).map_err(|e| e.to_string())?;
-        let convs = store.scheduled().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((convs, secret))
-    });
-    let (convs, secret) = match result {
-        Ok(x) => x,
-        Err(e) => return fail(e),
-    };
-    let now = lull_core::Millis::now_wall();
-    let label = |k: &lull_core::ConversationKey| {
-        if args.show_keys {
-            k.storage_key()
-        } else {
-            k.log_hash(&secret)
-        }
-    };
-    if args.json {
-        for c in &convs {
-            let v = serde_json::json!({
-                "conversation": label(&c.key),
-                "generation": c.gen,
-                "due_at": c.due_at(),
-                "window": c.window.as_ref().map(|w| serde_json::json!({
-                    "batch_id": w.batch_id, "messages": w.messages.len(),
-                    "opened_at": w.opened_at, "last_at": w.last_at,
-                    "due_at": w.due(&c.turn).at, "waiting_for": w.due(&c.turn).reason.as_str(),
-                })),
-                "paused_until": c.turn.pause.map(|p| p.until),
-                "pending": c.pending.iter().map(|b| serde_json::json!({
-                    "generation": b.gen, "batch_id": b.batch_id, "reason": b.reason.as_str(),
-                    "messages": b.messages.len(), "closed_at": b.closed_at,
-                    "leased": b.lease_token().is_some() && b.is_held(now),
-                    "parked": b.is_parked(),
-                    "failures": b.failures,
-                    "last_error": b.last_error,
-                    "attempts": b.attempts,
-                })).collect::<Vec<_>>(),
-            });
-            println!("{v}");
-        }
-        return ExitCode::SUCCESS;
-    }
-    let open = convs.iter().filter(|c| c.window.is_some()).count();
-    let pending: usize = convs.iter().map(|c| c.pending.len()).sum();
-    println!(
-        "{} conversation(s) with work: {open} open window(s), {pending} pending batch(es)",
-        convs.len()
-    );
-    for c in &convs {
-        let key = label(&c.key);
-        if let Some(w) = &c.window {
-            let due = w.due(&c.turn);
-            let when = if due.at <= now {
-                "overdue".to_string()
-            } else {
-                format!("due in {}ms ({})", due.at.0 - now.0, due.reason.as_str())
-            };
-            println!(
-                "open     {key}  gen {}  {} message(s)  {when}  batch {}",
-                c.gen,
-                w.messages.len(),
-                w.batch_id
-            );
-        }
-        for b in &c.pending {
-            println!(
-                "pending  {key}  gen {}  {} message(s)  {}  closed {}  batch {}{}",
-                b.gen,
-                b.messages.len(),
-                b.reason.as_str(),
-                b.closed_at,
-                b.batch_id,
-                if b.is_parked() {
-                    format!(
-                        "  (PARKED: the sink refused it: {}; `lull redrive` retries)",
-                        b.last_error.as_deref().unwrap_or("?")
-                    )
-                } else if b.lease_token().is_some() && b.is_held(now) {
-                    "  (hand-off in flight)".to_string()
-                } else if b.is_held(now) {
-                    format!(
-                        "  (failed {} time(s): {}; retried after a backoff)",
-                        b.failures,
-                        b.last_error.as_deref().unwrap_or("?")
-                    )
-                } else {
-                    String::new()
-                }
-            );
-        }
-    }
-    ExitCode::SUCCESS
-}
-
-/// `lull redrive`: asks the running server to retry every pending batch now, or, when no server
-/// holds the data directory, hands them off from here.
-pub fn redrive(args: &RedriveArgs) -> ExitCode {
-    if args.aws {
-        return crate::aws::redrive();
-    }
-    let cfg = match args.serve.resolve() {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return fail(e),
-    };
-    let result = if lull_local::server::dir_in_use(&cfg.data_dir) {
-        rt.block_on(redrive_remote(&cfg))
-    } else {
-        init_logs(&cfg);
-        rt.block_on(redrive_here(&cfg))
-    };
-    match result {
-        Ok(msg) => {
-            println!("{msg}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
-}
-
-async fn redrive_remote(cfg: &Config) -> Result<String, String> {
-    let body = ops_post(cfg, "redrive", None).await?;
-    Ok(format!(
-        "the running server is re-delivering {body} conversation(s)"
-    ))
-}
-
-/// POSTs to the running server's ops route `path` (on `--ops-listen`, loopback when it listens
-/// on every address), with an optional JSON body; the answer's text, or a message naming the URL.
-pub(crate) async fn ops_post(
-    cfg: &Config,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> Result<String, String> {
-    let mut addr = cfg.ops_listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let url = format!("http://{addr}/{path}");
-    // JSON, and the ops token when one is set: the ops listener's rules (`lull_local::ops_guard`).
-    let body = body.unwrap_or_else(|| serde_json::json!({}));
-    let mut req = reqwest::Client::new()
-        .post(&url)
-        .timeout(Duration::from_secs(10))
-        .header("content-type", "application/json")
-        .body(body.to_string());
-    if let Some(token) = cfg.ops_tokens.iter().next() {
-        req = req.bearer_auth(token);
-    }
-    let resp = req.send().await.map_err(|e| {
-        format!(
-            "a server holds {} but {url} failed: {e}",
-            cfg.data_dir.display()
-        )
-    })?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(format!("{url} answered {status}: {}", text.trim()));
-    }
-    Ok(text.trim().to_string())
-}
-
-async fn redrive_here(cfg: &Config) -> Result<String, String> {
-    let directory = tenants(cfg).await?;
-    let local = Local::open(settings(cfg), sink(cfg, directory)?)
-        .await
-        .map_err(|e| e.to_string())?;
-    let now = lull_core::Millis::now_wall();
-    let convs = local.store.scheduled().await.map_err(|e| e.to_string())?;
-    let (mut batches, mut failed) = (0usize, 0usize);
-    for c in convs
-        .iter()
-        .filter(|c| !c.pending.is_empty() || c.is_past_due(now))
-    {
-        match local.handoff.flush(&c.key, Claim::Redrive).await {
-            Ok(r) => {
-                batches += r.handed_off.len();
-                if r.end.disposition() != Disposition::Done {
-                    failed += 1;
-                    let why = match &r.end {
-                        FlushEnd::SinkFailed { error, .. } => error.to_string(),
-                        FlushEnd::Parked { error } => format!(
-                            "the sink refused the batch again: {}",
-                            error.as_deref().unwrap_or("?")
-                        ),
-                        other => format!("{other:?}"),
-                    };
-                    tracing::warn!(error = %why, "redrive: hand-off failed; the batch stays pending");
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                tracing::warn!(error = %e, "redrive: flush failed");
-            }
-        }
-    }
-    if failed > 0 {
-        return Err(format!(
-            "{batches} batch(es) handed off; {failed} conversation(s) still failing (pending, not lost)"
-        ));
-    }
-    Ok(format!("{batches} batch(es) handed off"))
 }
