@@ -14,6 +14,8 @@ mod demo;
 mod inspect;
 mod local;
 mod ops_client;
+#[cfg(test)]
+mod readme_test;
 mod redact;
 mod redrive;
 mod serve;
