@@ -226,7 +226,7 @@ impl ServeArgs {
             durability,
             sweep: SweepSettings {
                 interval: sweep_interval,
-                limit: 256,
+                limit: lull_core::protocol::SWEEP_LIMIT,
                 concurrency: lull_core::protocol::SWEEP_CONCURRENCY,
             },
             buffer,

@@ -28,6 +28,7 @@ fn defaults() {
     assert_eq!(c.fallback.as_ref().map(|t| t.id.as_str()), Some("default"));
     assert!(c.seed.is_empty());
     assert_eq!(c.tenant_refresh, lull_ingest::DEFAULT_TENANT_TTL);
+    assert_eq!(c.sweep.limit, lull_core::protocol::SWEEP_LIMIT);
 }
 
 #[test]

@@ -25,7 +25,7 @@ pub use flush::{FlushError, MAX_RETRY_AFTER};
 pub use operator::OperatorOutcome;
 pub use outcome::{Claim, Disposition, FlushEnd, FlushReport, HandedOff};
 pub use redrive::{RedriveEnd, RedriveNext, RedriveReport, MAX_REDRIVE_FLUSHES};
-pub use sweep::{SweepReport, SWEEP_CONCURRENCY};
+pub use sweep::{SweepReport, SWEEP_CONCURRENCY, SWEEP_LIMIT};
 pub use turn::{PauseOutcome, PresenceOutcome};
 
 use crate::key::ConversationKey;
