@@ -22,7 +22,7 @@ use crate::key::ConversationKey;
 use crate::message::Message;
 use crate::metrics as m;
 use crate::policy::Policy;
-use crate::ports::{Clock, Trigger, WindowStore};
+use crate::ports::{Clock, Trigger, WindowStore, Written};
 use crate::turn::{Pause, PauseReason};
 
 /// What an operator's message did.
@@ -119,12 +119,13 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                 self.store.remember(&pushed_out).await?;
                 remembered = true;
             }
-            if self.write_turn(expected, &plan).await? {
+            let Written::Conflict(latest) = self.write_turn(expected, &plan).await? else {
                 counter!(m::PAUSES, "what" => PauseReason::Operator.as_str()).increment(1);
                 return Ok(OperatorOutcome::Paused { buffered: false });
-            }
+            };
             counter!(m::WRITE_CONFLICTS, "op" => "pause").increment(1);
-            current = self.store.load(key).await?;
+            // The port returned the record that won: no second read.
+            current = latest.map(|b| *b);
             if attempt >= 2 {
                 self.backoff(attempt).await;
             }

@@ -140,7 +140,10 @@ mod tests {
             RedriveNext::Again
         );
         // Re-armed for a window not due yet, nothing handed off: the chain covers it.
-        assert_eq!(next(&report(0, FlushEnd::Rearmed { at })), RedriveNext::Done);
+        assert_eq!(
+            next(&report(0, FlushEnd::Rearmed { at })),
+            RedriveNext::Done
+        );
         for end in [
             FlushEnd::Idle,
             FlushEnd::Covered,
