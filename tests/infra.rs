@@ -694,3 +694,21 @@ fn function_timeouts_and_visibility_follow_the_hand_off_timing_rule() {
         }
     }
 }
+
+/// The sweep's limit is the core's one default (`SWEEP_LIMIT`, which `lull serve` uses too):
+/// the template states no other.
+#[test]
+fn the_sweep_limit_is_the_cores() {
+    let t = template();
+    let vars = get(
+        resource(&t, "SweepFunction"),
+        &["Properties", "Environment", "Variables"],
+    );
+    if let Some(limit) = vars.get("LULL_SWEEP_LIMIT") {
+        assert_eq!(
+            limit.as_str().and_then(|v| v.parse::<usize>().ok()),
+            Some(lull_core::protocol::SWEEP_LIMIT),
+            "LULL_SWEEP_LIMIT in the template: {limit:?}"
+        );
+    }
+}

@@ -372,6 +372,66 @@ async fn sigterm_keeps_open_windows_for_the_next_start() {
     );
 }
 
+/// `lull redrive` with no server running hands off every pending batch of a conversation, also
+/// when there are more than one flush hands off before yielding (16): a yield is not "done"
+/// (the redrive used to stop after the first flush and report success with batches left).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_without_a_server_hands_off_more_batches_than_one_flush_takes() {
+    const BATCHES: usize = 20;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let sink = Capture::start().await;
+    sink.state.failing.store(true, Ordering::SeqCst);
+    // One message per batch: each closes at once, and they queue behind the failing first one.
+    let flags = fast(&sink.url).set("--max-messages", "1");
+    let mut server = start(&data, &flags).await;
+    let sent: Vec<String> = (0..BATCHES).map(|i| format!("r{i}")).collect();
+    for id in &sent {
+        assert_eq!(
+            server
+                .post_meta(&meta_text(PN, "5511966666666", id, "a"))
+                .await,
+            200
+        );
+    }
+    wait_for("every batch pending", PATIENCE, async || {
+        server.inspect().iter().any(|c| {
+            c["pending"].as_array().is_some_and(|p| p.len() == BATCHES) && c["window"].is_null()
+        })
+    })
+    .await;
+    assert!(server.terminate().await, "clean exit:\n{}", server.logs());
+    sink.state.failing.store(false, Ordering::SeqCst);
+
+    let out = std::process::Command::new(lull_tests::lull_bin())
+        .arg("redrive")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(flags.clone().switch("--allow-unsigned").args())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("lull redrive");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{BATCHES} batch(es) handed off")),
+        "{stdout}"
+    );
+    let handed: Vec<String> = sink.unique_batches().iter().flat_map(ids).collect();
+    assert_eq!(handed, sent, "every batch, once, in order");
+    assert!(
+        server
+            .inspect()
+            .iter()
+            .all(|c| c["pending"].as_array().is_none_or(|p| p.is_empty())),
+        "nothing left pending"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ops_routes_answer_on_their_own_listener_only() {
     let tmp = tempfile::tempdir().expect("tempdir");

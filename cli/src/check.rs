@@ -17,7 +17,8 @@ use std::time::Duration;
 use clap::Args;
 use lull_sink::AnySink;
 
-use crate::serve::ServeArgs;
+use crate::aws::aws_only;
+use crate::config::ServeArgs;
 
 /// `lull check`.
 #[derive(Args, Clone, Debug)]
@@ -72,22 +73,18 @@ impl Report {
 }
 
 /// `lull check`.
-pub fn run(args: &CheckArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("lull check: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+pub async fn run(args: &CheckArgs) -> ExitCode {
     let mut report = Report::default();
     if args.aws {
-        rt.block_on(aws::check(args.send_test_batch, &mut report));
+        let checked: Result<(), String> = aws_only!("check", {
+            aws::check(args.send_test_batch, &mut report).await;
+            Ok(())
+        });
+        if let Err(e) = checked {
+            report.problem(e);
+        }
     } else {
-        rt.block_on(local(args, &mut report));
+        local(args, &mut report).await;
     }
     report.finish()
 }
@@ -127,7 +124,7 @@ async fn local(args: &CheckArgs, report: &mut Report) {
     if args.send_test_batch {
         // The test batch's conversation, generic/lull-check, is no tenant's, so it goes where
         // serve sends it: the default sink (tenants' own sinks are checked when applied).
-        match crate::serve::default_sink(&cfg) {
+        match crate::local::default_sink(&cfg) {
             Ok(sink) => {
                 let signed = !cfg.sink_secrets.is_empty();
                 send_test_batch(&sink, cfg.sink_timeout, signed, report).await
@@ -140,7 +137,7 @@ async fn local(args: &CheckArgs, report: &mut Report) {
 /// How many tenants `serve` would start with, read without writing: the data directory's live
 /// tenants when it holds any, else the `[[tenants]]` that would seed it, else the one tenant of
 /// flags and environment.
-fn tenant_count(cfg: &crate::serve::config::Config) -> String {
+fn tenant_count(cfg: &crate::config::Config) -> String {
     let stored = if lull_local::store::db_path(&cfg.data_dir).exists() {
         lull_local::tenants::SqliteTenants::open(&cfg.data_dir)
             .and_then(|t| t.load_now())
@@ -286,18 +283,6 @@ mod aws {
             Ok((_, _, None)) => report.problem("sink: LULL_SINK is not set"),
             Err(e) => report.problem(format!("sink: {e}")),
         }
-    }
-}
-
-#[cfg(not(feature = "aws"))]
-mod aws {
-    use super::Report;
-
-    pub async fn check(_send_test_batch: bool, report: &mut Report) {
-        report.problem(
-            "this lull was built without AWS support; run `cargo run --release -p lull \
-             --features aws -- check --aws`",
-        );
     }
 }
 

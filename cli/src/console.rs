@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::aws::aws_only;
+
 /// `lull console`.
 #[derive(Args, Clone, Debug)]
 pub struct ConsoleArgs {
@@ -26,7 +28,8 @@ pub struct ConsoleArgs {
     pub listen: SocketAddr,
 }
 
-pub fn run(args: &ConsoleArgs) -> ExitCode {
+/// `lull console`.
+pub async fn run(args: &ConsoleArgs) -> ExitCode {
     if !args.aws {
         eprintln!(
             "lull console: the local console is served by `lull serve` on its ops listener \
@@ -42,11 +45,57 @@ pub fn run(args: &ConsoleArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    match crate::aws::console(args.listen) {
+    match aws_only!("console", aws(args.listen).await) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lull console --aws: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--aws`: the console over the deployment's table and queues (the webhook Lambda's
+/// variables), redriving through the flush Lambda's sink when `LULL_SINK` is set.
+#[cfg(feature = "aws")]
+async fn aws(listen: SocketAddr) -> Result<(), String> {
+    use std::sync::Arc;
+
+    use lull_aws::console::AwsConsole;
+    use lull_aws::{Accounting, Role, Settings};
+
+    let (settings, clients) = crate::aws::connect(Role::Webhook).await?;
+    let acct = Accounting::new();
+    let (store, _, _) = settings.build(&clients, &acct).map_err(|e| e.to_string())?;
+    let intake = settings
+        .intake(&clients, &acct)
+        .map_err(|e| e.to_string())?;
+    let handoff = match Settings::from_env(Role::Flush) {
+        Ok(s) => Some(s.handoff(&clients, &acct).map_err(|e| e.to_string())?),
+        Err(e) => {
+            eprintln!("lull console --aws: redrive is off ({e})");
+            None
+        }
+    };
+    let console = AwsConsole {
+        store,
+        intake,
+        handoff,
+        tenants: settings.tenant_store(&clients, &acct),
+        horizon: settings.buffer.dedupe_horizon,
+        table: settings.table.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    eprintln!(
+        "lull console: http://{addr}/console (table {})",
+        settings.table
+    );
+    let secret: Arc<[u8]> = settings.log_secret.as_bytes().into();
+    lull_local::console::serve(listener, console, secret, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| e.to_string())
 }

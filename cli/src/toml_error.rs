@@ -95,7 +95,7 @@ mod tests {
     use super::*;
 
     fn error_of(text: &str) -> String {
-        let e = toml::from_str::<crate::serve::config::FileConfig>(text).unwrap_err();
+        let e = toml::from_str::<crate::config::FileConfig>(text).unwrap_err();
         describe(text, &e)
     }
 

@@ -80,6 +80,7 @@ pub trait Appender: Send + Sync {
     ) -> HandoverFuture<'_>;
 }
 
+/// A `Buffer` appends through its intake (the same calls, one place: the impl below).
 impl<S, T, K, C> Appender for Buffer<S, T, K, C>
 where
     S: WindowStore + 'static,
@@ -88,7 +89,7 @@ where
     C: Clock + 'static,
 {
     fn append(&self, key: ConversationKey, policy: Policy, msg: Message) -> AppendFuture<'_> {
-        Box::pin(async move { Buffer::append(self, &key, &policy, msg).await })
+        Appender::append(self.intake(), key, policy, msg)
     }
 
     fn presence(
@@ -98,7 +99,7 @@ where
         kind: PresenceKind,
         sent_at: Option<Millis>,
     ) -> PresenceFuture<'_> {
-        self.intake().presence_boxed(key, policy, kind, sent_at)
+        Appender::presence(self.intake(), key, policy, kind, sent_at)
     }
 
     fn pause(
@@ -107,7 +108,7 @@ where
         pause_for: Option<Duration>,
         reason: PauseReason,
     ) -> PauseFuture<'_> {
-        self.intake().pause_boxed(key, pause_for, reason)
+        Appender::pause(self.intake(), key, pause_for, reason)
     }
 
     fn operator_message(
@@ -117,7 +118,7 @@ where
         msg: Message,
         buffer: bool,
     ) -> OperatorFuture<'_> {
-        self.intake().operator_boxed(key, policy, msg, buffer)
+        Appender::operator_message(self.intake(), key, policy, msg, buffer)
     }
 
     fn handover(
@@ -128,8 +129,7 @@ where
         change: Handover,
         reason: PauseReason,
     ) -> HandoverFuture<'_> {
-        self.intake()
-            .handover_boxed(key, ids, sent_at, change, reason)
+        Appender::handover(self.intake(), key, ids, sent_at, change, reason)
     }
 }
 
@@ -150,7 +150,7 @@ where
         kind: PresenceKind,
         sent_at: Option<Millis>,
     ) -> PresenceFuture<'_> {
-        self.presence_boxed(key, policy, kind, sent_at)
+        Box::pin(async move { Intake::presence(self, &key, &policy, kind, sent_at).await })
     }
 
     fn pause(
@@ -159,89 +159,10 @@ where
         pause_for: Option<Duration>,
         reason: PauseReason,
     ) -> PauseFuture<'_> {
-        self.pause_boxed(key, pause_for, reason)
-    }
-
-    fn operator_message(
-        &self,
-        key: ConversationKey,
-        policy: Policy,
-        msg: Message,
-        buffer: bool,
-    ) -> OperatorFuture<'_> {
-        self.operator_boxed(key, policy, msg, buffer)
-    }
-
-    fn handover(
-        &self,
-        key: ConversationKey,
-        ids: Vec<String>,
-        sent_at: Option<Millis>,
-        change: Handover,
-        reason: PauseReason,
-    ) -> HandoverFuture<'_> {
-        self.handover_boxed(key, ids, sent_at, change, reason)
-    }
-}
-
-/// The boxed futures both implementations hand out.
-trait Boxed {
-    fn presence_boxed(
-        &self,
-        key: ConversationKey,
-        policy: Policy,
-        kind: PresenceKind,
-        sent_at: Option<Millis>,
-    ) -> PresenceFuture<'_>;
-    fn pause_boxed(
-        &self,
-        key: ConversationKey,
-        pause_for: Option<Duration>,
-        reason: PauseReason,
-    ) -> PauseFuture<'_>;
-    fn operator_boxed(
-        &self,
-        key: ConversationKey,
-        policy: Policy,
-        msg: Message,
-        buffer: bool,
-    ) -> OperatorFuture<'_>;
-    fn handover_boxed(
-        &self,
-        key: ConversationKey,
-        ids: Vec<String>,
-        sent_at: Option<Millis>,
-        change: Handover,
-        reason: PauseReason,
-    ) -> HandoverFuture<'_>;
-}
-
-impl<S, T, C> Boxed for Intake<S, T, C>
-where
-    S: WindowStore + 'static,
-    T: Trigger + 'static,
-    C: Clock + 'static,
-{
-    fn presence_boxed(
-        &self,
-        key: ConversationKey,
-        policy: Policy,
-        kind: PresenceKind,
-        sent_at: Option<Millis>,
-    ) -> PresenceFuture<'_> {
-        Box::pin(async move { Intake::presence(self, &key, &policy, kind, sent_at).await })
-    }
-
-    fn pause_boxed(
-        &self,
-        key: ConversationKey,
-        pause_for: Option<Duration>,
-        reason: PauseReason,
-    ) -> PauseFuture<'_> {
         Box::pin(async move { Intake::pause(self, &key, pause_for, reason).await })
     }
 
-    fn operator_boxed(
+    fn operator_message(
         &self,
         key: ConversationKey,
         policy: Policy,
@@ -254,7 +175,7 @@ where
         })
     }
 
-    fn handover_boxed(
+    fn handover(
         &self,
         key: ConversationKey,
         ids: Vec<String>,

@@ -5,7 +5,8 @@
 //!   parameter's name and value, sorted by name, under the auth token; or, when
 //!   `X-Twilio-Webhooks-Signature-Settings: key=<id>,algorithm=HMAC_SHA256` comes with it, the
 //!   same string under a webhook shared key with the named algorithm.
-//! - Generic: `X-Lull-Signature: sha256=<hex>`, like Meta's.
+//! - Generic: Standard Webhooks headers (`crate::standard_webhooks`); the body-only
+//!   `X-Lull-Signature: sha256=<hex>` is retired (`routes::generic` refuses it).
 //! - WAHA: `X-Webhook-Hmac: <hex>`, HMAC-SHA512 of the raw body with the webhook's HMAC key
 //!   (`X-Webhook-Hmac-Algorithm: sha512`).
 //! - Evolution (which signs nothing): a shared token compared in constant time, or an HS256 JWT

@@ -2,14 +2,14 @@
 //! with the maintained `standardwebhooks` crate: `webhook-id`, `webhook-timestamp` and
 //! `webhook-signature: v1,<base64>` (several, space-separated, during a rotation).
 //!
-//! Unlike `X-Lull-Signature: sha256=<hex>`, the signed content includes the timestamp, and a
+//! Unlike the retired body-only signature, the signed content includes the timestamp, and a
 //! timestamp more than 5 minutes from lull's clock (the scheme's tolerance) is refused: a captured
 //! signed request cannot be replayed later. Secrets are the tenant's generic secrets: a
 //! `whsec_<base64>` secret's key is the decoded bytes, any other secret's key is its UTF-8
-//! bytes (the same rule as the sink's signing, `docs/batch.md`).
+//! bytes: the sink's rule, called (`lull_sink::standard_webhooks::webhook`, `docs/batch.md`).
 
 use axum::http::HeaderMap;
-use standardwebhooks::{Webhook, WebhookError};
+use standardwebhooks::WebhookError;
 
 use crate::tenant::Secrets;
 
@@ -22,10 +22,7 @@ pub fn is_signed(headers: &HeaderMap) -> bool {
 pub fn verify(secrets: &Secrets, headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
     let mut reason = "webhook-signature does not match the body";
     for secret in secrets.iter() {
-        let key = match secret.strip_prefix("whsec_") {
-            Some(_) => Webhook::new(secret),
-            None => Webhook::from_bytes(secret.as_bytes().to_vec()),
-        };
+        let key = lull_sink::standard_webhooks::webhook(secret, "generic secret");
         // A malformed whsec_ secret matches nothing (config validation names it).
         let Ok(key) = key else { continue };
         match key.verify(body, headers) {
@@ -49,10 +46,7 @@ pub fn verify(secrets: &Secrets, headers: &HeaderMap, body: &[u8]) -> Result<(),
 /// The three headers that sign `body` as message `id` at unix second `t` (for tests and
 /// clients; lull's own sink signs with `lull_sink`).
 pub fn sign(secret: &str, id: &str, t: i64, body: &[u8]) -> Option<[(&'static str, String); 3]> {
-    let key = match secret.strip_prefix("whsec_") {
-        Some(_) => Webhook::new(secret).ok()?,
-        None => Webhook::from_bytes(secret.as_bytes().to_vec()).ok()?,
-    };
+    let key = lull_sink::standard_webhooks::webhook(secret, "generic secret").ok()?;
     Some([
         ("webhook-id", id.to_string()),
         ("webhook-timestamp", t.to_string()),

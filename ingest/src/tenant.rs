@@ -39,9 +39,16 @@ impl Secrets {
         )
     }
 
-    /// Parses a comma-separated list (how environment variables carry several values).
+    /// Parses a comma-separated list (how environment variables carry several values); blank
+    /// values are dropped.
     pub fn from_list(list: &str) -> Self {
-        Secrets::new(list.split(','))
+        Secrets::new(Self::split(list))
+    }
+
+    /// The one rule for several values in one string (a flag, a variable, a `lull.toml` or
+    /// tenant string): comma-separated, each value as written.
+    pub fn split(list: &str) -> impl Iterator<Item = &str> {
+        list.split(',')
     }
 
     pub fn is_empty(&self) -> bool {
@@ -111,7 +118,7 @@ pub struct TwilioSettings {
 pub struct GenericSettings {
     /// The `account` values this tenant owns; empty: all (single tenant only).
     pub accounts: Vec<String>,
-    /// HMAC secrets of `X-Lull-Signature`.
+    /// Standard Webhooks secrets of `/webhook/generic` (`crate::standard_webhooks`).
     pub secrets: Secrets,
 }
 

@@ -40,7 +40,9 @@ impl<'de> Deserialize<'de> for SecretList {
             Many(Vec<String>),
         }
         Ok(match OneOrMany::deserialize(d)? {
-            OneOrMany::One(s) => SecretList(s.split(',').map(str::to_string).collect()),
+            // Comma-separated (`Secrets::split`), each value as written: validation names an
+            // empty one.
+            OneOrMany::One(s) => SecretList(Secrets::split(&s).map(str::to_string).collect()),
             OneOrMany::Many(v) => SecretList(v),
         })
     }

@@ -17,7 +17,7 @@ mod file;
 mod http;
 mod receipt;
 mod routed;
-mod signature;
+pub mod signature;
 pub mod standard_webhooks;
 
 pub use file::{JsonlSink, StdoutSink};

@@ -4,6 +4,12 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+/// The header of lull's own timestamped *outbound* signature (deprecated: sent only while a plain
+/// secret is configured, beside the Standard Webhooks headers). Not to be confused with the
+/// retired *inbound* body-only `sha256=<hex>` of `/webhook/generic`, which shared the name and
+/// is now refused.
+pub const TIMESTAMPED_SIGNATURE_HEADER: &str = "x-lull-signature";
+
 fn mac(secret: &[u8], t: u64, body: &[u8]) -> Hmac<Sha256> {
     // HMAC takes keys of any length: `new_from_slice` cannot fail.
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());

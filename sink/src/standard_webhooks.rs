@@ -17,6 +17,20 @@ use standardwebhooks::Webhook;
 /// The prefix of a Standard Webhooks secret.
 pub const WHSEC_PREFIX: &str = "whsec_";
 
+/// The one rule for a secret's key, signing out and verifying in: `whsec_<base64>` is the
+/// decoded bytes, any other secret its UTF-8 bytes. The error names what is wrong, never the
+/// secret (`what` says which setting it is).
+pub fn webhook(secret: &str, what: &str) -> Result<Webhook, String> {
+    if secret.starts_with(WHSEC_PREFIX) {
+        Webhook::new(secret).map_err(|e| {
+            format!("a {what} starts with {WHSEC_PREFIX} but the rest is not base64 ({e})")
+        })
+    } else {
+        Webhook::from_bytes(secret.as_bytes().to_vec())
+            .map_err(|e| format!("a {what} is unusable ({e})"))
+    }
+}
+
 /// One signing key, checked when the sink is configured.
 #[derive(Clone)]
 pub struct SigningKey {
@@ -42,20 +56,10 @@ impl SigningKey {
         if secret.is_empty() {
             return Err("a sink signing secret is empty".into());
         }
-        if secret.starts_with(WHSEC_PREFIX) {
-            let webhook = Webhook::new(secret).map_err(|e| {
-                format!("a sink signing secret starts with {WHSEC_PREFIX} but the rest is not base64 ({e})")
-            })?;
-            return Ok(SigningKey {
-                webhook: std::sync::Arc::new(webhook),
-                legacy: None,
-            });
-        }
-        let webhook = Webhook::from_bytes(secret.as_bytes().to_vec())
-            .map_err(|e| format!("a sink signing secret is unusable ({e})"))?;
+        let webhook = webhook(secret, "sink signing secret")?;
         Ok(SigningKey {
             webhook: std::sync::Arc::new(webhook),
-            legacy: Some(secret.to_string()),
+            legacy: (!secret.starts_with(WHSEC_PREFIX)).then(|| secret.to_string()),
         })
     }
 
@@ -90,7 +94,7 @@ pub fn headers(
     if let Some(plain) = keys.iter().find_map(|k| k.legacy.as_deref()) {
         let t = u64::try_from(t).unwrap_or(0);
         out.push((
-            "x-lull-signature",
+            crate::signature::TIMESTAMPED_SIGNATURE_HEADER,
             crate::signature::sign(plain.as_bytes(), t, body),
         ));
     }

@@ -224,9 +224,8 @@ impl Settings {
             .then(|| r.get("LULL_SINK_SECRET"))
             .flatten()
             .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
+                lull_ingest::Secrets::from_list(&v)
+                    .iter()
                     .map(String::from)
                     .collect()
             })
@@ -234,7 +233,9 @@ impl Settings {
 
         let ProtocolSettings { policy, buffer } = ProtocolSettings::resolve(&env)?;
 
-        let idle_ttl = r.duration("LULL_IDLE_TTL", Duration::from_secs(30 * 24 * 3600))?;
+        // The store's own defaults (`StoreSettings::new`), stated once there.
+        let store_defaults = crate::store::StoreSettings::new(String::new());
+        let idle_ttl = r.duration("LULL_IDLE_TTL", store_defaults.idle_ttl)?;
         if idle_ttl < buffer.dedupe_horizon {
             return Err(r
                 .invalid_as_set(
@@ -243,7 +244,7 @@ impl Settings {
                 )
                 .into());
         }
-        let due_shards: u32 = r.number("LULL_DUE_SHARDS", 4)?;
+        let due_shards: u32 = r.number("LULL_DUE_SHARDS", store_defaults.due_shards)?;
         if !(1..=64).contains(&due_shards) {
             return Err(r
                 .invalid(
@@ -255,9 +256,9 @@ impl Settings {
         }
         // Only the sweep uses its limit.
         let sweep_limit: usize = if role == Role::Sweep {
-            r.number("LULL_SWEEP_LIMIT", 500)?
+            r.number("LULL_SWEEP_LIMIT", lull_core::protocol::SWEEP_LIMIT)?
         } else {
-            500
+            lull_core::protocol::SWEEP_LIMIT
         };
         if sweep_limit == 0 {
             return Err(r

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use lull_core::ports::WindowStore as _;
-use lull_core::protocol::{Claim, FlushEnd, PauseOutcome};
+use lull_core::protocol::{FlushEnd, PauseOutcome, RedriveEnd};
 use lull_core::turn::PauseReason;
 use lull_core::{Conversation, ConversationKey, Millis};
 use lull_local::console::chart::Minute;
@@ -90,17 +90,21 @@ impl Backend for AwsConsole {
                     .into(),
             );
         };
-        let report = handoff.flush(key, Claim::Redrive).await.map_err(err)?;
+        // The core's redrive: flushed again after each yield, until done or failed.
+        let report = handoff.redrive(key).await;
         let n = report.handed_off.len();
+        let why = report.failure().unwrap_or_default();
         Ok(match report.end {
-            FlushEnd::Parked { error } => format!(
+            RedriveEnd::Error(e) => return Err(err(e)),
+            RedriveEnd::Failed(FlushEnd::Parked { error }) => format!(
                 "{n} batch(es) handed off; the sink refused the next again: {}",
                 error.unwrap_or_default()
             ),
-            FlushEnd::SinkFailed { error, .. } => {
+            RedriveEnd::Failed(FlushEnd::SinkFailed { error, .. }) => {
                 format!("{n} batch(es) handed off; the next failed: {error}")
             }
-            _ => format!("redrive handed off {n} batch(es)"),
+            RedriveEnd::Done(_) => format!("redrive handed off {n} batch(es)"),
+            _ => format!("{n} batch(es) handed off; {why}"),
         })
     }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use lull_core::ports::{Clock, Sink, Trigger, TriggerMsg, WindowStore};
-use lull_core::protocol::{Claim, FlushEnd, Handoff};
+use lull_core::protocol::Handoff;
 use lull_core::ConversationKey;
 
 use crate::accounting::Accounting;
@@ -46,8 +46,6 @@ pub struct RedriveError {
 pub struct RedriveOptions {
     /// Stop after reading this many DLQ messages.
     pub max_messages: usize,
-    /// Flushes per conversation before giving up on it for this run.
-    pub max_flushes: u32,
     /// How long read messages stay invisible while the run works on them.
     pub visibility_timeout_secs: i32,
 }
@@ -56,7 +54,6 @@ impl Default for RedriveOptions {
     fn default() -> Self {
         RedriveOptions {
             max_messages: 10_000,
-            max_flushes: 64,
             visibility_timeout_secs: 300,
         }
     }
@@ -129,44 +126,15 @@ where
 
     let mut done: Vec<String> = Vec::new();
     for (key, parked) in by_key {
-        let mut ok = false;
-        for _ in 0..opts.max_flushes {
-            match handoff.flush(&key, Claim::Redrive).await {
-                Ok(r) => {
-                    report.handed_off += r.handed_off.len();
-                    match r.end {
-                        FlushEnd::SinkFailed { error, .. } => {
-                            tracing::warn!(error = %error, "redrive: sink still failing");
-                            break;
-                        }
-                        FlushEnd::Parked { error } => {
-                            tracing::warn!(
-                                error = error.as_deref().unwrap_or(""),
-                                "redrive: the sink refused the batch again; it stays parked"
-                            );
-                            break;
-                        }
-                        // Yielded after a run of hand-offs: go on.
-                        FlushEnd::Rearmed { .. } if !r.handed_off.is_empty() => continue,
-                        // Idle, or what is left is not due yet and the chain is re-armed, or
-                        // another live flush holds the lease: the trigger is no longer needed.
-                        _ => {
-                            ok = true;
-                            break;
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "redrive: flush failed");
-                    break;
-                }
-            }
-        }
-        if ok {
-            done.extend(parked.into_iter().map(|p| p.receipt));
-        } else {
+        // When a redrive is done is the core's rule (`Handoff::redrive`): a yield goes on.
+        let r = handoff.redrive(&key).await;
+        report.handed_off += r.handed_off.len();
+        if let Some(why) = r.failure() {
+            tracing::warn!(error = %why, "redrive: the conversation still fails; its trigger stays");
             report.failed += 1;
             keep.extend(parked.into_iter().map(|p| p.receipt));
+        } else {
+            done.extend(parked.into_iter().map(|p| p.receipt));
         }
     }
 

@@ -16,7 +16,7 @@ use super::stale::is_stale;
 use super::{AppendError, Intake};
 use crate::key::ConversationKey;
 use crate::metrics as m;
-use crate::ports::{Clock, Trigger, WindowStore};
+use crate::ports::{Clock, Trigger, WindowStore, Written};
 use crate::time::Millis;
 use crate::turn::{Pause, PauseReason};
 
@@ -109,22 +109,24 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                 self.store.remember(&pushed_out).await?;
                 remembered = true;
             }
-            if self.write_turn(expected, &plan).await? {
-                let Some(applied) = applied else {
-                    return Ok(HandoverOutcome::Unchanged);
-                };
-                let what = match change {
-                    Handover::Pause(_) => reason.as_str(),
-                    Handover::Resume => "resume",
-                };
-                counter!(m::PAUSES, "what" => what).increment(1);
-                return Ok(HandoverOutcome::Applied(applied));
+            if let Written::Conflict(latest) = self.write_turn(expected, &plan).await? {
+                counter!(m::WRITE_CONFLICTS, "op" => "pause").increment(1);
+                // The port returned the record that won: no second read.
+                current = latest.map(|b| *b);
+                if attempt >= 2 {
+                    self.backoff(attempt).await;
+                }
+                continue;
             }
-            counter!(m::WRITE_CONFLICTS, "op" => "pause").increment(1);
-            current = self.store.load(key).await?;
-            if attempt >= 2 {
-                self.backoff(attempt).await;
-            }
+            let Some(applied) = applied else {
+                return Ok(HandoverOutcome::Unchanged);
+            };
+            let what = match change {
+                Handover::Pause(_) => reason.as_str(),
+                Handover::Resume => "resume",
+            };
+            counter!(m::PAUSES, "what" => what).increment(1);
+            return Ok(HandoverOutcome::Applied(applied));
         }
         Err(AppendError::Contended(self.config.max_write_attempts))
     }

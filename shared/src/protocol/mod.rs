@@ -12,6 +12,7 @@ mod handover;
 mod operator;
 mod outcome;
 mod plan;
+mod redrive;
 pub mod stale;
 mod sweep;
 #[cfg(test)]
@@ -25,7 +26,8 @@ pub use flush::{FlushError, MAX_RETRY_AFTER};
 pub use handover::{Handover, HandoverOutcome};
 pub use operator::OperatorOutcome;
 pub use outcome::{Claim, Disposition, FlushEnd, FlushReport, HandedOff};
-pub use sweep::{SweepReport, SWEEP_CONCURRENCY};
+pub use redrive::{RedriveEnd, RedriveNext, RedriveReport, MAX_REDRIVE_FLUSHES};
+pub use sweep::{SweepReport, SWEEP_CONCURRENCY, SWEEP_LIMIT};
 pub use turn::{PauseOutcome, PresenceOutcome};
 
 use crate::key::ConversationKey;

@@ -11,6 +11,13 @@ use crate::ports::{Clock, Sink, StoreError, Trigger, WindowStore};
 /// back only its own conversation (and one slot of the pass), not the whole pass.
 pub const SWEEP_CONCURRENCY: usize = 16;
 
+/// Conversations one sweep flushes at most, in every shell (`LULL_SWEEP_LIMIT` on AWS). 500: the
+/// sweep Lambda runs once a minute and stops at its deadline, so a backlog after an outage of
+/// thousands of conversations drains in a few runs; locally the sweep runs every few seconds
+/// and, with durable timers, only finds what a lost timer left, so the same bound costs nothing.
+/// The pass's work at any moment is bounded by [`SWEEP_CONCURRENCY`], not by this.
+pub const SWEEP_LIMIT: usize = 500;
+
 /// What one sweep did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SweepReport {

@@ -264,6 +264,34 @@ fn a_flush_yields_after_its_hand_off_budget_and_rearms_at_once() {
     assert_eq!(ids, ["a", "b", "c"]);
 }
 
+/// A redrive runs on through the yields until nothing is left (`lull redrive` once stopped
+/// after the first flush and called a yield done).
+#[test]
+fn a_redrive_hands_off_more_batches_than_one_flush_takes() {
+    let w = world_with(
+        MemoryStore::new(),
+        MemorySink::new(),
+        BufferConfig {
+            max_handoffs_per_flush: 2,
+            ..BufferConfig::default()
+        },
+    );
+    for id in ["a", "b", "c", "d", "e"] {
+        w.append("u", id, &passthrough());
+    }
+    let r = block_on(w.buffer.handoff().redrive(&key("u")));
+    assert!(r.is_done(), "{:?}", r.end);
+    assert_eq!(r.handed_off.len(), 5);
+    let ids: Vec<_> = w
+        .sink
+        .delivered()
+        .iter()
+        .map(|b| b.messages[0].id.clone())
+        .collect();
+    assert_eq!(ids, ["a", "b", "c", "d", "e"]);
+    assert!(w.store.load_now(&key("u")).unwrap().pending.is_empty());
+}
+
 #[test]
 fn a_flush_gives_up_after_its_write_attempts_whichever_write_loses() {
     let config = BufferConfig {

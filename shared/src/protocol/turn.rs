@@ -114,8 +114,8 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
             });
         };
         Ok(match self.write_turn(expected, &plan).await? {
-            true => PresenceOutcome::Applied,
-            false => PresenceOutcome::Conflict,
+            Written::Ok => PresenceOutcome::Applied,
+            Written::Conflict(_) => PresenceOutcome::Conflict,
         })
     }
 
@@ -155,34 +155,36 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
             let Some(plan) = plan else {
                 return Ok(PauseOutcome::Unchanged);
             };
-            if self.write_turn(expected, &plan).await? {
-                let what = if until.is_some() {
-                    reason.as_str()
-                } else {
-                    "resume"
-                };
-                counter!(m::PAUSES, "what" => what).increment(1);
-                return Ok(PauseOutcome::Set(until));
+            if let Written::Conflict(latest) = self.write_turn(expected, &plan).await? {
+                counter!(m::WRITE_CONFLICTS, "op" => "pause").increment(1);
+                // The port returned the record that won: no second read.
+                current = latest.map(|b| *b);
+                if attempt >= 2 {
+                    self.backoff(attempt).await;
+                }
+                continue;
             }
-            counter!(m::WRITE_CONFLICTS, "op" => "pause").increment(1);
-            current = self.store.load(key).await?;
-            if attempt >= 2 {
-                self.backoff(attempt).await;
-            }
+            let what = if until.is_some() {
+                reason.as_str()
+            } else {
+                "resume"
+            };
+            counter!(m::PAUSES, "what" => what).increment(1);
+            return Ok(PauseOutcome::Set(until));
         }
         Err(AppendError::Contended(self.config.max_write_attempts))
     }
 
-    /// One conditional write of a turn change, then its trigger if it needs one. False when the
-    /// record changed under the write (nothing written).
+    /// One conditional write of a turn change, then its trigger if it needs one. A conflict
+    /// (nothing written) carries the record that won, as the port returned it.
     pub(super) async fn write_turn(
         &self,
         expected: u64,
         plan: &AppendPlan,
-    ) -> Result<bool, AppendError> {
+    ) -> Result<Written, AppendError> {
         match self.store.replace(expected, &plan.next).await {
             Ok(Written::Ok) => {}
-            Ok(Written::Conflict(_)) => return Ok(false),
+            Ok(conflict) => return Ok(conflict),
             Err(e) => return Err(AppendError::Store(e)),
         }
         if let (Some(at), Some(chain)) = (plan.arm, plan.next.chain) {
@@ -190,7 +192,7 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                 .arm(&trigger_for(&plan.next, chain.token, at), at)
                 .await?;
         }
-        Ok(true)
+        Ok(Written::Ok)
     }
 
     /// The stored record of a conversation (for the admin route's answer).

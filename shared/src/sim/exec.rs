@@ -37,7 +37,7 @@ use super::record::{Recorder, TraceEvent};
 use crate::policy::Policy;
 
 /// DynamoDB's item size limit: a conversation record larger than this cannot be written.
-pub(crate) const ITEM_LIMIT: usize = 400 * 1024;
+pub(crate) const ITEM_LIMIT: usize = crate::window::STORE_ITEM_LIMIT as usize;
 
 pub(crate) type TaskId = u64;
 /// One submitted port call. A task may have several in flight (a `select!` or `join!` in the

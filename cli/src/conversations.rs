@@ -15,10 +15,10 @@ use lull_core::policy::MAX_PAUSE;
 use lull_core::protocol::PauseOutcome;
 use lull_core::turn::PauseReason;
 use lull_core::ConversationKey;
-use lull_local::Local;
 
-use super::config::{Config, ServeArgs};
-use super::{fail, runtime, settings, sink, tenants};
+use crate::aws::aws_only;
+use crate::config::{Config, ServeArgs};
+use crate::fail;
 
 /// `lull conversations`: operator actions on one conversation.
 #[derive(Args, Clone, Debug)]
@@ -62,7 +62,9 @@ fn pause_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-pub fn run(args: &ConversationsArgs) -> ExitCode {
+/// `lull conversations`.
+#[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+pub async fn run(args: &ConversationsArgs) -> ExitCode {
     let (key, pause_for) = match &args.action {
         Action::Pause { key, pause_for } => (key, Some(*pause_for)),
         Action::Resume { key } => (key, None),
@@ -70,8 +72,10 @@ pub fn run(args: &ConversationsArgs) -> ExitCode {
     // Checked as the admin route checks it: every part present, within the store's limits.
     let result = match lull_ingest::routes::admin::conversation_key(key) {
         Err(e) => Err(format!("{key:?}: {e}")),
-        Ok(parsed) if args.aws => crate::aws::pause(&parsed, pause_for).and_then(said),
-        Ok(parsed) => local(args, &parsed, pause_for),
+        Ok(parsed) if args.aws => {
+            aws_only!("conversations", aws(&parsed, pause_for).await).and_then(said)
+        }
+        Ok(parsed) => local(args, &parsed, pause_for).await,
     };
     match result {
         Ok(msg) => {
@@ -83,17 +87,16 @@ pub fn run(args: &ConversationsArgs) -> ExitCode {
 }
 
 /// Through the running server's ops listener, or the data directory's store when none runs.
-fn local(
+async fn local(
     args: &ConversationsArgs,
     key: &ConversationKey,
     pause_for: Option<Duration>,
 ) -> Result<String, String> {
     let cfg = args.serve.resolve().map_err(|e| e.to_string())?;
-    let rt = runtime()?;
     if lull_local::server::dir_in_use(&cfg.data_dir) {
-        rt.block_on(remote(&cfg, &key.storage_key(), pause_for))
+        remote(&cfg, &key.storage_key(), pause_for).await
     } else {
-        rt.block_on(here(&cfg, key, pause_for))
+        here(&cfg, key, pause_for).await
     }
 }
 
@@ -105,7 +108,7 @@ async fn remote(cfg: &Config, key: &str, pause_for: Option<Duration>) -> Result<
         ),
         None => ("conversations/resume", serde_json::json!({ "key": key })),
     };
-    super::ops_post(cfg, path, Some(body)).await
+    crate::ops_client::post(cfg, path, Some(body)).await
 }
 
 async fn here(
@@ -113,16 +116,28 @@ async fn here(
     key: &ConversationKey,
     pause_for: Option<Duration>,
 ) -> Result<String, String> {
-    let directory = tenants(cfg).await?;
-    let local = Local::open(settings(cfg), sink(cfg, directory)?)
-        .await
-        .map_err(|e| e.to_string())?;
+    let local = crate::local::open(cfg).await?;
     let outcome = local
         .intake
         .pause(key, pause_for, PauseReason::Admin)
         .await
         .map_err(|e| e.to_string())?;
     said(outcome)
+}
+
+/// `--aws`: the core's `Intake::pause` over the deployment's DynamoDB table and SQS trigger
+/// queue (the webhook Lambda's variables: `LULL_TABLE`, `LULL_TRIGGER_QUEUE_URL`), as an admin
+/// pause (`pause_for`: `None` resumes).
+#[cfg(feature = "aws")]
+async fn aws(key: &ConversationKey, pause_for: Option<Duration>) -> Result<PauseOutcome, String> {
+    let (settings, clients) = crate::aws::connect(lull_aws::Role::Webhook).await?;
+    let intake = settings
+        .intake(&clients, &lull_aws::Accounting::new())
+        .map_err(|e| e.to_string())?;
+    intake
+        .pause(key, pause_for, PauseReason::Admin)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// What a pause or resume did, as the command prints it.

@@ -5,6 +5,10 @@
 //! No secret is ever printed, and none is taken from the command line: `apply` reads a file or
 //! standard input (`-`).
 
+#[cfg(feature = "aws")]
+mod aws;
+mod local;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -13,10 +17,89 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use lull_core::{Millis, Policy, Provider};
+use lull_ingest::tenant_apply::Applied;
 use lull_ingest::{TenantRecord, TenantSpec};
 use serde_json::{json, Value};
 
-use crate::serve::config::{read_file, FileConfig};
+use crate::aws::aws_only;
+use crate::config::FileConfig;
+
+/// Tenant administration over one deployment's tenant store: the data directory's
+/// ([`local::LocalTenants`]) or, with `--aws`, the AWS deployment's ([`aws::AwsTenants`]). The
+/// commands are written once, over this ([`command`]).
+pub(crate) trait TenantAdmin {
+    /// The default policy tenants' missing fields take and the tenant refresh time an apply
+    /// resolves with, and where they come from (printed after an apply).
+    fn defaults(&self) -> Result<(Policy, Duration, String), String>;
+    /// Creates or updates every tenant of `specs`, all or nothing.
+    async fn apply(
+        &self,
+        specs: Vec<TenantSpec>,
+        defaults: &Policy,
+        now: Millis,
+        refresh: Duration,
+    ) -> Result<Applied, String>;
+    /// Every tenant, removed ones included (secret values never).
+    async fn list(&self) -> Result<Vec<TenantRecord>, String>;
+    /// Removes (or with `purge`, deletes) a tenant; a purge is refused while its conversations
+    /// still hold work.
+    async fn remove(&self, id: &str, purge: bool, now: Millis) -> Result<(), String>;
+}
+
+/// `lull tenants ...`.
+pub async fn run(args: &TenantsArgs) -> ExitCode {
+    let result = if args.aws {
+        aws_only!(
+            "tenants",
+            match aws::AwsTenants::connect().await {
+                Ok(admin) => command(&admin, &args.command).await,
+                Err(e) => Err(e),
+            }
+        )
+    } else {
+        match local::LocalTenants::open(args) {
+            Ok(admin) => command(&admin, &args.command).await,
+            Err(e) => Err(e),
+        }
+    };
+    match result {
+        Ok(out) => {
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lull tenants: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One `lull tenants` command over `admin`: what it prints, or why it failed.
+async fn command(admin: &impl TenantAdmin, command: &TenantsCommand) -> Result<String, String> {
+    let now = Millis::now_wall();
+    match command {
+        TenantsCommand::Apply { file } => {
+            let specs = parse_file(file)?;
+            let (policy, refresh, source) = admin.defaults()?;
+            let r = admin.apply(specs, &policy, now, refresh).await?;
+            Ok(format!(
+                "{}\npolicies resolved with the deployment's defaults ({source}): quiet {}, max \
+                 wait {}",
+                applied_summary(&r.created, &r.updated, &r.unchanged, &r.released),
+                humantime::format_duration(policy.quiet),
+                humantime::format_duration(policy.max_wait)
+            ))
+        }
+        TenantsCommand::List { json } => Ok(render_list(&admin.list().await?, *json)),
+        TenantsCommand::Show { id } => render_show(&admin.list().await?, id),
+        TenantsCommand::Remove { id, purge } => {
+            admin.remove(id, *purge, now).await?;
+            Ok(removed_summary(id, *purge))
+        }
+    }
+}
 
 /// `lull tenants`.
 #[derive(Args, Clone, Debug)]
@@ -201,60 +284,6 @@ pub fn line(r: &TenantRecord) -> String {
     out
 }
 
-/// The default policy tenants' missing fields take and the tenant refresh time: those the last
-/// `lull serve` on the data directory recorded, else `LULL_QUIET` / `LULL_MAX_WAIT` /
-/// `LULL_TENANT_REFRESH` or `lull.toml`'s `quiet` / `max_wait` / `tenant_refresh`, as `lull
-/// serve` reads them.
-fn defaults(args: &TenantsArgs) -> Result<(Policy, Duration, PathBuf), String> {
-    let file = read_file(args.config.as_deref()).map_err(|e| e.to_string())?;
-    let quiet = std::env::var("LULL_QUIET").ok().or(file.quiet.clone());
-    let max_wait = std::env::var("LULL_MAX_WAIT")
-        .ok()
-        .or(file.max_wait.clone());
-    let refresh = std::env::var("LULL_TENANT_REFRESH")
-        .ok()
-        .or(file.tenant_refresh.clone());
-    let d = Policy::default();
-    let parse = |name: &str, v: Option<String>, default| match v {
-        None => Ok(default),
-        Some(s) => humantime::parse_duration(s.trim())
-            .map_err(|e| format!("{name} {s:?}: {e} (write 8s, 500ms, 1m)")),
-    };
-    let policy = Policy::with_times(
-        parse("quiet", quiet, d.quiet)?,
-        parse("max_wait", max_wait, d.max_wait)?,
-    )
-    .map_err(|e| e.to_string())?;
-    let refresh = parse("tenant_refresh", refresh, lull_ingest::DEFAULT_TENANT_TTL)?;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or(file.data_dir)
-        .unwrap_or_else(|| PathBuf::from("lull-data"));
-    Ok((policy, refresh, data_dir))
-}
-
-/// `lull tenants ...`.
-pub fn run(args: &TenantsArgs) -> ExitCode {
-    let result = if args.aws {
-        crate::aws::tenants(args)
-    } else {
-        local(args)
-    };
-    match result {
-        Ok(out) => {
-            if !out.is_empty() {
-                println!("{out}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("lull tenants: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// Prints the outcome of an apply.
 pub fn applied_summary(
     created: &[String],
@@ -307,53 +336,6 @@ pub fn render_list(records: &[TenantRecord], as_json: bool) -> String {
         "no tenants".into()
     } else {
         records.iter().map(line).collect::<Vec<_>>().join("\n")
-    }
-}
-
-fn local(args: &TenantsArgs) -> Result<String, String> {
-    let (policy, refresh, data_dir) = defaults(args)?;
-    let store = lull_local::SqliteTenants::open(&data_dir).map_err(|e| e.to_string())?;
-    let now = Millis::now_wall();
-    match &args.command {
-        TenantsCommand::Apply { file } => {
-            let specs = parse_file(file)?;
-            // The deployment's settings, as the server recorded them, win over this shell's.
-            let (policy, refresh, source) = match store.deployment().map_err(|e| e.to_string())? {
-                Some(d) => (
-                    d.defaults,
-                    Duration::from_millis(d.tenant_refresh_ms),
-                    "recorded by lull serve",
-                ),
-                None => (
-                    policy,
-                    refresh,
-                    "of this shell: no lull serve has run here yet",
-                ),
-            };
-            let r = store
-                .apply(specs, &policy, now, refresh)
-                .map_err(|e| e.to_string())?;
-            Ok(format!(
-                "{}\npolicies resolved with the deployment's defaults ({source}): quiet {}, max \
-                 wait {}",
-                applied_summary(&r.created, &r.updated, &r.unchanged, &r.released),
-                humantime::format_duration(policy.quiet),
-                humantime::format_duration(policy.max_wait)
-            ))
-        }
-        TenantsCommand::List { json } => {
-            let records = store.load_now().map_err(|e| e.to_string())?;
-            Ok(render_list(&records, *json))
-        }
-        TenantsCommand::Show { id } => {
-            render_show(&store.load_now().map_err(|e| e.to_string())?, id)
-        }
-        TenantsCommand::Remove { id, purge } => {
-            // A purge is refused (in the store's transaction) while the tenant's conversations
-            // still hold work.
-            store.remove(id, *purge, now).map_err(|e| e.to_string())?;
-            Ok(removed_summary(id, *purge))
-        }
     }
 }
 
