@@ -250,6 +250,31 @@ fn the_checker_catches_hand_offs_during_an_operator_pause() {
     assert!(!report.broke(Invariant::NoLoss), "{report}");
 }
 
+/// Edits and unsends (reordered and duplicated): lull applies each edit once and never hands off
+/// a message whose unsend it accepted while the message's window was open.
+#[test]
+fn edits_and_unsends_keep_the_unsent_and_latest_content_invariants() {
+    let report = run(5, 20_000, 300, Protocol::Lull);
+    assert!(report.violations.is_empty(), "{report}");
+    assert!(report.amends > 1_000, "{report}");
+}
+
+/// A system that forgets which edits it applied applies a retried edit again.
+#[test]
+fn the_checker_catches_an_edit_applied_twice() {
+    let report = run(5, 20_000, 300, Protocol::AppliesEditsTwice);
+    assert!(report.broke(Invariant::LatestContent), "{report}");
+    assert!(!report.broke(Invariant::NoLoss), "{report}");
+}
+
+/// A system that acknowledges an unsend and stores nothing hands the unsent message off.
+#[test]
+fn the_checker_catches_a_forgotten_unsend() {
+    let report = run(5, 20_000, 300, Protocol::ForgetsRevokes);
+    assert!(report.broke(Invariant::Unsent), "{report}");
+    assert!(!report.broke(Invariant::NoLoss), "{report}");
+}
+
 /// An operator hands the conversation back before the pause ends (`resume`): the batches it
 /// releases are handed off before the pause would have ended, and each is checked against its
 /// window's rule; a system that ignores the pause is still caught.

@@ -25,10 +25,16 @@ pub enum Invariant {
     Isolation,
     /// 6. Every drop and refusal the world saw was counted in lull's metrics.
     NothingSilent,
+    /// 8. The AI never reads a message after its unsend was accepted, unless its batch could
+    ///    have closed before.
+    Unsent,
+    /// 8. The AI reads the latest accepted content of every message it reads; an edit is
+    ///    applied once.
+    LatestContent,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 8] = [
+    pub const ALL: [Invariant; 10] = [
         Invariant::NoLoss,
         Invariant::Liveness,
         Invariant::Once,
@@ -37,6 +43,8 @@ impl Invariant {
         Invariant::OneAtATime,
         Invariant::Isolation,
         Invariant::NothingSilent,
+        Invariant::Unsent,
+        Invariant::LatestContent,
     ];
 
     /// The name used in the docs' invariant table.
@@ -50,6 +58,8 @@ impl Invariant {
             Invariant::OneAtATime => "4 one at a time",
             Invariant::Isolation => "5 isolation",
             Invariant::NothingSilent => "6 nothing silent",
+            Invariant::Unsent => "8 unsent",
+            Invariant::LatestContent => "8 latest content",
         }
     }
 
@@ -64,6 +74,8 @@ impl Invariant {
             Invariant::OneAtATime => "one_at_a_time",
             Invariant::Isolation => "isolation",
             Invariant::NothingSilent => "nothing_silent",
+            Invariant::Unsent => "unsent",
+            Invariant::LatestContent => "latest_content",
         }
     }
 }

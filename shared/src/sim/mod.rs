@@ -9,6 +9,7 @@
 //! ([`Invariant`]) on the world's own clock. The same seed replays the same run; a violation
 //! prints the seed and the conversation's trace.
 
+mod amends;
 mod check;
 pub(crate) mod counts;
 mod exec;
@@ -32,7 +33,6 @@ pub use report::SimReport;
 pub use workload::Shape;
 
 use crate::key::ConversationKey;
-use crate::message::Message;
 use crate::metrics as m;
 use crate::protocol::{BufferConfig, SWEEP_CONCURRENCY};
 use crate::time::Millis;
@@ -65,6 +65,10 @@ pub enum Protocol {
     RemembersLate,
     /// lull, but the flush drops ids pushed out of the record without their dedupe records.
     DropsUnremembered,
+    /// lull, but a retried edit is applied again.
+    AppliesEditsTwice,
+    /// lull, but unsends are acknowledged and never stored.
+    ForgetsRevokes,
 }
 
 impl Protocol {
@@ -79,6 +83,8 @@ impl Protocol {
             "ignores-pause" => Protocol::IgnoresPause,
             "remembers-late" => Protocol::RemembersLate,
             "drops-unremembered" => Protocol::DropsUnremembered,
+            "applies-edits-twice" => Protocol::AppliesEditsTwice,
+            "forgets-revokes" => Protocol::ForgetsRevokes,
             _ => return None,
         })
     }
@@ -94,6 +100,8 @@ impl Protocol {
             Protocol::IgnoresPause => "ignores-pause",
             Protocol::RemembersLate => "remembers-late",
             Protocol::DropsUnremembered => "drops-unremembered",
+            Protocol::AppliesEditsTwice => "applies-edits-twice",
+            Protocol::ForgetsRevokes => "forgets-revokes",
         }
     }
 
@@ -115,6 +123,8 @@ impl Protocol {
             Protocol::DropsUnremembered => {
                 Arc::new(variants::late_dedupe(&ports, config, lull, true))
             }
+            Protocol::AppliesEditsTwice => Arc::new(variants::AppliesEditsTwice { lull, ports }),
+            Protocol::ForgetsRevokes => Arc::new(variants::ForgetsRevokes { lull }),
         }
     }
 }
@@ -284,6 +294,9 @@ impl Driver {
             let mut w = lock(&self.world);
             for (i, m) in self.work.messages.iter().enumerate() {
                 w.schedule(m.at, Event::Arrive { msg: i });
+                if let Some(again) = m.resend_at {
+                    w.schedule(again, Event::Arrive { msg: i });
+                }
             }
             for (i, s) in self.work.signals.iter().enumerate() {
                 w.schedule(s.at, Event::Signal { signal: i });
@@ -344,7 +357,7 @@ impl Driver {
         let m = &self.work.messages[i];
         let conv = &self.work.conversations[m.conv];
         let key = conv.key.clone();
-        let msg = Message::text(m.id.clone(), key.user.clone(), m.text.clone());
+        let msg = amends::message(m, &key.user);
         let now = {
             let mut w = lock(&self.world);
             let now = w.now;
@@ -754,6 +767,10 @@ impl Driver {
         };
         let violations = check::check(&input);
         let released_by_resume = check::released_by_resume(&input);
+        let accepted_amends = (self.work.messages.iter())
+            .zip(&w.rec.accepted)
+            .filter(|(m, a)| m.amend.is_some() && a.is_some())
+            .count();
         let mut batches: Vec<_> = w
             .rec
             .deliveries
@@ -766,7 +783,8 @@ impl Driver {
         SimReport {
             seed: self.cfg.seed,
             protocol: self.cfg.protocol,
-            messages: w.rec.accepted_count,
+            messages: w.rec.accepted_count - accepted_amends,
+            amends: accepted_amends,
             batches: batches.len(),
             faults: w.rec.faults,
             traces: self.traces(&w, &violations, start),

@@ -114,6 +114,11 @@ pub(crate) struct Recorder {
     /// When each message's 2xx was answered (the first one).
     pub accepted: Vec<Option<Millis>>,
     pub accepted_count: usize,
+    /// Per message: true when an acknowledged batch need not hold it: an edit or unsend (applied
+    /// in place, or handed off on its own), or a message the workload unsends (`amends.rs`).
+    pub exempt: Vec<bool>,
+    /// Per message: its id.
+    pub ids: Vec<String>,
     /// How each message got stored (the first write that landed it).
     pub stored: Vec<Option<Stored>>,
     /// Webhook attempts per message (gateways back off).
@@ -157,6 +162,8 @@ impl Recorder {
             first_attempt: vec![None; work.messages.len()],
             accepted: vec![None; work.messages.len()],
             stored: vec![None; work.messages.len()],
+            exempt: exempt(work),
+            ids: work.messages.iter().map(|m| m.id.clone()).collect(),
             attempts: vec![0; work.messages.len()],
             traces: traced.iter().map(|&c| (c, Vec::new())).collect(),
             sink_trouble: vec![Vec::new(); work.conversations.len()],
@@ -251,7 +258,28 @@ impl Recorder {
         }
     }
 
+    /// True when every message got its 2xx and every one that must be handed off was
+    /// acknowledged.
     pub fn all_acked(&self) -> bool {
-        self.accepted_count == self.accepted.len() && self.acked_ids.len() >= self.accepted_count
+        self.accepted_count == self.accepted.len()
+            && self
+                .ids
+                .iter()
+                .zip(&self.exempt)
+                .all(|(id, &exempt)| exempt || self.acked_ids.contains(id))
     }
+}
+
+/// [`Recorder::exempt`] of `work`'s messages.
+fn exempt(work: &Workload) -> Vec<bool> {
+    let unsent: HashSet<&str> = work
+        .messages
+        .iter()
+        .filter_map(|m| m.amend.as_ref().filter(|a| a.revoke))
+        .map(|a| a.target.as_str())
+        .collect();
+    work.messages
+        .iter()
+        .map(|m| m.amend.is_some() || unsent.contains(m.id.as_str()))
+        .collect()
 }

@@ -11,8 +11,10 @@ use super::{Invariant, Protocol, Violation};
 pub struct SimReport {
     pub seed: u64,
     pub protocol: Protocol,
-    /// Messages accepted (answered 2xx).
+    /// Messages accepted (answered 2xx), edits and unsends not counted.
     pub messages: usize,
+    /// Edits and unsends accepted (answered 2xx).
+    pub amends: usize,
     /// Distinct batches acknowledged.
     pub batches: usize,
     pub faults: u64,
@@ -51,12 +53,13 @@ impl SimReport {
         self.violations.iter().any(|v| v.invariant == inv)
     }
 
-    /// The one summary line: `messages=N batches=N faults=N violations=N wedged=N`, then the
-    /// count per broken invariant (`one_at_a_time=12`).
+    /// The one summary line: `messages=N amends=N batches=N faults=N violations=N wedged=N`,
+    /// then the count per broken invariant (`one_at_a_time=12`).
     pub fn summary(&self) -> String {
         let mut line = format!(
-            "messages={} batches={} faults={} violations={} wedged={}",
+            "messages={} amends={} batches={} faults={} violations={} wedged={}",
             self.messages,
+            self.amends,
             self.batches,
             self.faults,
             self.violations.len(),

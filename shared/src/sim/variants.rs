@@ -20,6 +20,10 @@
 //! - [`FollowsLatestPolicy`]: an open window takes the quiet period and max wait of every
 //!   append's policy, so a tenant that shortens its quiet period mid-window closes the window
 //!   before the rule it opened under said.
+//! - [`AppliesEditsTwice`]: forgets which edits it applied, so a provider's retry of an edit is
+//!   applied again (back over a later edit, or handed off again as an `edit` message).
+//! - [`ForgetsRevokes`]: answers an unsend as stored but stores nothing, so the AI reads what the
+//!   user deleted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -599,5 +603,62 @@ impl<S: WindowStore + Clone + Send + Sync + 'static> SystemUnderTest for FlushOv
     fn sweep_one(&self, key: ConversationKey) -> Boxed<Flushed> {
         let b = self.flush.clone();
         Box::pin(async move { super::sut::flushed(b.handoff().sweep_one(&key).await) })
+    }
+}
+
+/// lull, but a retried edit is not recognised: the record's memory of the edit is dropped just
+/// before each append of it, so every delivery of the edit is applied again.
+pub(crate) struct AppliesEditsTwice {
+    pub lull: Lull,
+    pub ports: SimPorts,
+}
+
+impl SystemUnderTest for AppliesEditsTwice {
+    fn lull(&self) -> Lull {
+        self.lull.clone()
+    }
+
+    fn append(&self, key: ConversationKey, policy: Policy, msg: Message) -> Boxed<Answer> {
+        let b = self.lull.buffer.clone();
+        let p = self.ports.clone();
+        Box::pin(async move {
+            if msg.kind == crate::message::MessageKind::Edit {
+                forget_amend(&p, &key, &msg.id).await;
+            }
+            answer(b.append(&key, &policy, msg).await)
+        })
+    }
+}
+
+/// The bug of [`AppliesEditsTwice`]: the remembered amend `id` dropped from `key`'s record.
+async fn forget_amend(p: &SimPorts, key: &ConversationKey, id: &str) {
+    let Ok(Some(mut conv)) = p.load(key).await else {
+        return;
+    };
+    let expected = conv.ver;
+    let before = conv.amends.len();
+    conv.amends.retain(|a| a.id != id);
+    if conv.amends.len() != before {
+        conv.ver += 1;
+        let _ = p.replace(expected, &conv).await;
+    }
+}
+
+/// lull, but an unsend is acknowledged and never stored.
+pub(crate) struct ForgetsRevokes {
+    pub lull: Lull,
+}
+
+impl SystemUnderTest for ForgetsRevokes {
+    fn lull(&self) -> Lull {
+        self.lull.clone()
+    }
+
+    fn append(&self, key: ConversationKey, policy: Policy, msg: Message) -> Boxed<Answer> {
+        if msg.kind == crate::message::MessageKind::Revoke {
+            return Box::pin(async { Answer::Accepted });
+        }
+        let b = self.lull.buffer.clone();
+        Box::pin(async move { answer(b.append(&key, &policy, msg).await) })
     }
 }

@@ -35,6 +35,19 @@ pub(crate) struct WorkMessage {
     pub id: String,
     pub text: String,
     pub at: Millis,
+    /// For an edit or unsend: what it changes (`amends.rs`).
+    pub amend: Option<WorkAmend>,
+    /// The gateway sends the same event again at this instant (a duplicated edit or unsend).
+    pub resend_at: Option<Millis>,
+}
+
+/// What an edit or unsend of the workload targets.
+#[derive(Clone, Debug)]
+pub(crate) struct WorkAmend {
+    /// True for an unsend.
+    pub revoke: bool,
+    /// The original's id.
+    pub target: String,
 }
 
 /// What a presence or operator event does.
@@ -222,6 +235,8 @@ pub(crate) fn generate(
                     id: format!("wamid.c{c}.m{n}"),
                     text,
                     at: Millis(t),
+                    amend: None,
+                    resend_at: None,
                 });
                 n += 1;
             }
@@ -230,6 +245,8 @@ pub(crate) fn generate(
         if conv.policy.typing.is_some() {
             signals_for(rng, c, &out[first..], &mut signals);
         }
+        let originals = out[first..].to_vec();
+        super::amends::amends_for(rng, &originals, &mut out);
         // Half the policy changes land just after one of the conversation's messages: mid-window
         // whenever the burst goes on.
         let mine = out.len() - first;
@@ -319,6 +336,8 @@ fn realistic(
                     id: format!("wamid.c{c}.m{n}"),
                     text: format!("m{n}"),
                     at: Millis(t),
+                    amend: None,
+                    resend_at: None,
                 });
                 n += 1;
             }
@@ -365,6 +384,8 @@ fn backlog(
                 id: format!("wamid.c{c}.m{n}"),
                 text: format!("m{n} {}", "x".repeat(rng.usize(100..=600))),
                 at: Millis(t),
+                amend: None,
+                resend_at: None,
             });
         }
     }

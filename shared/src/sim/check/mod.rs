@@ -4,12 +4,14 @@
 
 mod in_order;
 mod isolation;
+mod latest_content;
 mod liveness;
 mod never_early;
 mod no_loss;
 mod nothing_silent;
 mod once;
 mod one_at_a_time;
+mod unsent;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -73,6 +75,11 @@ pub(crate) struct Ctx<'a> {
     /// Per conversation: indices into `batches`, by generation.
     pub per_conv: Vec<Vec<usize>>,
     pub msg_index: HashMap<&'a str, usize>,
+    /// Per conversation: the world's 2xx times of its accepted items (messages, edits, unsends),
+    /// sorted.
+    pub accepted_per_conv: Vec<Vec<Millis>>,
+    /// The same for edits and unsends alone.
+    pub amends_per_conv: Vec<Vec<Millis>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -109,12 +116,47 @@ impl<'a> Ctx<'a> {
             .enumerate()
             .map(|(i, m)| (m.id.as_str(), i))
             .collect();
+        let mut accepted_per_conv = vec![Vec::new(); input.work.conversations.len()];
+        let mut amends_per_conv = vec![Vec::new(); input.work.conversations.len()];
+        for (m, at) in input.work.messages.iter().zip(&input.rec.accepted) {
+            if let Some(at) = at {
+                accepted_per_conv[m.conv].push(*at);
+                if m.amend.is_some() {
+                    amends_per_conv[m.conv].push(*at);
+                }
+            }
+        }
+        for list in accepted_per_conv.iter_mut().chain(&mut amends_per_conv) {
+            list.sort_unstable();
+        }
         Ctx {
             input,
             batches,
             per_conv,
             msg_index,
+            accepted_per_conv,
+            amends_per_conv,
         }
+    }
+
+    /// The earliest instant batch `pos` of conversation `conv` could have closed, by the world's
+    /// clock: its first hand-off, or its due time less the clock skew when earlier; `None` for a
+    /// size or passthrough close (at an append; `never_early` checks the reason) or when its
+    /// messages' storage was not observed.
+    pub fn earliest_close(&self, conv: usize, pos: usize) -> Option<Millis> {
+        let seen = &self.batches[self.per_conv[conv][pos]];
+        if matches!(
+            seen.batch.reason,
+            CloseReason::Size | CloseReason::Passthrough
+        ) {
+            return None;
+        }
+        let due = self.world_due(conv, pos)?.ok()?;
+        let skew = Millis(
+            due.0
+                .saturating_sub(self.input.bounds.skew.as_millis() as u64),
+        );
+        Some(skew.min(seen.first_start))
     }
 
     /// How the world saw message `m` stored, if it is one of the workload's.
@@ -154,11 +196,23 @@ impl<'a> Ctx<'a> {
                             if count + 1 > u64::from(n.policy.max_messages)
                                 || bytes + m.stored_size() > n.policy.max_bytes =>
                         {
-                            Ok(n.landed)
+                            // Unless an unsent message between them overflowed it first.
+                            let unsent = self.unsent_overflow(conv, last.seq, count, bytes);
+                            let early = unsent.map_or(n.landed, |u| u.min(n.landed));
+                            // Or an edit accepted after the last message, which a window holds
+                            // (in place, or remembered for its original) and may fill it.
+                            Ok(self
+                                .first_accepted_after(conv, last.landed)
+                                .map_or(early, |a| a.min(early)))
                         }
-                        _ => Err(format!(
-                            "gen {gen} closed for size with {count} msgs / {bytes} bytes"
-                        )),
+                        _ => self
+                            .unsent_overflow(conv, last.seq, count, bytes)
+                            .or_else(|| self.first_accepted_after(conv, last.landed))
+                            .ok_or_else(|| {
+                                format!(
+                                    "gen {gen} closed for size with {count} msgs / {bytes} bytes"
+                                )
+                            }),
                     }
                 }
             }
@@ -173,6 +227,50 @@ impl<'a> Ctx<'a> {
                 }
             }
         })
+    }
+}
+
+impl Ctx<'_> {
+    /// The latest activity a quiet period of a batch may run from: its last message's arrival,
+    /// or a later accepted item of the conversation (an edit restarts the quiet period, an
+    /// unsent message leaves its arrival and its unsend behind) between the batch's first message
+    /// and its first hand-off. By the world's 2xx times, an upper bound of when lull appended
+    /// them; an item that went to the next window only makes this later (more lenient).
+    fn last_activity(&self, conv: usize, last: Millis, first: Millis, start: Millis) -> Millis {
+        let at = &self.accepted_per_conv[conv];
+        let hi = at.partition_point(|t| *t <= start);
+        at[..hi]
+            .last()
+            .filter(|t| **t >= first)
+            .map_or(last, |t| last.max(*t))
+    }
+
+    /// The first world 2xx of an edit or unsend of conversation `conv` after `after`: what may
+    /// have filled a window closed for size at an append.
+    fn first_accepted_after(&self, conv: usize, after: Millis) -> Option<Millis> {
+        let at = &self.amends_per_conv[conv];
+        at.get(at.partition_point(|t| *t <= after)).copied()
+    }
+
+    /// When a message of conversation `conv` that the user later unsent landed right after a
+    /// batch of `count` messages and `bytes` whose last landed as `after`, and would have
+    /// overflowed it under its policy: the unsend removed the message that closed the batch for
+    /// size, so the next batch does not show it.
+    fn unsent_overflow(&self, conv: usize, after: u64, count: u64, bytes: u64) -> Option<Millis> {
+        let (work, rec) = (self.input.work, self.input.rec);
+        let key = &work.conversations[conv].key;
+        work.messages
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| m.conv == conv && m.amend.is_none() && rec.exempt[*i])
+            .filter_map(|(i, m)| Some((m, rec.stored[i]?)))
+            .filter(|(_, s)| s.seq > after)
+            .min_by_key(|(_, s)| s.seq)
+            .filter(|(m, s)| {
+                let size = crate::sim::amends::message(m, &key.user).stored_size();
+                count + 1 > u64::from(s.policy.max_messages) || bytes + size > s.policy.max_bytes
+            })
+            .map(|(_, s)| s.landed)
     }
 }
 
@@ -239,9 +337,10 @@ impl Ctx<'_> {
         let b = self.batches[self.per_conv[conv][pos]].batch;
         let first = self.stored(b.messages.first()?)?;
         let last = self.stored(b.messages.last()?)?;
+        let seen = &self.batches[self.per_conv[conv][pos]];
         let mut latest = match b.reason {
-            CloseReason::Quiet => last
-                .arrived
+            CloseReason::Quiet => self
+                .last_activity(conv, last.arrived, first.arrived, seen.first_start)
                 .plus(longest_quiet(&first.policy))
                 .min(first.arrived.plus(first.policy.max_wait)),
             _ => due,
@@ -250,7 +349,6 @@ impl Ctx<'_> {
         // A pause requested before the batch was acknowledged (or within the fault-free lag of
         // when it was due) may hold it: faults can delay a batch past that lag, and a pause
         // holds pending batches too.
-        let seen = &self.batches[self.per_conv[conv][pos]];
         let reach = latest
             .plus(self.input.bounds.max_lag)
             .max(seen.first_ack.unwrap_or(seen.first_start));
@@ -280,5 +378,7 @@ pub(crate) fn check(input: &Input<'_>) -> Vec<Violation> {
     one_at_a_time::check(&ctx, &mut out);
     isolation::check(&ctx, &mut out);
     nothing_silent::check(&ctx, &mut out);
+    unsent::check(&ctx, &mut out);
+    latest_content::check(&ctx, &mut out);
     out
 }
