@@ -150,6 +150,7 @@ impl Conversation {
             gen: self.gen,
             until: now.plus(horizon).0,
             ids: vec![id.to_string()],
+            batch_id: None,
         };
         self.remember_ids(group, now, horizon, budget)
     }
