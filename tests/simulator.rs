@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use lull_core::sim::{self, Faults, Invariant, Protocol, Shape, SimConfig};
+use lull_sim::{self as sim, Faults, Invariant, Protocol, Shape, SimConfig};
 use lull_core::timing::HandoffTiming;
 
 fn run_cfg(cfg: &SimConfig) -> sim::SimReport {

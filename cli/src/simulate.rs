@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use lull_core::sim::{self, Faults, Protocol, Shape, SimConfig};
+use lull_sim::{self as sim, Faults, Protocol, Shape, SimConfig};
 use lull_core::timing::HandoffTiming;
 
 /// Run the deterministic fault-injection simulator.

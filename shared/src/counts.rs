@@ -1,6 +1,7 @@
-//! A metrics recorder that only counts, installed for the simulation's thread while the protocol
-//! runs (`metrics::with_local_recorder`), so the checker can compare what lull counted with what
-//! the world saw (invariant 6: every drop is counted). Labels are summed per metric name.
+//! A metrics recorder that only counts, installed for the simulation's thread (and a protocol
+//! test's) while the protocol runs (`metrics::with_local_recorder`), so the checker can compare
+//! what lull counted with what the world saw (invariant 6: every drop is counted). Labels are
+//! summed per metric name. A test fixture (feature `fixtures`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +11,7 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, Share
 
 /// Counter totals per metric name.
 #[derive(Default, Debug)]
-pub(crate) struct Counts {
+pub struct Counts {
     counters: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
 }
 

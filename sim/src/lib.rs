@@ -1,17 +1,22 @@
+//! # lull-sim
+//!
 //! The deterministic fault-injection simulator.
 //!
 //! A seeded run generates thousands of conversations' bursts, runs the real protocol
-//! ([`crate::protocol::Buffer`]) over simulated ports whose every call is scheduled on a virtual
-//! clock, injects faults (crashes between any two steps, lost / duplicated / late / early
+//! ([`lull_core::protocol::Buffer`]) over simulated ports whose every call is scheduled on a
+//! virtual clock, injects faults (crashes between any two steps, lost / duplicated / late / early
 //! triggers, sink errors, timeouts, slow calls and lost acknowledgements, store errors, throttling
 //! and item limits, webhook retries, clock skew between hosts, a lagging sweep index, tenant
 //! policies changed mid-window), then turns faults off, drains, and checks every invariant
 //! ([`Invariant`]) on the world's own clock. The same seed replays the same run; a violation
 //! prints the seed and the conversation's trace.
-
+//!
+//! Role and imports: a tool beside the shells, not one of them. It imports the core alone
+//! (`lull-core`, with its `fixtures`: the in-memory store and the counting metrics recorder) and
+//! is imported by the `lull simulate` command, the workspace tests and the benchmarks; the
+//! Lambdas and the local server never compile it.
 mod amends;
 mod check;
-pub(crate) mod counts;
 mod exec;
 mod faults;
 mod index;
@@ -32,13 +37,20 @@ pub use invariant::{Invariant, Violation};
 pub use report::SimReport;
 pub use workload::Shape;
 
-use crate::key::ConversationKey;
-use crate::metrics as m;
-use crate::protocol::{BufferConfig, SWEEP_CONCURRENCY};
-use crate::time::Millis;
+use lull_core::counts::Counts;
+use lull_core::metrics as m;
+use lull_core::protocol::{BufferConfig, SWEEP_CONCURRENCY};
+use lull_core::time::Millis;
+use lull_core::ConversationKey;
+
+// The simulator was written inside the core: its files name the core's modules from the crate
+// root (`crate::time::Millis`), as they did there.
+use lull_core::{batch, key, memory, message, policy, ports, protocol, time, turn, window};
+// Files written before the move name this crate `crate::sim`; kept so they still compile.
+#[allow(unused_imports)]
+use crate as sim;
 
 use check::{Bounds, Counted, Wedged};
-use counts::Counts;
 use exec::{Attempt, Event, OpId, OpResult, SimPorts, TaskId, World};
 use record::{Recorder, TraceEvent};
 use sut::{Answer, Boxed, Flushed, Lull, SystemUnderTest};

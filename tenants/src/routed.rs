@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use lull_core::ports::{Sink, SinkError};
 use lull_core::{Batch, Provider};
 
-use crate::{AnySink, HttpSink, HttpTarget};
+use lull_sink::{AnySink, HttpSink, HttpTarget};
 
 /// A tenant's own HTTP sink: its URL and signing secrets (the first signs).
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -126,7 +126,7 @@ impl<D: Sink> Sink for RoutedSink<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::JsonlSink;
+    use lull_sink::JsonlSink;
     use lull_core::{CloseReason, ConversationKey, Message, Millis};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

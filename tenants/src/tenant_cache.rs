@@ -363,14 +363,14 @@ impl Drop for InFlight {
 }
 
 /// The sink side of the directory: the HTTP sink asks it at every hand-off.
-impl lull_sink::SinkRoutes for CachedDirectory {
-    fn route<'a>(&'a self, provider: Provider, account: &'a str) -> lull_sink::RouteFuture<'a> {
+impl crate::routed::SinkRoutes for CachedDirectory {
+    fn route<'a>(&'a self, provider: Provider, account: &'a str) -> crate::routed::RouteFuture<'a> {
         Box::pin(async move {
             let sink = self
                 .sink_for(provider, account)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(sink.map(|s| lull_sink::SinkRoute {
+            Ok(sink.map(|s| crate::routed::SinkRoute {
                 url: s.url,
                 secrets: s.signing_secrets.iter().map(str::to_string).collect(),
             }))

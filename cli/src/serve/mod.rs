@@ -13,7 +13,8 @@ use lull_core::metrics as m;
 use lull_core::protocol::{Claim, Disposition, FlushEnd};
 use lull_ingest::{CachedDirectory, IngestConfig, IngestState};
 use lull_local::{Local, Settings, SqliteStore};
-use lull_sink::{AnySink, RoutedSink};
+use lull_sink::AnySink;
+use lull_tenants::RoutedSink;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 

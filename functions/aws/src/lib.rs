@@ -42,7 +42,7 @@ use lull_core::protocol::{Handoff, Intake};
 pub type AwsIntake = Intake<DynamoDbStore, SqsTrigger, SystemClock>;
 /// The hand-off capability (each batch to its tenant's sink, else the deployment's) as the flush and sweep Lambdas and `lull redrive --aws` run it.
 pub type AwsHandoff =
-    Handoff<DynamoDbStore, SqsTrigger, lull_sink::RoutedSink<BatchSink>, SystemClock>;
+    Handoff<DynamoDbStore, SqsTrigger, lull_tenants::RoutedSink<BatchSink>, SystemClock>;
 
 /// Conversations the sweep flushes at once: the core's bound, shared with the local shell and the
 /// simulator.

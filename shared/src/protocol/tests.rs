@@ -16,7 +16,7 @@ use crate::key::Provider;
 use crate::memory::{ManualClock, MemorySink, MemoryStore, MemoryTrigger};
 use crate::ports::{DedupeRecord, SinkError, StoreError, Written};
 use crate::scenarios::block_on;
-use crate::sim::counts::Counts;
+use crate::counts::Counts;
 use crate::time::Millis;
 use crate::window::Chain;
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::Ctx;
-use crate::sim::invariant::{Invariant, Violation};
+use crate::invariant::{Invariant, Violation};
 use crate::time::Millis;
 
 pub(super) fn check(ctx: &Ctx<'_>, out: &mut Vec<Violation>) {

@@ -1,7 +1,7 @@
 //! Invariant 5 (Isolation): a batch holds only its own conversation's messages.
 
 use super::Ctx;
-use crate::sim::invariant::{Invariant, Violation};
+use crate::invariant::{Invariant, Violation};
 
 pub(super) fn check(ctx: &Ctx<'_>, out: &mut Vec<Violation>) {
     let work = ctx.input.work;

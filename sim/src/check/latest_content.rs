@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use super::Ctx;
 use crate::message::MessageKind;
-use crate::sim::invariant::{Invariant, Violation};
+use crate::invariant::{Invariant, Violation};
 
 /// One stored edit: its id, text, and when and in which order its write landed.
 struct Edit<'a> {

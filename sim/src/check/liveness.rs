@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use super::{Bounds, Ctx};
-use crate::sim::invariant::{Invariant, Violation};
+use crate::invariant::{Invariant, Violation};
 use crate::time::Millis;
 
 pub(super) fn check(ctx: &Ctx<'_>, out: &mut Vec<Violation>) {

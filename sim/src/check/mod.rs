@@ -267,7 +267,7 @@ impl Ctx<'_> {
             .filter(|(_, s)| s.seq > after)
             .min_by_key(|(_, s)| s.seq)
             .filter(|(m, s)| {
-                let size = crate::sim::amends::message(m, &key.user).stored_size();
+                let size = crate::amends::message(m, &key.user).stored_size();
                 count + 1 > u64::from(s.policy.max_messages) || bytes + size > s.policy.max_bytes
             })
             .map(|(_, s)| s.landed)

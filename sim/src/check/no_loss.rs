@@ -3,7 +3,7 @@
 //! applied in place: `unsent.rs` and `latest_content.rs` check them).
 
 use super::Ctx;
-use crate::sim::invariant::{Invariant, Violation};
+use crate::invariant::{Invariant, Violation};
 
 pub(super) fn check(ctx: &Ctx<'_>, out: &mut Vec<Violation>) {
     let rec = ctx.input.rec;

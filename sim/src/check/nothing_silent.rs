@@ -9,7 +9,7 @@
 //!   nothing and called no sink is counted as stale or waiting.
 
 use super::Ctx;
-use crate::sim::invariant::{Invariant, Violation};
+use crate::invariant::{Invariant, Violation};
 
 /// What lull's counters said at the end of the run.
 #[derive(Clone, Copy, Debug, Default)]

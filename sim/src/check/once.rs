@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 use super::Ctx;
-use crate::sim::invariant::{Invariant, Violation};
+use crate::invariant::{Invariant, Violation};
 
 pub(super) fn check(ctx: &Ctx<'_>, out: &mut Vec<Violation>) {
     let mut first: HashMap<Uuid, &crate::batch::Batch> = HashMap::new();

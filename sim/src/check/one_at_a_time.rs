@@ -2,7 +2,7 @@
 //! clock: when each call started and when its answer came back).
 
 use super::Ctx;
-use crate::sim::invariant::{Invariant, Violation};
+use crate::invariant::{Invariant, Violation};
 use crate::time::Millis;
 
 pub(super) fn check(ctx: &Ctx<'_>, out: &mut Vec<Violation>) {
