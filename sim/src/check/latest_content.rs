@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 
 use super::Ctx;
-use crate::message::MessageKind;
 use crate::invariant::{Invariant, Violation};
+use crate::message::MessageKind;
 
 /// One stored edit: its id, text, and when and in which order its write landed.
 struct Edit<'a> {
