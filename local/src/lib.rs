@@ -1,7 +1,8 @@
 //! # lull-local
 //!
 //! lull on one machine: the same core protocol as the Lambdas, over
-//! - [`store::SqliteStore`]: SQLite (WAL) with DynamoDB's conditional semantics;
+//! - [`store::SqliteStore`]: SQLite (WAL) with DynamoDB's conditional semantics, written
+//!   through a group-commit writer (`group_commit`: one thread, one transaction per group);
 //! - [`timers`]: an in-process timer heap as the `Trigger`, re-loaded from the store's due index
 //!   at start-up so a restart resumes every pending window;
 //! - [`sweep`]: the core's periodic sweep;
@@ -12,6 +13,7 @@
 //! - [`server`]: wiring and clean shutdown (one `CancellationToken` the tasks share).
 
 pub mod console;
+mod group_commit;
 pub mod limit;
 pub mod ops;
 pub mod ops_guard;
