@@ -126,8 +126,8 @@ impl<D: Sink> Sink for RoutedSink<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lull_sink::JsonlSink;
     use lull_core::{CloseReason, ConversationKey, Message, Millis};
+    use lull_sink::JsonlSink;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn batch(account: &str) -> Batch {

@@ -547,4 +547,51 @@ mod tests {
         let e = check_set(&[a, b], &d, |_| true).unwrap_err();
         assert!(e.contains("held by tenant \"a\""), "{e}");
     }
+
+    #[test]
+    fn secret_set_at_moves_only_when_values_change() {
+        let s1 = spec(serde_json::json!({"id": "a", "meta": {"app_secret": "x"}}));
+        let r1 = TenantRecord::applied(None, s1.clone(), Millis(1));
+        let mut s2 = s1.clone();
+        s2.quiet = Some("2s".into());
+        let r2 = TenantRecord::applied(Some(&r1), s2.clone(), Millis(2));
+        assert_eq!(r2.secrets_set_at["meta.app_secret"], Millis(1));
+        assert_eq!(r2.created_at, Millis(1));
+        let s3 = spec(serde_json::json!({"id": "a", "meta": {"app_secret": ["x", "y"]}}));
+        let r3 = TenantRecord::applied(Some(&r2), s3, Millis(3));
+        assert_eq!(r3.secrets_set_at["meta.app_secret"], Millis(3));
+    }
+
+    #[test]
+    fn a_set_refuses_duplicates_and_accounts_of_removed_tenants() {
+        let rec = |j: serde_json::Value| TenantRecord::applied(None, spec(j), Millis(1));
+        let a = rec(
+            serde_json::json!({"id": "a", "meta": {"phone_number_ids": ["1"], "app_secret": "x"}}),
+        );
+        let b = rec(
+            serde_json::json!({"id": "b", "twilio": {"numbers": ["whatsapp:+1"], "auth_token": "y"}}),
+        );
+        assert_eq!(
+            check_set(&[a.clone(), b.clone()], &Policy::default(), |_| true)
+                .unwrap()
+                .len(),
+            2
+        );
+        let e = check_set(&[a.clone(), a.clone()], &Policy::default(), |_| true).unwrap_err();
+        assert!(e.contains("\"a\" appears twice"), "{e}");
+        let b2 =
+            rec(serde_json::json!({"id": "b2", "twilio": {"numbers": ["+1"], "auth_token": "y"}}));
+        let e = check_set(&[b.clone(), b2.clone()], &Policy::default(), |_| true).unwrap_err();
+        assert!(e.contains("+1") && e.contains("b2"), "{e}");
+        let mut gone = b.clone();
+        gone.removed_at = Some(Millis(2));
+        let e = check_set(&[gone.clone(), b2], &Policy::default(), |_| true).unwrap_err();
+        assert!(e.contains("removed tenant \"b\""), "{e}");
+        assert_eq!(
+            check_set(&[a, gone], &Policy::default(), |_| true)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
 }
