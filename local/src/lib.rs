@@ -11,7 +11,12 @@
 //! - [`console`]: the operators' console (HTML pages and actions on the ops listener);
 //! - [`limit`]: the bound on webhook requests in flight (503 + `Retry-After` beyond it);
 //! - [`server`]: wiring and clean shutdown (one `CancellationToken` the tasks share).
+//!
+//! Role and imports: an adapter. It imports the core (`lull-core`) and the edges (`lull-ingest`,
+//! `lull-tenants` through it, `lull-sink`), never a binary, the AWS adapter or the simulator; the
+//! `lull` command imports it.
 
+pub mod capability;
 pub mod console;
 mod group_commit;
 pub mod limit;

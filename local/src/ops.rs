@@ -26,7 +26,7 @@ use lull_ingest::IngestError;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::ops_guard::OpsGuard;
-use crate::server::LocalIntake;
+use crate::capability::LocalIntake;
 use crate::store::SqliteStore;
 use crate::timers::TimerQueue;
 
