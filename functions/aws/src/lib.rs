@@ -12,6 +12,11 @@
 //! - [`config::Settings`]: configuration from environment variables, validated once;
 //!   [`wiring`] builds the adapters from it.
 //! - [`tenants::DynamoTenants`]: tenants in the table, their secrets in Secrets Manager.
+//!
+//! Role and imports: an adapter. It imports the core (`lull-core`) and the edges (`lull-ingest`,
+//! `lull-tenants`, `lull-sink`), never a binary or the simulator; the Lambdas (`functions/*/`)
+//! and `lull --features aws` import it. Its `console` feature (`lull console --aws` only) adds
+//! the local adapter's console; the Lambdas never enable it.
 
 pub mod accounting;
 pub mod clients;
