@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use lull_sim::{self as sim, Faults, Invariant, Protocol, Shape, SimConfig};
 use lull_core::timing::HandoffTiming;
+use lull_sim::{self as sim, Faults, Invariant, Protocol, Shape, SimConfig};
 
 fn run_cfg(cfg: &SimConfig) -> sim::SimReport {
     let report = sim::run(cfg);

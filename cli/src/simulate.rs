@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use lull_sim::{self as sim, Faults, Protocol, Shape, SimConfig};
 use lull_core::timing::HandoffTiming;
+use lull_sim::{self as sim, Faults, Protocol, Shape, SimConfig};
 
 /// Run the deterministic fault-injection simulator.
 #[derive(Args, Debug)]

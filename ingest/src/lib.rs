@@ -39,10 +39,10 @@ pub use lull_tenants::{tenant, tenant_apply, tenant_cache, tenant_snapshot, tena
 
 pub use appender::{AppendFuture, Appender};
 pub use error::IngestError;
-pub use routes::{router, WEBHOOK_ROUTES};
-pub use state::{IngestConfig, IngestState};
 pub use lull_tenants::{
     CachedDirectory, EvolutionSettings, GenericSettings, MemoryDirectory, MetaSettings, Secrets,
     SinkSettings, Tenant, TenantDirectory, TenantHealth, TenantRecord, TenantSource, TenantSpec,
     TwilioSettings, WahaSettings, DEFAULT_TENANT_TTL,
 };
+pub use routes::{router, WEBHOOK_ROUTES};
+pub use state::{IngestConfig, IngestState};
