@@ -1,6 +1,6 @@
 //! A tenant as data: the `[[tenants]]` shape of `lull.toml` and of `lull tenants apply FILE`,
 //! stored whole in the tenant store (an SQLite table locally, DynamoDB items on AWS), and turned
-//! into a checked [`Tenant`](crate::tenant::Tenant) by [`TenantSpec::to_tenant`].
+//! into a checked [`Tenant`] by [`TenantSpec::to_tenant`].
 //!
 //! The spec is the one serialised form: the store keeps it as one document, so a field added
 //! here (with `#[serde(default)]`) travels from the file through the store to the running
@@ -8,15 +8,20 @@
 //! [`SECRET_FIELDS`], so that the AWS store can keep its values in Secrets Manager and `lull
 //! tenants list` can say which secrets are set without printing them.
 //!
-//! One concern per file: the shape here; its checks, into a `Tenant` (`tenant_spec/check.rs`);
-//! its secret fields (`tenant_spec/secrets.rs`).
+//! The spec's secret fields, moved out and back, are in `tenant_spec/secrets.rs`.
 
-mod check;
 mod secrets;
 
+use std::collections::HashSet;
+use std::time::Duration;
+
+use lull_core::{Policy, Provider};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::tenant::Secrets;
+use crate::tenant::{
+    normalise_account, EvolutionSettings, GenericSettings, MetaSettings, Secrets, SinkSettings,
+    Tenant, TwilioSettings, WahaSettings,
+};
 
 /// The values of one secret setting, given in a file as one string (comma-separated) or a list;
 /// always written back as a list. Several values are all accepted (rotation). `Debug` never
@@ -177,9 +182,306 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-pub use check::{SpecError, MAX_ACCOUNT_LEN, MAX_TENANT_ID};
+/// A tenant spec that cannot be used; the message names the tenant, the field and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tenant {tenant:?}: {field}: {reason}")]
+pub struct SpecError {
+    pub tenant: String,
+    pub field: String,
+    pub reason: String,
+}
+
+/// The longest account a spec may claim (business numbers, instance names: far shorter).
+pub const MAX_ACCOUNT_LEN: usize = 256;
+
+/// The longest tenant id (it names Secrets Manager secrets and metric labels).
+pub const MAX_TENANT_ID: usize = 64;
+
+impl TenantSpec {
+    pub(crate) fn err(&self, field: impl Into<String>, reason: impl Into<String>) -> SpecError {
+        SpecError {
+            tenant: self.id.clone(),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The checked tenant, with `defaults` for the policy fields the spec leaves out.
+    pub fn to_tenant(&self, defaults: &Policy) -> Result<Tenant, SpecError> {
+        self.check_id()?;
+        let policy = self.policy(defaults)?;
+        for field in SECRET_FIELDS {
+            if let Some(list) = self.secret(field) {
+                if list.0.is_empty() {
+                    return Err(self.err(*field, "is an empty list"));
+                }
+                if let Some(i) = list.0.iter().position(|v| v.trim().is_empty()) {
+                    return Err(self.err(format!("{field}[{i}]"), "is empty"));
+                }
+            }
+        }
+        for p in PROVIDERS {
+            let mut seen = HashSet::new();
+            for a in self.accounts(p) {
+                let a = normalise_account(p, a);
+                if a.is_empty() {
+                    return Err(self.err(account_field(p), "lists an empty account"));
+                }
+                if a.len() > MAX_ACCOUNT_LEN {
+                    return Err(self.err(account_field(p), format!("account {a:?} is too long")));
+                }
+                if !seen.insert(a) {
+                    return Err(self.err(account_field(p), format!("lists {a:?} twice")));
+                }
+            }
+        }
+        let secrets = |field: &str| {
+            self.secret(field)
+                .map(SecretList::secrets)
+                .unwrap_or_default()
+        };
+        let sink = match &self.sink {
+            None => {
+                if self.sink_secret.is_some() {
+                    return Err(self.err("sink_secret", "is set but sink is not"));
+                }
+                None
+            }
+            Some(url) => {
+                check_sink_url(url).map_err(|r| self.err("sink", format!("{url:?}: {r}")))?;
+                if PROVIDERS.iter().all(|p| self.accounts(*p).is_empty()) {
+                    return Err(self.err(
+                        "sink",
+                        "is set but the tenant lists no phone_number_ids, instances, numbers, \
+                         accounts or sessions whose batches could be routed to it",
+                    ));
+                }
+                Some(SinkSettings {
+                    url: url.clone(),
+                    signing_secrets: secrets("sink_secret"),
+                })
+            }
+        };
+        let meta = self.meta.clone().unwrap_or_default();
+        let evo = self.evolution.clone().unwrap_or_default();
+        let tw = self.twilio.clone().unwrap_or_default();
+        let gen = self.generic.clone().unwrap_or_default();
+        let waha = self.waha.clone().unwrap_or_default();
+        if let Some(url) = &tw.public_url {
+            check_sink_url(url)
+                .map_err(|r| self.err("twilio.public_url", format!("{url:?}: {r}")))?;
+        }
+        Ok(Tenant {
+            id: self.id.clone(),
+            policy,
+            sink,
+            admin_tokens: secrets("admin_token"),
+            meta: MetaSettings {
+                phone_number_ids: meta.phone_number_ids,
+                app_secrets: secrets("meta.app_secret"),
+                verify_tokens: secrets("meta.verify_token"),
+            },
+            evolution: EvolutionSettings {
+                instances: evo.instances,
+                tokens: secrets("evolution.token"),
+                jwt_keys: secrets("evolution.jwt_key"),
+                accept_from_me: evo.accept_from_me,
+                accept_status_broadcast: evo.accept_status_broadcast,
+            },
+            twilio: TwilioSettings {
+                numbers: tw.numbers,
+                auth_tokens: secrets("twilio.auth_token"),
+                shared_keys: secrets("twilio.shared_key"),
+                public_url: tw.public_url,
+            },
+            generic: GenericSettings {
+                accounts: gen.accounts,
+                secrets: secrets("generic.secret"),
+            },
+            waha: WahaSettings {
+                sessions: waha.sessions,
+                hmac_keys: secrets("waha.hmac_key"),
+            },
+        })
+    }
+
+    fn check_id(&self) -> Result<(), SpecError> {
+        let ok = !self.id.is_empty()
+            && self.id.len() <= MAX_TENANT_ID
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if ok {
+            Ok(())
+        } else {
+            Err(self.err(
+                "id",
+                format!(
+                    "{:?} must be 1-{MAX_TENANT_ID} characters of A-Z a-z 0-9 . _ -",
+                    self.id
+                ),
+            ))
+        }
+    }
+
+    fn policy(&self, defaults: &Policy) -> Result<Policy, SpecError> {
+        let duration = |field: &str, v: &Option<String>, default: Duration| match v {
+            None => Ok(default),
+            Some(s) => humantime::parse_duration(s.trim()).map_err(|e| {
+                self.err(
+                    field,
+                    format!("{s:?} is not a duration: {e} (write 8s, 500ms, 1m)"),
+                )
+            }),
+        };
+        let quiet = match &self.quiet {
+            Some(q) if lull_core::turn::settings::is_adaptive(q) => None,
+            q => q.clone(),
+        };
+        let policy = Policy {
+            quiet: duration("quiet", &quiet, defaults.quiet)?,
+            max_wait: duration("max_wait", &self.max_wait, defaults.max_wait)?,
+            max_messages: self.max_messages.unwrap_or(defaults.max_messages),
+            max_bytes: self.max_bytes.unwrap_or(defaults.max_bytes),
+            buffering: !self.passthrough,
+            ..*defaults
+        };
+        lull_core::turn::settings::TurnSettings {
+            quiet: self.quiet.as_deref(),
+            quiet_min: self.quiet_min.as_deref(),
+            quiet_max: self.quiet_max.as_deref(),
+            typing: self.typing,
+            typing_grace: self.typing_grace.as_deref(),
+            typing_hold: self.typing_hold.as_deref(),
+            typing_stop_grace: self.typing_stop_grace.as_deref(),
+            pause: self.pause.as_deref(),
+        }
+        .apply(policy)
+        .map_err(|e| self.err("quiet/max_wait/max_messages/max_bytes/typing/pause", e))
+    }
+
+    /// The accounts the spec claims on `provider`, as written.
+    pub fn accounts(&self, provider: Provider) -> &[String] {
+        match provider {
+            Provider::Meta => self.meta.as_ref().map_or(&[], |m| &m.phone_number_ids),
+            Provider::Evolution => self.evolution.as_ref().map_or(&[], |e| &e.instances),
+            Provider::Twilio => self.twilio.as_ref().map_or(&[], |t| &t.numbers),
+            Provider::Generic => self.generic.as_ref().map_or(&[], |g| &g.accounts),
+            Provider::Waha => self.waha.as_ref().map_or(&[], |w| &w.sessions),
+        }
+    }
+}
+
+const PROVIDERS: [Provider; 5] = Provider::ALL;
+
+fn account_field(p: Provider) -> &'static str {
+    match p {
+        Provider::Meta => "meta.phone_number_ids",
+        Provider::Evolution => "evolution.instances",
+        Provider::Twilio => "twilio.numbers",
+        Provider::Generic => "generic.accounts",
+        Provider::Waha => "waha.sessions",
+    }
+}
+
+fn check_sink_url(url: &str) -> Result<(), &'static str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must start with http:// or https://")?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err("has no host");
+    }
+    Ok(())
+}
+
 pub use secrets::SECRET_FIELDS;
 
 pub use crate::tenant_apply::{
     apply_specs, check_set, held_claims, Applied, ApplyContext, HeldAccount, TenantRecord,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(toml_like_json: serde_json::Value) -> TenantSpec {
+        serde_json::from_value(toml_like_json).unwrap()
+    }
+
+    #[test]
+    fn end_of_turn_settings_reach_the_policy_and_bad_ones_name_the_tenant() {
+        let t = spec(serde_json::json!({
+            "id": "acme", "quiet": "adaptive", "quiet_max": "12s", "typing": true,
+            "typing_grace": "1s", "typing_stop_grace": "4s", "pause": "10m"
+        }))
+        .to_tenant(&Policy::default())
+        .unwrap();
+        let a = t.policy.adaptive.expect("adaptive");
+        assert_eq!(
+            (a.min, a.max),
+            (Duration::from_millis(1500), Duration::from_secs(12))
+        );
+        assert_eq!(t.policy.typing.unwrap().grace, Duration::from_secs(1));
+        assert_eq!(t.policy.typing.unwrap().stop_grace, Duration::from_secs(4));
+        assert_eq!(t.policy.pause, Duration::from_secs(600));
+        let e = spec(serde_json::json!({"id": "acme", "typing_hold": "5s"}))
+            .to_tenant(&Policy::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("acme") && e.contains("typing = true"), "{e}");
+    }
+
+    #[test]
+    fn file_shape_reads_and_turns_into_a_tenant() {
+        let s = spec(serde_json::json!({
+            "id": "acme", "quiet": "3s", "passthrough": false,
+            "sink": "https://ai.acme.example/lull", "sink_secret": "s1,s2",
+            "meta": {"phone_number_ids": ["106"], "app_secret": ["a", "b"]},
+            "twilio": {"numbers": ["whatsapp:+15550001111"], "auth_token": "t"}
+        }));
+        let t = s.to_tenant(&Policy::default()).unwrap();
+        assert_eq!(t.policy.quiet, Duration::from_secs(3));
+        assert_eq!(t.policy.max_wait, Duration::from_secs(30));
+        assert_eq!(t.meta.app_secrets.len(), 2);
+        assert_eq!(t.sink.unwrap().signing_secrets.len(), 2);
+        // Round trip through the stored form.
+        let back: TenantSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let cases = [
+            (serde_json::json!({"id": "a", "quiet": "soon"}), "quiet"),
+            (
+                serde_json::json!({"id": "a", "meta": {"app_secret": ""}}),
+                "meta.app_secret[0]",
+            ),
+            (
+                serde_json::json!({"id": "a", "twilio": {"auth_token": ["x", " "]}}),
+                "twilio.auth_token[1]",
+            ),
+            (serde_json::json!({"id": "a b"}), "id"),
+            (serde_json::json!({"id": "a", "sink": "ftp://x"}), "sink"),
+            (
+                serde_json::json!({"id": "a", "sink": "http://x.example"}),
+                "sink",
+            ),
+            (
+                serde_json::json!({"id": "a", "meta": {"phone_number_ids": ["1", " 1"]}}),
+                "meta.phone_number_ids",
+            ),
+            (
+                serde_json::json!({"id": "a", "quiet": "10s", "max_wait": "5s"}),
+                "max_wait",
+            ),
+        ];
+        for (json, field) in cases {
+            let e = spec(json).to_tenant(&Policy::default()).unwrap_err();
+            assert!(e.field.contains(field), "{e} should name {field}");
+            assert!(e.to_string().contains("\"a"), "{e}");
+        }
+    }
+}
