@@ -115,13 +115,14 @@ async fn edits_and_unsends_change_the_batch_and_erase_the_unsent_text_from_dynam
     let mut h = Harness::new(5, 5).await;
     h.policy = roomy_policy();
     let key = ConversationKey::new(Provider::Meta, PHONE_ID, USER);
-    // One POST: two messages, the first corrected, the second (a card number) unsent; the
+    // One POST: three messages, the first corrected, the second (a card number) unsent; the
     // edit comes twice (a retry), applied once.
     messages(
         &h,
         vec![
             text("wamid.m1", "2 pizzas"),
             text("wamid.m2", SECRET),
+            text("wamid.m3", "and a coke"),
             edit("wamid.e1", "wamid.m1", "3 pizzas"),
             revoke("wamid.r1", "wamid.m2"),
             edit("wamid.e1", "wamid.m1", "3 pizzas"),
@@ -136,7 +137,7 @@ async fn edits_and_unsends_change_the_batch_and_erase_the_unsent_text_from_dynam
 
     let poller = h.start_poller();
     wait_for("the first batch", PATIENCE, async || {
-        h.sink.message_count() >= 1
+        h.sink.message_count() >= 2
     })
     .await;
     let first = h.sink.batches().remove(0);
@@ -145,7 +146,13 @@ async fn edits_and_unsends_change_the_batch_and_erase_the_unsent_text_from_dynam
         .iter()
         .map(|m| (m.id.as_str(), m.text.as_deref()))
         .collect();
-    assert_eq!(texts, [("wamid.m1", Some("3 pizzas"))]);
+    assert_eq!(
+        texts,
+        [
+            ("wamid.m1", Some("3 pizzas")),
+            ("wamid.m3", Some("and a coke"))
+        ]
+    );
     assert!(first.messages[0].edited_at.is_some());
 
     // After the hand-off: messages of the next batch, naming the original and its batch.
@@ -153,12 +160,12 @@ async fn edits_and_unsends_change_the_batch_and_erase_the_unsent_text_from_dynam
         &h,
         vec![
             edit("wamid.e2", "wamid.m1", "4 pizzas"),
-            revoke("wamid.r2", "wamid.m1"),
+            revoke("wamid.r2", "wamid.m3"),
         ],
     )
     .await;
     wait_for("the second batch", PATIENCE, async || {
-        h.sink.message_count() >= 3
+        h.sink.message_count() >= 4
     })
     .await;
     let batches = h.sink.batches();
@@ -169,11 +176,20 @@ async fn edits_and_unsends_change_the_batch_and_erase_the_unsent_text_from_dynam
     let kinds: Vec<_> = second.messages.iter().map(|m| m.kind).collect();
     assert_eq!(kinds, [MessageKind::Edit, MessageKind::Revoke]);
     assert_eq!(second.messages[0].text.as_deref(), Some("4 pizzas"));
-    for m in &second.messages {
-        let t = m.target.as_ref().expect("target");
-        assert_eq!(t.message_id, "wamid.m1");
-        assert_eq!(t.batch_id, Some(first.batch_id.to_string()));
-    }
+    let targets: Vec<_> = second
+        .messages
+        .iter()
+        .map(|m| m.target.clone().expect("target"))
+        .map(|t| (t.message_id, t.batch_id))
+        .collect();
+    let named = Some(first.batch_id.to_string());
+    assert_eq!(
+        targets,
+        [
+            ("wamid.m1".to_string(), named.clone()),
+            ("wamid.m3".to_string(), named)
+        ]
+    );
 
     // A person answers from the WhatsApp Business app: the echo pauses the conversation.
     let echo = json!({"from": BUSINESS, "to": USER, "id": "wamid.echo1", "timestamp": now_secs(),
