@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use lull_core::sim::{self, Faults, Invariant, Protocol, Shape, SimConfig};
 use lull_core::timing::HandoffTiming;
+use lull_sim::{self as sim, Faults, Invariant, Protocol, Shape, SimConfig};
 
 fn run_cfg(cfg: &SimConfig) -> sim::SimReport {
     let report = sim::run(cfg);
@@ -247,6 +247,31 @@ fn the_checker_catches_a_window_following_a_policy_changed_mid_window() {
 fn the_checker_catches_hand_offs_during_an_operator_pause() {
     let report = run(1, 20_000, 600, Protocol::IgnoresPause);
     assert!(report.broke(Invariant::NeverEarly), "{report}");
+    assert!(!report.broke(Invariant::NoLoss), "{report}");
+}
+
+/// Edits and unsends (reordered and duplicated): lull applies each edit once and never hands off
+/// a message whose unsend it accepted while the message's window was open.
+#[test]
+fn edits_and_unsends_keep_the_unsent_and_latest_content_invariants() {
+    let report = run(5, 20_000, 300, Protocol::Lull);
+    assert!(report.violations.is_empty(), "{report}");
+    assert!(report.amends > 1_000, "{report}");
+}
+
+/// A system that forgets which edits it applied applies a retried edit again.
+#[test]
+fn the_checker_catches_an_edit_applied_twice() {
+    let report = run(5, 20_000, 300, Protocol::AppliesEditsTwice);
+    assert!(report.broke(Invariant::LatestContent), "{report}");
+    assert!(!report.broke(Invariant::NoLoss), "{report}");
+}
+
+/// A system that acknowledges an unsend and stores nothing hands the unsent message off.
+#[test]
+fn the_checker_catches_a_forgotten_unsend() {
+    let report = run(5, 20_000, 300, Protocol::ForgetsRevokes);
+    assert!(report.broke(Invariant::Unsent), "{report}");
     assert!(!report.broke(Invariant::NoLoss), "{report}");
 }
 

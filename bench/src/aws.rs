@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use lull_core::{ConversationKey, Message, Provider};
+use lull_core::message::Target;
+use lull_core::{ConversationKey, Message, MessageKind, Provider};
 
 #[allow(dead_code, clippy::all)]
 #[path = "../../functions/aws/tests/common/mod.rs"]
@@ -50,6 +51,12 @@ pub struct AwsArgs {
     /// measured accounting. Per-message units must not depend on it.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub present: u32,
+    /// Percent of conversations whose user edits or unsends a message of the burst just after
+    /// sending it (half edits, half unsends; inside the open window): each is one more webhook
+    /// request and one more append. The cost is stated per million items (messages, edits and
+    /// unsends), with the share.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub amend_pct: u8,
     /// Price both Lambdas' durations at this many ms per invocation instead of the handler
     /// times measured against moto (which measure moto, and the machine's load, more than
     /// lull). Unset: the measured p50s.
@@ -132,6 +139,7 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
     let mut rng = fastrand::Rng::with_seed(a.seed);
     let mut tasks = tokio::task::JoinSet::new();
     let mut total = 0usize;
+    let (mut amends, mut unsent) = (0usize, 0usize);
     let append_times: Arc<Mutex<Vec<f64>>> = Arc::default();
     for c in 0..a.conversations {
         let burst = match a.burst {
@@ -141,6 +149,31 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
         let gaps: Vec<u64> = (0..burst).map(|_| rng.u64(0..400)).collect();
         let start = rng.u64(0..a.spread_secs * 1000);
         total += burst;
+        // An edit or unsend of one of the burst's messages, sent right after the burst.
+        let amend = (rng.u8(0..100) < a.amend_pct).then(|| {
+            let target = format!("w.{c}.{}", rng.usize(0..burst));
+            let revoke = rng.bool();
+            (
+                Message {
+                    kind: if revoke {
+                        MessageKind::Revoke
+                    } else {
+                        MessageKind::Edit
+                    },
+                    text: (!revoke).then(|| "quero 3 pizzas, uma vegana".to_string()),
+                    target: Some(Target {
+                        message_id: target,
+                        batch_id: None,
+                    }),
+                    ..Message::text(format!("w.{c}.edit"), "u", "")
+                },
+                rng.u64(0..400),
+            )
+        });
+        if let Some((m, _)) = &amend {
+            amends += 1;
+            unsent += usize::from(m.kind == MessageKind::Revoke);
+        }
         let (buffer, policy, times) = (h.webhook.clone(), h.policy, append_times.clone());
         tasks.spawn(async move {
             tokio::time::sleep(Duration::from_millis(start)).await;
@@ -165,6 +198,17 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
                     Err(e) => return Err(format!("append failed: {e}")),
                 }
             }
+            if let Some((m, gap)) = amend {
+                tokio::time::sleep(Duration::from_millis(gap)).await;
+                let t = Instant::now();
+                buffer
+                    .append(&k, &policy, m)
+                    .await
+                    .map_err(|e| format!("append of an amend failed: {e}"))?;
+                if let Ok(mut v) = times.lock() {
+                    v.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
             Ok(())
         });
     }
@@ -173,13 +217,16 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
     }
     let appended_at = Instant::now();
     // Drain: every message handed off, bounded.
+    // An unsend inside the window removes its original: at least `total - unsent` messages
+    // are handed off (more when a slow append let a window close before its edit or unsend).
+    let handed_off = total - unsent;
     let drained = lull_testkit::holds_within(Duration::from_secs(a.drain_secs), async || {
-        h.sink.message_count() >= total
+        h.sink.message_count() >= handed_off
     })
     .await;
     if !drained {
         return Err(format!(
-            "only {} of {total} messages handed off within {} s of the last append",
+            "only {} of {handed_off} messages handed off within {} s of the last append",
             h.sink.message_count(),
             a.drain_secs
         )
@@ -194,7 +241,8 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
     let batches = common::check_batches(&h.sink.batches(), &h.policy);
     let dead_lettered = common::queue_depth(&h.clients, &h.dlq).await.0;
 
-    let msgs = total as f64;
+    // Every item is a webhook request and an append: the per-message figures are per item.
+    let msgs = (total + amends) as f64;
     // The flush path's per-batch figures are over the batches it handed off; the sweep's share
     // is reported apart (`swept_batches`, `sweep_ddb_req`).
     let swept_batches = swept.load(Ordering::SeqCst);
@@ -249,7 +297,7 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
     // All-in: every term above, the due index included.
     let total_usd = apigw + lambda_web + lambda_flush + ddb + ddb_index + sqs;
     println!(
-        "bench=aws store=moto conversations={} messages={total} batches={} mean_burst={:.2} burst={} present={} \
+        "bench=aws store=moto conversations={} messages={total} amends={amends} amend_pct={} unsent={unsent} batches={} mean_burst={:.2} burst={} present={} \
          webhook_ddb_req_per_msg={:.2} webhook_items_written_per_msg={:.2} webhook_wcu_per_msg={:.2} webhook_rcu_per_msg={:.2} webhook_sqs_per_msg={:.2} \
          flush_ddb_req_per_batch={:.2} flush_reads_per_batch={:.2} flush_items_written_per_batch={:.2} flush_wcu_per_batch={:.2} flush_rcu_per_batch={:.2} flush_sqs_per_batch={:.2} \
          wcu_per_msg={:.2} index_wcu_per_msg={:.2} rcu_per_msg={:.2} lull_sqs_per_msg={:.3} esm_sqs_per_msg={:.3} flush_invocations={} flush_records={} \
@@ -258,8 +306,9 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
          pollers={} sweep_runs={} swept_batches={} sweep_ddb_req={} dead_lettered={} drain_secs={:.1} \
          {sizes} present_items={} present_bytes={} present_record_bytes={} present_write_secs={:.1}",
         a.conversations,
+        a.amend_pct,
         batches.len(),
-        msgs / a.conversations as f64,
+        total as f64 / a.conversations as f64,
         a.burst.map_or("1-6".to_string(), |n| n.to_string()),
         present.conversations,
         wd.requests as f64 / msgs,

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use lull_ingest::CachedDirectory;
 use lull_local::{Local, Settings};
-use lull_sink::{AnySink, RoutedSink};
+use lull_sink::AnySink;
+use lull_tenants::RoutedSink;
 
 use crate::config::Config;
 

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use lull_core::sim::{self, Faults, Protocol, Shape, SimConfig};
 use lull_core::timing::HandoffTiming;
+use lull_sim::{self as sim, Faults, Protocol, Shape, SimConfig};
 
 /// Run the deterministic fault-injection simulator.
 #[derive(Args, Debug)]
@@ -19,7 +19,8 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Protocol: lull, or a broken one to compare (replaced, ack-before-sink, separate-dedupe,
-    /// stamps-early, follows-latest-policy, ignores-pause, remembers-late, drops-unremembered).
+    /// stamps-early, follows-latest-policy, ignores-pause, remembers-late, drops-unremembered,
+    /// applies-edits-twice, forgets-revokes).
     #[arg(long, default_value = "lull", value_parser = parse_protocol)]
     pub protocol: Protocol,
     /// Turn fault injection off (the happy path).
@@ -69,7 +70,8 @@ fn parse_protocol(s: &str) -> Result<Protocol, String> {
     Protocol::parse(s).ok_or_else(|| {
         format!(
             "unknown protocol {s:?}: expected lull, replaced, ack-before-sink, separate-dedupe, \
-             stamps-early, follows-latest-policy, ignores-pause, remembers-late or drops-unremembered"
+             stamps-early, follows-latest-policy, ignores-pause, remembers-late, drops-unremembered, \
+             applies-edits-twice or forgets-revokes"
         )
     })
 }

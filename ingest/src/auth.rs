@@ -78,13 +78,8 @@ pub fn sign_sha512_hex(secret: &str, body: &[u8]) -> String {
     }
 }
 
-/// The hash of a Twilio signature: HMAC-SHA1 with the auth token (the default), or the
-/// algorithm `X-Twilio-Webhooks-Signature-Settings` names when a webhook shared key signs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TwilioAlgorithm {
-    HmacSha1,
-    HmacSha256,
-}
+// Defined beside the Twilio signature it hashes; named here, where the header choosing it is read.
+pub use crate::twilio_signature::TwilioAlgorithm;
 
 /// `X-Twilio-Webhooks-Signature-Settings` names an algorithm lull does not know.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]

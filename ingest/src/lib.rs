@@ -12,16 +12,18 @@
 //! - [`chatwoot_signature`]: Chatwoot's signed timestamp and body; [`recent_deliveries`]:
 //!   the deliveries this process answered, to refuse a replay at once.
 //! - [`standard_webhooks`]: Standard Webhooks signatures on the generic route.
-//! - [`tenant`]: who owns which number, with which secrets, policy and sink.
-//! - [`tenant_apply`]: a stored tenant, and what an apply does to the stored set.
-//! - [`tenant_spec`]: a tenant as data (the `[[tenants]]` shape), checked into a [`Tenant`].
-//! - [`tenant_cache`]: the directory over the tenant store, reloaded after a short TTL.
-//! - [`tenant_snapshot`]: one loaded state of the store, bad tenants quarantined.
+//!
+//! A request's tenant (who owns which number, with which secrets, policy and sink) comes from the
+//! tenants crate (`lull-tenants`), re-exported here under the paths it had when it lived here.
 //!
 //! Contract (invariants 5 and 6): a request is authenticated over its raw bytes before it is
 //! parsed ([`hint`] finds whose secret applies without parsing), and checked whole before
 //! anything is appended; bad input gets a clear 4xx and stores nothing; a request authenticated for one
 //! tenant cannot write into another's conversations; every ignored event is counted.
+//!
+//! Role and imports: an edge. It imports the core (`lull-core`) and the tenants
+//! (`lull-tenants`), never a sink, an adapter or a binary; the adapters (the local server, the
+//! webhook Lambda) serve its router.
 
 pub mod appender;
 pub mod auth;
@@ -34,21 +36,17 @@ pub mod recent_deliveries;
 pub mod routes;
 pub mod standard_webhooks;
 pub mod state;
-pub mod tenant;
-pub mod tenant_apply;
-pub mod tenant_cache;
-pub mod tenant_contract;
-pub mod tenant_snapshot;
-pub mod tenant_spec;
 pub mod twilio_signature;
+
+// The tenants' modules, at the paths they had in this crate.
+pub use lull_tenants::{tenant, tenant_apply, tenant_cache, tenant_snapshot, tenant_spec};
 
 pub use appender::{AppendFuture, Appender};
 pub use error::IngestError;
+pub use lull_tenants::{
+    CachedDirectory, EvolutionSettings, GenericSettings, MemoryDirectory, MetaSettings, Secrets,
+    SinkSettings, Tenant, TenantDirectory, TenantHealth, TenantRecord, TenantSource, TenantSpec,
+    TwilioSettings, WahaSettings, DEFAULT_TENANT_TTL,
+};
 pub use routes::{router, WEBHOOK_ROUTES};
 pub use state::{IngestConfig, IngestState};
-pub use tenant::{
-    EvolutionSettings, GenericSettings, MemoryDirectory, MetaSettings, Secrets, SinkSettings,
-    Tenant, TenantDirectory, TwilioSettings, WahaSettings,
-};
-pub use tenant_cache::{CachedDirectory, TenantHealth, TenantSource, DEFAULT_TENANT_TTL};
-pub use tenant_spec::{TenantRecord, TenantSpec};

@@ -18,9 +18,16 @@ use sha1::Sha1;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::auth::TwilioAlgorithm;
 use crate::parse::twilio::MAX_PARAMS;
 use crate::tenant::Secrets;
+
+/// The hash of a Twilio signature: HMAC-SHA1 with the auth token (the default), or the
+/// algorithm `X-Twilio-Webhooks-Signature-Settings` names when a webhook shared key signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TwilioAlgorithm {
+    HmacSha1,
+    HmacSha256,
+}
 
 /// The bytes of one form-encoded name or value, decoded (`+` is a space, `%XX` a byte; a `%`
 /// not followed by two hex digits stays as is), as `application/x-www-form-urlencoded` says.

@@ -25,8 +25,8 @@ use lull_ingest::routes::admin;
 use lull_ingest::IngestError;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::capability::LocalIntake;
 use crate::ops_guard::OpsGuard;
-use crate::server::LocalIntake;
 use crate::store::SqliteStore;
 use crate::timers::TimerQueue;
 

@@ -36,10 +36,7 @@ use crate::sweep::SweepSettings;
 use crate::timers::{LocalTrigger, TimerQueue, TimerSettings};
 use crate::{console, limit, ops, sweep, timers};
 
-/// The append capability bound to the local adapters (what the webhook routes use).
-pub type LocalIntake = Intake<SqliteStore, LocalTrigger, SystemClock>;
-/// The hand-off capability bound to the local adapters (timers, sweep, redrive).
-pub type LocalHandoff<K> = Handoff<SqliteStore, LocalTrigger, K, SystemClock>;
+pub use crate::capability::{LocalHandoff, LocalIntake};
 
 /// Everything the local runtime needs besides the sink and the HTTP routes.
 #[derive(Clone, Debug)]

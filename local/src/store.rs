@@ -6,8 +6,9 @@
 //! one conditional write of the record alone (the record holds its messages' ids); the flush
 //! writes a batch's dedupe rows (`remember`) before the write acknowledging it, as on DynamoDB.
 //!
-//! All SQLite work runs on one dedicated thread fed by a channel, for two reasons: rusqlite's
-//! `Connection` is blocking and not `Sync`, and one writer lets us *group commit*: the thread
+//! All SQLite work runs on one dedicated thread fed by a channel (`crate::group_commit`), for
+//! two reasons: rusqlite's `Connection` is blocking and not `Sync`, and one writer lets us *group
+//! commit*: the thread
 //! drains every request queued while it was busy, runs each in its own savepoint inside one
 //! transaction, commits once, and only then answers them all. With `--durability full` that is
 //! one fsync for the whole group instead of one per message; with `normal` (WAL,
@@ -30,6 +31,7 @@ use lull_core::{Conversation, ConversationKey, Millis};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
+use crate::group_commit::{run_cached, serve, unavailable, Completion, Job};
 use crate::record_cache::{CacheLimits, Cached, Leftovers, RecordCache};
 
 /// How hard a commit tries to reach the disk.
@@ -77,9 +79,6 @@ pub enum OpenError {
     Thread(std::io::Error),
 }
 
-/// The most requests one transaction serves (bounds the latency one group adds).
-const MAX_GROUP: usize = 512;
-
 /// The database file inside a data directory.
 pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("lull.db")
@@ -91,23 +90,6 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
 pub struct SqliteStore {
     jobs: mpsc::Sender<Box<dyn Job>>,
     records: Arc<RecordCache>,
-}
-
-/// Called once the group's transaction committed (`Ok`) or failed (`Err`).
-type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-
-/// One request for the store thread.
-trait Job: Send {
-    /// Runs inside the group's transaction; the answer waits for the commit.
-    fn run(self: Box<Self>, conn: &Connection) -> Completion;
-    /// The transaction could not even start.
-    fn abort(self: Box<Self>, err: StoreError);
-}
-
-impl std::fmt::Debug for dyn Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Job")
-    }
 }
 
 struct Call<F, R> {
@@ -182,10 +164,6 @@ where
         }
         let _ = self.reply.send((Err(err), Leftovers::default()));
     }
-}
-
-fn unavailable(e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(format!("sqlite: {e}"))
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -403,72 +381,6 @@ impl SqliteStore {
         })
         .await
     }
-}
-
-/// The store thread: take a group of requests, run them in one transaction, commit, answer.
-fn serve(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
-    while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
-            let err = unavailable(e);
-            for job in group {
-                job.abort(err.clone());
-            }
-            continue;
-        }
-        let (done, lost) = run_group(&conn, group);
-        let committed = match lost {
-            Some(e) => Err(e),
-            None => run_cached(&conn, "COMMIT").map_err(unavailable),
-        };
-        if committed.is_err() && !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for complete in done {
-            complete(committed.clone());
-        }
-    }
-    // Every handle is gone: fold the WAL back into the database for a tidy data directory.
-    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
-}
-
-/// Runs a group's requests inside the open transaction, each under its own savepoint. SQLite
-/// may roll the whole transaction back on its own (SQLITE_FULL, an I/O error, out of memory):
-/// the requests already run are then lost with it, and the rest must not run at all, since a
-/// savepoint outside a transaction starts (and its release commits) one of its own: such a
-/// request would be written yet answered as failed with its group. So the group stops there:
-/// the requests it did not run are answered with the error, and the error is the group's.
-fn run_group(conn: &Connection, group: Vec<Box<dyn Job>>) -> (Vec<Completion>, Option<StoreError>) {
-    let mut done = Vec::with_capacity(group.len());
-    let mut jobs = group.into_iter();
-    for job in jobs.by_ref() {
-        done.push(job.run(conn));
-        if conn.is_autocommit() {
-            let lost = StoreError::Unavailable(
-                "sqlite rolled the transaction back (disk full or I/O error)".into(),
-            );
-            for rest in jobs {
-                rest.abort(lost.clone());
-            }
-            return (done, Some(lost));
-        }
-    }
-    (done, None)
-}
-
-/// Runs a parameterless statement from the connection's statement cache: the store thread runs
-/// four of these per request (transaction and savepoint), and `execute_batch` would parse each
-/// one every time.
-fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)
-        .and_then(|mut s| s.execute([]))
-        .map(|_| ())
 }
 
 fn decode(json: &str) -> Result<Conversation, StoreError> {

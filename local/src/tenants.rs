@@ -400,7 +400,7 @@ mod tests {
         assert!(files >= 1, "the database exists");
     }
 
-    use lull_ingest::tenant_contract::{check_tenant_store, ContractFuture, TenantStoreUnderTest};
+    use lull_tenants::tenant_contract::{check_tenant_store, ContractFuture, TenantStoreUnderTest};
 
     impl TenantStoreUnderTest for SqliteTenants {
         fn apply(&self, specs: Vec<TenantSpec>, now: Millis) -> ContractFuture<'_, Applied> {

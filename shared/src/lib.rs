@@ -8,26 +8,36 @@
 //! - [`window`]: the conversation record and its pure transitions (the state machine).
 //! - [`protocol`]: append, flush and sweep, written once over the [`ports`].
 //! - [`timing`]: the one rule from the sink timeout to the lease and every deadline.
-//! - [`memory`]: in-memory adapters, the reference for every store's conditional semantics.
-//! - [`sim`]: the deterministic fault-injection simulator that checks the invariants.
 //! - [`turn`]: the end-of-turn rule (fixed, adaptive and typing-aware quiet, operator pause).
 //!
-//! No I/O lives here: no AWS, SQLite or HTTP. Shells (the Lambdas, the local server) read
-//! configuration, build adapters and call [`protocol::Buffer`].
+//! No I/O lives here: no AWS, SQLite or HTTP. Role and imports: the bottom of the one-way stack
+//! (binaries -> adapters -> edges -> core); it imports no lull crate. Edges (`lull-ingest`,
+//! `lull-sink`, `lull-tenants`) and adapters (`lull-local`, `lull-aws`) import it; the shells (the
+//! Lambdas, the local server) read configuration, build adapters and call [`protocol::Buffer`].
+//! The simulator that checks the invariants is a crate of its own (`lull-sim`).
+//!
+//! Test fixtures, compiled only for tests and for crates that enable them (the Lambdas do not):
+//! - feature `fixtures`: `memory` (in-memory adapters, the reference for every store's
+//!   conditional semantics), `counts` (a metrics recorder that only counts) and `scenarios`
+//!   (scripted runs of the protocol, `lull demo`);
+//! - feature `contract`: `contract`, the store contract suite for adapters' tests.
 
 pub mod batch;
 #[cfg(feature = "contract")]
 pub mod contract;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod counts;
 pub mod key;
+#[cfg(any(test, feature = "fixtures"))]
 pub mod memory;
 pub mod message;
 pub mod metrics;
 pub mod policy;
 pub mod ports;
 pub mod protocol;
+#[cfg(any(test, feature = "fixtures"))]
 pub mod scenarios;
 pub mod settings;
-pub mod sim;
 pub mod time;
 pub mod timeline;
 pub mod timing;

@@ -44,6 +44,10 @@ pub const SWEPT: &str = "lull_swept_total";
 pub const PRESENCE_EVENTS: &str = "lull_presence_events_total";
 /// Operator pauses and resumes (label `what`: `operator`, `admin`, `resume`).
 pub const PAUSES: &str = "lull_pauses_total";
+/// Edits and unsends applied, by what they did (label `effect`: `edited`, `revoked`, `emptied`
+/// (an unsend closed its window without a batch), `forwarded`, `early`, `late_edited`,
+/// `dropped`, `suppressed` (a late or resent original of an unsent message)).
+pub const AMENDS: &str = "lull_amends_total";
 /// Seconds from a batch's due time to its acknowledgement.
 pub const HANDOFF_LAG: &str = "lull_handoff_lag_seconds";
 /// Tenant store reads that failed (the last good tenants stay in force meanwhile).
@@ -80,6 +84,7 @@ pub const ALL: &[&str] = &[
     SWEPT,
     PRESENCE_EVENTS,
     PAUSES,
+    AMENDS,
     HANDOFF_LAG,
     TENANT_REFRESH_FAILURES,
     TENANT_SNAPSHOT_AGE,

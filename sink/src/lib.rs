@@ -1,3 +1,5 @@
+//! # lull-sink
+//!
 //! lull's sinks: where batches go once a window closes.
 //!
 //! - [`HttpSink`]: POSTs the batch JSON to the AI step, signed (Standard Webhooks) and
@@ -5,25 +7,26 @@
 //! - [`StdoutSink`]: one batch JSON per line on standard output (the local default).
 //! - [`JsonlSink`]: appends one batch JSON per line to a file.
 //! - [`AnySink`]: one of the above, chosen from a `--sink` string.
-//! - [`RoutedSink`]: per-tenant HTTP endpoints beside a default sink.
 //! - [`Receipt`]: what one delivery's answer said (status, time, the sink's verification echo),
 //!   for `lull check --send-test-batch`.
 //!
 //! "Acknowledged" means the sink accepted the batch (HTTP 2xx, a line written and flushed); it
 //! does not wait for the AI to answer.
+//!
+//! Role and imports: an edge. It imports the core alone (`lull-core`: the `Sink` port and the
+//! batch); the tenants crate (`lull-tenants`, which routes a tenant's batches to its own endpoint),
+//! the adapters and the binaries import it.
 
 pub mod answer;
 mod file;
 mod http;
 mod receipt;
-mod routed;
 pub mod signature;
 pub mod standard_webhooks;
 
 pub use file::{JsonlSink, StdoutSink};
 pub use http::{HttpSink, HttpTarget, DIAGNOSTIC_BYTES};
 pub use receipt::{Receipt, Verified};
-pub use routed::{RouteFuture, RoutedSink, SinkRoute, SinkRoutes};
 pub use signature::{sign, verify, SignatureError};
 
 use lull_core::ports::{Sink, SinkError};

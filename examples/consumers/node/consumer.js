@@ -38,9 +38,26 @@ function firstTime(batchId) {
   return true;
 }
 
+// The AI's prompt: the batch's joined text, then a note for each edit or unsend of a message lull
+// handed off before (`edit`/`revoke` messages name it in `target`; an edit or unsend that came
+// while the message was still waiting was applied before the hand-off: docs/batch.md, "Edits
+// and unsends").
+function promptOf(batch) {
+  const lines = batch.text ? [batch.text] : [];
+  for (const m of batch.messages || []) {
+    const target = (m.target && m.target.message_id) || "?";
+    if (m.kind === "edit") {
+      lines.push(`(the user edited their message ${target}; it now says: ${m.text || m.caption || ""})`);
+    } else if (m.kind === "revoke") {
+      lines.push(`(the user deleted their message ${target}; disregard it)`);
+    }
+  }
+  return lines.join("\n");
+}
+
 async function work(batch) {
   // Your AI step goes here: one LLM call with every message the user just sent.
-  const prompt = batch.text;
+  const prompt = promptOf(batch);
   console.log("processed", batch.batch_id, JSON.stringify(prompt));
 }
 

@@ -54,11 +54,27 @@ def first_time(batch_id):
         return True
 
 
+def prompt_of(batch):
+    """The AI's prompt: the batch's joined text, then a note for each edit or unsend of a message
+    lull handed off before (`edit`/`revoke` messages name it in `target`; an edit or unsend that
+    came while the message was still waiting was applied before the hand-off: docs/batch.md,
+    "Edits and unsends")."""
+    lines = [batch["text"]] if batch.get("text") else []
+    for m in batch.get("messages", []):
+        target = (m.get("target") or {}).get("message_id", "?")
+        if m.get("kind") == "edit":
+            new = m.get("text") or m.get("caption") or ""
+            lines.append(f"(the user edited their message {target}; it now says: {new})")
+        elif m.get("kind") == "revoke":
+            lines.append(f"(the user deleted their message {target}; disregard it)")
+    return "\n".join(lines)
+
+
 def worker():
     while True:
         batch = work.get()
         # Your AI step goes here: one LLM call with every message the user just sent.
-        prompt = batch["text"]
+        prompt = prompt_of(batch)
         log("processed", batch["batch_id"], json.dumps(prompt))
 
 

@@ -12,6 +12,11 @@
 //! - [`config::Settings`]: configuration from environment variables, validated once;
 //!   [`wiring`] builds the adapters from it.
 //! - [`tenants::DynamoTenants`]: tenants in the table, their secrets in Secrets Manager.
+//!
+//! Role and imports: an adapter. It imports the core (`lull-core`) and the edges (`lull-ingest`,
+//! `lull-tenants`, `lull-sink`), never a binary or the simulator; the Lambdas (`functions/*/`)
+//! and `lull --features aws` import it. Its `console` feature (`lull console --aws` only) adds
+//! the local adapter's console; the Lambdas never enable it.
 
 pub mod accounting;
 pub mod clients;
@@ -42,7 +47,7 @@ use lull_core::protocol::{Handoff, Intake};
 pub type AwsIntake = Intake<DynamoDbStore, SqsTrigger, SystemClock>;
 /// The hand-off capability (each batch to its tenant's sink, else the deployment's) as the flush and sweep Lambdas and `lull redrive --aws` run it.
 pub type AwsHandoff =
-    Handoff<DynamoDbStore, SqsTrigger, lull_sink::RoutedSink<BatchSink>, SystemClock>;
+    Handoff<DynamoDbStore, SqsTrigger, lull_tenants::RoutedSink<BatchSink>, SystemClock>;
 
 /// Conversations the sweep flushes at once: the core's bound, shared with the local shell and the
 /// simulator.

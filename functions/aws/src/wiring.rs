@@ -34,7 +34,7 @@ impl Settings {
     ) -> Result<crate::AwsHandoff, LambdaConfigError> {
         let (store, trigger, sink) = self.build(clients, acct)?;
         let sink = sink.ok_or(LambdaConfigError::Missing { var: "LULL_SINK" })?;
-        let sink = lull_sink::RoutedSink::new(sink)
+        let sink = lull_tenants::RoutedSink::new(sink)
             .with_routes(self.tenants(clients, acct, None), self.sink_timeout);
         Ok(lull_core::protocol::Handoff::new(
             store,

@@ -5,8 +5,9 @@
 //! variables the template sets (`LULL_ADMIN_TOKEN` among them).
 
 mod common;
+#[path = "common/router.rs"]
+mod router;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine;
@@ -14,7 +15,6 @@ use common::apigw::{event, send, DOMAIN};
 use hmac::{Hmac, Mac};
 use lull_core::ports::WindowStore;
 use lull_core::{ConversationKey, Provider};
-use lull_ingest::{IngestConfig, IngestState, MemoryDirectory, Tenant};
 
 use common::{check_batches, roomy_policy, Harness};
 use lull_testkit::{wait_for, PATIENCE};
@@ -32,14 +32,7 @@ fn router(h: &Harness) -> axum::Router {
         "LULL_ADMIN_TOKEN" => Some(ADMIN_TOKENS.to_string()),
         _ => None,
     };
-    let mut tenant = Tenant::from_env(env).expect("tenant");
-    tenant.policy = h.policy;
-    let state = IngestState::new(
-        h.webhook.clone(),
-        Arc::new(MemoryDirectory::single(tenant)),
-        IngestConfig::default(),
-    );
-    lull_ingest::router(state)
+    router::router(h, env)
 }
 
 /// Now, in unix seconds: a provider timestamp lull does not refuse as older than its dedupe

@@ -154,7 +154,7 @@ async fn lull_console_aws_shows_and_steers_a_moto_deployment() {
             Accounting::new(),
         ),
         SqsTrigger::new(h.clients.sqs.clone(), &h.queue, Accounting::new()),
-        lull_sink::RoutedSink::new(lull_aws::BatchSink::Any(lull_sink::AnySink::Http(
+        lull_tenants::RoutedSink::new(lull_aws::BatchSink::Any(lull_sink::AnySink::Http(
             lull_sink::HttpSink::new(
                 lull_sink::HttpTarget::new(&refusing_sink(), vec![]).expect("target"),
                 Duration::from_secs(2),

@@ -34,9 +34,9 @@ async fn dynamodb_store_meets_the_contract_with_one_due_shard() {
 async fn dynamodb_tenants_meet_the_tenant_store_contract() {
     use lull_aws::tenants::DynamoTenants;
     use lull_core::{Millis, Policy};
-    use lull_ingest::tenant_contract::{check_tenant_store, ContractFuture, TenantStoreUnderTest};
     use lull_ingest::tenant_spec::Applied;
     use lull_ingest::{TenantRecord, TenantSource, TenantSpec};
+    use lull_tenants::tenant_contract::{check_tenant_store, ContractFuture, TenantStoreUnderTest};
 
     struct Under(DynamoTenants);
     impl TenantSource for Under {

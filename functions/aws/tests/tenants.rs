@@ -182,7 +182,7 @@ async fn tenants_applied_with_the_cli_reach_the_webhook_and_flush_paths() {
             Accounting::new(),
         ),
         SqsTrigger::new(h.clients.sqs.clone(), &h.queue, Accounting::new()),
-        lull_sink::RoutedSink::new(BatchSink::Any(lull_sink::AnySink::Http(default)))
+        lull_tenants::RoutedSink::new(BatchSink::Any(lull_sink::AnySink::Http(default)))
             .with_routes(flush_dir, Duration::from_secs(2)),
         SystemClock,
         test_config(),

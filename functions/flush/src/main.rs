@@ -1,5 +1,8 @@
 //! The flush Lambda: SQS trigger events in, `SqsBatchResponse` with per-record failures out.
 //! Thin: read and validate the configuration, build the clients once, call the core.
+//!
+//! A binary: it may import the AWS adapter (`lull-aws`), the edges and the core; it compiles
+//! neither the simulator nor the core's test fixtures.
 
 use std::sync::Arc;
 

@@ -1,6 +1,9 @@
 //! The webhook Lambda: API Gateway HTTP API (payload v2) in front of the ingestion `Router`.
 //! Thin: read and validate the configuration, build the clients once, serve the router. A
 //! request gets its 2xx only after its messages are in DynamoDB and their trigger is armed.
+//!
+//! A binary: it may import the AWS adapter (`lull-aws`), the edges and the core; it compiles
+//! neither the simulator nor the core's test fixtures.
 
 use std::sync::Arc;
 

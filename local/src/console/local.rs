@@ -16,7 +16,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::chart::{Minute, Samples, Totals};
 use super::{entries, Backend, BackendError, Cursor, IndexEntry, TenantScope};
-use crate::server::LocalIntake;
+use crate::capability::LocalIntake;
 use crate::store::SqliteStore;
 use crate::tenants::SqliteTenants;
 use crate::timers::TimerQueue;

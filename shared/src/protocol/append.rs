@@ -59,6 +59,9 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
             // sink) is a duplicate however long ago it came, whatever the dedupe horizon.
             if let Some(gen) = conv.holds_message(&msg.id) {
                 counter!(m::DUPLICATES).increment(1);
+                if conv.is_revoked(&msg.id) {
+                    counter!(m::AMENDS, "effect" => "suppressed").increment(1);
+                }
                 let record = DedupeRecord {
                     key: key.clone(),
                     message_id: msg.id.clone(),
@@ -95,8 +98,10 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                     });
                 }
             }
-            let plan = match conv.plan_append(msg.clone(), policy, now, &mut || self.clock.random())
-            {
+            let horizon = self.config.dedupe_horizon;
+            let plan = match conv.plan_item(msg.clone(), policy, now, horizon, &mut || {
+                self.clock.random()
+            }) {
                 Ok(plan) => plan,
                 Err(refused) => {
                     let reason = match refused {
@@ -111,6 +116,9 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                 Written::Ok => {
                     counter!(m::MESSAGES_RECEIVED, "provider" => key.provider.as_str())
                         .increment(1);
+                    if let Some(effect) = plan.amend {
+                        counter!(m::AMENDS, "effect" => effect.label()).increment(1);
+                    }
                     if let (Some(at), Some(chain)) = (plan.arm, plan.next.chain) {
                         self.trigger
                             .arm(&trigger_for(&plan.next, chain.token, at), at)

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use super::*;
 use crate::batch::Batch;
+use crate::counts::Counts;
 use crate::key::Provider;
 use crate::memory::{ManualClock, MemorySink, MemoryStore, MemoryTrigger};
 use crate::ports::{DedupeRecord, SinkError, StoreError, Written};
 use crate::scenarios::block_on;
-use crate::sim::counts::Counts;
 use crate::time::Millis;
 use crate::window::Chain;
 

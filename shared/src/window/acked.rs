@@ -29,6 +29,10 @@ pub const ACKED_IDS_BYTES: u64 = 512;
 /// and punctuation (`{"gen":…,"until":…,"ids":[]},`, 13-digit numbers).
 const ACKED_GROUP_BYTES: u64 = 56;
 
+/// What a group's batch id takes in the record, `"batch_id":"<36 characters>",`: outside the
+/// ids' budget (it is one per group), inside the record's size bound.
+pub(super) const ACKED_BATCH_ID_BYTES: u64 = 50;
+
 /// What one acknowledged id counts for beside its own bytes: its quotes and a comma.
 const ACKED_ID_BYTES: u64 = 3;
 
@@ -43,6 +47,10 @@ pub struct AckedIds {
     /// it they just drop.
     pub until: u64,
     pub ids: Vec<String>,
+    /// The batch's id: what an edit or unsend of one of its messages names
+    /// (`target.batch_id`). Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<uuid::Uuid>,
 }
 
 impl AckedIds {
@@ -61,7 +69,11 @@ impl Conversation {
     /// True when `message_id` is still held in this record (the open window or a pending batch):
     /// a resend of it is a duplicate however long its batch has been waiting, whatever the dedupe
     /// horizon.
+    /// A remembered edit or unsend (its own id, or an unsent original's) counts as held too.
     pub fn holds_message(&self, message_id: &str) -> Option<u64> {
+        if self.holds_amend(message_id) {
+            return Some(self.gen);
+        }
         if let Some(w) = &self.window {
             if w.messages.iter().any(|m| m.id == message_id) {
                 return Some(self.gen);
@@ -118,6 +130,7 @@ impl Conversation {
             gen: head.gen,
             until: now.plus(horizon).0,
             ids: head.messages.iter().map(|m| m.id.clone()).collect(),
+            batch_id: Some(head.batch_id),
         };
         self.remember_ids(group, now, horizon, budget)
     }
@@ -137,6 +150,7 @@ impl Conversation {
             gen: self.gen,
             until: now.plus(horizon).0,
             ids: vec![id.to_string()],
+            batch_id: None,
         };
         self.remember_ids(group, now, horizon, budget)
     }

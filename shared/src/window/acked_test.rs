@@ -138,15 +138,23 @@ fn records_without_the_list_load_and_a_list_round_trips() {
     assert!(json.get("acked").is_none(), "an empty list is not written");
     let mut c: Conversation = serde_json::from_value(json).unwrap();
     assert!(c.acked.is_empty());
+    let batch_id = c.pending[0].batch_id.to_string();
     acked(&mut c, 8_100, ACKED_IDS_BYTES);
     let json = serde_json::to_value(&c).unwrap();
     assert_eq!(
         json["acked"],
-        serde_json::json!([{"gen": c.gen - 1, "until": 3_608_100, "ids": ["a"]}]),
+        serde_json::json!([
+            {"gen": c.gen - 1, "until": 3_608_100, "ids": ["a"], "batch_id": batch_id}
+        ]),
         "integer times"
     );
-    let back: Conversation = serde_json::from_value(json).unwrap();
+    let back: Conversation = serde_json::from_value(json.clone()).unwrap();
     assert_eq!(back, c);
+    // A group written before batch ids were kept still loads.
+    let mut old = json;
+    old["acked"][0].as_object_mut().unwrap().remove("batch_id");
+    let old: Conversation = serde_json::from_value(old).unwrap();
+    assert_eq!(old.acked[0].batch_id, None);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! batch of its own under passthrough), the size rules, and whether the write arms a trigger.
 
 use super::{
-    mint_batch_id, Conversation, OpenWindow, MAX_CONVERSATION_BYTES, MAX_MESSAGE_BYTES,
+    mint_batch_id, Amended, Conversation, OpenWindow, MAX_CONVERSATION_BYTES, MAX_MESSAGE_BYTES,
     OVERDUE_SLACK,
 };
 use crate::batch::CloseReason;
@@ -28,6 +28,9 @@ pub struct AppendPlan {
     pub gen: u64,
     /// Arm a trigger (a new chain) for this instant.
     pub arm: Option<Millis>,
+    /// What an edit or unsend did (or a remembered one did to a late original); `None` for a
+    /// plain message and a turn change.
+    pub amend: Option<Amended>,
 }
 
 impl Conversation {
@@ -109,6 +112,25 @@ impl Conversation {
         {
             self.close(CloseReason::Size, at);
         }
+        let arm = self.seal(now, covered_until, overdue, random)?;
+        Ok(AppendPlan {
+            next: self,
+            gen,
+            arm,
+            amend: None,
+        })
+    }
+
+    /// The end of every append-path write being prepared: refuses it when the record would pass
+    /// its budget, else bumps the version, settles the index and starts a chain when the write
+    /// needs one (see [`Self::chain_for_write`]).
+    pub(super) fn seal(
+        &mut self,
+        now: Millis,
+        covered_until: Option<Millis>,
+        overdue: bool,
+        random: &mut dyn FnMut() -> u64,
+    ) -> Result<Option<Millis>, AppendRefused> {
         // Encoding the whole record costs as much as the store's own encoding: done only when the
         // cheap bound says the record may be near its budget (the webhook path is hot).
         let bytes = match self.encoded_len_bound() {
@@ -125,13 +147,8 @@ impl Conversation {
         self.updated_at = now;
         self.settle_index();
         // Due times only move later as messages arrive, unless a size cap or passthrough closed a
-        // batch just now.
-        let arm = self.chain_for_write(covered_until, overdue, random);
-        Ok(AppendPlan {
-            next: self,
-            gen,
-            arm,
-        })
+        // batch just now (or an unsend emptied the window).
+        Ok(self.chain_for_write(covered_until, overdue, random))
     }
 
     /// Plans a change of the end-of-turn state (a presence, a pause, a resume) at `now`: `change`
@@ -156,6 +173,7 @@ impl Conversation {
             gen: self.gen,
             next: self,
             arm,
+            amend: None,
         })
     }
 }

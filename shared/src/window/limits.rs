@@ -47,6 +47,8 @@ impl Conversation {
         self.stored_bytes()
             + messages as u64
             + 6 * self.acked_bytes()
+            + 6 * self.amends_bytes()
+            + super::acked::ACKED_BATCH_ID_BYTES * self.acked.len() as u64
             + key
             + PER_RECORD
             + crate::turn::state::MAX_TURN_STATE_BYTES

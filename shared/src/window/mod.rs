@@ -7,6 +7,7 @@
 //! read and either lands whole or not at all. Nothing in this module does I/O.
 
 mod acked;
+mod amend;
 mod append;
 mod batch;
 mod chain;
@@ -16,6 +17,7 @@ mod open;
 pub(crate) mod test_support;
 
 pub use acked::{AckedIds, ACKED_IDS_BYTES, LEGACY_DEDUPE};
+pub use amend::{Amend, Amended, AMENDS_BYTES, AMEND_CONTENT_BYTES, MAX_AMENDS};
 pub use append::{AppendPlan, AppendRefused};
 pub use batch::{Attempt, ClosedBatch, Hold, MAX_ATTEMPTS_KEPT, MAX_ERROR_BYTES, PARKED};
 pub use chain::{Chain, OVERDUE_SLACK};
@@ -77,6 +79,10 @@ pub struct Conversation {
     /// records written before it existed (their acknowledged ids have dedupe records).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acked: Vec<AckedIds>,
+    /// Remembered edits and unsends, oldest first (see `amend.rs`): bounded by [`MAX_AMENDS`]
+    /// and [`AMENDS_BYTES`], each until its dedupe horizon ends. Absent in older records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amends: Vec<Amend>,
 }
 
 impl Conversation {
@@ -95,6 +101,7 @@ impl Conversation {
             index_at: None,
             dedupe_until: None,
             acked: Vec::new(),
+            amends: Vec::new(),
         }
     }
 

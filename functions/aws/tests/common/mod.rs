@@ -442,7 +442,7 @@ impl Harness {
                 store,
                 trigger,
                 // No tenant routes: every batch goes to the deployment's sink.
-                lull_sink::RoutedSink::new(BatchSink::Any(lull_sink::AnySink::Http(http))),
+                lull_tenants::RoutedSink::new(BatchSink::Any(lull_sink::AnySink::Http(http))),
                 SystemClock,
                 config,
             ))
