@@ -8,9 +8,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use lull_core::guard::{GuardAnswer, GuardClaim};
 use lull_core::ports::{Clock, Sink, Trigger, WindowStore};
 use lull_core::protocol::Intake;
-use lull_core::protocol::{AppendError, AppendOutcome, PauseOutcome, PresenceOutcome};
+use lull_core::protocol::{AppendError, AppendOutcome, GuardError, PauseOutcome, PresenceOutcome};
 use lull_core::turn::{PauseReason, PresenceKind};
 use lull_core::{Buffer, ConversationKey, Message, Millis, Policy};
 
@@ -25,6 +26,10 @@ pub type PresenceFuture<'a> =
 /// The future of a pause or resume.
 pub type PauseFuture<'a> =
     Pin<Box<dyn Future<Output = Result<PauseOutcome, AppendError>> + Send + 'a>>;
+
+/// The future of a reply guard.
+pub type GuardFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<GuardAnswer, GuardError>> + Send + 'a>>;
 
 /// Appends one normalised message to the window of `key` under `policy`; applies presence
 /// events and operator pauses to it (`lull_core::protocol::Intake`).
@@ -46,6 +51,9 @@ pub trait Appender: Send + Sync {
         pause_for: Option<Duration>,
         reason: PauseReason,
     ) -> PauseFuture<'_>;
+
+    /// Answers a verified reply guard (`Intake::guard`).
+    fn guard(&self, claim: GuardClaim) -> GuardFuture<'_>;
 }
 
 impl<S, T, K, C> Appender for Buffer<S, T, K, C>
@@ -77,6 +85,10 @@ where
     ) -> PauseFuture<'_> {
         self.intake().pause_boxed(key, pause_for, reason)
     }
+
+    fn guard(&self, claim: GuardClaim) -> GuardFuture<'_> {
+        Box::pin(async move { self.intake().guard(&claim).await })
+    }
 }
 
 impl<S, T, C> Appender for Intake<S, T, C>
@@ -107,6 +119,10 @@ where
     ) -> PauseFuture<'_> {
         self.pause_boxed(key, pause_for, reason)
     }
+
+    fn guard(&self, claim: GuardClaim) -> GuardFuture<'_> {
+        Box::pin(async move { Intake::guard(self, &claim).await })
+    }
 }
 
 /// The boxed futures both implementations hand out.
@@ -124,6 +140,9 @@ trait Boxed {
         pause_for: Option<Duration>,
         reason: PauseReason,
     ) -> PauseFuture<'_>;
+
+    /// Answers a verified reply guard (`Intake::guard`).
+    fn guard(&self, claim: GuardClaim) -> GuardFuture<'_>;
 }
 
 impl<S, T, C> Boxed for Intake<S, T, C>

@@ -38,6 +38,13 @@ pub const SWEPT: &str = "lull_swept_total";
 pub const PRESENCE_EVENTS: &str = "lull_presence_events_total";
 /// Operator pauses and resumes (label `what`: `operator`, `admin`, `resume`).
 pub const PAUSES: &str = "lull_pauses_total";
+/// Reply guards answered (label `state`: `current`; `superseded`: the next batch carries the
+/// batch as context; `newer`: messages came after it, but it will not be carried).
+pub const GUARDS: &str = "lull_reply_guards_total";
+/// Batches whose messages a superseded batch handed to the next one as `context` (label `by`:
+/// `guard`, `answer`: the hand-off's answer declared it); `ignored`: a declaration that could
+/// not be honoured (policy `append`, the thought at its bound, nothing newer to carry it).
+pub const SUPERSEDED: &str = "lull_superseded_batches_total";
 /// Seconds from a batch's due time to its acknowledgement.
 pub const HANDOFF_LAG: &str = "lull_handoff_lag_seconds";
 
@@ -60,5 +67,7 @@ pub const ALL: &[&str] = &[
     SWEPT,
     PRESENCE_EVENTS,
     PAUSES,
+    GUARDS,
+    SUPERSEDED,
     HANDOFF_LAG,
 ];

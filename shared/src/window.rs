@@ -73,6 +73,13 @@ pub struct OpenWindow {
     /// Stored size of `messages`, for the size cap.
     pub bytes: u64,
     pub messages: Vec<Message>,
+    /// The tenant's `on_newer` was `supersede` when the window opened (its batch may be
+    /// superseded; see `supersede.rs`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub supersede: bool,
+    /// What a superseded batch handed to this one (its `context`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<Carried>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -233,6 +240,24 @@ pub struct ClosedBatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waited: Option<TurnReason>,
     pub messages: Vec<Message>,
+    /// [`Conversation::accepted`] when the batch closed: its reply guard says `current` while
+    /// the record's count is still this (records from before the count: 0, see `supersede.rs`).
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub accepted: u64,
+    /// The window opened under `on_newer = "supersede"`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub supersede: bool,
+    /// Superseded (by its guard's answer or its hand-off's): its acknowledgement hands its
+    /// messages to the next batch.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub superseded: bool,
+    /// The `context` this batch carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<Carried>,
+}
+
+fn is_zero64(n: &u64) -> bool {
+    *n == 0
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -253,6 +278,7 @@ impl ClosedBatch {
             self.messages.clone(),
         )
         .waited(self.waited)
+        .carrying(self.carried.as_ref())
     }
 
     /// True while a lease, backoff or park keeps flushes away from this batch.
@@ -328,6 +354,10 @@ pub struct Conversation {
     /// records written before it existed (their acknowledged ids have dedupe records).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acked: Vec<AckedIds>,
+    /// Every message this conversation accepted so far (monotonic; from the first write of code
+    /// that counts): what a reply guard compares with its batch's count at close.
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub accepted: u64,
 }
 
 /// Why an append cannot be taken now. Nothing was stored; the gateway should retry later.
@@ -365,6 +395,7 @@ impl Conversation {
             index_at: None,
             dedupe_until: None,
             acked: Vec::new(),
+            accepted: 0,
         }
     }
 
@@ -580,8 +611,15 @@ impl Conversation {
 
     /// Bytes of messages held: open window plus pending batches.
     pub fn stored_bytes(&self) -> u64 {
-        self.window.as_ref().map_or(0, |w| w.bytes)
-            + self.pending.iter().map(|b| b.bytes).sum::<u64>()
+        let carried = |c: &Option<Carried>| c.as_ref().map_or(0, |c| c.bytes);
+        self.window
+            .as_ref()
+            .map_or(0, |w| w.bytes + carried(&w.carried))
+            + self
+                .pending
+                .iter()
+                .map(|b| b.bytes + carried(&b.carried))
+                .sum::<u64>()
     }
 
     /// Generations of batches that are closed but not acknowledged.
@@ -625,6 +663,10 @@ impl Conversation {
                 last_error: None,
                 waited,
                 messages: w.messages,
+                accepted: self.accepted,
+                supersede: w.supersede,
+                superseded: false,
+                carried: w.carried,
             });
             self.gen += 1;
         }
@@ -709,11 +751,14 @@ impl Conversation {
                 typing: rule.typing,
                 bytes: 0,
                 messages: Vec::new(),
+                supersede: policy.on_newer == crate::policy::OnNewer::Supersede,
+                carried: None,
             }
         });
         w.last_at = at;
         w.bytes += size;
         w.messages.push(msg);
+        self.accepted += 1;
         if !policy.buffering {
             self.close(CloseReason::Passthrough, at);
         } else if w.messages.len() as u64 >= u64::from(policy.max_messages)
@@ -830,7 +875,8 @@ impl Conversation {
         if !self.head_leased_by(gen, token) {
             return false;
         }
-        self.pending.remove(0);
+        let acked = self.pending.remove(0);
+        self.carry_forward(&acked);
         if self.is_idle() {
             self.chain = None;
         }
@@ -975,6 +1021,9 @@ pub fn mint_batch_id(at: Millis, random: &mut dyn FnMut() -> u64) -> Uuid {
     bytes[8..].copy_from_slice(&random().to_le_bytes()[..2]);
     uuid::Builder::from_unix_timestamp_millis(at.0, &bytes).into_uuid()
 }
+
+mod supersede;
+pub use supersede::Carried;
 
 #[cfg(test)]
 #[path = "window_index_test.rs"]
