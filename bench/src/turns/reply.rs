@@ -20,7 +20,7 @@
 //! answers (a message of its `context` or `messages`) has a message it does not carry, whatever
 //! the cause (the rest came before the reply and the bot was not told, or after it).
 
-const MAX_THOUGHT_BATCHES: u32 = 3; // TEMP
+use lull_core::guard::MAX_THOUGHT_BATCHES;
 use lull_core::Millis;
 
 use super::model::{Conversation, Event};

@@ -36,6 +36,14 @@ pub struct Carried {
     pub messages: Vec<Message>,
 }
 
+pub(super) fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+pub(super) fn is_zero64(n: &u64) -> bool {
+    *n == 0
+}
+
 impl ClosedBatch {
     /// True when this batch may still be superseded: its tenant's policy says so and its
     /// thought has room for one more batch.

@@ -3,20 +3,11 @@
 
 use std::time::Duration;
 
-use super::*;
-use crate::key::Provider;
-
-pub(super) fn key() -> ConversationKey {
-    ConversationKey::new(Provider::Meta, "pn", "u")
-}
-
-pub(super) fn counter() -> impl FnMut() -> u64 {
-    let mut n = 0;
-    move || {
-        n += 1;
-        n
-    }
-}
+use crate::message::Message;
+use crate::policy::Policy;
+use crate::time::Millis;
+use crate::window::test_support::*;
+use crate::window::*;
 
 /// `c` after appending message `id` at `at` ms under the default policy.
 fn append(c: Conversation, id: &str, at: u64, r: &mut dyn FnMut() -> u64) -> Conversation {

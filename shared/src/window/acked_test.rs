@@ -4,8 +4,11 @@
 
 use std::time::Duration;
 
-use super::index_test::{counter, key};
-use super::*;
+use crate::message::Message;
+use crate::policy::Policy;
+use crate::time::Millis;
+use crate::window::test_support::*;
+use crate::window::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
