@@ -140,9 +140,6 @@ trait Boxed {
         pause_for: Option<Duration>,
         reason: PauseReason,
     ) -> PauseFuture<'_>;
-
-    /// Answers a verified reply guard (`Intake::guard`).
-    fn guard(&self, claim: GuardClaim) -> GuardFuture<'_>;
 }
 
 impl<S, T, C> Boxed for Intake<S, T, C>

@@ -51,6 +51,9 @@ pub struct Settings {
     pub max_concurrent_flushes: usize,
     /// Webhook requests handled at once; more are shed with 503 + `Retry-After`.
     pub max_concurrent_requests: usize,
+    /// The public base URL of the webhook listener: every batch carries a reply guard under it
+    /// (`GET {public_url}/guard/{token}`).
+    pub public_url: String,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -83,6 +86,7 @@ pub struct Local<K: Sink> {
     pub timers: Arc<TimerQueue>,
     settings: Settings,
     log_secret: Arc<[u8]>,
+    guard_key: lull_sink::GuardKey,
     /// Held for the life of the server; the OS releases it if the process dies.
     _lock: File,
 }
@@ -196,13 +200,14 @@ impl<K: Sink + 'static> Local<K> {
             SystemClock,
             settings.buffer,
         ));
-        let handoff = Arc::new(Handoff::new(
-            store.clone(),
-            trigger,
-            sink,
-            SystemClock,
-            settings.buffer,
-        ));
+        let guard_key = lull_sink::GuardKey::derive(&log_secret);
+        let handoff = Arc::new(
+            Handoff::new(store.clone(), trigger, sink, SystemClock, settings.buffer)
+                .with_reply_guard(Arc::new(lull_sink::GuardUrls::new(
+                    &settings.public_url,
+                    guard_key.clone(),
+                ))),
+        );
         let mut scheduled = store.scheduled().await?;
         for conv in &mut scheduled {
             release_dead_lease(&store, &SystemClock, conv).await?;
@@ -224,8 +229,15 @@ impl<K: Sink + 'static> Local<K> {
             timers,
             settings,
             log_secret,
+            guard_key,
             _lock: lock,
         })
+    }
+
+    /// The key the reply guards of this data directory are sealed with (derived from its key
+    /// file): what the webhook routes open them with.
+    pub fn guard_key(&self) -> lull_sink::GuardKey {
+        self.guard_key.clone()
     }
 
     /// The secret keying conversation hashes in logs.

@@ -58,7 +58,7 @@ fn generation(seed: u64, n: usize) -> u64 {
 pub struct Outcome {
     /// Replies sent.
     pub replies: u64,
-    /// Replies that answered only part of a thought.
+    /// Thoughts a reply answered only in part (once per thought).
     pub stale: u64,
     /// AI calls (generations), and those discarded.
     pub calls: u64,
@@ -87,6 +87,9 @@ pub fn run(bot: Bot, c: &Conversation, r: &Replay, seed: u64) -> Outcome {
     }
     let mut out = Outcome::default();
     let mut answered = vec![false; c.turns as usize];
+    // Turns a reply answered in part (counted once per turn: a split turn answered in two
+    // replies is one stale answer, as the split-turn figure counts it).
+    let mut stale_turn = vec![false; c.turns as usize];
     let mut free_at = Millis(0);
     let mut carried: Vec<usize> = Vec::new();
     let mut carried_batches = 0u32;
@@ -125,12 +128,15 @@ pub fn run(bot: Bot, c: &Conversation, r: &Replay, seed: u64) -> Outcome {
         out.replies += 1;
         let mut turns: Vec<u32> = covered.iter().map(|&i| turn_of(i)).collect();
         turns.dedup();
-        let partial = turns.iter().any(|&t| {
+        for &t in &turns {
             let carried = covered.iter().filter(|&&i| turn_of(i) == t).count() as u32;
-            per_turn.get(t as usize).is_some_and(|&all| carried < all)
-        });
-        if partial {
-            out.stale += 1;
+            let partial = per_turn.get(t as usize).is_some_and(|&all| carried < all);
+            if let Some(slot @ false) = stale_turn.get_mut(t as usize) {
+                if partial {
+                    *slot = true;
+                    out.stale += 1;
+                }
+            }
         }
         // A turn is answered by the first reply that carries its last message.
         for &i in &covered {
@@ -184,7 +190,7 @@ mod tests {
         let r = replay::replay(&TurnPolicy::DEFAULT, &c);
         assert_eq!(r.handoffs.len(), 3);
         let a = run(Bot::Append, &c, &r, 7);
-        assert_eq!((a.replies, a.stale, a.calls, a.wasted), (3, 2, 3, 0));
+        assert_eq!((a.replies, a.stale, a.calls, a.wasted), (3, 1, 3, 0));
         let s = run(Bot::Supersede, &c, &r, 7);
         assert_eq!((s.replies, s.stale, s.calls, s.wasted), (2, 0, 3, 1));
         assert_eq!(s.answer_s.len(), 2);

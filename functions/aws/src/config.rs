@@ -22,7 +22,8 @@
 //! | `LULL_IDLE_TTL` | how long an idle conversation record is kept | `30days` |
 //! | `LULL_DUE_SHARDS` | partitions of the due index (fixed per table) | `4` |
 //! | `LULL_SWEEP_LIMIT` | conversations one sweep flushes at most (sweep only) | `500` |
-//! | `LULL_LOG_SECRET` | key of the conversation hash in logs | empty |
+//! | `LULL_LOG_SECRET` | key of the conversation hash in logs; the reply guards' key is derived from it (none without it) | empty |
+//! | `LULL_PUBLIC_URL` | the HTTP API's URL: base of each batch's reply guard (flush, sweep, redrive) | none: batches carry no guard |
 //! | `LULL_SECRET_PREFIX` | name prefix of the tenants' secrets in Secrets Manager | `lull/tenants/` |
 //! | `LULL_TENANT_REFRESH` | how long a read of the tenants is used before the next | `10s` |
 //! | `LULL_METRICS_NAMESPACE` | CloudWatch namespace of the EMF metrics (read by `telemetry`) | `lull` |
@@ -50,6 +51,7 @@ const COMMON_ENV: &[&str] = &[
     "LULL_IDLE_TTL",
     "LULL_DUE_SHARDS",
     "LULL_LOG_SECRET",
+    "LULL_PUBLIC_URL",
     "LULL_SECRET_PREFIX",
     "LULL_TENANT_REFRESH",
 ];
@@ -119,6 +121,8 @@ pub struct Settings {
     pub due_shards: u32,
     pub sweep_limit: usize,
     pub log_secret: String,
+    /// The HTTP API's base URL: batches carry a reply guard under it (with a log secret).
+    pub public_url: Option<String>,
     /// Name prefix of the tenants' Secrets Manager secrets (`<prefix><tenant id>`).
     pub secret_prefix: String,
     /// How long a read of the tenant directory is used.
@@ -277,6 +281,7 @@ impl Settings {
             due_shards,
             sweep_limit,
             log_secret: r.get("LULL_LOG_SECRET").unwrap_or_default(),
+            public_url: r.get("LULL_PUBLIC_URL"),
             secret_prefix: r
                 .get("LULL_SECRET_PREFIX")
                 .unwrap_or_else(|| "lull/tenants/".into()),

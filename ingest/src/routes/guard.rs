@@ -16,7 +16,6 @@
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use lull_core::guard::GuardRefused;
 use lull_core::protocol::GuardError;
 
@@ -50,7 +49,15 @@ async fn answer(st: &IngestState, token: &str) -> Result<Response, IngestError> 
         ));
     }
     match st.appender.guard(claim).await {
-        Ok(said) => Ok(([(header::CACHE_CONTROL, "no-store")], Json(said)).into_response()),
+        Ok(said) => Ok((
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            // Plain data with string keys: serialising cannot fail.
+            serde_json::to_vec(&said).unwrap_or_default(),
+        )
+            .into_response()),
         Err(GuardError::Refused(GuardRefused::Expired)) => {
             Err(IngestError::Gone("reply guard expired"))
         }
