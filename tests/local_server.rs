@@ -539,3 +539,52 @@ async fn a_signed_waha_message_is_handed_off_and_unsigned_ones_are_refused() {
     assert_eq!(b["conversation"]["user"], "5219991234567@c.us");
     assert_eq!(b["text"], "Hola, quiero dos pizzas");
 }
+
+/// Issue 25 on the real server: a signed Meta POST with two good messages and an `interactive`
+/// one without its object (Meta sends such with an `errors` array) is answered 200, and all
+/// three reach the sink in one batch, the odd one as `other` with its type. Then a Business-app
+/// echo (`smb_message_echoes`) of the same conversation is accepted (not buffered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_odd_message_does_not_lose_its_meta_post() {
+    const SECRET: &str = "meta-app-secret";
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sink = Capture::start().await;
+    let flags = fast(&sink.url).set("--meta-app-secret", SECRET);
+    let server = Server::start_with(&tmp.path().join("data"), &flags).await;
+    let fixture = |name: &str| {
+        std::fs::read(lull_tests::repo().join("ingest/tests/fixtures").join(name)).expect(name)
+    };
+    let signed = |body: &[u8]| {
+        vec![(
+            "x-hub-signature-256",
+            lull_ingest::auth::sign_sha256(SECRET, body),
+        )]
+    };
+    let body = fixture("meta_cloud_interactive_without_object.json");
+    assert_eq!(
+        server
+            .post_json("/webhook/meta", &body, &signed(&body))
+            .await,
+        200
+    );
+    wait_for("the batch", PATIENCE, async || !sink.acked().is_empty()).await;
+    let b = &sink.acked()[0];
+    assert_eq!(
+        ids(b),
+        vec![
+            "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQ1",
+            "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQ2",
+            "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQ3"
+        ]
+    );
+    assert_eq!(b["messages"][1]["kind"], "other");
+    assert_eq!(b["messages"][1]["provider_type"], "interactive");
+    assert_eq!(b["text"], "2 pizzas\none vegan");
+    let echo = fixture("meta_smb_message_echoes_text.json");
+    assert_eq!(
+        server
+            .post_json("/webhook/meta", &echo, &signed(&echo))
+            .await,
+        200
+    );
+}

@@ -12,6 +12,17 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(p) = lull_ingest::parse::evolution::parse(body, event) {
         assert_eq!(p.accounts.len(), 1);
         for item in &p.items {
+            // An edit or unsend always names a message.
+            if matches!(
+                item.message.kind,
+                lull_core::MessageKind::Edit | lull_core::MessageKind::Revoke
+            ) {
+                assert!(item
+                    .message
+                    .target
+                    .as_ref()
+                    .is_some_and(|t| !t.message_id.trim().is_empty()));
+            }
             assert!(!item.message.id.trim().is_empty());
             assert!(!item.user.is_empty());
             assert_eq!(item.account, p.accounts[0]);

@@ -19,7 +19,9 @@ fn meta_msgs(n: usize, text_len: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// (name, request, expected status)
+/// (name, request, expected status): requests that cannot be trusted as a whole (signature,
+/// envelope, size). Odd items inside a valid envelope are kept or skipped instead
+/// (`tests/lenient.rs`).
 fn corpus() -> Vec<(&'static str, Request<Body>, StatusCode)> {
     let signed = |body: Vec<u8>| meta_post(&body, Some(META_SECRET));
     let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
@@ -33,13 +35,6 @@ fn corpus() -> Vec<(&'static str, Request<Body>, StatusCode)> {
     let mut invalid_utf8 = meta_msgs(1, 5);
     let pos = invalid_utf8.windows(3).position(|w| w == b"aaa").unwrap();
     invalid_utf8[pos] = 0xff;
-    let mut second_bad = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
-        {"field": "messages", "value": {"metadata": {"phone_number_id": "111"}, "messages": [
-            {"from": "1555", "id": "good", "timestamp": "1", "type": "text", "text": {"body": "ok"}},
-            {"from": "1555", "id": "bad", "timestamp": "1", "type": "text"}]}}]}]});
-    let second_bad_bytes = second_bad.to_string().into_bytes();
-    second_bad["entry"][0]["changes"][0]["value"]["messages"][1]["type"] = json!(7);
-    let wrong_type_bytes = second_bad.to_string().into_bytes();
 
     let evo = |body: &[u8]| evolution_post("/webhook/evolution", body, Some(EVO_TOKEN));
     let no_ct = Request::post("/webhook/meta")
@@ -94,12 +89,8 @@ fn corpus() -> Vec<(&'static str, Request<Body>, StatusCode)> {
         ("truncated json", signed(meta_msgs(1, 5)[..40].to_vec()), StatusCode::BAD_REQUEST),
         ("deeply nested array", signed(nested.into_bytes()), StatusCode::BAD_REQUEST),
         ("entry is a string", signed(br#"{"object":"whatsapp_business_account","entry":"x"}"#.to_vec()), StatusCode::BAD_REQUEST),
-        ("id is a number", signed(String::from_utf8(meta_msgs(1, 1)).unwrap().replace(r#""w.0""#, "17").into_bytes()), StatusCode::BAD_REQUEST),
         ("missing metadata", signed(br#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"messages":[]}}]}]}"#.to_vec()), StatusCode::BAD_REQUEST),
-        ("second message malformed", signed(second_bad_bytes), StatusCode::BAD_REQUEST),
-        ("message type of wrong type", signed(wrong_type_bytes), StatusCode::BAD_REQUEST),
         ("invalid utf-8", signed(invalid_utf8), StatusCode::BAD_REQUEST),
-        ("huge string in one message", signed(meta_msgs(1, 3 * 1024 * 1024)), StatusCode::PAYLOAD_TOO_LARGE),
         ("body over the limit", signed(meta_msgs(1, 5 * 1024 * 1024)), StatusCode::PAYLOAD_TOO_LARGE),
         ("10,000 messages in one POST", signed(meta_msgs(10_000, 10)), StatusCode::PAYLOAD_TOO_LARGE),
         ("signature for a different body", wrong_sig, StatusCode::UNAUTHORIZED),
@@ -112,11 +103,7 @@ fn corpus() -> Vec<(&'static str, Request<Body>, StatusCode)> {
         ("twilio absurd NumMedia", twilio_huge_media_count, StatusCode::BAD_REQUEST),
         ("evolution without instance", evo(br#"{"event":"messages.upsert","data":{}}"#), StatusCode::BAD_REQUEST),
         ("evolution data is a string", evo(br#"{"event":"messages.upsert","instance":"i","data":"x"}"#), StatusCode::BAD_REQUEST),
-        ("evolution key without id", evo(br#"{"event":"messages.upsert","instance":"i","data":{"key":{"remoteJid":"1@s.whatsapp.net"}}}"#), StatusCode::BAD_REQUEST),
-        ("evolution empty remoteJid", evo(br#"{"event":"messages.upsert","instance":"i","data":{"key":{"remoteJid":"","id":"x"}}}"#), StatusCode::BAD_REQUEST),
         ("generic messages not a list", generic_post(br#"{"account":"a","messages":{}}"#, Some(GENERIC_SECRET)), StatusCode::BAD_REQUEST),
-        ("generic unknown kind", generic_post(br#"{"account":"a","messages":[{"id":"1","user":"u","kind":"hologram"}]}"#, Some(GENERIC_SECRET)), StatusCode::BAD_REQUEST),
-        ("generic empty id", generic_post(br#"{"account":"a","messages":[{"id":" ","user":"u"}]}"#, Some(GENERIC_SECRET)), StatusCode::BAD_REQUEST),
     ]
 }
 
@@ -301,9 +288,10 @@ async fn with_one_tenant_the_signature_is_checked_before_parsing() {
     }
 }
 
-/// Issue 11 §4: ids and key parts are capped so no store key exceeds DynamoDB's key limits.
+/// Issue 11 §4: ids and key parts are capped so no store key exceeds DynamoDB's key limits: an
+/// item over them is skipped (counted), an account over them refuses the request (its envelope).
 #[tokio::test]
-async fn overlong_ids_and_key_parts_are_refused_with_a_reason() {
+async fn overlong_ids_and_key_parts_are_skipped_or_refused_with_a_reason() {
     use lull_core::key::{MAX_KEY_PART_BYTES, MAX_MESSAGE_ID_BYTES};
     let long_id = "i".repeat(MAX_MESSAGE_ID_BYTES + 1);
     let long_part = "7".repeat(MAX_KEY_PART_BYTES + 1);
@@ -369,12 +357,26 @@ async fn overlong_ids_and_key_parts_are_refused_with_a_reason() {
     for (part, req) in cases {
         let h = Harness::solo();
         let (status, reason) = h.send(req).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{part}: {reason}");
-        assert!(
-            reason.contains(part) && reason.contains("at most"),
-            "{part}: {reason}"
-        );
-        h.assert_empty();
+        if part == "account" {
+            // The account is the envelope's: the whole request is refused.
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{part}: {reason}");
+            assert!(
+                reason.contains(part) && reason.contains("at most"),
+                "{part}: {reason}"
+            );
+            h.assert_empty();
+        } else {
+            // One item's key: that item is skipped and counted, the others stored.
+            assert_eq!(status, StatusCode::OK, "{part}: {reason}");
+            assert!(reason.ends_with(r#""ignored":1}"#), "{part}: {reason}");
+            assert!(
+                h.messages()
+                    .iter()
+                    .all(|(k, m)| m.id.len() <= MAX_MESSAGE_ID_BYTES
+                        && k.check_lengths(&m.id).is_ok()),
+                "{part}: nothing over the limits is stored"
+            );
+        }
     }
     // At the caps exactly, accepted.
     let h = Harness::solo();

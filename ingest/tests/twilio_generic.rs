@@ -266,12 +266,25 @@ async fn generic_requires_its_signature() {
         h.send(generic_post(body, Some("nope"))).await.0,
         StatusCode::UNAUTHORIZED
     );
+    // A message without `user` is skipped and counted; the envelope without `account` is
+    // refused whole.
     let missing_user = br#"{"account":"a","messages":[{"id":"1","text":"x"}]}"#;
-    let (status, reason) = h
+    let (status, resp) = h
         .send(generic_post(missing_user, Some(GENERIC_SECRET)))
         .await;
+    assert_eq!(
+        (status, resp.as_str()),
+        (
+            StatusCode::OK,
+            r#"{"accepted":0,"duplicates":0,"ignored":1}"#
+        )
+    );
+    let missing_account = br#"{"messages":[{"id":"1","user":"u","text":"x"}]}"#;
+    let (status, reason) = h
+        .send(generic_post(missing_account, Some(GENERIC_SECRET)))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(reason.contains("missing field `user`"), "{reason}");
+    assert!(reason.contains("missing field `account`"), "{reason}");
     h.assert_empty();
     let req = Request::post("/webhook/generic")
         .header("content-type", "text/plain")

@@ -216,24 +216,26 @@ async fn bad_requests_get_a_reason() {
             br#"{"event":"message","session":"default","payload":"x"}"#.to_vec(),
             "not an object",
         ),
-        (
-            message("message", "false_x_1", json!({"from": null})),
-            "missing from",
-        ),
-        (
-            message(
-                "message",
-                "false_x_2",
-                json!({"vCards": vec!["BEGIN:VCARD"; 65]}),
-            ),
-            "vCards",
-        ),
-        (message("message", &"i".repeat(300), json!({})), "id"),
     ];
     for (body, reason) in cases {
         let (code, resp) = post(&h, &body).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{reason}: {resp}");
         assert!(resp.contains(reason), "{reason}: {resp}");
+    }
+    // Inside a valid envelope the message is skipped (counted), never a 400: no chat, an id
+    // over the store's limit.
+    for body in [
+        message("message", "false_x_1", json!({"from": null})),
+        message("message", &"i".repeat(300), json!({})),
+    ] {
+        let (code, resp) = post(&h, &body).await;
+        assert_eq!(
+            (code, resp.as_str()),
+            (
+                StatusCode::OK,
+                r#"{"accepted":0,"duplicates":0,"ignored":1}"#
+            )
+        );
     }
     let wrong_type = Request::post("/webhook/waha")
         .header("content-type", "text/plain")
@@ -281,4 +283,38 @@ async fn the_session_names_the_tenant_and_its_key() {
     let (code, resp) = h.send(waha_post(&body, Some("key-a"))).await;
     assert_eq!(code, StatusCode::OK, "{resp}");
     assert_eq!(h.messages()[0].0.account, "default");
+}
+
+/// One presence body with 64 entries for one conversation (WAHA keeps the array's order;
+/// `typing` and `paused` alternating, the last one `typing`): only the last is applied, so the
+/// record is written once, not 64 times (every conditional write bumps its version by one), and
+/// the 63 superseded entries are counted as ignored.
+#[tokio::test]
+async fn a_presence_body_writes_each_conversation_once_with_its_last_entry() {
+    let mut t = solo_tenant();
+    t.policy.typing = Some(lull_core::policy::Typing::default());
+    let h = Harness::with(MemoryDirectory::single(t), Default::default());
+    post(&h, &fixture("waha_message_text.json")).await;
+    let writes_before = h.store.conversations()[0].ver;
+    let mut body: Value =
+        serde_json::from_slice(&fixture("waha_presence_update_typing.json")).unwrap();
+    let entries: Vec<Value> = (0..lull_ingest::parse::presence::MAX_PRESENCES)
+        .map(|i| {
+            let kind = if i % 2 == 0 { "paused" } else { "typing" };
+            json!({"participant": USER, "lastKnownPresence": kind, "lastSeen": null})
+        })
+        .collect();
+    body["payload"]["presences"] = Value::Array(entries);
+    let (code, resp) = post(&h, body.to_string().as_bytes()).await;
+    assert_eq!(
+        (code, resp.as_str()),
+        (StatusCode::OK, r#"{"presence":1,"ignored":63}"#)
+    );
+    let c = &h.store.conversations()[0];
+    assert_eq!(c.ver - writes_before, 1, "one store write for 64 entries");
+    assert_eq!(
+        c.turn.presence.map(|p| p.kind),
+        Some(PresenceKind::Composing),
+        "the last entry's state"
+    );
 }

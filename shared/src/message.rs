@@ -23,6 +23,11 @@ pub enum MessageKind {
     Button,
     Reaction,
     Other,
+    /// The user changed an earlier message: `target` names it, the content fields hold the new
+    /// content (`docs/batch.md`, "Edits and unsends").
+    Edit,
+    /// The user deleted an earlier message for everyone: `target` names it; no content.
+    Revoke,
 }
 
 /// A media attachment: the gateway's media id and/or a URL to fetch it from.
@@ -69,6 +74,16 @@ pub struct Reaction {
     pub message_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emoji: Option<String>,
+}
+
+/// The message an edit or unsend applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// The original message's provider id.
+    pub message_id: String,
+    /// The batch the original was handed off in, when it already was (set by the core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
 }
 
 /// One shared contact card.
@@ -122,6 +137,13 @@ pub struct Message {
     /// The provider's own type name, for `other` (e.g. `unsupported`, `system`, `order`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_type: Option<String>,
+    /// For `edit` and `revoke`: the message changed or deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    /// Set when an edit replaced this message's content before its hand-off: lull's receive time
+    /// of the (latest) edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<Millis>,
     pub sender: Sender,
     /// The provider's timestamp, for information only (Meta's are whole seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,6 +168,8 @@ impl Message {
             reaction: None,
             reply_to: None,
             provider_type: None,
+            target: None,
+            edited_at: None,
             sender: Sender {
                 id: sender.into(),
                 ..Sender::default()

@@ -10,6 +10,9 @@ pub const MESSAGES_HANDED_OFF: &str = "lull_messages_handed_off_total";
 pub const DUPLICATES: &str = "lull_duplicates_total";
 /// Webhook events acknowledged without buffering (statuses, own messages...; label `reason`).
 pub const IGNORED_EVENTS: &str = "lull_ignored_events_total";
+/// Messages kept with only what could be read: kind `other` with `provider_type`, or without
+/// their content (label `reason`: `missing_object`, `unreadable_content`, `too_large`, ...).
+pub const PARTIAL_ITEMS: &str = "lull_partial_items_total";
 /// Requests refused as bad input (label `reason`).
 pub const REJECTED_REQUESTS: &str = "lull_rejected_requests_total";
 /// Appends refused for lack of room (label `reason`).
@@ -54,6 +57,7 @@ pub const ALL: &[&str] = &[
     MESSAGES_HANDED_OFF,
     DUPLICATES,
     IGNORED_EVENTS,
+    PARTIAL_ITEMS,
     REJECTED_REQUESTS,
     APPENDS_REFUSED,
     BATCHES,

@@ -16,10 +16,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use lull_core::message::{Contact, Location, Media, Reaction, Reply, Sender};
+use lull_core::message::{Contact, Location, Media, Reaction, Reply, Sender, Target};
 use lull_core::{Message, MessageKind};
 
-use super::{non_empty, unix_secs_raw, Item, OptIn, ParseError, Parsed};
+use super::{
+    non_empty, raw_array, raw_as, raw_str, unix_secs_raw, Item, OptIn, ParseError, Parsed,
+    MAX_CONTACTS, MAX_ITEMS,
+};
 
 // No `serde_json::Value` tree of the whole body: `data`, its records and each record's
 // `message` are kept as raw slices of the body (borrowed, not copied), and only the one content
@@ -34,6 +37,9 @@ struct Body<'a> {
     instance: Option<String>,
     #[serde(default, borrow)]
     data: Option<&'a RawValue>,
+    /// The instance's own JID (`sender` of Evolution's envelope).
+    #[serde(default, borrow)]
+    sender: Option<&'a RawValue>,
 }
 
 /// Baileys' `{messages: [...]}` shape of `data`; every other field is skipped unread.
@@ -43,16 +49,19 @@ struct MessagesProbe<'a> {
     messages: Option<&'a RawValue>,
 }
 
+/// One `messages.upsert` record; every field raw, so an odd one cannot make the record
+/// unreadable (the key is read on its own).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Upsert<'a> {
-    key: Key,
-    #[serde(default)]
-    push_name: Option<String>,
+    #[serde(default, borrow)]
+    key: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    push_name: Option<&'a RawValue>,
     #[serde(default, borrow)]
     message: Option<&'a RawValue>,
-    #[serde(default)]
-    message_type: Option<String>,
+    #[serde(default, borrow)]
+    message_type: Option<&'a RawValue>,
     #[serde(default, borrow)]
     message_timestamp: Option<&'a RawValue>,
     #[serde(default, borrow)]
@@ -60,8 +69,8 @@ struct Upsert<'a> {
     /// The device the message was sent from, as Evolution reads it off the message id (Baileys'
     /// `getDevice`): `android`, `ios`, `desktop`, `web` or `unknown`. Messages sent through
     /// Evolution's API have Baileys' own ids, which read as `web`.
-    #[serde(default)]
-    source: Option<String>,
+    #[serde(default, borrow)]
+    source: Option<&'a RawValue>,
 }
 
 /// True for a `fromMe` message typed by a person on the business side: sent from the WhatsApp
@@ -79,11 +88,6 @@ fn from_a_person(source: Option<&str>) -> bool {
 struct ContextInfo {
     #[serde(default, rename = "stanzaId")]
     stanza_id: Option<String>,
-}
-
-/// The elements of a raw JSON array, each still raw.
-fn raw_array(raw: &RawValue) -> Result<Vec<&RawValue>, ParseError> {
-    serde_json::from_str(raw.get()).map_err(|e| ParseError::json("evolution data", &e))
 }
 
 /// The first non-blank byte of a raw JSON value.
@@ -108,6 +112,54 @@ struct Key {
     addressing_mode: Option<String>,
 }
 
+/// `messages.update` data (Evolution 2.3.7 and later also send edits this way): the original
+/// message's key spelled out, and `message.editedMessage.message` for an edit.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Update<'a> {
+    #[serde(default)]
+    key_id: Option<String>,
+    #[serde(default)]
+    remote_jid: Option<String>,
+    #[serde(default)]
+    from_me: Option<bool>,
+    #[serde(default)]
+    participant: Option<String>,
+    #[serde(default, borrow)]
+    message: Option<&'a RawValue>,
+}
+
+/// Baileys' `protocolMessage` (`messages.edited` data, or inside a `messages.upsert` record):
+/// `type` `REVOKE` (0) or `MESSAGE_EDIT` (14), the original's key, the new content.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Protocol<'a> {
+    #[serde(default, borrow)]
+    key: Option<&'a RawValue>,
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    edited_message: Option<&'a RawValue>,
+}
+
+/// What a protocol message does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ProtocolKind {
+    Revoke,
+    Edit,
+    Other,
+}
+
+impl Protocol<'_> {
+    fn what(&self) -> ProtocolKind {
+        match self.kind.map(|k| k.get().trim().trim_matches('"')) {
+            Some("0" | "REVOKE") => ProtocolKind::Revoke,
+            Some("14" | "MESSAGE_EDIT") => ProtocolKind::Edit,
+            _ => ProtocolKind::Other,
+        }
+    }
+}
+
 /// Normalises an event name: `messages.upsert`, `MESSAGES_UPSERT` and `messages-upsert` (the
 /// per-event URL suffix) are one event.
 pub fn normalise_event(e: &str) -> String {
@@ -129,36 +181,75 @@ pub fn parse(body: &[u8], path_event: Option<&str>) -> Result<Parsed, ParseError
         .ok_or_else(|| ParseError::new("evolution: missing event"))?;
     let mut out = Parsed::default();
     out.add_account(&instance);
-    if event == "presence.update" {
-        // Not a message: the route reads it with `parse::presence` when the tenant wants it.
-        out.ignored.push("presence");
-        return Ok(out);
-    }
-    if event != "messages.upsert" {
-        out.ignored.push("event");
-        return Ok(out);
-    }
-    // v2 sends one message object; accept an array (or Baileys' {messages: [...]}) too.
-    let not_object = || ParseError::new("evolution messages.upsert: data is not an object");
-    let data = body.data.ok_or_else(not_object)?;
-    let records: Vec<&RawValue> = match first_byte(data) {
-        b'[' => raw_array(data)?,
-        b'{' => {
-            let probe: MessagesProbe<'_> = serde_json::from_str(data.get())
-                .map_err(|e| ParseError::json("evolution data", &e))?;
-            match probe.messages {
-                Some(m) if first_byte(m) == b'[' => raw_array(m)?,
-                _ => vec![data],
+    let not_object = || ParseError::new(format!("evolution {event}: data is not an object"));
+    let one = |out: &mut Parsed, r: Result<Item, &'static str>| match r {
+        Ok(item) => out.items.push(item),
+        Err(reason) => out.ignored.push(reason),
+    };
+    match event.as_str() {
+        "presence.update" => {
+            // Not a message: the route reads it with `parse::presence` when the tenant wants it.
+            out.ignored.push("presence");
+        }
+        "messages.upsert" => {
+            // v2 sends one message object; accept an array (or Baileys' {messages: [...]}) too.
+            let data = body.data.ok_or_else(not_object)?;
+            let array = match first_byte(data) {
+                b'[' => Some(data),
+                b'{' => {
+                    let probe: MessagesProbe<'_> = serde_json::from_str(data.get())
+                        .map_err(|e| ParseError::json("evolution data", &e))?;
+                    probe.messages.filter(|m| first_byte(m) == b'[')
+                }
+                _ => return Err(not_object()),
+            };
+            let records = match array {
+                Some(a) => {
+                    let a = raw_array(a, MAX_ITEMS)
+                        .map_err(|e| ParseError::json("evolution data", &e))?;
+                    out.beyond_cap += a.beyond;
+                    a.items
+                }
+                None => vec![data],
+            };
+            for record in records {
+                let r = upsert(&instance, record, &mut out.partial);
+                one(&mut out, r);
             }
         }
-        _ => return Err(not_object()),
-    };
-    for (i, record) in records.into_iter().enumerate() {
-        let up: Upsert<'_> = serde_json::from_str(record.get())
-            .map_err(|e| ParseError::json(&format!("evolution data[{i}]"), &e))?;
-        let item = message(&instance, up)
-            .map_err(|e| ParseError::new(format!("evolution data[{i}]: {e}")))?;
-        out.items.push(item);
+        "messages.update" => {
+            let data = body
+                .data
+                .filter(|d| first_byte(d) == b'{')
+                .ok_or_else(not_object)?;
+            match update(&instance, data, &mut out.partial) {
+                Some(r) => one(&mut out, r),
+                // A receipt (delivered, read...): no message.
+                None => out.ignored.push("status"),
+            }
+        }
+        "messages.delete" => {
+            let data = body
+                .data
+                .filter(|d| first_byte(d) == b'{')
+                .ok_or_else(not_object)?;
+            let r = raw_as::<Key>(Some(data))
+                .ok_or("no_key")
+                .and_then(|k| revoke_of(&instance, k));
+            one(&mut out, r);
+        }
+        "messages.edited" => {
+            let data = body
+                .data
+                .filter(|d| first_byte(d) == b'{')
+                .ok_or_else(not_object)?;
+            let own = raw_str(body.sender);
+            match edited(&instance, data, own.as_deref(), &mut out.partial) {
+                Some(r) => one(&mut out, r),
+                None => out.ignored.push("event"),
+            }
+        }
+        _ => out.ignored.push("event"),
     }
     Ok(out)
 }
@@ -182,14 +273,35 @@ fn prefer_phone(jid: String, alt: Option<String>, mode: Option<&str>) -> (String
     }
 }
 
-fn message(instance: &str, up: Upsert<'_>) -> Result<Item, String> {
-    let k = up.key;
-    if k.id.trim().is_empty() {
-        return Err("empty key.id".into());
+/// Where a message belongs: its conversation, its sender and whether it is an opt-in.
+struct Placed {
+    user: String,
+    group: Option<String>,
+    sender: Sender,
+    opt_in: Option<OptIn>,
+}
+
+impl Placed {
+    /// The item of a message `id` placed here, its content filled by `fill`.
+    fn item(self, instance: &str, id: String, fill: impl FnOnce(&mut Message)) -> Item {
+        let mut message = Message::of_kind(id, MessageKind::Other, self.sender);
+        fill(&mut message);
+        Item {
+            account: instance.to_string(),
+            user: self.user,
+            group: self.group,
+            message,
+            opt_in: self.opt_in,
+        }
     }
+}
+
+/// Where a message with this key belongs, or the reason it is skipped. `source` tells a
+/// person's `fromMe` message from the bot's.
+fn place(k: &Key, push_name: Option<String>, source: Option<&str>) -> Result<Placed, &'static str> {
     let remote = k.remote_jid.trim().to_string();
     if remote.is_empty() {
-        return Err("empty key.remoteJid".into());
+        return Err("no_chat");
     }
     let mode = k.addressing_mode.as_deref();
     let group = remote.ends_with("@g.us").then(|| remote.clone());
@@ -209,31 +321,253 @@ fn message(instance: &str, up: Upsert<'_>) -> Result<Item, String> {
     let sender = Sender {
         phone: phone_of(&sender_id),
         id: sender_id,
-        name: non_empty(up.push_name.as_deref()),
+        name: push_name,
         alt_id,
     };
     let opt_in = if remote == "status@broadcast" {
         Some(OptIn::StatusBroadcast)
-    } else if k.from_me == Some(true) && from_a_person(up.source.as_deref()) {
+    } else if k.from_me == Some(true) && from_a_person(source) {
         Some(OptIn::Operator)
     } else if k.from_me == Some(true) {
         Some(OptIn::FromMe)
     } else {
         None
     };
+    Ok(Placed {
+        user,
+        group,
+        sender,
+        opt_in,
+    })
+}
 
-    let mut msg = Message::of_kind(k.id, MessageKind::Other, sender);
-    msg.sent_at = up.message_timestamp.and_then(unix_secs_raw);
-    // The content's top-level keys, each value still raw (a non-object content has none).
-    let fields: BTreeMap<String, &RawValue> = up
+/// A `messages.upsert` record; `Err` is the reason it is skipped.
+fn upsert(
+    instance: &str,
+    raw: &RawValue,
+    partial: &mut Vec<&'static str>,
+) -> Result<Item, &'static str> {
+    let up: Upsert<'_> = serde_json::from_str(raw.get()).map_err(|_| "unreadable")?;
+    let k: Key = raw_as(up.key).ok_or("no_key")?;
+    if k.id.trim().is_empty() {
+        return Err("no_id");
+    }
+    let source = raw_str(up.source);
+    let placed = place(
+        &k,
+        non_empty(raw_str(up.push_name).as_deref()),
+        source.as_deref(),
+    )?;
+    // An edit or unsend that came as a message (Evolution before 2.3, or Baileys' own shape):
+    // the outer key names the chat from lull's side, the protocol message the original.
+    let protocol = up
         .message
-        .filter(|m| first_byte(m) == b'{')
-        .map(|m| serde_json::from_str(m.get()))
-        .transpose()
-        .map_err(|e| ParseError::json("message", &e).0)?
-        .unwrap_or_default();
-    let kind = up
-        .message_type
+        .and_then(|m| raw_as::<Wrapped<'_>>(Some(m)))
+        .and_then(|w| w.protocol());
+    if let Some(p) = protocol {
+        let original = raw_as::<Key>(p.key).and_then(|k| non_empty(Some(&k.id)));
+        if let (Some(original), true) = (original, p.what() != ProtocolKind::Other) {
+            return Ok(placed.item(instance, String::new(), |msg| {
+                msg.sent_at = up.message_timestamp.and_then(unix_secs_raw);
+                protocol_message(msg, &p, original, partial);
+            }));
+        }
+    }
+    Ok(placed.item(instance, k.id, |msg| {
+        msg.sent_at = up.message_timestamp.and_then(unix_secs_raw);
+        if let Some(reason) = content(msg, up.message, raw_str(up.message_type)) {
+            partial.push(reason);
+        }
+        if msg.reply_to.is_none() {
+            msg.reply_to = up
+                .context_info
+                .and_then(|c| serde_json::from_str::<ContextInfo>(c.get()).ok())
+                .and_then(|c| non_empty(c.stanza_id.as_deref()));
+        }
+    }))
+}
+
+/// A message content that wraps a protocol message: `protocolMessage` itself, or
+/// `editedMessage.message.protocolMessage` (Baileys' `FutureProofMessage` of an edit).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wrapped<'a> {
+    #[serde(default, borrow)]
+    protocol_message: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    edited_message: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FutureProof<'a> {
+    #[serde(default, borrow)]
+    message: Option<&'a RawValue>,
+}
+
+impl<'a> Wrapped<'a> {
+    fn protocol(&self) -> Option<Protocol<'a>> {
+        let inner = || {
+            raw_as::<FutureProof<'a>>(self.edited_message)
+                .and_then(|f| raw_as::<Wrapped<'a>>(f.message))
+                .and_then(|w| w.protocol_message)
+        };
+        raw_as(self.protocol_message.or_else(inner))
+    }
+}
+
+/// Makes `msg` the edit or revoke a protocol message describes. Its id is derived from the
+/// event (`<original>#revoke`, `<original>#edit:<hash of the new content>`), the same for
+/// every event Evolution sends for one action (`messages.edited`, `messages.update`,
+/// `messages.delete`, an upsert), so they are one message to the dedupe.
+fn protocol_message(
+    msg: &mut Message,
+    p: &Protocol<'_>,
+    original: String,
+    partial: &mut Vec<&'static str>,
+) {
+    if p.what() == ProtocolKind::Revoke {
+        revoke(msg, original);
+    } else {
+        edit(msg, original, p.edited_message, "messages.edited", partial);
+    }
+}
+
+fn revoke(msg: &mut Message, original: String) {
+    msg.id = format!("{original}#revoke");
+    msg.kind = MessageKind::Revoke;
+    msg.provider_type = Some("revoke".into());
+    msg.target = Some(Target {
+        message_id: original,
+        batch_id: None,
+    });
+}
+
+fn edit(
+    msg: &mut Message,
+    original: String,
+    new_content: Option<&RawValue>,
+    provider_type: &str,
+    partial: &mut Vec<&'static str>,
+) {
+    if let Some(reason) = content(msg, new_content, None) {
+        partial.push(reason);
+    }
+    msg.kind = MessageKind::Edit;
+    msg.provider_type = None;
+    msg.id = format!("{original}#edit:{}", super::content_hash(&content_of(msg)));
+    msg.provider_type = Some(provider_type.into());
+    msg.target = Some(Target {
+        message_id: original,
+        batch_id: None,
+    });
+}
+
+/// The new content of an edit as JSON, whatever shape it came in: what its id is derived from.
+fn content_of(msg: &Message) -> String {
+    let mut m = Message::of_kind(String::new(), msg.kind, Sender::default());
+    m.text = msg.text.clone();
+    m.caption = msg.caption.clone();
+    m.media = msg.media.clone();
+    m.location = msg.location.clone();
+    m.contacts = msg.contacts.clone();
+    m.reply = msg.reply.clone();
+    serde_json::to_string(&m).unwrap_or_default()
+}
+
+/// `messages.update`: an edit (`message.editedMessage.message`) or a receipt (`None`).
+fn update(
+    instance: &str,
+    raw: &RawValue,
+    partial: &mut Vec<&'static str>,
+) -> Option<Result<Item, &'static str>> {
+    let u: Update<'_> = raw_as(Some(raw))?;
+    let new_content = raw_as::<Wrapped<'_>>(u.message)
+        .and_then(|w| raw_as::<FutureProof<'_>>(w.edited_message))
+        .and_then(|f| f.message)?;
+    Some((|| {
+        let original = non_empty(u.key_id.as_deref()).ok_or("no_target")?;
+        let k = Key {
+            remote_jid: u.remote_jid.unwrap_or_default(),
+            remote_jid_alt: None,
+            from_me: u.from_me,
+            id: original.clone(),
+            participant: u.participant,
+            participant_alt: None,
+            addressing_mode: None,
+        };
+        Ok(place(&k, None, None)?.item(instance, String::new(), |msg| {
+            edit(msg, original, Some(new_content), "messages.update", partial)
+        }))
+    })())
+}
+
+/// `messages.delete`: the original message's key, from lull's side.
+fn revoke_of(instance: &str, k: Key) -> Result<Item, &'static str> {
+    let original = non_empty(Some(&k.id)).ok_or("no_target")?;
+    Ok(place(&k, None, None)?.item(instance, String::new(), |msg| {
+        revoke(msg, original);
+        msg.provider_type = Some("messages.delete".into());
+    }))
+}
+
+/// `messages.edited`: Baileys' protocol message as the sender wrote it, so its key is from the
+/// sender's side: a contact's edit names the instance's own JID (`own`, the envelope's
+/// `sender`) as `remoteJid`, and the chat is not in the event at all (skipped, counted
+/// `edit_no_chat`: Evolution 2.3.7 and later also send it as `messages.update`, which names
+/// the chat). A group names the group; any other JID is a chat the business itself edited or
+/// deleted in (its own message: [`OptIn::FromMe`]). `None` for other protocol messages.
+fn edited(
+    instance: &str,
+    raw: &RawValue,
+    own: Option<&str>,
+    partial: &mut Vec<&'static str>,
+) -> Option<Result<Item, &'static str>> {
+    let p: Protocol<'_> = raw_as(Some(raw))?;
+    if p.what() == ProtocolKind::Other {
+        return None;
+    }
+    Some((|| {
+        let k: Key = raw_as(p.key).ok_or("no_target")?;
+        let original = non_empty(Some(&k.id)).ok_or("no_target")?;
+        let bare = |j: &str| j.split(['@', ':']).next().unwrap_or("").to_string();
+        let remote = k.remote_jid.trim();
+        let group = remote.ends_with("@g.us");
+        if !group && own.is_none_or(|o| bare(o) == bare(remote)) {
+            return Err("edit_no_chat");
+        }
+        // A group's edit is a member's (the sender's own `fromMe` says nothing from lull's side).
+        let placed = Key {
+            from_me: Some(!group),
+            ..k
+        };
+        Ok(
+            place(&placed, None, None)?.item(instance, String::new(), |msg| {
+                protocol_message(msg, &p, original, partial)
+            }),
+        )
+    })())
+}
+
+/// Fills `msg`'s content from a Baileys message object (`message` of a record, or an edit's new
+/// content); `Some(reason)` when it could not be fully read (then `msg` is kind `other`).
+fn content(
+    msg: &mut Message,
+    message: Option<&RawValue>,
+    message_type: Option<String>,
+) -> Option<&'static str> {
+    // The content's top-level keys, each value still raw (a non-object content has none).
+    let fields: BTreeMap<String, &RawValue> = match message.filter(|m| first_byte(m) == b'{') {
+        Some(m) => match serde_json::from_str(m.get()) {
+            Ok(f) => f,
+            Err(_) => {
+                msg.provider_type = Some("unreadable".into());
+                return Some("unreadable_content");
+            }
+        },
+        None => BTreeMap::new(),
+    };
+    let kind = message_type
         .filter(|t| fields.contains_key(t))
         .or_else(|| {
             fields
@@ -242,29 +576,57 @@ fn message(instance: &str, up: Upsert<'_>) -> Result<Item, String> {
                 .cloned()
         })
         .unwrap_or_else(|| "empty".to_string());
+    if kind == "contactsArrayMessage" {
+        return contacts_array(msg, fields.get(kind.as_str()).copied());
+    }
     // Only what `fill` reads becomes a `Value`: the kind's object and `mediaUrl`.
     let mut content = serde_json::Map::new();
     for name in [kind.as_str(), "mediaUrl"] {
         if let Some(raw) = fields.get(name) {
-            let v: Value = serde_json::from_str(raw.get())
-                .map_err(|e| ParseError::json(&format!("message.{name}"), &e).0)?;
-            content.insert(name.to_string(), v);
+            match serde_json::from_str::<Value>(raw.get()) {
+                Ok(v) => {
+                    content.insert(name.to_string(), v);
+                }
+                Err(_) => {
+                    msg.provider_type = Some(kind.clone());
+                    return Some("unreadable_content");
+                }
+            }
         }
     }
     let content = Value::Object(content);
-    fill(&mut msg, &kind, &content);
-    msg.reply_to = str_at(&content, &[&kind, "contextInfo", "stanzaId"]).or_else(|| {
-        up.context_info
-            .and_then(|c| serde_json::from_str::<ContextInfo>(c.get()).ok())
-            .and_then(|c| non_empty(c.stanza_id.as_deref()))
-    });
-    Ok(Item {
-        account: instance.to_string(),
-        user,
-        group,
-        message: msg,
-        opt_in,
-    })
+    fill(msg, &kind, &content);
+    msg.reply_to = str_at(&content, &[&kind, "contextInfo", "stanzaId"]);
+    None
+}
+
+/// `contactsArrayMessage`: at most [`MAX_CONTACTS`] cards are read, the rest skipped (counted).
+fn contacts_array(msg: &mut Message, raw: Option<&RawValue>) -> Option<&'static str> {
+    #[derive(Deserialize)]
+    struct Cards<'a> {
+        #[serde(default, borrow)]
+        contacts: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Card {
+        #[serde(default)]
+        display_name: Option<String>,
+        #[serde(default)]
+        vcard: Option<String>,
+    }
+    msg.kind = MessageKind::Contacts;
+    let cards = raw_as::<Cards<'_>>(raw)
+        .and_then(|c| c.contacts)
+        .and_then(|c| raw_array(c, MAX_CONTACTS).ok());
+    let cards = cards?;
+    msg.contacts = cards
+        .items
+        .into_iter()
+        .filter_map(|c| raw_as::<Card>(Some(c)))
+        .map(|c| vcard_contact(non_empty(c.display_name.as_deref()), c.vcard.as_deref()))
+        .collect();
+    (cards.beyond > 0).then_some("too_many_contacts")
 }
 
 fn str_at(v: &Value, path: &[&str]) -> Option<String> {
@@ -376,23 +738,6 @@ fn fill(msg: &mut Message, kind: &str, m: &Value) {
                 str_at(body, &["displayName"]),
                 body.get("vcard").and_then(Value::as_str),
             )];
-        }
-        "contactsArrayMessage" => {
-            msg.kind = MessageKind::Contacts;
-            msg.contacts = body
-                .get("contacts")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .map(|c| {
-                            vcard_contact(
-                                str_at(c, &["displayName"]),
-                                c.get("vcard").and_then(Value::as_str),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
         }
         "reactionMessage" => match str_at(body, &["key", "id"]) {
             Some(message_id) => {

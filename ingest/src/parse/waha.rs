@@ -12,6 +12,13 @@
 //!   for the session's own; a group (`@g.us`) is one conversation whose author is
 //!   `participant` (or `author`). A tenant may subscribe to both events: the incoming message
 //!   then comes twice with one id, and the second is a duplicate.
+//! - `message.edited` (WAHA 2025.6.3 and later, every engine): a `WAMessage` of the edit action
+//!   (its own `id`, the new `body`) plus `editedMessageId`, the original's id **without** the
+//!   chat (`AAAA`, where messages carry `false_<chat>_AAAA[_<participant>]`): lull rebuilds the
+//!   original's full id from the action's own (same direction, chat and participant).
+//!   `message.revoked`: `{after, before, revokedMessageId}`, `after` the revoke action's
+//!   `WAMessage`, `before` usually null (both per devlikeapro/waha-docs
+//!   `content/docs/how-to/events/index.md`). They become kinds `edit` and `revoke`.
 //! - `presence.update`: read by [`super::presence::parse_waha`].
 //!
 //! The session's own messages (`fromMe: true`) are never buffered: with `source: "app"` a person
@@ -25,15 +32,15 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use lull_core::message::{Location, Media, Sender};
+use lull_core::message::{Location, Media, Sender, Target};
 use lull_core::{Message, MessageKind};
 
 use super::evolution::normalise_event;
-use super::{non_empty, unix_secs_raw, Item, OptIn, ParseError, Parsed};
+use super::{non_empty, raw_array, raw_as, unix_secs_raw, Item, OptIn, ParseError, Parsed};
 
 /// At most this many vCards are read from one message (WhatsApp shares a few contacts at a
-/// time); more is refused.
-pub const MAX_VCARDS: usize = 64;
+/// time); the rest are skipped and the message counted as partial (`too_many_contacts`).
+pub const MAX_VCARDS: usize = super::MAX_CONTACTS;
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
@@ -72,9 +79,24 @@ struct Payload<'a> {
     #[serde(default)]
     location: Option<WahaLocation>,
     #[serde(default, borrow)]
-    v_cards: Option<Vec<&'a RawValue>>,
+    v_cards: Option<&'a RawValue>,
     #[serde(default)]
     reply_to: Option<ReplyTo>,
+    /// `message.edited`: the original's id, without the chat.
+    #[serde(default)]
+    edited_message_id: Option<String>,
+}
+
+/// `message.revoked`'s payload.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Revoked<'a> {
+    #[serde(default, borrow)]
+    after: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    before: Option<&'a RawValue>,
+    #[serde(default)]
+    revoked_message_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +130,10 @@ struct ReplyTo {
 pub enum WahaEvent {
     /// `message` or `message.any`: read by [`parse`].
     Message,
+    /// `message.edited`: read by [`parse`].
+    Edited,
+    /// `message.revoked`: read by [`parse`].
+    Revoked,
     /// `presence.update`: read by [`super::presence::parse_waha`].
     Presence,
     /// Anything else: acknowledged.
@@ -118,6 +144,8 @@ pub enum WahaEvent {
 pub fn event_kind(event: &str) -> WahaEvent {
     match normalise_event(event).as_str() {
         "message" | "message.any" => WahaEvent::Message,
+        "message.edited" => WahaEvent::Edited,
+        "message.revoked" => WahaEvent::Revoked,
         "presence.update" => WahaEvent::Presence,
         _ => WahaEvent::Other,
     }
@@ -145,17 +173,105 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
             out.ignored.push("event");
             return Ok(out);
         }
-        WahaEvent::Message => {}
+        WahaEvent::Message | WahaEvent::Edited | WahaEvent::Revoked => {}
     }
     let raw = env
         .payload
         .filter(|p| p.get().trim_start().starts_with('{'))
         .ok_or_else(|| ParseError::new("waha message: payload is not an object"))?;
-    let p: Payload<'_> =
-        serde_json::from_str(raw.get()).map_err(|e| ParseError::json("waha payload", &e))?;
-    let item = message(&session, p).map_err(|e| ParseError::new(format!("waha payload: {e}")))?;
-    out.items.push(item);
+    let kind = event_kind(event);
+    let item = if kind == WahaEvent::Revoked {
+        revoked(&session, raw)
+    } else {
+        match serde_json::from_str::<Payload<'_>>(raw.get()) {
+            Ok(p) if kind == WahaEvent::Edited => edited(&session, p, &mut out.partial),
+            Ok(p) => message(&session, p, &mut out.partial),
+            Err(_) => Err("unreadable"),
+        }
+    };
+    match item {
+        Ok(item) => out.items.push(item),
+        Err(reason) => out.ignored.push(reason),
+    }
     Ok(out)
+}
+
+/// The original's full id: the action's own id (`<fromMe>_<chat>_<action id>[_<participant>]`)
+/// with the action id replaced by `bare`; `bare` itself when it is already a full id or the
+/// action's id has not that shape.
+fn full_id(action_id: &str, bare: &str) -> String {
+    if bare.contains('_') {
+        return bare.to_string();
+    }
+    let parts: Vec<&str> = action_id.splitn(4, '_').collect();
+    match parts.as_slice() {
+        [dir @ ("true" | "false"), chat, _id, rest @ ..] => {
+            let mut out = format!("{dir}_{chat}_{bare}");
+            for r in rest {
+                out.push('_');
+                out.push_str(r);
+            }
+            out
+        }
+        _ => bare.to_string(),
+    }
+}
+
+/// `message.edited`: the new content as kind `edit` of the original.
+fn edited(
+    session: &str,
+    mut p: Payload<'_>,
+    partial: &mut Vec<&'static str>,
+) -> Result<Item, &'static str> {
+    let bare = non_empty(p.edited_message_id.take().as_deref()).ok_or("no_target")?;
+    let mut item = message(session, p, partial)?;
+    let original = full_id(&item.message.id, &bare);
+    let m = &mut item.message;
+    if m.id == original {
+        // WEBJS may give the action the original's id: derive one from the new content.
+        m.id = format!(
+            "{original}#edit:{}",
+            super::content_hash(m.text.as_deref().unwrap_or(""))
+        );
+    }
+    m.kind = MessageKind::Edit;
+    m.provider_type = Some("message.edited".into());
+    m.target = Some(Target {
+        message_id: original,
+        batch_id: None,
+    });
+    Ok(item)
+}
+
+/// `message.revoked`: kind `revoke` of the original, placed by the revoke action (`after`, or
+/// `before` when there is no `after`).
+fn revoked(session: &str, raw: &RawValue) -> Result<Item, &'static str> {
+    let r: Revoked<'_> = raw_as(Some(raw)).ok_or("unreadable")?;
+    let action: Payload<'_> = raw_as(r.after.or(r.before)).ok_or("no_target")?;
+    let before_id = raw_as::<Payload<'_>>(r.before).and_then(|b| non_empty(Some(&b.id)));
+    let mut item = message(session, action, &mut Vec::new())?;
+    let original = match non_empty(r.revoked_message_id.as_deref()) {
+        Some(bare) => full_id(&item.message.id, &bare),
+        None => before_id.ok_or("no_target")?,
+    };
+    let m = &mut item.message;
+    if m.id == original {
+        m.id = format!("{original}#revoke");
+    }
+    *m = Message {
+        kind: MessageKind::Revoke,
+        provider_type: Some("message.revoked".into()),
+        target: Some(Target {
+            message_id: original,
+            batch_id: None,
+        }),
+        ..Message::of_kind(
+            std::mem::take(&mut m.id),
+            MessageKind::Revoke,
+            m.sender.clone(),
+        )
+    };
+    Ok(item)
 }
 
 /// The phone number of a `@c.us` / `@s.whatsapp.net` id (without a `:device` suffix).
@@ -166,9 +282,14 @@ fn phone_of(id: &str) -> Option<String> {
     Some(user.split(':').next().unwrap_or(user).to_string())
 }
 
-fn message(session: &str, p: Payload<'_>) -> Result<Item, String> {
+/// One message; `Err` is the reason it is skipped.
+fn message(
+    session: &str,
+    p: Payload<'_>,
+    partial: &mut Vec<&'static str>,
+) -> Result<Item, &'static str> {
     if p.id.trim().is_empty() {
-        return Err("empty id".into());
+        return Err("no_id");
     }
     let from_me = p.from_me == Some(true);
     // The chat: who wrote to the session, or whom the session wrote to.
@@ -177,7 +298,11 @@ fn message(session: &str, p: Payload<'_>) -> Result<Item, String> {
     } else {
         ("from", non_empty(p.from.as_deref()))
     };
-    let chat = chat.ok_or_else(|| format!("missing {chat_field}"))?;
+    let chat = chat.ok_or(if chat_field == "to" {
+        "no_chat"
+    } else {
+        "no_sender"
+    })?;
     let group = chat.ends_with("@g.us").then(|| chat.clone());
     let sender_id = match &group {
         Some(g) => non_empty(p.participant.as_deref())
@@ -205,10 +330,16 @@ fn message(session: &str, p: Payload<'_>) -> Result<Item, String> {
     msg.sent_at = p.timestamp.and_then(unix_secs_raw);
     msg.reply_to = p.reply_to.and_then(|r| non_empty(r.id.as_deref()));
     let body = p.body.filter(|b| !b.is_empty());
-    let vcards = p.v_cards.unwrap_or_default();
-    if vcards.len() > MAX_VCARDS {
-        return Err(format!("more than {MAX_VCARDS} vCards"));
-    }
+    let vcards = p
+        .v_cards
+        .and_then(|v| raw_array(v, MAX_VCARDS).ok())
+        .map(|a| {
+            if a.beyond > 0 {
+                partial.push("too_many_contacts");
+            }
+            a.items
+        })
+        .unwrap_or_default();
     if let Some(loc) = p.location.as_ref().and_then(location) {
         msg.kind = MessageKind::Location;
         msg.location = Some(loc);
@@ -333,10 +464,11 @@ mod tests {
     fn bounds_and_reasons() {
         let cards: Vec<String> = (0..=MAX_VCARDS).map(|_| "BEGIN:VCARD".into()).collect();
         let p = serde_json::json!({"id": "x", "from": "5@c.us", "vCards": cards});
-        let e = parse(&body("message", p)).unwrap_err();
-        assert!(e.to_string().contains("vCards"), "{e}");
-        let e = parse(&body("message", serde_json::json!({"id": "x"}))).unwrap_err();
-        assert!(e.to_string().contains("missing from"), "{e}");
+        let p = parse(&body("message", p)).unwrap();
+        assert_eq!(p.items[0].message.contacts.len(), MAX_VCARDS);
+        assert_eq!(p.partial, ["too_many_contacts"]);
+        let p = parse(&body("message", serde_json::json!({"id": "x"}))).unwrap();
+        assert!(p.items.is_empty() && p.ignored == ["no_sender"]);
         let e = parse(&body("message", serde_json::json!([1]))).unwrap_err();
         assert!(e.to_string().contains("not an object"), "{e}");
         let e = parse(br#"{"event":"message","payload":{}}"#).unwrap_err();

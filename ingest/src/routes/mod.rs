@@ -231,9 +231,11 @@ pub(crate) fn key_of(
     Ok(key)
 }
 
-/// Checks counts, sizes and key lengths of every message, counts ignored events, then appends
-/// every message in body order; 200 only when all were accepted. (Appending is the core's
-/// [`Appender`](crate::Appender); handing batches off is the sink's, later.)
+/// Checks the message count (413 beyond the limit: the envelope is too large), keeps or skips
+/// each item by the rules of `docs/gateways.md` ("What is kept"), counts ignored, skipped and
+/// partial items, then appends every message in body order; 200 only when all were accepted.
+/// (Appending is the core's [`Appender`](crate::Appender); handing batches off is the sink's,
+/// later.)
 pub(crate) async fn append_all(
     st: &IngestState,
     provider: Provider,
@@ -241,28 +243,30 @@ pub(crate) async fn append_all(
     parsed: Parsed,
 ) -> Result<Response, IngestError> {
     let max = st.config.max_messages_per_request;
-    if parsed.items.len() > max {
-        return Err(IngestError::TooManyMessages {
-            got: parsed.items.len(),
-            max,
-        });
+    let got = parsed.items.len() + parsed.beyond_cap;
+    if got > max || parsed.beyond_cap > 0 {
+        return Err(IngestError::TooManyMessages { got, max });
     }
-    let cap = MAX_MESSAGE_BYTES;
-    let mut keyed: Vec<(ConversationKey, Message)> = Vec::with_capacity(parsed.items.len());
-    for (index, item) in parsed.items.into_iter().enumerate() {
-        let size = item.message.stored_size();
-        if size > cap {
-            return Err(IngestError::MessageTooLarge {
-                index,
-                size,
-                max: cap,
-            });
+    let (mut ignored, mut partial) = (parsed.ignored, parsed.partial);
+    let mut keyed: Vec<(ConversationKey, Message)> = Vec::new();
+    for item in parsed.items {
+        let Some(key) = keep_key(provider, &item, &mut ignored)? else {
+            continue;
+        };
+        let mut message = item.message;
+        if message.stored_size() > MAX_MESSAGE_BYTES {
+            message = without_content(message);
+            partial.push("too_large");
         }
-        keyed.push((key_of(provider, &item)?, item.message));
+        keyed.push((key, message));
     }
-    let ignored = parsed.ignored.len();
-    for reason in parsed.ignored {
+    let skipped = ignored.len();
+    for reason in ignored {
         metrics::counter!(m::IGNORED_EVENTS, "reason" => reason, "provider" => provider.as_str())
+            .increment(1);
+    }
+    for reason in partial {
+        metrics::counter!(m::PARTIAL_ITEMS, "reason" => reason, "provider" => provider.as_str())
             .increment(1);
     }
     let (mut accepted, mut duplicates) = (0usize, 0usize);
@@ -273,9 +277,9 @@ pub(crate) async fn append_all(
             Err(e) => return Err(IngestError::from_append(e)),
         }
     }
-    tracing::debug!(tenant = %tenant.id, %provider, accepted, duplicates, ignored, "webhook accepted");
+    tracing::debug!(tenant = %tenant.id, %provider, accepted, duplicates, ignored = skipped, "webhook accepted");
     let body =
-        format!(r#"{{"accepted":{accepted},"duplicates":{duplicates},"ignored":{ignored}}}"#);
+        format!(r#"{{"accepted":{accepted},"duplicates":{duplicates},"ignored":{skipped}}}"#);
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -284,20 +288,86 @@ pub(crate) async fn append_all(
         .into_response())
 }
 
-/// Applies every presence entry of an authenticated body to its conversation (at most
+/// The key of an item the store can hold; `None` (the item skipped, its reason pushed) when its
+/// message id, user, group or target id is over the store's key limits. An account over them
+/// is the envelope's fault: 400.
+fn keep_key(
+    provider: Provider,
+    item: &crate::parse::Item,
+    ignored: &mut Vec<&'static str>,
+) -> Result<Option<ConversationKey>, IngestError> {
+    match key_of(provider, item) {
+        Ok(key) => {
+            let target_len = item
+                .message
+                .target
+                .as_ref()
+                .map_or(0, |t| t.message_id.len());
+            if target_len > lull_core::key::MAX_MESSAGE_ID_BYTES {
+                ignored.push("id_too_long");
+                return Ok(None);
+            }
+            Ok(Some(key))
+        }
+        Err(e) => {
+            let account = ConversationKey {
+                provider,
+                account: normalise_account(provider, &item.account).to_string(),
+                user: String::new(),
+                group: None,
+            };
+            account
+                .check_lengths("")
+                .map_err(|e| IngestError::BadRequest(format!("{provider}: {e}")))?;
+            ignored.push(match e {
+                IngestError::BadRequest(ref r) if r.contains("message id") => "id_too_long",
+                _ => "key_too_long",
+            });
+            Ok(None)
+        }
+    }
+}
+
+/// A message too large for a window, kept without its content: kind `other`, `provider_type`
+/// `too_large`, with its id, time and sender id (when that is short) only.
+fn without_content(m: Message) -> Message {
+    let sender = lull_core::message::Sender {
+        id: if m.sender.id.len() <= lull_core::key::MAX_KEY_PART_BYTES {
+            m.sender.id
+        } else {
+            String::new()
+        },
+        ..Default::default()
+    };
+    let mut out = Message::of_kind(m.id, lull_core::MessageKind::Other, sender);
+    out.provider_type = Some("too_large".into());
+    out.sent_at = m.sent_at;
+    out
+}
+
+/// Applies the presence entries of an authenticated body (at most
 /// [`MAX_PRESENCES`](crate::parse::presence::MAX_PRESENCES) of them; none is stored as a
-/// message). 200 with what they did; a store failure is a 5xx so the gateway retries.
+/// message): per conversation only its last entry. The entries of one body share the gateway's
+/// time, and applied in order each replaces the one before it, so the last one's state is what
+/// remains: applying only it costs one read and at most one write per conversation instead of
+/// one per entry (a group's body names each participant). The entries it supersedes are counted
+/// as ignored (`presence_superseded`). 200 with what they did; a store failure is a 5xx so the
+/// gateway retries. A key over the store's limits refuses the body before anything is applied.
 pub(crate) async fn presence_all(
     st: &IngestState,
     provider: Provider,
     tenant: &Tenant,
     body: crate::parse::presence::PresenceBody,
 ) -> Result<Response, IngestError> {
-    for reason in &body.skipped {
-        metrics::counter!(m::IGNORED_EVENTS, "reason" => *reason, "provider" => provider.as_str())
+    let count_ignored = |reason: &'static str| {
+        metrics::counter!(m::IGNORED_EVENTS, "reason" => reason, "provider" => provider.as_str())
             .increment(1);
+    };
+    for reason in &body.skipped {
+        count_ignored(reason);
     }
-    let mut applied = 0usize;
+    let mut ignored = body.skipped.len();
+    let mut entries: Vec<(ConversationKey, crate::parse::presence::PresenceItem)> = Vec::new();
     for item in body.items {
         // A chat named by its LID: the conversation its messages go to (`crate::lids`).
         let mapped = item
@@ -305,17 +375,26 @@ pub(crate) async fn presence_all(
             .then(|| st.lids.user_for(provider, &item.account, &item.user))
             .flatten();
         if item.lid && mapped.is_none() {
-            metrics::counter!(m::IGNORED_EVENTS, "reason" => "lid_unmapped", "provider" => provider.as_str())
-                .increment(1);
+            count_ignored("lid_unmapped");
         }
         let key = ConversationKey {
             provider,
             account: normalise_account(provider, &item.account).to_string(),
-            user: mapped.unwrap_or(item.user),
-            group: item.group,
+            user: mapped.unwrap_or_else(|| item.user.clone()),
+            group: item.group.clone(),
         };
         key.check_lengths("")
             .map_err(|e| IngestError::BadRequest(format!("{provider}: {e}")))?;
+        // A later entry for the same conversation supersedes this one.
+        if let Some(i) = entries.iter().position(|(k, _)| *k == key) {
+            entries.remove(i);
+            count_ignored("presence_superseded");
+            ignored += 1;
+        }
+        entries.push((key, item));
+    }
+    let mut applied = 0usize;
+    for (key, item) in entries {
         let out = st
             .appender
             .presence(key, tenant.policy, item.kind, item.sent_at)
@@ -325,10 +404,7 @@ pub(crate) async fn presence_all(
             applied += 1;
         }
     }
-    let body = format!(
-        r#"{{"presence":{applied},"ignored":{}}}"#,
-        body.skipped.len()
-    );
+    let body = format!(r#"{{"presence":{applied},"ignored":{ignored}}}"#);
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -411,7 +487,7 @@ pub(crate) async fn receive_body_signed(
         gw.verify(st, &tenant, &parts.headers, &bytes)?;
     }
     check_accounts(st, gw.provider, &tenant, &parsed).await?;
-    append_all(st, gw.provider, &tenant, parsed).await
+    operator::append_and_pause(st, gw.provider, &tenant, parsed, Default::default()).await
 }
 
 /// Turns a handler's result into the response.

@@ -1,12 +1,14 @@
 //! The business side's own messages, for the gateways that forward them (Evolution `fromMe`,
-//! WAHA `message.any`): dropped unless the tenant opts in, and a person's (not the bot's) pauses
-//! the conversation's hand-offs for the tenant's pause time.
+//! WAHA `message.any`, Meta `smb_message_echoes`): dropped unless the tenant opts in, and a
+//! person's (not the bot's) pauses the conversation's hand-offs for the tenant's pause time.
 
 use lull_core::protocol::PauseOutcome;
 use lull_core::turn::PauseReason;
 use lull_core::{ConversationKey, Provider};
 
-use super::key_of;
+use axum::response::Response;
+
+use super::{append_all, key_of};
 use crate::error::IngestError;
 use crate::parse::{OptIn, Parsed};
 use crate::state::IngestState;
@@ -48,7 +50,10 @@ pub(crate) fn operator_keys(
         .iter()
         .filter(|i| i.opt_in == Some(OptIn::Operator))
     {
-        let key = key_of(provider, item)?;
+        // An item whose key is over the store's limits is skipped (and counted) by the append.
+        let Ok(key) = key_of(provider, item) else {
+            continue;
+        };
         if !keys.contains(&key) {
             keys.push(key);
         }
@@ -76,4 +81,21 @@ pub(crate) async fn pause_for_operators(
         }
     }
     Ok(())
+}
+
+/// The tail every message route shares: notes the conversations a person on the business side
+/// wrote in, drops the opt-ins the tenant did not ask for, appends the rest, then pauses those
+/// conversations (after the append, so a conversation the same body opened is paused too).
+pub(crate) async fn append_and_pause(
+    st: &IngestState,
+    provider: Provider,
+    tenant: &Tenant,
+    parsed: Parsed,
+    wanted: OptIns,
+) -> Result<Response, IngestError> {
+    let operators = operator_keys(provider, &parsed)?;
+    let parsed = apply_opt_ins(wanted, parsed);
+    let answer = append_all(st, provider, tenant, parsed).await?;
+    pause_for_operators(st, provider, tenant, operators).await?;
+    Ok(answer)
 }

@@ -15,10 +15,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use lull_core::Provider;
 
-use super::operator::{apply_opt_ins, operator_keys, pause_for_operators, OptIns};
+use super::operator::{append_and_pause, OptIns};
 use super::{
-    already_verified, append_all, check_accounts, header_str, presence_all, read_body,
-    require_content_type, require_credential, respond, sole_tenant, tenant_of, unsigned_allowed,
+    already_verified, check_accounts, header_str, presence_all, read_body, require_content_type,
+    require_credential, respond, sole_tenant, tenant_of, unsigned_allowed,
 };
 use crate::auth;
 use crate::error::IngestError;
@@ -60,11 +60,7 @@ async fn inner(st: &IngestState, req: Request) -> Result<Response, IngestError> 
         let body = parse::presence::parse_waha(&bytes).map_err(|e| IngestError::BadRequest(e.0))?;
         return presence_all(st, Provider::Waha, &tenant, body).await;
     }
-    let operators = operator_keys(Provider::Waha, &parsed)?;
-    let parsed = apply_opt_ins(OptIns::default(), parsed);
-    let answer = append_all(st, Provider::Waha, &tenant, parsed).await?;
-    pause_for_operators(st, Provider::Waha, &tenant, operators).await?;
-    Ok(answer)
+    append_and_pause(st, Provider::Waha, &tenant, parsed, OptIns::default()).await
 }
 
 /// The 401 reasons.

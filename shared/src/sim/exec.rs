@@ -382,9 +382,15 @@ impl World {
     }
 
     /// A store call refused before it lands: throttled, or an item over the size limit.
-    fn store_refuses(&mut self, next: Option<&Conversation>) -> Option<StoreError> {
+    fn store_refuses(
+        &mut self,
+        key: Option<&ConversationKey>,
+        next: Option<&Conversation>,
+    ) -> Option<StoreError> {
         if self.now < self.throttled_until && !self.draining && self.rng.bool() {
-            self.rec.faults += 1;
+            let now = self.now;
+            self.rec
+                .fault(key, now, TraceEvent::Fault("store throttled"));
             return Some(StoreError::Throttled(
                 "injected ProvisionedThroughputExceeded".into(),
             ));
@@ -434,23 +440,25 @@ impl World {
         let store_fault = self.faults.store_error;
         match op {
             Op::Load(key) => {
-                if let Some(e) = self.store_refuses(None) {
+                if let Some(e) = self.store_refuses(Some(&key), None) {
                     return OpResult::Load(Err(e));
                 }
                 if self.fault(store_fault) {
-                    self.rec.faults += 1;
+                    self.rec
+                        .fault(Some(&key), now, TraceEvent::Fault("store error"));
                     return OpResult::Load(Err(StoreError::Unavailable("injected".into())));
                 }
                 OpResult::Load(Ok(self.store.load_now(&key).map(Box::new)))
             }
             Op::Append { expected, next } => {
-                if let Some(e) = self.store_refuses(Some(&next)) {
+                if let Some(e) = self.store_refuses(Some(&next.key), Some(&next)) {
                     return OpResult::Written(Err(e));
                 }
                 let failed = self.fault(store_fault);
                 // Half the failures land anyway (a timeout after the write).
                 if failed {
-                    self.rec.faults += 1;
+                    self.rec
+                        .fault(Some(&next.key), now, TraceEvent::Fault("store error"));
                     if !self.rng.bool() {
                         return OpResult::Written(Err(StoreError::Unavailable("injected".into())));
                     }
@@ -469,23 +477,26 @@ impl World {
                 message_id,
                 now: at,
             } => {
-                if let Some(e) = self.store_refuses(None) {
+                if let Some(e) = self.store_refuses(Some(&key), None) {
                     return OpResult::Seen(Err(e));
                 }
                 if self.fault(store_fault) {
-                    self.rec.faults += 1;
+                    self.rec
+                        .fault(Some(&key), now, TraceEvent::Fault("store error"));
                     return OpResult::Seen(Err(StoreError::Unavailable("injected".into())));
                 }
                 OpResult::Seen(Ok(self.store.seen_now(&key, &message_id, at)))
             }
             Op::Remember(records) => {
-                if let Some(e) = self.store_refuses(None) {
+                let key = records.first().map(|d| d.key.clone());
+                if let Some(e) = self.store_refuses(key.as_ref(), None) {
                     return OpResult::Remembered(Err(e));
                 }
                 let failed = self.fault(store_fault);
                 // Half the failures land anyway (a timeout after the write).
                 if failed {
-                    self.rec.faults += 1;
+                    self.rec
+                        .fault(key.as_ref(), now, TraceEvent::Fault("store error"));
                     if !self.rng.bool() {
                         return OpResult::Remembered(Err(StoreError::Unavailable(
                             "injected".into(),
@@ -499,12 +510,13 @@ impl World {
                 OpResult::Remembered(r)
             }
             Op::Replace { expected, next } => {
-                if let Some(e) = self.store_refuses(Some(&next)) {
+                if let Some(e) = self.store_refuses(Some(&next.key), Some(&next)) {
                     return OpResult::Written(Err(e));
                 }
                 let failed = self.fault(store_fault);
                 if failed {
-                    self.rec.faults += 1;
+                    self.rec
+                        .fault(Some(&next.key), now, TraceEvent::Fault("store error"));
                     if !self.rng.bool() {
                         return OpResult::Written(Err(StoreError::Unavailable("injected".into())));
                     }
@@ -519,7 +531,7 @@ impl World {
                 OpResult::Written(r)
             }
             Op::Due { now: at, limit } => {
-                if let Some(e) = self.store_refuses(None) {
+                if let Some(e) = self.store_refuses(None, None) {
                     return OpResult::Due(Err(e));
                 }
                 OpResult::Due(Ok(self.index.due(at, limit)))
@@ -586,16 +598,18 @@ impl World {
     /// the faults: error, lost, duplicated, late, early.
     fn arm(&mut self, msg: TriggerMsg, at: Millis, sent_at: Millis) -> Result<(), TriggerError> {
         let f = self.faults;
+        let now = self.now;
         if self.fault(f.trigger_error) {
-            self.rec.faults += 1;
-            self.rec
-                .trace(&msg.key, self.now, TraceEvent::Fault("trigger send failed"));
+            self.rec.fault(
+                Some(&msg.key),
+                now,
+                TraceEvent::Fault("trigger send failed"),
+            );
             return Err(TriggerError("injected send failure".into()));
         }
         if self.fault(f.trigger_lost) {
-            self.rec.faults += 1;
             self.rec
-                .trace(&msg.key, self.now, TraceEvent::Fault("trigger lost"));
+                .fault(Some(&msg.key), now, TraceEvent::Fault("trigger lost"));
             return Ok(());
         }
         let delay_s = at.0.saturating_sub(sent_at.0).div_ceil(1000).min(900);
@@ -603,14 +617,17 @@ impl World {
             .now
             .plus(Duration::from_secs(delay_s) + self.between(0, 200));
         if self.fault(f.trigger_late) {
-            self.rec.faults += 1;
+            self.rec
+                .fault(Some(&msg.key), now, TraceEvent::Fault("trigger late"));
             fire = fire.plus(self.between(1_000, 60_000));
         } else if self.fault(f.trigger_early) {
-            self.rec.faults += 1;
+            self.rec
+                .fault(Some(&msg.key), now, TraceEvent::Fault("trigger early"));
             fire = Millis(fire.0.saturating_sub(self.rng.u64(100..=3_000)));
         }
         let copies = if self.fault(f.trigger_duplicated) {
-            self.rec.faults += 1;
+            self.rec
+                .fault(Some(&msg.key), now, TraceEvent::Fault("trigger duplicated"));
             2
         } else {
             1

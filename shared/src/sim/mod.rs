@@ -204,8 +204,43 @@ struct Driver {
     drain_at: Millis,
 }
 
-/// Runs one simulation.
+/// Runs one simulation. A run that breaks an invariant is run again with the same seed, tracing
+/// the conversations whose violations the report shows (at most [`TRACED`]): the same seed
+/// replays the same run, and only those conversations' whole traces are kept in memory.
 pub fn run(cfg: &SimConfig) -> SimReport {
+    let mut report = run_traced(cfg, &[]);
+    let traced = traced_conversations(&report.violations);
+    if traced.is_empty() {
+        return report;
+    }
+    let mut replay = run_traced(cfg, &traced);
+    report.traces = std::mem::take(&mut replay.traces);
+    if replay.summary() != report.summary() {
+        // Never expected (one seed, one run): say so rather than print a trace of another run.
+        report.traces.push(format!(
+            "  the replay diverged from the run (not deterministic): {}\n",
+            replay.summary()
+        ));
+    }
+    report
+}
+
+/// Conversations whose traces a report prints: those of the first violations, at most this many.
+const TRACED: usize = 2;
+
+/// The first [`TRACED`] conversations with violations, in the order of their first violation.
+fn traced_conversations(violations: &[Violation]) -> Vec<usize> {
+    let mut convs: Vec<usize> = Vec::new();
+    for c in violations.iter().filter_map(|v| v.conversation) {
+        if convs.len() < TRACED && !convs.contains(&c) {
+            convs.push(c);
+        }
+    }
+    convs
+}
+
+/// One run, tracing the conversations in `traced`.
+fn run_traced(cfg: &SimConfig, traced: &[usize]) -> SimReport {
     let start = Millis(1_767_225_600_000); // 2026-01-01T00:00:00Z
     let mut rng = fastrand::Rng::with_seed(cfg.seed);
     let work = Arc::new(workload::generate(
@@ -215,7 +250,7 @@ pub fn run(cfg: &SimConfig) -> SimReport {
         cfg.conversations,
         start,
     ));
-    let mut world = World::new(rng.u64(..), start, cfg.faults, Recorder::new(&work));
+    let mut world = World::new(rng.u64(..), start, cfg.faults, Recorder::new(&work, traced));
     world.max_offset_ms = cfg.clock_skew.as_millis() as u64 / 2;
     world.index_lag = cfg.index_lag;
     let world = Arc::new(Mutex::new(world));
@@ -473,11 +508,8 @@ impl Driver {
         let dies = |w: &mut World, p: f64| {
             let dead = !is_sleep && w.fault(p);
             if dead {
-                w.rec.faults += 1;
-                if let Some(k) = &key {
-                    let now = w.now;
-                    w.rec.trace(k, now, TraceEvent::Crash(name));
-                }
+                let now = w.now;
+                w.rec.fault(key.as_ref(), now, TraceEvent::Crash(name));
             }
             dead
         };
@@ -684,12 +716,26 @@ impl Driver {
         }
         self.tasks.clear();
         let w = lock(&self.world);
+        // Liveness (`check/liveness.rs`). With no fault: a trigger fires at the due time plus
+        // SQS's rounding and polling; one sweep pass and the index's lag are allowed on top. Each
+        // fault adds at most the longest recovery from one (the hand-off timing rule,
+        // `timing.rs`): a flush that died holds its lease, and the next one acts when SQS
+        // redelivers its trigger (the visibility timeout, at least the function timeout, itself
+        // lease + 15 s) or, on the sweep path, at the first sweep pass after the lease ended
+        // (lease + one sweep interval, seen through the index's lag); a lost or failed trigger,
+        // a store error or throttle costs one sweep interval or one visibility timeout; a late
+        // trigger at most 60 s.
+        let timing = self.cfg.buffer.timing;
+        let slack = Duration::from_secs(5);
         let bounds = Bounds {
-            max_lag: self.cfg.sweep_interval * 2
-                + self.cfg.buffer.timing.lease()
-                + self.cfg.visibility_timeout
+            max_lag: self.cfg.sweep_interval + self.cfg.index_lag + slack,
+            per_fault: self
+                .cfg
+                .visibility_timeout
+                .max(timing.lease() + self.cfg.sweep_interval)
                 + self.cfg.index_lag
-                + Duration::from_secs(5),
+                + slack,
+            lease: timing.lease(),
             skew: self.cfg.clock_skew,
         };
         let wedged = self.wedged(&w);
@@ -741,16 +787,15 @@ impl Driver {
         }
     }
 
-    /// The traces of the first two conversations with violations, around the violation.
+    /// The traces of the conversations this run traced, each around its first violation: every
+    /// event from 30 s before the stretch the violation names to 1 s after it (the first and
+    /// last [`TRACE_LINES`] of a longer one).
     fn traces(&self, w: &World, violations: &[Violation], start: Millis) -> Vec<String> {
         let mut traces = Vec::new();
-        let mut shown = Vec::new();
-        for v in violations {
-            let Some(c) = v.conversation else { continue };
-            if shown.contains(&c) || shown.len() >= 2 {
+        for (&c, events) in &w.rec.traces {
+            let Some(v) = violations.iter().find(|v| v.conversation == Some(c)) else {
                 continue;
-            }
-            shown.push(c);
+            };
             let key = &self.work.conversations[c].key;
             let mut t = format!(
                 "  trace of conversation #{c} ({}, hash {}) for [{}] {}:\n",
@@ -765,12 +810,18 @@ impl Driver {
                     b.plus(Duration::from_secs(1)),
                 )
             });
-            let events: Vec<_> = w.rec.traces[c]
+            let events: Vec<_> = events
                 .iter()
                 .filter(|(at, _)| *at >= from && *at <= to)
                 .collect();
-            let skip = events.len().saturating_sub(60);
-            for (at, ev) in events.into_iter().skip(skip) {
+            let elided = events.len().saturating_sub(2 * TRACE_LINES);
+            for (i, (at, ev)) in events.iter().enumerate() {
+                if elided > 0 && i == TRACE_LINES {
+                    t.push_str(&format!("    ... {elided} events ...\n"));
+                }
+                if elided > 0 && i >= TRACE_LINES && i < TRACE_LINES + elided {
+                    continue;
+                }
                 t.push_str(&format!(
                     "    +{:>9.3}s {ev}\n",
                     at.since(start).as_secs_f64()
@@ -781,3 +832,6 @@ impl Driver {
         traces
     }
 }
+
+/// Events printed from each end of a long trace.
+const TRACE_LINES: usize = 150;

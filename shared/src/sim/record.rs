@@ -2,7 +2,7 @@
 //! each write landed, when each sink call started and ended. The checker (`check/`) holds these
 //! against the invariants; it trusts nothing lull stamped but the batches' content.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use crate::batch::Batch;
@@ -11,8 +11,6 @@ use crate::policy::Policy;
 use crate::time::Millis;
 
 use super::workload::Workload;
-
-const TRACE_LEN: usize = 1_200;
 
 /// One step in a conversation's trace, printed with a violation.
 #[derive(Clone, Debug)]
@@ -126,9 +124,19 @@ pub(crate) struct Recorder {
     stored_seq: u64,
     pub acked_ids: HashSet<String>,
     pub deliveries: Vec<Delivery>,
-    pub traces: Vec<VecDeque<(Millis, TraceEvent)>>,
+    /// The whole trace of each conversation in `traced`, and of no other: a run records none,
+    /// and a failing run is replayed (same seed, same run) tracing the conversations whose
+    /// violations it prints. A bounded ring per conversation kept only the last events of a
+    /// long run, so the stretch around an early violation was gone by the end.
+    pub traces: BTreeMap<usize, Vec<(Millis, TraceEvent)>>,
     /// Per conversation: times at which a hand-off was not acknowledged.
     pub sink_trouble: Vec<Vec<Millis>>,
+    /// Per conversation: when the world injected a fault into one of its operations (a crash, a
+    /// store error or throttle, a trigger fault). Each may delay its hand-off by up to one
+    /// fault's recovery, which liveness allows for (`check/liveness.rs`).
+    pub faults_at: Vec<Vec<Millis>>,
+    /// Faults that may delay every conversation: the sweep's query crashed or was throttled.
+    pub global_faults_at: Vec<Millis>,
     /// Per conversation: operator pauses lull said it stored, as (request started, answered).
     pub pauses: Vec<Vec<(Millis, Millis)>>,
     /// Per conversation: operator resume requests, answered or not (a write may land before a
@@ -137,7 +145,8 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(work: &Workload) -> Recorder {
+    /// A recorder for `work` that traces the conversations in `traced`.
+    pub fn new(work: &Workload, traced: &[usize]) -> Recorder {
         Recorder {
             conv_index: work
                 .conversations
@@ -149,8 +158,9 @@ impl Recorder {
             accepted: vec![None; work.messages.len()],
             stored: vec![None; work.messages.len()],
             attempts: vec![0; work.messages.len()],
-            traces: vec![VecDeque::new(); work.conversations.len()],
+            traces: traced.iter().map(|&c| (c, Vec::new())).collect(),
             sink_trouble: vec![Vec::new(); work.conversations.len()],
+            faults_at: vec![Vec::new(); work.conversations.len()],
             pauses: vec![Vec::new(); work.conversations.len()],
             resumes: vec![Vec::new(); work.conversations.len()],
             ..Recorder::default()
@@ -163,12 +173,24 @@ impl Recorder {
         }
     }
 
-    pub fn trace_conv(&mut self, c: usize, at: Millis, ev: TraceEvent) {
-        let t = &mut self.traces[c];
-        if t.len() == TRACE_LEN {
-            t.pop_front();
+    /// The world injected a fault (`ev`) at `at` into an operation of conversation `key` (of
+    /// every conversation when `None`): counted, timed, and traced.
+    pub fn fault(&mut self, key: Option<&ConversationKey>, at: Millis, ev: TraceEvent) {
+        self.faults += 1;
+        match key.and_then(|k| self.conv_index.get(k)).copied() {
+            Some(c) => {
+                self.faults_at[c].push(at);
+                self.trace_conv(c, at, ev);
+            }
+            None if key.is_none() => self.global_faults_at.push(at),
+            None => {}
         }
-        t.push_back((at, ev));
+    }
+
+    pub fn trace_conv(&mut self, c: usize, at: Millis, ev: TraceEvent) {
+        if let Some(t) = self.traces.get_mut(&c) {
+            t.push((at, ev));
+        }
     }
 
     pub fn delivery(

@@ -29,8 +29,15 @@ pub(crate) use nothing_silent::Counted;
 /// Bounds the time checks allow.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Bounds {
-    /// Longest lag from due (or the predecessor's acknowledgement) to acknowledgement.
+    /// Longest lag from due (or the predecessor's acknowledgement) to acknowledgement when no
+    /// fault touched the conversation.
     pub max_lag: Duration,
+    /// What each fault injected into the conversation's operations (or into the sweep's query)
+    /// may add to that: the longest recovery from one fault (`check/liveness.rs`).
+    pub per_fault: Duration,
+    /// The hand-off lease: a fault up to this long before a batch's first message (a flush
+    /// that died holding the lease on its predecessor) can still delay it.
+    pub lease: Duration,
     /// Largest difference between two simulated hosts' clocks.
     pub skew: Duration,
 }
@@ -240,8 +247,15 @@ impl Ctx<'_> {
             _ => due,
         };
         let skew = self.input.bounds.skew;
+        // A pause requested before the batch was acknowledged (or within the fault-free lag of
+        // when it was due) may hold it: faults can delay a batch past that lag, and a pause
+        // holds pending batches too.
+        let seen = &self.batches[self.per_conv[conv][pos]];
+        let reach = latest
+            .plus(self.input.bounds.max_lag)
+            .max(seen.first_ack.unwrap_or(seen.first_start));
         for &(started, _) in &self.input.rec.pauses[conv] {
-            if started <= latest.plus(self.input.bounds.max_lag) {
+            if started <= reach {
                 latest = latest.max(started.plus(first.policy.pause).plus(skew));
             }
         }
