@@ -51,12 +51,13 @@ const COMMON_ENV: &[&str] = &[
     "LULL_IDLE_TTL",
     "LULL_DUE_SHARDS",
     "LULL_LOG_SECRET",
-    "LULL_PUBLIC_URL",
     "LULL_SECRET_PREFIX",
     "LULL_TENANT_REFRESH",
 ];
 /// Read by the roles that hand batches off.
-const SINK_ENV: &[&str] = &["LULL_SINK", "LULL_SINK_SECRET"];
+/// `LULL_PUBLIC_URL` too: only a batch carries a guard URL, and the webhook could not be given
+/// its own API's URL anyway (the HTTP API depends on the webhook function: a cycle).
+const SINK_ENV: &[&str] = &["LULL_SINK", "LULL_SINK_SECRET", "LULL_PUBLIC_URL"];
 /// Protocol settings only a hand-off uses: the webhook never calls a sink, so it does not read
 /// them (and a bad one cannot stop it).
 const HANDOFF_ONLY: &[&str] = &[var::SINK_TIMEOUT, var::RETRY_MIN, var::RETRY_MAX];
@@ -281,7 +282,12 @@ impl Settings {
             due_shards,
             sweep_limit,
             log_secret: r.get("LULL_LOG_SECRET").unwrap_or_default(),
-            public_url: r.get("LULL_PUBLIC_URL"),
+            // Only a hand-off builds guard URLs (see SINK_ENV).
+            public_url: if hands_off(role) {
+                r.get("LULL_PUBLIC_URL")
+            } else {
+                None
+            },
             secret_prefix: r
                 .get("LULL_SECRET_PREFIX")
                 .unwrap_or_else(|| "lull/tenants/".into()),
