@@ -8,10 +8,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use lull_core::guard::{GuardAnswer, GuardClaim};
 use lull_core::ports::{Clock, Sink, Trigger, WindowStore};
 use lull_core::protocol::Intake;
 use lull_core::protocol::{
-    AppendError, AppendOutcome, OperatorOutcome, PauseOutcome, PresenceOutcome,
+    AppendError, AppendOutcome, GuardError, OperatorOutcome, PauseOutcome, PresenceOutcome,
 };
 use lull_core::turn::{PauseReason, PresenceKind};
 use lull_core::{Buffer, ConversationKey, Message, Millis, Policy};
@@ -31,6 +32,10 @@ pub type OperatorFuture<'a> =
 /// The future of a pause or resume.
 pub type PauseFuture<'a> =
     Pin<Box<dyn Future<Output = Result<PauseOutcome, AppendError>> + Send + 'a>>;
+
+/// The future of a reply guard.
+pub type GuardFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<GuardAnswer, GuardError>> + Send + 'a>>;
 
 /// Appends one normalised message to the window of `key` under `policy`; applies presence
 /// events and operator pauses to it (`lull_core::protocol::Intake`).
@@ -62,6 +67,8 @@ pub trait Appender: Send + Sync {
         msg: Message,
         buffer: bool,
     ) -> OperatorFuture<'_>;
+    /// Answers a verified reply guard (`Intake::guard`).
+    fn guard(&self, claim: GuardClaim) -> GuardFuture<'_>;
 }
 
 impl<S, T, K, C> Appender for Buffer<S, T, K, C>
@@ -103,6 +110,10 @@ where
     ) -> OperatorFuture<'_> {
         self.intake().operator_boxed(key, policy, msg, buffer)
     }
+
+    fn guard(&self, claim: GuardClaim) -> GuardFuture<'_> {
+        Box::pin(async move { self.intake().guard(&claim).await })
+    }
 }
 
 impl<S, T, C> Appender for Intake<S, T, C>
@@ -142,6 +153,10 @@ where
         buffer: bool,
     ) -> OperatorFuture<'_> {
         self.operator_boxed(key, policy, msg, buffer)
+    }
+
+    fn guard(&self, claim: GuardClaim) -> GuardFuture<'_> {
+        Box::pin(async move { Intake::guard(self, &claim).await })
     }
 }
 

@@ -43,6 +43,13 @@ pub enum IngestError {
     /// Unknown tenant, or a request naming another tenant's account (403).
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// No such thing, or nothing this request may learn about (404): a reply guard token that
+    /// does not open.
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// It existed and ended (410): an expired reply guard, or its conversation or tenant gone.
+    #[error("gone: {0}")]
+    Gone(&'static str),
     /// The tenant directory, store or trigger failed (503): the gateway should retry. The
     /// string is the cause, for the log only: the answer says [`UNAVAILABLE`].
     #[error("unavailable, retry later: {0}")]
@@ -62,6 +69,8 @@ impl IngestError {
                 StatusCode::UNAUTHORIZED
             }
             IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
+            IngestError::NotFound(_) => StatusCode::NOT_FOUND,
+            IngestError::Gone(_) => StatusCode::GONE,
             IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -77,6 +86,8 @@ impl IngestError {
             IngestError::NotConfigured(_) => "not_configured",
             IngestError::Unauthorized(_) => "unauthorized",
             IngestError::Forbidden(_) => "forbidden",
+            IngestError::NotFound(_) => "not_found",
+            IngestError::Gone(_) => "gone",
             IngestError::Unavailable(_) => "unavailable",
         }
     }

@@ -42,6 +42,8 @@ pub struct IngestState {
     pub config: Arc<IngestConfig>,
     /// LIDs learned from messages, for presence events that name only the LID.
     pub lids: Arc<LidMap>,
+    /// The deployment's reply guard key: `GET /guard/{token}` answers 404 without it.
+    pub guard: Option<lull_sink::GuardKey>,
 }
 
 impl IngestState {
@@ -55,6 +57,13 @@ impl IngestState {
             tenants,
             config: Arc::new(config),
             lids: Arc::new(LidMap::default()),
+            guard: None,
         }
+    }
+
+    /// The state answering reply guards sealed under `key`.
+    pub fn with_guard(mut self, key: lull_sink::GuardKey) -> Self {
+        self.guard = Some(key);
+        self
     }
 }

@@ -10,6 +10,7 @@
 //! - [`timing`]: the one rule from the sink timeout to the lease and every deadline.
 //! - [`memory`]: in-memory adapters, the reference for every store's conditional semantics.
 //! - [`sim`]: the deterministic fault-injection simulator that checks the invariants.
+//! - [`guard`]: the reply guard a batch carries, and its answer.
 //! - [`turn`]: the end-of-turn rule (fixed, adaptive and typing-aware quiet, operator pause).
 //!
 //! No I/O lives here: no AWS, SQLite or HTTP. Shells (the Lambdas, the local server) read
@@ -18,6 +19,7 @@
 pub mod batch;
 #[cfg(feature = "contract")]
 pub mod contract;
+pub mod guard;
 pub mod key;
 pub mod memory;
 pub mod message;

@@ -9,6 +9,7 @@
 
 mod model;
 mod replay;
+mod reply;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -38,6 +39,68 @@ pub struct TurnsArgs {
     /// Also write the figures as CSV here (for `scripts/plot_turns.py`).
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Also write the AI-step figures (stale answers per `on_newer`) as CSV here (for
+    /// `scripts/plot_turns.py --replies`).
+    #[arg(long)]
+    pub reply_csv: Option<PathBuf>,
+}
+
+/// The end-of-turn policies the AI step is modelled after ([`reply`]).
+const REPLY_POLICIES: [&str; 4] = ["fixed-8s", "adaptive", "typing", "both"];
+
+/// The AI-step figures of one end-of-turn policy, bot and population.
+#[derive(Default, Clone)]
+struct ReplyFigures {
+    turns: u64,
+    messages: u64,
+    replies: u64,
+    stale: u64,
+    calls: u64,
+    wasted: u64,
+    answer_s: Vec<f64>,
+    silence_s: Vec<f64>,
+}
+
+#[derive(Clone, Copy)]
+struct ReplySummary {
+    turns: u64,
+    replies: u64,
+    /// Stale replies, % of turns (a split turn answered in parts is one).
+    stale_pct: f64,
+    median_answer_s: f64,
+    p90_answer_s: f64,
+    calls_per_message: f64,
+    wasted_per_message: f64,
+    median_silence_s: f64,
+}
+
+impl ReplyFigures {
+    fn add(&mut self, o: reply::Outcome, messages: u64, turns: usize) {
+        self.turns += turns as u64;
+        self.messages += messages;
+        self.replies += o.replies;
+        self.stale += o.stale;
+        self.calls += o.calls;
+        self.wasted += o.wasted;
+        self.answer_s.extend(o.answer_s);
+        self.silence_s.extend(o.silence_s);
+    }
+
+    fn summary(&mut self) -> ReplySummary {
+        util::sort(&mut self.answer_s);
+        util::sort(&mut self.silence_s);
+        let m = self.messages.max(1) as f64;
+        ReplySummary {
+            turns: self.turns,
+            replies: self.replies,
+            stale_pct: pct_of(self.stale, self.turns),
+            median_answer_s: util::pct(&self.answer_s, 50.0),
+            p90_answer_s: util::pct(&self.answer_s, 90.0),
+            calls_per_message: self.calls as f64 / m,
+            wasted_per_message: self.wasted as f64 / m,
+            median_silence_s: util::pct(&self.silence_s, 50.0),
+        }
+    }
 }
 
 /// The policies compared: fixed quiet 1..10 s, adaptive, typing-aware, both.
@@ -340,16 +403,50 @@ pub fn run(a: &TurnsArgs) -> Res<()> {
         .map(|i| model::conversation(&m, a.seed.wrapping_mul(1_000_003).wrapping_add(i)))
         .collect();
     let mut rows = Vec::new();
+    let mut reply_rows = Vec::new();
     for (name, policy) in policies() {
         policy.validate().map_err(|e| format!("{name}: {e}"))?;
         let mut with = Figures::default();
         let mut without = Figures::default();
-        for c in &convs {
+        // The AI step after the hand-off, for the policies a tenant would run.
+        let modelled = REPLY_POLICIES.contains(&name.as_str());
+        let mut replies: Vec<ReplyFigures> = vec![ReplyFigures::default(); 4];
+        for (i, c) in convs.iter().enumerate() {
             let r = replay::replay(&policy, c);
+            if modelled {
+                for (b, bot) in reply::Bot::ALL.into_iter().enumerate() {
+                    let seed = a.seed.wrapping_mul(7_919).wrapping_add(i as u64);
+                    let o = reply::run(bot, c, &r, seed);
+                    replies[b * 2 + usize::from(!c.presence)].add(o, r.messages, r.turn_last.len());
+                }
+            }
             if c.presence {
                 with.add(&r, c);
             } else {
                 without.add(&r, c);
+            }
+        }
+        if modelled {
+            for (b, bot) in reply::Bot::ALL.into_iter().enumerate() {
+                for (k, signals) in ["yes", "no"].into_iter().enumerate() {
+                    let s = replies[b * 2 + k].summary();
+                    println!(
+                        "bench=turns_reply policy={name} on_newer={} signals={signals} turns={} \
+                         replies={} stale_answers_pct={:.2} median_answer_s={:.2} \
+                         p90_answer_s={:.2} ai_calls_per_message={:.4} \
+                         wasted_calls_per_message={:.4} median_silence_s={:.2}",
+                        bot.name(),
+                        s.turns,
+                        s.replies,
+                        s.stale_pct,
+                        s.median_answer_s,
+                        s.p90_answer_s,
+                        s.calls_per_message,
+                        s.wasted_per_message,
+                        s.median_silence_s,
+                    );
+                    reply_rows.push((name.clone(), bot, signals, s));
+                }
             }
         }
         for (signals, f) in [("yes", &mut with), ("no", &mut without)] {
@@ -400,6 +497,41 @@ pub fn run(a: &TurnsArgs) -> Res<()> {
              split_turns_pct={:.2} fixed8_split_turns_pct={:.2} met={without_ok}",
             typing.median_s, typing.split_pct, adaptive.median_s, adaptive.split_pct, fixed8.split_pct
         );
+    }
+    if let Some(s) = reply_rows
+        .iter()
+        .find(|(n, b, sig, _)| n == "both" && *b == reply::Bot::Supersede && *sig == "yes")
+        .map(|r| r.3)
+    {
+        println!(
+            "bench=turns_reply verdict policy=both on_newer=supersede signals=yes \
+             stale_answers_pct={:.2} median_silence_s={:.2} met={}",
+            s.stale_pct,
+            s.median_silence_s,
+            s.stale_pct <= 1.0 && s.median_silence_s <= 2.0
+        );
+    }
+    if let Some(path) = &a.reply_csv {
+        let mut f = std::fs::File::create(path)?;
+        writeln!(
+            f,
+            "policy,on_newer,signals,turns,replies,stale_answers_pct,median_answer_s,p90_answer_s,ai_calls_per_message,wasted_calls_per_message,median_silence_s"
+        )?;
+        for (name, bot, signals, s) in &reply_rows {
+            writeln!(
+                f,
+                "{name},{},{signals},{},{},{:.3},{:.3},{:.3},{:.5},{:.5},{:.3}",
+                bot.name(),
+                s.turns,
+                s.replies,
+                s.stale_pct,
+                s.median_answer_s,
+                s.p90_answer_s,
+                s.calls_per_message,
+                s.wasted_per_message,
+                s.median_silence_s
+            )?;
+        }
     }
     if let Some(path) = &a.csv {
         let mut f = std::fs::File::create(path)?;

@@ -81,6 +81,15 @@ pub struct ServeArgs {
     /// [default: 65536].
     #[arg(long, env = "LULL_MAX_BYTES", value_name = "BYTES")]
     pub max_bytes: Option<u64>,
+    /// What the next batch does when the user wrote again before the bot answered one: append
+    /// (today's behaviour) or supersede (it repeats the superseded batch as `context`;
+    /// docs/batch.md, "The reply guard") [default: append].
+    #[arg(long, env = "LULL_ON_NEWER", value_name = "append|supersede")]
+    pub on_newer: Option<String>,
+    /// The public base URL of --listen (what bots reach it as, e.g. behind a proxy): each
+    /// batch's reply guard is GET {public_url}/guard/{token} [default: http://<listen address>].
+    #[arg(long, env = "LULL_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
     /// Where batches go: stdout, jsonl:PATH, or an http(s):// URL [default: stdout].
     #[arg(long, env = "LULL_SINK", value_name = "SINK")]
     pub sink: Option<String>,
@@ -348,6 +357,8 @@ pub enum LogFormat {
 #[derive(Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The reply guards' base URL (`--public-url`); empty: `http://` + the address listened on.
+    pub public_url: String,
     pub ops_listen: SocketAddr,
     /// The ops token(s) (`crate::serve` sends the first one from `lull redrive` and
     /// `lull conversations`).
@@ -411,6 +422,22 @@ pub fn read_file(path: Option<&Path>) -> Result<FileConfig, ServeConfigError> {
     })
 }
 
+/// A public base URL: absolute http(s), without query or fragment; its trailing `/` dropped.
+fn public_url(v: &str) -> Result<String, String> {
+    let t = v.trim().trim_end_matches('/');
+    let rest = t
+        .strip_prefix("https://")
+        .or_else(|| t.strip_prefix("http://"))
+        .ok_or("expected an absolute http:// or https:// URL")?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err("the URL names no host".into());
+    }
+    if t.contains(['?', '#', ' ']) {
+        return Err("a base URL takes no query, fragment or spaces".into());
+    }
+    Ok(t.to_string())
+}
+
 /// An address setting.
 fn address(
     r: &Reader<'_, Layers>,
@@ -463,6 +490,10 @@ impl ServeArgs {
                 .unwrap_or_else(|| defaults::DATA_DIR.into()),
         );
 
+        let public_url = match r.get("LULL_PUBLIC_URL") {
+            None => String::new(),
+            Some(v) => public_url(&v).map_err(|e| r.invalid("LULL_PUBLIC_URL", v.clone(), e))?,
+        };
         let sink = r.get("LULL_SINK").unwrap_or_else(|| defaults::SINK.into());
         let sink_secrets: Vec<String> =
             lull_ingest::Secrets::from_list(&r.get("LULL_SINK_SECRET").unwrap_or_default())
@@ -516,6 +547,7 @@ impl ServeArgs {
             lull_ingest::Secrets::from_list(&r.get("LULL_OPS_TOKEN").unwrap_or_default());
         Ok(Config {
             listen,
+            public_url,
             ops_listen,
             ops_tokens,
             trust_forwarded,

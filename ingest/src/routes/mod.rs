@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod evolution;
 pub mod generic;
+pub mod guard;
 pub mod meta;
 mod operator;
 pub mod twilio;
@@ -60,6 +61,7 @@ pub const WEBHOOK_ROUTES: &[(&str, &str)] = &[
     ("POST", "/webhook/waha"),
     ("POST", "/admin/conversations/pause"),
     ("POST", "/admin/conversations/resume"),
+    ("GET", "/guard/{token}"),
 ];
 
 /// The webhook `Router`: serve it locally or through `lambda_http`.
@@ -71,6 +73,7 @@ pub const WEBHOOK_ROUTES: &[(&str, &str)] = &[
 /// - `POST /webhook/generic`
 /// - `POST /webhook/waha`
 /// - `POST /admin/conversations/pause`, `/admin/conversations/resume` (bearer `admin_token`)
+/// - `GET /guard/{token}`: a batch's reply guard (the token is the credential)
 pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/webhook/meta", get(meta::verify).post(meta::receive))
@@ -89,6 +92,7 @@ pub fn router(state: IngestState) -> Router {
         .route("/webhook/waha", post(waha::receive))
         .route("/admin/conversations/pause", post(admin::pause))
         .route("/admin/conversations/resume", post(admin::resume))
+        .route("/guard/{token}", get(guard::check))
         .with_state(state)
 }
 

@@ -9,6 +9,7 @@
 mod append;
 mod flush;
 mod operator;
+mod guard;
 mod outcome;
 mod plan;
 pub mod stale;
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub use append::{AppendError, AppendOutcome};
 pub use flush::{FlushError, MAX_RETRY_AFTER};
 pub use operator::OperatorOutcome;
+pub use guard::GuardError;
 pub use outcome::{Claim, Disposition, FlushEnd, FlushReport, HandedOff};
 pub use sweep::{SweepReport, SWEEP_CONCURRENCY};
 pub use turn::{PauseOutcome, PresenceOutcome};
@@ -105,6 +107,8 @@ pub struct Handoff<S, T, K, C> {
     sink: K,
     clock: C,
     config: BufferConfig,
+    /// Seals each batch's reply guard; `None`: batches carry none.
+    guard: Option<std::sync::Arc<dyn crate::guard::GuardSeal>>,
 }
 
 impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
@@ -115,7 +119,14 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
             sink,
             clock,
             config,
+            guard: None,
         }
+    }
+
+    /// Every batch handed off carries a reply guard sealed by `seal`.
+    pub fn with_reply_guard(mut self, seal: std::sync::Arc<dyn crate::guard::GuardSeal>) -> Self {
+        self.guard = Some(seal);
+        self
     }
 
     /// The protocol settings this hand-off runs under.
