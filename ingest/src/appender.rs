@@ -67,8 +67,8 @@ pub trait Appender: Send + Sync {
         msg: Message,
         buffer: bool,
     ) -> OperatorFuture<'_>;
-    /// Answers a verified reply guard (`Intake::guard`).
-    fn guard(&self, claim: GuardClaim) -> GuardFuture<'_>;
+    /// Answers a verified reply guard under its tenant's `policy` (`Intake::guard`).
+    fn guard(&self, claim: GuardClaim, policy: Policy) -> GuardFuture<'_>;
 }
 
 impl<S, T, K, C> Appender for Buffer<S, T, K, C>
@@ -111,8 +111,8 @@ where
         self.intake().operator_boxed(key, policy, msg, buffer)
     }
 
-    fn guard(&self, claim: GuardClaim) -> GuardFuture<'_> {
-        Box::pin(async move { self.intake().guard(&claim).await })
+    fn guard(&self, claim: GuardClaim, policy: Policy) -> GuardFuture<'_> {
+        Box::pin(async move { self.intake().guard(&claim, typing_rule(&policy)).await })
     }
 }
 
@@ -155,9 +155,17 @@ where
         self.operator_boxed(key, policy, msg, buffer)
     }
 
-    fn guard(&self, claim: GuardClaim) -> GuardFuture<'_> {
-        Box::pin(async move { Intake::guard(self, &claim).await })
+    fn guard(&self, claim: GuardClaim, policy: Policy) -> GuardFuture<'_> {
+        Box::pin(async move { Intake::guard(self, &claim, typing_rule(&policy)).await })
     }
+}
+
+/// The typing rule a guard answers `typing` by: the tenant's, under `on_newer = "supersede"`
+/// only (the presence after a close is kept for those tenants alone).
+fn typing_rule(policy: &Policy) -> Option<lull_core::turn::TypingRule> {
+    (policy.on_newer == lull_core::policy::OnNewer::Supersede)
+        .then(|| policy.turn().typing)
+        .flatten()
 }
 
 /// The boxed futures both implementations hand out.

@@ -12,12 +12,22 @@ use uuid::Uuid;
 
 use crate::key::ConversationKey;
 use crate::time::Millis;
+use crate::turn::PresenceKind;
 use crate::window::Conversation;
 
 /// The most batches one thought spans under `on_newer = "supersede"`: a batch that already
 /// carries this many minus one superseded batches as `context` is never superseded itself, so a
 /// user who types without pause still gets an answer (at the latest to the third batch).
 pub const MAX_THOUGHT_BATCHES: u32 = 3;
+
+/// The longest after a batch's close that its guard answers `typing` (the user is composing the
+/// next message): the bot holds a finished reply at most this long in all, so typing delays an
+/// answer by at most this, and the hand-off (answered after the reply, under `supersede`) stays
+/// well inside the sink timeout (60 s).
+pub const MAX_TYPING_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How soon a bot told `typing` asks again (the answer's `retry_after_ms`, at most).
+pub const TYPING_RETRY_MS: u64 = 1_000;
 
 /// What a batch carries: the URL the bot GETs (no other credentials).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +54,10 @@ pub struct GuardClaim {
     /// The end of the guard's validity, ms: the batch's close + the dedupe horizon.
     #[serde(rename = "e")]
     pub expires_at: u64,
+    /// When the batch closed, ms: a presence received after it is the user typing again. 0 in
+    /// guards sealed before it existed (they never answer `typing`).
+    #[serde(rename = "t", default)]
+    pub closed_at: u64,
 }
 
 /// Seals a claim into the reply guard a batch carries (the shell's key and public URL).
@@ -65,6 +79,12 @@ pub enum GuardAnswer {
         newer_messages: u64,
         supersede: bool,
     },
+    /// No newer message yet, but the user is typing one: the record's latest presence came
+    /// after the batch closed and would still hold a window by the tenant's typing rule (a
+    /// `composing`/`recording` for the typing hold, a `paused`/`available` for the stop grace).
+    /// Hold the reply and ask again after `retry_after_ms`. Said at most [`MAX_TYPING_WAIT`] after the close; a bot
+    /// that does not know this state may treat it as `current`.
+    Typing { retry_after_ms: u64 },
 }
 
 /// A guard that cannot be answered: the route's 4xx.
@@ -86,12 +106,24 @@ pub fn answer(
     claim: &GuardClaim,
     now: Millis,
 ) -> Result<GuardAnswer, GuardRefused> {
+    answer_typing(conv, claim, now, None)
+}
+
+/// [`answer`], and `Typing` when `typing` (the tenant's typing rule) is set and the record's
+/// latest presence says the user is composing since the batch closed (see
+/// [`GuardAnswer::Typing`]). A newer message always wins: `superseded` is never held back.
+pub fn answer_typing(
+    conv: Option<&Conversation>,
+    claim: &GuardClaim,
+    now: Millis,
+    typing: Option<crate::turn::TypingRule>,
+) -> Result<GuardAnswer, GuardRefused> {
     if claim.expires_at < now.0 {
         return Err(GuardRefused::Expired);
     }
     let conv = conv.ok_or(GuardRefused::Gone)?;
     let newer = match conv.accepted.checked_sub(claim.accepted) {
-        Some(0) => return Ok(GuardAnswer::Current),
+        Some(0) => return Ok(typing_wait(conv, claim, now, typing)),
         Some(n) => n,
         None => conv.accepted.max(1),
     };
@@ -99,6 +131,36 @@ pub fn answer(
         newer_messages: newer,
         supersede: conv.is_superseded(claim.gen),
     })
+}
+
+/// `Typing` or `Current` for a batch with nothing newer.
+fn typing_wait(
+    conv: &Conversation,
+    claim: &GuardClaim,
+    now: Millis,
+    typing: Option<crate::turn::TypingRule>,
+) -> GuardAnswer {
+    let limit = Millis(claim.closed_at).plus(MAX_TYPING_WAIT);
+    let (Some(rule), Some(p)) = (typing, conv.turn.presence) else {
+        return GuardAnswer::Current;
+    };
+    // As the end-of-turn rule holds a window: a `composing`/`recording` for the typing hold, a
+    // `paused`/`available` (stopped for now: a mid-message pause) for the stop grace.
+    let hold = match p.kind {
+        PresenceKind::Composing | PresenceKind::Recording => rule.hold_ms,
+        PresenceKind::Paused | PresenceKind::Available => rule.stop_grace(),
+        PresenceKind::Unavailable => return GuardAnswer::Current,
+    };
+    let held_until = p.at.0.saturating_add(u64::from(hold)).min(limit.0);
+    if claim.closed_at == 0 || p.at.0 <= claim.closed_at {
+        return GuardAnswer::Current;
+    }
+    match held_until.checked_sub(now.0) {
+        Some(left) if left > 0 => GuardAnswer::Typing {
+            retry_after_ms: left.min(TYPING_RETRY_MS),
+        },
+        _ => GuardAnswer::Current,
+    }
 }
 
 /// The claim a batch of `conv` (pending, generation `gen`) is guarded by, valid for `horizon`.
@@ -113,6 +175,7 @@ pub fn claim_for(
         batch_id: batch.batch_id,
         accepted: batch.accepted,
         expires_at: batch.closed_at.plus(horizon).0,
+        closed_at: batch.closed_at.0,
     }
 }
 
@@ -215,6 +278,133 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"state": "superseded", "newer_messages": 2, "supersede": true})
+        );
+    }
+
+    fn amend(id: &str, target: &str, kind: crate::message::MessageKind) -> Message {
+        Message {
+            kind,
+            text: (kind == crate::message::MessageKind::Edit).then(|| "3 pizzas".to_string()),
+            target: Some(crate::message::Target {
+                message_id: target.into(),
+                batch_id: None,
+            }),
+            ..Message::text(id, "user", "")
+        }
+    }
+
+    #[test]
+    fn an_edit_or_unsend_after_the_close_is_a_newer_message() {
+        use crate::message::MessageKind;
+        for kind in [MessageKind::Edit, MessageKind::Revoke] {
+            let (c, claim) = closed_then(0);
+            let mut r = counter();
+            let p = Policy::default();
+            let horizon = std::time::Duration::from_secs(3600);
+            // The user edits (or unsends) "m0", which is in the closed batch.
+            let c = c
+                .plan_item(amend("e0", "m0", kind), &p, Millis(22_000), horizon, &mut r)
+                .unwrap()
+                .next;
+            assert_eq!(
+                answer(Some(&c), &claim, Millis(23_000)),
+                Ok(GuardAnswer::Superseded {
+                    newer_messages: 1,
+                    supersede: false
+                }),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn typing_after_the_close_holds_the_reply_within_its_bounds() {
+        use crate::turn::{Presence, PresenceKind, TypingRule};
+        let rule = TypingRule {
+            grace_ms: 1_500,
+            hold_ms: 12_000,
+            stop_grace_ms: None,
+        };
+        let (mut c, claim) = closed_then(0);
+        let typing =
+            |c: &Conversation, at: u64| answer_typing(Some(c), &claim, Millis(at), Some(rule));
+        // No presence since the close: current.
+        assert_eq!(typing(&c, 21_000), Ok(GuardAnswer::Current));
+        // A `composing` before the close says nothing of the batch.
+        c.turn.presence = Some(Presence {
+            kind: PresenceKind::Composing,
+            at: Millis(claim.closed_at),
+            sent_at: None,
+        });
+        assert_eq!(typing(&c, 21_000), Ok(GuardAnswer::Current));
+        // One after it: typing, until the hold ends.
+        c.turn.presence = Some(Presence {
+            kind: PresenceKind::Composing,
+            at: Millis(25_000),
+            sent_at: None,
+        });
+        assert_eq!(
+            typing(&c, 26_000),
+            Ok(GuardAnswer::Typing {
+                retry_after_ms: TYPING_RETRY_MS
+            })
+        );
+        assert_eq!(
+            typing(&c, 36_500),
+            Ok(GuardAnswer::Typing {
+                retry_after_ms: 500
+            })
+        );
+        assert_eq!(typing(&c, 37_000), Ok(GuardAnswer::Current));
+        // Never past MAX_TYPING_WAIT after the close, however often `composing` repeats.
+        let limit = claim.closed_at + MAX_TYPING_WAIT.as_millis() as u64;
+        c.turn.presence = Some(Presence {
+            kind: PresenceKind::Composing,
+            at: Millis(limit - 1_000),
+            sent_at: None,
+        });
+        assert!(matches!(
+            typing(&c, limit - 500),
+            Ok(GuardAnswer::Typing { .. })
+        ));
+        assert_eq!(typing(&c, limit), Ok(GuardAnswer::Current));
+        // `paused`: current; without the tenant's typing rule: current.
+        c.turn.presence = Some(Presence {
+            kind: PresenceKind::Paused,
+            at: Millis(25_000),
+            sent_at: None,
+        });
+        assert_eq!(typing(&c, 26_000), Ok(GuardAnswer::Current));
+        c.turn.presence = Some(Presence {
+            kind: PresenceKind::Composing,
+            at: Millis(25_000),
+            sent_at: None,
+        });
+        assert_eq!(
+            answer(Some(&c), &claim, Millis(26_000)),
+            Ok(GuardAnswer::Current)
+        );
+        // A newer message wins over typing.
+        let c = c
+            .plan_append(
+                Message::text("n", "user", "and"),
+                &Policy::default(),
+                Millis(26_000),
+                &mut counter(),
+            )
+            .unwrap()
+            .next;
+        assert!(matches!(
+            typing(&c, 26_500),
+            Ok(GuardAnswer::Superseded { .. })
+        ));
+        let v = serde_json::to_value(GuardAnswer::Typing {
+            retry_after_ms: 1_000,
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"state": "typing", "retry_after_ms": 1000})
         );
     }
 }

@@ -57,6 +57,10 @@ struct ReplyFigures {
     stale: u64,
     calls: u64,
     wasted: u64,
+    causes: [u64; 5],
+    max_wait_cut: u64,
+    guards: u64,
+    after_send_gap_s: Vec<f64>,
     answer_s: Vec<f64>,
     silence_s: Vec<f64>,
 }
@@ -72,6 +76,15 @@ struct ReplySummary {
     calls_per_message: f64,
     wasted_per_message: f64,
     median_silence_s: f64,
+    /// Stale answers by cause, % of turns (as [`reply::StaleCause::ALL`]).
+    causes_pct: [f64; 5],
+    max_wait_cut_pct: f64,
+    guards_per_message: f64,
+    /// How much longer every reply would have to be held (after its generation, and after the
+    /// guard's `typing` answers) for stale answers to reach 1% of turns: the gap that many of
+    /// the after-send answers' missing messages came within (0: met already).
+    hold_for_1pct_s: f64,
+    median_after_send_gap_s: f64,
 }
 
 impl ReplyFigures {
@@ -80,14 +93,33 @@ impl ReplyFigures {
         self.messages += messages;
         self.replies += o.replies;
         self.stale += o.stale;
+        for (sum, n) in self.causes.iter_mut().zip(o.causes) {
+            *sum += n;
+        }
+        self.max_wait_cut += o.max_wait_cut;
+        self.guards += o.guards;
+        self.after_send_gap_s.extend(o.after_send_gap_s);
         self.calls += o.calls;
         self.wasted += o.wasted;
         self.answer_s.extend(o.answer_s);
         self.silence_s.extend(o.silence_s);
     }
 
+    /// The hold that would catch enough after-send answers for stale answers to reach `pct`% of
+    /// turns (`after_send_gap_s` sorted; infinite when even all of them would not do).
+    fn hold_for(&self, pct: f64) -> f64 {
+        let allowed = (pct / 100.0 * self.turns as f64).floor() as u64;
+        let excess = self.stale.saturating_sub(allowed) as usize;
+        match excess {
+            0 => 0.0,
+            n if n <= self.after_send_gap_s.len() => self.after_send_gap_s[n - 1],
+            _ => f64::INFINITY,
+        }
+    }
+
     fn summary(&mut self) -> ReplySummary {
         util::sort(&mut self.answer_s);
+        util::sort(&mut self.after_send_gap_s);
         util::sort(&mut self.silence_s);
         let m = self.messages.max(1) as f64;
         ReplySummary {
@@ -99,8 +131,32 @@ impl ReplyFigures {
             calls_per_message: self.calls as f64 / m,
             wasted_per_message: self.wasted as f64 / m,
             median_silence_s: util::pct(&self.silence_s, 50.0),
+            causes_pct: self.causes.map(|n| pct_of(n, self.turns)),
+            max_wait_cut_pct: pct_of(self.max_wait_cut, self.turns),
+            guards_per_message: self.guards as f64 / m,
+            hold_for_1pct_s: self.hold_for(1.0),
+            median_after_send_gap_s: util::pct(&self.after_send_gap_s, 50.0),
         }
     }
+}
+
+/// The `bench=turns_reply stale_causes` line: why the stale answers of one row are stale.
+fn print_stale_causes(policy: &str, bot: reply::Bot, signals: &str, s: &ReplySummary) {
+    let causes: Vec<String> = reply::StaleCause::ALL
+        .iter()
+        .map(|c| format!("{}_pct={:.2}", c.name(), s.causes_pct[*c as usize]))
+        .collect();
+    println!(
+        "bench=turns_reply stale_causes policy={policy} on_newer={} signals={signals} {} \
+         max_wait_cut_pct={:.2} guard_calls_per_message={:.4} median_after_send_gap_s={:.2} \
+         hold_needed_for_1pct_s={:.2}",
+        bot.name(),
+        causes.join(" "),
+        s.max_wait_cut_pct,
+        s.guards_per_message,
+        s.median_after_send_gap_s,
+        s.hold_for_1pct_s,
+    );
 }
 
 /// The policies compared: fixed quiet 1..10 s, adaptive, typing-aware, both.
@@ -410,13 +466,16 @@ pub fn run(a: &TurnsArgs) -> Res<()> {
         let mut without = Figures::default();
         // The AI step after the hand-off, for the policies a tenant would run.
         let modelled = REPLY_POLICIES.contains(&name.as_str());
-        let mut replies: Vec<ReplyFigures> = vec![ReplyFigures::default(); 4];
+        let mut replies: Vec<ReplyFigures> =
+            vec![ReplyFigures::default(); reply::Bot::ALL.len() * 2];
+        let typing = policy.typing;
         for (i, c) in convs.iter().enumerate() {
             let r = replay::replay(&policy, c);
             if modelled {
                 for (b, bot) in reply::Bot::ALL.into_iter().enumerate() {
                     let seed = a.seed.wrapping_mul(7_919).wrapping_add(i as u64);
-                    let o = reply::run(bot, c, &r, seed);
+                    let rule = typing.filter(|_| c.presence);
+                    let o = reply::run(bot, c, &r, seed, rule);
                     replies[b * 2 + usize::from(!c.presence)].add(o, r.messages, r.turn_last.len());
                 }
             }
@@ -445,6 +504,7 @@ pub fn run(a: &TurnsArgs) -> Res<()> {
                         s.wasted_per_message,
                         s.median_silence_s,
                     );
+                    print_stale_causes(&name, bot, signals, &s);
                     reply_rows.push((name.clone(), bot, signals, s));
                 }
             }
@@ -500,11 +560,11 @@ pub fn run(a: &TurnsArgs) -> Res<()> {
     }
     if let Some(s) = reply_rows
         .iter()
-        .find(|(n, b, sig, _)| n == "both" && *b == reply::Bot::Supersede && *sig == "yes")
+        .find(|(n, b, sig, _)| n == "both" && *b == reply::Bot::SupersedeWait && *sig == "yes")
         .map(|r| r.3)
     {
         println!(
-            "bench=turns_reply verdict policy=both on_newer=supersede signals=yes \
+            "bench=turns_reply verdict policy=both on_newer=supersede+wait signals=yes \
              stale_answers_pct={:.2} median_silence_s={:.2} met={}",
             s.stale_pct,
             s.median_silence_s,

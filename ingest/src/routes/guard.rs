@@ -11,6 +11,7 @@
 //! ```text
 //! 200 {"state":"current"}
 //! 200 {"state":"superseded","newer_messages":2,"supersede":true}
+//! 200 {"state":"typing","retry_after_ms":1000}
 //! ```
 
 use axum::extract::{Path, State};
@@ -43,12 +44,12 @@ async fn answer(st: &IngestState, token: &str) -> Result<Response, IngestError> 
         .find(claim.key.provider, &claim.key.account)
         .await
         .map_err(|e| IngestError::Unavailable(format!("tenant directory: {}", e.0)))?;
-    if tenant.is_none() {
+    let Some(tenant) = tenant else {
         return Err(IngestError::Gone(
             "the batch's tenant is no longer served here",
         ));
-    }
-    match st.appender.guard(claim).await {
+    };
+    match st.appender.guard(claim, tenant.policy).await {
         Ok(said) => Ok((
             [
                 (header::CONTENT_TYPE, "application/json"),

@@ -8,9 +8,10 @@
 use metrics::counter;
 
 use super::Intake;
-use crate::guard::{answer, GuardAnswer, GuardClaim, GuardRefused};
+use crate::guard::{answer_typing, GuardAnswer, GuardClaim, GuardRefused};
 use crate::metrics as m;
 use crate::ports::{Clock, StoreError, Trigger, WindowStore, Written};
+use crate::turn::TypingRule;
 
 /// Why a guard got no answer.
 #[derive(Debug, thiserror::Error)]
@@ -25,12 +26,17 @@ pub enum GuardError {
 }
 
 impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
-    /// Answers the reply guard `claim` (already verified by the shell).
-    pub async fn guard(&self, claim: &GuardClaim) -> Result<GuardAnswer, GuardError> {
+    /// Answers the reply guard `claim` (already verified by the shell); `typing`: the tenant's
+    /// typing rule (`None`: presence off, the guard never answers `typing`).
+    pub async fn guard(
+        &self,
+        claim: &GuardClaim,
+        typing: Option<TypingRule>,
+    ) -> Result<GuardAnswer, GuardError> {
         let mut current = self.store.load(&claim.key).await?;
         for _ in 0..self.config.max_write_attempts {
             let now = self.clock.now();
-            let said = answer(current.as_ref(), claim, now)?;
+            let said = answer_typing(current.as_ref(), claim, now, typing)?;
             let Some(conv) = current.as_ref() else {
                 return Ok(said);
             };
@@ -49,7 +55,7 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
             match self.store.replace(conv.ver, &next).await? {
                 Written::Ok => {
                     counter!(m::SUPERSEDED, "by" => "guard").increment(1);
-                    let said = answer(Some(&next), claim, now)?;
+                    let said = answer_typing(Some(&next), claim, now, typing)?;
                     counter!(m::GUARDS, "state" => state_label(said)).increment(1);
                     return Ok(said);
                 }
@@ -73,5 +79,6 @@ fn state_label(a: GuardAnswer) -> &'static str {
             supersede: true, ..
         } => "superseded",
         GuardAnswer::Superseded { .. } => "newer",
+        GuardAnswer::Typing { .. } => "typing",
     }
 }

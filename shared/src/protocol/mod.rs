@@ -8,8 +8,8 @@
 
 mod append;
 mod flush;
-mod operator;
 mod guard;
+mod operator;
 mod outcome;
 mod plan;
 pub mod stale;
@@ -22,8 +22,8 @@ use std::time::Duration;
 
 pub use append::{AppendError, AppendOutcome};
 pub use flush::{FlushError, MAX_RETRY_AFTER};
-pub use operator::OperatorOutcome;
 pub use guard::GuardError;
+pub use operator::OperatorOutcome;
 pub use outcome::{Claim, Disposition, FlushEnd, FlushReport, HandedOff};
 pub use sweep::{SweepReport, SWEEP_CONCURRENCY};
 pub use turn::{PauseOutcome, PresenceOutcome};
