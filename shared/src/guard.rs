@@ -368,13 +368,22 @@ mod tests {
             Ok(GuardAnswer::Typing { .. })
         ));
         assert_eq!(typing(&c, limit), Ok(GuardAnswer::Current));
-        // `paused`: current; without the tenant's typing rule: current.
+        // `paused` (a mid-message pause): the stop grace; `unavailable`: current.
         c.turn.presence = Some(Presence {
             kind: PresenceKind::Paused,
             at: Millis(25_000),
             sent_at: None,
         });
+        assert!(matches!(typing(&c, 26_000), Ok(GuardAnswer::Typing { .. })));
+        let after_grace = 25_000 + u64::from(rule.stop_grace());
+        assert_eq!(typing(&c, after_grace), Ok(GuardAnswer::Current));
+        c.turn.presence = Some(Presence {
+            kind: PresenceKind::Unavailable,
+            at: Millis(25_000),
+            sent_at: None,
+        });
         assert_eq!(typing(&c, 26_000), Ok(GuardAnswer::Current));
+        // Without the tenant's typing rule: current.
         c.turn.presence = Some(Presence {
             kind: PresenceKind::Composing,
             at: Millis(25_000),
