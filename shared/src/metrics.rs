@@ -48,7 +48,8 @@ pub const PAUSES: &str = "lull_pauses_total";
 /// (an unsend closed its window without a batch), `forwarded`, `early`, `late_edited`,
 /// `dropped`, `suppressed` (a late or resent original of an unsent message)).
 pub const AMENDS: &str = "lull_amends_total";
-/// Reply guards answered (label `state`: `current`; `superseded`: the next batch carries the
+/// Reply guards answered (label `state`: `current`; `typing`: hold the reply, the user is typing;
+/// `superseded`: the next batch carries the
 /// batch as context; `newer`: messages came after it, but it will not be carried).
 pub const GUARDS: &str = "lull_reply_guards_total";
 /// Batches whose messages a superseded batch handed to the next one as `context` (label `by`:

@@ -68,7 +68,8 @@ function promptOf(batch) {
 }
 
 // GET the batch's reply guard just before sending (docs/batch.md, "The reply guard"):
-// {"state": "current"} or {"state": "superseded", "newer_messages": N, "supersede": bool}.
+// {"state": "current"}, {"state": "superseded", "newer_messages": N, "supersede": bool} or
+// {"state": "typing", "retry_after_ms": N}.
 async function askGuard(batch) {
   if (!batch.reply_guard) return { state: "current" };
   try {
@@ -85,7 +86,14 @@ async function work(batch) {
   // Your AI step goes here: one LLM call with every message the user just sent.
   const prompt = promptOf(batch);
   console.log("processed", batch.batch_id, JSON.stringify(prompt));
-  const said = await askGuard(batch);
+  let said = await askGuard(batch);
+  // The user is typing again (a presence after the batch closed): hold the reply and ask again;
+  // lull says `typing` at most 30 s after the close (the loop's own bound too).
+  const deadline = Date.now() + 35000;
+  while (said.state === "typing" && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, Math.min(said.retry_after_ms || 1000, 5000)));
+    said = await askGuard(batch);
+  }
   if (said.state === "current" || !said.supersede) {
     console.log("sent", batch.batch_id); // send the reply to the user here
   } else {

@@ -29,6 +29,7 @@ import os
 import queue
 import sys
 import threading
+import time
 import urllib.request
 from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -85,7 +86,8 @@ def prompt_of(batch):
 
 def ask_guard(batch):
     """GET the batch's reply guard just before sending (docs/batch.md, "The reply guard"):
-    {"state": "current"} or {"state": "superseded", "newer_messages": N, "supersede": bool}."""
+    {"state": "current"}, {"state": "superseded", "newer_messages": N, "supersede": bool} or
+    {"state": "typing", "retry_after_ms": N}."""
     guard = batch.get("reply_guard")
     if not guard:
         return {"state": "current"}
@@ -105,6 +107,12 @@ def worker():
         reply = "..."  # the LLM's answer to `prompt`
         log("processed", batch["batch_id"], json.dumps(prompt))
         said = ask_guard(batch)
+        # The user is typing again (a presence after the batch closed): hold the reply and ask
+        # again; lull says `typing` at most 30 s after the close (the loop's own bound too).
+        deadline = time.monotonic() + 35
+        while said.get("state") == "typing" and time.monotonic() < deadline:
+            time.sleep(min(said.get("retry_after_ms", 1000), 5000) / 1000)
+            said = ask_guard(batch)
         if said["state"] == "current" or not said.get("supersede"):
             log("sent", batch["batch_id"])  # send `reply` to the user here
         else:
