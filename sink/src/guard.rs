@@ -146,6 +146,7 @@ mod tests {
             batch_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
             accepted: 3,
             expires_at: 1_800_000_000_000,
+            closed_at: 1_799_000_000_000,
         }
     }
 
