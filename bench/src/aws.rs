@@ -15,6 +15,7 @@ use lull_core::{ConversationKey, Message, MessageKind, Provider};
 #[allow(dead_code, clippy::all)]
 #[path = "../../functions/aws/tests/common/mod.rs"]
 mod common;
+mod guard;
 
 use crate::util::{self, Res};
 
@@ -355,5 +356,13 @@ pub async fn run(a: &AwsArgs) -> Res<()> {
     eprintln!(
         "-- webhook path\n{web}\n-- flush path\n{fl}\n-- sweep\n{sw}\n-- event source mapping stand-in\n{esm}"
     );
+    // The reply guard: one per conversation, after the run (its own accounting window).
+    let keys: Vec<ConversationKey> = (0..a.conversations)
+        .map(|c| ConversationKey::new(Provider::Meta, "106540352242922", format!("55{c:09}")))
+        .collect();
+    let guards = guard::measure(&h, &keys).await?;
+    // A guard's invocation is one read, not an append: priced at its own handler time unless
+    // `--lambda-ms` says otherwise.
+    guards.print(a.lambda_ms.unwrap_or(guards.ms_p50));
     Ok(())
 }

@@ -22,6 +22,7 @@ pub fn settings(cfg: &Config) -> Settings {
         max_concurrent_flushes: 256,
         max_concurrent_requests: cfg.max_concurrent_requests,
         ops_tokens: cfg.ops_tokens.clone(),
+        public_url: cfg.public_url.clone(),
     }
 }
 

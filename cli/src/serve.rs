@@ -86,7 +86,15 @@ pub async fn run(args: &ServeArgs) -> ExitCode {
     }
 }
 
-async fn run_server(cfg: Config) -> Result<(), String> {
+async fn run_server(mut cfg: Config) -> Result<(), String> {
+    // Bound first: the reply guards' default base URL is the address actually listened on.
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if cfg.public_url.is_empty() {
+        cfg.public_url = format!("http://{addr}");
+    }
     let metrics = install_metrics();
     if let Some(h) = metrics.clone() {
         tokio::spawn(async move {
@@ -139,11 +147,8 @@ async fn run_server(cfg: Config) -> Result<(), String> {
             trust_forwarded: cfg.trust_forwarded,
             ..IngestConfig::default()
         },
-    );
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    )
+    .with_guard(local.guard_key());
     let ops_listener = TcpListener::bind(cfg.ops_listen)
         .await
         .map_err(|e| format!("cannot listen on {} (--ops-listen): {e}", cfg.ops_listen))?;
@@ -157,7 +162,8 @@ async fn run_server(cfg: Config) -> Result<(), String> {
         sink = sink_label(&cfg.sink),
         quiet_ms = cfg.policy.quiet.as_millis() as u64,
         max_wait_ms = cfg.policy.max_wait.as_millis() as u64,
-        "lull listening: POST webhooks to /webhook/meta, /webhook/evolution, /webhook/twilio, /webhook/generic, /webhook/waha; admin routes POST /admin/conversations/pause|resume (bearer admin_token)"
+        public_url = %cfg.public_url,
+        "lull listening: POST webhooks to /webhook/meta, /webhook/evolution, /webhook/twilio, /webhook/generic, /webhook/waha, /webhook/chatwoot; admin routes POST /admin/conversations/pause|resume (bearer admin_token); reply guards GET /guard/{{token}}"
     );
     local
         .serve(

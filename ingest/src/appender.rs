@@ -8,11 +8,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use lull_core::guard::{GuardAnswer, GuardClaim};
 use lull_core::ports::{Clock, Sink, Trigger, WindowStore};
 use lull_core::protocol::Intake;
 use lull_core::protocol::{
-    AppendError, AppendOutcome, Handover, HandoverOutcome, OperatorOutcome, PauseOutcome,
-    PresenceOutcome,
+    AppendError, AppendOutcome, GuardError, Handover, HandoverOutcome, OperatorOutcome,
+    PauseOutcome, PresenceOutcome,
 };
 use lull_core::turn::{PauseReason, PresenceKind};
 use lull_core::{Buffer, ConversationKey, Message, Millis, Policy};
@@ -36,6 +37,10 @@ pub type PauseFuture<'a> =
 /// The future of a help desk's handover signal.
 pub type HandoverFuture<'a> =
     Pin<Box<dyn Future<Output = Result<HandoverOutcome, AppendError>> + Send + 'a>>;
+
+/// The future of a reply guard.
+pub type GuardFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<GuardAnswer, GuardError>> + Send + 'a>>;
 
 /// Appends one normalised message to the window of `key` under `policy`; applies presence
 /// events and operator pauses to it (`lull_core::protocol::Intake`).
@@ -78,6 +83,9 @@ pub trait Appender: Send + Sync {
         change: Handover,
         reason: PauseReason,
     ) -> HandoverFuture<'_>;
+
+    /// Answers a verified reply guard under its tenant's `policy` (`Intake::guard`).
+    fn guard(&self, claim: GuardClaim, policy: Policy) -> GuardFuture<'_>;
 }
 
 /// A `Buffer` appends through its intake (the same calls, one place: the impl below).
@@ -130,6 +138,10 @@ where
         reason: PauseReason,
     ) -> HandoverFuture<'_> {
         Appender::handover(self.intake(), key, ids, sent_at, change, reason)
+    }
+
+    fn guard(&self, claim: GuardClaim, policy: Policy) -> GuardFuture<'_> {
+        Appender::guard(self.intake(), claim, policy)
     }
 }
 
@@ -185,4 +197,16 @@ where
     ) -> HandoverFuture<'_> {
         Box::pin(async move { Intake::handover(self, &key, &ids, sent_at, change, reason).await })
     }
+
+    fn guard(&self, claim: GuardClaim, policy: Policy) -> GuardFuture<'_> {
+        Box::pin(async move { Intake::guard(self, &claim, typing_rule(&policy)).await })
+    }
+}
+
+/// The typing rule a guard answers `typing` by: the tenant's, under `on_newer = "supersede"`
+/// only (the presence after a close is kept for those tenants alone).
+fn typing_rule(policy: &Policy) -> Option<lull_core::turn::TypingRule> {
+    (policy.on_newer == lull_core::policy::OnNewer::Supersede)
+        .then(|| policy.turn().typing)
+        .flatten()
 }

@@ -49,6 +49,13 @@ pub enum IngestError {
     /// nothing applied again (409).
     #[error("replay: {0}")]
     Replay(&'static str),
+    /// No such thing, or nothing this request may learn about (404): a reply guard token that
+    /// does not open.
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// It existed and ended (410): an expired reply guard, or its conversation or tenant gone.
+    #[error("gone: {0}")]
+    Gone(&'static str),
     /// The tenant directory, store or trigger failed (503): the gateway should retry. The
     /// string is the cause, for the log only: the answer says [`UNAVAILABLE`].
     #[error("unavailable, retry later: {0}")]
@@ -69,6 +76,8 @@ impl IngestError {
             }
             IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
             IngestError::Replay(_) => StatusCode::CONFLICT,
+            IngestError::NotFound(_) => StatusCode::NOT_FOUND,
+            IngestError::Gone(_) => StatusCode::GONE,
             IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -85,6 +94,8 @@ impl IngestError {
             IngestError::Unauthorized(_) => "unauthorized",
             IngestError::Forbidden(_) => "forbidden",
             IngestError::Replay(_) => "replay",
+            IngestError::NotFound(_) => "not_found",
+            IngestError::Gone(_) => "gone",
             IngestError::Unavailable(_) => "unavailable",
         }
     }

@@ -45,6 +45,8 @@ pub struct IngestState {
     pub lids: Arc<LidMap>,
     /// Chatwoot deliveries this process answered, to refuse a replay at once.
     pub deliveries: Arc<RecentDeliveries>,
+    /// The deployment's reply guard key: `GET /guard/{token}` answers 404 without it.
+    pub guard: Option<lull_sink::GuardKey>,
 }
 
 impl IngestState {
@@ -59,6 +61,13 @@ impl IngestState {
             config: Arc::new(config),
             lids: Arc::new(LidMap::default()),
             deliveries: Arc::new(RecentDeliveries::default()),
+            guard: None,
         }
+    }
+
+    /// The state answering reply guards sealed under `key`.
+    pub fn with_guard(mut self, key: lull_sink::GuardKey) -> Self {
+        self.guard = Some(key);
+        self
     }
 }

@@ -51,6 +51,9 @@ pub struct Settings {
     /// The ops token(s) of the ops listener's state-changing routes (empty: none; then those
     /// routes serve only on a loopback ops address: `crate::ops_guard`).
     pub ops_tokens: lull_ingest::Secrets,
+    /// The public base URL of the webhook listener: every batch carries a reply guard under it
+    /// (`GET {public_url}/guard/{token}`).
+    pub public_url: String,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -85,6 +88,7 @@ pub struct Local<K: Sink> {
     log_secret: Arc<[u8]>,
     /// What `/healthz` asks besides the store (the tenant snapshot's freshness).
     health: Option<ops::HealthCheck>,
+    guard_key: lull_sink::GuardKey,
     /// Held for the life of the server; the OS releases it if the process dies.
     _lock: File,
 }
@@ -159,13 +163,14 @@ impl<K: Sink + 'static> Local<K> {
             SystemClock,
             settings.buffer,
         ));
-        let handoff = Arc::new(Handoff::new(
-            store.clone(),
-            trigger,
-            sink,
-            SystemClock,
-            settings.buffer,
-        ));
+        let guard_key = lull_sink::GuardKey::derive(&log_secret);
+        let handoff = Arc::new(
+            Handoff::new(store.clone(), trigger, sink, SystemClock, settings.buffer)
+                .with_reply_guard(Arc::new(lull_sink::GuardUrls::new(
+                    &settings.public_url,
+                    guard_key.clone(),
+                ))),
+        );
         let mut scheduled = store.scheduled().await?;
         for conv in &mut scheduled {
             release_dead_lease(&store, &SystemClock, conv).await?;
@@ -188,6 +193,7 @@ impl<K: Sink + 'static> Local<K> {
             settings,
             log_secret,
             health: None,
+            guard_key,
             _lock: lock,
         })
     }
@@ -196,6 +202,12 @@ impl<K: Sink + 'static> Local<K> {
     pub fn with_health(mut self, check: ops::HealthCheck) -> Self {
         self.health = Some(check);
         self
+    }
+
+    /// The key the reply guards of this data directory are sealed with (derived from its key
+    /// file): what the webhook routes open them with.
+    pub fn guard_key(&self) -> lull_sink::GuardKey {
+        self.guard_key.clone()
     }
 
     /// The secret keying conversation hashes in logs.

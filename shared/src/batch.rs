@@ -63,6 +63,19 @@ pub struct Batch {
     /// `adaptive_quiet`, `typing_grace`, `typing_hold`, `max_wait` or `paused`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waited: Option<TurnReason>,
+    /// The batch this one supersedes (`on_newer = "supersede"`): the user wrote again before the
+    /// bot answered it, and the bot discarded its reply. Its messages are in `context`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<Uuid>,
+    /// The messages of the superseded batch (and of the batches it superseded), in order: a
+    /// documented repeat of messages handed off before, to answer with `messages` as one
+    /// thought. Never in `text`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<Message>,
+    /// What the bot GETs just before sending its answer: did the user write again since this
+    /// batch closed?
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_guard: Option<crate::guard::ReplyGuard>,
 }
 
 impl Batch {
@@ -94,12 +107,24 @@ impl Batch {
             messages,
             text,
             waited: None,
+            supersedes: None,
+            context: Vec::new(),
+            reply_guard: None,
         }
     }
 
     /// The batch saying which end-of-turn rule its window waited for.
     pub fn waited(mut self, waited: Option<TurnReason>) -> Batch {
         self.waited = waited;
+        self
+    }
+
+    /// The batch carrying a superseded batch's messages as `context`.
+    pub fn carrying(mut self, carried: Option<&crate::window::Carried>) -> Batch {
+        if let Some(c) = carried {
+            self.supersedes = Some(c.batch_id);
+            self.context = c.messages.clone();
+        }
         self
     }
 

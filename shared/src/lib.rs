@@ -8,6 +8,7 @@
 //! - [`window`]: the conversation record and its pure transitions (the state machine).
 //! - [`protocol`]: append, flush and sweep, written once over the [`ports`].
 //! - [`timing`]: the one rule from the sink timeout to the lease and every deadline.
+//! - [`guard`]: the reply guard a batch carries, and its answer.
 //! - [`turn`]: the end-of-turn rule (fixed, adaptive and typing-aware quiet, operator pause).
 //!
 //! No I/O lives here: no AWS, SQLite or HTTP. Role and imports: the bottom of the one-way stack
@@ -27,6 +28,7 @@ pub mod batch;
 pub mod contract;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod counts;
+pub mod guard;
 pub mod key;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod memory;

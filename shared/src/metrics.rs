@@ -48,6 +48,14 @@ pub const PAUSES: &str = "lull_pauses_total";
 /// (an unsend closed its window without a batch), `forwarded`, `early`, `late_edited`,
 /// `dropped`, `suppressed` (a late or resent original of an unsent message)).
 pub const AMENDS: &str = "lull_amends_total";
+/// Reply guards answered (label `state`: `current`; `typing`: hold the reply, the user is typing;
+/// `superseded`: the next batch carries the
+/// batch as context; `newer`: messages came after it, but it will not be carried).
+pub const GUARDS: &str = "lull_reply_guards_total";
+/// Batches whose messages a superseded batch handed to the next one as `context` (label `by`:
+/// `guard`, `answer`: the hand-off's answer declared it); `ignored`: a declaration that could
+/// not be honoured (policy `append`, the thought at its bound, nothing newer to carry it).
+pub const SUPERSEDED: &str = "lull_superseded_batches_total";
 /// Seconds from a batch's due time to its acknowledgement.
 pub const HANDOFF_LAG: &str = "lull_handoff_lag_seconds";
 /// Tenant store reads that failed (the last good tenants stay in force meanwhile).
@@ -85,6 +93,8 @@ pub const ALL: &[&str] = &[
     PRESENCE_EVENTS,
     PAUSES,
     AMENDS,
+    GUARDS,
+    SUPERSEDED,
     HANDOFF_LAG,
     TENANT_REFRESH_FAILURES,
     TENANT_SNAPSHOT_AGE,

@@ -40,6 +40,49 @@ pub struct Policy {
     /// pauses the conversation's hand-offs (default 30 min).
     #[serde(default = "default_pause", with = "humantime_serde_ms")]
     pub pause: Duration,
+    /// What the next batch does when the user wrote again before the bot answered a batch
+    /// (`on_newer`; `docs/batch.md`, "The reply guard").
+    #[serde(default, skip_serializing_if = "OnNewer::is_append")]
+    pub on_newer: OnNewer,
+}
+
+/// `on_newer`: what happens to a batch the user wrote again after, once the bot said it
+/// superseded it (its reply guard answered `superseded` while its hand-off was open, or the
+/// hand-off's answer declared it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNewer {
+    /// Today's behaviour: the next batch carries only its own messages.
+    #[default]
+    Append,
+    /// The next batch repeats the superseded batch's messages as `context` and names it in
+    /// `supersedes`, so the AI answers the whole thought once.
+    Supersede,
+}
+
+impl OnNewer {
+    fn is_append(&self) -> bool {
+        *self == OnNewer::Append
+    }
+
+    /// The name as written in settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnNewer::Append => "append",
+            OnNewer::Supersede => "supersede",
+        }
+    }
+}
+
+impl std::str::FromStr for OnNewer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "append" => Ok(OnNewer::Append),
+            "supersede" => Ok(OnNewer::Supersede),
+            _ => Err(format!("{s:?} is not append or supersede")),
+        }
+    }
 }
 
 /// The bounds of an adaptive quiet period.
@@ -107,6 +150,7 @@ impl Default for Policy {
             adaptive: None,
             typing: None,
             pause: DEFAULT_PAUSE,
+            on_newer: OnNewer::Append,
         }
     }
 }

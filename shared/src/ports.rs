@@ -236,6 +236,28 @@ pub trait Sink: Send + Sync {
         batch: &Batch,
         within: Duration,
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Like [`Self::deliver`], and what the acknowledgement declared (`docs/batch.md`, "The
+    /// reply guard": an HTTP sink's `Lull-Reply: superseded` answer header). Sinks that cannot
+    /// answer (stdout, files, queues) declare nothing.
+    fn deliver_answered(
+        &self,
+        batch: &Batch,
+        within: Duration,
+    ) -> impl Future<Output = Result<Acknowledged, SinkError>> + Send {
+        async move {
+            self.deliver(batch, within).await?;
+            Ok(Acknowledged::default())
+        }
+    }
+}
+
+/// What a sink's acknowledgement declared beside accepting the batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Acknowledged {
+    /// The bot discarded its reply to this batch because the user wrote again: under
+    /// `on_newer = "supersede"` the next batch carries it as `context`.
+    pub superseded: bool,
 }
 
 /// The source of non-determinism: time and randomness. The simulator replaces it with a virtual

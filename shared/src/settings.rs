@@ -25,6 +25,8 @@ pub mod var {
     pub const RETRY_MIN: &str = "LULL_RETRY_MIN";
     pub const RETRY_MAX: &str = "LULL_RETRY_MAX";
     pub const DEDUPE_HORIZON: &str = "LULL_DEDUPE_HORIZON";
+    /// `append` or `supersede`: the default tenant's `on_newer`.
+    pub const ON_NEWER: &str = "LULL_ON_NEWER";
 
     /// Every variable of the protocol's settings.
     pub const ALL: &[&str] = &[
@@ -37,6 +39,7 @@ pub mod var {
         RETRY_MIN,
         RETRY_MAX,
         DEDUPE_HORIZON,
+        ON_NEWER,
     ];
 }
 
@@ -161,6 +164,7 @@ impl ProtocolSettings {
             max_wait: r.duration(var::MAX_WAIT, defaults.max_wait)?,
             max_messages: r.number(var::MAX_MESSAGES, defaults.max_messages)?,
             max_bytes: r.number(var::MAX_BYTES, defaults.max_bytes)?,
+            on_newer: r.number(var::ON_NEWER, defaults.on_newer)?,
             buffering: true,
             ..defaults
         };
@@ -263,8 +267,14 @@ mod tests {
             (var::RETRY_MIN, "500ms"),
             (var::RETRY_MAX, "5s"),
             (var::DEDUPE_HORIZON, "2h"),
+            (var::ON_NEWER, "supersede"),
         ])
         .unwrap();
+        assert_eq!(s.policy.on_newer, crate::policy::OnNewer::Supersede);
+        let e = resolve(&[(var::ON_NEWER, "replace")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("LULL_ON_NEWER") && e.contains("replace"), "{e}");
         assert_eq!(s.policy.quiet, Duration::from_secs(2));
         assert_eq!(s.policy.max_wait, Duration::from_secs(20));
         assert_eq!((s.policy.max_messages, s.policy.max_bytes), (7, 2048));

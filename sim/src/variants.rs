@@ -197,6 +197,8 @@ pub(crate) async fn replaced_webhook(
         typing: None,
         bytes: 0,
         messages: Vec::new(),
+        supersede: false,
+        carried: None,
     });
     w.last_at = now;
     w.messages.push(msg);

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use lull_core::ports::{Sink, SinkError};
+use lull_core::ports::{Acknowledged, Sink, SinkError};
 use lull_core::{Batch, Millis, Provider};
 
 use crate::answer;
@@ -175,13 +175,30 @@ fn outcome(resp: &reqwest::Response, url: &reqwest::Url) -> Result<(), SinkError
     Err(err)
 }
 
+/// The answer header by which a bot declares, in the 2xx acknowledging a batch, that it
+/// discarded its reply because the user wrote again (value `superseded`, any case).
+pub const REPLY_HEADER: &str = "lull-reply";
+
 impl Sink for HttpSink {
     async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
+        self.deliver_answered(batch, within).await.map(|_| ())
+    }
+
+    async fn deliver_answered(
+        &self,
+        batch: &Batch,
+        within: Duration,
+    ) -> Result<Acknowledged, SinkError> {
         let (resp, target) = self.post(batch, within).await?;
         let status = resp.status();
         let Err(err) = outcome(&resp, &target.url) else {
             // Acknowledged. The body is dropped unread (the connection with it, if unfinished).
-            return Ok(());
+            let superseded = resp
+                .headers()
+                .get(REPLY_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("superseded"));
+            return Ok(Acknowledged { superseded });
         };
         // The body may echo personal data: debug level only, and a bounded prefix.
         let prefix = body_prefix(resp, DIAGNOSTIC_BYTES).await;

@@ -7,6 +7,7 @@
 //! - [`StdoutSink`]: one batch JSON per line on standard output (the local default).
 //! - [`JsonlSink`]: appends one batch JSON per line to a file.
 //! - [`AnySink`]: one of the above, chosen from a `--sink` string.
+//! - [`guard`]: reply guard tokens, sealed into the URL each batch carries.
 //! - [`Receipt`]: what one delivery's answer said (status, time, the sink's verification echo),
 //!   for `lull check --send-test-batch`.
 //!
@@ -19,12 +20,14 @@
 
 pub mod answer;
 mod file;
+pub mod guard;
 mod http;
 mod receipt;
 pub mod signature;
 pub mod standard_webhooks;
 
 pub use file::{JsonlSink, StdoutSink};
+pub use guard::{GuardKey, GuardUrls};
 pub use http::{HttpSink, HttpTarget, DIAGNOSTIC_BYTES};
 pub use receipt::{Receipt, Verified};
 pub use signature::{sign, verify, SignatureError};
@@ -105,6 +108,20 @@ impl AnySink {
 }
 
 impl Sink for AnySink {
+    async fn deliver_answered(
+        &self,
+        batch: &Batch,
+        within: std::time::Duration,
+    ) -> Result<lull_core::ports::Acknowledged, SinkError> {
+        match self {
+            AnySink::Http(s) => s.deliver_answered(batch, within).await,
+            other => other
+                .deliver(batch, within)
+                .await
+                .map(|()| Default::default()),
+        }
+    }
+
     async fn deliver(&self, batch: &Batch, within: std::time::Duration) -> Result<(), SinkError> {
         match self {
             AnySink::Stdout(s) => s.deliver(batch, within).await,

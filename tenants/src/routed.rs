@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lull_core::ports::{Sink, SinkError};
+use lull_core::ports::{Acknowledged, Sink, SinkError};
 use lull_core::{Batch, Provider};
 
 use lull_sink::{AnySink, HttpSink, HttpTarget};
@@ -104,9 +104,17 @@ impl<D> RoutedSink<D> {
 
 impl<D: Sink> Sink for RoutedSink<D> {
     async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
+        self.deliver_answered(batch, within).await.map(|_| ())
+    }
+
+    async fn deliver_answered(
+        &self,
+        batch: &Batch,
+        within: Duration,
+    ) -> Result<Acknowledged, SinkError> {
         let c = &batch.conversation;
         let Some(routes) = &self.routes else {
-            return self.default.deliver(batch, within).await;
+            return self.default.deliver_answered(batch, within).await;
         };
         // The lookup counts against the call's budget: the hand-off still ends within it.
         let deadline = Instant::now() + within;
@@ -115,8 +123,8 @@ impl<D: Sink> Sink for RoutedSink<D> {
             .map_err(|_| SinkError::retryable("tenant directory: timed out"))?;
         let left = deadline.saturating_duration_since(Instant::now());
         match route {
-            Ok(Some(route)) => self.client(route)?.deliver(batch, left).await,
-            Ok(None) => self.default.deliver(batch, left).await,
+            Ok(Some(route)) => self.client(route)?.deliver_answered(batch, left).await,
+            Ok(None) => self.default.deliver_answered(batch, left).await,
             // Retried: the batch must go to its tenant's sink, never to the default one.
             Err(e) => Err(SinkError::retryable(format!("tenant directory: {e}"))),
         }

@@ -173,6 +173,10 @@ pub struct TenantSpec {
     /// How long a human operator's message pauses the conversation's hand-offs (default 30m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<String>,
+    /// `append` (default) or `supersede`: the batch after a superseded one repeats it as
+    /// `context` (docs/batch.md, "The reply guard").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_newer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_wait: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -457,9 +461,15 @@ impl TenantSpec {
             typing_hold: self.typing_hold.as_deref(),
             typing_stop_grace: self.typing_stop_grace.as_deref(),
             pause: self.pause.as_deref(),
+            on_newer: self.on_newer.as_deref(),
         }
         .apply(policy)
-        .map_err(|e| self.err("quiet/max_wait/max_messages/max_bytes/typing/pause", e))
+        .map_err(|e| {
+            self.err(
+                "quiet/max_wait/max_messages/max_bytes/typing/pause/on_newer",
+                e,
+            )
+        })
     }
 
     /// The accounts the spec claims on `provider`, as written.

@@ -9,6 +9,7 @@
 
 mod model;
 mod replay;
+mod reply;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -38,6 +39,124 @@ pub struct TurnsArgs {
     /// Also write the figures as CSV here (for `scripts/plot_turns.py`).
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Also write the AI-step figures (stale answers per `on_newer`) as CSV here (for
+    /// `scripts/plot_turns.py --replies`).
+    #[arg(long)]
+    pub reply_csv: Option<PathBuf>,
+}
+
+/// The end-of-turn policies the AI step is modelled after ([`reply`]).
+const REPLY_POLICIES: [&str; 4] = ["fixed-8s", "adaptive", "typing", "both"];
+
+/// The AI-step figures of one end-of-turn policy, bot and population.
+#[derive(Default, Clone)]
+struct ReplyFigures {
+    turns: u64,
+    messages: u64,
+    replies: u64,
+    stale: u64,
+    calls: u64,
+    wasted: u64,
+    causes: [u64; 5],
+    max_wait_cut: u64,
+    guards: u64,
+    after_send_gap_s: Vec<f64>,
+    answer_s: Vec<f64>,
+    silence_s: Vec<f64>,
+}
+
+#[derive(Clone, Copy)]
+struct ReplySummary {
+    turns: u64,
+    replies: u64,
+    /// Stale replies, % of turns (a split turn answered in parts is one).
+    stale_pct: f64,
+    median_answer_s: f64,
+    p90_answer_s: f64,
+    calls_per_message: f64,
+    wasted_per_message: f64,
+    median_silence_s: f64,
+    /// Stale answers by cause, % of turns (as [`reply::StaleCause::ALL`]).
+    causes_pct: [f64; 5],
+    max_wait_cut_pct: f64,
+    guards_per_message: f64,
+    /// How much longer every reply would have to be held (after its generation, and after the
+    /// guard's `typing` answers) for stale answers to reach 1% of turns: the gap that many of
+    /// the after-send answers' missing messages came within (0: met already).
+    hold_for_1pct_s: f64,
+    median_after_send_gap_s: f64,
+}
+
+impl ReplyFigures {
+    fn add(&mut self, o: reply::Outcome, messages: u64, turns: usize) {
+        self.turns += turns as u64;
+        self.messages += messages;
+        self.replies += o.replies;
+        self.stale += o.stale;
+        for (sum, n) in self.causes.iter_mut().zip(o.causes) {
+            *sum += n;
+        }
+        self.max_wait_cut += o.max_wait_cut;
+        self.guards += o.guards;
+        self.after_send_gap_s.extend(o.after_send_gap_s);
+        self.calls += o.calls;
+        self.wasted += o.wasted;
+        self.answer_s.extend(o.answer_s);
+        self.silence_s.extend(o.silence_s);
+    }
+
+    /// The hold that would catch enough after-send answers for stale answers to reach `pct`% of
+    /// turns (`after_send_gap_s` sorted; infinite when even all of them would not do).
+    fn hold_for(&self, pct: f64) -> f64 {
+        let allowed = (pct / 100.0 * self.turns as f64).floor() as u64;
+        let excess = self.stale.saturating_sub(allowed) as usize;
+        match excess {
+            0 => 0.0,
+            n if n <= self.after_send_gap_s.len() => self.after_send_gap_s[n - 1],
+            _ => f64::INFINITY,
+        }
+    }
+
+    fn summary(&mut self) -> ReplySummary {
+        util::sort(&mut self.answer_s);
+        util::sort(&mut self.after_send_gap_s);
+        util::sort(&mut self.silence_s);
+        let m = self.messages.max(1) as f64;
+        ReplySummary {
+            turns: self.turns,
+            replies: self.replies,
+            stale_pct: pct_of(self.stale, self.turns),
+            median_answer_s: util::pct(&self.answer_s, 50.0),
+            p90_answer_s: util::pct(&self.answer_s, 90.0),
+            calls_per_message: self.calls as f64 / m,
+            wasted_per_message: self.wasted as f64 / m,
+            median_silence_s: util::pct(&self.silence_s, 50.0),
+            causes_pct: self.causes.map(|n| pct_of(n, self.turns)),
+            max_wait_cut_pct: pct_of(self.max_wait_cut, self.turns),
+            guards_per_message: self.guards as f64 / m,
+            hold_for_1pct_s: self.hold_for(1.0),
+            median_after_send_gap_s: util::pct(&self.after_send_gap_s, 50.0),
+        }
+    }
+}
+
+/// The `bench=turns_reply stale_causes` line: why the stale answers of one row are stale.
+fn print_stale_causes(policy: &str, bot: reply::Bot, signals: &str, s: &ReplySummary) {
+    let causes: Vec<String> = reply::StaleCause::ALL
+        .iter()
+        .map(|c| format!("{}_pct={:.2}", c.name(), s.causes_pct[*c as usize]))
+        .collect();
+    println!(
+        "bench=turns_reply stale_causes policy={policy} on_newer={} signals={signals} {} \
+         max_wait_cut_pct={:.2} guard_calls_per_message={:.4} median_after_send_gap_s={:.2} \
+         hold_needed_for_1pct_s={:.2}",
+        bot.name(),
+        causes.join(" "),
+        s.max_wait_cut_pct,
+        s.guards_per_message,
+        s.median_after_send_gap_s,
+        s.hold_for_1pct_s,
+    );
 }
 
 /// The policies compared: fixed quiet 1..10 s, adaptive, typing-aware, both.
@@ -340,16 +459,54 @@ pub fn run(a: &TurnsArgs) -> Res<()> {
         .map(|i| model::conversation(&m, a.seed.wrapping_mul(1_000_003).wrapping_add(i)))
         .collect();
     let mut rows = Vec::new();
+    let mut reply_rows = Vec::new();
     for (name, policy) in policies() {
         policy.validate().map_err(|e| format!("{name}: {e}"))?;
         let mut with = Figures::default();
         let mut without = Figures::default();
-        for c in &convs {
+        // The AI step after the hand-off, for the policies a tenant would run.
+        let modelled = REPLY_POLICIES.contains(&name.as_str());
+        let mut replies: Vec<ReplyFigures> =
+            vec![ReplyFigures::default(); reply::Bot::ALL.len() * 2];
+        let typing = policy.typing;
+        for (i, c) in convs.iter().enumerate() {
             let r = replay::replay(&policy, c);
+            if modelled {
+                for (b, bot) in reply::Bot::ALL.into_iter().enumerate() {
+                    let seed = a.seed.wrapping_mul(7_919).wrapping_add(i as u64);
+                    let rule = typing.filter(|_| c.presence);
+                    let o = reply::run(bot, c, &r, seed, rule);
+                    replies[b * 2 + usize::from(!c.presence)].add(o, r.messages, r.turn_last.len());
+                }
+            }
             if c.presence {
                 with.add(&r, c);
             } else {
                 without.add(&r, c);
+            }
+        }
+        if modelled {
+            for (b, bot) in reply::Bot::ALL.into_iter().enumerate() {
+                for (k, signals) in ["yes", "no"].into_iter().enumerate() {
+                    let s = replies[b * 2 + k].summary();
+                    println!(
+                        "bench=turns_reply policy={name} on_newer={} signals={signals} turns={} \
+                         replies={} stale_answers_pct={:.2} median_answer_s={:.2} \
+                         p90_answer_s={:.2} ai_calls_per_message={:.4} \
+                         wasted_calls_per_message={:.4} median_silence_s={:.2}",
+                        bot.name(),
+                        s.turns,
+                        s.replies,
+                        s.stale_pct,
+                        s.median_answer_s,
+                        s.p90_answer_s,
+                        s.calls_per_message,
+                        s.wasted_per_message,
+                        s.median_silence_s,
+                    );
+                    print_stale_causes(&name, bot, signals, &s);
+                    reply_rows.push((name.clone(), bot, signals, s));
+                }
             }
         }
         for (signals, f) in [("yes", &mut with), ("no", &mut without)] {
@@ -400,6 +557,41 @@ pub fn run(a: &TurnsArgs) -> Res<()> {
              split_turns_pct={:.2} fixed8_split_turns_pct={:.2} met={without_ok}",
             typing.median_s, typing.split_pct, adaptive.median_s, adaptive.split_pct, fixed8.split_pct
         );
+    }
+    if let Some(s) = reply_rows
+        .iter()
+        .find(|(n, b, sig, _)| n == "both" && *b == reply::Bot::SupersedeWait && *sig == "yes")
+        .map(|r| r.3)
+    {
+        println!(
+            "bench=turns_reply verdict policy=both on_newer=supersede+wait signals=yes \
+             stale_answers_pct={:.2} median_silence_s={:.2} met={}",
+            s.stale_pct,
+            s.median_silence_s,
+            s.stale_pct <= 1.0 && s.median_silence_s <= 2.0
+        );
+    }
+    if let Some(path) = &a.reply_csv {
+        let mut f = std::fs::File::create(path)?;
+        writeln!(
+            f,
+            "policy,on_newer,signals,turns,replies,stale_answers_pct,median_answer_s,p90_answer_s,ai_calls_per_message,wasted_calls_per_message,median_silence_s"
+        )?;
+        for (name, bot, signals, s) in &reply_rows {
+            writeln!(
+                f,
+                "{name},{},{signals},{},{},{:.3},{:.3},{:.3},{:.5},{:.5},{:.3}",
+                bot.name(),
+                s.turns,
+                s.replies,
+                s.stale_pct,
+                s.median_answer_s,
+                s.p90_answer_s,
+                s.calls_per_message,
+                s.wasted_per_message,
+                s.median_silence_s
+            )?;
+        }
     }
     if let Some(path) = &a.csv {
         let mut f = std::fs::File::create(path)?;

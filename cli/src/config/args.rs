@@ -69,6 +69,15 @@ pub struct ServeArgs {
     /// [default: 65536].
     #[arg(long, env = "LULL_MAX_BYTES", value_name = "BYTES")]
     pub max_bytes: Option<u64>,
+    /// What the next batch does when the user wrote again before the bot answered one: append
+    /// (today's behaviour) or supersede (it repeats the superseded batch as `context`;
+    /// docs/batch.md, "The reply guard") [default: append].
+    #[arg(long, env = "LULL_ON_NEWER", value_name = "append|supersede")]
+    pub on_newer: Option<String>,
+    /// The public base URL of --listen (what bots reach it as, e.g. behind a proxy): each
+    /// batch's reply guard is GET {public_url}/guard/{token} [default: http://<listen address>].
+    #[arg(long, env = "LULL_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
     /// Where batches go: stdout, jsonl:PATH, or an http(s):// URL [default: stdout].
     #[arg(long, env = "LULL_SINK", value_name = "SINK")]
     pub sink: Option<String>,

@@ -79,6 +79,8 @@ pub enum LogFormat {
 #[derive(Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The reply guards' base URL (`--public-url`); empty: `http://` + the address listened on.
+    pub public_url: String,
     pub ops_listen: SocketAddr,
     /// The ops token(s) (`crate::serve` sends the first one from `lull redrive` and
     /// `lull conversations`).
@@ -107,6 +109,22 @@ pub struct Config {
     pub no_secrets: bool,
     pub log_format: LogFormat,
     pub log: String,
+}
+
+/// A public base URL: absolute http(s), without query or fragment; its trailing `/` dropped.
+fn public_url(v: &str) -> Result<String, String> {
+    let t = v.trim().trim_end_matches('/');
+    let rest = t
+        .strip_prefix("https://")
+        .or_else(|| t.strip_prefix("http://"))
+        .ok_or("expected an absolute http:// or https:// URL")?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err("the URL names no host".into());
+    }
+    if t.contains(['?', '#', ' ']) {
+        return Err("a base URL takes no query, fragment or spaces".into());
+    }
+    Ok(t.to_string())
 }
 
 /// An address setting.
@@ -161,6 +179,10 @@ impl ServeArgs {
                 .unwrap_or_else(|| defaults::DATA_DIR.into()),
         );
 
+        let public_url = match r.get("LULL_PUBLIC_URL") {
+            None => String::new(),
+            Some(v) => public_url(&v).map_err(|e| r.invalid("LULL_PUBLIC_URL", v.clone(), e))?,
+        };
         let sink = r.get("LULL_SINK").unwrap_or_else(|| defaults::SINK.into());
         let sink_secrets: Vec<String> =
             lull_ingest::Secrets::from_list(&r.get("LULL_SINK_SECRET").unwrap_or_default())
@@ -214,6 +236,7 @@ impl ServeArgs {
             lull_ingest::Secrets::from_list(&r.get("LULL_OPS_TOKEN").unwrap_or_default());
         Ok(Config {
             listen,
+            public_url,
             ops_listen,
             ops_tokens,
             trust_forwarded,

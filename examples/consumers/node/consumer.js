@@ -13,8 +13,15 @@
 // {"verified": false}, which `lull check --send-test-batch` reports (docs/batch.md, "Telling
 // `lull check` the signature verified"); hand-offs ignore the body.
 //
-// Prints one line per event on stdout: `listening <port>`, then `processed <batch_id> <text>`
-// (after the work), `duplicate <batch_id>`, `refused <reason>`.
+// After the work it asks the batch's reply guard whether the user wrote again meanwhile, and sends
+// the reply only when `current` (or when the next batch will not repeat this one); the prompt is
+// `context` + `text`, so a batch that supersedes another is answered as one thought. (To let lull
+// carry a superseded batch forward, on_newer = "supersede", answer the POST after the work
+// instead: docs/batch.md, "The reply guard".)
+//
+// Prints one line per event on stdout: `listening <port>`, then `processed <batch_id> <prompt>`
+// (after the work), `sent <batch_id>` or `discarded <batch_id> <newer messages>` (after the
+// guard), `duplicate <batch_id>`, `refused <reason>`.
 "use strict";
 
 const http = require("node:http");
@@ -38,12 +45,17 @@ function firstTime(batchId) {
   return true;
 }
 
-// The AI's prompt: the batch's joined text, then a note for each edit or unsend of a message lull
-// handed off before (`edit`/`revoke` messages name it in `target`; an edit or unsend that came
-// while the message was still waiting was applied before the hand-off: docs/batch.md, "Edits
-// and unsends").
+// The AI's prompt, the whole thought: a superseded batch's messages (`context`, on_newer =
+// "supersede"), then this batch's joined text (`text` joins only its own `messages`), then a note
+// for each edit or unsend of a message lull handed off before (`edit`/`revoke` messages name it in
+// `target`; an edit or unsend that came while the message was still waiting was applied before
+// the hand-off: docs/batch.md, "Edits and unsends").
 function promptOf(batch) {
-  const lines = batch.text ? [batch.text] : [];
+  const lines = [];
+  for (const m of batch.context || []) {
+    for (const p of [m.text, m.caption, m.reply && m.reply.title]) if (p) lines.push(p);
+  }
+  if (batch.text) lines.push(batch.text);
   for (const m of batch.messages || []) {
     const target = (m.target && m.target.message_id) || "?";
     if (m.kind === "edit") {
@@ -55,10 +67,39 @@ function promptOf(batch) {
   return lines.join("\n");
 }
 
+// GET the batch's reply guard just before sending (docs/batch.md, "The reply guard"):
+// {"state": "current"}, {"state": "superseded", "newer_messages": N, "supersede": bool} or
+// {"state": "typing", "retry_after_ms": N}.
+async function askGuard(batch) {
+  if (!batch.reply_guard) return { state: "current" };
+  try {
+    const res = await fetch(batch.reply_guard.url, { signal: AbortSignal.timeout(5000) });
+    if (res.ok) return await res.json();
+    console.log("guard-unavailable", batch.batch_id, res.status);
+  } catch (e) {
+    console.log("guard-unavailable", batch.batch_id, e.name);
+  }
+  return { state: "current" }; // cannot tell: answer rather than stay silent
+}
+
 async function work(batch) {
   // Your AI step goes here: one LLM call with every message the user just sent.
   const prompt = promptOf(batch);
   console.log("processed", batch.batch_id, JSON.stringify(prompt));
+  let said = await askGuard(batch);
+  // The user is typing again (a presence after the batch closed): hold the reply and ask again;
+  // lull says `typing` at most 30 s after the close (the loop's own bound too).
+  const deadline = Date.now() + 35000;
+  while (said.state === "typing" && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, Math.min(said.retry_after_ms || 1000, 5000)));
+    said = await askGuard(batch);
+  }
+  if (said.state === "current" || !said.supersede) {
+    console.log("sent", batch.batch_id); // send the reply to the user here
+  } else {
+    // The user wrote again and the next batch repeats this one as `context`.
+    console.log("discarded", batch.batch_id, said.newer_messages);
+  }
 }
 
 function answer(res, status, body) {

@@ -13,8 +13,15 @@ Every answer to a signed request says whether the signature verified, `{"verifie
 `{"verified": false}`, which `lull check --send-test-batch` reports (docs/batch.md, "Telling
 `lull check` the signature verified"); hand-offs ignore the body.
 
-Prints one line per event on stdout: `listening <port>`, then `processed <batch_id> <text>`
-(after the work), `duplicate <batch_id>`, `refused <reason>`.
+After the work it asks the batch's reply guard whether the user wrote again meanwhile, and sends
+the reply only when `current` (or when the next batch will not repeat this one); the prompt is
+`context` + `text`, so a batch that supersedes another is answered as one thought. (To let lull
+carry a superseded batch forward, `on_newer = "supersede"`, answer the POST after the work
+instead: docs/batch.md, "The reply guard".)
+
+Prints one line per event on stdout: `listening <port>`, then `processed <batch_id> <prompt>`
+(after the work), `sent <batch_id>` or `discarded <batch_id> <newer messages>` (after the
+guard), `duplicate <batch_id>`, `refused <reason>`.
 """
 
 import json
@@ -22,6 +29,8 @@ import os
 import queue
 import sys
 import threading
+import time
+import urllib.request
 from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -55,11 +64,16 @@ def first_time(batch_id):
 
 
 def prompt_of(batch):
-    """The AI's prompt: the batch's joined text, then a note for each edit or unsend of a message
-    lull handed off before (`edit`/`revoke` messages name it in `target`; an edit or unsend that
-    came while the message was still waiting was applied before the hand-off: docs/batch.md,
-    "Edits and unsends")."""
-    lines = [batch["text"]] if batch.get("text") else []
+    """The AI's prompt, the whole thought: a superseded batch's messages (`context`, on_newer =
+    "supersede"), then this batch's joined text (`text` joins only its own `messages`), then a
+    note for each edit or unsend of a message lull handed off before (`edit`/`revoke` messages
+    name it in `target`; an edit or unsend that came while the message was still waiting was
+    applied before the hand-off: docs/batch.md, "Edits and unsends")."""
+    lines = []
+    for m in batch.get("context", []):
+        lines.extend(p for p in (m.get("text"), m.get("caption"), (m.get("reply") or {}).get("title")) if p)
+    if batch.get("text"):
+        lines.append(batch["text"])
     for m in batch.get("messages", []):
         target = (m.get("target") or {}).get("message_id", "?")
         if m.get("kind") == "edit":
@@ -70,12 +84,40 @@ def prompt_of(batch):
     return "\n".join(lines)
 
 
+def ask_guard(batch):
+    """GET the batch's reply guard just before sending (docs/batch.md, "The reply guard"):
+    {"state": "current"}, {"state": "superseded", "newer_messages": N, "supersede": bool} or
+    {"state": "typing", "retry_after_ms": N}."""
+    guard = batch.get("reply_guard")
+    if not guard:
+        return {"state": "current"}
+    try:
+        with urllib.request.urlopen(guard["url"], timeout=5) as resp:
+            return json.load(resp)
+    except (OSError, ValueError) as e:
+        log("guard-unavailable", batch["batch_id"], type(e).__name__)
+        return {"state": "current"}  # cannot tell: answer rather than stay silent
+
+
 def worker():
     while True:
         batch = work.get()
         # Your AI step goes here: one LLM call with every message the user just sent.
         prompt = prompt_of(batch)
+        reply = "..."  # the LLM's answer to `prompt`
         log("processed", batch["batch_id"], json.dumps(prompt))
+        said = ask_guard(batch)
+        # The user is typing again (a presence after the batch closed): hold the reply and ask
+        # again; lull says `typing` at most 30 s after the close (the loop's own bound too).
+        deadline = time.monotonic() + 35
+        while said.get("state") == "typing" and time.monotonic() < deadline:
+            time.sleep(min(said.get("retry_after_ms", 1000), 5000) / 1000)
+            said = ask_guard(batch)
+        if said["state"] == "current" or not said.get("supersede"):
+            log("sent", batch["batch_id"])  # send `reply` to the user here
+        else:
+            # The user wrote again and the next batch repeats this one as `context`.
+            log("discarded", batch["batch_id"], said.get("newer_messages"))
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -22,7 +22,8 @@
 //! | `LULL_IDLE_TTL` | how long an idle conversation record is kept | `30days` |
 //! | `LULL_DUE_SHARDS` | partitions of the due index (fixed per table) | `4` |
 //! | `LULL_SWEEP_LIMIT` | conversations one sweep flushes at most (sweep only) | `500` |
-//! | `LULL_LOG_SECRET` | key of the conversation hash in logs | empty |
+//! | `LULL_LOG_SECRET` | key of the conversation hash in logs; the reply guards' key is derived from it (none without it) | empty |
+//! | `LULL_PUBLIC_URL` | the HTTP API's URL: base of each batch's reply guard (flush, sweep, redrive) | none: batches carry no guard |
 //! | `LULL_SECRET_PREFIX` | name prefix of the tenants' secrets in Secrets Manager | `lull/tenants/` |
 //! | `LULL_TENANT_REFRESH` | how long a read of the tenants is used before the next | `10s` |
 //! | `LULL_METRICS_NAMESPACE` | CloudWatch namespace of the EMF metrics (read by `telemetry`) | `lull` |
@@ -54,7 +55,9 @@ const COMMON_ENV: &[&str] = &[
     "LULL_TENANT_REFRESH",
 ];
 /// Read by the roles that hand batches off.
-const SINK_ENV: &[&str] = &["LULL_SINK", "LULL_SINK_SECRET"];
+/// `LULL_PUBLIC_URL` too: only a batch carries a guard URL, and the webhook could not be given
+/// its own API's URL anyway (the HTTP API depends on the webhook function: a cycle).
+const SINK_ENV: &[&str] = &["LULL_SINK", "LULL_SINK_SECRET", "LULL_PUBLIC_URL"];
 /// Protocol settings only a hand-off uses: the webhook never calls a sink, so it does not read
 /// them (and a bad one cannot stop it).
 const HANDOFF_ONLY: &[&str] = &[var::SINK_TIMEOUT, var::RETRY_MIN, var::RETRY_MAX];
@@ -119,6 +122,8 @@ pub struct Settings {
     pub due_shards: u32,
     pub sweep_limit: usize,
     pub log_secret: String,
+    /// The HTTP API's base URL: batches carry a reply guard under it (with a log secret).
+    pub public_url: Option<String>,
     /// Name prefix of the tenants' Secrets Manager secrets (`<prefix><tenant id>`).
     pub secret_prefix: String,
     /// How long a read of the tenant directory is used.
@@ -278,6 +283,12 @@ impl Settings {
             due_shards,
             sweep_limit,
             log_secret: r.get("LULL_LOG_SECRET").unwrap_or_default(),
+            // Only a hand-off builds guard URLs (see SINK_ENV).
+            public_url: if hands_off(role) {
+                r.get("LULL_PUBLIC_URL")
+            } else {
+                None
+            },
             secret_prefix: r
                 .get("LULL_SECRET_PREFIX")
                 .unwrap_or_else(|| "lull/tenants/".into()),

@@ -115,4 +115,15 @@ impl Sink for BatchSink {
             BatchSink::Sqs(s) => s.deliver(batch, within).await,
         }
     }
+
+    async fn deliver_answered(
+        &self,
+        batch: &Batch,
+        within: Duration,
+    ) -> Result<lull_core::ports::Acknowledged, SinkError> {
+        match self {
+            BatchSink::Any(s) => s.deliver_answered(batch, within).await,
+            BatchSink::Sqs(s) => s.deliver_answered(batch, within).await,
+        }
+    }
 }

@@ -36,13 +36,26 @@ impl Settings {
         let sink = sink.ok_or(LambdaConfigError::Missing { var: "LULL_SINK" })?;
         let sink = lull_tenants::RoutedSink::new(sink)
             .with_routes(self.tenants(clients, acct, None), self.sink_timeout);
-        Ok(lull_core::protocol::Handoff::new(
+        let handoff = lull_core::protocol::Handoff::new(
             store,
             trigger,
             sink,
             lull_core::ports::SystemClock,
             self.buffer,
-        ))
+        );
+        Ok(match (&self.public_url, self.guard_key()) {
+            (Some(url), Some(key)) => {
+                handoff.with_reply_guard(std::sync::Arc::new(lull_sink::GuardUrls::new(url, key)))
+            }
+            _ => handoff,
+        })
+    }
+
+    /// The reply guards' key, derived from the deployment's log secret (a NoEcho parameter):
+    /// none without one.
+    pub fn guard_key(&self) -> Option<lull_sink::GuardKey> {
+        (!self.log_secret.is_empty())
+            .then(|| lull_sink::GuardKey::derive(self.log_secret.as_bytes()))
     }
 
     /// What the webhook program runs: appends only, so no sink and no sink secret.

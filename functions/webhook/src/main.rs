@@ -30,7 +30,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     let tenants = settings.tenants(&clients, &acct, fallback);
     // The webhook path never hands a batch off: appends only touch the store and the trigger.
     let intake = Arc::new(settings.intake(&clients, &acct)?);
-    let state = IngestState::new(intake, tenants, IngestConfig::default());
+    let mut state = IngestState::new(intake, tenants, IngestConfig::default());
+    if let Some(key) = settings.guard_key() {
+        // GET /guard/{token}: the reply guards the flush function sealed.
+        state = state.with_guard(key);
+    }
     let app = lull_ingest::router(state);
     // Metrics (EMF) are written after each request, before the runtime asks for the next one
     // (Lambda freezes the process only then).

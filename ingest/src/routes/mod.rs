@@ -20,6 +20,7 @@ pub mod admin;
 pub mod chatwoot;
 pub mod evolution;
 pub mod generic;
+pub mod guard;
 pub mod meta;
 mod named;
 mod operator;
@@ -66,6 +67,7 @@ pub const WEBHOOK_ROUTES: &[(&str, &str)] = &[
     ("POST", "/webhook/chatwoot"),
     ("POST", "/admin/conversations/pause"),
     ("POST", "/admin/conversations/resume"),
+    ("GET", "/guard/{token}"),
 ];
 
 /// The webhook `Router`: serve it locally or through `lambda_http`.
@@ -78,6 +80,7 @@ pub const WEBHOOK_ROUTES: &[(&str, &str)] = &[
 /// - `POST /webhook/waha`
 /// - `POST /webhook/chatwoot?tenant=<id>` (human handover: pauses and resumes, buffers nothing)
 /// - `POST /admin/conversations/pause`, `/admin/conversations/resume` (bearer `admin_token`)
+/// - `GET /guard/{token}`: a batch's reply guard (the token is the credential)
 pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/webhook/meta", get(meta::verify).post(meta::receive))
@@ -97,6 +100,7 @@ pub fn router(state: IngestState) -> Router {
         .route("/webhook/chatwoot", post(chatwoot::receive))
         .route("/admin/conversations/pause", post(admin::pause))
         .route("/admin/conversations/resume", post(admin::resume))
+        .route("/guard/{token}", get(guard::check))
         .with_state(state)
 }
 

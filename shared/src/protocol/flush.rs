@@ -166,19 +166,23 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
             Some(crate::window::Hold::Lease { until, .. }) => until,
             _ => self.clock.now(),
         };
-        let batch = head.to_batch(&conv.key);
         let started = self.clock.now();
+        let mut batch = head.to_batch(&conv.key);
+        if let Some(seal) = &self.guard {
+            let claim = crate::guard::claim_for(&conv.key, &head, self.config.dedupe_horizon);
+            batch.reply_guard = Some(seal.reply_guard(&claim));
+        }
         let answer = match self
             .config
             .timing
             .call_budget(self.clock.now(), lease_until)
         {
-            Some(within) => self.sink.deliver(&batch, within).await,
+            Some(within) => self.sink.deliver_answered(&batch, within).await,
             // The lease write took so long that no sink call fits in what is left of it.
             None => Err(SinkError::retryable("no time left in the hand-off lease")),
         };
         match answer {
-            Ok(()) => {
+            Ok(acknowledged) => {
                 let acked_at = self.clock.now();
                 let done = HandedOff {
                     gen: head.gen,
@@ -188,7 +192,10 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
                     due_at: head.due_at,
                     acked_at,
                 };
-                let delivered = self.record_ack(conv, head.gen, token, acked_at).await?;
+                let declared = acknowledged.superseded;
+                let delivered = self
+                    .record_ack(conv, head.gen, token, acked_at, declared)
+                    .await?;
                 if let Delivered::Acked(_) = delivered {
                     counter!(m::BATCHES, "reason" => head.reason.as_str()).increment(1);
                     counter!(m::MESSAGES_HANDED_OFF).increment(head.messages.len() as u64);
@@ -219,10 +226,20 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
         gen: u64,
         token: u64,
         now: Millis,
+        declared_superseded: bool,
     ) -> Result<Delivered, FlushError> {
         let mut remembered: Vec<String> = Vec::new();
-        for _ in 0..self.config.max_write_attempts {
+        for attempt in 0..self.config.max_write_attempts {
             let mut next = conv.clone();
+            // The hand-off's answer said the bot discarded its reply: honoured as a guard's
+            // `superseded` would be (the policy, the bound, something newer), else counted.
+            if declared_superseded && !next.is_superseded(gen) {
+                let honoured = next.mark_superseded(gen, now);
+                if attempt == 0 {
+                    let by = if honoured { "answer" } else { "ignored" };
+                    counter!(m::SUPERSEDED, "by" => by).increment(1);
+                }
+            }
             // The ids pushed out; `ack` refuses (and they are dropped) unless the head is batch
             // `gen` under our lease.
             let records =

@@ -9,6 +9,7 @@
 mod append;
 mod flush;
 mod handover;
+mod guard;
 mod operator;
 mod outcome;
 mod plan;
@@ -24,6 +25,7 @@ use std::time::Duration;
 pub use append::{AppendError, AppendOutcome};
 pub use flush::{FlushError, MAX_RETRY_AFTER};
 pub use handover::{Handover, HandoverOutcome};
+pub use guard::GuardError;
 pub use operator::OperatorOutcome;
 pub use outcome::{Claim, Disposition, FlushEnd, FlushReport, HandedOff};
 pub use redrive::{RedriveEnd, RedriveNext, RedriveReport, MAX_REDRIVE_FLUSHES};
@@ -109,6 +111,8 @@ pub struct Handoff<S, T, K, C> {
     sink: K,
     clock: C,
     config: BufferConfig,
+    /// Seals each batch's reply guard; `None`: batches carry none.
+    guard: Option<std::sync::Arc<dyn crate::guard::GuardSeal>>,
 }
 
 impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
@@ -119,7 +123,14 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
             sink,
             clock,
             config,
+            guard: None,
         }
+    }
+
+    /// Every batch handed off carries a reply guard sealed by `seal`.
+    pub fn with_reply_guard(mut self, seal: std::sync::Arc<dyn crate::guard::GuardSeal>) -> Self {
+        self.guard = Some(seal);
+        self
     }
 
     /// The protocol settings this hand-off runs under.

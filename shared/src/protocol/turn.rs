@@ -26,7 +26,8 @@ pub enum PresenceOutcome {
     Unchanged,
     /// Older than the stored one by the gateway's clock: dropped.
     OutOfOrder,
-    /// No open window: presence only matters to a window, so nothing is read further or written.
+    /// No open window (and no hand-off a reply guard of a `supersede` tenant could ask about):
+    /// presence only matters to those, so nothing is written.
     NoWindow,
     /// The tenant's policy ignores presence: not even read.
     TypingOff,
@@ -87,9 +88,14 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
         let Some(conv) = self.store.load(key).await? else {
             return Ok(PresenceOutcome::NoWindow);
         };
-        if conv.window.is_none() {
+        // Without an open window presence matters only to a reply guard: under `supersede`,
+        // while a batch's hand-off is open, the guard answers `typing` from it.
+        let guarded =
+            policy.on_newer == crate::policy::OnNewer::Supersede && !conv.pending.is_empty();
+        if conv.window.is_none() && !guarded {
             return Ok(PresenceOutcome::NoWindow);
         }
+        let open = conv.window.is_some();
         let now = self.clock.now();
         let incoming = Presence {
             kind,
@@ -101,7 +107,7 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
         let expected = conv.ver;
         let plan = conv.plan_turn_change(now, &mut || self.clock.random(), |turn| {
             update = turn.presence(incoming);
-            if update == PresenceUpdate::Replaced && adaptive && kind.is_producing() {
+            if update == PresenceUpdate::Replaced && adaptive && kind.is_producing() && open {
                 // Typing again is the next activity after the last message: a continuation.
                 turn.observe_activity(now);
             }

@@ -27,6 +27,8 @@ pub struct TurnSettings<'a> {
     pub typing_hold: Option<&'a str>,
     pub typing_stop_grace: Option<&'a str>,
     pub pause: Option<&'a str>,
+    /// `append` or `supersede` (`docs/batch.md`, "The reply guard").
+    pub on_newer: Option<&'a str>,
 }
 
 /// True when `quiet` asks for the adaptive quiet period.
@@ -80,6 +82,9 @@ impl TurnSettings<'_> {
         }
         if let Some(p) = duration("pause", self.pause)? {
             policy.pause = p;
+        }
+        if let Some(v) = self.on_newer {
+            policy.on_newer = v.parse().map_err(|e| format!("on_newer = {e}"))?;
         }
         policy.validate().map_err(|e| e.to_string())?;
         Ok(policy)

@@ -100,11 +100,14 @@ impl Conversation {
                 typing: rule.typing,
                 bytes: 0,
                 messages: Vec::new(),
+                supersede: policy.on_newer == crate::policy::OnNewer::Supersede,
+                carried: None,
             }
         });
         w.last_at = at;
         w.bytes += size;
         w.messages.push(msg);
+        self.accepted += 1;
         if !policy.buffering {
             self.close(CloseReason::Passthrough, at);
         } else if w.messages.len() as u64 >= u64::from(policy.max_messages)

@@ -98,6 +98,20 @@ pub struct ClosedBatch {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
     pub messages: Vec<Message>,
+    /// [`Conversation::accepted`] when the batch closed: its reply guard says `current` while
+    /// the record's count is still this (records from before the count: 0, see `supersede.rs`).
+    #[serde(default, skip_serializing_if = "super::supersede::is_zero64")]
+    pub accepted: u64,
+    /// The window opened under `on_newer = "supersede"`.
+    #[serde(default, skip_serializing_if = "super::supersede::is_false")]
+    pub supersede: bool,
+    /// Superseded (by its guard's answer or its hand-off's): its acknowledgement hands its
+    /// messages to the next batch.
+    #[serde(default, skip_serializing_if = "super::supersede::is_false")]
+    pub superseded: bool,
+    /// The `context` this batch carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<super::Carried>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -118,6 +132,7 @@ impl ClosedBatch {
             self.messages.clone(),
         )
         .waited(self.waited)
+        .carrying(self.carried.as_ref())
     }
 
     /// True while a lease, backoff or park keeps flushes away from this batch.
@@ -176,7 +191,8 @@ impl Conversation {
         if !self.head_leased_by(gen, token) {
             return false;
         }
-        self.pending.remove(0);
+        let acked = self.pending.remove(0);
+        self.carry_forward(&acked);
         if self.is_idle() {
             self.chain = None;
         }

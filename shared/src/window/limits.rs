@@ -57,8 +57,16 @@ impl Conversation {
 
     /// Bytes of messages held: open window plus pending batches.
     pub fn stored_bytes(&self) -> u64 {
-        self.window.as_ref().map_or(0, |w| w.bytes)
-            + self.pending.iter().map(|b| b.bytes).sum::<u64>()
+        // A batch's context counts too: it moved into the record with the batch carrying it.
+        let carried = |c: &Option<super::Carried>| c.as_ref().map_or(0, |c| c.bytes);
+        self.window
+            .as_ref()
+            .map_or(0, |w| w.bytes + carried(&w.carried))
+            + self
+                .pending
+                .iter()
+                .map(|b| b.bytes + carried(&b.carried))
+                .sum::<u64>()
     }
 }
 

@@ -13,6 +13,7 @@ mod batch;
 mod chain;
 mod limits;
 mod open;
+mod supersede;
 #[cfg(test)]
 pub(crate) mod test_support;
 
@@ -26,6 +27,7 @@ pub use limits::{
     STORE_KEY_LIMIT,
 };
 pub use open::OpenWindow;
+pub use supersede::Carried;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -83,6 +85,11 @@ pub struct Conversation {
     /// and [`AMENDS_BYTES`], each until its dedupe horizon ends. Absent in older records.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub amends: Vec<Amend>,
+    /// Every message this conversation accepted so far (monotonic; counted from the first write
+    /// of code that counts): what a reply guard compares with its batch's count at close
+    /// (`supersede.rs`).
+    #[serde(default, skip_serializing_if = "supersede::is_zero64")]
+    pub accepted: u64,
 }
 
 impl Conversation {
@@ -102,6 +109,7 @@ impl Conversation {
             dedupe_until: None,
             acked: Vec::new(),
             amends: Vec::new(),
+            accepted: 0,
         }
     }
 

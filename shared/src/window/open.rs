@@ -36,6 +36,13 @@ pub struct OpenWindow {
     /// Stored size of `messages`, for the size cap.
     pub bytes: u64,
     pub messages: Vec<Message>,
+    /// The tenant's `on_newer` was `supersede` when the window opened (its batch may be
+    /// superseded; see `supersede.rs`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub supersede: bool,
+    /// What a superseded batch handed to this one (its `context`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<super::Carried>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -133,6 +140,10 @@ impl Conversation {
                 waited,
                 attempts: Vec::new(),
                 messages: w.messages,
+                accepted: self.accepted,
+                supersede: w.supersede,
+                superseded: false,
+                carried: w.carried,
             });
             self.gen += 1;
         }
