@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use lull_core::listen::{ApiAccess, Listen, OnClose, META_API_URL};
 use lull_core::{Policy, Provider};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -62,6 +63,13 @@ pub struct MetaSpec {
     pub app_secret: Option<SecretList>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_token: Option<SecretList>,
+    /// Access token(s) of the Cloud API, for `on_close` (the first is used; rotate by listing
+    /// the new one first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<SecretList>,
+    /// The Graph API base with its version (default `lull_core::listen::META_API_URL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
 }
 
 /// Evolution API part of a tenant spec.
@@ -78,6 +86,12 @@ pub struct EvolutionSpec {
     pub accept_from_me: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub accept_status_broadcast: bool,
+    /// The Evolution server's base URL, for `on_close` (self-hosted: no default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// The `apikey` of that server, for `on_close` (the first is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<SecretList>,
 }
 
 /// Twilio part of a tenant spec.
@@ -114,6 +128,12 @@ pub struct WahaSpec {
     /// The webhook's `hmac.key` (WAHA signs with HMAC-SHA512).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hmac_key: Option<SecretList>,
+    /// The WAHA server's base URL, for `on_close` (self-hosted: no default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// The `X-Api-Key` of that server, for `on_close` (the first is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<SecretList>,
 }
 
 /// One `[[tenants]]` entry. Policy fields left out take the deployment's defaults (`--quiet`,
@@ -162,6 +182,11 @@ pub struct TenantSpec {
     /// tenant's conversations only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<SecretList>,
+    /// What the user sees when a window closes: `read` (messages marked read) and/or `typing`
+    /// (the typing indicator), through the provider's API (`meta.access_token`,
+    /// `evolution.api_url`/`api_key`, `waha.api_url`/`api_key`). Empty: nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_close: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<MetaSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,12 +210,24 @@ pub const SECRET_FIELDS: &[&str] = &[
     "admin_token",
     "meta.app_secret",
     "meta.verify_token",
+    "meta.access_token",
     "evolution.token",
     "evolution.jwt_key",
+    "evolution.api_key",
     "twilio.auth_token",
     "twilio.shared_key",
     "generic.secret",
     "waha.hmac_key",
+    "waha.api_key",
+];
+
+/// Secret fields that authenticate no webhook (what lull sends or signs with).
+const OUTBOUND_SECRETS: &[&str] = &[
+    "sink_secret",
+    "admin_token",
+    "meta.access_token",
+    "evolution.api_key",
+    "waha.api_key",
 ];
 
 /// A tenant spec that cannot be used; the message names the tenant, the field and the value.
@@ -282,10 +319,12 @@ impl TenantSpec {
             check_sink_url(url)
                 .map_err(|r| self.err("twilio.public_url", format!("{url:?}: {r}")))?;
         }
+        let listen = self.listen(&meta, &evo, &waha)?;
         Ok(Tenant {
             id: self.id.clone(),
             policy,
             sink,
+            listen,
             admin_tokens: secrets("admin_token"),
             meta: MetaSettings {
                 phone_number_ids: meta.phone_number_ids,
@@ -314,6 +353,64 @@ impl TenantSpec {
                 hmac_keys: secrets("waha.hmac_key"),
             },
         })
+    }
+
+    /// The `on_close` setting: the actions, and per provider the API access it needs (a base
+    /// URL and the first value of its secret). `None` when `on_close` is empty.
+    fn listen(
+        &self,
+        meta: &MetaSpec,
+        evo: &EvolutionSpec,
+        waha: &WahaSpec,
+    ) -> Result<Option<Listen>, SpecError> {
+        let on_close = OnClose::parse(self.on_close.iter().map(String::as_str))
+            .map_err(|e| self.err("on_close", e.to_string()))?;
+        let access = |url_field: &str,
+                      url: Option<&String>,
+                      default: Option<&str>,
+                      key_field: &str|
+         -> Result<Option<ApiAccess>, SpecError> {
+            let token = self.secret(key_field).and_then(|l| l.0.first()).cloned();
+            let url = url.map(String::as_str).or(default);
+            match (url, token) {
+                (_, None) => Ok(None),
+                (None, Some(_)) => Err(self.err(url_field, format!("is needed with {key_field}"))),
+                (Some(u), Some(token)) => {
+                    check_sink_url(u).map_err(|r| self.err(url_field, format!("{u:?}: {r}")))?;
+                    Ok(Some(ApiAccess {
+                        api_url: u.trim_end_matches('/').to_string(),
+                        token: token.trim().to_string(),
+                    }))
+                }
+            }
+        };
+        let listen = Listen {
+            on_close,
+            meta: access(
+                "meta.api_url",
+                meta.api_url.as_ref(),
+                Some(META_API_URL),
+                "meta.access_token",
+            )?,
+            evolution: access(
+                "evolution.api_url",
+                evo.api_url.as_ref(),
+                None,
+                "evolution.api_key",
+            )?,
+            waha: access("waha.api_url", waha.api_url.as_ref(), None, "waha.api_key")?,
+        };
+        if on_close.is_off() {
+            return Ok(None);
+        }
+        if listen.meta.is_none() && listen.evolution.is_none() && listen.waha.is_none() {
+            return Err(self.err(
+                "on_close",
+                "is set but no API access is: set meta.access_token, evolution.api_url and \
+                 api_key, or waha.api_url and api_key",
+            ));
+        }
+        Ok(Some(listen))
     }
 
     fn check_id(&self) -> Result<(), SpecError> {
@@ -390,6 +487,9 @@ impl TenantSpec {
             "admin_token" => self.admin_token.as_ref(),
             "meta.app_secret" => self.meta.as_ref()?.app_secret.as_ref(),
             "meta.verify_token" => self.meta.as_ref()?.verify_token.as_ref(),
+            "meta.access_token" => self.meta.as_ref()?.access_token.as_ref(),
+            "evolution.api_key" => self.evolution.as_ref()?.api_key.as_ref(),
+            "waha.api_key" => self.waha.as_ref()?.api_key.as_ref(),
             "evolution.token" => self.evolution.as_ref()?.token.as_ref(),
             "evolution.jwt_key" => self.evolution.as_ref()?.jwt_key.as_ref(),
             "twilio.auth_token" => self.twilio.as_ref()?.auth_token.as_ref(),
@@ -414,10 +514,12 @@ impl TenantSpec {
         if let Some(m) = &mut self.meta {
             take("meta.app_secret", &mut m.app_secret);
             take("meta.verify_token", &mut m.verify_token);
+            take("meta.access_token", &mut m.access_token);
         }
         if let Some(e) = &mut self.evolution {
             take("evolution.token", &mut e.token);
             take("evolution.jwt_key", &mut e.jwt_key);
+            take("evolution.api_key", &mut e.api_key);
         }
         if let Some(t) = &mut self.twilio {
             take("twilio.auth_token", &mut t.auth_token);
@@ -428,6 +530,7 @@ impl TenantSpec {
         }
         if let Some(w) = &mut self.waha {
             take("waha.hmac_key", &mut w.hmac_key);
+            take("waha.api_key", &mut w.api_key);
         }
         out
     }
@@ -455,6 +558,13 @@ impl TenantSpec {
                 }
                 "generic.secret" => self.generic.get_or_insert_with(Default::default).secret = v,
                 "waha.hmac_key" => self.waha.get_or_insert_with(Default::default).hmac_key = v,
+                "meta.access_token" => {
+                    self.meta.get_or_insert_with(Default::default).access_token = v
+                }
+                "evolution.api_key" => {
+                    self.evolution.get_or_insert_with(Default::default).api_key = v
+                }
+                "waha.api_key" => self.waha.get_or_insert_with(Default::default).api_key = v,
                 _ => {}
             }
         }
@@ -474,7 +584,7 @@ impl TenantSpec {
     pub fn has_gateway_secret(&self) -> bool {
         self.secret_counts()
             .keys()
-            .any(|f| !matches!(*f, "sink_secret" | "admin_token"))
+            .any(|f| !OUTBOUND_SECRETS.contains(f))
     }
 }
 

@@ -19,6 +19,7 @@ pub mod batch;
 #[cfg(feature = "contract")]
 pub mod contract;
 pub mod key;
+pub mod listen;
 pub mod memory;
 pub mod message;
 pub mod metrics;

@@ -48,6 +48,10 @@ pub const PAUSES: &str = "lull_pauses_total";
 /// (an unsend closed its window without a batch), `forwarded`, `early`, `late_edited`,
 /// `dropped`, `suppressed` (a late or resent original of an unsent message)).
 pub const AMENDS: &str = "lull_amends_total";
+/// "Listening" calls to a messaging API when a window closes (read receipt, typing indicator;
+/// labels `provider`, `action` and `outcome`: `sent`, `failed`, `timeout`, or why nothing was
+/// sent: `unsupported`, `no_access`, `no_message`, `lookup_failed`).
+pub const LISTEN_CALLS: &str = "lull_listen_calls_total";
 /// Seconds from a batch's due time to its acknowledgement.
 pub const HANDOFF_LAG: &str = "lull_handoff_lag_seconds";
 /// Tenant store reads that failed (the last good tenants stay in force meanwhile).
@@ -85,6 +89,7 @@ pub const ALL: &[&str] = &[
     PRESENCE_EVENTS,
     PAUSES,
     AMENDS,
+    LISTEN_CALLS,
     HANDOFF_LAG,
     TENANT_REFRESH_FAILURES,
     TENANT_SNAPSHOT_AGE,

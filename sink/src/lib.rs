@@ -6,6 +6,8 @@
 //! - [`JsonlSink`]: appends one batch JSON per line to a file.
 //! - [`AnySink`]: one of the above, chosen from a `--sink` string.
 //! - [`RoutedSink`]: per-tenant HTTP endpoints beside a default sink.
+//! - [`Listening`]: around any sink, shows the user the bot is listening when a window closes
+//!   (read receipt, typing indicator), best effort and never in the hand-off's way.
 //! - [`Receipt`]: what one delivery's answer said (status, time, the sink's verification echo),
 //!   for `lull check --send-test-batch`.
 //!
@@ -15,6 +17,7 @@
 pub mod answer;
 mod file;
 mod http;
+mod listening;
 mod receipt;
 mod routed;
 mod signature;
@@ -22,6 +25,7 @@ pub mod standard_webhooks;
 
 pub use file::{JsonlSink, StdoutSink};
 pub use http::{HttpSink, HttpTarget, DIAGNOSTIC_BYTES};
+pub use listening::{ListenFuture, ListenRoutes, Listening, DEFAULT_LISTEN_TIMEOUT};
 pub use receipt::{Receipt, Verified};
 pub use routed::{RouteFuture, RoutedSink, SinkRoute, SinkRoutes};
 pub use signature::{sign, verify, SignatureError};

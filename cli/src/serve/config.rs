@@ -213,6 +213,10 @@ pub struct ServeArgs {
     /// them again: the bound on how long `lull tenants apply/remove` take to apply [default: 10s].
     #[arg(long, env = "LULL_TENANT_REFRESH", value_name = "DURATION")]
     pub tenant_refresh: Option<String>,
+    /// The bound on each `on_close` call (read receipt, typing indicator) to a messaging API;
+    /// best effort, never in a hand-off's way [default: 2s].
+    #[arg(long, env = "LULL_LISTEN_TIMEOUT", value_name = "DURATION")]
+    pub listen_timeout: Option<String>,
     /// `lull.toml` only: the tenants that seed a fresh data directory (afterwards: `lull
     /// tenants apply`).
     #[arg(skip)]
@@ -370,6 +374,8 @@ pub struct Config {
     pub fallback: Option<Tenant>,
     /// How long a read of the tenant store is used.
     pub tenant_refresh: Duration,
+    /// The bound on each `on_close` call to a messaging API.
+    pub listen_timeout: Duration,
     /// Unsigned webhooks accepted for gateways without a secret (asked for, loopback only).
     pub allow_unsigned: bool,
     /// No tenant has any gateway secret.
@@ -500,6 +506,8 @@ impl ServeArgs {
             .or_else(|| std::env::var("RUST_LOG").ok())
             .unwrap_or_else(|| defaults::LOG.into());
         let tenant_refresh = r.duration("LULL_TENANT_REFRESH", lull_ingest::DEFAULT_TENANT_TTL)?;
+        let listen_timeout =
+            r.duration("LULL_LISTEN_TIMEOUT", lull_sink::DEFAULT_LISTEN_TIMEOUT)?;
 
         let (seed, fallback) = tenants(&layers, &file, policy)?;
         let any_secret = fallback.as_ref().is_some_and(Tenant::has_any_secret)
@@ -535,6 +543,7 @@ impl ServeArgs {
             seed,
             fallback,
             tenant_refresh,
+            listen_timeout,
             allow_unsigned,
             no_secrets: !any_secret,
             log_format,

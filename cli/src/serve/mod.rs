@@ -13,7 +13,7 @@ use lull_core::metrics as m;
 use lull_core::protocol::{Claim, Disposition, FlushEnd};
 use lull_ingest::{CachedDirectory, IngestConfig, IngestState};
 use lull_local::{Local, Settings, SqliteStore};
-use lull_sink::{AnySink, RoutedSink};
+use lull_sink::{AnySink, Listening, RoutedSink};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
@@ -110,8 +110,11 @@ fn settings(cfg: &Config) -> Settings {
 
 /// The sink `serve` hands off to: the default sink, with each tenant's batches routed to its own
 /// sink through the directory.
-fn sink(cfg: &Config, tenants: Arc<CachedDirectory>) -> Result<RoutedSink, String> {
-    Ok(RoutedSink::new(default_sink(cfg)?).with_routes(tenants, cfg.sink_timeout))
+/// Each tenant's `on_close` (read receipt, typing indicator) goes out beside its hand-offs.
+fn sink(cfg: &Config, tenants: Arc<CachedDirectory>) -> Result<Listening<RoutedSink>, String> {
+    let routed = RoutedSink::new(default_sink(cfg)?).with_routes(tenants.clone(), cfg.sink_timeout);
+    Listening::new(routed, tenants, cfg.listen_timeout)
+        .map_err(|e| format!("cannot build the on_close HTTP client: {e}"))
 }
 
 /// The deployment's own sink (`--sink`), for conversations of tenants without one (and `lull

@@ -123,6 +123,9 @@ pub struct Settings {
     pub secret_prefix: String,
     /// How long a read of the tenant directory is used.
     pub tenant_refresh: Duration,
+    /// The bound on each `on_close` call (read receipt, typing) to a messaging API
+    /// (`LULL_LISTEN_TIMEOUT`, default 2s).
+    pub listen_timeout: Duration,
 }
 
 /// The environment as a Lambda role sees it: hand-off-only settings are invisible to the roles
@@ -281,6 +284,7 @@ impl Settings {
                 .get("LULL_SECRET_PREFIX")
                 .unwrap_or_else(|| "lull/tenants/".into()),
             tenant_refresh: r.duration("LULL_TENANT_REFRESH", lull_ingest::DEFAULT_TENANT_TTL)?,
+            listen_timeout: r.duration("LULL_LISTEN_TIMEOUT", lull_sink::DEFAULT_LISTEN_TIMEOUT)?,
         })
     }
 }

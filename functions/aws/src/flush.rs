@@ -128,3 +128,25 @@ where
     }
     response
 }
+
+/// One flush Lambda invocation: [`handle_sqs_event`], then, the hand-offs recorded, up to
+/// `settle` for the `on_close` calls (read receipt, typing indicator) they started, which a
+/// frozen Lambda would otherwise cut off. The response is decided before the wait: a slow
+/// messaging API never changes what SQS retries.
+pub async fn handle_invocation<S, T, K, C>(
+    handoff: &Handoff<S, T, lull_sink::Listening<K>, C>,
+    event: SqsEvent,
+    log_secret: &[u8],
+    deadline: Option<Millis>,
+    settle: std::time::Duration,
+) -> SqsBatchResponse
+where
+    S: WindowStore,
+    T: Trigger,
+    K: Sink,
+    C: Clock,
+{
+    let response = handle_sqs_event(handoff, event, log_secret, deadline).await;
+    handoff.sink().settle(settle).await;
+    response
+}

@@ -122,6 +122,12 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
     pub fn config(&self) -> &BufferConfig {
         &self.config
     }
+
+    /// The sink batches are handed to (a shell may need its own handle on it, e.g. to wait for
+    /// best-effort work it started before a Lambda freezes).
+    pub fn sink(&self) -> &K {
+        &self.sink
+    }
 }
 
 /// Both capabilities over one set of ports: what a shell that appends and hands off in one
