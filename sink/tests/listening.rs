@@ -3,65 +3,14 @@
 //! `POST /api/sendSeen`, `POST /api/startTyping`), and a fake that never answers neither delays
 //! nor fails the hand-off.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lull_core::listen::{ApiAccess, Listen, OnClose};
 use lull_core::ports::Sink;
 use lull_core::{Batch, CloseReason, ConversationKey, Message, Millis, Provider};
 use lull_sink::{JsonlSink, ListenFuture, ListenRoutes, Listening};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-
-/// A loopback HTTP server that records each request (head and body) and answers 200, or never
-/// answers when `hang`.
-async fn fake(hang: bool) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    let n = s.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    got.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&got).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= len {
-                            log.lock().unwrap().push(text);
-                            break;
-                        }
-                    }
-                }
-                if hang {
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 16\r\nconnection: close\r\n\r\n{\"success\":true}")
-                    .await;
-            });
-        }
-    });
-    (url, seen)
-}
+use lull_testkit::fake_api::{Answer, FakeApi};
 
 struct Routes(Listen);
 
@@ -88,25 +37,25 @@ fn batch(provider: Provider, account: &str, user: &str, ids: &[&str]) -> Batch {
     )
 }
 
-fn body_of(req: &str) -> serde_json::Value {
-    serde_json::from_str(req.split_once("\r\n\r\n").unwrap().1).unwrap()
+fn body_of(r: &lull_testkit::fake_api::Recorded) -> serde_json::Value {
+    serde_json::from_str(&r.body).unwrap()
 }
 
 #[tokio::test]
 async fn meta_gets_one_read_and_typing_call_and_a_hanging_waha_never_holds_the_hand_off() {
-    let (meta_url, meta_seen) = fake(false).await;
-    let (waha_url, waha_seen) = fake(true).await;
+    let meta_api = FakeApi::start(Answer::Ok).await;
+    let waha_api = FakeApi::start(Answer::Hang).await;
     let listen = Listen {
         on_close: OnClose {
             read: true,
             typing: true,
         },
         meta: Some(ApiAccess {
-            api_url: format!("{meta_url}/v26.0"),
+            api_url: format!("{}/v26.0", meta_api.url),
             token: "EAAtoken".into(),
         }),
         waha: Some(ApiAccess {
-            api_url: waha_url,
+            api_url: waha_api.url.clone(),
             token: "waha-key".into(),
         }),
         evolution: None,
@@ -145,39 +94,26 @@ async fn meta_gets_one_read_and_typing_call_and_a_hanging_waha_never_holds_the_h
     lull_testkit::wait_for(
         "one Meta call and two WAHA calls",
         Duration::from_secs(30),
-        async || meta_seen.lock().unwrap().len() == 1 && waha_seen.lock().unwrap().len() == 2,
+        async || meta_api.requests().len() == 1 && waha_api.open() == 2,
     )
     .await;
-    let meta = meta_seen.lock().unwrap()[0].clone();
-    assert!(
-        meta.starts_with("POST /v26.0/106540352242922/messages HTTP/1.1"),
-        "{meta}"
-    );
-    assert!(meta
-        .to_ascii_lowercase()
-        .contains("authorization: bearer eaatoken"));
+    let meta = meta_api.only("/v26.0/106540352242922/messages");
+    assert_eq!(meta.method, "POST");
+    assert_eq!(meta.header("authorization"), Some("Bearer EAAtoken"));
     assert_eq!(
         body_of(&meta),
         serde_json::json!({"messaging_product": "whatsapp", "status": "read",
             "message_id": "wamid.B", "typing_indicator": {"type": "text"}})
     );
-    let waha = waha_seen.lock().unwrap().clone();
-    let seen = waha
-        .iter()
-        .find(|r| r.starts_with("POST /api/sendSeen "))
-        .unwrap();
-    assert!(seen.to_ascii_lowercase().contains("x-api-key: waha-key"));
+    let seen = waha_api.only("/api/sendSeen");
+    assert_eq!(seen.header("x-api-key"), Some("waha-key"));
     assert_eq!(
-        body_of(seen),
+        body_of(&seen),
         serde_json::json!({"session": "default", "chatId": "11111111111@c.us",
             "messageIds": ["false_11111111111@c.us_AAA"]})
     );
-    let typing = waha
-        .iter()
-        .find(|r| r.starts_with("POST /api/startTyping "))
-        .unwrap();
     assert_eq!(
-        body_of(typing),
+        body_of(&waha_api.only("/api/startTyping")),
         serde_json::json!({"session": "default", "chatId": "11111111111@c.us"})
     );
     // `settle` is bounded: the hanging calls do not hold it beyond its bound.
