@@ -700,6 +700,72 @@ mod tests {
     }
 
     #[test]
+    fn on_close_takes_its_api_access_from_secrets_and_bad_settings_name_the_field() {
+        let s = spec(serde_json::json!({
+            "id": "a", "on_close": ["read", "typing"],
+            "meta": {"phone_number_ids": ["1"], "access_token": ["new", "old"]},
+            "waha": {"sessions": ["s"], "api_url": "http://waha:3000/", "api_key": "wk"},
+        }));
+        let listen = s.to_tenant(&Policy::default()).unwrap().listen.unwrap();
+        assert!(listen.on_close.read && listen.on_close.typing);
+        let meta = listen.meta.unwrap();
+        // The first token is used (rotation: list the new one first), Meta's API by default.
+        assert_eq!(meta.token, "new");
+        assert_eq!(meta.api_url, lull_core::listen::META_API_URL);
+        assert_eq!(listen.waha.unwrap().api_url, "http://waha:3000");
+        assert!(listen.evolution.is_none());
+        // Outbound credentials authenticate no webhook, and are taken out like every secret.
+        assert!(!s.has_gateway_secret());
+        let mut out = s.clone();
+        let taken = out.take_secrets();
+        assert_eq!(taken["meta.access_token"], ["new", "old"]);
+        assert_eq!(taken["waha.api_key"], ["wk"]);
+        let text = serde_json::to_string(&out).unwrap();
+        assert!(!text.contains("new") && !text.contains("wk"), "{text}");
+        assert_eq!(s.secret_counts()["meta.access_token"], 2);
+        // Off unless asked for, even with access set.
+        let off = spec(serde_json::json!({"id": "a", "meta": {"access_token": "t"}}));
+        assert!(off.to_tenant(&Policy::default()).unwrap().listen.is_none());
+
+        let cases = [
+            (
+                serde_json::json!({"id": "a", "on_close": ["read", "seen"],
+                                   "meta": {"access_token": "t"}}),
+                "on_close",
+                "\"seen\"",
+            ),
+            (
+                serde_json::json!({"id": "a", "on_close": ["typing"]}),
+                "on_close",
+                "no API access",
+            ),
+            (
+                serde_json::json!({"id": "a", "on_close": ["read"],
+                                   "evolution": {"api_key": "k"}}),
+                "evolution.api_url",
+                "evolution.api_key",
+            ),
+            (
+                serde_json::json!({"id": "a", "on_close": ["read"],
+                                   "waha": {"api_url": "waha:3000", "api_key": "k"}}),
+                "waha.api_url",
+                "http",
+            ),
+            (
+                serde_json::json!({"id": "a", "on_close": ["read"],
+                                   "meta": {"access_token": " "}}),
+                "meta.access_token[0]",
+                "",
+            ),
+        ];
+        for (json, field, says) in cases {
+            let e = spec(json).to_tenant(&Policy::default()).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.to_string().contains(says), "{e} should say {says}");
+        }
+    }
+
+    #[test]
     fn secrets_move_out_and_back() {
         let mut s = spec(serde_json::json!({
             "id": "a", "sink": "http://x.example", "sink_secret": "k", "admin_token": "adm",

@@ -25,6 +25,7 @@
 //! | `LULL_LOG_SECRET` | key of the conversation hash in logs | empty |
 //! | `LULL_SECRET_PREFIX` | name prefix of the tenants' secrets in Secrets Manager | `lull/tenants/` |
 //! | `LULL_TENANT_REFRESH` | how long a read of the tenants is used before the next | `10s` |
+//! | `LULL_LISTEN_TIMEOUT` | bound on each `on_close` call to a messaging API (hand-off roles) | `2s` |
 //! | `LULL_METRICS_NAMESPACE` | CloudWatch namespace of the EMF metrics (read by `telemetry`) | `lull` |
 
 use std::time::Duration;
@@ -53,8 +54,9 @@ const COMMON_ENV: &[&str] = &[
     "LULL_SECRET_PREFIX",
     "LULL_TENANT_REFRESH",
 ];
-/// Read by the roles that hand batches off.
-const SINK_ENV: &[&str] = &["LULL_SINK", "LULL_SINK_SECRET"];
+/// Read by the roles that hand batches off (`LULL_LISTEN_TIMEOUT`: the bound on each `on_close`
+/// call, docs/listening.md).
+const SINK_ENV: &[&str] = &["LULL_SINK", "LULL_SINK_SECRET", "LULL_LISTEN_TIMEOUT"];
 /// Protocol settings only a hand-off uses: the webhook never calls a sink, so it does not read
 /// them (and a bad one cannot stop it).
 const HANDOFF_ONLY: &[&str] = &[var::SINK_TIMEOUT, var::RETRY_MIN, var::RETRY_MAX];
@@ -284,7 +286,12 @@ impl Settings {
                 .get("LULL_SECRET_PREFIX")
                 .unwrap_or_else(|| "lull/tenants/".into()),
             tenant_refresh: r.duration("LULL_TENANT_REFRESH", lull_ingest::DEFAULT_TENANT_TTL)?,
-            listen_timeout: r.duration("LULL_LISTEN_TIMEOUT", lull_sink::DEFAULT_LISTEN_TIMEOUT)?,
+            // Only a hand-off sends `on_close` calls: the webhook never reads this.
+            listen_timeout: if hands_off(role) {
+                r.duration("LULL_LISTEN_TIMEOUT", lull_sink::DEFAULT_LISTEN_TIMEOUT)?
+            } else {
+                lull_sink::DEFAULT_LISTEN_TIMEOUT
+            },
         })
     }
 }
