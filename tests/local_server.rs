@@ -547,7 +547,7 @@ async fn a_signed_waha_message_is_handed_off_and_unsigned_ones_are_refused() {
 /// Issue 25 on the real server: a signed Meta POST with two good messages and an `interactive`
 /// one without its object (Meta sends such with an `errors` array) is answered 200, and all
 /// three reach the sink in one batch, the odd one as `other` with its type. Then a Business-app
-/// echo (`smb_message_echoes`) of the same conversation is accepted (not buffered).
+/// echo (`smb_message_echoes`) of the same conversation pauses it: the user's next message waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_odd_message_does_not_lose_its_meta_post() {
     const SECRET: &str = "meta-app-secret";
@@ -594,11 +594,36 @@ async fn one_odd_message_does_not_lose_its_meta_post() {
     assert_eq!(b["messages"][1]["kind"], "other");
     assert_eq!(b["messages"][1]["provider_type"], "interactive");
     assert_eq!(b["text"], "2 pizzas\none vegan");
-    let echo = fixture("meta_smb_message_echoes_text.json");
+    // A person answers from the WhatsApp Business app (sent now, as Meta would): the echo
+    // pauses the conversation, so the user's next message waits for the person.
+    let echo = String::from_utf8(fixture("meta_smb_message_echoes_text.json"))
+        .expect("utf-8")
+        .replace("\"1739321024\"", &format!("\"{now}\""))
+        .into_bytes();
     assert_eq!(
         server
             .post_json("/webhook/meta", &echo, &signed(&echo))
             .await,
         200
     );
+    let next = lull_tests::meta_text(
+        "106540352242922",
+        "16505551234",
+        "wamid.after-echo",
+        "are you there?",
+    );
+    let next = next.to_string().into_bytes();
+    assert_eq!(
+        server
+            .post_json("/webhook/meta", &next, &signed(&next))
+            .await,
+        200
+    );
+    let conv = server
+        .inspect()
+        .into_iter()
+        .find(|c| c["conversation"] == "meta|106540352242922|16505551234")
+        .expect("the conversation");
+    assert!(conv["paused_until"].is_string(), "{conv}");
+    assert_eq!(conv["window"]["waiting_for"], "paused", "{conv}");
 }

@@ -206,6 +206,26 @@ fn parsers_stop_at_their_caps_while_reading() {
     assert_eq!(p.partial, ["too_many_contacts"]);
 }
 
+/// Statuses are counted, never read: a POST of thousands (Meta batches up to 1,000 updates,
+/// and a body may hold more of them than messages) is one count per reason, not an entry per
+/// status, and the answer and the metric count every one.
+#[tokio::test]
+async fn thousands_of_statuses_are_one_count_per_reason() {
+    let status: serde_json::Value =
+        serde_json::from_slice(&fixture("meta_cloud_status_sent.json")).unwrap();
+    let one = status["entry"][0]["changes"][0]["value"]["statuses"][0].clone();
+    let mut body = status.clone();
+    body["entry"][0]["changes"][0]["value"]["statuses"] = serde_json::Value::Array(vec![one; 5000]);
+    let body = body.to_string().into_bytes();
+    let p = parse::meta::parse(&body).unwrap();
+    assert_eq!(p.ignored.iter().collect::<Vec<_>>(), [("status", 5000)]);
+    let h = Harness::solo();
+    let (status, resp) = h.send(meta_post(&body, Some(META_SECRET))).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(resp, r#"{"accepted":0,"duplicates":0,"ignored":5000}"#);
+    h.assert_empty();
+}
+
 #[tokio::test]
 async fn over_the_message_limit_is_413_and_stores_nothing() {
     let h = Harness::solo();

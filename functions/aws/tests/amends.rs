@@ -1,9 +1,14 @@
-//! Edits and unsends on the webhook and flush Lambdas' path (moto): API Gateway events through
-//! the ingestion Router's generic route (lull's own format, `kind` `edit`/`revoke` with a
-//! `target`) onto DynamoDB + SQS, then the flush handler fed by an SQS poller, to a capture sink.
-//! Inside the open window an edit and an unsend change what the sink receives, and the unsent
-//! text is gone from the DynamoDB item (read raw with `GetItem`, its `rec` inflated here); after
-//! the hand-off they arrive as `edit` and `revoke` messages naming the original's batch.
+//! Edits, unsends and a Business-app echo on the webhook and flush Lambdas' path (moto): API
+//! Gateway events through the webhook Lambda's Router on the Meta route, in Meta's payload shapes
+//! (`type: "edit"` with `edit.original_message_id` and `edit.message`, `type: "revoke"` with
+//! `revoke.original_message_id`, `smb_message_echoes`: the fixtures
+//! `ingest/tests/fixtures/meta_cloud_edit.json`, `meta_cloud_revoke.json` and
+//! `meta_smb_message_echoes_text.json`, from Meta's webhook reference), onto DynamoDB + SQS,
+//! then the flush Lambda's handler fed by an SQS poller, to a capture sink. Inside the open window
+//! an edit and an unsend change what the sink receives, and the unsent text is gone from the
+//! DynamoDB item (read raw with `GetItem`, its `rec` inflated here); after the hand-off they
+//! arrive as `edit` and `revoke` messages naming the original and its batch; an echo pauses the
+//! conversation.
 
 mod common;
 #[path = "common/router.rs"]
@@ -13,42 +18,75 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use common::apigw::{event, send};
 use common::{roomy_policy, Harness};
 use hmac::{Hmac, Mac};
-use lull_core::{ConversationKey, MessageKind, Provider};
+use lull_core::ports::WindowStore;
+use lull_core::{ConversationKey, MessageKind, Millis, Provider};
 use lull_testkit::{wait_for, PATIENCE};
-use serde_json::json;
+use serde_json::{json, Value};
 
-const GENERIC_SECRET: &str = "generic-secret";
+const APP_SECRET: &str = "meta-app-secret";
+const PHONE_ID: &str = "106540352242922";
+const BUSINESS: &str = "15550783881";
+const USER: &str = "16505551234";
 /// A card number sent to the wrong chat: what an unsend must erase.
 const SECRET: &str = "4111 1111 1111 1111";
 
 fn router(h: &Harness) -> axum::Router {
     let env = |k: &str| match k {
-        "LULL_GENERIC_SECRET" => Some(GENERIC_SECRET.to_string()),
+        "LULL_META_APP_SECRET" => Some(APP_SECRET.to_string()),
+        "LULL_META_VERIFY_TOKEN" => Some("verify".to_string()),
         _ => None,
     };
     router::router(h, env)
 }
 
-/// POSTs generic `messages` of account `bot`, signed, as API Gateway delivers it.
-async fn post(h: &Harness, messages: serde_json::Value) {
-    let body = json!({"account": "bot", "messages": messages})
-        .to_string()
-        .into_bytes();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(GENERIC_SECRET.as_bytes()).expect("key");
+/// Now, in unix seconds (a provider timestamp within the dedupe horizon).
+fn now_secs() -> String {
+    (Millis::now_wall().0 / 1000).to_string()
+}
+
+fn text(id: &str, body: &str) -> Value {
+    json!({"from": USER, "id": id, "timestamp": now_secs(), "type": "text", "text": {"body": body}})
+}
+
+fn edit(id: &str, original: &str, body: &str) -> Value {
+    json!({"from": USER, "id": id, "timestamp": now_secs(), "type": "edit", "edit": {
+        "original_message_id": original,
+        "message": {"type": "text", "text": {"body": body}}
+    }})
+}
+
+fn revoke(id: &str, original: &str) -> Value {
+    json!({"from": USER, "id": id, "timestamp": now_secs(), "type": "revoke",
+           "revoke": {"original_message_id": original}})
+}
+
+/// POSTs one Meta change (`field`, its list under `list`), signed, as API Gateway delivers it.
+async fn post(h: &Harness, field: &str, list: &str, items: Vec<Value>) {
+    let mut value = json!({
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": BUSINESS, "phone_number_id": PHONE_ID},
+        "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": USER}],
+    });
+    value[list] = Value::Array(items);
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
+        "changes": [{"field": field, "value": value}]}]})
+    .to_string()
+    .into_bytes();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(APP_SECRET.as_bytes()).expect("key");
     mac.update(&body);
     let headers = [
         ("content-type", "application/json".to_string()),
         (
-            "x-lull-signature",
+            "x-hub-signature-256",
             format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
         ),
     ];
-    let (status, text) = send(
-        &router(h),
-        &event("/webhook/generic", &headers, &body, false),
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
+    let (status, answer) = send(&router(h), &event("/webhook/meta", &headers, &body, false)).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+async fn messages(h: &Harness, items: Vec<Value>) {
+    post(h, "messages", "messages", items).await;
 }
 
 /// The conversation's DynamoDB item, raw: every attribute's bytes, `rec` inflated.
@@ -76,15 +114,19 @@ async fn raw_item(h: &Harness, key: &ConversationKey) -> String {
 async fn edits_and_unsends_change_the_batch_and_erase_the_unsent_text_from_dynamodb() {
     let mut h = Harness::new(5, 5).await;
     h.policy = roomy_policy();
-    let key = ConversationKey::new(Provider::Generic, "bot", "u1");
-    post(
+    let key = ConversationKey::new(Provider::Meta, PHONE_ID, USER);
+    // One POST: three messages, the first corrected, the second (a card number) unsent; the
+    // edit comes twice (a retry), applied once.
+    messages(
         &h,
-        json!([
-            {"id": "m1", "user": "u1", "text": "2 pizzas"},
-            {"id": "m2", "user": "u1", "text": SECRET},
-            {"id": "e1", "user": "u1", "kind": "edit", "text": "3 pizzas", "target": {"message_id": "m1"}},
-            {"id": "r1", "user": "u1", "kind": "revoke", "target": {"message_id": "m2"}}
-        ]),
+        vec![
+            text("wamid.m1", "2 pizzas"),
+            text("wamid.m2", SECRET),
+            text("wamid.m3", "and a coke"),
+            edit("wamid.e1", "wamid.m1", "3 pizzas"),
+            revoke("wamid.r1", "wamid.m2"),
+            edit("wamid.e1", "wamid.m1", "3 pizzas"),
+        ],
     )
     .await;
     // Read before any flush runs (the poller starts after): the window is open.
@@ -95,7 +137,7 @@ async fn edits_and_unsends_change_the_batch_and_erase_the_unsent_text_from_dynam
 
     let poller = h.start_poller();
     wait_for("the first batch", PATIENCE, async || {
-        h.sink.message_count() >= 1
+        h.sink.message_count() >= 2
     })
     .await;
     let first = h.sink.batches().remove(0);
@@ -104,20 +146,26 @@ async fn edits_and_unsends_change_the_batch_and_erase_the_unsent_text_from_dynam
         .iter()
         .map(|m| (m.id.as_str(), m.text.as_deref()))
         .collect();
-    assert_eq!(texts, [("m1", Some("3 pizzas"))]);
+    assert_eq!(
+        texts,
+        [
+            ("wamid.m1", Some("3 pizzas")),
+            ("wamid.m3", Some("and a coke"))
+        ]
+    );
     assert!(first.messages[0].edited_at.is_some());
 
-    // After the hand-off: messages of the next batch, naming the first.
-    post(
+    // After the hand-off: messages of the next batch, naming the original and its batch.
+    messages(
         &h,
-        json!([
-            {"id": "e2", "user": "u1", "kind": "edit", "text": "4 pizzas", "target": {"message_id": "m1"}},
-            {"id": "r2", "user": "u1", "kind": "revoke", "target": {"message_id": "m1"}}
-        ]),
+        vec![
+            edit("wamid.e2", "wamid.m1", "4 pizzas"),
+            revoke("wamid.r2", "wamid.m3"),
+        ],
     )
     .await;
     wait_for("the second batch", PATIENCE, async || {
-        h.sink.message_count() >= 3
+        h.sink.message_count() >= 4
     })
     .await;
     let batches = h.sink.batches();
@@ -127,10 +175,30 @@ async fn edits_and_unsends_change_the_batch_and_erase_the_unsent_text_from_dynam
         .expect("a second batch");
     let kinds: Vec<_> = second.messages.iter().map(|m| m.kind).collect();
     assert_eq!(kinds, [MessageKind::Edit, MessageKind::Revoke]);
-    for m in &second.messages {
-        let t = m.target.as_ref().expect("target");
-        assert_eq!(t.message_id, "m1");
-        assert_eq!(t.batch_id, Some(first.batch_id.to_string()));
-    }
+    assert_eq!(second.messages[0].text.as_deref(), Some("4 pizzas"));
+    let targets: Vec<_> = second
+        .messages
+        .iter()
+        .map(|m| m.target.clone().expect("target"))
+        .map(|t| (t.message_id, t.batch_id))
+        .collect();
+    let named = Some(first.batch_id.to_string());
+    assert_eq!(
+        targets,
+        [
+            ("wamid.m1".to_string(), named.clone()),
+            ("wamid.m3".to_string(), named)
+        ]
+    );
+
+    // A person answers from the WhatsApp Business app: the echo pauses the conversation.
+    let echo = json!({"from": BUSINESS, "to": USER, "id": "wamid.echo1", "timestamp": now_secs(),
+                      "type": "text", "text": {"body": "I'll take it from here"}});
+    post(&h, "smb_message_echoes", "message_echoes", vec![echo]).await;
+    let conv = h.store.load(&key).await.expect("load").expect("record");
+    assert!(
+        conv.paused_until(Millis::now_wall()).is_some(),
+        "paused: {conv:?}"
+    );
     poller.stop().await;
 }

@@ -350,8 +350,7 @@ fn change_items(out: &mut Parsed, change: Change<'_>, context: &str) -> Result<(
         // Counted, never read: a status is no message.
         let statuses = raw_array(statuses, 0)
             .map_err(|e| ParseError::json(&format!("{context}.value.statuses"), &e))?;
-        out.ignored
-            .extend(std::iter::repeat_n("status", statuses.beyond));
+        out.ignored.add("status", statuses.beyond);
     }
     let contacts: Vec<ContactEntry> = match value.contacts {
         Some(c) => raw_array(c, MAX_ITEMS)

@@ -18,8 +18,11 @@ pub mod evolution;
 pub mod generic;
 pub mod meta;
 pub mod presence;
+mod tally;
 pub mod twilio;
 pub mod waha;
+
+pub use tally::Tally;
 
 use lull_core::Message;
 use serde_json::value::RawValue;
@@ -71,9 +74,9 @@ pub struct Parsed {
     pub accounts: Vec<String>,
     /// The messages, in body order (which is receive order).
     pub items: Vec<Item>,
-    /// Events acknowledged without buffering, and items skipped by a rule, by metric `reason`
-    /// label (statuses, other events, `no_id`, `no_sender`, ...).
-    pub ignored: Vec<&'static str>,
+    /// Events acknowledged without buffering, and items skipped by a rule, counted per metric
+    /// `reason` label (statuses, other events, `no_id`, `no_sender`, ...).
+    pub ignored: Tally,
     /// Items kept with only what could be read, by metric `reason` label (`missing_object`,
     /// `unreadable_content`, `too_many_contacts`, ...): one entry per item concerned.
     pub partial: Vec<&'static str>,

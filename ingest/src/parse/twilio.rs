@@ -126,8 +126,7 @@ pub fn parse(params: &[(String, String)]) -> Result<Parsed, ParseError> {
                         .is_some_and(|n| n >= 1 && n < num_media)
                 })
                 .count();
-            out.ignored
-                .extend(std::iter::repeat_n("extra_media", extra));
+            out.ignored.add("extra_media", extra);
         }
     } else if let (Some(lat), Some(lon)) = (lat, lon) {
         let parse = |s: &str, name: &str| {

@@ -283,9 +283,9 @@ pub(crate) async fn append_all(
         keyed.push((key, message, operator));
     }
     let skipped = ignored.len();
-    for reason in ignored {
+    for (reason, n) in ignored.iter() {
         metrics::counter!(m::IGNORED_EVENTS, "reason" => reason, "provider" => provider.as_str())
-            .increment(1);
+            .increment(n as u64);
     }
     for reason in partial {
         metrics::counter!(m::PARTIAL_ITEMS, "reason" => reason, "provider" => provider.as_str())
@@ -339,7 +339,7 @@ pub(crate) async fn append_all(
 fn keep_key(
     provider: Provider,
     item: &crate::parse::Item,
-    ignored: &mut Vec<&'static str>,
+    ignored: &mut crate::parse::Tally,
 ) -> Result<Option<ConversationKey>, IngestError> {
     match key_of(provider, item) {
         Ok(key) => {

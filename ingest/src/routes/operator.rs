@@ -27,7 +27,7 @@ pub(crate) struct OptIns {
 /// (in body order) for [`pause_for_operators`]; buffered ones stay in `parsed`, where
 /// [`append_all`](super::append_all) appends and pauses in one step.
 pub(crate) fn apply_opt_ins(wanted: OptIns, mut parsed: Parsed) -> (Parsed, Vec<Item>) {
-    let mut ignored = Vec::new();
+    let mut ignored = crate::parse::Tally::default();
     let mut pause_only = Vec::new();
     let mut kept = Vec::with_capacity(parsed.items.len());
     for item in parsed.items {
@@ -48,7 +48,7 @@ pub(crate) fn apply_opt_ins(wanted: OptIns, mut parsed: Parsed) -> (Parsed, Vec<
         }
     }
     parsed.items = kept;
-    parsed.ignored.extend(ignored);
+    parsed.ignored.extend(ignored.iter());
     (parsed, pause_only)
 }
 

@@ -165,6 +165,36 @@ impl Conversation {
         }
     }
 
+    /// An unsend of `target` erases what the record holds of its content beside the original
+    /// itself: the content an early edit kept for it, and `edit` messages of it still in the
+    /// open window (their text is the unsent message's). A window left empty by it is dropped
+    /// (the unsend itself then opens one, as its message).
+    fn erase_edits_of(&mut self, target: &str) {
+        for a in self.amends.iter_mut().filter(|a| a.target == target) {
+            a.content = None;
+        }
+        let Some(w) = self.window.as_mut() else {
+            return;
+        };
+        let before = w.messages.len();
+        w.messages
+            .retain(|m| m.kind != MessageKind::Edit || target_of(m).is_none_or(|t| t != target));
+        if w.messages.len() == before {
+            return;
+        }
+        w.bytes = w.messages.iter().map(Message::stored_size).sum();
+        match w.messages.first() {
+            // As for an unsend: the window's max wait runs from its first message.
+            Some(first) => w.opened_at = first.received_at,
+            None => {
+                self.window = None;
+                if self.is_idle() {
+                    self.chain = None;
+                }
+            }
+        }
+    }
+
     /// The id of the closed batch (pending, or acknowledged and still listed) holding
     /// `message_id`.
     fn batch_of(&self, message_id: &str, now: Millis) -> Option<String> {
@@ -200,6 +230,9 @@ impl Conversation {
             return self.plan_original(msg, policy, now, random);
         };
         let revoke = msg.kind == MessageKind::Revoke;
+        if revoke {
+            self.erase_edits_of(&target);
+        }
         if self.is_revoked(&target) {
             return self.absorb(msg.id, target, revoke, until, now, random, Amended::Dropped);
         }

@@ -206,6 +206,61 @@ fn an_edit_before_its_original_is_applied_to_it_and_leaves_the_window() {
     assert!(plan.next.holds_message("e1").is_some());
 }
 
+/// The record as the store writes it.
+fn stored(c: &Conversation) -> String {
+    serde_json::to_string(c).unwrap()
+}
+
+#[test]
+fn an_unsend_after_an_early_edit_erases_the_edits_content_from_the_record() {
+    // The edit comes first (its original not seen), then the unsend: the edit's text is the
+    // unsent message's, so neither its message in the window nor the content remembered for
+    // the late original may stay.
+    let c = item(
+        Conversation::fresh(key(), Millis(0)),
+        edit("e1", "a", "4111 1111 1111 1111"),
+        100,
+    )
+    .next;
+    assert!(stored(&c).contains("4111"));
+    let plan = item(c, revoke("r1", "a"), 200);
+    assert_eq!(plan.amend, Some(Amended::Early));
+    let c = plan.next;
+    assert!(!stored(&c).contains("4111"), "{}", stored(&c));
+    let w = c.window.as_ref().unwrap();
+    assert_eq!(texts(&w.messages), [("r1", None)]);
+    assert_eq!(w.bytes, w.messages[0].stored_size());
+    // The edit's id is still held (a retry is a duplicate), the late original suppressed.
+    assert!(c.holds_message("e1").is_some());
+    assert!(c.holds_message("a").is_some());
+}
+
+#[test]
+fn an_unsend_of_a_closed_message_erases_its_edit_still_in_the_open_window() {
+    let mut c = item(
+        Conversation::fresh(key(), Millis(0)),
+        Message::text("a", "u", "x"),
+        0,
+    )
+    .next;
+    assert_eq!(c.close_if_due(Millis(8000)), Some(CloseReason::Quiet));
+    let c = item(c, Message::text("b", "u", "keep"), 8050).next;
+    let c = item(c, edit("e1", "a", "4111 1111 1111 1111"), 8100).next;
+    let plan = item(c, revoke("r1", "a"), 8200);
+    assert_eq!(plan.amend, Some(Amended::Forwarded));
+    let c = plan.next;
+    assert!(!stored(&c).contains("4111"), "{}", stored(&c));
+    assert_eq!(
+        texts(&c.window.as_ref().unwrap().messages),
+        [("b", Some("keep")), ("r1", None)]
+    );
+    assert_eq!(
+        c.pending[0].messages[0].text.as_deref(),
+        Some("x"),
+        "immutable"
+    );
+}
+
 #[test]
 fn the_latest_edit_wins_and_an_edit_of_an_unsent_message_shows_nothing() {
     let c = item(
