@@ -120,7 +120,7 @@ async fn an_account_a_tenant_drops_goes_to_the_next_owner_only_once_idle() {
     assert!(ok, "{out}");
     let late = meta_text(PN_1, "5511900000002", "a-late", "too late");
     let refused = holds_within(BOUND, async || {
-        post_signed(&server, &late, "alpha-secret").await == 403
+        post_signed(&server, &late, "alpha-secret").await == 401
     })
     .await;
     assert!(refused, "a dropped account still accepted");

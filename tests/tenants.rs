@@ -5,7 +5,8 @@
 //! The story: tenant A comes from `lull.toml` (the seed of a fresh data directory); tenant B is
 //! added with `lull tenants apply` and is served within the refresh bound, under its own quiet
 //! period and to its own sink, with A untouched; B's secret is rotated with overlap; buffering
-//! is turned off for B; B is removed, its account gets 403 and its pending batch still reaches
+//! is turned off for B; B is removed, its account gets 401 (as any account no tenant serves:
+//! like a wrong signature) and its pending batch still reaches
 //! B's sink.
 
 use std::path::Path;
@@ -141,7 +142,7 @@ async fn tenants_are_added_changed_rotated_and_removed_while_the_server_runs() {
     let a1 = meta_text(PN_A, "5511900000001", "a1", "hello");
     assert_eq!(post_signed(&server, &a1, "alpha-secret").await, 200);
     let b0 = meta_text(PN_B, "5511900000002", "b0", "before");
-    assert_eq!(post_signed(&server, &b0, "bravo-v1").await, 403);
+    assert_eq!(post_signed(&server, &b0, "bravo-v1").await, 401);
     let listed = tenants(&data, &["list"]);
     assert!(
         listed.contains("alpha") && !listed.contains("alpha-secret"),
@@ -163,10 +164,7 @@ async fn tenants_are_added_changed_rotated_and_removed_while_the_server_runs() {
     // Isolation: A's secret cannot write into B's account.
     let forged = meta_text(PN_B, "5511900000003", "x1", "forged");
     let status = post_signed(&server, &forged, "alpha-secret").await;
-    assert!(
-        status == 401 || status == 403,
-        "A's secret on B's account: {status}"
-    );
+    assert!(status == 401, "A's secret on B's account: {status}");
 
     wait_for("A's and B's batches", BOUND, async || {
         !sink_a.acked().is_empty() && !sink_b.acked().is_empty()
@@ -254,7 +252,7 @@ async fn tenants_are_added_changed_rotated_and_removed_while_the_server_runs() {
     assert!(out.contains("removed"), "{out}");
     let after = meta_text(PN_B, "5511900000006", "after", "too late");
     until(&server, "removed tenant refused", &after, "bravo-v2", |s| {
-        s == 403
+        s == 401
     })
     .await;
     // Its account cannot go to another tenant while its tombstone holds accepted batches.

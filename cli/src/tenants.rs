@@ -58,8 +58,9 @@ pub enum TenantsCommand {
     },
     /// Show one tenant (as JSON, secrets redacted).
     Show { id: String },
-    /// Remove a tenant: its accounts are refused (403) from the next refresh on; what it had
-    /// accepted is still handed off to its sink (the tenant stays as a tombstone until purged).
+    /// Remove a tenant: its accounts are refused (401, as any account no tenant serves) from the
+    /// next refresh on; what it had accepted is still handed off to its sink (the tenant stays
+    /// as a tombstone until purged).
     Remove {
         id: String,
         /// Delete the tombstone too (refused while a conversation of its accounts, or of those

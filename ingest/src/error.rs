@@ -40,7 +40,9 @@ pub enum IngestError {
     /// Missing or wrong signature or credential (401).
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
-    /// Unknown tenant, or a request naming another tenant's account (403).
+    /// A request, authenticated for one tenant, naming another tenant's account, or a wrong
+    /// verify token (403). An account no tenant serves is answered as a wrong signature
+    /// (`Unauthorized`, see `routes::named`).
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
     /// The tenant directory, store or trigger failed (503): the gateway should retry. The

@@ -27,9 +27,10 @@
 //! its environment, if it has one, and answers 503 for every other account.
 //!
 //! A stored tenant that fails validation is quarantined (`crate::tenant_snapshot`): the others
-//! are served. Removed tenants (tombstones) are not found (their accounts get 403), but their
-//! sinks stay routable ([`CachedDirectory::sink_for`]) so that what they had accepted still
-//! reaches them; so do accounts a tenant dropped while its conversations may hold work.
+//! are served. Removed tenants (tombstones) are not found (their accounts are answered as any
+//! account no tenant serves: 401, like a wrong signature), but their sinks stay routable
+//! ([`CachedDirectory::sink_for`]) so that what they had accepted still reaches them; so do
+//! accounts a tenant dropped while its conversations may hold work.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

@@ -171,7 +171,7 @@ async fn an_unknown_or_absent_account_is_refused_before_parsing() {
         let (status, reason) = h
             .send(meta_post(body.as_bytes(), Some("meta-secret-a")))
             .await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{reason}");
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{reason}");
     }
     // A Twilio form of more than 256 parameters is refused before any signature is computed.
     let many = vec![("X", "1"); 300];
@@ -183,5 +183,96 @@ async fn an_unknown_or_absent_account_is_refused_before_parsing() {
     let (status, reason) = h.send(req).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{reason}");
     assert!(reason.contains("256"), "{reason}");
+    h.assert_empty();
+}
+
+/// An account no tenant serves is refused exactly like a served account's wrong signature (the
+/// same status and body), on every webhook route: a caller without secrets cannot tell which
+/// accounts exist. Before, an unknown account was answered 403 "unknown account" before any
+/// check, a served one 401.
+#[tokio::test]
+async fn an_unknown_account_is_answered_like_a_wrong_signature_on_every_route() {
+    let h = two_tenants();
+    // (route, request for a's account signed with b's secret, the same for an account nobody
+    // serves signed with a's).
+    let meta = |n: &str, s: &str| meta_post(META_BROKEN.replace("01\"", n).as_bytes(), Some(s));
+    let evo = |path: &str, n: &str, s: &str| {
+        evolution_post(path, EVO_BROKEN.replace("inst-1", n).as_bytes(), Some(s))
+    };
+    let evo_keyed = |n: &str, s: &str| {
+        let body = EVO_BROKEN.replace("inst-1", n);
+        Request::post(format!("/webhook/evolution/k/{s}/messages-upsert"))
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let waha = |n: &str, s: &str| waha_post(WAHA_BROKEN.replace("sess-1", n).as_bytes(), Some(s));
+    let generic =
+        |n: &str, s: &str| generic_post(GENERIC_BROKEN.replace("acct-1", n).as_bytes(), Some(s));
+    let twilio = |n: &str, s: &str| {
+        twilio_post(
+            &form(&[("From", "whatsapp:+5511900000001"), ("To", n)]),
+            Some(s),
+        )
+    };
+    let cases = [
+        (
+            "meta",
+            meta("01\"", "meta-secret-b"),
+            meta("09\"", "meta-secret-a"),
+        ),
+        (
+            "evolution",
+            evo("/webhook/evolution", "inst-1", "evo-secret-b"),
+            evo("/webhook/evolution", "inst-9", "evo-secret-a"),
+        ),
+        (
+            "evolution/{event}",
+            evo(
+                "/webhook/evolution/messages-upsert",
+                "inst-1",
+                "evo-secret-b",
+            ),
+            evo(
+                "/webhook/evolution/messages-upsert",
+                "inst-9",
+                "evo-secret-a",
+            ),
+        ),
+        (
+            "evolution/k/{secret}/{event}",
+            evo_keyed("inst-1", "evo-secret-b"),
+            evo_keyed("inst-9", "evo-secret-a"),
+        ),
+        (
+            "waha",
+            waha("sess-1", "waha-secret-b"),
+            waha("sess-9", "waha-secret-a"),
+        ),
+        (
+            "generic",
+            generic("acct-1", "generic-secret-b"),
+            generic("acct-9", "generic-secret-a"),
+        ),
+        (
+            "twilio",
+            twilio("whatsapp:+15550000001", "twilio-secret-b"),
+            twilio("whatsapp:+15550000009", "twilio-secret-a"),
+        ),
+    ];
+    let mut told_apart = Vec::new();
+    for (route, wrong_signature, unknown_account) in cases {
+        let wrong = h.send(wrong_signature).await;
+        let unknown = h.send(unknown_account).await;
+        assert_eq!(wrong.0, StatusCode::UNAUTHORIZED, "{route}: {}", wrong.1);
+        if unknown != wrong {
+            told_apart.push(format!("{route}: {unknown:?} vs {wrong:?}"));
+        }
+    }
+    assert!(
+        told_apart.is_empty(),
+        "unknown accounts told apart:\n{}",
+        told_apart.join("\n")
+    );
     h.assert_empty();
 }

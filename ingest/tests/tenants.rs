@@ -81,12 +81,12 @@ async fn a_request_naming_another_tenants_number_is_refused_and_stores_nothing()
             .0,
         StatusCode::UNAUTHORIZED
     );
-    // A number nobody owns.
+    // A number nobody owns: refused like a wrong signature.
     assert_eq!(
         h.send(meta_post(&meta_text(&["333"]), Some("secret-a")))
             .await
             .0,
-        StatusCode::FORBIDDEN
+        StatusCode::UNAUTHORIZED
     );
     // Twilio: A's token for B's number.
     let body = form(&[
@@ -104,7 +104,7 @@ async fn a_request_naming_another_tenants_number_is_refused_and_stores_nothing()
         StatusCode::OK
     );
     assert_eq!(h.messages()[0].0, key(Provider::Twilio, "+2000", "+1555"));
-    // Gateways a tenant does not use are refused as unknown.
+    // Gateways a tenant does not use: refused like a wrong signature.
     let evo = json!({"event": "messages.upsert", "instance": "x", "data": {"key": {"remoteJid": "1@s.whatsapp.net", "id": "e1"}, "message": {"conversation": "x"}}}).to_string();
     assert_eq!(
         h.send(evolution_post(
@@ -114,7 +114,7 @@ async fn a_request_naming_another_tenants_number_is_refused_and_stores_nothing()
         ))
         .await
         .0,
-        StatusCode::FORBIDDEN
+        StatusCode::UNAUTHORIZED
     );
     assert_eq!(h.messages().len(), 1);
 }
@@ -126,7 +126,7 @@ async fn tenants_can_change_without_a_restart() {
         h.send(meta_post(&meta_text(&["333"]), Some("secret-c")))
             .await
             .0,
-        StatusCode::FORBIDDEN
+        StatusCode::UNAUTHORIZED
     );
     h.directory
         .replace(vec![
@@ -144,7 +144,7 @@ async fn tenants_can_change_without_a_restart() {
         h.send(meta_post(&meta_text(&["222"]), Some("secret-b")))
             .await
             .0,
-        StatusCode::FORBIDDEN
+        StatusCode::UNAUTHORIZED
     );
 }
 

@@ -349,7 +349,7 @@ async fn the_session_names_the_tenant_and_its_key() {
         .replace("\"session\": \"default\"", "\"session\": \"other\"");
     assert_eq!(
         h.send(waha_post(unknown.as_bytes(), Some("key-a"))).await.0,
-        StatusCode::FORBIDDEN
+        StatusCode::UNAUTHORIZED
     );
     h.assert_empty();
     let (code, resp) = h.send(waha_post(&body, Some("key-a"))).await;

@@ -215,7 +215,7 @@ async fn tenants_applied_with_the_cli_reach_the_webhook_and_flush_paths() {
     };
 
     // Apply A and B with the CLI; the webhook path serves them within the refresh time.
-    assert_eq!(post(&router, PN_A, "u1", "a0", "a-v1").await, 403);
+    assert_eq!(post(&router, PN_A, "u1", "a0", "a-v1").await, 401);
     let out = d.apply(&tenants_file(&sink_a.url, &sink_b.url, "\"b-v1\"", ""));
     assert!(out.contains("created: alpha, bravo"), "{out}");
     let took = until(&router, "A served", (PN_A, "u1", "a1", "a-v1"), |s| {
@@ -332,7 +332,7 @@ async fn tenants_applied_with_the_cli_reach_the_webhook_and_flush_paths() {
     let out = d.tenants(&["remove", "bravo"]);
     assert!(out.contains("removed"), "{out}");
     until(&router, "B refused", (PN_B, "u9", "late", "b-v2"), |s| {
-        s == 403
+        s == 401
     })
     .await;
     sink_b.set_failing(false);

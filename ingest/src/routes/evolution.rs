@@ -73,8 +73,9 @@ async fn inner(
     // The credential is a header, but whose tokens apply depends on the instance the body
     // names: read from the raw bytes, then checked, before the body is parsed.
     let instance = crate::hint::json_account(&bytes, crate::hint::EVOLUTION);
-    let tenant = tenant_named(st, Provider::Evolution, instance).await?;
-    authenticate(st, &tenant, &parts.headers, path_secret)?;
+    let named = tenant_named(st, Provider::Evolution, instance).await?;
+    let checked = authenticate(st, &named.tenant, &parts.headers, path_secret);
+    let tenant = named.authenticated(checked, Provider::Evolution, WRONG)?;
     let parsed = parse::evolution::parse(&bytes, path_event.as_deref())
         .map_err(|e| IngestError::BadRequest(e.0))?;
     check_accounts(st, Provider::Evolution, &tenant, &parsed).await?;
@@ -133,7 +134,9 @@ fn authenticate(
             Err(e) => tracing::debug!(reason = %e, "evolution bearer token refused"),
         }
     }
-    Err(IngestError::Unauthorized(
-        "missing or wrong Evolution credential (apikey header, Authorization bearer, or path secret)",
-    ))
+    Err(IngestError::Unauthorized(WRONG))
 }
+
+/// The 401 reason when the credential matches none of the tenant's.
+const WRONG: &str =
+    "missing or wrong Evolution credential (apikey header, Authorization bearer, or path secret)";

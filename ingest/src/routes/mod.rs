@@ -8,7 +8,9 @@
 //! header is refused before its body is read (unless unsigned mode is on), and the signature (or
 //! Evolution's header credential) is checked with the secrets of the tenant owning the account
 //! the raw body names, found by one bounded scan of the bytes, before anything is built from the
-//! body. A forged body costs its bytes and one pass of a MAC, never a parse.
+//! body. A forged body costs its bytes and one pass of a MAC, never a parse. An account no
+//! tenant serves goes through the same checks with a stand-in tenant and is refused exactly as
+//! a wrong signature is (`named`): the answers do not tell which accounts exist.
 //!
 //! Nothing is appended until the whole request has passed every check, so a refused request
 //! stores nothing. Appends stop at the first failure (keeping receive order); the gateway's
@@ -18,6 +20,7 @@ pub mod admin;
 pub mod evolution;
 pub mod generic;
 pub mod meta;
+mod named;
 mod operator;
 pub mod twilio;
 pub mod waha;
@@ -44,6 +47,7 @@ use crate::error::IngestError;
 use crate::parse::{ParseError, Parsed};
 use crate::state::IngestState;
 use crate::tenant::{normalise_account, Secrets, Tenant};
+pub(crate) use named::tenant_named;
 
 /// Every (method, path) the webhook [`router`] serves, in axum's path syntax. Deployments expose
 /// exactly these (tests/infra.rs checks the SAM template's HTTP API against this list, and a test
@@ -161,22 +165,6 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
 /// [`TenantDirectory::sole`]: crate::tenant::TenantDirectory::sole
 pub(crate) fn sole_tenant(st: &IngestState) -> Option<Arc<Tenant>> {
     st.tenants.sole()
-}
-
-/// The tenant whose secrets must authenticate a body naming `account` (read from the raw body
-/// by [`crate::hint`], before parsing). A body naming none can only belong to a single tenant
-/// that owns every account (Meta `account_update` and other non-message fields; multi-tenant
-/// setups subscribe to `messages` only, see docs/gateways.md).
-pub(crate) async fn tenant_named(
-    st: &IngestState,
-    provider: Provider,
-    account: Option<String>,
-) -> Result<Arc<Tenant>, IngestError> {
-    st.tenants
-        .find(provider, account.as_deref().unwrap_or(""))
-        .await
-        .map_err(|e| IngestError::Unavailable(e.to_string()))?
-        .ok_or(IngestError::Forbidden("unknown account"))
 }
 
 /// After authentication and parsing: every account named in the body belongs to `tenant`, the
@@ -529,8 +517,9 @@ pub(crate) async fn receive_body_signed(
     })?;
     let bytes = read_body(body, st.config.body_limit).await?;
     let account = crate::hint::json_account(&bytes, gw.account);
-    let tenant = tenant_named(st, gw.provider, account).await?;
-    gw.verify(st, &tenant, &parts.headers, &bytes)?;
+    let named = tenant_named(st, gw.provider, account).await?;
+    let checked = gw.verify(st, &named.tenant, &parts.headers, &bytes);
+    let tenant = named.authenticated(checked, gw.provider, gw.mismatch)?;
     let parsed = (gw.parse)(&bytes).map_err(|e| IngestError::BadRequest(e.0))?;
     check_accounts(st, gw.provider, &tenant, &parsed).await?;
     operator::append_and_pause(st, gw.provider, &tenant, parsed, Default::default()).await

@@ -144,11 +144,12 @@ fn authenticate(
     if ok {
         Ok(())
     } else {
-        Err(IngestError::Unauthorized(
-            "X-Twilio-Signature does not match the URL and parameters",
-        ))
+        Err(IngestError::Unauthorized(MISMATCH))
     }
 }
+
+/// The 401 reason when the signature matches none of the tenant's keys.
+const MISMATCH: &str = "X-Twilio-Signature does not match the URL and parameters";
 
 async fn inner(st: &IngestState, req: Request) -> Result<Response, IngestError> {
     let (parts, body) = req.into_parts();
@@ -166,8 +167,9 @@ async fn inner(st: &IngestState, req: Request) -> Result<Response, IngestError> 
     // The business number (`To`, or `From` for a status callback) names the tenant; the
     // signature is checked over the raw form before any parameter is decoded.
     let number = crate::hint::twilio_account(&bytes);
-    let tenant = tenant_named(st, Provider::Twilio, number).await?;
-    authenticate(st, &tenant, &parts, &bytes)?;
+    let named = tenant_named(st, Provider::Twilio, number).await?;
+    let checked = authenticate(st, &named.tenant, &parts, &bytes);
+    let tenant = named.authenticated(checked, Provider::Twilio, MISMATCH)?;
     let params = parse::twilio::params(&bytes).map_err(|e| IngestError::BadRequest(e.0))?;
     let parsed = parse::twilio::parse(&params).map_err(|e| IngestError::BadRequest(e.0))?;
     check_accounts(st, Provider::Twilio, &tenant, &parsed).await?;

@@ -48,8 +48,9 @@ async fn inner(st: &IngestState, req: Request) -> Result<Response, IngestError> 
     // The session the raw body names chooses whose key applies; the body is parsed only once
     // its HMAC matched.
     let session = crate::hint::json_account(&bytes, crate::hint::WAHA);
-    let tenant = tenant_named(st, Provider::Waha, session).await?;
-    verify(st, &tenant, &parts.headers, &bytes)?;
+    let named = tenant_named(st, Provider::Waha, session).await?;
+    let checked = verify(st, &named.tenant, &parts.headers, &bytes);
+    let tenant = named.authenticated(checked, Provider::Waha, MISMATCH)?;
     let parsed = parse::waha::parse(&bytes).map_err(|e| IngestError::BadRequest(e.0))?;
     check_accounts(st, Provider::Waha, &tenant, &parsed).await?;
     if parsed.items.is_empty() && parsed.ignored == ["presence"] {

@@ -99,6 +99,8 @@ pub struct CaptureSink {
 #[derive(Default)]
 struct CaptureState {
     batches: Mutex<Vec<(Batch, Instant)>>,
+    /// The head and body of every acknowledged request, to check signatures.
+    raw: Mutex<Vec<(String, Vec<u8>)>>,
     failing: AtomicBool,
     attempts: AtomicU64,
 }
@@ -135,6 +137,56 @@ impl CaptureSink {
 
     pub fn message_count(&self) -> usize {
         self.batches().iter().map(|b| b.messages.len()).sum()
+    }
+
+    /// True when an acknowledged batch holds message `id`.
+    pub fn holds(&self, id: &str) -> bool {
+        self.batches()
+            .iter()
+            .any(|b| b.messages.iter().any(|m| m.id == id))
+    }
+
+    /// True when every acknowledged request holding message `id` carries a Standard Webhooks
+    /// signature (`webhook-signature: v1,<base64 HMAC-SHA256 of "<webhook-id>.<timestamp>.
+    /// <body>">`, `docs/batch.md`) that verifies under the plain secret `secret`, and there is
+    /// at least one.
+    pub fn signed_with(&self, id: &str, secret: &str) -> bool {
+        use base64::Engine;
+        use hmac::Mac;
+        let raw = self.state.raw.lock().unwrap_or_else(|e| e.into_inner());
+        let holding: Vec<&(String, Vec<u8>)> = raw
+            .iter()
+            .filter(|(_, body)| {
+                serde_json::from_slice::<Batch>(body)
+                    .is_ok_and(|b| b.messages.iter().any(|m| m.id == id))
+            })
+            .collect();
+        let header = |head: &str, name: &str| -> String {
+            head.lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        !holding.is_empty()
+            && holding.iter().all(|(head, body)| {
+                let signed = [
+                    header(head, "webhook-id").as_bytes(),
+                    b".",
+                    header(head, "webhook-timestamp").as_bytes(),
+                    b".",
+                    body,
+                ]
+                .concat();
+                let mut mac =
+                    hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+                mac.update(&signed);
+                let want =
+                    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+                header(head, "webhook-signature")
+                    .split(' ')
+                    .any(|s| s.strip_prefix("v1,") == Some(want.as_str()))
+            })
     }
 }
 
@@ -175,6 +227,10 @@ fn serve(mut conn: TcpStream, st: &CaptureState) {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push((b, Instant::now()));
+                st.raw.lock().unwrap_or_else(|e| e.into_inner()).push((
+                    String::from_utf8_lossy(&buf[..head_end]).into_owned(),
+                    buf[head_end..head_end + len].to_vec(),
+                ));
                 "200 OK"
             }
             Err(_) => "400 Bad Request",
@@ -428,13 +484,43 @@ impl Harness {
     /// `n` concurrent pollers (Lambda starts 5 for a standard queue); with `timings`, each
     /// flush handler call's duration in ms and its record count are pushed there.
     pub fn start_pollers(&self, n: usize, timings: Option<FlushTimings>) -> Poller {
+        self.start_pollers_of(self.flusher.clone(), n, timings)
+    }
+
+    /// The settings a Lambda of `role` reads from its environment, for this deployment: its
+    /// table and trigger queue, the capture sink as `LULL_SINK`, tenants' secrets under
+    /// `secret_prefix`, short quiet period, max wait, retries and tenant refresh. Built with the
+    /// Lambdas' own `Settings::from_lookup`, so `Settings::handoff`, `intake` and `tenants` wire
+    /// the adapters exactly as the flush and webhook Lambdas do.
+    pub fn lambda_settings(&self, role: lull_aws::Role, secret_prefix: &str) -> lull_aws::Settings {
+        let vars: HashMap<&str, String> = HashMap::from([
+            ("LULL_TABLE", self.table.clone()),
+            ("LULL_TRIGGER_QUEUE_URL", self.queue.clone()),
+            ("LULL_SINK", self.sink.url.clone()),
+            ("LULL_SECRET_PREFIX", secret_prefix.to_string()),
+            ("LULL_TENANT_REFRESH", "300ms".to_string()),
+            ("LULL_QUIET", "1s".to_string()),
+            ("LULL_MAX_WAIT", "5s".to_string()),
+            ("LULL_RETRY_MIN", "50ms".to_string()),
+            ("LULL_RETRY_MAX", "300ms".to_string()),
+        ]);
+        lull_aws::Settings::from_lookup(role, |k| vars.get(k).cloned()).expect("lambda settings")
+    }
+
+    /// [`Harness::start_pollers`] calling `flusher`'s handler.
+    pub fn start_pollers_of(
+        &self,
+        flusher: Arc<AwsHandoff>,
+        n: usize,
+        timings: Option<FlushTimings>,
+    ) -> Poller {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..n.max(1))
             .map(|_| {
                 let (clients, queue, buffer, acct, st, timings) = (
                     self.clients.clone(),
                     self.queue.clone(),
-                    self.flusher.clone(),
+                    flusher.clone(),
                     self.esm_acct.clone(),
                     stop.clone(),
                     timings.clone(),
