@@ -249,7 +249,10 @@ async fn a_burst_gets_one_read_and_one_typing_call_and_a_failing_or_hanging_api_
     );
     let start = waha_api.only("/api/startTyping");
     assert_eq!(start.header("x-api-key"), Some("waha-key"));
-    assert_eq!(body(&start), json!({"session": SESSION, "chatId": WAHA_USER}));
+    assert_eq!(
+        body(&start),
+        json!({"session": SESSION, "chatId": WAHA_USER})
+    );
 
     // No message text or phone number in the server's log at its default level.
     let logs = server.logs();
@@ -260,8 +263,13 @@ async fn a_burst_gets_one_read_and_one_typing_call_and_a_failing_or_hanging_api_
     let total: u64 = ["sent", "failed", "timeout"]
         .iter()
         .flat_map(|o| {
-            [("meta", "read+typing"), ("evolution", "read"), ("evolution", "typing"),
-             ("waha", "read"), ("waha", "typing")]
+            [
+                ("meta", "read+typing"),
+                ("evolution", "read"),
+                ("evolution", "typing"),
+                ("waha", "read"),
+                ("waha", "typing"),
+            ]
             .map(|(p, a)| listen_count(&m, p, a, o))
         })
         .sum();

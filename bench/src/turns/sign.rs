@@ -68,7 +68,10 @@ mod tests {
         let silences: Vec<f64> = (0..1000).map(|i| 1.0 + (i % 10) as f64 / 10.0).collect();
         let s = signs(&silences, 7);
         // Bounds of the model, not timings: silence + [0.15, 0.45] s against + [2.15, 12.45] s.
-        assert!(s.median_on_close_s >= 1.15 && s.median_on_close_s <= 1.95, "{s:?}");
+        assert!(
+            s.median_on_close_s >= 1.15 && s.median_on_close_s <= 1.95,
+            "{s:?}"
+        );
         assert!(s.median_answer_only_s >= s.median_on_close_s + 1.7, "{s:?}");
         assert_eq!(signs(&silences, 7).median_on_close_s, s.median_on_close_s);
     }

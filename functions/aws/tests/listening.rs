@@ -203,7 +203,10 @@ async fn the_flush_lambda_marks_a_burst_read_with_typing_using_a_rotatable_secre
     .await;
     burst(&["wamid.D", "wamid.E"]).await;
     wait_for("the second batch", PATIENCE, async || {
-        h.sink.batches().iter().any(|b| b.messages[0].id == "wamid.D")
+        h.sink
+            .batches()
+            .iter()
+            .any(|b| b.messages[0].id == "wamid.D")
     })
     .await;
     wait_for("the call to the hanging API", PATIENCE, async || {

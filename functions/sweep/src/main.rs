@@ -24,7 +24,8 @@ async fn main() -> Result<(), Error> {
                 .sweep_until(limit, lull_aws::SWEEP_CONCURRENCY, deadline)
                 .await?;
             // The `on_close` calls these hand-offs started (best effort), before the freeze.
-            let within = lull_aws::flush::settle_within(settle, deadline, lull_core::Millis::now_wall());
+            let within =
+                lull_aws::flush::settle_within(settle, deadline, lull_core::Millis::now_wall());
             handoff.sink().settle(within).await;
             tracing::info!(
                 due = r.due,
