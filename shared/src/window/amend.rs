@@ -169,19 +169,35 @@ impl Conversation {
     /// itself: the content an early edit kept for it, and `edit` messages of it still in the
     /// open window (their text is the unsent message's). A window left empty by it is dropped
     /// (the unsend itself then opens one, as its message).
-    fn erase_edits_of(&mut self, target: &str) {
+    /// The erased edits' ids are remembered, so a gateway's retry of one is a duplicate.
+    fn erase_edits_of(&mut self, target: &str, now: Millis, until: u64) {
         for a in self.amends.iter_mut().filter(|a| a.target == target) {
             a.content = None;
         }
         let Some(w) = self.window.as_mut() else {
             return;
         };
-        let before = w.messages.len();
-        w.messages
-            .retain(|m| m.kind != MessageKind::Edit || target_of(m).is_none_or(|t| t != target));
-        if w.messages.len() == before {
+        let (erased, kept): (Vec<Message>, Vec<Message>) =
+            std::mem::take(&mut w.messages).into_iter().partition(|m| {
+                m.kind == MessageKind::Edit && target_of(m).is_some_and(|t| t == target)
+            });
+        w.messages = kept;
+        if erased.is_empty() {
             return;
         }
+        for e in erased {
+            self.remember(Amend {
+                id: e.id,
+                target: target.to_string(),
+                revoke: false,
+                content: None,
+                at: now,
+                until,
+            });
+        }
+        let Some(w) = self.window.as_mut() else {
+            return;
+        };
         w.bytes = w.messages.iter().map(Message::stored_size).sum();
         match w.messages.first() {
             // As for an unsend: the window's max wait runs from its first message.
@@ -231,7 +247,7 @@ impl Conversation {
         };
         let revoke = msg.kind == MessageKind::Revoke;
         if revoke {
-            self.erase_edits_of(&target);
+            self.erase_edits_of(&target, now, until);
         }
         if self.is_revoked(&target) {
             return self.absorb(msg.id, target, revoke, until, now, random, Amended::Dropped);
@@ -247,7 +263,21 @@ impl Conversation {
         let mut msg = msg;
         let batch_id = self.batch_of(&target, now);
         let effect = match batch_id {
-            Some(_) => Amended::Forwarded,
+            Some(_) => {
+                // Remembered too: an edit of it arriving after this unsend (reordered, or
+                // retried) must not go out with the unsent message's content.
+                if revoke {
+                    self.remember(Amend {
+                        id: msg.id.clone(),
+                        target: target.clone(),
+                        revoke,
+                        content: None,
+                        at: now,
+                        until,
+                    });
+                }
+                Amended::Forwarded
+            }
             None => {
                 let content = (!revoke)
                     .then(|| Box::new(msg.clone()))

@@ -259,6 +259,12 @@ fn an_unsend_of_a_closed_message_erases_its_edit_still_in_the_open_window() {
         Some("x"),
         "immutable"
     );
+    // A retry of the erased edit is held (a duplicate), and a later edit of the unsent message
+    // (reordered) shows nothing.
+    assert!(c.holds_message("e1").is_some());
+    let plan = item(c, edit("e2", "a", "5111"), 8300);
+    assert_eq!(plan.amend, Some(Amended::Dropped));
+    assert!(!stored(&plan.next).contains("5111"));
 }
 
 #[test]
