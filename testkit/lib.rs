@@ -7,6 +7,8 @@
 //! generous deadline costs nothing when the condition comes early. Behaviour that does not depend
 //! on real time is tested on the core's `Clock` port (`lull_core::memory::ManualClock`) instead.
 
+pub mod fake_api;
+
 use std::fmt::Display;
 use std::ops::AsyncFnMut;
 use std::time::{Duration, Instant};

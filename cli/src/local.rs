@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lull_ingest::CachedDirectory;
 use lull_local::{Local, Settings};
-use lull_sink::AnySink;
+use lull_sink::{AnySink, Listening};
 use lull_tenants::RoutedSink;
 
 use crate::config::Config;
@@ -28,8 +28,11 @@ pub fn settings(cfg: &Config) -> Settings {
 
 /// The sink `serve` hands off to: the default sink, with each tenant's batches routed to its own
 /// sink through the directory.
-pub fn sink(cfg: &Config, tenants: Arc<CachedDirectory>) -> Result<RoutedSink, String> {
-    Ok(RoutedSink::new(default_sink(cfg)?).with_routes(tenants, cfg.sink_timeout))
+/// Each tenant's `on_close` (read receipt, typing indicator) goes out beside its hand-offs.
+pub fn sink(cfg: &Config, tenants: Arc<CachedDirectory>) -> Result<Listening<RoutedSink>, String> {
+    let routed = RoutedSink::new(default_sink(cfg)?).with_routes(tenants.clone(), cfg.sink_timeout);
+    Listening::new(routed, tenants, cfg.listen_timeout)
+        .map_err(|e| format!("cannot build the on_close HTTP client: {e}"))
 }
 
 /// The deployment's own sink (`--sink`), for conversations of tenants without one (and `lull
@@ -39,7 +42,7 @@ pub fn default_sink(cfg: &Config) -> Result<AnySink, String> {
 }
 
 /// Opens the data directory (locking it) with its tenants and sink, as `serve` does.
-pub async fn open(cfg: &Config) -> Result<Local<RoutedSink>, String> {
+pub async fn open(cfg: &Config) -> Result<Local<Listening<RoutedSink>>, String> {
     let directory = tenants(cfg).await?;
     Local::open(settings(cfg), sink(cfg, directory)?)
         .await

@@ -30,6 +30,7 @@ pub mod contract;
 pub mod counts;
 pub mod guard;
 pub mod key;
+pub mod listen;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod memory;
 pub mod message;

@@ -56,6 +56,10 @@ pub const GUARDS: &str = "lull_reply_guards_total";
 /// `guard`, `answer`: the hand-off's answer declared it); `ignored`: a declaration that could
 /// not be honoured (policy `append`, the thought at its bound, nothing newer to carry it).
 pub const SUPERSEDED: &str = "lull_superseded_batches_total";
+/// "Listening" calls to a messaging API when a window closes (read receipt, typing indicator;
+/// labels `provider`, `action` and `outcome`: `sent`, `failed`, `timeout`, or why nothing was
+/// sent: `unsupported`, `no_access`, `no_message`, `lookup_failed`).
+pub const LISTEN_CALLS: &str = "lull_listen_calls_total";
 /// Seconds from a batch's due time to its acknowledgement.
 pub const HANDOFF_LAG: &str = "lull_handoff_lag_seconds";
 /// Tenant store reads that failed (the last good tenants stay in force meanwhile).
@@ -95,6 +99,7 @@ pub const ALL: &[&str] = &[
     AMENDS,
     GUARDS,
     SUPERSEDED,
+    LISTEN_CALLS,
     HANDOFF_LAG,
     TENANT_REFRESH_FAILURES,
     TENANT_SNAPSHOT_AGE,

@@ -7,7 +7,8 @@
 //! - [`StdoutSink`]: one batch JSON per line on standard output (the local default).
 //! - [`JsonlSink`]: appends one batch JSON per line to a file.
 //! - [`AnySink`]: one of the above, chosen from a `--sink` string.
-//! - [`guard`]: reply guard tokens, sealed into the URL each batch carries.
+//! - [`Listening`]: around any sink, shows the user the bot is listening when a window closes
+//!   (read receipt, typing indicator), best effort and never in the hand-off's way.
 //! - [`Receipt`]: what one delivery's answer said (status, time, the sink's verification echo),
 //!   for `lull check --send-test-batch`.
 //!
@@ -22,6 +23,7 @@ pub mod answer;
 mod file;
 pub mod guard;
 mod http;
+mod listening;
 mod receipt;
 pub mod signature;
 pub mod standard_webhooks;
@@ -29,6 +31,7 @@ pub mod standard_webhooks;
 pub use file::{JsonlSink, StdoutSink};
 pub use guard::{GuardKey, GuardUrls};
 pub use http::{HttpSink, HttpTarget, DIAGNOSTIC_BYTES};
+pub use listening::{ListenFuture, ListenRoutes, Listening, DEFAULT_LISTEN_TIMEOUT};
 pub use receipt::{Receipt, Verified};
 pub use signature::{sign, verify, SignatureError};
 

@@ -176,6 +176,9 @@ pub struct Tenant {
     pub id: String,
     pub policy: Policy,
     pub sink: Option<SinkSettings>,
+    /// What the user sees when a window closes (read receipt, typing indicator), and the API
+    /// access it takes; `None`: nothing.
+    pub listen: Option<lull_core::listen::Listen>,
     /// Bearer tokens of the admin routes (`POST /admin/conversations/pause|resume`): any one
     /// opens this tenant's own conversations, none another's. Empty: the routes refuse it.
     pub admin_tokens: Secrets,

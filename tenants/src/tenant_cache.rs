@@ -379,6 +379,18 @@ impl crate::routed::SinkRoutes for CachedDirectory {
     }
 }
 
+impl lull_sink::ListenRoutes for CachedDirectory {
+    fn listen<'a>(&'a self, provider: Provider, account: &'a str) -> lull_sink::ListenFuture<'a> {
+        Box::pin(async move {
+            let snap = self.snapshot().await.map_err(|e| e.to_string())?;
+            Ok(snap
+                .dir
+                .find_now(provider, account)
+                .and_then(|t| t.listen.clone()))
+        })
+    }
+}
+
 impl TenantDirectory for CachedDirectory {
     fn find<'a>(
         &'a self,

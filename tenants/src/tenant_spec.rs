@@ -15,6 +15,7 @@ mod secrets;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use lull_core::listen::{ApiAccess, Listen, OnClose, META_API_URL};
 use lull_core::{Policy, Provider};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -68,6 +69,13 @@ pub struct MetaSpec {
     pub app_secret: Option<SecretList>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_token: Option<SecretList>,
+    /// Access token(s) of the Cloud API, for `on_close` (the first is used; rotate by listing
+    /// the new one first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<SecretList>,
+    /// The Graph API base with its version (default `lull_core::listen::META_API_URL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
 }
 
 /// Evolution API part of a tenant spec.
@@ -84,6 +92,12 @@ pub struct EvolutionSpec {
     pub accept_from_me: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub accept_status_broadcast: bool,
+    /// The Evolution server's base URL, for `on_close` (self-hosted: no default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// The `apikey` of that server, for `on_close` (the first is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<SecretList>,
 }
 
 /// Twilio part of a tenant spec.
@@ -120,6 +134,12 @@ pub struct WahaSpec {
     /// The webhook's `hmac.key` (WAHA signs with HMAC-SHA512).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hmac_key: Option<SecretList>,
+    /// The WAHA server's base URL, for `on_close` (self-hosted: no default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// The `X-Api-Key` of that server, for `on_close` (the first is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<SecretList>,
 }
 
 /// Chatwoot part of a tenant spec: human handover from Chatwoot (`docs/chatwoot.md`).
@@ -197,6 +217,11 @@ pub struct TenantSpec {
     /// tenant's conversations only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<SecretList>,
+    /// What the user sees when a window closes: `read` (messages marked read) and/or `typing`
+    /// (the typing indicator), through the provider's API (`meta.access_token`,
+    /// `evolution.api_url`/`api_key`, `waha.api_url`/`api_key`). Empty: nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_close: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<MetaSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -305,10 +330,12 @@ impl TenantSpec {
             check_sink_url(url)
                 .map_err(|r| self.err("twilio.public_url", format!("{url:?}: {r}")))?;
         }
+        let listen = self.listen(&meta, &evo, &waha)?;
         Ok(Tenant {
             id: self.id.clone(),
             policy,
             sink,
+            listen,
             admin_tokens: secrets("admin_token"),
             meta: MetaSettings {
                 phone_number_ids: meta.phone_number_ids,
@@ -408,6 +435,64 @@ impl TenantSpec {
             inboxes,
             bot_user_ids: spec.bot_user_ids.clone(),
         })
+    }
+
+    /// The `on_close` setting: the actions, and per provider the API access it needs (a base
+    /// URL and the first value of its secret). `None` when `on_close` is empty.
+    fn listen(
+        &self,
+        meta: &MetaSpec,
+        evo: &EvolutionSpec,
+        waha: &WahaSpec,
+    ) -> Result<Option<Listen>, SpecError> {
+        let on_close = OnClose::parse(self.on_close.iter().map(String::as_str))
+            .map_err(|e| self.err("on_close", e.to_string()))?;
+        let access = |url_field: &str,
+                      url: Option<&String>,
+                      default: Option<&str>,
+                      key_field: &str|
+         -> Result<Option<ApiAccess>, SpecError> {
+            let token = self.secret(key_field).and_then(|l| l.0.first()).cloned();
+            let url = url.map(String::as_str).or(default);
+            match (url, token) {
+                (_, None) => Ok(None),
+                (None, Some(_)) => Err(self.err(url_field, format!("is needed with {key_field}"))),
+                (Some(u), Some(token)) => {
+                    check_sink_url(u).map_err(|r| self.err(url_field, format!("{u:?}: {r}")))?;
+                    Ok(Some(ApiAccess {
+                        api_url: u.trim_end_matches('/').to_string(),
+                        token: token.trim().to_string(),
+                    }))
+                }
+            }
+        };
+        let listen = Listen {
+            on_close,
+            meta: access(
+                "meta.api_url",
+                meta.api_url.as_ref(),
+                Some(META_API_URL),
+                "meta.access_token",
+            )?,
+            evolution: access(
+                "evolution.api_url",
+                evo.api_url.as_ref(),
+                None,
+                "evolution.api_key",
+            )?,
+            waha: access("waha.api_url", waha.api_url.as_ref(), None, "waha.api_key")?,
+        };
+        if on_close.is_off() {
+            return Ok(None);
+        }
+        if listen.meta.is_none() && listen.evolution.is_none() && listen.waha.is_none() {
+            return Err(self.err(
+                "on_close",
+                "is set but no API access is: set meta.access_token, evolution.api_url and \
+                 api_key, or waha.api_url and api_key",
+            ));
+        }
+        Ok(Some(listen))
     }
 
     fn check_id(&self) -> Result<(), SpecError> {
@@ -593,6 +678,72 @@ mod tests {
             let e = spec(json).to_tenant(&Policy::default()).unwrap_err();
             assert!(e.field.contains(field), "{e} should name {field}");
             assert!(e.to_string().contains("\"a"), "{e}");
+        }
+    }
+
+    #[test]
+    fn on_close_takes_its_api_access_from_secrets_and_bad_settings_name_the_field() {
+        let s = spec(serde_json::json!({
+            "id": "a", "on_close": ["read", "typing"],
+            "meta": {"phone_number_ids": ["1"], "access_token": ["new", "old"]},
+            "waha": {"sessions": ["s"], "api_url": "http://waha:3000/", "api_key": "wk"},
+        }));
+        let listen = s.to_tenant(&Policy::default()).unwrap().listen.unwrap();
+        assert!(listen.on_close.read && listen.on_close.typing);
+        let meta = listen.meta.unwrap();
+        // The first token is used (rotation: list the new one first), Meta's API by default.
+        assert_eq!(meta.token, "new");
+        assert_eq!(meta.api_url, lull_core::listen::META_API_URL);
+        assert_eq!(listen.waha.unwrap().api_url, "http://waha:3000");
+        assert!(listen.evolution.is_none());
+        // Outbound credentials authenticate no webhook, and are taken out like every secret.
+        assert!(!s.has_gateway_secret());
+        let mut out = s.clone();
+        let taken = out.take_secrets();
+        assert_eq!(taken["meta.access_token"], ["new", "old"]);
+        assert_eq!(taken["waha.api_key"], ["wk"]);
+        let text = serde_json::to_string(&out).unwrap();
+        assert!(!text.contains("new") && !text.contains("wk"), "{text}");
+        assert_eq!(s.secret_counts()["meta.access_token"], 2);
+        // Off unless asked for, even with access set.
+        let off = spec(serde_json::json!({"id": "a", "meta": {"access_token": "t"}}));
+        assert!(off.to_tenant(&Policy::default()).unwrap().listen.is_none());
+
+        let cases = [
+            (
+                serde_json::json!({"id": "a", "on_close": ["read", "seen"],
+                                   "meta": {"access_token": "t"}}),
+                "on_close",
+                "\"seen\"",
+            ),
+            (
+                serde_json::json!({"id": "a", "on_close": ["typing"]}),
+                "on_close",
+                "no API access",
+            ),
+            (
+                serde_json::json!({"id": "a", "on_close": ["read"],
+                                   "evolution": {"api_key": "k"}}),
+                "evolution.api_url",
+                "evolution.api_key",
+            ),
+            (
+                serde_json::json!({"id": "a", "on_close": ["read"],
+                                   "waha": {"api_url": "waha:3000", "api_key": "k"}}),
+                "waha.api_url",
+                "http",
+            ),
+            (
+                serde_json::json!({"id": "a", "on_close": ["read"],
+                                   "meta": {"access_token": " "}}),
+                "meta.access_token[0]",
+                "",
+            ),
+        ];
+        for (json, field, says) in cases {
+            let e = spec(json).to_tenant(&Policy::default()).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.to_string().contains(says), "{e} should say {says}");
         }
     }
 

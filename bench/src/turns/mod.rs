@@ -10,6 +10,7 @@
 mod model;
 mod replay;
 mod reply;
+mod sign;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -536,6 +537,7 @@ pub fn run(a: &TurnsArgs) -> Res<()> {
                 "bench=turns split_causes policy={name} signals={signals} {}",
                 causes.join(" ")
             );
+            sign::print(&name, signals, &sign::signs(&f.silence_s, a.seed));
             rows.push((name.clone(), signals, s));
         }
     }

@@ -210,6 +210,10 @@ pub struct ServeArgs {
     /// them again: the bound on how long `lull tenants apply/remove` take to apply [default: 10s].
     #[arg(long, env = "LULL_TENANT_REFRESH", value_name = "DURATION")]
     pub tenant_refresh: Option<String>,
+    /// The bound on each `on_close` call (read receipt, typing indicator) to a messaging API;
+    /// best effort, never in a hand-off's way [default: 2s].
+    #[arg(long, env = "LULL_LISTEN_TIMEOUT", value_name = "DURATION")]
+    pub listen_timeout: Option<String>,
     /// `lull.toml` only: the tenants that seed a fresh data directory (afterwards: `lull
     /// tenants apply`).
     #[arg(skip)]

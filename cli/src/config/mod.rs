@@ -103,6 +103,8 @@ pub struct Config {
     pub fallback: Option<Tenant>,
     /// How long a read of the tenant store is used.
     pub tenant_refresh: Duration,
+    /// The bound on each `on_close` call to a messaging API.
+    pub listen_timeout: Duration,
     /// Unsigned webhooks accepted for gateways without a secret (asked for, loopback only).
     pub allow_unsigned: bool,
     /// No tenant has any gateway secret.
@@ -220,6 +222,8 @@ impl ServeArgs {
             .or_else(|| std::env::var("RUST_LOG").ok())
             .unwrap_or_else(|| defaults::LOG.into());
         let tenant_refresh = r.duration("LULL_TENANT_REFRESH", lull_ingest::DEFAULT_TENANT_TTL)?;
+        let listen_timeout =
+            r.duration("LULL_LISTEN_TIMEOUT", lull_sink::DEFAULT_LISTEN_TIMEOUT)?;
 
         let (seed, fallback) = tenants(&layers, &file, policy)?;
         let any_secret = fallback.as_ref().is_some_and(Tenant::has_any_secret)
@@ -256,6 +260,7 @@ impl ServeArgs {
             seed,
             fallback,
             tenant_refresh,
+            listen_timeout,
             allow_unsigned,
             no_secrets: !any_secret,
             log_format,

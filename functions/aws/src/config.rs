@@ -26,6 +26,7 @@
 //! | `LULL_PUBLIC_URL` | the HTTP API's URL: base of each batch's reply guard (flush, sweep, redrive) | none: batches carry no guard |
 //! | `LULL_SECRET_PREFIX` | name prefix of the tenants' secrets in Secrets Manager | `lull/tenants/` |
 //! | `LULL_TENANT_REFRESH` | how long a read of the tenants is used before the next | `10s` |
+//! | `LULL_LISTEN_TIMEOUT` | bound on each `on_close` call to a messaging API (hand-off roles) | `2s` |
 //! | `LULL_METRICS_NAMESPACE` | CloudWatch namespace of the EMF metrics (read by `telemetry`) | `lull` |
 
 use std::time::Duration;
@@ -57,7 +58,13 @@ const COMMON_ENV: &[&str] = &[
 /// Read by the roles that hand batches off.
 /// `LULL_PUBLIC_URL` too: only a batch carries a guard URL, and the webhook could not be given
 /// its own API's URL anyway (the HTTP API depends on the webhook function: a cycle).
-const SINK_ENV: &[&str] = &["LULL_SINK", "LULL_SINK_SECRET", "LULL_PUBLIC_URL"];
+/// `LULL_LISTEN_TIMEOUT`: the bound on each `on_close` call, docs/listening.md.
+const SINK_ENV: &[&str] = &[
+    "LULL_SINK",
+    "LULL_SINK_SECRET",
+    "LULL_PUBLIC_URL",
+    "LULL_LISTEN_TIMEOUT",
+];
 /// Protocol settings only a hand-off uses: the webhook never calls a sink, so it does not read
 /// them (and a bad one cannot stop it).
 const HANDOFF_ONLY: &[&str] = &[var::SINK_TIMEOUT, var::RETRY_MIN, var::RETRY_MAX];
@@ -128,6 +135,9 @@ pub struct Settings {
     pub secret_prefix: String,
     /// How long a read of the tenant directory is used.
     pub tenant_refresh: Duration,
+    /// The bound on each `on_close` call (read receipt, typing) to a messaging API
+    /// (`LULL_LISTEN_TIMEOUT`, default 2s).
+    pub listen_timeout: Duration,
 }
 
 /// The environment as a Lambda role sees it: hand-off-only settings are invisible to the roles
@@ -293,6 +303,12 @@ impl Settings {
                 .get("LULL_SECRET_PREFIX")
                 .unwrap_or_else(|| "lull/tenants/".into()),
             tenant_refresh: r.duration("LULL_TENANT_REFRESH", lull_ingest::DEFAULT_TENANT_TTL)?,
+            // Only a hand-off sends `on_close` calls: the webhook never reads this.
+            listen_timeout: if hands_off(role) {
+                r.duration("LULL_LISTEN_TIMEOUT", lull_sink::DEFAULT_LISTEN_TIMEOUT)?
+            } else {
+                lull_sink::DEFAULT_LISTEN_TIMEOUT
+            },
         })
     }
 }

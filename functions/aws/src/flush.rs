@@ -128,3 +128,69 @@ where
     }
     response
 }
+
+/// What a handler keeps between the end of its wait for `on_close` calls and its deadline, so
+/// the wait can never turn a finished invocation into a timed-out one (which SQS would retry).
+pub const SETTLE_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long to wait for `on_close` calls: `settle`, cut to leave [`SETTLE_MARGIN`] before
+/// `deadline`.
+pub fn settle_within(
+    settle: std::time::Duration,
+    deadline: Option<Millis>,
+    now: Millis,
+) -> std::time::Duration {
+    match deadline {
+        Some(d) => {
+            let left = std::time::Duration::from_millis(d.0.saturating_sub(now.0));
+            settle.min(left.saturating_sub(SETTLE_MARGIN))
+        }
+        None => settle,
+    }
+}
+
+/// One flush Lambda invocation: [`handle_sqs_event`], then, the hand-offs recorded, up to
+/// `settle` for the `on_close` calls (read receipt, typing indicator) they started, which a
+/// frozen Lambda would otherwise cut off. The response is decided before the wait: a slow
+/// messaging API never changes what SQS retries.
+pub async fn handle_invocation<S, T, K, C>(
+    handoff: &Handoff<S, T, lull_sink::Listening<K>, C>,
+    event: SqsEvent,
+    log_secret: &[u8],
+    deadline: Option<Millis>,
+    settle: std::time::Duration,
+) -> SqsBatchResponse
+where
+    S: WindowStore,
+    T: Trigger,
+    K: Sink,
+    C: Clock,
+{
+    let response = handle_sqs_event(handoff, event, log_secret, deadline).await;
+    handoff
+        .sink()
+        .settle(settle_within(settle, deadline, Millis::now_wall()))
+        .await;
+    response
+}
+
+#[cfg(test)]
+mod settle_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_wait_for_on_close_calls_never_reaches_the_deadline() {
+        let five = Duration::from_secs(5);
+        assert_eq!(settle_within(five, None, Millis(0)), five);
+        assert_eq!(settle_within(five, Some(Millis(60_000)), Millis(0)), five);
+        assert_eq!(
+            settle_within(five, Some(Millis(3_000)), Millis(0)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            settle_within(five, Some(Millis(500)), Millis(0)),
+            Duration::ZERO
+        );
+    }
+}

@@ -46,8 +46,12 @@ use lull_core::protocol::{Handoff, Intake};
 /// The append capability as the webhook Lambda runs it (no sink: it never hands off).
 pub type AwsIntake = Intake<DynamoDbStore, SqsTrigger, SystemClock>;
 /// The hand-off capability (each batch to its tenant's sink, else the deployment's) as the flush and sweep Lambdas and `lull redrive --aws` run it.
-pub type AwsHandoff =
-    Handoff<DynamoDbStore, SqsTrigger, lull_tenants::RoutedSink<BatchSink>, SystemClock>;
+pub type AwsHandoff = Handoff<
+    DynamoDbStore,
+    SqsTrigger,
+    lull_sink::Listening<lull_tenants::RoutedSink<BatchSink>>,
+    SystemClock,
+>;
 
 /// Conversations the sweep flushes at once: the core's bound, shared with the local shell and the
 /// simulator.

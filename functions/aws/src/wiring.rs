@@ -34,8 +34,18 @@ impl Settings {
     ) -> Result<crate::AwsHandoff, LambdaConfigError> {
         let (store, trigger, sink) = self.build(clients, acct)?;
         let sink = sink.ok_or(LambdaConfigError::Missing { var: "LULL_SINK" })?;
-        let sink = lull_tenants::RoutedSink::new(sink)
-            .with_routes(self.tenants(clients, acct, None), self.sink_timeout);
+        let tenants = self.tenants(clients, acct, None);
+        let sink =
+            lull_tenants::RoutedSink::new(sink).with_routes(tenants.clone(), self.sink_timeout);
+        // Each tenant's `on_close` (read receipt, typing) goes out beside its hand-offs, best
+        // effort; the flush handler waits for those calls before the Lambda freezes.
+        let sink = lull_sink::Listening::new(sink, tenants, self.listen_timeout).map_err(|e| {
+            LambdaConfigError::Invalid(lull_core::settings::SettingError {
+                setting: "LULL_LISTEN_TIMEOUT".into(),
+                value: format!("{:?}", self.listen_timeout),
+                reason: format!("cannot build the HTTP client: {e}"),
+            })
+        })?;
         let handoff = lull_core::protocol::Handoff::new(
             store,
             trigger,
@@ -56,6 +66,13 @@ impl Settings {
     pub fn guard_key(&self) -> Option<lull_sink::GuardKey> {
         (!self.log_secret.is_empty())
             .then(|| lull_sink::GuardKey::derive(self.log_secret.as_bytes()))
+    }
+
+    /// How long a handler waits, after its hand-offs, for the `on_close` calls they started: one
+    /// call's bound plus the time Evolution holds a presence by design.
+    pub fn listen_settle(&self) -> std::time::Duration {
+        self.listen_timeout
+            + std::time::Duration::from_millis(lull_core::listen::EVOLUTION_TYPING_MS)
     }
 
     /// What the webhook program runs: appends only, so no sink and no sink secret.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use lull_aws::{flush::handle_sqs_event, Accounting, AwsClients, Role, Settings};
+use lull_aws::{flush::handle_invocation, Accounting, AwsClients, Role, Settings};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -18,14 +18,17 @@ async fn main() -> Result<(), Error> {
     let acct = Accounting::new();
     let handoff = Arc::new(settings.handoff(&clients, &acct)?);
     let secret: Arc<[u8]> = settings.log_secret.as_bytes().into();
+    let settle = settings.listen_settle();
     let handler = service_fn(move |ev: LambdaEvent<SqsEvent>| {
         let handoff = handoff.clone();
         let secret = secret.clone();
         // No hand-off lease may outlive this invocation (lull_core::timing).
         let deadline = Some(lull_core::Millis(ev.context.deadline));
         async move {
+            // The hand-offs, then (bounded) the `on_close` calls they started, before the
+            // Lambda freezes.
             let resp: SqsBatchResponse =
-                handle_sqs_event(&handoff, ev.payload, &secret, deadline).await;
+                handle_invocation(&handoff, ev.payload, &secret, deadline, settle).await;
             Ok::<_, Error>(resp)
         }
     });

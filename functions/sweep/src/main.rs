@@ -17,6 +17,7 @@ async fn main() -> Result<(), Error> {
     let acct = Accounting::new();
     let handoff = Arc::new(settings.handoff(&clients, &acct)?);
     let limit = settings.sweep_limit;
+    let settle = settings.listen_settle();
     let handler = service_fn(move |ev: LambdaEvent<serde_json::Value>| {
         let handoff = handoff.clone();
         // No hand-off lease may outlive this invocation (lull_core::timing).
@@ -25,6 +26,10 @@ async fn main() -> Result<(), Error> {
             let r = handoff
                 .sweep_until(limit, lull_aws::SWEEP_CONCURRENCY, deadline)
                 .await?;
+            // The `on_close` calls these hand-offs started (best effort), before the freeze.
+            let within =
+                lull_aws::flush::settle_within(settle, deadline, lull_core::Millis::now_wall());
+            handoff.sink().settle(within).await;
             tracing::info!(
                 due = r.due,
                 handed_off = r.handed_off,

@@ -8,8 +8,8 @@
 
 mod append;
 mod flush;
-mod handover;
 mod guard;
+mod handover;
 mod operator;
 mod outcome;
 mod plan;
@@ -24,8 +24,8 @@ use std::time::Duration;
 
 pub use append::{AppendError, AppendOutcome};
 pub use flush::{FlushError, MAX_RETRY_AFTER};
-pub use handover::{Handover, HandoverOutcome};
 pub use guard::GuardError;
+pub use handover::{Handover, HandoverOutcome};
 pub use operator::OperatorOutcome;
 pub use outcome::{Claim, Disposition, FlushEnd, FlushReport, HandedOff};
 pub use redrive::{RedriveEnd, RedriveNext, RedriveReport, MAX_REDRIVE_FLUSHES};
@@ -136,6 +136,12 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
     /// The protocol settings this hand-off runs under.
     pub fn config(&self) -> &BufferConfig {
         &self.config
+    }
+
+    /// The sink batches are handed to (a shell may need its own handle on it, e.g. to wait for
+    /// best-effort work it started before a Lambda freezes).
+    pub fn sink(&self) -> &K {
+        &self.sink
     }
 }
 

@@ -12,13 +12,25 @@ pub const SECRET_FIELDS: &[&str] = &[
     "admin_token",
     "meta.app_secret",
     "meta.verify_token",
+    "meta.access_token",
     "evolution.token",
     "evolution.jwt_key",
+    "evolution.api_key",
     "twilio.auth_token",
     "twilio.shared_key",
     "generic.secret",
     "waha.hmac_key",
+    "waha.api_key",
     "chatwoot.secret",
+];
+
+/// Secret fields that authenticate no webhook (what lull sends or signs with).
+const OUTBOUND_SECRETS: &[&str] = &[
+    "sink_secret",
+    "admin_token",
+    "meta.access_token",
+    "evolution.api_key",
+    "waha.api_key",
 ];
 impl TenantSpec {
     /// The values of one of [`SECRET_FIELDS`], when set.
@@ -28,6 +40,9 @@ impl TenantSpec {
             "admin_token" => self.admin_token.as_ref(),
             "meta.app_secret" => self.meta.as_ref()?.app_secret.as_ref(),
             "meta.verify_token" => self.meta.as_ref()?.verify_token.as_ref(),
+            "meta.access_token" => self.meta.as_ref()?.access_token.as_ref(),
+            "evolution.api_key" => self.evolution.as_ref()?.api_key.as_ref(),
+            "waha.api_key" => self.waha.as_ref()?.api_key.as_ref(),
             "evolution.token" => self.evolution.as_ref()?.token.as_ref(),
             "evolution.jwt_key" => self.evolution.as_ref()?.jwt_key.as_ref(),
             "twilio.auth_token" => self.twilio.as_ref()?.auth_token.as_ref(),
@@ -53,10 +68,12 @@ impl TenantSpec {
         if let Some(m) = &mut self.meta {
             take("meta.app_secret", &mut m.app_secret);
             take("meta.verify_token", &mut m.verify_token);
+            take("meta.access_token", &mut m.access_token);
         }
         if let Some(e) = &mut self.evolution {
             take("evolution.token", &mut e.token);
             take("evolution.jwt_key", &mut e.jwt_key);
+            take("evolution.api_key", &mut e.api_key);
         }
         if let Some(t) = &mut self.twilio {
             take("twilio.auth_token", &mut t.auth_token);
@@ -67,6 +84,7 @@ impl TenantSpec {
         }
         if let Some(w) = &mut self.waha {
             take("waha.hmac_key", &mut w.hmac_key);
+            take("waha.api_key", &mut w.api_key);
         }
         if let Some(c) = &mut self.chatwoot {
             take("chatwoot.secret", &mut c.secret);
@@ -97,6 +115,13 @@ impl TenantSpec {
                 }
                 "generic.secret" => self.generic.get_or_insert_with(Default::default).secret = v,
                 "waha.hmac_key" => self.waha.get_or_insert_with(Default::default).hmac_key = v,
+                "meta.access_token" => {
+                    self.meta.get_or_insert_with(Default::default).access_token = v
+                }
+                "evolution.api_key" => {
+                    self.evolution.get_or_insert_with(Default::default).api_key = v
+                }
+                "waha.api_key" => self.waha.get_or_insert_with(Default::default).api_key = v,
                 "chatwoot.secret" => self.chatwoot.get_or_insert_with(Default::default).secret = v,
                 _ => {}
             }
@@ -117,7 +142,7 @@ impl TenantSpec {
     pub fn has_gateway_secret(&self) -> bool {
         self.secret_counts()
             .keys()
-            .any(|f| !matches!(*f, "sink_secret" | "admin_token"))
+            .any(|f| !OUTBOUND_SECRETS.contains(f))
     }
 }
 

@@ -29,7 +29,9 @@ pub fn flusher(
     let handoff = Handoff::new(
         store,
         trigger,
-        lull_tenants::RoutedSink::new(BatchSink::Any(lull_sink::AnySink::Http(http))),
+        lull_sink::Listening::off(lull_tenants::RoutedSink::new(BatchSink::Any(
+            lull_sink::AnySink::Http(http),
+        ))),
         SystemClock,
         crate::common::test_config(),
     );

@@ -441,8 +441,11 @@ impl Harness {
             Arc::new(Handoff::new(
                 store,
                 trigger,
-                // No tenant routes: every batch goes to the deployment's sink.
-                lull_tenants::RoutedSink::new(BatchSink::Any(lull_sink::AnySink::Http(http))),
+                // No tenant routes: every batch goes to the deployment's sink, and no tenant
+                // asks for read receipts or typing.
+                lull_sink::Listening::off(lull_tenants::RoutedSink::new(BatchSink::Any(
+                    lull_sink::AnySink::Http(http),
+                ))),
                 SystemClock,
                 config,
             ))
