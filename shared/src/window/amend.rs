@@ -112,6 +112,18 @@ fn target_of(msg: &Message) -> Option<&str> {
     }
 }
 
+/// An edited message too large to keep: kind `other`, `provider_type` `too_large`, with its
+/// id, sender, times and edit time only (the rule the routes apply to an oversized message).
+fn too_large(m: Message) -> Message {
+    Message {
+        provider_type: Some("too_large".into()),
+        edited_at: m.edited_at,
+        sent_at: m.sent_at,
+        received_at: m.received_at,
+        ..Message::of_kind(m.id, MessageKind::Other, m.sender)
+    }
+}
+
 /// `original` with the content of `edit`: text and caption as the edit has them, media,
 /// location, contacts and a reply when the edit carries them.
 fn with_content(mut original: Message, edit: &Message) -> Message {
@@ -389,14 +401,15 @@ impl Conversation {
                     edited_at: Some(at),
                     ..with_content(old, &msg)
                 };
-                let size = edited.stored_size();
-                if size > MAX_MESSAGE_BYTES {
-                    return Err(AppendRefused::TooLarge {
-                        size,
-                        max: MAX_MESSAGE_BYTES,
-                    });
-                }
-                w.bytes += size;
+                // The edit fit, but the original's other parts with the edit's content may
+                // not: kept at its place without content, as a route keeps an oversized
+                // message, so the AI never reads the content the edit replaced.
+                let edited = if edited.stored_size() > MAX_MESSAGE_BYTES {
+                    too_large(edited)
+                } else {
+                    edited
+                };
+                w.bytes += edited.stored_size();
                 w.messages.insert(pos, edited);
                 // The user is still writing: the quiet period restarts as for a new message.
                 w.last_at = at;

@@ -356,3 +356,38 @@ fn records_without_amends_load_and_amends_round_trip() {
     assert!(old.amends.is_empty());
     assert!(c.encoded_len_bound() >= c.encoded_len());
 }
+
+#[test]
+fn an_edit_that_would_make_its_message_too_large_keeps_it_without_content_not_refused() {
+    // The original quotes a long id; the edit's text fits alone, but not beside the quote.
+    let half = (MAX_MESSAGE_BYTES / 2 + 1024) as usize;
+    let original = Message {
+        reply_to: Some("q".repeat(half)),
+        ..Message::text("a", "u", "2 pizzas")
+    };
+    // A tenant whose windows hold that much (the default closes at 64 KiB).
+    let policy = Policy {
+        max_bytes: 2 * MAX_MESSAGE_BYTES,
+        ..Policy::default()
+    };
+    let at = |c: Conversation, m: Message, ms: u64| {
+        c.plan_item(m, &policy, Millis(ms), HORIZON, &mut counter())
+            .unwrap()
+    };
+    let c = at(Conversation::fresh(key(), Millis(0)), original, 0).next;
+    let big = edit("e1", "a", &"3".repeat(half));
+    assert!(big.stored_size() <= MAX_MESSAGE_BYTES);
+    let plan = at(c, big, 2000);
+    let w = plan.next.window.as_ref().unwrap();
+    assert_eq!(w.messages.len(), 1);
+    let kept = &w.messages[0];
+    assert_eq!(kept.id, "a");
+    assert_eq!(kept.kind, MessageKind::Other);
+    assert_eq!(kept.provider_type.as_deref(), Some("too_large"));
+    assert_eq!(kept.text, None, "the replaced content is gone");
+    assert_eq!(kept.edited_at, Some(Millis(2000)));
+    assert!(kept.stored_size() <= MAX_MESSAGE_BYTES);
+    assert_eq!(w.bytes, kept.stored_size());
+    let stored = stored(&plan.next);
+    assert!(!stored.contains("2 pizzas") && !stored.contains("333"), "{stored}");
+}
