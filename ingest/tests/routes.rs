@@ -22,6 +22,13 @@ async fn every_listed_route_is_served() {
             .body(Body::empty())
             .unwrap();
         let (status, body) = h.send(req).await;
+        if *path == "/guard/{token}" {
+            // A token that does not open is answered 404 by design (a guard tells nothing about
+            // other batches): served means the guard's own answer, not the router's empty 404.
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+            assert!(body.starts_with("not found: "), "{method} {path}: {body:?}");
+            continue;
+        }
         assert!(
             status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
             "{method} {path}: {status} {body}"
