@@ -324,7 +324,7 @@ fn remembered_amends_are_bounded_in_count_and_bytes_and_end_with_the_horizon() {
 }
 
 #[test]
-fn an_edit_that_grows_a_message_past_the_largest_size_is_refused() {
+fn an_edit_that_grows_a_message_past_the_largest_size_keeps_it_without_content() {
     let c = item(
         Conversation::fresh(key(), Millis(0)),
         Message::text("a", "u", "x"),
@@ -332,7 +332,7 @@ fn an_edit_that_grows_a_message_past_the_largest_size_is_refused() {
     )
     .next;
     let huge = "z".repeat(MAX_MESSAGE_BYTES as usize);
-    let err = c
+    let plan = c
         .plan_item(
             edit("e1", "a", &huge),
             &Policy::default(),
@@ -340,8 +340,11 @@ fn an_edit_that_grows_a_message_past_the_largest_size_is_refused() {
             HORIZON,
             &mut counter(),
         )
-        .unwrap_err();
-    assert!(matches!(err, AppendRefused::TooLarge { .. }), "{err}");
+        .expect("an edit is never refused for its size");
+    let w = plan.next.window.as_ref().unwrap();
+    assert_eq!(w.messages.len(), 1);
+    assert_eq!(w.messages[0].provider_type.as_deref(), Some("too_large"));
+    assert_eq!(w.messages[0].text, None);
 }
 
 #[test]
