@@ -392,5 +392,8 @@ fn an_edit_that_would_make_its_message_too_large_keeps_it_without_content_not_re
     assert!(kept.stored_size() <= MAX_MESSAGE_BYTES);
     assert_eq!(w.bytes, kept.stored_size());
     let stored = stored(&plan.next);
-    assert!(!stored.contains("2 pizzas") && !stored.contains("333"), "{stored}");
+    assert!(
+        !stored.contains("2 pizzas") && !stored.contains("333"),
+        "{stored}"
+    );
 }
