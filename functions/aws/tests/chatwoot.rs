@@ -17,7 +17,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::apigw::{event, send};
 use hmac::{Hmac, Mac};
-use lull_aws::tenants::{DynamoTenants, DIRECTORY_PK};
+use lull_aws::tenants::DynamoTenants;
 use lull_aws::Accounting;
 use lull_core::{Millis, Policy};
 use lull_ingest::chatwoot_signature::sign;
@@ -144,17 +144,7 @@ async fn an_agent_reply_pauses_a_replay_on_another_instance_is_refused_and_resol
     .await
     .expect("apply");
     // The Chatwoot secret is in Secrets Manager, not in the table.
-    let item = h
-        .clients
-        .dynamodb
-        .get_item()
-        .table_name(&h.table)
-        .key("pk", AttributeValue::S(DIRECTORY_PK.into()))
-        .send()
-        .await
-        .expect("get")
-        .item
-        .expect("directory item");
+    let item = h.directory_item().await;
     assert!(
         !format!("{item:?}").contains(SECRET),
         "the secret left the table"

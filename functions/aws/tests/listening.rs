@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use common::{delete_succeeded, receive, test_config, to_event, unique, Harness};
 use lull_aws::sink::BatchSink;
 use lull_aws::store::{DynamoDbStore, StoreSettings};
-use lull_aws::tenants::{DynamoTenants, DIRECTORY_PK};
+use lull_aws::tenants::DynamoTenants;
 use lull_aws::{Accounting, SqsTrigger};
 use lull_core::ports::SystemClock;
 use lull_core::protocol::{AppendOutcome, Handoff};
@@ -77,17 +77,7 @@ async fn the_flush_lambda_marks_a_burst_read_with_typing_using_a_rotatable_secre
         .expect("apply");
 
     // The token is a tenant secret: in Secrets Manager, not in the directory item.
-    let item = h
-        .clients
-        .dynamodb
-        .get_item()
-        .table_name(&h.table)
-        .key("pk", AttributeValue::S(DIRECTORY_PK.into()))
-        .send()
-        .await
-        .expect("directory item")
-        .item
-        .expect("directory item");
+    let item = h.directory_item().await;
     assert!(!format!("{item:?}").contains("tok-v1"));
     let secret = h
         .clients

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use hmac::{Hmac, Mac};
-use lull_aws::tenants::{DynamoTenants, DIRECTORY_PK};
+use lull_aws::tenants::DynamoTenants;
 use lull_aws::{Accounting, Role};
 use lull_core::{Millis, Policy};
 use lull_ingest::{CachedDirectory, IngestConfig, IngestState, TenantSpec};
@@ -252,17 +252,7 @@ async fn a_cold_webhook_serves_the_valid_tenants_when_one_is_invalid_under_its_s
         .await
         .expect("apply");
     // ... by an older lull, which stored no resolved policy: take it out of the item.
-    let item = h
-        .clients
-        .dynamodb
-        .get_item()
-        .table_name(&h.table)
-        .key("pk", AttributeValue::S(DIRECTORY_PK.into()))
-        .send()
-        .await
-        .expect("get")
-        .item
-        .expect("directory item");
+    let item = h.directory_item().await;
     let Some(AttributeValue::S(json)) = item.get("tenants") else {
         panic!("no tenants attribute")
     };

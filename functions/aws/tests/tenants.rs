@@ -18,7 +18,7 @@ use axum::body::Body;
 use hmac::{Hmac, Mac};
 use lull_aws::sink::BatchSink;
 use lull_aws::store::{DynamoDbStore, StoreSettings};
-use lull_aws::tenants::{DynamoTenants, DIRECTORY_PK};
+use lull_aws::tenants::DynamoTenants;
 use lull_aws::{Accounting, SqsTrigger};
 use lull_core::ports::SystemClock;
 use lull_core::protocol::Handoff;
@@ -249,17 +249,7 @@ async fn tenants_applied_with_the_cli_reach_the_webhook_and_flush_paths() {
     );
 
     // The table holds no secret value; Secrets Manager does.
-    let item = h
-        .clients
-        .dynamodb
-        .get_item()
-        .table_name(&h.table)
-        .key("pk", AttributeValue::S(DIRECTORY_PK.into()))
-        .send()
-        .await
-        .expect("get directory item")
-        .item
-        .expect("directory item");
+    let item = h.directory_item().await;
     let raw = format!("{item:?}");
     assert!(!raw.contains("a-v1") && !raw.contains("b-v1") && !raw.contains("bravo-signing"));
     let secret = h

@@ -400,6 +400,27 @@ pub fn test_config() -> BufferConfig {
 }
 
 impl Harness {
+    /// The tenant directory's item as the table holds it (what a test checks secrets left).
+    pub async fn directory_item(
+        &self,
+    ) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        self.clients
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(
+                    lull_aws::tenants::DIRECTORY_PK.into(),
+                ),
+            )
+            .send()
+            .await
+            .expect("get the directory item")
+            .item
+            .expect("directory item")
+    }
+
     /// `visibility` and `max_receives` configure the trigger queue's retry and DLQ.
     pub async fn new(visibility_secs: u32, max_receives: u32) -> Harness {
         Harness::with_config(visibility_secs, max_receives, test_config()).await
