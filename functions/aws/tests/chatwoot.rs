@@ -14,7 +14,6 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use common::apigw::{event, send};
 use hmac::{Hmac, Mac};
 use lull_aws::tenants::DynamoTenants;

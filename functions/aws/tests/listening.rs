@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use common::{delete_succeeded, receive, test_config, to_event, unique, Harness};
 use lull_aws::sink::BatchSink;
 use lull_aws::store::{DynamoDbStore, StoreSettings};

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use axum::body::Body;
 use hmac::{Hmac, Mac};
 use lull_aws::sink::BatchSink;

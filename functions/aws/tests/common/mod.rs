@@ -401,18 +401,14 @@ pub fn test_config() -> BufferConfig {
 
 impl Harness {
     /// The tenant directory's item as the table holds it (what a test checks secrets left).
-    pub async fn directory_item(
-        &self,
-    ) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    pub async fn directory_item(&self) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
         self.clients
             .dynamodb
             .get_item()
             .table_name(&self.table)
             .key(
                 "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S(
-                    lull_aws::tenants::DIRECTORY_PK.into(),
-                ),
+                aws_sdk_dynamodb::types::AttributeValue::S(lull_aws::tenants::DIRECTORY_PK.into()),
             )
             .send()
             .await
