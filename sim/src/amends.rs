@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::message::{Message, MessageKind, Target};
 use crate::time::Millis;
 
-use super::workload::{WorkAmend, WorkMessage};
+use super::work::{WorkAmend, WorkMessage};
 
 /// Share of messages the user edits (some of them twice).
 const EDITED: f64 = 0.08;

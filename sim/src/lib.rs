@@ -25,6 +25,7 @@ mod record;
 mod report;
 mod sut;
 mod variants;
+mod work;
 mod workload;
 
 use std::collections::BTreeMap;

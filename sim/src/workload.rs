@@ -9,6 +9,8 @@ use crate::policy::{AdaptiveQuiet, Policy, Typing};
 use crate::time::Millis;
 use crate::turn::PresenceKind;
 
+pub(crate) use crate::work::WorkMessage;
+
 /// One simulated conversation.
 #[derive(Clone, Debug)]
 pub(crate) struct WorkConversation {
@@ -26,28 +28,6 @@ impl WorkConversation {
             _ => self.policy,
         }
     }
-}
-
-/// One simulated message: what the gateway sends, and when it first sends it.
-#[derive(Clone, Debug)]
-pub(crate) struct WorkMessage {
-    pub conv: usize,
-    pub id: String,
-    pub text: String,
-    pub at: Millis,
-    /// For an edit or unsend: what it changes (`amends.rs`).
-    pub amend: Option<WorkAmend>,
-    /// The gateway sends the same event again at this instant (a duplicated edit or unsend).
-    pub resend_at: Option<Millis>,
-}
-
-/// What an edit or unsend of the workload targets.
-#[derive(Clone, Debug)]
-pub(crate) struct WorkAmend {
-    /// True for an unsend.
-    pub revoke: bool,
-    /// The original's id.
-    pub target: String,
 }
 
 /// What a presence or operator event does.
