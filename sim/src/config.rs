@@ -121,6 +121,9 @@ pub struct SimConfig {
     pub index_lag: Duration,
     /// A sink outage at a fixed time: (after the start, how long).
     pub outage: Option<(Duration, Duration)>,
+    /// The bot behind the sink takes 2-12 s to generate each reply and asks the batch's reply
+    /// guard before it sends it (`ai_step.rs`); off: the sink answers at once and nobody asks.
+    pub ai_step: bool,
 }
 
 impl SimConfig {
@@ -139,6 +142,7 @@ impl SimConfig {
             clock_skew: Duration::from_millis(500),
             index_lag: Duration::from_secs(2),
             outage: None,
+            ai_step: true,
         }
     }
 }

@@ -1,8 +1,10 @@
-//! The driver: does what the shells do (webhook requests with gateway retries, an SQS-like
-//! trigger queue, the periodic sweep, over the world, one event at a
-//! time, and polls the system under test's futures as their port calls complete. The sweep's
-//! passes (`driver/sweep.rs`) and the report at the end of a run (`driver/report.rs`) are files of their own.
+//! The driver: does what the shells and the world around them do (webhook requests with gateway
+//! retries, an SQS-like trigger queue, the periodic sweep, the bot behind the sink), one event
+//! at a time, and polls the system under test's futures as their port calls complete. The
+//! sweep's passes (`driver/sweep.rs`), the bot's AI step and reply guard (`driver/bot.rs`) and
+//! the report at the end of a run (`driver/report.rs`) are files of their own.
 
+mod bot;
 mod report;
 mod sweep;
 
@@ -15,6 +17,7 @@ use lull_core::counts::Counts;
 use lull_core::time::Millis;
 use lull_core::ConversationKey;
 
+use crate::ai_step::{BotCall, BotMode};
 use crate::amends;
 use crate::config::SimConfig;
 use crate::exec::{self, Attempt, Event, OpId, OpResult, SimPorts, TaskId, World};
@@ -25,11 +28,24 @@ use crate::sut::{Answer, Boxed, Flushed, SystemUnderTest};
 use crate::workload::{self, Workload};
 
 pub(crate) enum TaskKind {
-    Append { msg: usize },
-    Signal { signal: usize, started: Millis },
-    Flush { sqs: u64 },
+    Append {
+        msg: usize,
+    },
+    Signal {
+        signal: usize,
+        started: Millis,
+    },
+    Flush {
+        sqs: u64,
+    },
     Sweep,
-    SweepOne { key: ConversationKey },
+    SweepOne {
+        key: ConversationKey,
+    },
+    /// The bot's GET of a reply guard.
+    Guard {
+        call: Box<BotCall>,
+    },
 }
 
 pub(crate) enum TaskOutput {
@@ -39,6 +55,8 @@ pub(crate) enum TaskOutput {
     Flush(Flushed),
     /// The sweep's query: the conversations past due.
     Sweep(Vec<ConversationKey>),
+    /// A reply guard's answer, or why there was none.
+    Guard(Result<crate::guard::GuardAnswer, String>),
 }
 
 pub(crate) type TaskFuture = Boxed<TaskOutput>;
@@ -74,6 +92,11 @@ pub(crate) fn run_traced(cfg: &SimConfig, traced: &[usize]) -> SimReport {
         start,
     ));
     let mut world = World::new(rng.u64(..), start, cfg.faults, Recorder::new(&work, traced));
+    world.bots = cfg.ai_step.then(|| {
+        (work.conversations.iter().enumerate())
+            .map(|(i, c)| BotMode::for_conversation(i, &c.policy))
+            .collect()
+    });
     world.max_offset_ms = cfg.clock_skew.as_millis() as u64 / 2;
     world.index_lag = cfg.index_lag;
     let world = Arc::new(Mutex::new(world));
@@ -163,6 +186,8 @@ impl Driver {
                 }
             }
             Event::Cleanup { key } => lock(&self.world).delete(&key),
+            Event::Generated { call } => self.generated(call),
+            Event::Ask { call } => self.ask(call),
         }
     }
 
@@ -340,6 +365,7 @@ impl Driver {
                     self.sweeping.remove(&key);
                     self.sweep_more();
                 }
+                TaskKind::Guard { call } => self.guard_done(call, Err("crashed".into()), None),
             }
         }
     }
@@ -401,6 +427,9 @@ impl Driver {
                 }
                 w.rec
                     .trace_conv(m.conv, now, TraceEvent::Accepted(m.id.clone(), how));
+                if matches!(answer, Answer::Accepted) {
+                    w.rec.guard.last_accepted[m.conv] = now;
+                }
                 if w.rec.accepted[msg].is_none() {
                     w.rec.accepted[msg] = Some(now);
                     w.rec.accepted_count += 1;
@@ -452,6 +481,9 @@ impl Driver {
                 }
                 self.sweeping.remove(&key);
                 self.sweep_more();
+            }
+            (TaskKind::Guard { call }, TaskOutput::Guard(said)) => {
+                self.guard_done(call, said, state.read_at)
             }
             (_, _) => {}
         }

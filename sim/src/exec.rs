@@ -17,6 +17,7 @@
 //! the world (`op.rs`); the faults the world injects (`inject.rs`); the four ports over the world
 //! (`ports.rs`).
 
+mod answer;
 mod inject;
 mod op;
 mod ports;
@@ -31,6 +32,9 @@ use crate::memory::MemoryStore;
 use crate::ports::TriggerMsg;
 use crate::time::Millis;
 
+use uuid::Uuid;
+
+use super::ai_step::{BotCall, BotMode};
 use super::faults::Faults;
 use super::index::LaggedIndex;
 use super::record::Recorder;
@@ -62,6 +66,10 @@ pub(crate) enum Event {
     SinkOutage { down: bool },
     /// The replaced design's cleanup deletes a buffer 30 s after processing it.
     Cleanup { key: ConversationKey },
+    /// The bot finished generating its reply to a batch (`ai_step.rs`).
+    Generated { call: Box<BotCall> },
+    /// The bot GETs the batch's reply guard (again).
+    Ask { call: Box<BotCall> },
 }
 
 /// A trigger in the simulated queue (SQS standard: at least once, delayed, with a DLQ).
@@ -87,6 +95,11 @@ pub(crate) struct TaskState {
     pub offset_ms: i64,
     pub attempt: Option<Attempt>,
     pub effects: u32,
+    /// A reply guard request: the batch it asks about.
+    pub guard: Option<Uuid>,
+    /// The world's clock at the task's last store read (a load, or a conditional write whose
+    /// answer carries the record).
+    pub read_at: Option<Millis>,
 }
 
 /// Everything the simulated ports touch, behind one lock.
@@ -107,6 +120,9 @@ pub(crate) struct World {
     /// Longest lag of the sweep's index behind the table.
     pub index_lag: Duration,
     pub tasks: BTreeMap<TaskId, TaskState>,
+    /// The bot behind the sink of each conversation; `None`: no AI step (the sink answers
+    /// at once and nobody asks a guard).
+    pub bots: Option<Vec<BotMode>>,
     index: LaggedIndex,
     seq: u64,
     heap: BinaryHeap<Reverse<(Millis, u64)>>,
@@ -135,6 +151,7 @@ impl World {
             max_offset_ms: 0,
             index_lag: Duration::ZERO,
             tasks: BTreeMap::new(),
+            bots: None,
             index: LaggedIndex::default(),
             seq: 0,
             heap: BinaryHeap::new(),
@@ -174,7 +191,7 @@ impl World {
             TaskState {
                 offset_ms,
                 attempt,
-                effects: 0,
+                ..TaskState::default()
             },
         );
     }
@@ -196,7 +213,27 @@ impl World {
     /// Registers an operation of the current task and schedules its execution.
     fn submit(&mut self, mut op: Op) -> Option<OpId> {
         let task = self.current?;
+        let mut generates = None;
         let latency = match &mut op {
+            Op::Deliver {
+                batch,
+                outcome,
+                within,
+                started,
+            } if matches!(outcome, SinkFault::None | SinkFault::LostAck)
+                && !self.sink_down
+                && self.answers_after_ai_step(batch) =>
+            {
+                // The receiver has the batch and answers after its AI step: the call ends then
+                // (`answer_call`), or at its budget as a timeout.
+                let generation = self.generation();
+                *outcome = SinkFault::AiStep {
+                    lost_ack: *outcome == SinkFault::LostAck,
+                };
+                generates =
+                    (generation < *within).then(|| (generation, self.bot_call(batch, *started)));
+                *within
+            }
             Op::Sleep(d) => *d,
             Op::Arm { .. } => self.between(3, 25),
             Op::Deliver {
@@ -224,6 +261,16 @@ impl World {
         let id = self.next_op;
         self.ops.insert(id, (task, op, self.now));
         self.schedule(at, Event::OpReady { op: id });
+        if let Some((generation, Some(mut call))) = generates {
+            call.op = Some(id);
+            let at = self.now.plus(generation);
+            self.schedule(
+                at,
+                Event::Generated {
+                    call: Box::new(call),
+                },
+            );
+        }
         Some(id)
     }
 
@@ -234,7 +281,26 @@ impl World {
 
     /// The task ended (finished or crashed): its calls are forgotten; what it was.
     pub fn end_task(&mut self, task: TaskId) -> TaskState {
-        self.ops.retain(|_, (t, _, _)| *t != task);
+        let mut generating = Vec::new();
+        self.ops.retain(|_, (t, op, _)| {
+            if *t == task {
+                if let Op::Deliver {
+                    batch,
+                    started,
+                    outcome: SinkFault::AiStep { .. },
+                    ..
+                } = op
+                {
+                    generating.push((batch.clone(), *started));
+                }
+            }
+            *t != task
+        });
+        // A hand-off whose receiver is generating: it has the batch; nobody hears its answer.
+        let now = self.now;
+        for (batch, started) in generating {
+            self.rec.delivery(&batch, started, now, true, false);
+        }
         self.results.retain(|_, (t, _)| *t != task);
         self.tasks.remove(&task).unwrap_or_default()
     }

@@ -31,10 +31,18 @@ pub enum Invariant {
     /// 8. The AI reads the latest accepted content of every message it reads; an edit is
     ///    applied once.
     LatestContent,
+    /// 2. A batch's `context` only repeats the batch its `supersedes` names, and only when a
+    ///    guard or a hand-off answer superseded that batch after a newer message landed.
+    ContextOnlyFromSuperseded,
+    /// 2. A thought spans at most `MAX_THOUGHT_BATCHES` batches.
+    SupersedeBounded,
+    /// 9. A reply guard never answers `current` when a message was accepted after its batch
+    ///    closed and before the guard's read.
+    GuardNeverStale,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 10] = [
+    pub const ALL: [Invariant; 13] = [
         Invariant::NoLoss,
         Invariant::Liveness,
         Invariant::Once,
@@ -45,6 +53,9 @@ impl Invariant {
         Invariant::NothingSilent,
         Invariant::Unsent,
         Invariant::LatestContent,
+        Invariant::ContextOnlyFromSuperseded,
+        Invariant::SupersedeBounded,
+        Invariant::GuardNeverStale,
     ];
 
     /// The name used in the docs' invariant table.
@@ -60,6 +71,9 @@ impl Invariant {
             Invariant::NothingSilent => "6 nothing silent",
             Invariant::Unsent => "8 unsent",
             Invariant::LatestContent => "8 latest content",
+            Invariant::ContextOnlyFromSuperseded => "2 context only from superseded",
+            Invariant::SupersedeBounded => "2 supersede bounded",
+            Invariant::GuardNeverStale => "9 guard never stale",
         }
     }
 
@@ -76,6 +90,9 @@ impl Invariant {
             Invariant::NothingSilent => "nothing_silent",
             Invariant::Unsent => "unsent",
             Invariant::LatestContent => "latest_content",
+            Invariant::ContextOnlyFromSuperseded => "context_only_from_superseded",
+            Invariant::SupersedeBounded => "supersede_bounded",
+            Invariant::GuardNeverStale => "guard_never_stale",
         }
     }
 }

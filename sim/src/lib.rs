@@ -15,6 +15,7 @@
 //! (`lull-core`, with its `fixtures`: the in-memory store and the counting metrics recorder) and
 //! is imported by the `lull simulate` command, the workspace tests and the benchmarks; the
 //! Lambdas and the local server never compile it.
+mod ai_step;
 mod amends;
 mod check;
 mod config;
@@ -33,7 +34,7 @@ mod workload;
 pub use config::{Protocol, SimConfig};
 pub use faults::Faults;
 pub use invariant::{Invariant, Violation};
-pub use report::SimReport;
+pub use report::{GuardCounts, SimReport};
 pub use workload::Shape;
 
 // Files name the virtual clock's instants `crate::Millis`.
@@ -41,7 +42,7 @@ use lull_core::time::Millis;
 
 // The simulator was written inside the core: its files name the core's modules from the crate
 // root (`crate::time::Millis`), as they did there.
-use lull_core::{batch, key, memory, message, policy, ports, protocol, time, turn, window};
+use lull_core::{batch, guard, key, memory, message, policy, ports, protocol, time, turn, window};
 // Files written before the move name this crate `crate::sim`; kept so they still compile.
 #[allow(unused_imports)]
 use crate as sim;

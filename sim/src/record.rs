@@ -5,7 +5,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
+use uuid::Uuid;
+
 use crate::batch::Batch;
+use crate::guard::GuardAnswer;
 use crate::key::ConversationKey;
 use crate::policy::Policy;
 use crate::time::Millis;
@@ -147,6 +150,61 @@ pub(crate) struct Recorder {
     /// Per conversation: operator resume requests, answered or not (a write may land before a
     /// failure hides its answer), as (request started, ended).
     pub resumes: Vec<Vec<(Millis, Millis)>>,
+    /// The reply guard and supersede, as the world saw them (`ai_step.rs`).
+    pub guard: GuardRecord,
+}
+
+/// A guard answer the bot received: for which batch, and the instant of the read it was made
+/// from (the guard task's last store read: its load, or the conditional write whose answer
+/// carried the latest record), by the world's clock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GuardSeen {
+    pub conv: usize,
+    pub batch_id: Uuid,
+    pub answer: GuardAnswer,
+    pub read_at: Millis,
+}
+
+/// What the checker needs of the AI step, from the world's own observation: when each batch
+/// closed (the first write that landed with it among the record's pending batches: from then
+/// on nothing joins its `messages`, and the record's count of accepted messages at that write
+/// is the one its guard compares with), every guard answer the bot got, every guard write that
+/// landed (a guard marking its batch superseded), and every hand-off answer that declared the
+/// batch superseded and reached lull. Plus the counts the report prints.
+#[derive(Debug, Default)]
+pub(crate) struct GuardRecord {
+    pub closed_at: HashMap<Uuid, Millis>,
+    pub answers: Vec<GuardSeen>,
+    /// Per batch: when a guard's write (its mark) landed.
+    pub marks: HashMap<Uuid, Vec<Millis>>,
+    /// Per batch: when a hand-off answer declaring it superseded reached lull.
+    pub declared: HashMap<Uuid, Vec<Millis>>,
+    /// Per conversation: the latest 2xx of one of its items (what a declaring bot knows).
+    pub last_accepted: Vec<Millis>,
+    /// Guard requests the bot made.
+    pub asked: u64,
+    /// Guard requests that failed (store error, contention, a crash, a lost answer).
+    pub failed: u64,
+    /// Replies the bot discarded (guard `superseded` with `supersede`, or declared).
+    pub discarded: u64,
+}
+
+impl GuardRecord {
+    /// Answers by state: (current, superseded with `supersede`, superseded without, typing).
+    pub fn by_state(&self) -> (u64, u64, u64, u64) {
+        let mut n = (0, 0, 0, 0);
+        for a in &self.answers {
+            match a.answer {
+                GuardAnswer::Current => n.0 += 1,
+                GuardAnswer::Superseded {
+                    supersede: true, ..
+                } => n.1 += 1,
+                GuardAnswer::Superseded { .. } => n.2 += 1,
+                GuardAnswer::Typing { .. } => n.3 += 1,
+            }
+        }
+        n
+    }
 }
 
 impl Recorder {
@@ -170,6 +228,10 @@ impl Recorder {
             faults_at: vec![Vec::new(); work.conversations.len()],
             pauses: vec![Vec::new(); work.conversations.len()],
             resumes: vec![Vec::new(); work.conversations.len()],
+            guard: GuardRecord {
+                last_accepted: vec![Millis(0); work.conversations.len()],
+                ..GuardRecord::default()
+            },
             ..Recorder::default()
         }
     }

@@ -36,6 +36,51 @@ pub struct SimReport {
     pub longest_sink_call: Duration,
     /// Traces of the first conversations with violations.
     pub traces: Vec<String>,
+    /// The bots' reply guards and what supersede handed off.
+    pub guards: GuardCounts,
+}
+
+/// The AI step's reply guards and supersedes (`ai_step.rs`; all zero without the AI step).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuardCounts {
+    /// Guard requests the bots made (retries and `typing` polls included).
+    pub asked: u64,
+    /// Requests that got no answer (store error, contention, a crash, a lost answer).
+    pub failed: u64,
+    /// Answers by state: `current`; `superseded` with `supersede` (the next batch repeats
+    /// this one); `superseded` without it (`newer`); `typing`.
+    pub current: u64,
+    pub superseded: u64,
+    pub newer: u64,
+    pub typing: u64,
+    /// Replies the bots discarded (told `superseded` with `supersede`, or declaring it).
+    pub discarded: u64,
+    /// Hand-off answers declaring `Lull-Reply: superseded` that reached lull.
+    pub declared: usize,
+    /// Distinct batches handed off with `supersedes` (each repeats the batch it supersedes).
+    pub superseded_batches: usize,
+    /// Messages those batches repeated as `context`.
+    pub context_messages: usize,
+}
+
+impl fmt::Display for GuardCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "guards asked={} current={} superseded={} newer={} typing={} failed={} \
+             discarded={} declared={} superseded_batches={} context_messages={}",
+            self.asked,
+            self.current,
+            self.superseded,
+            self.newer,
+            self.typing,
+            self.failed,
+            self.discarded,
+            self.declared,
+            self.superseded_batches,
+            self.context_messages
+        )
+    }
 }
 
 impl SimReport {
@@ -75,6 +120,9 @@ impl SimReport {
 impl fmt::Display for SimReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.summary())?;
+        if self.guards.asked > 0 || self.guards.declared > 0 {
+            writeln!(f, "{}", self.guards)?;
+        }
         if !self.violations.is_empty() {
             writeln!(
                 f,

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::guard::{GuardAnswer, GuardClaim};
 use crate::key::ConversationKey;
 use crate::message::Message;
 use crate::policy::Policy;
@@ -16,7 +17,7 @@ use crate::protocol::{
     PauseOutcome,
 };
 use crate::time::Millis;
-use crate::turn::{PauseReason, PresenceKind};
+use crate::turn::{PauseReason, PresenceKind, TypingRule};
 
 use super::exec::SimPorts;
 
@@ -115,6 +116,22 @@ pub(crate) trait SystemUnderTest: Send + Sync {
         })
     }
 
+    /// The reply guard's route once the token verified: `Intake::guard` with the batch's
+    /// claim and the tenant's typing rule (`ai_step::guard_typing`).
+    fn guard(
+        &self,
+        claim: GuardClaim,
+        typing: Option<TypingRule>,
+    ) -> Boxed<Result<GuardAnswer, String>> {
+        let b = self.lull().buffer;
+        Box::pin(async move {
+            b.intake()
+                .guard(&claim, typing)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
     /// False for a design with no sweep and no redelivery of failed triggers.
     fn retries(&self) -> bool {
         true
@@ -143,13 +160,15 @@ impl SystemUnderTest for Lull {
     }
 }
 
-/// A protocol instance over the simulated ports, with clock `clock`.
+/// A protocol instance over the simulated ports, with clock `clock`; its batches carry a reply
+/// guard (`ai_step::SimSeal`).
 pub(crate) fn buffer<C: Clock + Clone>(
     ports: &SimPorts,
     clock: C,
     config: crate::protocol::BufferConfig,
 ) -> SimBuffer<C> {
     Buffer::new(ports.clone(), ports.clone(), ports.clone(), clock, config)
+        .with_reply_guard(Arc::new(crate::ai_step::SimSeal))
 }
 
 /// The webhook's answer for an append's result.

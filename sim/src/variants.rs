@@ -562,13 +562,10 @@ pub(crate) struct FlushOver<S> {
 impl<S: WindowStore + Clone + Send + Sync + 'static> FlushOver<S> {
     fn new(store: S, ports: &SimPorts, config: BufferConfig, lull: Lull) -> FlushOver<S> {
         FlushOver {
-            flush: Arc::new(Buffer::new(
-                store,
-                ports.clone(),
-                ports.clone(),
-                ports.clone(),
-                config,
-            )),
+            flush: Arc::new(
+                Buffer::new(store, ports.clone(), ports.clone(), ports.clone(), config)
+                    .with_reply_guard(Arc::new(crate::ai_step::SimSeal)),
+            ),
             lull,
         }
     }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::key::{ConversationKey, Provider};
-use crate::policy::{AdaptiveQuiet, Policy, Typing};
+use crate::policy::{AdaptiveQuiet, OnNewer, Policy, Typing};
 use crate::time::Millis;
 use crate::turn::PresenceKind;
 
@@ -99,6 +99,20 @@ fn timed(quiet: u64, max_wait: u64) -> Policy {
 /// a quiet period and max wait longer than SQS's 900 s delay (the trigger chain re-arms until
 /// due).
 fn policy_for(i: usize) -> Policy {
+    let p = policy_class(i);
+    // Four tenants in ten answer a thought once (`on_newer = "supersede"`): two with the
+    // defaults, both typing-aware ones (their guards may answer `typing`).
+    if matches!(i % 10, 0 | 2 | 4 | 6) {
+        return Policy {
+            on_newer: OnNewer::Supersede,
+            ..p
+        };
+    }
+    p
+}
+
+/// [`policy_for`] but `on_newer`.
+fn policy_class(i: usize) -> Policy {
     match i % 10 {
         3 => Policy {
             max_messages: 3,
@@ -137,7 +151,11 @@ fn change_for(i: usize, rng: &mut fastrand::Rng, start: Millis) -> Option<(Milli
         return None;
     }
     let to = match rng.usize(0..3) {
-        0 => timed(3, 10),
+        // Also to supersede: batches closed before the change are still `append` ones.
+        0 => Policy {
+            on_newer: OnNewer::Supersede,
+            ..timed(3, 10)
+        },
         1 => passthrough(),
         _ => Policy {
             max_messages: 2,

@@ -169,6 +169,13 @@ where
 }
 
 impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Buffer<S, T, K, C> {
+    /// Every batch its hand-off hands off carries a reply guard sealed by `seal` (see
+    /// [`Handoff::with_reply_guard`]; the simulator's buffers).
+    pub fn with_reply_guard(mut self, seal: std::sync::Arc<dyn crate::guard::GuardSeal>) -> Self {
+        self.handoff = self.handoff.with_reply_guard(seal);
+        self
+    }
+
     /// The append capability.
     pub fn intake(&self) -> &Intake<S, T, C> {
         &self.intake

@@ -2,6 +2,8 @@
 //! ([`super::record::Recorder`]). From lull it takes only the batches' content (ids, messages,
 //! generation, claimed close reason) and its counters; never its timestamps.
 
+mod context_only_from_superseded;
+mod guard_never_stale;
 mod in_order;
 mod isolation;
 mod latest_content;
@@ -11,6 +13,7 @@ mod no_loss;
 mod nothing_silent;
 mod once;
 mod one_at_a_time;
+mod thought_bounded;
 mod unsent;
 
 use std::collections::HashMap;
@@ -380,5 +383,8 @@ pub(crate) fn check(input: &Input<'_>) -> Vec<Violation> {
     nothing_silent::check(&ctx, &mut out);
     unsent::check(&ctx, &mut out);
     latest_content::check(&ctx, &mut out);
+    context_only_from_superseded::check(&ctx, &mut out);
+    thought_bounded::check(&ctx, &mut out);
+    guard_never_stale::check(&ctx, &mut out);
     out
 }

@@ -1,5 +1,8 @@
 //! Invariant 2 (Once): a retried hand-off carries the same content, and a message id is in at most
-//! one batch (and once in it).
+//! one batch's `messages` (and once in it). A batch's `context` (supersede's documented repeat of
+//! the batch it supersedes) does not count: `context_only_from_superseded.rs` checks it. With
+//! `no_loss.rs` (every accepted message in an acknowledged batch's `messages`), every message is
+//! in exactly one batch's `messages`.
 
 use std::collections::{HashMap, HashSet};
 

@@ -10,7 +10,7 @@ use super::{lock, Driver};
 use crate::check::{self, Bounds, Counted, Wedged};
 use crate::exec::{self, World};
 use crate::invariant::Violation;
-use crate::report::SimReport;
+use crate::report::{GuardCounts, SimReport};
 
 impl Driver {
     /// Conversations whose record still holds work: after a drain that ran to its end, they no
@@ -55,7 +55,14 @@ impl Driver {
         let timing = self.cfg.buffer.timing;
         let slack = Duration::from_secs(5);
         let bounds = Bounds {
-            max_lag: self.cfg.sweep_interval + self.cfg.index_lag + slack,
+            max_lag: self.cfg.sweep_interval
+                + self.cfg.index_lag
+                + slack
+                + if self.cfg.ai_step {
+                    crate::ai_step::HOLDS_AT_MOST
+                } else {
+                    Duration::ZERO
+                },
             per_fault: self
                 .cfg
                 .visibility_timeout
@@ -94,7 +101,9 @@ impl Driver {
             .collect();
         batches.sort();
         batches.dedup();
+        let guards = self.guard_counts(&w);
         SimReport {
+            guards,
             seed: self.cfg.seed,
             protocol: self.cfg.protocol,
             messages: w.rec.accepted_count - accepted_amends,
@@ -116,6 +125,32 @@ impl Driver {
                 .map(|d| d.end.since(d.start))
                 .max()
                 .unwrap_or_default(),
+        }
+    }
+
+    /// What the bots asked and were told, and what supersede handed off.
+    fn guard_counts(&self, w: &World) -> GuardCounts {
+        let g = &w.rec.guard;
+        let (current, superseded, newer, typing) = g.by_state();
+        let mut seen = std::collections::HashSet::new();
+        let (mut superseded_batches, mut context_messages) = (0, 0);
+        for d in &w.rec.deliveries {
+            if d.batch.supersedes.is_some() && seen.insert(d.batch.batch_id) {
+                superseded_batches += 1;
+                context_messages += d.batch.context.len();
+            }
+        }
+        GuardCounts {
+            asked: g.asked,
+            failed: g.failed,
+            current,
+            superseded,
+            newer,
+            typing,
+            discarded: g.discarded,
+            declared: g.declared.values().map(Vec::len).sum(),
+            superseded_batches,
+            context_messages,
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::batch::Batch;
 use crate::key::ConversationKey;
 use crate::ports::{
-    Appended, DedupeRecord, SinkError, StoreError, TriggerError, TriggerMsg, Written,
+    Acknowledged, Appended, DedupeRecord, SinkError, StoreError, TriggerError, TriggerMsg, Written,
 };
 use crate::record::TraceEvent;
 use crate::time::Millis;
@@ -111,6 +111,12 @@ pub(crate) enum SinkFault {
     LostAck,
     /// Takes `Faults::sink_slow_call` (longer than the lease, say), then succeeds.
     Slow,
+    /// The receiver has the batch and answers after its AI step (`World::answer_call`), its
+    /// answer lost on the way when `lost_ack`; executed at the call's budget instead, it timed
+    /// out (received).
+    AiStep {
+        lost_ack: bool,
+    },
 }
 
 /// The result of an executed operation.
@@ -123,7 +129,7 @@ pub(crate) enum OpResult {
     Written(Result<Written, StoreError>),
     Due(Result<Vec<ConversationKey>, StoreError>),
     Armed(Result<(), TriggerError>),
-    Delivered(Result<(), SinkError>),
+    Delivered(Result<Acknowledged, SinkError>),
     Unit,
 }
 
@@ -134,12 +140,27 @@ impl World {
         let lag = self.index_lag.as_millis() as u64;
         let at = self.now.plus(self.between(0, lag));
         self.index.update(&next.key, next.due_at(), at);
+        let now = self.now;
+        for b in &next.pending {
+            self.rec.guard.closed_at.entry(b.batch_id).or_insert(now);
+        }
+        if let Some(batch) = self.tasks.get(&task).and_then(|t| t.guard) {
+            self.rec.guard.marks.entry(batch).or_default().push(now);
+        }
         if let (true, Some(a)) = (
             stores_message,
             self.tasks.get(&task).and_then(|t| t.attempt),
         ) {
             let now = self.now;
             self.rec.landed(a.msg, a.arrived, now, a.policy);
+        }
+    }
+
+    /// Task `task` read the record now (a guard's answer is made from its last read).
+    fn read_by(&mut self, task: TaskId) {
+        let now = self.now;
+        if let Some(t) = self.tasks.get_mut(&task) {
+            t.read_at = Some(now);
         }
     }
 
@@ -166,6 +187,7 @@ impl World {
                         .fault(Some(&key), now, TraceEvent::Fault("store error"));
                     return OpResult::Load(Err(StoreError::Unavailable("injected".into())));
                 }
+                self.read_by(task);
                 OpResult::Load(Ok(self.store.load_now(&key).map(Box::new)))
             }
             Op::Append { expected, next } => {
@@ -243,6 +265,9 @@ impl World {
                 if matches!(r, Ok(Written::Ok)) {
                     self.landed(task, &next, false);
                 }
+                if r.is_ok() {
+                    self.read_by(task);
+                }
                 if failed {
                     return OpResult::Written(Err(StoreError::Unavailable("injected".into())));
                 }
@@ -262,6 +287,8 @@ impl World {
                 ..
             } => {
                 let received = match outcome {
+                    // Received when the call started; its bot did not answer in time.
+                    SinkFault::AiStep { .. } => true,
                     _ if self.sink_down => false,
                     SinkFault::None | SinkFault::LostAck | SinkFault::Slow => true,
                     SinkFault::Error => false,
@@ -272,7 +299,8 @@ impl World {
                     && !self.sink_down;
                 self.rec.delivery(&batch, s, now, received, acked);
                 if acked {
-                    OpResult::Delivered(Ok(()))
+                    self.generate_after_ack(&batch, s);
+                    OpResult::Delivered(Ok(Acknowledged::default()))
                 } else {
                     OpResult::Delivered(Err(SinkError::retryable("injected sink failure")))
                 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use crate::batch::Batch;
 use crate::key::ConversationKey;
 use crate::ports::{
-    Clock, DedupeRecord, Sink, SinkError, StoreError, Trigger, TriggerError, TriggerMsg,
-    WindowStore, Written,
+    Acknowledged, Clock, DedupeRecord, Sink, SinkError, StoreError, Trigger, TriggerError,
+    TriggerMsg, WindowStore, Written,
 };
 use crate::record::TraceEvent;
 use crate::time::Millis;
@@ -163,6 +163,14 @@ impl Trigger for SimPorts {
 
 impl Sink for SimPorts {
     async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
+        self.deliver_answered(batch, within).await.map(|_| ())
+    }
+
+    async fn deliver_answered(
+        &self,
+        batch: &Batch,
+        within: Duration,
+    ) -> Result<Acknowledged, SinkError> {
         let (started, outcome) = {
             let mut w = lock(&self.world);
             let o = w.sink_outcome();
