@@ -20,7 +20,8 @@ pub struct SimulateArgs {
     pub seed: u64,
     /// Protocol: lull, or a broken one to compare (replaced, ack-before-sink, separate-dedupe,
     /// stamps-early, follows-latest-policy, ignores-pause, remembers-late, drops-unremembered,
-    /// applies-edits-twice, forgets-revokes).
+    /// applies-edits-twice, forgets-revokes, guard-ignores-open-window, carries-unsuperseded,
+    /// context-from-wrong-batch).
     #[arg(long, default_value = "lull", value_parser = parse_protocol)]
     pub protocol: Protocol,
     /// Turn fault injection off (the happy path).
@@ -45,6 +46,11 @@ pub struct SimulateArgs {
     /// Largest difference between two hosts' clocks (e.g. 500ms, 3s).
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub clock_skew: Duration,
+    /// Turn the AI step off: the sink answers at once and no bot asks a reply guard (by
+    /// default each bot generates for 2-12 s and asks the guard before it replies; some answer
+    /// the hand-off after that, as supersede needs).
+    #[arg(long)]
+    pub no_ai_step: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -71,7 +77,8 @@ fn parse_protocol(s: &str) -> Result<Protocol, String> {
         format!(
             "unknown protocol {s:?}: expected lull, replaced, ack-before-sink, separate-dedupe, \
              stamps-early, follows-latest-policy, ignores-pause, remembers-late, drops-unremembered, \
-             applies-edits-twice or forgets-revokes"
+             applies-edits-twice, forgets-revokes, guard-ignores-open-window, \
+             carries-unsuperseded or context-from-wrong-batch"
         )
     })
 }
@@ -89,6 +96,7 @@ pub fn run(args: &SimulateArgs) -> u8 {
     }
     cfg.outage = args.outage.map(|len| (Duration::from_secs(60), len));
     cfg.clock_skew = args.clock_skew;
+    cfg.ai_step = !args.no_ai_step;
     cfg.buffer.timing = args.sink_timeout;
     cfg.visibility_timeout = cfg.buffer.timing.min_visibility_timeout();
     let started = Instant::now();

@@ -36,6 +36,12 @@ pub enum Protocol {
     AppliesEditsTwice,
     /// lull, but unsends are acknowledged and never stored.
     ForgetsRevokes,
+    /// lull, but the reply guard does not look at the open window.
+    GuardIgnoresOpenWindow,
+    /// lull, but the flush marks every batch that may be superseded as superseded.
+    CarriesUnsuperseded,
+    /// lull, but a batch's context names the batch carrying it as the one it supersedes.
+    ContextFromWrongBatch,
 }
 
 impl Protocol {
@@ -52,6 +58,9 @@ impl Protocol {
             "drops-unremembered" => Protocol::DropsUnremembered,
             "applies-edits-twice" => Protocol::AppliesEditsTwice,
             "forgets-revokes" => Protocol::ForgetsRevokes,
+            "guard-ignores-open-window" => Protocol::GuardIgnoresOpenWindow,
+            "carries-unsuperseded" => Protocol::CarriesUnsuperseded,
+            "context-from-wrong-batch" => Protocol::ContextFromWrongBatch,
             _ => return None,
         })
     }
@@ -69,6 +78,9 @@ impl Protocol {
             Protocol::DropsUnremembered => "drops-unremembered",
             Protocol::AppliesEditsTwice => "applies-edits-twice",
             Protocol::ForgetsRevokes => "forgets-revokes",
+            Protocol::GuardIgnoresOpenWindow => "guard-ignores-open-window",
+            Protocol::CarriesUnsuperseded => "carries-unsuperseded",
+            Protocol::ContextFromWrongBatch => "context-from-wrong-batch",
         }
     }
 
@@ -92,6 +104,15 @@ impl Protocol {
             }
             Protocol::AppliesEditsTwice => Arc::new(variants::AppliesEditsTwice { lull, ports }),
             Protocol::ForgetsRevokes => Arc::new(variants::ForgetsRevokes { lull }),
+            Protocol::GuardIgnoresOpenWindow => {
+                Arc::new(variants::GuardIgnoresOpenWindow { lull, ports })
+            }
+            Protocol::CarriesUnsuperseded => {
+                Arc::new(variants::carries_unsuperseded(&ports, config, lull))
+            }
+            Protocol::ContextFromWrongBatch => {
+                Arc::new(variants::context_from_wrong_batch(&ports, config, lull))
+            }
         }
     }
 }

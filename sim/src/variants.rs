@@ -24,6 +24,14 @@
 //!   applied again (back over a later edit, or handed off again as an `edit` message).
 //! - [`ForgetsRevokes`]: answers an unsend as stored but stores nothing, so the AI reads what the
 //!   user deleted.
+//! - `supersede.rs`: a guard that ignores the open window, a flush that supersedes batches nobody
+//!   superseded, a context that names the wrong batch.
+
+mod supersede;
+
+pub(crate) use supersede::{
+    carries_unsuperseded, context_from_wrong_batch, GuardIgnoresOpenWindow,
+};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -560,7 +568,12 @@ pub(crate) struct FlushOver<S> {
 }
 
 impl<S: WindowStore + Clone + Send + Sync + 'static> FlushOver<S> {
-    fn new(store: S, ports: &SimPorts, config: BufferConfig, lull: Lull) -> FlushOver<S> {
+    pub(crate) fn new(
+        store: S,
+        ports: &SimPorts,
+        config: BufferConfig,
+        lull: Lull,
+    ) -> FlushOver<S> {
         FlushOver {
             flush: Arc::new(
                 Buffer::new(store, ports.clone(), ports.clone(), ports.clone(), config)
