@@ -290,3 +290,63 @@ fn resumed_conversations_are_handed_off_by_their_rule() {
     let report = run(3, 20_000, 600, Protocol::IgnoresPause);
     assert!(report.broke(Invariant::NeverEarly), "{report}");
 }
+
+/// The AI step (`sim/src/ai_step.rs`): bots generate for 2-12 s, ask the real reply guard before
+/// they reply (or declare `superseded` in their answer, or answer at once and ask afterwards),
+/// and supersede tenants' next batches repeat the batches superseded: every message stays in
+/// exactly one batch's `messages`, each `context` repeats only a batch a guard or an answer
+/// superseded after a newer message, no thought passes the bound, and no guard says `current`
+/// after a message was accepted past its batch's close.
+#[test]
+fn the_ai_step_asks_the_guard_and_supersede_keeps_every_invariant() {
+    let report = run(5, 20_000, 300, Protocol::Lull);
+    assert!(report.violations.is_empty(), "{report}");
+    assert_eq!(report.wedged, 0, "{report}");
+    let g = report.guards;
+    assert!(g.current > 1_000 && g.newer > 100, "{g}");
+    assert!(
+        g.superseded > 100 && g.typing > 100 && g.declared > 10,
+        "{g}"
+    );
+    assert!(g.failed > 0, "guard requests met faults: {g}");
+    assert!(g.superseded_batches > 100, "{g}");
+    assert!(g.context_messages >= g.superseded_batches, "{g}");
+
+    let mut cfg = SimConfig::new(5, 5_000, 100);
+    cfg.ai_step = false;
+    let report = run_cfg(&cfg);
+    assert!(report.violations.is_empty(), "{report}");
+    assert_eq!(report.guards, sim::GuardCounts::default(), "{report}");
+}
+
+/// A guard that looks only for batches closed after its own says `current` while "and one
+/// coke" waits in the open window.
+#[test]
+fn the_checker_catches_a_guard_that_ignores_the_open_window() {
+    let report = run(5, 20_000, 300, Protocol::GuardIgnoresOpenWindow);
+    assert!(report.broke(Invariant::GuardNeverStale), "{report}");
+    assert!(!report.broke(Invariant::NoLoss), "{report}");
+}
+
+/// A flush that supersedes batches nobody superseded makes the next batch repeat a batch whose
+/// reply the bot sent.
+#[test]
+fn the_checker_catches_context_from_a_batch_nobody_superseded() {
+    let report = run(5, 20_000, 300, Protocol::CarriesUnsuperseded);
+    assert!(
+        report.broke(Invariant::ContextOnlyFromSuperseded),
+        "{report}"
+    );
+    assert!(!report.broke(Invariant::NoLoss), "{report}");
+}
+
+/// A context that names the wrong batch in `supersedes`.
+#[test]
+fn the_checker_catches_context_naming_the_wrong_batch() {
+    let report = run(5, 20_000, 300, Protocol::ContextFromWrongBatch);
+    assert!(
+        report.broke(Invariant::ContextOnlyFromSuperseded),
+        "{report}"
+    );
+    assert!(!report.broke(Invariant::NoLoss), "{report}");
+}

@@ -39,6 +39,8 @@ pub(crate) enum TraceEvent {
         received: bool,
         acked: bool,
     },
+    /// The bot's reply guard answered (or not).
+    Guard(String),
 }
 
 impl fmt::Display for TraceEvent {
@@ -66,6 +68,7 @@ impl fmt::Display for TraceEvent {
                 f,
                 "  sink call gen {gen} ({messages} msgs) ends: received={received} acked={acked}"
             ),
+            TraceEvent::Guard(what) => write!(f, "bot's guard request: {what}"),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The reply guard is linearizable against the record: a guard never answers `current` when a
-//! message of its conversation was accepted after its batch closed and before the guard's read.
+//! message of its conversation was accepted after its batch closed and before the guard's read
+//! (nor `typing`: a newer message always wins over typing, `docs/batch.md`).
 //!
 //! Both ends are the world's observations (`record::GuardRecord`): the batch closed at the
 //! first write that landed with it among the record's pending batches (from then on nothing
@@ -24,7 +25,7 @@ pub(super) fn check(ctx: &Ctx<'_>, out: &mut Vec<Violation>) {
         }
     }
     for a in &rec.guard.answers {
-        if a.answer != GuardAnswer::Current {
+        if let GuardAnswer::Superseded { .. } = a.answer {
             continue;
         }
         let Some(&closed) = rec.guard.closed_at.get(&a.batch_id) else {
@@ -39,9 +40,15 @@ pub(super) fn check(ctx: &Ctx<'_>, out: &mut Vec<Violation>) {
                     Invariant::GuardNeverStale,
                     Some(a.conv),
                     format!(
-                        "the guard of batch {} said current from a read at {} ms, though {} \
-                         landed at {} ms (after the batch closed at {} ms) and was accepted at {} ms",
-                        a.batch_id, a.read_at.0, work.messages[i].id, landed.0, closed.0, accepted.0
+                        "the guard of batch {} said {:?} from a read at {} ms, though {} landed \
+                         at {} ms (after the batch closed at {} ms) and was accepted at {} ms",
+                        a.batch_id,
+                        a.answer,
+                        a.read_at.0,
+                        work.messages[i].id,
+                        landed.0,
+                        closed.0,
+                        accepted.0
                     ),
                 )
                 .around(closed, a.read_at),

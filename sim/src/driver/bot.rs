@@ -82,6 +82,9 @@ impl Driver {
             }
             said => said,
         };
+        let gen = call.claim.as_ref().map_or(0, |c| c.gen);
+        let what = format!("gen {gen}: {said:?}");
+        w.rec.trace_conv(call.conv, now, TraceEvent::Guard(what));
         let answer = match said {
             Ok(answer) => answer,
             Err(_) => {
