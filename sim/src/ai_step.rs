@@ -89,7 +89,7 @@ impl BotMode {
                 7 => BotMode::AtOnce,
                 _ => BotMode::AfterReply,
             },
-            OnNewer::Append if n % 3 == 0 => BotMode::AfterReply,
+            OnNewer::Append if n.is_multiple_of(3) => BotMode::AfterReply,
             OnNewer::Append => BotMode::AtOnce,
         }
     }
