@@ -328,6 +328,16 @@ fn the_checker_catches_a_guard_that_ignores_the_open_window() {
     assert!(!report.broke(Invariant::NoLoss), "{report}");
 }
 
+/// A guard that answers from a record it read up to 5 s before (a cache, or an eventually
+/// consistent read) tells a bot polling on `typing` to hold, or `current`, after the user's next
+/// message was accepted.
+#[test]
+fn the_checker_catches_a_guard_answering_from_a_cached_read() {
+    let report = run(5, 20_000, 300, Protocol::GuardCachesReads);
+    assert!(report.broke(Invariant::GuardNeverStale), "{report}");
+    assert!(!report.broke(Invariant::NoLoss), "{report}");
+}
+
 /// A flush that supersedes batches nobody superseded makes the next batch repeat a batch whose
 /// reply the bot sent.
 #[test]

@@ -20,8 +20,8 @@ pub struct SimulateArgs {
     pub seed: u64,
     /// Protocol: lull, or a broken one to compare (replaced, ack-before-sink, separate-dedupe,
     /// stamps-early, follows-latest-policy, ignores-pause, remembers-late, drops-unremembered,
-    /// applies-edits-twice, forgets-revokes, guard-ignores-open-window, carries-unsuperseded,
-    /// context-from-wrong-batch).
+    /// applies-edits-twice, forgets-revokes, guard-ignores-open-window, guard-caches-reads,
+    /// carries-unsuperseded, context-from-wrong-batch).
     #[arg(long, default_value = "lull", value_parser = parse_protocol)]
     pub protocol: Protocol,
     /// Turn fault injection off (the happy path).
@@ -77,7 +77,7 @@ fn parse_protocol(s: &str) -> Result<Protocol, String> {
         format!(
             "unknown protocol {s:?}: expected lull, replaced, ack-before-sink, separate-dedupe, \
              stamps-early, follows-latest-policy, ignores-pause, remembers-late, drops-unremembered, \
-             applies-edits-twice, forgets-revokes, guard-ignores-open-window, \
+             applies-edits-twice, forgets-revokes, guard-ignores-open-window, guard-caches-reads, \
              carries-unsuperseded or context-from-wrong-batch"
         )
     })

@@ -38,6 +38,8 @@ pub enum Protocol {
     ForgetsRevokes,
     /// lull, but the reply guard does not look at the open window.
     GuardIgnoresOpenWindow,
+    /// lull, but the reply guard answers from a record it read up to 5 s before.
+    GuardCachesReads,
     /// lull, but the flush marks every batch that may be superseded as superseded.
     CarriesUnsuperseded,
     /// lull, but a batch's context names the batch carrying it as the one it supersedes.
@@ -59,6 +61,7 @@ impl Protocol {
             "applies-edits-twice" => Protocol::AppliesEditsTwice,
             "forgets-revokes" => Protocol::ForgetsRevokes,
             "guard-ignores-open-window" => Protocol::GuardIgnoresOpenWindow,
+            "guard-caches-reads" => Protocol::GuardCachesReads,
             "carries-unsuperseded" => Protocol::CarriesUnsuperseded,
             "context-from-wrong-batch" => Protocol::ContextFromWrongBatch,
             _ => return None,
@@ -79,6 +82,7 @@ impl Protocol {
             Protocol::AppliesEditsTwice => "applies-edits-twice",
             Protocol::ForgetsRevokes => "forgets-revokes",
             Protocol::GuardIgnoresOpenWindow => "guard-ignores-open-window",
+            Protocol::GuardCachesReads => "guard-caches-reads",
             Protocol::CarriesUnsuperseded => "carries-unsuperseded",
             Protocol::ContextFromWrongBatch => "context-from-wrong-batch",
         }
@@ -107,6 +111,11 @@ impl Protocol {
             Protocol::GuardIgnoresOpenWindow => {
                 Arc::new(variants::GuardIgnoresOpenWindow { lull, ports })
             }
+            Protocol::GuardCachesReads => Arc::new(variants::GuardCachesReads {
+                lull,
+                ports,
+                cache: Arc::default(),
+            }),
             Protocol::CarriesUnsuperseded => {
                 Arc::new(variants::carries_unsuperseded(&ports, config, lull))
             }

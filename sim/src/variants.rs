@@ -24,13 +24,14 @@
 //!   applied again (back over a later edit, or handed off again as an `edit` message).
 //! - [`ForgetsRevokes`]: answers an unsend as stored but stores nothing, so the AI reads what the
 //!   user deleted.
-//! - `supersede.rs`: a guard that ignores the open window, a flush that supersedes batches nobody
+//! - `supersede.rs`: a guard that ignores the open window, one that answers from a cached read, a
+//!   flush that supersedes batches nobody
 //!   superseded, a context that names the wrong batch.
 
 mod supersede;
 
 pub(crate) use supersede::{
-    carries_unsuperseded, context_from_wrong_batch, GuardIgnoresOpenWindow,
+    carries_unsuperseded, context_from_wrong_batch, GuardCachesReads, GuardIgnoresOpenWindow,
 };
 
 use std::sync::Arc;

@@ -4,6 +4,9 @@
 //! - [`GuardIgnoresOpenWindow`] (`guard-ignores-open-window`): the guard looks only for batches
 //!   closed after its own, not at the open window, so "and one coke" still in the window gets
 //!   `current`: the bot sends a reply to half the thought.
+//! - [`GuardCachesReads`] (`guard-caches-reads`): the guard answers from a record it read up to
+//!   [`CACHED_FOR`] ago (a cache in front of the store, or an eventually consistent read), so a
+//!   bot polling on `typing` is told `typing` after the user's next message was accepted.
 //! - `carries-unsuperseded` ([`carries_unsuperseded`]): the flush marks every batch of a supersede
 //!   tenant superseded when it writes it, asked or not, so the next batch repeats a batch whose
 //!   reply the bot sent.
@@ -52,6 +55,49 @@ impl SystemUnderTest for GuardIgnoresOpenWindow {
             b.intake()
                 .guard(&claim, typing)
                 .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// How long [`GuardCachesReads`] serves a record it read.
+pub(crate) const CACHED_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+type Cache = std::collections::HashMap<ConversationKey, (Millis, Option<Conversation>)>;
+
+/// lull's guard answer, but from a record read up to [`CACHED_FOR`] ago (it never writes).
+pub(crate) struct GuardCachesReads {
+    pub lull: Lull,
+    pub ports: SimPorts,
+    pub cache: std::sync::Arc<std::sync::Mutex<Cache>>,
+}
+
+impl SystemUnderTest for GuardCachesReads {
+    fn lull(&self) -> Lull {
+        self.lull.clone()
+    }
+
+    fn guard(
+        &self,
+        claim: GuardClaim,
+        typing: Option<TypingRule>,
+    ) -> Boxed<Result<GuardAnswer, String>> {
+        let (p, cache) = (self.ports.clone(), self.cache.clone());
+        Box::pin(async move {
+            let lock = || cache.lock().unwrap_or_else(|e| e.into_inner());
+            let now = crate::ports::Clock::now(&p);
+            let cached = (lock().get(&claim.key))
+                .filter(|(at, _)| now.since(*at) < CACHED_FOR)
+                .map(|(_, c)| c.clone());
+            let conv = match cached {
+                Some(conv) => conv,
+                None => {
+                    let conv = p.load(&claim.key).await.map_err(|e| e.to_string())?;
+                    lock().insert(claim.key.clone(), (now, conv.clone()));
+                    conv
+                }
+            };
+            crate::guard::answer_typing(conv.as_ref(), &claim, now, typing)
                 .map_err(|e| e.to_string())
         })
     }
