@@ -7,7 +7,9 @@
 //! virtual clock, injects faults (crashes between any two steps, lost / duplicated / late / early
 //! triggers, sink errors, timeouts, slow calls and lost acknowledgements, store errors, throttling
 //! and item limits, webhook retries, clock skew between hosts, a lagging sweep index, tenant
-//! policies changed mid-window), then turns faults off, drains, and checks every invariant
+//! policies changed mid-window), puts a bot behind the sink that takes 2-12 s per reply and asks
+//! the real reply guard before it replies (`ai_step.rs`; supersede tenants' next batches repeat
+//! the batches superseded), then turns faults off, drains, and checks every invariant
 //! ([`Invariant`]) on the world's own clock. The same seed replays the same run; a violation
 //! prints the seed and the conversation's trace.
 //!
