@@ -27,7 +27,7 @@ use futures_util::future::join_all;
 use lull_core::listen::{requests, Listen, ListenRequest, Skip};
 use lull_core::message::Sender;
 use lull_core::metrics as m;
-use lull_core::ports::{Sink, SinkError};
+use lull_core::ports::{Acknowledged, Sink, SinkError};
 use lull_core::{Batch, Message, Millis, Provider};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -258,7 +258,17 @@ async fn send(
 
 impl<K: Sink> Sink for Listening<K> {
     async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
+        self.deliver_answered(batch, within).await.map(|_| ())
+    }
+
+    /// The inner sink's answer as it is: the flush reads `Lull-Reply: superseded` from it
+    /// (`docs/batch.md`, "The reply guard"), which the trait's default would drop.
+    async fn deliver_answered(
+        &self,
+        batch: &Batch,
+        within: Duration,
+    ) -> Result<Acknowledged, SinkError> {
         self.start(batch);
-        self.inner.deliver(batch, within).await
+        self.inner.deliver_answered(batch, within).await
     }
 }
