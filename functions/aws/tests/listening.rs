@@ -28,6 +28,7 @@ use lull_core::{Batch, ConversationKey, Message, Millis, Provider};
 use lull_ingest::{CachedDirectory, TenantSpec};
 use lull_sink::ListenRoutes;
 use lull_testkit::fake_api::{Answer, FakeApi};
+use lull_testkit::listen_calls::{assert_evolution, assert_waha};
 use lull_testkit::{wait_for, PATIENCE};
 use serde_json::{json, Value};
 
@@ -346,45 +347,10 @@ async fn the_flush_lambda_marks_evolution_and_waha_bursts_read_with_typing() {
     assert_eq!(batch_of(EVO_USER), ["EVO1", "EVO2"]);
     assert_eq!(batch_of(WAHA_USER), waha_ids);
 
-    let body = |r: &lull_testkit::fake_api::Recorded| -> Value {
-        serde_json::from_str(&r.body).expect("a JSON body")
-    };
-    assert_eq!(evo_api.requests().len(), 2, "{:#?}", evo_api.requests());
-    let read = evo_api.only(&format!("/chat/markMessageAsRead/{INSTANCE}"));
-    assert_eq!(read.method, "POST");
-    assert_eq!(read.header("apikey"), Some("evo-key"));
-    assert_eq!(read.header("content-type"), Some("application/json"));
-    assert_eq!(
-        body(&read),
-        json!({"readMessages": [
-            {"remoteJid": EVO_USER, "fromMe": false, "id": "EVO1"},
-            {"remoteJid": EVO_USER, "fromMe": false, "id": "EVO2"},
-        ]})
-    );
-    let typing = evo_api.only(&format!("/chat/sendPresence/{INSTANCE}"));
-    assert_eq!(typing.method, "POST");
-    assert_eq!(typing.header("apikey"), Some("evo-key"));
-    assert_eq!(
-        body(&typing),
-        json!({"number": EVO_USER, "presence": "composing",
-               "delay": lull_core::listen::EVOLUTION_TYPING_MS})
-    );
-
-    assert_eq!(waha_api.requests().len(), 2, "{:#?}", waha_api.requests());
-    let seen = waha_api.only("/api/sendSeen");
-    assert_eq!(seen.method, "POST");
-    assert_eq!(seen.header("x-api-key"), Some("waha-key"));
-    assert_eq!(seen.header("content-type"), Some("application/json"));
-    assert_eq!(
-        body(&seen),
-        json!({"session": SESSION, "chatId": WAHA_USER, "messageIds": waha_ids})
-    );
-    let start = waha_api.only("/api/startTyping");
-    assert_eq!(start.method, "POST");
-    assert_eq!(start.header("x-api-key"), Some("waha-key"));
-    assert_eq!(
-        body(&start),
-        json!({"session": SESSION, "chatId": WAHA_USER})
-    );
+    let evo_ids = ["EVO1", "EVO2"];
+    let delay = lull_core::listen::EVOLUTION_TYPING_MS;
+    assert_evolution(&evo_api, INSTANCE, EVO_USER, &evo_ids, "evo-key", delay);
+    let waha_ids: Vec<&str> = waha_ids.iter().map(String::as_str).collect();
+    assert_waha(&waha_api, SESSION, WAHA_USER, &waha_ids, "waha-key");
     poller.stop().await;
 }
