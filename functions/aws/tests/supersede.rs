@@ -254,9 +254,13 @@ async fn a_guard_told_superseded_marks_the_record_and_the_next_batch_carries_the
     acked(&h, &second).await;
     let batches = check_batches(&h.sink.batches(), &h.policy);
     assert_eq!(batches.len(), 2, "{batches:?}");
-    // Moved, not copied: once the second batch is acknowledged, nothing of the first is left.
-    let (_, rec) = raw(&h).await;
-    let text = rec.to_string();
+    // Moved, not copied: once the second batch's acknowledgement is written (after the sink's
+    // answer), nothing of the first is left.
+    wait_for("the acknowledgement written", PATIENCE, async || {
+        raw(&h).await.1.get("pending").is_none()
+    })
+    .await;
+    let text = raw(&h).await.1.to_string();
     assert!(
         !text.contains("carried") && !text.contains("2 pizzas"),
         "{text}"
