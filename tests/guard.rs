@@ -91,14 +91,7 @@ async fn the_guard_says_current_then_superseded_and_the_next_batch_carries_the_c
         )
     );
     capture.release();
-    let next = || {
-        capture
-            .unique_batches()
-            .into_iter()
-            .find(|b| b["batch_id"] != first["batch_id"])
-    };
-    wait_for("the second batch", PATIENCE, async || next().is_some()).await;
-    let second = next().expect("the second batch");
+    let second = capture.next_batch(&first).await;
     assert_eq!(ids(&second), ["wamid.g2"], "messages stay exactly-once");
     assert_eq!(second["supersedes"], first["batch_id"]);
     let context: Vec<&str> = second["context"]
