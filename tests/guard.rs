@@ -166,14 +166,7 @@ async fn a_hand_off_answered_lull_reply_superseded_makes_the_next_batch_carry_th
         .declare_superseded
         .store(true, std::sync::atomic::Ordering::SeqCst);
     capture.release();
-    let next = || {
-        capture
-            .unique_batches()
-            .into_iter()
-            .find(|b| b["batch_id"] != first["batch_id"])
-    };
-    wait_for("the second batch", PATIENCE, async || next().is_some()).await;
-    let second = next().expect("the second batch");
+    let second = capture.next_batch(&first).await;
     assert_eq!(second["supersedes"], first["batch_id"]);
     let context: Vec<&str> = second["context"]
         .as_array()
