@@ -12,6 +12,7 @@ use serde_json::Value;
 
 const PNID: &str = "106540352242922";
 
+/// GETs a guard; every answer, refusals too, must forbid caching (the answer changes).
 async fn guard(url: &str) -> (u16, String) {
     let resp = reqwest::Client::new()
         .get(url)
@@ -20,6 +21,13 @@ async fn guard(url: &str) -> (u16, String) {
         .await
         .expect("guard GET");
     let status = resp.status().as_u16();
+    assert_eq!(
+        resp.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store"),
+        "{url}: {status}"
+    );
     (status, resp.text().await.expect("guard body"))
 }
 
@@ -83,14 +91,7 @@ async fn the_guard_says_current_then_superseded_and_the_next_batch_carries_the_c
         )
     );
     capture.release();
-    let next = || {
-        capture
-            .unique_batches()
-            .into_iter()
-            .find(|b| b["batch_id"] != first["batch_id"])
-    };
-    wait_for("the second batch", PATIENCE, async || next().is_some()).await;
-    let second = next().expect("the second batch");
+    let second = capture.next_batch(&first).await;
     assert_eq!(ids(&second), ["wamid.g2"], "messages stay exactly-once");
     assert_eq!(second["supersedes"], first["batch_id"]);
     let context: Vec<&str> = second["context"]
@@ -117,6 +118,8 @@ async fn the_guard_says_current_then_superseded_and_the_next_batch_carries_the_c
         tampered,
         format!("http://{}/guard/not-a-token", server.addr),
         format!("http://{}/guard/{}", server.addr, "A".repeat(5000)),
+        // Past the longest token the route reads.
+        format!("http://{}/guard/{}", server.addr, "A".repeat(9000)),
     ] {
         let (status, body) = guard(&bad).await;
         assert_eq!(status, 404, "{body}");

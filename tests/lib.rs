@@ -348,6 +348,21 @@ impl Capture {
         self.state.requests.lock().expect("lock").clone()
     }
 
+    /// Waits (up to [`lull_testkit::PATIENCE`]) for an acknowledged batch other than `first`
+    /// (the conversation's next one, in a test of one conversation).
+    pub async fn next_batch(&self, first: &Value) -> Value {
+        let next = || {
+            self.unique_batches()
+                .into_iter()
+                .find(|b| b["batch_id"] != first["batch_id"])
+        };
+        lull_testkit::wait_for("the next batch", lull_testkit::PATIENCE, async || {
+            next().is_some()
+        })
+        .await;
+        next().expect("the next batch")
+    }
+
     /// Acknowledged batches deduped on `batch_id`, as a receiver would.
     pub fn unique_batches(&self) -> Vec<Value> {
         let mut seen = std::collections::HashSet::new();
