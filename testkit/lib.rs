@@ -8,6 +8,7 @@
 //! on real time is tested on the core's `Clock` port (`lull_core::memory::ManualClock`) instead.
 
 pub mod fake_api;
+pub mod listen_calls;
 
 use std::fmt::Display;
 use std::ops::AsyncFnMut;

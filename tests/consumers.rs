@@ -1,7 +1,8 @@
 //! The consumer examples of `examples/consumers/` against a real `lull serve`: a batch arrives
 //! signed, the example verifies it with the Standard Webhooks library of its language (Python's
 //! and Node's `standardwebhooks` packages; the n8n Code node by hand), answers 200 and works; the
-//! same request again is a duplicate; a tampered body is refused with 401.
+//! same request again is a duplicate; a tampered body is refused with 401. The n8n workflow's
+//! reply guard branch runs against a real `lull serve` too (`tests/n8n_flow.js`).
 //!
 //! Needs the test command's environment (`scripts/test`): `LULL_TEST_PYTHON` with the pinned
 //! `standardwebhooks`, and `npm ci` done in `examples/consumers/node`.
@@ -169,19 +170,8 @@ async fn the_node_consumer_verifies_dedupes_and_refuses_tampering() {
         });
         let file = tmp.path().join("request.json");
         std::fs::write(&file, req.to_string()).expect("write request");
-        let out = Command::new("node")
-            .arg(repo().join("tests/n8n_code.js"))
-            .arg(repo().join("examples/consumers/n8n/lull-batches.json"))
-            .arg(&file)
-            .env("LULL_SINK_SECRET", NEW)
-            .output()
-            .expect("run node");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
+        let out = node(&["tests/n8n_code.js"], &file, &[("LULL_SINK_SECRET", NEW)]);
+        String::from_utf8_lossy(&out).to_string()
     };
     let out = run(&seen.body);
     let lines: Vec<serde_json::Value> = out
@@ -212,4 +202,151 @@ async fn the_node_consumer_verifies_dedupes_and_refuses_tampering() {
     assert_eq!(first["answer_status"], 401, "{out}");
     assert_eq!(first["answer_body"], r#"{"verified":false}"#, "{out}");
     assert_eq!(first["process"], false, "{out}");
+}
+
+/// `node SCRIPT examples/consumers/n8n/lull-batches.json [ARGS..] FILE` with `env` (the script and
+/// its arguments in `script`, repository paths first); its stdout, after it succeeded.
+fn node(script: &[&str], file: &std::path::Path, env: &[(&str, &str)]) -> Vec<u8> {
+    let mut cmd = Command::new("node");
+    cmd.arg(repo().join(script[0]))
+        .arg(repo().join("examples/consumers/n8n/lull-batches.json"))
+        .args(&script[1..])
+        .arg(file)
+        .envs(env.iter().copied());
+    let out = cmd.output().expect("run node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Runs the n8n workflow from its AI step on `batch` (tests/n8n_flow.js plays n8n's Code, HTTP
+/// Request, If, Wait and No Operation nodes), returning the nodes it ran, the last one and its
+/// output.
+fn n8n_flow(batch: &serde_json::Value) -> (Vec<String>, String, serde_json::Value) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("input.json");
+    std::fs::write(&file, serde_json::json!({ "batch": batch }).to_string()).expect("write");
+    let out = node(&["tests/n8n_flow.js", "AI step (replace me)"], &file, &[]);
+    let run: serde_json::Value = serde_json::from_slice(&out).expect("one JSON line");
+    let path = run["path"]
+        .as_array()
+        .expect("path")
+        .iter()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
+    let end = run["end"].as_str().expect("end").to_string();
+    (path, end, run["json"].clone())
+}
+
+/// An Evolution `messages.upsert` or `presence.update` for the tenant of the n8n test.
+async fn post_evolution(server: &Server, body: serde_json::Value) {
+    let headers = [("apikey", "evo-token-n8n".to_string())];
+    let status = server
+        .post_json("/webhook/evolution", body.to_string().as_bytes(), &headers)
+        .await;
+    assert_eq!(status, 200, "{}", server.logs());
+}
+
+const EVO_USER: &str = "5511987650001@s.whatsapp.net";
+
+fn evolution_text(id: &str, text: &str) -> serde_json::Value {
+    serde_json::json!({
+        "event": "messages.upsert",
+        "instance": "shop",
+        "data": {
+            "key": {"remoteJid": EVO_USER, "fromMe": false, "id": id},
+            "pushName": "Cliente",
+            "message": {"conversation": text},
+            "messageType": "conversation",
+            "messageTimestamp": lull_core::Millis::now_wall().0 / 1000,
+            "source": "android"
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_n8n_flow_asks_the_guard_waits_while_the_user_types_and_drops_a_superseded_reply() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let capture = lull_tests::Capture::start().await;
+    let config = tmp.path().join("lull.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+sink = "{}"
+
+[[tenants]]
+id = "shop"
+quiet = "1s"
+on_newer = "supersede"
+typing = true
+typing_grace = "1s"
+typing_hold = "3s"
+typing_stop_grace = "2s"
+
+[tenants.evolution]
+instances = ["shop"]
+token = "evo-token-n8n"
+"#,
+            capture.url
+        ),
+    )
+    .expect("write lull.toml");
+    let server = Server::start_with(
+        &tmp.path().join("data"),
+        &Flags::new().set("--config", config.to_str().expect("utf-8 path")),
+    )
+    .await;
+    // The bot answers lull's POST after its AI step: the hand-off stays open meanwhile.
+    capture.hold();
+    post_evolution(&server, evolution_text("N8N1", "2 pizzas")).await;
+    wait_for("the first hand-off", PATIENCE, async || {
+        !capture.requests().is_empty()
+    })
+    .await;
+    let first = capture.requests()[0].clone();
+
+    // Nothing newer: the guard says current and the flow sends.
+    let (path, end, out) = n8n_flow(&first);
+    assert_eq!(end, "Send the reply (replace me)", "{path:?}");
+    assert_eq!(out["guard"]["state"], "current", "{out}");
+    assert_eq!(out["batch_id"], first["batch_id"]);
+    assert!(!path.iter().any(|n| n.starts_with("Wait")), "{path:?}");
+
+    // The user starts typing again: the flow holds the reply, asks again until the typing
+    // hold (3 s) ran out, then sends.
+    post_evolution(
+        &server,
+        serde_json::json!({
+            "event": "presence.update",
+            "instance": "shop",
+            "data": {"id": EVO_USER, "presences": {EVO_USER: {"lastKnownPresence": "composing"}}}
+        }),
+    )
+    .await;
+    let (path, end, out) = n8n_flow(&first);
+    let waits = path.iter().filter(|n| *n == "Wait, then ask again").count();
+    assert!(waits >= 1, "the flow waited while the user typed: {path:?}");
+    assert_eq!(end, "Send the reply (replace me)", "{path:?}");
+    assert_eq!(out["guard"]["state"], "current", "{out}");
+
+    // "and one coke" while the bot generates: superseded, the reply is dropped.
+    post_evolution(&server, evolution_text("N8N2", "and one coke")).await;
+    let (path, end, out) = n8n_flow(&first);
+    assert_eq!(end, "Drop: the next batch repeats this one", "{path:?}");
+    assert_eq!(out["state"], "superseded", "{out}");
+    assert_eq!(out["supersede"], true, "{out}");
+
+    // The next batch repeats the first as context: the flow answers the whole thought once.
+    capture.release();
+    let second = capture.next_batch(&first).await;
+    assert_eq!(second["supersedes"], first["batch_id"]);
+    let (path, end, out) = n8n_flow(&second);
+    assert_eq!(end, "Send the reply (replace me)", "{path:?}");
+    assert_eq!(out["guard"]["state"], "current", "{out}");
+    let reply = out["reply"].as_str().expect("reply");
+    assert!(reply.contains("2 pizzas\nand one coke"), "{reply}");
 }

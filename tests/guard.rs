@@ -12,6 +12,7 @@ use serde_json::Value;
 
 const PNID: &str = "106540352242922";
 
+/// GETs a guard; every answer, refusals too, must forbid caching (the answer changes).
 async fn guard(url: &str) -> (u16, String) {
     let resp = reqwest::Client::new()
         .get(url)
@@ -20,6 +21,13 @@ async fn guard(url: &str) -> (u16, String) {
         .await
         .expect("guard GET");
     let status = resp.status().as_u16();
+    assert_eq!(
+        resp.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store"),
+        "{url}: {status}"
+    );
     (status, resp.text().await.expect("guard body"))
 }
 
@@ -83,14 +91,7 @@ async fn the_guard_says_current_then_superseded_and_the_next_batch_carries_the_c
         )
     );
     capture.release();
-    let next = || {
-        capture
-            .unique_batches()
-            .into_iter()
-            .find(|b| b["batch_id"] != first["batch_id"])
-    };
-    wait_for("the second batch", PATIENCE, async || next().is_some()).await;
-    let second = next().expect("the second batch");
+    let second = capture.next_batch(&first).await;
     assert_eq!(ids(&second), ["wamid.g2"], "messages stay exactly-once");
     assert_eq!(second["supersedes"], first["batch_id"]);
     let context: Vec<&str> = second["context"]
@@ -117,9 +118,63 @@ async fn the_guard_says_current_then_superseded_and_the_next_batch_carries_the_c
         tampered,
         format!("http://{}/guard/not-a-token", server.addr),
         format!("http://{}/guard/{}", server.addr, "A".repeat(5000)),
+        // Past the longest token the route reads.
+        format!("http://{}/guard/{}", server.addr, "A".repeat(9000)),
     ] {
         let (status, body) = guard(&bad).await;
         assert_eq!(status, 404, "{body}");
         assert_eq!(body, "not found: no such reply guard");
     }
+}
+
+/// The declared way (docs/batch.md, "The reply guard"): the bot never asks the guard; the user
+/// wrote again while it generated, so it discards its reply and answers the hand-off's POST
+/// with `Lull-Reply: superseded`. The next batch carries the first as `context`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_off_answered_lull_reply_superseded_makes_the_next_batch_carry_the_context() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let capture = Capture::start().await;
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &Flags::new()
+            .set("--sink", capture.url.clone())
+            .set("--quiet", "1s")
+            .set("--on-newer", "supersede"),
+    )
+    .await;
+    capture.hold();
+    let user = "16505551235";
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PNID, user, "wamid.d1", "a table for two"))
+            .await,
+        200
+    );
+    wait_for("the first hand-off", PATIENCE, async || {
+        !capture.requests().is_empty()
+    })
+    .await;
+    let first = capture.requests()[0].clone();
+    assert_eq!(
+        server
+            .post_meta(&meta_text(PNID, user, "wamid.d2", "make it three"))
+            .await,
+        200
+    );
+    capture
+        .state
+        .declare_superseded
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    capture.release();
+    let second = capture.next_batch(&first).await;
+    assert_eq!(second["supersedes"], first["batch_id"]);
+    let context: Vec<&str> = second["context"]
+        .as_array()
+        .expect("context")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(context, ["wamid.d1"]);
+    assert_eq!(ids(&second), ["wamid.d2"], "messages stay exactly-once");
+    assert_eq!(second["text"], "make it three");
 }

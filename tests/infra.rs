@@ -8,7 +8,8 @@
 //! - the dashboard body is valid JSON with the widgets an operator needs;
 //! - the table, queues, event source (bounded concurrency) and roles have the shape the adapters
 //!   rely on; the functions are built for the one architecture they run on;
-//! - `make sam-build` builds with the settings of the `lambda` profile.
+//! - `make sam-build` builds with the settings of the `lambda` profile;
+//! - the defaults it states (sweep limit, idle TTL, due shards) are the code's own.
 //!
 //! CloudFormation's short-form tags (`!Ref`, `!Sub`, `!GetAtt`, `!If`...) parse as tagged YAML
 //! values; the helpers below look through them.
@@ -709,6 +710,30 @@ fn the_sweep_limit_is_the_cores() {
             limit.as_str().and_then(|v| v.parse::<usize>().ok()),
             Some(lull_core::protocol::SWEEP_LIMIT),
             "LULL_SWEEP_LIMIT in the template: {limit:?}"
+        );
+    }
+}
+
+/// The store's settings in the template are the code's one default each
+/// (`lull_aws::store::StoreSettings::new`, which `LULL_IDLE_TTL` and `LULL_DUE_SHARDS` fall back
+/// to): the template states no other.
+#[test]
+fn the_store_settings_in_the_template_are_the_codes_defaults() {
+    let t = template();
+    let vars = get(&t, &["Globals", "Function", "Environment", "Variables"]);
+    let defaults = lull_aws::store::StoreSettings::new("any");
+    if let Some(ttl) = vars.get("LULL_IDLE_TTL") {
+        let ttl = ttl.as_str().map(humantime::parse_duration);
+        assert!(
+            matches!(ttl, Some(Ok(d)) if d == defaults.idle_ttl),
+            "LULL_IDLE_TTL in the template: {ttl:?}"
+        );
+    }
+    if let Some(shards) = vars.get("LULL_DUE_SHARDS") {
+        assert_eq!(
+            shards.as_str().and_then(|v| v.parse::<u32>().ok()),
+            Some(defaults.due_shards),
+            "LULL_DUE_SHARDS in the template: {shards:?}"
         );
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use lull_testkit::{holds_within, PATIENCE};
@@ -299,6 +300,9 @@ pub struct CaptureState {
     pub refuse_once_user: Mutex<Option<String>>,
     /// The batch ids refused so far under `refuse_once_user`.
     pub refused: Mutex<std::collections::HashSet<String>>,
+    /// While true, every 2xx answer carries `Lull-Reply: superseded` (the bot discarded its
+    /// reply because the user wrote again: docs/batch.md, "The reply guard").
+    pub declare_superseded: AtomicBool,
     /// While true, requests wait until it turns false (a hand-off in flight): see
     /// [`Capture::hold`] and [`Capture::release`].
     hold: tokio::sync::watch::Sender<bool>,
@@ -348,6 +352,21 @@ impl Capture {
         self.state.requests.lock().expect("lock").clone()
     }
 
+    /// Waits (up to [`lull_testkit::PATIENCE`]) for an acknowledged batch other than `first`
+    /// (the conversation's next one, in a test of one conversation).
+    pub async fn next_batch(&self, first: &Value) -> Value {
+        let next = || {
+            self.unique_batches()
+                .into_iter()
+                .find(|b| b["batch_id"] != first["batch_id"])
+        };
+        lull_testkit::wait_for("the next batch", lull_testkit::PATIENCE, async || {
+            next().is_some()
+        })
+        .await;
+        next().expect("the next batch")
+    }
+
     /// Acknowledged batches deduped on `batch_id`, as a receiver would.
     pub fn unique_batches(&self) -> Vec<Value> {
         let mut seen = std::collections::HashSet::new();
@@ -358,7 +377,15 @@ impl Capture {
     }
 }
 
-async fn receive(State(st): State<Arc<CaptureState>>, body: axum::body::Bytes) -> StatusCode {
+async fn receive(State(st): State<Arc<CaptureState>>, body: axum::body::Bytes) -> Response {
+    let status = answer(&st, body).await;
+    if status.is_success() && st.declare_superseded.load(Ordering::SeqCst) {
+        return (status, [("lull-reply", "superseded")]).into_response();
+    }
+    status.into_response()
+}
+
+async fn answer(st: &CaptureState, body: axum::body::Bytes) -> StatusCode {
     let Ok(batch) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST;
     };

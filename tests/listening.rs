@@ -18,6 +18,7 @@
 //! `WAHAWebhook` in WAHA's `src/structures/webhooks.dto.ts`.
 
 use lull_testkit::fake_api::{Answer, FakeApi, Recorded};
+use lull_testkit::listen_calls::{assert_evolution, assert_waha};
 use lull_testkit::{wait_for, PATIENCE};
 use lull_tests::{ids, meta_text, Capture, Flags, Server};
 use serde_json::{json, Value};
@@ -220,39 +221,18 @@ async fn a_burst_gets_one_read_and_one_typing_call_and_a_failing_or_hanging_api_
     );
 
     // Evolution: one read call naming every message of the batch, one presence call.
-    assert_eq!(evo_api.requests().len(), 2, "{:#?}", evo_api.requests());
-    let read = evo_api.only(&format!("/chat/markMessageAsRead/{INSTANCE}"));
-    assert_eq!(read.method, "POST");
-    assert_eq!(read.header("apikey"), Some("evo-key"));
-    assert_eq!(
-        body(&read),
-        json!({"readMessages": [
-            {"remoteJid": EVO_USER, "fromMe": false, "id": "EVO1"},
-            {"remoteJid": EVO_USER, "fromMe": false, "id": "EVO2"},
-        ]})
+    let delay = lull_core::listen::EVOLUTION_TYPING_MS;
+    assert_evolution(
+        &evo_api,
+        INSTANCE,
+        EVO_USER,
+        &["EVO1", "EVO2"],
+        "evo-key",
+        delay,
     );
-    let typing = evo_api.only(&format!("/chat/sendPresence/{INSTANCE}"));
-    assert_eq!(typing.header("apikey"), Some("evo-key"));
-    assert_eq!(
-        body(&typing),
-        json!({"number": EVO_USER, "presence": "composing",
-               "delay": lull_core::listen::EVOLUTION_TYPING_MS})
-    );
-
     // WAHA: one sendSeen with both ids, one startTyping.
-    assert_eq!(waha_api.requests().len(), 2, "{:#?}", waha_api.requests());
-    let seen = waha_api.only("/api/sendSeen");
-    assert_eq!(seen.header("x-api-key"), Some("waha-key"));
-    assert_eq!(
-        body(&seen),
-        json!({"session": SESSION, "chatId": WAHA_USER, "messageIds": waha_ids})
-    );
-    let start = waha_api.only("/api/startTyping");
-    assert_eq!(start.header("x-api-key"), Some("waha-key"));
-    assert_eq!(
-        body(&start),
-        json!({"session": SESSION, "chatId": WAHA_USER})
-    );
+    let waha_ids: Vec<&str> = waha_ids.iter().map(String::as_str).collect();
+    assert_waha(&waha_api, SESSION, WAHA_USER, &waha_ids, "waha-key");
 
     // No message text or phone number in the server's log at its default level.
     let logs = server.logs();

@@ -74,7 +74,8 @@ pub enum GuardAnswer {
     /// `newer_messages` were accepted after the batch closed. `supersede`: the conversation's
     /// next batch repeats this one as `context` (discard the reply, answer that batch as one
     /// thought); false: it will not (policy `append`, the batch's hand-off was already
-    /// acknowledged, or the thought reached [`MAX_THOUGHT_BATCHES`]).
+    /// acknowledged, the thought reached [`MAX_THOUGHT_BATCHES`], or no next batch is there to
+    /// carry it: the user unsent all they wrote after it).
     Superseded {
         newer_messages: u64,
         supersede: bool,

@@ -31,7 +31,7 @@ pub mod standard_webhooks;
 pub use file::{JsonlSink, StdoutSink};
 pub use guard::{GuardKey, GuardUrls};
 pub use http::{HttpSink, HttpTarget, DIAGNOSTIC_BYTES};
-pub use listening::{ListenFuture, ListenRoutes, Listening, DEFAULT_LISTEN_TIMEOUT};
+pub use listening::{ListenFuture, ListenNow, ListenRoutes, Listening, DEFAULT_LISTEN_TIMEOUT};
 pub use receipt::{Receipt, Verified};
 pub use signature::{sign, verify, SignatureError};
 

@@ -11,6 +11,11 @@
 //! read). Every outcome is counted in [`lull_core::metrics::LISTEN_CALLS`]; no message text or
 //! phone number is logged.
 //!
+//! Off costs nothing: when the tenant directory knows the tenant's setting at once (its fresh
+//! snapshot, [`ListenRoutes::listen_now`]), a tenant that shows nothing, a provider without such
+//! calls or a batch with nothing to mark starts no task and no lookup. Only an unknown setting
+//! (no fresh snapshot) is looked up, in the task.
+//!
 //! Bounded: at most [`MAX_IN_FLIGHT`] batches' calls run at once in a process; a batch that
 //! finds them all taken gets none (counted `busy`), so a slow API cannot pile up tasks.
 //!
@@ -20,6 +25,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +33,7 @@ use futures_util::future::join_all;
 use lull_core::listen::{requests, Listen, ListenRequest, Skip};
 use lull_core::message::Sender;
 use lull_core::metrics as m;
-use lull_core::ports::{Sink, SinkError};
+use lull_core::ports::{Acknowledged, Sink, SinkError};
 use lull_core::{Batch, Message, Millis, Provider};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -45,9 +51,27 @@ const RECENT: usize = 4096;
 pub type ListenFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Option<Listen>, String>> + Send + 'a>>;
 
+/// What the tenant directory knows at once, from memory, of one account's `on_close`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenNow {
+    /// No tenant shows anything for the account (none serves it, or its `on_close` is off).
+    Off,
+    /// The tenant's setting.
+    On(Listen),
+    /// Not known without a lookup (no fresh snapshot in memory).
+    Unknown,
+}
+
 /// What the tenant of one (provider, account) shows when its windows close.
 pub trait ListenRoutes: Send + Sync {
+    /// The tenant's setting, looked up (`Ok(None)`: it shows nothing).
     fn listen<'a>(&'a self, provider: Provider, account: &'a str) -> ListenFuture<'a>;
+
+    /// The tenant's setting when it is known without a lookup (no I/O, no wait): a hand-off
+    /// whose tenant is known to show nothing starts nothing at all. The default knows nothing.
+    fn listen_now(&self, _provider: Provider, _account: &str) -> ListenNow {
+        ListenNow::Unknown
+    }
 }
 
 #[derive(Default)]
@@ -88,6 +112,8 @@ pub struct Listening<K> {
     timeout: Duration,
     recent: Arc<Mutex<Recent>>,
     pending: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Tasks spawned so far ([`Listening::tasks_started`]).
+    started: Arc<AtomicU64>,
 }
 
 impl<K: std::fmt::Debug> std::fmt::Debug for Listening<K> {
@@ -131,6 +157,7 @@ impl<K> Listening<K> {
             timeout: DEFAULT_LISTEN_TIMEOUT,
             recent: Arc::default(),
             pending: Arc::default(),
+            started: Arc::default(),
         }
     }
 
@@ -148,16 +175,41 @@ impl<K> Listening<K> {
         let _ = tokio::time::timeout(within, join_all(handles)).await;
     }
 
-    /// Spawns the listening calls of `batch` (never awaited by the hand-off).
+    /// How many listening tasks this sink (and its clones) spawned so far: one per batch that
+    /// may get a sign, none for a batch whose tenant is known to show nothing.
+    pub fn tasks_started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Spawns the listening calls of `batch` (never awaited by the hand-off). When the tenant's
+    /// setting is known at once ([`ListenRoutes::listen_now`]), what to send is decided here:
+    /// a tenant that shows nothing (the default), a provider without such calls or a batch
+    /// without a message to mark costs no task, no lookup and no slot.
     fn start(&self, batch: &Batch) {
         let Some(active) = &self.active else { return };
+        let c = &batch.conversation;
+        let provider = c.provider.as_str();
+        let known = match active.routes.listen_now(c.provider, &c.account) {
+            ListenNow::Off => return,
+            ListenNow::On(listen) if listen.on_close.is_off() => return,
+            ListenNow::On(listen) => Some(listen),
+            ListenNow::Unknown => None,
+        };
         {
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
             if !recent.first(batch.batch_id) {
                 return;
             }
         }
-        let provider = batch.conversation.provider.as_str();
+        let known = match known.map(|l| requests(&l, batch, Millis::now_wall())) {
+            None => None,
+            Some(Ok(calls)) => Some(calls),
+            Some(Err(Skip::Off)) => return,
+            Some(Err(skip)) => {
+                count(provider, "none", skip.as_str());
+                return;
+            }
+        };
         let Ok(slot) = active.slots.clone().try_acquire_owned() else {
             count(provider, "none", "busy");
             return;
@@ -165,25 +217,15 @@ impl<K> Listening<K> {
         let slim = slim(batch);
         let Active { routes, client, .. } = active.clone();
         let timeout = self.timeout;
+        self.started.fetch_add(1, Ordering::Relaxed);
         let handle = tokio::spawn(async move {
             let _slot = slot;
-            let c = &slim.conversation;
-            let looked = tokio::time::timeout(timeout, routes.listen(c.provider, &c.account)).await;
-            let listen = match looked {
-                Ok(Ok(Some(l))) => l,
-                Ok(Ok(None)) => return,
-                Ok(Err(_)) | Err(_) => {
-                    count(provider, "none", "lookup_failed");
-                    return;
-                }
-            };
-            let calls = match requests(&listen, &slim, Millis::now_wall()) {
-                Ok(calls) => calls,
-                Err(Skip::Off) => return,
-                Err(skip) => {
-                    count(provider, "none", skip.as_str());
-                    return;
-                }
+            let calls = match known {
+                Some(calls) => calls,
+                None => match look_up(&*routes, &slim, timeout).await {
+                    Some(calls) => calls,
+                    None => return,
+                },
             };
             // Read and typing go out together: neither waits for the other.
             let sends = calls
@@ -194,6 +236,34 @@ impl<K> Listening<K> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         p.retain(|h| !h.is_finished());
         p.push(handle);
+    }
+}
+
+/// The calls of `batch` after a lookup of its tenant (bounded by `timeout`); `None` (counted
+/// unless the tenant shows nothing): none to send.
+async fn look_up(
+    routes: &dyn ListenRoutes,
+    batch: &Batch,
+    timeout: Duration,
+) -> Option<Vec<ListenRequest>> {
+    let c = &batch.conversation;
+    let provider = c.provider.as_str();
+    let looked = tokio::time::timeout(timeout, routes.listen(c.provider, &c.account)).await;
+    let listen = match looked {
+        Ok(Ok(Some(l))) => l,
+        Ok(Ok(None)) => return None,
+        Ok(Err(_)) | Err(_) => {
+            count(provider, "none", "lookup_failed");
+            return None;
+        }
+    };
+    match requests(&listen, batch, Millis::now_wall()) {
+        Ok(calls) => Some(calls),
+        Err(Skip::Off) => None,
+        Err(skip) => {
+            count(provider, "none", skip.as_str());
+            None
+        }
     }
 }
 
@@ -258,7 +328,17 @@ async fn send(
 
 impl<K: Sink> Sink for Listening<K> {
     async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
+        self.deliver_answered(batch, within).await.map(|_| ())
+    }
+
+    /// The inner sink's answer as it is: the flush reads `Lull-Reply: superseded` from it
+    /// (`docs/batch.md`, "The reply guard"), which the trait's default would drop.
+    async fn deliver_answered(
+        &self,
+        batch: &Batch,
+        within: Duration,
+    ) -> Result<Acknowledged, SinkError> {
         self.start(batch);
-        self.inner.deliver(batch, within).await
+        self.inner.deliver_answered(batch, within).await
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use lull_core::listen::{ApiAccess, Listen, OnClose};
 use lull_core::ports::Sink;
 use lull_core::{Batch, CloseReason, ConversationKey, Message, Millis, Provider};
-use lull_sink::{JsonlSink, ListenFuture, ListenRoutes, Listening};
+use lull_sink::{JsonlSink, ListenFuture, ListenNow, ListenRoutes, Listening};
 use lull_testkit::fake_api::{Answer, FakeApi};
 
 struct Routes(Listen);
@@ -118,5 +118,91 @@ async fn meta_gets_one_read_and_typing_call_and_a_hanging_waha_never_holds_the_h
     );
     // `settle` is bounded: the hanging calls do not hold it beyond its bound.
     sink.settle(Duration::from_millis(50)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A directory that knows every tenant's setting at once and counts the lookups it is asked.
+struct Known {
+    now: ListenNow,
+    lookups: std::sync::atomic::AtomicUsize,
+}
+
+impl ListenRoutes for Known {
+    fn listen<'a>(&'a self, _: Provider, _: &'a str) -> ListenFuture<'a> {
+        self.lookups
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move { Ok(None) })
+    }
+
+    fn listen_now(&self, _: Provider, _: &str) -> ListenNow {
+        self.now.clone()
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_known_to_show_nothing_costs_no_task_and_no_lookup() {
+    let dir = std::env::temp_dir().join(format!("lull-listen-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("batches.jsonl");
+    let api = FakeApi::start(Answer::Ok).await;
+    let on = Listen {
+        on_close: OnClose {
+            read: true,
+            typing: true,
+        },
+        meta: Some(ApiAccess {
+            api_url: format!("{}/v26.0", api.url),
+            token: "EAAtoken".into(),
+        }),
+        waha: None,
+        evolution: None,
+    };
+    let mut off_setting = on.clone();
+    off_setting.on_close = OnClose::default();
+    for (what, now, tasks) in [
+        ("no tenant / on_close off", ListenNow::Off, 0),
+        ("a setting with nothing on", ListenNow::On(off_setting), 0),
+        (
+            "on, for a provider without such calls",
+            ListenNow::On(on.clone()),
+            0,
+        ),
+        ("on", ListenNow::On(on.clone()), 1),
+    ] {
+        let routes = Arc::new(Known {
+            now,
+            lookups: Default::default(),
+        });
+        let sink = Listening::new(
+            JsonlSink::new(&file),
+            routes.clone(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let provider = if what.contains("without") {
+            Provider::Twilio
+        } else {
+            Provider::Meta
+        };
+        for _ in 0..3 {
+            let b = batch(provider, "106540352242922", "16505551234", &["wamid.A"]);
+            sink.deliver(&b, Duration::from_secs(10)).await.unwrap();
+        }
+        sink.settle(Duration::from_secs(30)).await;
+        // One task per batch when there is something to send (3 batches, once each)...
+        assert_eq!(sink.tasks_started(), 3 * tasks, "{what}");
+        // ...and never a lookup: the setting was known at once.
+        assert_eq!(
+            routes.lookups.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "{what}"
+        );
+    }
+    // Only the tenant that is on reached the API: one call per batch.
+    lull_testkit::wait_for("three Meta calls", Duration::from_secs(30), async || {
+        api.requests().len() == 3
+    })
+    .await;
+    assert_eq!(api.requests().len(), 3);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -389,6 +389,25 @@ impl lull_sink::ListenRoutes for CachedDirectory {
                 .and_then(|t| t.listen.clone()))
         })
     }
+
+    /// From the snapshot in memory while it is within its TTL (what a lookup would use too);
+    /// past it, unknown: the lookup refreshes it.
+    fn listen_now(&self, provider: Provider, account: &str) -> lull_sink::ListenNow {
+        let Some(snap) = self.inner.current() else {
+            return lull_sink::ListenNow::Unknown;
+        };
+        if snap.loaded.elapsed() >= self.inner.ttl {
+            return lull_sink::ListenNow::Unknown;
+        }
+        match snap
+            .dir
+            .find_now(provider, account)
+            .and_then(|t| t.listen.clone())
+        {
+            Some(l) if !l.on_close.is_off() => lull_sink::ListenNow::On(l),
+            _ => lull_sink::ListenNow::Off,
+        }
+    }
 }
 
 impl TenantDirectory for CachedDirectory {
@@ -512,6 +531,47 @@ mod tests {
             let fresh = CachedDirectory::new(src.clone(), Duration::ZERO, Policy::default(), None);
             assert!(fresh.find(Provider::Meta, "1").await.is_err());
         });
+    }
+
+    #[test]
+    fn listen_now_answers_from_a_fresh_snapshot_and_is_unknown_without_one() {
+        use lull_sink::{ListenNow, ListenRoutes};
+        let src = Arc::new(Fake::default());
+        src.records.lock().unwrap().extend([
+            rec(serde_json::json!({
+                "id": "off", "meta": {"phone_number_ids": ["1"], "app_secret": "x"}
+            })),
+            rec(serde_json::json!({
+                "id": "on", "on_close": ["read", "typing"],
+                "meta": {"phone_number_ids": ["2"], "app_secret": "x", "access_token": "EAA"}
+            })),
+        ]);
+        let d = CachedDirectory::new(
+            src.clone(),
+            Duration::from_secs(3600),
+            Policy::default(),
+            None,
+        );
+        // Nothing loaded yet: unknown, and asking reads nothing.
+        assert_eq!(d.listen_now(Provider::Meta, "1"), ListenNow::Unknown);
+        assert_eq!(src.loads.load(Ordering::SeqCst), 0);
+        block(async { d.refresh().await.unwrap() });
+        let loads = src.loads.load(Ordering::SeqCst);
+        assert_eq!(d.listen_now(Provider::Meta, "1"), ListenNow::Off);
+        assert_eq!(
+            d.listen_now(Provider::Meta, "9"),
+            ListenNow::Off,
+            "no tenant"
+        );
+        match d.listen_now(Provider::Meta, "2") {
+            ListenNow::On(l) => assert!(l.on_close.read && l.on_close.typing),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(src.loads.load(Ordering::SeqCst), loads, "no store read");
+        // A snapshot past its TTL is not trusted: the lookup refreshes it.
+        let stale = CachedDirectory::new(src.clone(), Duration::ZERO, Policy::default(), None);
+        block(async { stale.refresh().await.unwrap() });
+        assert_eq!(stale.listen_now(Provider::Meta, "1"), ListenNow::Unknown);
     }
 
     #[test]

@@ -8,15 +8,14 @@
 
 use std::time::Duration;
 
-use lull_core::ports::WindowStore as _;
-use lull_core::protocol::{FlushEnd, PauseOutcome, RedriveEnd};
-use lull_core::turn::PauseReason;
-use lull_core::{Conversation, ConversationKey, Millis};
+use lull_core::ports::SystemClock;
+use lull_core::protocol::{FlushEnd, RedriveEnd};
+use lull_core::{ConversationKey, Millis};
 use lull_local::console::chart::Minute;
-use lull_local::console::{entries, Backend, BackendError, Cursor, IndexEntry, TenantScope};
+use lull_local::console::{Backend, BackendError, TenantScope};
 
 use crate::tenants::DynamoTenants;
-use crate::{AwsHandoff, AwsIntake, DynamoDbStore};
+use crate::{AwsHandoff, AwsIntake, DynamoDbStore, SqsTrigger};
 
 /// The console's view of a deployment.
 pub struct AwsConsole {
@@ -30,56 +29,22 @@ pub struct AwsConsole {
     pub table: String,
 }
 
-fn err(e: impl std::fmt::Display) -> BackendError {
-    BackendError(e.to_string())
-}
-
 impl Backend for AwsConsole {
+    type Store = DynamoDbStore;
+    type Trigger = SqsTrigger;
+    type Clock = SystemClock;
+
+    fn store(&self) -> &DynamoDbStore {
+        &self.store
+    }
+
+    fn intake(&self) -> &AwsIntake {
+        &self.intake
+    }
+
     async fn tenants(&self) -> Result<Vec<TenantScope>, BackendError> {
-        let records = self.tenants.list().await.map_err(err)?;
+        let records = self.tenants.list().await.map_err(BackendError::of)?;
         Ok(TenantScope::from_records(&records))
-    }
-
-    async fn due_page(
-        &self,
-        after: Option<Cursor>,
-        limit: usize,
-    ) -> Result<Vec<IndexEntry>, BackendError> {
-        let after = after.map(|c| (c.due_at, c.key));
-        entries(
-            self.store
-                .console_due_page(after, limit)
-                .await
-                .map_err(err)?,
-        )
-    }
-
-    async fn parked_page(
-        &self,
-        after: Option<String>,
-        limit: usize,
-    ) -> Result<Vec<IndexEntry>, BackendError> {
-        entries(
-            self.store
-                .console_parked_page(after, limit)
-                .await
-                .map_err(err)?,
-        )
-    }
-
-    async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>, BackendError> {
-        self.store.load(key).await.map_err(err)
-    }
-
-    async fn pause(
-        &self,
-        key: &ConversationKey,
-        pause_for: Option<Duration>,
-    ) -> Result<PauseOutcome, BackendError> {
-        self.intake
-            .pause(key, pause_for, PauseReason::Admin)
-            .await
-            .map_err(err)
     }
 
     async fn redrive(&self, key: &ConversationKey) -> Result<String, BackendError> {
@@ -95,7 +60,7 @@ impl Backend for AwsConsole {
         let n = report.handed_off.len();
         let why = report.failure().unwrap_or_default();
         Ok(match report.end {
-            RedriveEnd::Error(e) => return Err(err(e)),
+            RedriveEnd::Error(e) => return Err(BackendError::of(e)),
             RedriveEnd::Failed(FlushEnd::Parked { error }) => format!(
                 "{n} batch(es) handed off; the sink refused the next again: {}",
                 error.unwrap_or_default()

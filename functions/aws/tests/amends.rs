@@ -11,13 +11,14 @@
 //! conversation.
 
 mod common;
+#[path = "common/meta.rs"]
+mod meta;
+#[path = "common/raw.rs"]
+mod raw;
 #[path = "common/router.rs"]
 mod router;
 
-use aws_sdk_dynamodb::types::AttributeValue;
-use common::apigw::{event, send};
 use common::{roomy_policy, Harness};
-use hmac::{Hmac, Mac};
 use lull_core::ports::WindowStore;
 use lull_core::{ConversationKey, MessageKind, Millis, Provider};
 use lull_testkit::{wait_for, PATIENCE};
@@ -72,16 +73,7 @@ async fn post(h: &Harness, field: &str, list: &str, items: Vec<Value>) {
         "changes": [{"field": field, "value": value}]}]})
     .to_string()
     .into_bytes();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(APP_SECRET.as_bytes()).expect("key");
-    mac.update(&body);
-    let headers = [
-        ("content-type", "application/json".to_string()),
-        (
-            "x-hub-signature-256",
-            format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
-        ),
-    ];
-    let (status, answer) = send(&router(h), &event("/webhook/meta", &headers, &body, false)).await;
+    let (status, answer) = meta::post_signed(&router(h), APP_SECRET, &body).await;
     assert_eq!(status, 200, "{answer}");
 }
 
@@ -91,23 +83,8 @@ async fn messages(h: &Harness, items: Vec<Value>) {
 
 /// The conversation's DynamoDB item, raw: every attribute's bytes, `rec` inflated.
 async fn raw_item(h: &Harness, key: &ConversationKey) -> String {
-    let out = h
-        .clients
-        .dynamodb
-        .get_item()
-        .table_name(&h.table)
-        .key("pk", AttributeValue::S(format!("c#{}", key.storage_key())))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("GetItem");
-    let item = out.item.expect("the conversation's item");
-    let mut raw = format!("{item:?}");
-    if let Some(AttributeValue::B(blob)) = item.get("rec") {
-        let json = miniz_oxide::inflate::decompress_to_vec(blob.as_ref()).expect("inflate rec");
-        raw.push_str(&String::from_utf8_lossy(&json));
-    }
-    raw
+    let (attrs, rec) = raw::record(h, key).await;
+    format!("{attrs:?}{rec}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,12 +10,13 @@
 //! Chatwoot's source, named in its README).
 
 mod common;
+#[path = "common/meta.rs"]
+mod meta;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::apigw::{event, send};
-use hmac::{Hmac, Mac};
 use lull_aws::tenants::DynamoTenants;
 use lull_aws::Accounting;
 use lull_core::{Millis, Policy};
@@ -51,29 +52,15 @@ fn now_secs() -> u64 {
 }
 
 async fn user_says(router: &axum::Router, user: &str, id: &str) {
-    let body = serde_json::json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_ID},
-            "contacts": [{"profile": {"name": "Sheena"}, "wa_id": user}],
-            "messages": [{"from": user, "id": id, "timestamp": now_secs().to_string(),
-                          "type": "text", "text": {"body": format!("text of {id}")}}]
-        }}]}]
-    })
-    .to_string()
-    .into_bytes();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(APP_SECRET.as_bytes()).expect("key");
-    mac.update(&body);
-    let headers = [
-        ("content-type", "application/json".to_string()),
-        (
-            "x-hub-signature-256",
-            format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
-        ),
-    ];
-    let (status, text) = send(router, &event("/webhook/meta", &headers, &body, false)).await;
-    assert_eq!(status, 200, "{text}");
+    meta::post_text(
+        router,
+        APP_SECRET,
+        PHONE_ID,
+        user,
+        id,
+        &format!("text of {id}"),
+    )
+    .await;
 }
 
 /// A fixture aimed at the contact `+<user>` in inbox 3.

@@ -8,10 +8,11 @@
 mod common;
 #[path = "common/guarded.rs"]
 mod guarded;
+#[path = "common/meta.rs"]
+mod meta;
 
 use common::apigw::{event, send, DOMAIN};
 use common::{roomy_policy, Harness};
-use hmac::{Hmac, Mac};
 use lull_testkit::{wait_for, PATIENCE};
 use serde_json::{json, Value};
 
@@ -37,31 +38,9 @@ fn router(h: &Harness) -> axum::Router {
     lull_ingest::router(state)
 }
 
-/// POSTs a signed Meta text message `id` of [`USER`] (the shape of `apigw.rs`'s payloads).
+/// POSTs a signed Meta text message `id` of [`USER`].
 async fn post(r: &axum::Router, id: &str, text: &str) {
-    let now = (lull_core::Millis::now_wall().0 / 1000).to_string();
-    let body = json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-            "contacts": [{"profile": {"name": "Sheena"}, "wa_id": USER}],
-            "messages": [{"from": USER, "id": id, "timestamp": now, "type": "text", "text": {"body": text}}]
-        }}]}]
-    })
-    .to_string()
-    .into_bytes();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(APP_SECRET.as_bytes()).expect("key");
-    mac.update(&body);
-    let headers = [
-        ("content-type", "application/json".to_string()),
-        (
-            "x-hub-signature-256",
-            format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
-        ),
-    ];
-    let (status, text) = send(r, &event("/webhook/meta", &headers, &body, false)).await;
-    assert_eq!(status, 200, "{text}");
+    meta::post_text(r, APP_SECRET, "106540352242922", USER, id, text).await;
 }
 
 /// `GET path` as API Gateway delivers it (payload v2, no body).

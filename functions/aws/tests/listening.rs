@@ -8,6 +8,8 @@
 //! `Authorization: Bearer <token>`, `{"messaging_product":"whatsapp","status":"read",
 //! "message_id":<last>,"typing_indicator":{"type":"text"}}`. The token rotates like the other
 //! tenant secrets (the first listed is used), and an API that never answers holds no hand-off.
+//! Evolution API and WAHA get the same through the webhook and flush Lambdas wired from their
+//! settings, each request checked in its exact shape (the last test).
 
 mod common;
 
@@ -22,10 +24,11 @@ use lull_aws::tenants::DynamoTenants;
 use lull_aws::{Accounting, SqsTrigger};
 use lull_core::ports::SystemClock;
 use lull_core::protocol::{AppendOutcome, Handoff};
-use lull_core::{ConversationKey, Message, Millis, Provider};
+use lull_core::{Batch, ConversationKey, Message, Millis, Provider};
 use lull_ingest::{CachedDirectory, TenantSpec};
 use lull_sink::ListenRoutes;
 use lull_testkit::fake_api::{Answer, FakeApi};
+use lull_testkit::listen_calls::{assert_evolution, assert_waha};
 use lull_testkit::{wait_for, PATIENCE};
 use serde_json::{json, Value};
 
@@ -214,4 +217,140 @@ async fn the_flush_lambda_marks_a_burst_read_with_typing_using_a_rotatable_secre
 
     stop.store(true, Ordering::SeqCst);
     poller.await.expect("poller");
+}
+
+const INSTANCE: &str = "inst-e";
+const EVO_USER: &str = "5511900000001@s.whatsapp.net";
+const SESSION: &str = "sess-w";
+const WAHA_USER: &str = "5511900000002@c.us";
+
+/// Evolution API and WAHA on the Lambdas' path: two tenants applied to the tenant store (their
+/// webhook secrets and API keys in Secrets Manager), the webhook Lambda's Router and the flush
+/// Lambda's hand-off wired from their settings (`Settings::intake`, `tenants`, `handoff`), the
+/// flush handler through `flush::handle_invocation`. A burst of each gives one batch and, for
+/// it, exactly the requests of the local test (`tests/listening.rs`), checked byte for byte:
+/// Evolution API v2.3 (its Postman collection, `Chat` folder) `POST
+/// /chat/markMessageAsRead/{instance}` with every id and `POST /chat/sendPresence/{instance}`,
+/// header `apikey`; WAHA (waha.devlike.pro, "Send messages") `POST /api/sendSeen` with every id
+/// and `POST /api/startTyping`, header `X-Api-Key`. Webhook bodies: Evolution `messages.upsert`
+/// as `ingest/tests/fixtures/evolution_v2_3_messages_upsert_text_n8n_fixture.json`, WAHA
+/// `message` as `waha_message_text.json`, each signed as its gateway signs (`apikey` header;
+/// `X-Webhook-Hmac`, HMAC-SHA512).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_flush_lambda_marks_evolution_and_waha_bursts_read_with_typing() {
+    use hmac::{Hmac, Mac};
+    use lull_aws::Role;
+    use lull_ingest::{IngestConfig, IngestState};
+
+    let h = Harness::new(3, 50).await;
+    let evo_api = FakeApi::start(Answer::Ok).await;
+    let waha_api = FakeApi::start(Answer::Ok).await;
+    let prefix = format!("{}/", unique("lull/listen"));
+    let specs: Vec<TenantSpec> = serde_json::from_value(json!([
+        {"id": "shop-evo", "quiet": "3s", "on_close": ["read", "typing"],
+         "evolution": {"instances": [INSTANCE], "token": "evo-hook",
+                       "api_url": evo_api.url, "api_key": "evo-key"}},
+        {"id": "shop-waha", "quiet": "3s", "on_close": ["read", "typing"],
+         "waha": {"sessions": [SESSION], "hmac_key": "waha-hook",
+                  "api_url": waha_api.url, "api_key": "waha-key"}},
+    ]))
+    .expect("tenant specs");
+    DynamoTenants::new(
+        h.clients.dynamodb.clone(),
+        h.clients.secrets.clone(),
+        &h.table,
+        &prefix,
+        Accounting::new(),
+    )
+    .apply(specs, &h.policy, Millis::now_wall(), REFRESH)
+    .await
+    .expect("apply");
+    let item = format!("{:?}", h.directory_item().await);
+    for key in ["evo-key", "waha-key", "evo-hook", "waha-hook"] {
+        assert!(!item.contains(key), "{key} in the directory item");
+    }
+
+    let acct = Accounting::new();
+    let webhook = h.lambda_settings(Role::Webhook, &prefix);
+    let router = lull_ingest::router(IngestState::new(
+        Arc::new(webhook.intake(&h.clients, &acct).expect("intake")),
+        webhook.tenants(&h.clients, &acct, None),
+        IngestConfig::default(),
+    ));
+    let flush = h.lambda_settings(Role::Flush, &prefix);
+    let handoff = Arc::new(flush.handoff(&h.clients, &acct).expect("handoff"));
+    let poller = h.start_flush_lambda(handoff, flush.listen_settle());
+
+    let now = Millis::now_wall().0 / 1000;
+    let post = async |path: &str, body: Value, header: (&str, String)| {
+        let body = body.to_string().into_bytes();
+        let headers = [("content-type", "application/json".to_string()), header];
+        let ev = common::apigw::event(path, &headers, &body, false);
+        let (status, answer) = common::apigw::send(&router, &ev).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        assert!(answer.contains("\"accepted\":1"), "{path}: {answer}");
+    };
+    for id in ["EVO1", "EVO2"] {
+        let body = json!({
+            "event": "messages.upsert",
+            "instance": INSTANCE,
+            "data": {
+                "key": {"remoteJid": EVO_USER, "fromMe": false, "id": id},
+                "pushName": "Ana",
+                "message": {"conversation": format!("text of {id}")},
+                "messageType": "conversation",
+                "messageTimestamp": now,
+            },
+            "date_time": "2026-12-06T12:00:00.000Z",
+        });
+        post("/webhook/evolution", body, ("apikey", "evo-hook".into())).await;
+    }
+    let waha_ids = [
+        format!("false_{WAHA_USER}_AAA1"),
+        format!("false_{WAHA_USER}_AAA2"),
+    ];
+    for id in &waha_ids {
+        let body = json!({
+            "id": format!("evt_{id}"),
+            "timestamp": Millis::now_wall().0,
+            "event": "message",
+            "session": SESSION,
+            "me": {"id": "15550000001@c.us", "pushName": "Shop"},
+            "engine": "WEBJS",
+            "payload": {
+                "id": id, "timestamp": now, "from": WAHA_USER, "fromMe": false,
+                "source": "app", "body": format!("text of {id}"), "hasMedia": false,
+            },
+        });
+        let mut mac = Hmac::<sha2::Sha512>::new_from_slice(b"waha-hook").expect("key");
+        mac.update(body.to_string().as_bytes());
+        let hmac = hex::encode(mac.finalize().into_bytes());
+        post("/webhook/waha", body, ("x-webhook-hmac", hmac)).await;
+    }
+
+    wait_for("both batches and their four calls", PATIENCE, async || {
+        h.sink.message_count() >= 4
+            && evo_api.requests().len() >= 2
+            && waha_api.requests().len() >= 2
+    })
+    .await;
+    let batch_of = |user: &str| -> Vec<String> {
+        let batches: Vec<Batch> = h
+            .sink
+            .batches()
+            .into_iter()
+            .filter(|b| b.conversation.user == user)
+            .collect();
+        assert_eq!(batches.len(), 1, "one batch per burst: {batches:?}");
+        batches[0].messages.iter().map(|m| m.id.clone()).collect()
+    };
+    assert_eq!(batch_of(EVO_USER), ["EVO1", "EVO2"]);
+    assert_eq!(batch_of(WAHA_USER), waha_ids);
+
+    let evo_ids = ["EVO1", "EVO2"];
+    let delay = lull_core::listen::EVOLUTION_TYPING_MS;
+    assert_evolution(&evo_api, INSTANCE, EVO_USER, &evo_ids, "evo-key", delay);
+    let waha_ids: Vec<&str> = waha_ids.iter().map(String::as_str).collect();
+    assert_waha(&waha_api, SESSION, WAHA_USER, &waha_ids, "waha-key");
+    poller.stop().await;
 }

@@ -6,7 +6,9 @@
 //! reply guard", whatever the cause (malformed, forged, another deployment's), so the answer
 //! reveals nothing; an expired one, or one whose conversation's tenant was removed, answers 410.
 //! The route takes no body, sets no cookie and sends no CORS header (a page on another site
-//! cannot read the answer), and answers `Cache-Control: no-store` (the answer changes).
+//! cannot read the answer), and every answer, refusals included, carries `Cache-Control:
+//! no-store`: the answer changes, and a 404 or 410 is otherwise heuristically cacheable (RFC 9111
+//! 4.2.2), so a proxy could keep serving one after the state behind it changed.
 //!
 //! ```text
 //! 200 {"state":"current"}
@@ -15,7 +17,7 @@
 //! ```
 
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use lull_core::guard::GuardRefused;
 use lull_core::protocol::GuardError;
@@ -28,7 +30,10 @@ const NO_SUCH: &str = "no such reply guard";
 
 /// Answers one reply guard.
 pub async fn check(State(st): State<IngestState>, Path(token): Path<String>) -> Response {
-    respond(answer(&st, &token).await)
+    let mut r = respond(answer(&st, &token).await);
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 async fn answer(st: &IngestState, token: &str) -> Result<Response, IngestError> {
@@ -51,10 +56,7 @@ async fn answer(st: &IngestState, token: &str) -> Result<Response, IngestError> 
     };
     match st.appender.guard(claim, tenant.policy).await {
         Ok(said) => Ok((
-            [
-                (header::CONTENT_TYPE, "application/json"),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
+            [(header::CONTENT_TYPE, "application/json")],
             // Plain data with string keys: serialising cannot fail.
             serde_json::to_vec(&said).unwrap_or_default(),
         )

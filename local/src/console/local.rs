@@ -8,18 +8,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lull_core::ports::WindowStore as _;
-use lull_core::protocol::PauseOutcome;
-use lull_core::turn::PauseReason;
-use lull_core::{Conversation, ConversationKey, Millis};
+use lull_core::ports::{StoreError, SystemClock, WindowStore as _};
+use lull_core::{ConversationKey, Millis};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::chart::{Minute, Samples, Totals};
-use super::{entries, Backend, BackendError, Cursor, IndexEntry, TenantScope};
+use super::{Backend, BackendError, ConsoleIndex, TenantScope};
 use crate::capability::LocalIntake;
 use crate::store::SqliteStore;
 use crate::tenants::SqliteTenants;
-use crate::timers::TimerQueue;
+use crate::timers::{LocalTrigger, TimerQueue};
 
 /// The console's view of a running `lull serve`.
 pub struct LocalConsole {
@@ -45,67 +43,51 @@ impl LocalConsole {
     }
 }
 
-fn err(e: impl std::fmt::Display) -> BackendError {
-    BackendError(e.to_string())
-}
-
-impl Backend for Arc<LocalConsole> {
-    async fn tenants(&self) -> Result<Vec<TenantScope>, BackendError> {
-        let Some(source) = self.tenants.clone() else {
-            return Ok(vec![TenantScope::everything("default")]);
-        };
-        let records = tokio::task::spawn_blocking(move || source.load_now())
-            .await
-            .map_err(err)?
-            .map_err(err)?;
-        Ok(TenantScope::from_records(&records))
-    }
-
+impl ConsoleIndex for SqliteStore {
     async fn due_page(
         &self,
-        after: Option<Cursor>,
+        after: Option<(u64, String)>,
         limit: usize,
-    ) -> Result<Vec<IndexEntry>, BackendError> {
-        let after = after.map(|c| (c.due_at, c.key));
-        entries(
-            self.store
-                .console_due_page(after, limit)
-                .await
-                .map_err(err)?,
-        )
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        self.console_due_page(after, limit).await
     }
 
     async fn parked_page(
         &self,
         after: Option<String>,
         limit: usize,
-    ) -> Result<Vec<IndexEntry>, BackendError> {
-        entries(
-            self.store
-                .console_parked_page(after, limit)
-                .await
-                .map_err(err)?,
-        )
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        self.console_parked_page(after, limit).await
+    }
+}
+
+impl Backend for Arc<LocalConsole> {
+    type Store = SqliteStore;
+    type Trigger = LocalTrigger;
+    type Clock = SystemClock;
+
+    fn store(&self) -> &SqliteStore {
+        &self.store
     }
 
-    async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>, BackendError> {
-        self.store.load(key).await.map_err(err)
+    fn intake(&self) -> &LocalIntake {
+        &self.intake
     }
 
-    async fn pause(
-        &self,
-        key: &ConversationKey,
-        pause_for: Option<Duration>,
-    ) -> Result<PauseOutcome, BackendError> {
-        self.intake
-            .pause(key, pause_for, PauseReason::Admin)
+    async fn tenants(&self) -> Result<Vec<TenantScope>, BackendError> {
+        let Some(source) = self.tenants.clone() else {
+            return Ok(vec![TenantScope::everything("default")]);
+        };
+        let records = tokio::task::spawn_blocking(move || source.load_now())
             .await
-            .map_err(err)
+            .map_err(BackendError::of)?
+            .map_err(BackendError::of)?;
+        Ok(TenantScope::from_records(&records))
     }
 
     async fn redrive(&self, key: &ConversationKey) -> Result<String, BackendError> {
         let now = Millis::now_wall();
-        match self.store.load(key).await.map_err(err)? {
+        match self.store.load(key).await.map_err(BackendError::of)? {
             None => Ok("no such conversation".into()),
             Some(c) if c.pending.is_empty() && !c.is_past_due(now) => {
                 Ok("nothing pending to redrive".into())

@@ -19,10 +19,13 @@
 //! reads is in [`Backend`]: always an index (the due index, in pages), never a scan of the
 //! conversations (docs/console.md states the cost of a page).
 
+mod backend;
 pub mod chart;
 pub mod guard;
 pub mod local;
 mod pages;
+
+pub use backend::{Backend, BackendError, ConsoleIndex};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,7 +41,6 @@ use lull_core::protocol::PauseOutcome;
 use lull_core::{Conversation, ConversationKey, Millis, Provider};
 use serde::Deserialize;
 
-use chart::Minute;
 use guard::Guard;
 
 /// How many conversations a list page shows.
@@ -133,65 +135,6 @@ impl TenantScope {
             removed: false,
         }
     }
-}
-
-/// Index rows (`(due_at, storage key)`, as the stores answer) as entries.
-pub fn entries(rows: Vec<(u64, String)>) -> Result<Vec<IndexEntry>, BackendError> {
-    rows.into_iter()
-        .map(|(due_at, k)| {
-            ConversationKey::from_storage_key(&k)
-                .map(|key| IndexEntry { due_at, key })
-                .map_err(|e| BackendError(e.to_string()))
-        })
-        .collect()
-}
-
-/// A console backend failed (the store or the tenant store could not answer).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BackendError(pub String);
-
-/// What the console reads and does: the local SQLite store and timers ([`local`]), or an AWS
-/// deployment's table and queues (`lull console --aws`). Lists come from the due index only.
-pub trait Backend: Send + Sync + 'static {
-    /// Every tenant (removed ones included).
-    fn tenants(&self) -> impl Future<Output = Result<Vec<TenantScope>, BackendError>> + Send;
-    /// Up to `limit` due-index entries after `after`, in (due_at, key) order, parked ones left
-    /// out.
-    fn due_page(
-        &self,
-        after: Option<Cursor>,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<IndexEntry>, BackendError>> + Send;
-    /// Up to `limit` parked conversations after key `after`, in key order.
-    fn parked_page(
-        &self,
-        after: Option<String>,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<IndexEntry>, BackendError>> + Send;
-    /// One conversation's record (one consistent read).
-    fn load(
-        &self,
-        key: &ConversationKey,
-    ) -> impl Future<Output = Result<Option<Conversation>, BackendError>> + Send;
-    /// Pauses (`Some`) or resumes (`None`) hand-offs: `Intake::pause`, as the CLI does.
-    fn pause(
-        &self,
-        key: &ConversationKey,
-        pause_for: Option<Duration>,
-    ) -> impl Future<Output = Result<PauseOutcome, BackendError>> + Send;
-    /// Re-delivers the conversation's pending batches now, lifting a park or a backoff (the
-    /// redrive claim, as `lull redrive` does); answers what it did.
-    fn redrive(
-        &self,
-        key: &ConversationKey,
-    ) -> impl Future<Output = Result<String, BackendError>> + Send;
-    /// Hand-offs per minute over the last hour, oldest first (`None`: not available here).
-    fn activity(&self, now: Millis) -> Option<Vec<Minute>>;
-    /// The dedupe horizon the flush runs with (acknowledgement times follow from it).
-    fn horizon(&self) -> Duration;
-    /// Where this console looks ("lull serve, data directory ...", "AWS table ...").
-    fn describe(&self) -> String;
 }
 
 struct Console<B> {

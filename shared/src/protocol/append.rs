@@ -5,13 +5,14 @@
 
 use metrics::counter;
 
+use super::retry::{Contended, Pace};
 use super::stale::is_stale;
 use super::{trigger_for, Intake};
 use crate::key::ConversationKey;
 use crate::message::Message;
 use crate::metrics as m;
 use crate::policy::Policy;
-use crate::ports::{Clock, DedupeRecord, StoreError, Trigger, TriggerError, WindowStore, Written};
+use crate::ports::{Clock, DedupeRecord, StoreError, Trigger, TriggerError, WindowStore};
 use crate::window::{AppendRefused, Conversation};
 
 /// What happened to an appended message. Both mean "answer 2xx".
@@ -40,6 +41,12 @@ pub enum AppendError {
     Trigger(#[from] TriggerError),
 }
 
+impl From<Contended> for AppendError {
+    fn from(c: Contended) -> Self {
+        AppendError::Contended(c.0)
+    }
+}
+
 impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
     /// Appends one message to its conversation's window under `policy`.
     pub async fn append(
@@ -48,13 +55,10 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
         policy: &Policy,
         msg: Message,
     ) -> Result<AppendOutcome, AppendError> {
-        let mut current = self.store.load(key).await?;
-        for attempt in 0..self.config.max_write_attempts {
+        let mut race = self.retry(Pace::BackOff).load(key, "append").await?;
+        while let Some((current, _)) = race.attempt() {
             let now = self.clock.now();
-            let expected = current.as_ref().map(|c| c.ver);
-            let conv = current
-                .clone()
-                .unwrap_or_else(|| Conversation::fresh(key.clone(), now));
+            let conv = current.unwrap_or_else(|| Conversation::fresh(key.clone(), now));
             // A message still held in the record (its window, or a batch pending behind a failing
             // sink) is a duplicate however long ago it came, whatever the dedupe horizon.
             if let Some(gen) = conv.holds_message(&msg.id) {
@@ -112,41 +116,28 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                     return Err(refused.into());
                 }
             };
-            match self.store.append(expected, &plan.next).await? {
-                Written::Ok => {
-                    counter!(m::MESSAGES_RECEIVED, "provider" => key.provider.as_str())
-                        .increment(1);
-                    if let Some(effect) = plan.amend {
-                        counter!(m::AMENDS, "effect" => effect.label()).increment(1);
-                    }
-                    if let (Some(at), Some(chain)) = (plan.arm, plan.next.chain) {
-                        self.trigger
-                            .arm(&trigger_for(&plan.next, chain.token, at), at)
-                            .await?;
-                    }
-                    return Ok(AppendOutcome::Accepted {
-                        gen: plan.gen,
-                        armed: plan.arm.is_some(),
-                    });
+            if race.append(&plan.next).await? {
+                counter!(m::MESSAGES_RECEIVED, "provider" => key.provider.as_str()).increment(1);
+                if let Some(effect) = plan.amend {
+                    counter!(m::AMENDS, "effect" => effect.label()).increment(1);
                 }
-                Written::Conflict(latest) => {
-                    counter!(m::WRITE_CONFLICTS, "op" => "append").increment(1);
-                    current = latest.map(|b| *b);
-                    if attempt >= 2 {
-                        self.backoff(attempt).await;
-                    }
-                }
+                self.arm_planned(&plan.next, plan.arm).await?;
+                return Ok(AppendOutcome::Accepted {
+                    gen: plan.gen,
+                    armed: plan.arm.is_some(),
+                });
             }
         }
         counter!(m::APPENDS_REFUSED, "reason" => "contended").increment(1);
-        Err(AppendError::Contended(self.config.max_write_attempts))
+        Err(race.contended().into())
     }
 
     /// A duplicate of a message not yet acknowledged makes sure its conversation has a live
     /// trigger: a gateway retry after a failed trigger send must never strand a window.
     async fn rearm_for_duplicate(&self, record: &DedupeRecord) -> Result<bool, AppendError> {
-        for _ in 0..self.config.max_write_attempts {
-            let Some(mut conv) = self.store.load(&record.key).await? else {
+        let mut race = self.retry(Pace::AtOnce).load(&record.key, "rearm").await?;
+        while let Some((current, _)) = race.attempt() {
+            let Some(mut conv) = current else {
                 return Ok(false);
             };
             let oldest_unacked = conv.pending_gens().next().unwrap_or(conv.gen);
@@ -159,16 +150,12 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
             let token = match conv.chain {
                 Some(chain) => chain.token,
                 None => {
-                    let expected = conv.ver;
                     let token = self.clock.random();
                     conv.restart_chain(token, due, self.clock.now());
-                    match self.store.replace(expected, &conv).await? {
-                        Written::Ok => token,
-                        Written::Conflict(_) => {
-                            counter!(m::WRITE_CONFLICTS, "op" => "rearm").increment(1);
-                            continue;
-                        }
+                    if !race.replace(&conv).await? {
+                        continue;
                     }
+                    token
                 }
             };
             self.trigger
@@ -176,6 +163,6 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                 .await?;
             return Ok(true);
         }
-        Err(AppendError::Contended(self.config.max_write_attempts))
+        Err(race.contended().into())
     }
 }

@@ -9,6 +9,7 @@ use metrics::{counter, histogram};
 
 use super::outcome::{Claim, FlushEnd, FlushReport, HandedOff};
 use super::plan::{plan, Cursor, Step};
+use super::retry::{vanished, winner, Contended};
 use super::{trigger_for, Handoff};
 use crate::key::ConversationKey;
 use crate::metrics as m;
@@ -32,6 +33,12 @@ pub enum FlushError {
     Contended(u32),
 }
 
+impl From<Contended> for FlushError {
+    fn from(c: Contended) -> Self {
+        FlushError::Contended(c.0)
+    }
+}
+
 /// What the sink call's answer made of the record.
 enum Delivered {
     /// Acknowledged and recorded.
@@ -52,6 +59,14 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
 
     /// Like [`Self::flush`], taking no lease that would run past `deadline` (a Lambda passes its
     /// invocation's deadline, so a hand-off never outlives the process that makes it).
+    ///
+    /// The one loop of conditional writes not run as a [`super::retry::Race`], because its writes
+    /// are steps of one executor rather than one write retried: a landed write leads on to the
+    /// next step (a hand-off to the sink, then more writes), so its budget of lost races spans the
+    /// whole flush, each write's lost races are counted under that write's own label (`close`,
+    /// `end_chain`), and the chain start of an `Arm` step is never retried (the append that beat
+    /// it starts its own chain). A lost race re-plans from the record the port returned
+    /// ([`winner`]), as a race does.
     pub async fn flush_until(
         &self,
         key: &ConversationKey,
@@ -94,7 +109,7 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
                     Written::Conflict(latest) => {
                         conflicts += 1;
                         counter!(m::WRITE_CONFLICTS, "op" => "end_chain").increment(1);
-                        conv = self.reloaded(latest, key).await?;
+                        conv = winner(latest)?;
                     }
                 },
                 Step::Arm {
@@ -127,7 +142,7 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
                         Written::Conflict(latest) => {
                             conflicts += 1;
                             counter!(m::WRITE_CONFLICTS, "op" => "close").increment(1);
-                            conv = self.reloaded(latest, key).await?;
+                            conv = winner(latest)?;
                             continue;
                         }
                     }
@@ -222,15 +237,16 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
     /// ids still in the record, their records written): harmless.
     async fn record_ack(
         &self,
-        mut conv: Conversation,
+        conv: Conversation,
         gen: u64,
         token: u64,
         now: Millis,
         declared_superseded: bool,
     ) -> Result<Delivered, FlushError> {
         let mut remembered: Vec<String> = Vec::new();
-        for attempt in 0..self.config.max_write_attempts {
-            let mut next = conv.clone();
+        let mut race = self.retry().over(Some(conv), "ack");
+        while let Some((current, attempt)) = race.attempt() {
+            let mut next = current.ok_or_else(vanished)?;
             // The hand-off's answer said the bot discarded its reply: honoured as a guard's
             // `superseded` would be (the policy, the bound, something newer), else counted.
             if declared_superseded && !next.is_superseded(gen) {
@@ -255,15 +271,11 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
                 self.store.remember(&unwritten).await?;
                 remembered.extend(unwritten.into_iter().map(|d| d.message_id));
             }
-            match self.store.replace(conv.ver, &next).await? {
-                Written::Ok => return Ok(Delivered::Acked(Box::new(next))),
-                Written::Conflict(latest) => {
-                    counter!(m::WRITE_CONFLICTS, "op" => "ack").increment(1);
-                    conv = self.reloaded(latest, &conv.key).await?;
-                }
+            if race.replace(&next).await? {
+                return Ok(Delivered::Acked(Box::new(next)));
             }
         }
-        Err(FlushError::Contended(self.config.max_write_attempts))
+        Err(race.contended().into())
     }
 
     /// After a failed hand-off: a retryable failure holds the batch for a backoff that grows with
@@ -329,21 +341,5 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
     /// `attempt`-th time in a row: the same backoff as a failed hand-off.
     pub fn retry_at_after_error(&self, attempt: u32) -> Millis {
         self.clock.now().plus(self.retry_hold(attempt, None))
-    }
-
-    /// The record returned by a failed condition, or a fresh read when the store returned none.
-    async fn reloaded(
-        &self,
-        latest: Option<Box<Conversation>>,
-        key: &ConversationKey,
-    ) -> Result<Conversation, FlushError> {
-        match latest {
-            Some(c) => Ok(*c),
-            None => {
-                self.store.load(key).await?.ok_or_else(|| {
-                    StoreError::Corrupt("conversation record vanished".into()).into()
-                })
-            }
-        }
     }
 }

@@ -7,10 +7,11 @@
 
 use metrics::counter;
 
+use super::retry::{Contended, Pace};
 use super::Intake;
 use crate::guard::{answer_typing, GuardAnswer, GuardClaim, GuardRefused};
 use crate::metrics as m;
-use crate::ports::{Clock, StoreError, Trigger, WindowStore, Written};
+use crate::ports::{Clock, StoreError, Trigger, WindowStore};
 use crate::turn::TypingRule;
 
 /// Why a guard got no answer.
@@ -33,14 +34,16 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
         claim: &GuardClaim,
         typing: Option<TypingRule>,
     ) -> Result<GuardAnswer, GuardError> {
-        let mut current = self.store.load(&claim.key).await?;
-        for _ in 0..self.config.max_write_attempts {
+        let mut race = self
+            .retry(Pace::AtOnce)
+            .load(&claim.key, "supersede")
+            .await?;
+        while let Some((current, _)) = race.attempt() {
             let now = self.clock.now();
             let said = answer_typing(current.as_ref(), claim, now, typing)?;
-            let Some(conv) = current.as_ref() else {
+            let Some(mut next) = current else {
                 return Ok(said);
             };
-            let mut next = conv.clone();
             let marks = matches!(
                 said,
                 GuardAnswer::Superseded {
@@ -52,23 +55,20 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                 counter!(m::GUARDS, "state" => state_label(said)).increment(1);
                 return Ok(said);
             }
-            match self.store.replace(conv.ver, &next).await? {
-                Written::Ok => {
-                    counter!(m::SUPERSEDED, "by" => "guard").increment(1);
-                    let said = answer_typing(Some(&next), claim, now, typing)?;
-                    counter!(m::GUARDS, "state" => state_label(said)).increment(1);
-                    return Ok(said);
-                }
-                Written::Conflict(latest) => {
-                    counter!(m::WRITE_CONFLICTS, "op" => "supersede").increment(1);
-                    current = match latest {
-                        Some(c) => Some(*c),
-                        None => self.store.load(&claim.key).await?,
-                    };
-                }
+            if race.replace(&next).await? {
+                counter!(m::SUPERSEDED, "by" => "guard").increment(1);
+                let said = answer_typing(Some(&next), claim, now, typing)?;
+                counter!(m::GUARDS, "state" => state_label(said)).increment(1);
+                return Ok(said);
             }
         }
-        Err(GuardError::Contended(self.config.max_write_attempts))
+        Err(race.contended().into())
+    }
+}
+
+impl From<Contended> for GuardError {
+    fn from(c: Contended) -> Self {
+        GuardError::Contended(c.0)
     }
 }
 

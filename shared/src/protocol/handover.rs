@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use metrics::counter;
 
+use super::retry::Pace;
 use super::stale::is_stale;
 use super::{AppendError, Intake};
 use crate::key::ConversationKey;
 use crate::metrics as m;
-use crate::ports::{Clock, Trigger, WindowStore, Written};
+use crate::ports::{Clock, Trigger, WindowStore};
 use crate::time::Millis;
 use crate::turn::{Pause, PauseReason};
 
@@ -57,12 +58,12 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
         reason: PauseReason,
     ) -> Result<HandoverOutcome, AppendError> {
         let horizon = self.config.dedupe_horizon;
-        let mut current = self.store.load(key).await?;
+        let mut race = self.retry(Pace::BackOff).load(key, "pause").await?;
         // Set once this call wrote dedupe records itself: a retry after a lost race must not
         // mistake them for an earlier sighting of the ids.
         let mut remembered = false;
-        for attempt in 0..self.config.max_write_attempts {
-            let Some(mut conv) = current.take() else {
+        while let Some((current, attempt)) = race.attempt() {
+            let Some(mut conv) = current else {
                 return Ok(HandoverOutcome::NoConversation);
             };
             let now = self.clock.now();
@@ -85,7 +86,6 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                     }
                 }
             }
-            let expected = conv.ver;
             let mut pushed_out = Vec::new();
             for id in ids {
                 pushed_out.extend(conv.remember_operator_id(
@@ -109,15 +109,10 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                 self.store.remember(&pushed_out).await?;
                 remembered = true;
             }
-            if let Written::Conflict(latest) = self.write_turn(expected, &plan).await? {
-                counter!(m::WRITE_CONFLICTS, "op" => "pause").increment(1);
-                // The port returned the record that won: no second read.
-                current = latest.map(|b| *b);
-                if attempt >= 2 {
-                    self.backoff(attempt).await;
-                }
+            if !race.replace(&plan.next).await? {
                 continue;
             }
+            self.arm_planned(&plan.next, plan.arm).await?;
             let Some(applied) = applied else {
                 return Ok(HandoverOutcome::Unchanged);
             };
@@ -128,7 +123,7 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
             counter!(m::PAUSES, "what" => what).increment(1);
             return Ok(HandoverOutcome::Applied(applied));
         }
-        Err(AppendError::Contended(self.config.max_write_attempts))
+        Err(race.contended().into())
     }
 }
 

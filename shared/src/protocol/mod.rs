@@ -14,6 +14,7 @@ mod operator;
 mod outcome;
 mod plan;
 mod redrive;
+mod retry;
 pub mod stale;
 mod sweep;
 #[cfg(test)]
@@ -93,13 +94,28 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
         }
     }
 
-    /// Jittered exponential backoff after `attempt` lost races: up to 1 ms, 2 ms, 4 ms ... 64 ms.
-    async fn backoff(&self, attempt: u32) {
-        let cap_ms = 1u64 << attempt.min(6);
-        let ms = self.clock.random() % (cap_ms + 1);
-        if ms > 0 {
-            self.clock.sleep(Duration::from_millis(ms)).await;
+    /// The webhook path's conditional writes, paced by `pace` ([`retry::Pace`]).
+    fn retry(&self, pace: retry::Pace) -> retry::Retry<'_, S, C> {
+        retry::Retry {
+            store: &self.store,
+            clock: &self.clock,
+            attempts: self.config.max_write_attempts,
+            pace,
         }
+    }
+
+    /// Arms the trigger a written plan asked for (`arm`: when; the chain is the record's).
+    async fn arm_planned(
+        &self,
+        next: &Conversation,
+        arm: Option<crate::Millis>,
+    ) -> Result<(), crate::ports::TriggerError> {
+        if let (Some(at), Some(chain)) = (arm, next.chain) {
+            self.trigger
+                .arm(&trigger_for(next, chain.token, at), at)
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -142,6 +158,16 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
     /// best-effort work it started before a Lambda freezes).
     pub fn sink(&self) -> &K {
         &self.sink
+    }
+
+    /// The trigger path's conditional writes: retried at once ([`retry::Pace::AtOnce`]).
+    fn retry(&self) -> retry::Retry<'_, S, C> {
+        retry::Retry {
+            store: &self.store,
+            clock: &self.clock,
+            attempts: self.config.max_write_attempts,
+            pace: retry::Pace::AtOnce,
+        }
     }
 }
 

@@ -27,11 +27,12 @@ fn key(user: &str) -> ConversationKey {
 }
 
 /// A store that answers the next `n` conditional writes with a conflict (the record unchanged),
-/// as if another writer won each race.
+/// as if another writer won each race, and counts the records read.
 #[derive(Clone, Default)]
 struct RacingStore {
     inner: MemoryStore,
     conflicts: Arc<Mutex<u32>>,
+    loads: Arc<AtomicUsize>,
 }
 
 impl RacingStore {
@@ -49,10 +50,15 @@ impl RacingStore {
     fn latest(&self, key: &ConversationKey) -> Option<Box<Conversation>> {
         self.inner.load_now(key).map(Box::new)
     }
+
+    fn loads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
 }
 
 impl WindowStore for RacingStore {
     async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
         self.inner.load(key).await
     }
     async fn append(
@@ -450,6 +456,36 @@ fn a_congested_append_backs_off_only_after_its_second_lost_race() {
     );
     assert!(matches!(r, Err(AppendError::Contended(4))), "{r:?}");
     assert!(w.store.inner.load_now(&key("u")).is_none());
+}
+
+/// A lost race is decided again from the record the port handed back (`retry.rs`): however many
+/// races a write loses, its path reads the record once.
+#[test]
+fn a_lost_race_is_retried_from_the_winner_the_port_returned_without_a_read() {
+    let w = world_with(
+        RacingStore::default(),
+        MemorySink::new(),
+        BufferConfig::default(),
+    );
+    w.store.lose_next(3);
+    let AppendOutcome::Accepted { gen, armed: true } = w.append("u", "m1", &Policy::default())
+    else {
+        panic!("not accepted");
+    };
+    assert_eq!(w.store.loads(), 1, "an append that lost three races");
+    // A duplicate of a window whose chain is gone restarts it; that write loses twice.
+    let mut chainless = w.store.inner.load_now(&key("u")).unwrap();
+    chainless.chain = None;
+    w.store.inner.put_unconditionally(&chainless);
+    w.trigger.lose_all();
+    w.store.lose_next(2);
+    assert_eq!(
+        w.append("u", "m1", &Policy::default()),
+        AppendOutcome::Duplicate { gen, rearmed: true }
+    );
+    assert_eq!(w.store.loads(), 3, "the duplicate's append and its re-arm");
+    assert!(w.store.inner.load_now(&key("u")).unwrap().chain.is_some());
+    assert_eq!(w.trigger.len(), 1, "the restarted chain's trigger");
 }
 
 #[test]

@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use metrics::counter;
 
-use super::{trigger_for, AppendError, Intake};
+use super::retry::Pace;
+use super::{AppendError, Intake};
 use crate::key::ConversationKey;
 use crate::metrics as m;
 use crate::policy::Policy;
 use crate::ports::{Clock, StoreError, Trigger, WindowStore, Written};
 use crate::time::Millis;
 use crate::turn::{Pause, PauseReason, Presence, PresenceKind, PresenceUpdate, QuietRule};
-use crate::window::{AppendPlan, Conversation};
+use crate::window::Conversation;
 
 /// What a presence event did. Every one answers 2xx.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,10 +120,14 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
                 _ => PresenceOutcome::Unchanged,
             });
         };
-        Ok(match self.write_turn(expected, &plan).await? {
-            Written::Ok => PresenceOutcome::Applied,
-            Written::Conflict(_) => PresenceOutcome::Conflict,
-        })
+        // One write, never retried: presence is advisory (the next one counts).
+        match self.store.replace(expected, &plan.next).await? {
+            Written::Ok => {
+                self.arm_planned(&plan.next, plan.arm).await?;
+                Ok(PresenceOutcome::Applied)
+            }
+            Written::Conflict(_) => Ok(PresenceOutcome::Conflict),
+        }
     }
 
     /// Pauses the conversation's hand-offs for `pause_for` from now (`reason` says who), or
@@ -135,14 +140,13 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
         pause_for: Option<Duration>,
         reason: PauseReason,
     ) -> Result<PauseOutcome, AppendError> {
-        let mut current = self.store.load(key).await?;
-        for attempt in 0..self.config.max_write_attempts {
-            let Some(conv) = current.take() else {
+        let mut race = self.retry(Pace::BackOff).load(key, "pause").await?;
+        while let Some((current, _)) = race.attempt() {
+            let Some(conv) = current else {
                 return Ok(PauseOutcome::NoConversation);
             };
             let now = self.clock.now();
             let until = pause_for.map(|d| now.plus(d));
-            let expected = conv.ver;
             let plan = conv.plan_turn_change(now, &mut || self.clock.random(), |turn| {
                 let pause = match until {
                     Some(until) => Some(Pause { until, reason }),
@@ -161,15 +165,10 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
             let Some(plan) = plan else {
                 return Ok(PauseOutcome::Unchanged);
             };
-            if let Written::Conflict(latest) = self.write_turn(expected, &plan).await? {
-                counter!(m::WRITE_CONFLICTS, "op" => "pause").increment(1);
-                // The port returned the record that won: no second read.
-                current = latest.map(|b| *b);
-                if attempt >= 2 {
-                    self.backoff(attempt).await;
-                }
+            if !race.replace(&plan.next).await? {
                 continue;
             }
+            self.arm_planned(&plan.next, plan.arm).await?;
             let what = if until.is_some() {
                 reason.as_str()
             } else {
@@ -178,27 +177,7 @@ impl<S: WindowStore, T: Trigger, C: Clock> Intake<S, T, C> {
             counter!(m::PAUSES, "what" => what).increment(1);
             return Ok(PauseOutcome::Set(until));
         }
-        Err(AppendError::Contended(self.config.max_write_attempts))
-    }
-
-    /// One conditional write of a turn change, then its trigger if it needs one. A conflict
-    /// (nothing written) carries the record that won, as the port returned it.
-    pub(super) async fn write_turn(
-        &self,
-        expected: u64,
-        plan: &AppendPlan,
-    ) -> Result<Written, AppendError> {
-        match self.store.replace(expected, &plan.next).await {
-            Ok(Written::Ok) => {}
-            Ok(conflict) => return Ok(conflict),
-            Err(e) => return Err(AppendError::Store(e)),
-        }
-        if let (Some(at), Some(chain)) = (plan.arm, plan.next.chain) {
-            self.trigger
-                .arm(&trigger_for(&plan.next, chain.token, at), at)
-                .await?;
-        }
-        Ok(Written::Ok)
+        Err(race.contended().into())
     }
 
     /// The stored record of a conversation (for the admin route's answer).

@@ -214,6 +214,9 @@ impl Conversation {
         match w.messages.first() {
             // As for an unsend: the window's max wait runs from its first message.
             Some(first) => w.opened_at = first.received_at,
+            // A window holding a superseded batch's context stays (empty, the unsend's message
+            // goes into it next): dropping it would drop the context.
+            None if w.carried.is_some() => {}
             None => {
                 self.window = None;
                 if self.is_idle() {
@@ -359,8 +362,13 @@ impl Conversation {
                 }
             }
         }
-        if self.window.as_ref().is_some_and(|w| w.messages.is_empty()) {
-            // Only the edit's message was there: the original opens the window anew.
+        if self
+            .window
+            .as_ref()
+            .is_some_and(|w| w.messages.is_empty() && w.carried.is_none())
+        {
+            // Only the edit's message was there: the original opens the window anew (one that
+            // holds a superseded batch's context stays, and the original is its first message).
             self.window = None;
         }
         let mut plan = self.plan_append(msg, policy, now, random)?;
@@ -386,6 +394,7 @@ impl Conversation {
         let at = now.max(self.last_received());
         let gen = self.gen;
         let mut effect = Amended::Edited;
+        let holds_context = self.window_holds_context();
         if let Some(w) = self.window.as_mut() {
             let old = w.messages.remove(pos);
             w.bytes = w.bytes.saturating_sub(old.stored_size());
@@ -414,7 +423,19 @@ impl Conversation {
                 // The user is still writing: the quiet period restarts as for a new message.
                 w.last_at = at;
             }
-            if w.messages.is_empty() {
+            if w.messages.is_empty() && holds_context {
+                // The window holds (or will hold) a superseded batch's context: it is not
+                // dropped, so its batch still comes and repeats that context. The unsend stays
+                // in it as its `revoke` message (no content), so the batch has a message and the
+                // bot learns what the user took back.
+                let mut revoke_msg = msg.clone();
+                revoke_msg.received_at = at;
+                w.bytes += revoke_msg.stored_size();
+                w.messages.push(revoke_msg);
+                w.opened_at = at;
+                w.last_at = at;
+                self.accepted += 1;
+            } else if w.messages.is_empty() {
                 effect = Amended::Emptied;
             }
         }

@@ -4,36 +4,13 @@
 use std::time::Duration;
 
 use crate::batch::CloseReason;
-use crate::message::{Message, MessageKind, Target};
+use crate::message::{Message, MessageKind};
 use crate::policy::Policy;
 use crate::time::Millis;
 use crate::window::test_support::*;
 use crate::window::*;
 
 const HORIZON: Duration = Duration::from_secs(3600);
-
-fn edit(id: &str, target: &str, text: &str) -> Message {
-    Message {
-        kind: MessageKind::Edit,
-        target: Some(Target {
-            message_id: target.into(),
-            batch_id: None,
-        }),
-        ..Message::text(id, "u", text)
-    }
-}
-
-fn revoke(id: &str, target: &str) -> Message {
-    Message {
-        kind: MessageKind::Revoke,
-        text: None,
-        target: Some(Target {
-            message_id: target.into(),
-            batch_id: None,
-        }),
-        ..Message::text(id, "u", "")
-    }
-}
 
 /// `c` after the item `msg` at `at` ms under the default policy.
 fn item(c: Conversation, msg: Message, at: u64) -> AppendPlan {

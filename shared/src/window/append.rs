@@ -104,6 +104,11 @@ impl Conversation {
                 carried: None,
             }
         });
+        if w.messages.is_empty() {
+            // A window kept empty for a superseded batch's context (see `supersede.rs`) opens
+            // at its first message, as a new one would.
+            w.opened_at = at;
+        }
         w.last_at = at;
         w.bytes += size;
         w.messages.push(msg);

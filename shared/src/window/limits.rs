@@ -41,8 +41,18 @@ impl Conversation {
     pub fn encoded_len_bound(&self) -> u64 {
         const PER_RECORD: u64 = 1024;
         const PER_BATCH: u64 = 2048;
-        let messages = self.window.as_ref().map_or(0, |w| w.messages.len())
-            + self.pending.iter().map(|b| b.messages.len()).sum::<usize>();
+        // A superseded batch's context moved into the batch (or window) carrying it: its
+        // messages take a separator each too.
+        let carried = |c: &Option<super::Carried>| c.as_ref().map_or(0, |c| c.messages.len());
+        let messages = self
+            .window
+            .as_ref()
+            .map_or(0, |w| w.messages.len() + carried(&w.carried))
+            + self
+                .pending
+                .iter()
+                .map(|b| b.messages.len() + carried(&b.carried))
+                .sum::<usize>();
         let key = 6 * self.key.storage_key().len() as u64;
         self.stored_bytes()
             + messages as u64

@@ -11,6 +11,10 @@
 //!   as [`Carried`]: the closed batch right behind it, or the open window. Moved, not copied: the
 //!   record does not grow, and nothing of the superseded batch stays once its successor is
 //!   acknowledged.
+//! - The promise holds: a batch is marked only while a successor exists, and a window that holds
+//!   (or will hold) a superseded batch's context is never dropped for being emptied (unsends, a
+//!   late original taking an early edit's place): the unsend stays in it as its message, so the
+//!   batch that repeats the context always comes (`amend.rs`; `supersede_test.rs`).
 //! - A thought spans at most [`MAX_THOUGHT_BATCHES`] batches: a batch carrying that many minus
 //!   one is never superseded (its guard says `supersede: false`), so a user who never pauses is
 //!   still answered.
@@ -75,19 +79,33 @@ impl Conversation {
     }
 
     /// Marks pending batch `gen` superseded (a guard said so) when it may be: `on_newer =
-    /// "supersede"`, its thought below the bound, a message accepted after it closed. Returns
-    /// true when the record changed (the caller writes it).
+    /// "supersede"`, its thought below the bound, a message accepted after it closed, and a next
+    /// batch to carry it (a closed batch behind it, or the open window). Without one (the user
+    /// unsent everything they wrote after it) it is not marked: nothing would repeat it, so the
+    /// bot must send its reply (`supersede: false`). Returns true when the record changed (the
+    /// caller writes it).
     pub fn mark_superseded(&mut self, gen: u64, now: Millis) -> bool {
         let accepted = self.accepted;
-        let Some(b) = self.pending.iter_mut().find(|b| b.gen == gen) else {
+        let Some(pos) = self.pending.iter().position(|b| b.gen == gen) else {
             return false;
         };
-        if b.superseded || !b.can_be_superseded() || accepted <= b.accepted {
+        let followed = pos + 1 < self.pending.len() || self.window.is_some();
+        let b = &mut self.pending[pos];
+        if b.superseded || !b.can_be_superseded() || accepted <= b.accepted || !followed {
             return false;
         }
         b.superseded = true;
         self.touch(now);
         true
+    }
+
+    /// True when the open window holds a superseded batch's context, or will (the newest
+    /// pending batch is superseded: its acknowledgement hands it to the window). Such a window
+    /// is never dropped for being left empty by unsends or a late original: the bot discarded
+    /// its reply to that context on the promise that the next batch repeats it.
+    pub(super) fn window_holds_context(&self) -> bool {
+        self.window.as_ref().is_some_and(|w| w.carried.is_some())
+            || self.pending.last().is_some_and(|b| b.superseded)
     }
 
     /// In the write acknowledging `acked` (already removed from `pending`): when it was
@@ -115,6 +133,10 @@ impl Conversation {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "supersede_test.rs"]
+mod supersede_test;
 
 #[cfg(test)]
 mod tests {

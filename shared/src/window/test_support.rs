@@ -1,7 +1,7 @@
 //! Helpers the window's tests share.
 
 use crate::key::{ConversationKey, Provider};
-use crate::message::Message;
+use crate::message::{Message, MessageKind, Target};
 use crate::policy::Policy;
 use crate::time::Millis;
 use crate::window::Conversation;
@@ -37,4 +37,29 @@ pub(crate) fn one_message() -> Conversation {
         )
         .unwrap()
         .next
+}
+
+/// An edit of `target` (the item a gateway sends when the user edits a message).
+pub(crate) fn edit(id: &str, target: &str, text: &str) -> Message {
+    Message {
+        kind: MessageKind::Edit,
+        target: Some(Target {
+            message_id: target.into(),
+            batch_id: None,
+        }),
+        ..Message::text(id, "u", text)
+    }
+}
+
+/// An unsend ("delete for everyone") of `target`.
+pub(crate) fn revoke(id: &str, target: &str) -> Message {
+    Message {
+        kind: MessageKind::Revoke,
+        text: None,
+        target: Some(Target {
+            message_id: target.into(),
+            batch_id: None,
+        }),
+        ..Message::text(id, "u", "")
+    }
 }

@@ -110,12 +110,16 @@ impl DynamoDbStore {
         }
         Ok(found)
     }
+}
 
+/// The console's lists (`lull console --aws`): the Lambdas never read them.
+#[cfg(feature = "console")]
+impl lull_local::console::ConsoleIndex for DynamoDbStore {
     /// One console page of the due index: up to `limit` conversations after `after` in
     /// (due_at, key) order, parked ones left out. One `Query` per shard from the cursor's
     /// `due_at` (entries of that same millisecond at or before the cursor's key are read again
     /// and dropped), merged: `limit` index entries per shard at most, never a scan.
-    pub async fn console_due_page(
+    async fn due_page(
         &self,
         after: Option<(u64, String)>,
         limit: usize,
@@ -143,7 +147,7 @@ impl DynamoDbStore {
     /// One console page of parked conversations: up to `limit` after key `after`, in key order.
     /// Parked entries share one `due_at` (`window::PARKED`), so each shard's are read whole (at
     /// most [`CONSOLE_PARKED_CAP`] per shard) and paged here.
-    pub async fn console_parked_page(
+    async fn parked_page(
         &self,
         after: Option<String>,
         limit: usize,

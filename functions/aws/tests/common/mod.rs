@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -103,6 +103,22 @@ struct CaptureState {
     raw: Mutex<Vec<(String, Vec<u8>)>>,
     failing: AtomicBool,
     attempts: AtomicU64,
+    /// Every batch POSTed, in arrival order (retries included), before it is answered.
+    requests: Mutex<Vec<Batch>>,
+    /// Holds requests open unanswered (a bot answering after its AI step): see
+    /// [`CaptureSink::hold`].
+    gate: Mutex<Gate>,
+    opened: Condvar,
+    /// A header every 2xx carries (the bot's `Lull-Reply: superseded`), when set.
+    answer_header: Mutex<Option<(String, String)>>,
+}
+
+/// Which requests wait: while `held`, those that arrived after `released_through`.
+#[derive(Default)]
+struct Gate {
+    held: bool,
+    arrived: u64,
+    released_through: u64,
 }
 
 impl CaptureSink {
@@ -123,6 +139,58 @@ impl CaptureSink {
 
     pub fn set_failing(&self, failing: bool) {
         self.state.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// From now on, requests are held open unanswered until released (as `tests/lib.rs`'s
+    /// `Capture::hold`): the hand-off stays open while the test plays the bot.
+    pub fn hold(&self) {
+        self.gate().held = true;
+    }
+
+    /// Answers the held requests, and every later one at once.
+    pub fn release(&self) {
+        self.gate().held = false;
+        self.state.opened.notify_all();
+    }
+
+    /// Answers the requests held so far, and keeps holding later ones.
+    pub fn release_held(&self) {
+        let mut g = self.gate();
+        g.released_through = g.arrived;
+        drop(g);
+        self.state.opened.notify_all();
+    }
+
+    /// Every 2xx answer from now on carries header `name: value` (set before a release, it
+    /// applies to the requests released).
+    pub fn answer_with_header(&self, name: &str, value: &str) {
+        *self
+            .state
+            .answer_header
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((name.into(), value.into()));
+    }
+
+    /// Answers without an extra header again.
+    pub fn answer_plain(&self) {
+        *self
+            .state
+            .answer_header
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {
+        self.state.gate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every batch POSTed so far, answered or still held, in arrival order.
+    pub fn requests(&self) -> Vec<Batch> {
+        self.state
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Batches acknowledged so far (retries of one batch appear once per acknowledgement).
@@ -218,10 +286,25 @@ fn serve(mut conn: TcpStream, st: &CaptureState) {
         buf.extend_from_slice(&chunk[..n]);
     }
     st.attempts.fetch_add(1, Ordering::SeqCst);
+    let parsed = serde_json::from_slice::<Batch>(&buf[head_end..head_end + len]);
+    if let Ok(b) = &parsed {
+        st.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(b.clone());
+    }
+    {
+        let mut g = st.gate.lock().unwrap_or_else(|e| e.into_inner());
+        g.arrived += 1;
+        let n = g.arrived;
+        while g.held && n > g.released_through {
+            g = st.opened.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
     let status = if st.failing.load(Ordering::SeqCst) {
         "503 Service Unavailable"
     } else {
-        match serde_json::from_slice::<Batch>(&buf[head_end..head_end + len]) {
+        match parsed {
             Ok(b) => {
                 st.batches
                     .lock()
@@ -236,8 +319,16 @@ fn serve(mut conn: TcpStream, st: &CaptureState) {
             Err(_) => "400 Bad Request",
         }
     };
+    let extra = match (
+        status.starts_with('2'),
+        &*st.answer_header.lock().unwrap_or_else(|e| e.into_inner()),
+    ) {
+        (true, Some((name, value))) => format!("{name}: {value}\r\n"),
+        _ => String::new(),
+    };
     let _ = conn.write_all(
-        format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes(),
+        format!("HTTP/1.1 {status}\r\n{extra}content-length: 0\r\nconnection: close\r\n\r\n")
+            .as_bytes(),
     );
 }
 
@@ -510,7 +601,18 @@ impl Harness {
     /// Lambdas' own `Settings::from_lookup`, so `Settings::handoff`, `intake` and `tenants` wire
     /// the adapters exactly as the flush and webhook Lambdas do.
     pub fn lambda_settings(&self, role: lull_aws::Role, secret_prefix: &str) -> lull_aws::Settings {
-        let vars: HashMap<&str, String> = HashMap::from([
+        self.lambda_settings_with(role, secret_prefix, &[])
+    }
+
+    /// [`Harness::lambda_settings`] with more variables (`LULL_ON_NEWER`, `LULL_LOG_SECRET`,
+    /// `LULL_PUBLIC_URL`, ...), which override those it sets.
+    pub fn lambda_settings_with(
+        &self,
+        role: lull_aws::Role,
+        secret_prefix: &str,
+        extra: &[(&'static str, &str)],
+    ) -> lull_aws::Settings {
+        let mut vars: HashMap<&str, String> = HashMap::from([
             ("LULL_TABLE", self.table.clone()),
             ("LULL_TRIGGER_QUEUE_URL", self.queue.clone()),
             ("LULL_SINK", self.sink.url.clone()),
@@ -521,6 +623,7 @@ impl Harness {
             ("LULL_RETRY_MIN", "50ms".to_string()),
             ("LULL_RETRY_MAX", "300ms".to_string()),
         ]);
+        vars.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
         lull_aws::Settings::from_lookup(role, |k| vars.get(k).cloned()).expect("lambda settings")
     }
 
@@ -530,6 +633,24 @@ impl Harness {
         flusher: Arc<AwsHandoff>,
         n: usize,
         timings: Option<FlushTimings>,
+    ) -> Poller {
+        self.start_pollers_settling(flusher, n, timings, None)
+    }
+
+    /// One poller calling `flusher` as the flush Lambda's `main.rs` does: through
+    /// `flush::handle_invocation`, which waits up to `settle` for the `on_close` calls.
+    pub fn start_flush_lambda(&self, flusher: Arc<AwsHandoff>, settle: Duration) -> Poller {
+        self.start_pollers_settling(flusher, 1, None, Some(settle))
+    }
+
+    /// The pollers; with `settle`, each event goes through `handle_invocation`, else through
+    /// `handle_sqs_event`.
+    fn start_pollers_settling(
+        &self,
+        flusher: Arc<AwsHandoff>,
+        n: usize,
+        timings: Option<FlushTimings>,
+        settle: Option<Duration>,
     ) -> Poller {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..n.max(1))
@@ -549,13 +670,19 @@ impl Harness {
                             continue;
                         }
                         let started = std::time::Instant::now();
-                        let resp = lull_aws::flush::handle_sqs_event(
-                            &buffer,
-                            to_event(&msgs),
-                            b"test",
-                            None,
-                        )
-                        .await;
+                        let event = to_event(&msgs);
+                        let resp = match settle {
+                            Some(settle) => {
+                                lull_aws::flush::handle_invocation(
+                                    &buffer, event, b"test", None, settle,
+                                )
+                                .await
+                            }
+                            None => {
+                                lull_aws::flush::handle_sqs_event(&buffer, event, b"test", None)
+                                    .await
+                            }
+                        };
                         if let Some(Ok(mut t)) = timings.as_ref().map(|t| t.lock()) {
                             t.push((started.elapsed().as_secs_f64() * 1000.0, msgs.len()));
                         }
