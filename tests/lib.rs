@@ -58,10 +58,16 @@ pub fn lull_bin() -> PathBuf {
 
 /// A free loopback port (bound, read, released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free loopback ports: all bound at once, read, then released, so two picks in a
+/// row can never be the same port (the kernel may hand a just-released port out again).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("bound port").port())
 }
 
 /// A Meta Cloud API webhook body with one text message, shaped like the captured fixture.
@@ -117,6 +123,9 @@ impl Flags {
     }
 }
 
+/// How many times [`Server::start_with`] picks ports when lull finds one taken.
+const PORT_ATTEMPTS: u32 = 3;
+
 /// A running `lull serve`.
 pub struct Server {
     pub child: Child,
@@ -136,11 +145,25 @@ impl Server {
         Server::start_with(data_dir, &flags.clone().switch("--allow-unsigned")).await
     }
 
-    /// [`Server::start`] without `--allow-unsigned`.
+    /// [`Server::start`] without `--allow-unsigned`. A port taken by another process between
+    /// its pick and lull's bind (a shared machine runs many tests at once) is picked again, at
+    /// most [`PORT_ATTEMPTS`] times; any other failure to start fails the test with lull's log.
     pub async fn start_with(data_dir: &Path, flags: &Flags) -> Server {
-        let port = free_port();
+        let mut attempt = 1;
+        loop {
+            match Server::try_start(data_dir, flags).await {
+                Ok(server) => return server,
+                Err(log) if attempt < PORT_ATTEMPTS && log.contains("in use") => attempt += 1,
+                Err(log) => panic!("lull did not become healthy:\n{log}"),
+            }
+        }
+    }
+
+    /// One start on freshly picked ports: the server once `/healthz` answers, or lull's log.
+    async fn try_start(data_dir: &Path, flags: &Flags) -> Result<Server, String> {
+        let [port, ops_port] = free_ports::<2>();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let ops_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let ops_addr: SocketAddr = format!("127.0.0.1:{ops_port}").parse().expect("addr");
         let log = data_dir.with_extension(format!("{port}.log"));
         let stderr = std::fs::File::create(&log).expect("log file");
         let child = Command::new(lull_bin())
@@ -158,7 +181,7 @@ impl Server {
             .stderr(stderr)
             .spawn()
             .expect("spawn lull");
-        let server = Server {
+        let mut server = Server {
             child,
             addr,
             ops_addr,
@@ -166,15 +189,22 @@ impl Server {
             log,
             client: reqwest::Client::new(),
         };
+        let mut exited = false;
         let healthy = holds_within(PATIENCE, async || {
-            server
-                .get("/healthz")
-                .await
-                .is_ok_and(|r| r.status().is_success())
+            exited = !matches!(server.child.try_wait(), Ok(None));
+            exited
+                || server
+                    .get("/healthz")
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
         })
         .await;
-        assert!(healthy, "lull did not become healthy:\n{}", server.logs());
-        server
+        if healthy && !exited {
+            return Ok(server);
+        }
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        Err(server.logs())
     }
 
     pub fn logs(&self) -> String {
