@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::batch::Batch;
 use crate::key::ConversationKey;
 use crate::ports::{
-    Clock, DedupeRecord, Sink, SinkError, StoreError, Trigger, TriggerError, TriggerMsg,
-    WindowStore, Written,
+    Acknowledged, Clock, DedupeRecord, Sink, SinkError, StoreError, Trigger, TriggerError,
+    TriggerMsg, WindowStore, Written,
 };
 use crate::time::Millis;
 use crate::window::{Conversation, STORE_ITEM_LIMIT, STORE_KEY_LIMIT};
@@ -337,12 +337,12 @@ impl MemorySink {
 
 impl Sink for MemorySink {
     /// Answers at once, so `within` never runs out.
-    async fn deliver(&self, batch: &Batch, _within: Duration) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, _within: Duration) -> Result<Acknowledged, SinkError> {
         if let Some(e) = lock(&self.failing).clone() {
             return Err(e);
         }
         lock(&self.delivered).push(batch.clone());
-        Ok(())
+        Ok(Acknowledged::default())
     }
 }
 

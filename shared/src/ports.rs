@@ -223,7 +223,11 @@ impl SinkError {
     }
 }
 
-/// Where batches go. `Ok` means acknowledged: the sink accepted the batch.
+/// Where batches go. `Ok` means acknowledged: the sink accepted the batch, and says what its
+/// acknowledgement declared ([`Acknowledged`]; `docs/batch.md`, "The reply guard": an HTTP sink's
+/// `Lull-Reply: superseded` answer header). Sinks that cannot answer (stdout, files, queues)
+/// declare nothing. One method, so a sink that wraps another passes the answer on by
+/// forwarding the call: none can drop it by implementing only part of the trait.
 ///
 /// `within` is the time the call may take: the core derives it from the hand-off lease the call
 /// is made under (see [`crate::timing`]), so a sink call never outlives its lease and two
@@ -235,21 +239,7 @@ pub trait Sink: Send + Sync {
         &self,
         batch: &Batch,
         within: Duration,
-    ) -> impl Future<Output = Result<(), SinkError>> + Send;
-
-    /// Like [`Self::deliver`], and what the acknowledgement declared (`docs/batch.md`, "The
-    /// reply guard": an HTTP sink's `Lull-Reply: superseded` answer header). Sinks that cannot
-    /// answer (stdout, files, queues) declare nothing.
-    fn deliver_answered(
-        &self,
-        batch: &Batch,
-        within: Duration,
-    ) -> impl Future<Output = Result<Acknowledged, SinkError>> + Send {
-        async move {
-            self.deliver(batch, within).await?;
-            Ok(Acknowledged::default())
-        }
-    }
+    ) -> impl Future<Output = Result<Acknowledged, SinkError>> + Send;
 }
 
 /// What a sink's acknowledgement declared beside accepting the batch.

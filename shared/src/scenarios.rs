@@ -17,7 +17,9 @@ use crate::key::{ConversationKey, Provider};
 use crate::memory::{ManualClock, MemorySink, MemoryStore, MemoryTrigger};
 use crate::message::Message;
 use crate::policy::Policy;
-use crate::ports::{DedupeRecord, Sink, SinkError, StoreError, TriggerMsg, WindowStore, Written};
+use crate::ports::{
+    Acknowledged, DedupeRecord, Sink, SinkError, StoreError, TriggerMsg, WindowStore, Written,
+};
 use crate::protocol::{AppendOutcome, Buffer, BufferConfig, Claim, FlushEnd, FlushReport};
 use crate::time::Millis;
 use crate::window::Conversation;
@@ -103,7 +105,7 @@ struct HookSink {
 type Hook = Box<dyn FnOnce() + Send>;
 
 impl Sink for HookSink {
-    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<Acknowledged, SinkError> {
         let hook = self.hook.lock().ok().and_then(|mut h| h.take());
         if let Some(hook) = hook {
             hook();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lull_core::ports::{Sink, SinkError};
+use lull_core::ports::{Acknowledged, Sink, SinkError};
 use lull_core::Batch;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
@@ -23,7 +23,7 @@ impl StdoutSink {
 }
 
 impl Sink for StdoutSink {
-    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<Acknowledged, SinkError> {
         let mut line = batch.to_json();
         line.push(b'\n');
         // A full pipe blocks the write: the call still ends within its budget.
@@ -42,9 +42,9 @@ async fn within_budget(
     what: &str,
     within: Duration,
     write: impl std::future::Future<Output = std::io::Result<()>>,
-) -> Result<(), SinkError> {
+) -> Result<Acknowledged, SinkError> {
     match tokio::time::timeout(within, write).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => Ok(Acknowledged::default()),
         Ok(Err(e)) => Err(SinkError::retryable(format!("{what}: {e}"))),
         Err(_) => Err(SinkError::retryable(format!(
             "{what}: not written within {within:?}"
@@ -70,7 +70,7 @@ impl JsonlSink {
 }
 
 impl Sink for JsonlSink {
-    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<Acknowledged, SinkError> {
         let mut line = batch.to_json();
         line.push(b'\n');
         let what = self.path.display().to_string();

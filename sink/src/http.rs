@@ -180,15 +180,7 @@ fn outcome(resp: &reqwest::Response, url: &reqwest::Url) -> Result<(), SinkError
 pub const REPLY_HEADER: &str = "lull-reply";
 
 impl Sink for HttpSink {
-    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
-        self.deliver_answered(batch, within).await.map(|_| ())
-    }
-
-    async fn deliver_answered(
-        &self,
-        batch: &Batch,
-        within: Duration,
-    ) -> Result<Acknowledged, SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<Acknowledged, SinkError> {
         let (resp, target) = self.post(batch, within).await?;
         let status = resp.status();
         let Err(err) = outcome(&resp, &target.url) else {

@@ -111,21 +111,11 @@ impl AnySink {
 }
 
 impl Sink for AnySink {
-    async fn deliver_answered(
+    async fn deliver(
         &self,
         batch: &Batch,
         within: std::time::Duration,
     ) -> Result<lull_core::ports::Acknowledged, SinkError> {
-        match self {
-            AnySink::Http(s) => s.deliver_answered(batch, within).await,
-            other => other
-                .deliver(batch, within)
-                .await
-                .map(|()| Default::default()),
-        }
-    }
-
-    async fn deliver(&self, batch: &Batch, within: std::time::Duration) -> Result<(), SinkError> {
         match self {
             AnySink::Stdout(s) => s.deliver(batch, within).await,
             AnySink::Jsonl(s) => s.deliver(batch, within).await,

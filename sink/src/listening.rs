@@ -201,14 +201,12 @@ impl<K> Listening<K> {
                 return;
             }
         }
-        let known = match known.map(|l| requests(&l, batch, Millis::now_wall())) {
+        let known = match known {
+            Some(listen) => match calls_of(&listen, batch) {
+                Some(calls) => Some(calls),
+                None => return,
+            },
             None => None,
-            Some(Ok(calls)) => Some(calls),
-            Some(Err(Skip::Off)) => return,
-            Some(Err(skip)) => {
-                count(provider, "none", skip.as_str());
-                return;
-            }
         };
         let Ok(slot) = active.slots.clone().try_acquire_owned() else {
             count(provider, "none", "busy");
@@ -249,19 +247,24 @@ async fn look_up(
     let c = &batch.conversation;
     let provider = c.provider.as_str();
     let looked = tokio::time::timeout(timeout, routes.listen(c.provider, &c.account)).await;
-    let listen = match looked {
-        Ok(Ok(Some(l))) => l,
-        Ok(Ok(None)) => return None,
+    match looked {
+        Ok(Ok(Some(listen))) => calls_of(&listen, batch),
+        Ok(Ok(None)) => None,
         Ok(Err(_)) | Err(_) => {
             count(provider, "none", "lookup_failed");
-            return None;
+            None
         }
-    };
-    match requests(&listen, batch, Millis::now_wall()) {
+    }
+}
+
+/// The calls `listen` makes for `batch`; `None` (a skip counted, unless the tenant shows
+/// nothing): none to send.
+fn calls_of(listen: &Listen, batch: &Batch) -> Option<Vec<ListenRequest>> {
+    match requests(listen, batch, Millis::now_wall()) {
         Ok(calls) => Some(calls),
         Err(Skip::Off) => None,
         Err(skip) => {
-            count(provider, "none", skip.as_str());
+            count(batch.conversation.provider.as_str(), "none", skip.as_str());
             None
         }
     }
@@ -327,18 +330,10 @@ async fn send(
 }
 
 impl<K: Sink> Sink for Listening<K> {
-    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
-        self.deliver_answered(batch, within).await.map(|_| ())
-    }
-
     /// The inner sink's answer as it is: the flush reads `Lull-Reply: superseded` from it
-    /// (`docs/batch.md`, "The reply guard"), which the trait's default would drop.
-    async fn deliver_answered(
-        &self,
-        batch: &Batch,
-        within: Duration,
-    ) -> Result<Acknowledged, SinkError> {
+    /// (`docs/batch.md`, "The reply guard").
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<Acknowledged, SinkError> {
         self.start(batch);
-        self.inner.deliver_answered(batch, within).await
+        self.inner.deliver(batch, within).await
     }
 }

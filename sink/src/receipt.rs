@@ -62,9 +62,9 @@ pub struct Receipt {
 impl Receipt {
     /// The receipt of a sink with no answer to read and no signature (stdout, JSONL, SQS): the
     /// delivery's outcome and duration.
-    pub async fn of_unsigned(delivery: impl Future<Output = Result<(), SinkError>>) -> Receipt {
+    pub async fn of_unsigned<T>(delivery: impl Future<Output = Result<T, SinkError>>) -> Receipt {
         let started = Instant::now();
-        let outcome = delivery.await;
+        let outcome = delivery.await.map(|_| ());
         Receipt {
             outcome,
             elapsed: started.elapsed(),

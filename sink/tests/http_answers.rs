@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use lull_core::ports::{Sink, SinkError};
+use lull_core::ports::{Acknowledged, Sink, SinkError};
 use lull_core::{Batch, CloseReason, ConversationKey, Message, Millis, Provider};
 use lull_sink::{HttpSink, HttpTarget};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -175,13 +175,13 @@ fn sink(url: &str, timeout: Duration) -> HttpSink {
     HttpSink::new(HttpTarget::new(url, vec![WHSEC.into()]).unwrap(), timeout).unwrap()
 }
 
-async fn deliver(url: &str, timeout: Duration) -> Result<(), SinkError> {
+async fn deliver(url: &str, timeout: Duration) -> Result<Acknowledged, SinkError> {
     tokio::time::timeout(HANG, sink(url, timeout).deliver(&batch(), timeout))
         .await
         .expect("the sink call ended inside the guard")
 }
 
-fn retryable(r: Result<(), SinkError>) -> (String, Option<Duration>) {
+fn retryable(r: Result<Acknowledged, SinkError>) -> (String, Option<Duration>) {
     match r {
         Err(SinkError::Retryable {
             reason,

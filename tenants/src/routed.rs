@@ -103,18 +103,10 @@ impl<D> RoutedSink<D> {
 }
 
 impl<D: Sink> Sink for RoutedSink<D> {
-    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
-        self.deliver_answered(batch, within).await.map(|_| ())
-    }
-
-    async fn deliver_answered(
-        &self,
-        batch: &Batch,
-        within: Duration,
-    ) -> Result<Acknowledged, SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<Acknowledged, SinkError> {
         let c = &batch.conversation;
         let Some(routes) = &self.routes else {
-            return self.default.deliver_answered(batch, within).await;
+            return self.default.deliver(batch, within).await;
         };
         // The lookup counts against the call's budget: the hand-off still ends within it.
         let deadline = Instant::now() + within;
@@ -123,8 +115,8 @@ impl<D: Sink> Sink for RoutedSink<D> {
             .map_err(|_| SinkError::retryable("tenant directory: timed out"))?;
         let left = deadline.saturating_duration_since(Instant::now());
         match route {
-            Ok(Some(route)) => self.client(route)?.deliver_answered(batch, left).await,
-            Ok(None) => self.default.deliver_answered(batch, left).await,
+            Ok(Some(route)) => self.client(route)?.deliver(batch, left).await,
+            Ok(None) => self.default.deliver(batch, left).await,
             // Retried: the batch must go to its tenant's sink, never to the default one.
             Err(e) => Err(SinkError::retryable(format!("tenant directory: {e}"))),
         }

@@ -50,7 +50,11 @@ impl SqsSink {
 }
 
 impl Sink for SqsSink {
-    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
+    async fn deliver(
+        &self,
+        batch: &Batch,
+        within: Duration,
+    ) -> Result<lull_core::ports::Acknowledged, SinkError> {
         let body = String::from_utf8(batch.to_json())
             .map_err(|e| SinkError::permanent(format!("batch is not UTF-8: {e}")))?;
         if body.len() > MAX_SQS_BODY {
@@ -81,7 +85,7 @@ impl Sink for SqsSink {
         };
         self.acct.record("sqs.SendMessage(sink)", 0, 0.0, 0.0);
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(lull_core::ports::Acknowledged::default()),
             Err(e) => {
                 let code = e.code().unwrap_or_default();
                 let msg = format!("SQS sink: {}", sdk_error(&e));
@@ -109,21 +113,14 @@ pub enum BatchSink {
 }
 
 impl Sink for BatchSink {
-    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
-        match self {
-            BatchSink::Any(s) => s.deliver(batch, within).await,
-            BatchSink::Sqs(s) => s.deliver(batch, within).await,
-        }
-    }
-
-    async fn deliver_answered(
+    async fn deliver(
         &self,
         batch: &Batch,
         within: Duration,
     ) -> Result<lull_core::ports::Acknowledged, SinkError> {
         match self {
-            BatchSink::Any(s) => s.deliver_answered(batch, within).await,
-            BatchSink::Sqs(s) => s.deliver_answered(batch, within).await,
+            BatchSink::Any(s) => s.deliver(batch, within).await,
+            BatchSink::Sqs(s) => s.deliver(batch, within).await,
         }
     }
 }

@@ -192,7 +192,7 @@ impl<S: WindowStore, T: Trigger, K: Sink, C: Clock> Handoff<S, T, K, C> {
             .timing
             .call_budget(self.clock.now(), lease_until)
         {
-            Some(within) => self.sink.deliver_answered(&batch, within).await,
+            Some(within) => self.sink.deliver(&batch, within).await,
             // The lease write took so long that no sink call fits in what is left of it.
             None => Err(SinkError::retryable("no time left in the hand-off lease")),
         };

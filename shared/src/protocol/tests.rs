@@ -15,7 +15,7 @@ use crate::batch::Batch;
 use crate::counts::Counts;
 use crate::key::Provider;
 use crate::memory::{ManualClock, MemorySink, MemoryStore, MemoryTrigger};
-use crate::ports::{DedupeRecord, SinkError, StoreError, Written};
+use crate::ports::{Acknowledged, DedupeRecord, SinkError, StoreError, Written};
 use crate::scenarios::block_on;
 use crate::time::Millis;
 use crate::window::Chain;
@@ -118,7 +118,7 @@ struct SlowSink {
 }
 
 impl Sink for SlowSink {
-    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<Acknowledged, SinkError> {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(now, Ordering::SeqCst);
         YieldOnce(false).await;

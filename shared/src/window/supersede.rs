@@ -179,19 +179,28 @@ mod tests {
         assert!(c.lease_head(Millis(at), Duration::from_secs(75), 9));
     }
 
-    #[test]
-    fn a_superseded_batch_becomes_the_context_of_the_next_one() {
-        let p = supersede();
-        let mut r = counter();
+    /// A conversation whose first batch ("a", accepted at 1 s) is closed and leased at 10 s.
+    fn first_batch_leased(
+        p: &Policy,
+        r: &mut impl FnMut() -> u64,
+    ) -> (ConversationKey, Conversation) {
         let key = ConversationKey::new(Provider::Meta, "pn", "user");
         let mut c = send(
             Conversation::fresh(key.clone(), Millis(1_000)),
             "a",
-            &p,
+            p,
             1_000,
-            &mut r,
+            r,
         );
         close_and_lease(&mut c, 10_000);
+        (key, c)
+    }
+
+    #[test]
+    fn a_superseded_batch_becomes_the_context_of_the_next_one() {
+        let p = supersede();
+        let mut r = counter();
+        let (key, mut c) = first_batch_leased(&p, &mut r);
         let claim = claim_for(&key, &c.pending[0], Duration::from_secs(3600));
         // Nothing newer: current, and the mark refuses.
         assert_eq!(
@@ -277,15 +286,7 @@ mod tests {
     fn a_batch_already_closed_behind_it_gets_the_context_and_records_without_the_fields_load() {
         let p = supersede();
         let mut r = counter();
-        let key = ConversationKey::new(Provider::Meta, "pn", "user");
-        let mut c = send(
-            Conversation::fresh(key.clone(), Millis(1_000)),
-            "a",
-            &p,
-            1_000,
-            &mut r,
-        );
-        close_and_lease(&mut c, 10_000);
+        let (_, mut c) = first_batch_leased(&p, &mut r);
         let gen = c.pending[0].gen;
         c = send(c, "b", &p, 12_000, &mut r);
         assert!(c.close_if_due(Millis(25_000)).is_some());

@@ -162,15 +162,7 @@ impl Trigger for SimPorts {
 }
 
 impl Sink for SimPorts {
-    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<(), SinkError> {
-        self.deliver_answered(batch, within).await.map(|_| ())
-    }
-
-    async fn deliver_answered(
-        &self,
-        batch: &Batch,
-        within: Duration,
-    ) -> Result<Acknowledged, SinkError> {
+    async fn deliver(&self, batch: &Batch, within: Duration) -> Result<Acknowledged, SinkError> {
         let (started, outcome) = {
             let mut w = lock(&self.world);
             let o = w.sink_outcome();
